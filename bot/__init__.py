@@ -1,0 +1,1 @@
+"""Tokenbot: a Slack app through which a team issues and manages its access tokens."""

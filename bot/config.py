@@ -1,0 +1,149 @@
+"""Configuration: environment variables (and an optional `.env`), names fixed by SPEC."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///tokenbot.db"
+
+
+def _split(value: object) -> object:
+    """Comma-separated environment values become lists; blanks are dropped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names every bad variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    tokenbot_secret_keys: SecretList = Field(default_factory=list, alias="TOKENBOT_SECRET_KEYS")
+    tokenbot_team_id: str | None = Field(default=None, alias="TOKENBOT_TEAM_ID")
+    tokenbot_admins: CommaList = Field(default_factory=list, alias="TOKENBOT_ADMINS")
+    tokenbot_scopes: CommaList = Field(
+        default_factory=lambda: ["read", "write", "admin"], alias="TOKENBOT_SCOPES"
+    )
+    tokenbot_alert_channel: str | None = Field(default=None, alias="TOKENBOT_ALERT_CHANNEL")
+    tokenbot_alert_days: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [30, 7, 1], alias="TOKENBOT_ALERT_DAYS"
+    )
+    tokenbot_alert_interval_minutes: int = Field(
+        default=15, ge=1, alias="TOKENBOT_ALERT_INTERVAL_MINUTES"
+    )
+    tokenbot_scheduler: Literal["on", "off"] = Field(default="on", alias="TOKENBOT_SCHEDULER")
+    tokenbot_introspection_secrets: SecretList = Field(
+        default_factory=list, alias="TOKENBOT_INTROSPECTION_SECRETS"
+    )
+    host: str = Field(default="0.0.0.0", alias="HOST")
+    port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
+
+    @field_validator(
+        "tokenbot_secret_keys",
+        "tokenbot_admins",
+        "tokenbot_scopes",
+        "tokenbot_alert_days",
+        "tokenbot_introspection_secrets",
+        mode="before",
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("tokenbot_scopes")
+    @classmethod
+    def _scopes_present(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one role is required")
+        if len(set(value)) != len(value):
+            raise ValueError("roles must be unique")
+        for role in value:
+            if len(role) > 75:
+                raise ValueError(f"role {role[:20]!r}… is longer than 75 characters")
+        return value
+
+    @field_validator("tokenbot_alert_days")
+    @classmethod
+    def _days_positive(cls, value: list[int]) -> list[int]:
+        if any(day <= 0 for day in value):
+            raise ValueError("thresholds must be positive whole numbers of days")
+        return sorted(set(value), reverse=True)
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        if not value.endswith("/"):
+            raise ValueError("must end with '/'")
+        return value
+
+    @field_validator("tokenbot_scheduler", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    # -- derived ---------------------------------------------------------------
+
+    @property
+    def scheduler_enabled(self) -> bool:
+        return self.tokenbot_scheduler == "on"
+
+    @property
+    def is_embedded_default(self) -> bool:
+        """True when the database is the default SQLite file (no set-up needed)."""
+        return self.database_url == DEFAULT_DATABASE_URL
+
+    @cached_property
+    def sqlite_path(self) -> Path | None:
+        """File path of a file-backed SQLite database, else None."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
+    def is_admin(self, user_id: str) -> bool:
+        return user_id in self.tokenbot_admins
+
+
+def _describe(error: dict) -> str:
+    loc = error.get("loc") or ("?",)
+    name = str(loc[0])
+    field = Settings.model_fields.get(name)
+    if field is not None and field.alias:
+        name = field.alias
+    return f"{name.upper()}: {error.get('msg', 'invalid')}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = sorted({_describe(err) for err in exc.errors()})
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,97 @@
+"""Engine, session factory and migrations."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.config import Settings
+from bot.crypto import SecretBox, load_or_create_key_file
+from bot.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+SessionFactory = sessionmaker[Session]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> SessionFactory:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("bot") / "migrations"))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision (idempotent)."""
+    command.upgrade(alembic_config(engine), "head")
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_heads()
+    return set(current) == set(script.get_heads())
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The configured keys; the embedded default falls back to a generated key file."""
+    keys = [key.get_secret_value() for key in settings.tokenbot_secret_keys]
+    if keys:
+        return SecretBox(keys)
+    if settings.is_embedded_default and settings.sqlite_path is not None:
+        key_path = settings.sqlite_path.with_suffix(".key")
+        return SecretBox([load_or_create_key_file(key_path)])
+    raise ConfigurationError(
+        "TOKENBOT_SECRET_KEYS is required with any database but the embedded default "
+        "(generate one with `tokenbot keys generate`)."
+    )
+
+
+class Database:
+    """What every entry point needs: engine, session factory and the secret box."""
+
+    def __init__(self, settings: Settings, *, auto_upgrade: bool | None = None) -> None:
+        self.settings = settings
+        self.box = secret_box(settings)
+        self.engine = make_engine(settings.database_url)
+        self.sessions: SessionFactory = make_session_factory(self.engine)
+        if auto_upgrade is None:
+            auto_upgrade = settings.is_embedded_default
+        if auto_upgrade:
+            path: Path | None = settings.sqlite_path
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            upgrade(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

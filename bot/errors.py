@@ -1,0 +1,52 @@
+"""Domain exceptions. Each carries a message fit to show a user as it is."""
+
+from __future__ import annotations
+
+
+class TokenbotError(Exception):
+    """Base class: ``str(error)`` is the user-facing message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigurationError(TokenbotError):
+    """The deployment is misconfigured (keys, database)."""
+
+
+class ValidationError(TokenbotError):
+    """User input broke a rule. ``field`` names the input (label, scope, expires)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(TokenbotError):
+    """No such token in this workspace (also what another team's id looks like)."""
+
+    def __init__(self, message: str = "That token was not found. It may have been deleted.") -> None:
+        super().__init__(message)
+
+
+class PermissionDeniedError(TokenbotError):
+    """The actor may not do this."""
+
+
+class StaleTokenError(TokenbotError):
+    """The token changed since the user's view was drawn."""
+
+    def __init__(
+        self,
+        message: str = "This token changed since you looked (someone else edited, disabled or "
+        "deleted it). Nothing was changed; here is the current state.",
+    ) -> None:
+        super().__init__(message)
+
+
+class InvalidStateError(TokenbotError):
+    """The action does not fit the token's state (edit a disabled token, disable twice)."""

@@ -1,0 +1,1 @@
+"""Services: the registry's rules as plain functions (no Slack, no commits)."""

@@ -1,0 +1,48 @@
+"""The audit log: who did what to which token, when; never a secret."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.models import AuditAction, AuditEvent, Token
+
+if TYPE_CHECKING:
+    from bot.services.tokens import Actor
+
+
+def record(
+    session: Session,
+    *,
+    actor: Actor,
+    token: Token,
+    action: AuditAction,
+    now: dt.datetime,
+    details: dict[str, Any],
+) -> AuditEvent:
+    event = AuditEvent(
+        team_id=token.team_id,
+        token_public_id=token.public_id,
+        action=action,
+        actor=actor.user_id,
+        source=actor.source,
+        at=now,
+        details=details,
+    )
+    session.add(event)
+    return event
+
+
+def list_events(
+    session: Session, *, team_id: str, token_public_id: str | None = None, limit: int = 100
+) -> list[AuditEvent]:
+    """Newest first."""
+    query = select(AuditEvent).where(AuditEvent.team_id == team_id)
+    if token_public_id:
+        query = query.where(AuditEvent.token_public_id == token_public_id)
+    return list(
+        session.scalars(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
+    )

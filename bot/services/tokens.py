@@ -1,0 +1,466 @@
+"""The token registry's rules. Plain functions: keyword-only arguments, ``now`` passed in,
+domain exceptions, no Slack, and no commits (the caller owns the transaction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets as _random
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from bot import crypto
+from bot.errors import (
+    InvalidStateError,
+    NotFoundError,
+    PermissionDeniedError,
+    StaleTokenError,
+    ValidationError,
+)
+from bot.models import (
+    AuditAction,
+    AuditSource,
+    DisplayStatus,
+    Token,
+    TokenStatus,
+)
+from bot.services.audit import record
+
+LABEL_MAX = 100
+ADMIN_SCOPE: Final = "admin"
+PUBLIC_ID_PREFIX: Final = "tok_"
+_PUBLIC_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = _Unchanged()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a Slack user of a team, or an operator at the CLI."""
+
+    team_id: str
+    user_id: str
+    is_admin: bool = False
+    source: AuditSource = AuditSource.SLACK
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    token: Token
+    secret: str
+
+    def __repr__(self) -> str:  # keep the secret out of reprs and logs
+        return f"CreatedToken(token={self.token!r}, secret=<hidden>)"
+
+
+@dataclass(frozen=True)
+class TokenPage:
+    items: list[Token]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class EditResult:
+    token: Token
+    changes: dict[str, tuple[Any, Any]]
+
+
+# -- validation --------------------------------------------------------------
+
+
+def clean_label(label: str | None) -> str:
+    text = (label or "").strip()
+    if not text:
+        raise ValidationError("Give the token a label.", field="label")
+    if len(text) > LABEL_MAX:
+        raise ValidationError(
+            f"The label is {len(text)} characters; keep it to {LABEL_MAX} or fewer.",
+            field="label",
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+        raise ValidationError(
+            "The label cannot contain line breaks or control characters.", field="label"
+        )
+    return text
+
+
+def clean_scope(scope: str | None, *, scopes: Sequence[str], actor: Actor) -> str:
+    if not scope:
+        raise ValidationError("Choose a scope.", field="scope")
+    if scope not in scopes:
+        raise ValidationError(
+            f"Unknown scope; choose one of: {', '.join(scopes)}.", field="scope"
+        )
+    if scope == ADMIN_SCOPE and not actor.is_admin:
+        raise PermissionDeniedError("Only a workspace admin can grant the admin scope.")
+    return scope
+
+
+def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime | None:
+    """A date later than today (UTC) becomes 00:00 UTC of that date; None clears expiry."""
+    if expires_on is None:
+        return None
+    if isinstance(expires_on, dt.datetime):
+        expires_on = expires_on.date()
+    if expires_on <= now.astimezone(dt.timezone.utc).date():
+        raise ValidationError(
+            "The expiry date must be in the future (after today, UTC). "
+            "Clear it for a token that never expires.",
+            field="expires",
+        )
+    return dt.datetime.combine(expires_on, dt.time(0, 0), tzinfo=dt.timezone.utc)
+
+
+def _new_public_id() -> str:
+    return PUBLIC_ID_PREFIX + "".join(_random.choice(_PUBLIC_ALPHABET) for _ in range(12))
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# -- reads -------------------------------------------------------------------
+
+
+def get_token(session: Session, *, team_id: str, public_id: str) -> Token:
+    token = session.scalars(
+        select(Token).where(Token.team_id == team_id, Token.public_id == public_id)
+    ).one_or_none()
+    if token is None:
+        raise NotFoundError()
+    return token
+
+
+def _status_clause(status: DisplayStatus, now: dt.datetime) -> Any:
+    if status == DisplayStatus.DISABLED:
+        return Token.status == TokenStatus.DISABLED
+    if status == DisplayStatus.EXPIRED:
+        return and_(Token.status == TokenStatus.ACTIVE, Token.expires_at <= now)
+    return and_(
+        Token.status == TokenStatus.ACTIVE,
+        or_(Token.expires_at.is_(None), Token.expires_at > now),
+    )
+
+
+def list_tokens(
+    session: Session,
+    *,
+    team_id: str,
+    now: dt.datetime,
+    status: DisplayStatus | None = None,
+    owner: str | None = None,
+    search: str | None = None,
+    page: int = 1,
+    per_page: int = 10,
+) -> TokenPage:
+    """One page of a team's tokens, newest first, and how many there are in all."""
+    if per_page < 1:
+        raise ValueError("per_page must be positive")
+    conditions: list[Any] = [Token.team_id == team_id]
+    if status is not None:
+        conditions.append(_status_clause(DisplayStatus(status), now))
+    if owner:
+        conditions.append(Token.created_by == owner)
+    if search and search.strip():
+        pattern = f"%{_like_escape(search.strip().lower())}%"
+        conditions.append(Token.label_search.like(pattern, escape="\\"))
+    total = session.scalar(select(func.count()).select_from(Token).where(*conditions)) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(page, 1), pages)
+    items = list(
+        session.scalars(
+            select(Token)
+            .where(*conditions)
+            .order_by(Token.created_at.desc(), Token.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+    )
+    return TokenPage(items=items, total=total, page=page, per_page=per_page)
+
+
+def verify(session: Session, *, secret: str, now: dt.datetime) -> Token | None:
+    """The active, unexpired token with this secret, or None. Never decrypts anything."""
+    if not crypto.has_valid_checksum(secret):
+        return None
+    token = session.scalars(
+        select(Token).where(Token.secret_digest == crypto.digest(secret))
+    ).one_or_none()
+    if token is None or token.status != TokenStatus.ACTIVE or token.is_expired(now):
+        return None
+    return token
+
+
+# -- changes -----------------------------------------------------------------
+
+
+def _authorize(token: Token, actor: Actor, verb: str) -> None:
+    if actor.is_admin or token.created_by == actor.user_id:
+        return
+    raise PermissionDeniedError(
+        f"Only the token's owner (<@{token.created_by}>) or a workspace admin can {verb} it."
+    )
+
+
+def _load_for_change(
+    session: Session, *, actor: Actor, public_id: str, expected_version: int, verb: str
+) -> Token:
+    token = get_token(session, team_id=actor.team_id, public_id=public_id)
+    _authorize(token, actor, verb)
+    if token.version != expected_version:
+        raise StaleTokenError()
+    return token
+
+
+def _flush(session: Session) -> None:
+    """Write now, so a concurrent change shows up as a stale version here."""
+    try:
+        session.flush()
+    except StaleDataError:
+        raise StaleTokenError() from None
+
+
+def create_token(
+    session: Session,
+    *,
+    box: crypto.SecretBox,
+    actor: Actor,
+    label: str,
+    scope: str,
+    scopes: Sequence[str],
+    now: dt.datetime,
+    expires_on: dt.date | None = None,
+    alert_channel: str | None = None,
+) -> CreatedToken:
+    label = clean_label(label)
+    scope = clean_scope(scope, scopes=scopes, actor=actor)
+    expires_at = clean_expiry(expires_on, now=now)
+    secret = crypto.generate_secret()
+    token = Token(
+        public_id=_new_public_id(),
+        team_id=actor.team_id,
+        label=label,
+        label_search=label.lower(),
+        scope=scope,
+        status=TokenStatus.ACTIVE,
+        secret_digest=crypto.digest(secret),
+        secret_masked=crypto.mask(secret),
+        secret_encrypted=box.encrypt(secret),
+        created_at=now,
+        created_by=actor.user_id,
+        updated_at=now,
+        expires_at=expires_at,
+        alert_channel=alert_channel,
+    )
+    session.add(token)
+    session.flush()
+    record(
+        session,
+        actor=actor,
+        token=token,
+        action=AuditAction.CREATE,
+        now=now,
+        details={
+            "label": label,
+            "scope": scope,
+            "expires_on": expires_at.date().isoformat() if expires_at else None,
+        },
+    )
+    return CreatedToken(token=token, secret=secret)
+
+
+def edit_token(
+    session: Session,
+    *,
+    actor: Actor,
+    public_id: str,
+    expected_version: int,
+    scopes: Sequence[str],
+    now: dt.datetime,
+    label: str | _Unchanged = UNCHANGED,
+    scope: str | _Unchanged = UNCHANGED,
+    expires_on: dt.date | None | _Unchanged = UNCHANGED,
+    alert_channel: str | None | _Unchanged = UNCHANGED,
+) -> EditResult:
+    """Change label, scope, expiry (None clears it) or alert channel; a disabled token
+    cannot be edited. Returns the changed fields as (before, after)."""
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version, verb="edit"
+    )
+    if token.status == TokenStatus.DISABLED:
+        raise InvalidStateError("A disabled token cannot be edited. Enable it first, then edit.")
+    changes: dict[str, tuple[Any, Any]] = {}
+    new_label = token.label
+    if not isinstance(label, _Unchanged):
+        new_label = clean_label(label)
+        if new_label != token.label:
+            changes["label"] = (token.label, new_label)
+    new_scope = token.scope
+    if not isinstance(scope, _Unchanged) and scope != token.scope:
+        new_scope = clean_scope(scope, scopes=scopes, actor=actor)
+        changes["scope"] = (token.scope, new_scope)
+    new_expires = token.expires_at
+    if not isinstance(expires_on, _Unchanged) and expires_on != token.expires_on:
+        new_expires = clean_expiry(expires_on, now=now)
+        changes["expires_on"] = (
+            token.expires_on.isoformat() if token.expires_on else None,
+            new_expires.date().isoformat() if new_expires else None,
+        )
+    if not isinstance(alert_channel, _Unchanged) and alert_channel != token.alert_channel:
+        changes["alert_channel"] = (token.alert_channel, alert_channel)
+    if not changes:
+        return EditResult(token=token, changes={})
+    token.label = new_label
+    token.label_search = new_label.lower()
+    token.scope = new_scope
+    token.expires_at = new_expires
+    if "alert_channel" in changes:
+        token.alert_channel = changes["alert_channel"][1]
+    token.updated_at = now
+    _flush(session)
+    record(
+        session,
+        actor=actor,
+        token=token,
+        action=AuditAction.EDIT,
+        now=now,
+        details={
+            "before": {name: before for name, (before, _) in changes.items()},
+            "after": {name: after for name, (_, after) in changes.items()},
+        },
+    )
+    return EditResult(token=token, changes=changes)
+
+
+def disable_token(
+    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
+) -> Token:
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version,
+        verb="disable",
+    )
+    if token.status == TokenStatus.DISABLED:
+        raise InvalidStateError("This token is already disabled.")
+    token.status = TokenStatus.DISABLED
+    token.updated_at = now
+    _flush(session)
+    record(session, actor=actor, token=token, action=AuditAction.DISABLE, now=now,
+           details={"label": token.label})
+    return token
+
+
+def enable_token(
+    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
+) -> Token:
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version,
+        verb="enable",
+    )
+    if token.status == TokenStatus.ACTIVE:
+        raise InvalidStateError("This token is already active.")
+    token.status = TokenStatus.ACTIVE
+    token.updated_at = now
+    _flush(session)
+    record(session, actor=actor, token=token, action=AuditAction.ENABLE, now=now,
+           details={"label": token.label})
+    return token
+
+
+def delete_token(
+    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
+) -> str:
+    """Delete for good; returns the label. A disabled token must be enabled first."""
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version,
+        verb="delete",
+    )
+    if token.status == TokenStatus.DISABLED:
+        raise InvalidStateError(
+            "A disabled token cannot be deleted. Enable it first, then delete it."
+        )
+    label = token.label
+    record(session, actor=actor, token=token, action=AuditAction.DELETE, now=now,
+           details={"label": label, "scope": token.scope})
+    session.delete(token)
+    _flush(session)
+    return label
+
+
+def rotate_token(
+    session: Session,
+    *,
+    box: crypto.SecretBox,
+    actor: Actor,
+    public_id: str,
+    expected_version: int,
+    now: dt.datetime,
+) -> CreatedToken:
+    """A new secret for the same token; the old one stops working at once."""
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version,
+        verb="rotate",
+    )
+    secret = crypto.generate_secret()
+    old_masked = token.secret_masked
+    token.secret_digest = crypto.digest(secret)
+    token.secret_masked = crypto.mask(secret)
+    token.secret_encrypted = box.encrypt(secret)
+    token.updated_at = now
+    _flush(session)
+    record(session, actor=actor, token=token, action=AuditAction.ROTATE, now=now,
+           details={"before": {"masked": old_masked}, "after": {"masked": token.secret_masked}})
+    return CreatedToken(token=token, secret=secret)
+
+
+def reveal_token(
+    session: Session, *, box: crypto.SecretBox, actor: Actor, public_id: str, now: dt.datetime
+) -> tuple[Token, str]:
+    """The full secret, for its owner or an admin; every reveal is audited."""
+    token = get_token(session, team_id=actor.team_id, public_id=public_id)
+    _authorize(token, actor, "copy")
+    secret = box.decrypt(token.secret_encrypted)
+    record(session, actor=actor, token=token, action=AuditAction.REVEAL, now=now,
+           details={"masked": token.secret_masked})
+    return token, secret
+
+
+def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000) -> int:
+    """Re-encrypt every stored secret under the newest key; returns how many changed."""
+    changed = 0
+    last_id = 0
+    while True:
+        rows = session.execute(
+            select(Token.id, Token.secret_encrypted)
+            .where(Token.id > last_id)
+            .order_by(Token.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return changed
+        for row_id, blob in rows:
+            last_id = row_id
+            if box.is_current(blob):
+                continue
+            session.execute(
+                Token.__table__.update()
+                .where(Token.__table__.c.id == row_id)
+                .values(secret_encrypted=box.rotate(blob))
+            )
+            changed += 1
