@@ -1,0 +1,9 @@
+"""`tokenbot` sub-commands: alerts (to be filled in)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    pass

@@ -1,0 +1,173 @@
+"""A local HTTP stand-in for Slack's Web API and for ``response_url``s.
+
+The bot reaches it through its configurable Slack API base URL (``SLACK_API_URL``), the
+way slack_sdk's own tests run against a mock server. It records every call and answers
+like Slack does; failures (HTTP 429 with Retry-After, 5xx, ``ok: false``) can be queued
+per method.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+
+@dataclass
+class Call:
+    method: str  # Web API method ("chat.postMessage") or "response_url"
+    path: str
+    body: dict[str, Any]
+    headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Failure:
+    status: int = 500
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _decode_form(raw: bytes) -> dict[str, Any]:
+    values = {k: v[0] for k, v in parse_qs(raw.decode("utf-8"), keep_blank_values=True).items()}
+    for key in ("blocks", "view", "attachments", "metadata"):
+        if isinstance(values.get(key), str):
+            try:
+                values[key] = json.loads(values[key])
+            except ValueError:
+                pass
+    return values
+
+
+class SlackStandIn:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._failures: dict[str, list[Failure]] = {}
+        self._lock = threading.Lock()
+        self._ts = itertools.count(1)
+        self._views = itertools.count(1)
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args: Any) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                status, payload, headers = standin._handle(self.path, dict(self.headers), raw)
+                data = json.dumps(payload).encode("utf-8")
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> SlackStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    @property
+    def api_url(self) -> str:
+        """What SLACK_API_URL should be."""
+        return self.base_url + "api/"
+
+    def response_url(self, name: str = "r") -> str:
+        return f"{self.base_url}response/{name}"
+
+    # -- scripting and inspection ---------------------------------------------
+
+    def fail_next(self, method: str, *failures: Failure) -> None:
+        with self._lock:
+            self._failures.setdefault(method, []).extend(failures)
+
+    def calls_to(self, method: str) -> list[Call]:
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        """Calls to ``method`` once at least ``count`` arrived (lazy listeners run late)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = self.calls_to(method)
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.01)
+        raise AssertionError(
+            f"expected {count} call(s) to {method}, got {len(self.calls_to(method))}: "
+            f"{[c.method for c in self.calls]}"
+        )
+
+    # -- answering ------------------------------------------------------------
+
+    def _handle(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        parsed = urlparse(path)
+        content_type = headers.get("Content-Type", headers.get("content-type", ""))
+        if "json" in content_type:
+            body = json.loads(raw or b"{}")
+        else:
+            body = _decode_form(raw)
+        if parsed.path.startswith("/response/"):
+            method = "response_url"
+        else:
+            method = parsed.path.rsplit("/", 1)[-1]
+        with self._lock:
+            self.calls.append(Call(method=method, path=parsed.path, body=body, headers=headers))
+            queue = self._failures.get(method)
+            failure = queue.pop(0) if queue else None
+        if failure is not None:
+            return failure.status, failure.body or {"ok": False, "error": "fatal_error"}, failure.headers
+        return 200, self._answer(method, body), {}
+
+    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method == "response_url":
+            return {"ok": True}
+        if method in ("chat.postMessage", "chat.update"):
+            channel = body.get("channel", "C000")
+            ts = body.get("ts") or f"{int(time.time())}.{next(self._ts):06d}"
+            return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body.get("text")}}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
+        if method in ("views.open", "views.update", "views.push", "views.publish"):
+            view = dict(body.get("view") or {})
+            view.setdefault("id", f"V{next(self._views):08d}")
+            view.setdefault("hash", "h")
+            return {"ok": True, "view": view}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(body.get("users", "U"))[:10]}}
+        if method == "auth.test":
+            return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
+        return {"ok": True}
