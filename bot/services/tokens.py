@@ -248,7 +248,9 @@ def create_token(
     now: dt.datetime,
     expires_on: dt.date | None = None,
     alert_channel: str | None = None,
+    owner: str | None = None,
 ) -> CreatedToken:
+    """``owner`` (default: the actor) becomes ``created_by``; the audit names the actor."""
     label = clean_label(label)
     scope = clean_scope(scope, scopes=scopes, actor=actor)
     expires_at = clean_expiry(expires_on, now=now)
@@ -264,7 +266,7 @@ def create_token(
         secret_masked=crypto.mask(secret),
         secret_encrypted=box.encrypt(secret),
         created_at=now,
-        created_by=actor.user_id,
+        created_by=owner or actor.user_id,
         updated_at=now,
         expires_at=expires_at,
         alert_channel=alert_channel,
