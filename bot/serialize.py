@@ -1,0 +1,44 @@
+"""Plain-data forms of tokens and audit events, shared by every machine-readable output
+(the CLI's ``--json``; an HTTP or Slack surface may reuse them). Never a secret."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bot.models import AuditEvent, Token
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` suffix (``2026-11-27T12:00:00Z``), or None."""
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def token_summary(token: Token, now: dt.datetime) -> dict[str, Any]:
+    """A token as a JSON row: public id, label, masked secret, scope, displayed status
+    (``active`` / ``disabled`` / ``expired`` at ``now``) and its timestamps."""
+    return {
+        "id": token.public_id,
+        "label": token.label,
+        "masked": token.secret_masked,
+        "scope": token.scope,
+        "status": str(token.display_status(now)),
+        "created_at": iso_utc(token.created_at),
+        "created_by": token.created_by,
+        "expires_at": iso_utc(token.expires_at),
+        "last_used_at": iso_utc(token.last_used_at),
+    }
+
+
+def audit_summary(event: AuditEvent) -> dict[str, Any]:
+    """An audit event as a JSON row."""
+    return {
+        "at": iso_utc(event.at),
+        "actor": event.actor,
+        "source": str(event.source),
+        "action": str(event.action),
+        "token_id": event.token_public_id,
+        "details": event.details or {},
+    }
