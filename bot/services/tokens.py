@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, column, func, or_, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -32,6 +32,7 @@ from bot.models import (
 from bot.services.audit import record
 
 LABEL_MAX = 100
+COUNT_CAP: Final = 10_000
 ADMIN_SCOPE: Final = "admin"
 PUBLIC_ID_PREFIX: Final = "tok_"
 _PUBLIC_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
@@ -66,14 +67,26 @@ class CreatedToken:
 
 @dataclass(frozen=True)
 class TokenPage:
+    """One page of tokens. Counting stops at ``COUNT_CAP``: past it ``total_exact`` is
+    False, ``total`` is the cap and ``pages`` a lower bound (show "10,000+ tokens")."""
+
     items: list[Token]
     total: int
     page: int
     per_page: int
+    total_exact: bool = True
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages or (not self.total_exact and bool(self.items))
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,8 @@ def clean_label(label: str | None) -> str:
             f"The label is {len(text)} characters; keep it to {LABEL_MAX} or fewer.",
             field="label",
         )
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text):
+    # Cc/Cs: control characters and lone surrogates; Zl/Zp: U+2028/U+2029 line breaks.
+    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text):
         raise ValidationError(
             "The label cannot contain line breaks or control characters.", field="label"
         )
@@ -132,8 +146,33 @@ def _new_public_id() -> str:
     return PUBLIC_ID_PREFIX + "".join(_random.choice(_PUBLIC_ALPHABET) for _ in range(12))
 
 
+def search_key(text: str) -> str:
+    """Lower-cased for case-insensitive search, one character for one character, so it fits
+    the label's column (``"İ".lower()`` alone is two characters)."""
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# SQLite's FTS5 trigram index over labels (see migration 0001); PostgreSQL uses pg_trgm
+# on the column itself. Not part of the ORM metadata: it is a virtual table.
+_label_fts = table("tokens_label_fts", column("rowid"), column("label_search"))
+
+
+def _search_clauses(session: Session, text: str) -> list[Any]:
+    """Labels containing ``text`` literally (``%``, ``_`` and ``\\`` are not wildcards)."""
+    clauses: list[Any] = [
+        Token.label_search.like(f"%{_like_escape(text)}%", escape="\\")
+    ]
+    if session.get_bind().dialect.name == "sqlite" and len(text) >= 3:
+        # The trigram index narrows to candidates; the LIKE above keeps the exact rule.
+        phrase = '"' + text.replace('"', '""') + '"'
+        clauses.append(
+            Token.id.in_(select(_label_fts.c.rowid).where(_label_fts.c.label_search.match(phrase)))
+        )
+    return clauses
 
 
 # -- reads -------------------------------------------------------------------
@@ -179,11 +218,20 @@ def list_tokens(
     if owner:
         conditions.append(Token.created_by == owner)
     if search and search.strip():
-        pattern = f"%{_like_escape(search.strip().lower())}%"
-        conditions.append(Token.label_search.like(pattern, escape="\\"))
-    total = session.scalar(select(func.count()).select_from(Token).where(*conditions)) or 0
+        conditions.extend(_search_clauses(session, search.strip().lower()))
+    # Count at most COUNT_CAP + 1 rows: an exact count of a 100k-token team costs more
+    # than the page itself, and nobody pages through ten thousand tokens.
+    counted = session.scalar(
+        select(func.count()).select_from(
+            select(Token.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+        )
+    ) or 0
+    total_exact = counted <= COUNT_CAP
+    total = min(counted, COUNT_CAP)
     pages = max(1, -(-total // per_page))
-    page = min(max(page, 1), pages)
+    page = max(page, 1)
+    if total_exact:
+        page = min(page, pages)
     items = list(
         session.scalars(
             select(Token)
@@ -193,7 +241,9 @@ def list_tokens(
             .limit(per_page)
         )
     )
-    return TokenPage(items=items, total=total, page=page, per_page=per_page)
+    return TokenPage(
+        items=items, total=total, page=page, per_page=per_page, total_exact=total_exact
+    )
 
 
 def verify(session: Session, *, secret: str, now: dt.datetime) -> Token | None:
@@ -259,7 +309,7 @@ def create_token(
         public_id=_new_public_id(),
         team_id=actor.team_id,
         label=label,
-        label_search=label.lower(),
+        label_search=search_key(label),
         scope=scope,
         status=TokenStatus.ACTIVE,
         secret_digest=crypto.digest(secret),
@@ -330,7 +380,7 @@ def edit_token(
     if not changes:
         return EditResult(token=token, changes={})
     token.label = new_label
-    token.label_search = new_label.lower()
+    token.label_search = search_key(new_label)
     token.scope = new_scope
     token.expires_at = new_expires
     if "alert_channel" in changes:
