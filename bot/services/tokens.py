@@ -218,7 +218,7 @@ def list_tokens(
     if owner:
         conditions.append(Token.created_by == owner)
     if search and search.strip():
-        conditions.extend(_search_clauses(session, search.strip().lower()))
+        conditions.extend(_search_clauses(session, search_key(search.strip())))
     # Count at most COUNT_CAP + 1 rows: an exact count of a 100k-token team costs more
     # than the page itself, and nobody pages through ten thousand tokens.
     counted = session.scalar(
