@@ -265,3 +265,36 @@ def test_configured_roles_apply_to_create(make_settings, now):
         assert counts(db)[0] == 2
     finally:
         db.dispose()
+
+
+# -- label search ------------------------------------------------------------------------
+
+# A small alphabet so that searches hit often; the LIKE wildcards and the escape character
+# are in it, and so are non-ASCII letters with case.
+SEARCH_ALPHABET = "abcAB%_\\ -.éÉ\"'"
+
+
+@fast
+@given(
+    names=st.lists(st.text(SEARCH_ALPHABET, min_size=1, max_size=12), min_size=1, max_size=5),
+    search=st.text(SEARCH_ALPHABET, max_size=5),
+)
+@example(names=["100%", "1000"], search="0%")
+@example(names=["a_c", "abc"], search="a_c")
+@example(names=["a\\b", "ab"], search="a\\b")
+@example(names=["ÉCOLE é", "ecole"], search="éco")
+def test_search_matches_label_text_literally(db, settings, now, names, search):
+    import uuid
+
+    team = f"T{uuid.uuid4().hex[:8]}"
+    actor = svc.Actor(team_id=team, user_id="U1")
+    made = {}
+    for name in names:
+        if expected_label(name) is not None:
+            made[create(db, settings, now, actor=actor, label=name).token.public_id] = name
+    needle = search.strip().lower()
+    expected = {pid for pid, name in made.items() if needle in name.strip().lower()}
+    with db.sessions() as session:
+        page = svc.list_tokens(session, team_id=team, now=now, search=search, per_page=50)
+    assert {t.public_id for t in page.items} == expected
+    assert page.total == len(expected)
