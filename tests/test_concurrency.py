@@ -1,0 +1,143 @@
+"""Two people acting on the same token at the same moment (PostgreSQL, real sessions).
+
+Each side opens its own transaction, reads the token (the version its view was drawn
+from), waits at a barrier so that both UPDATE/DELETE statements race, and then acts.
+Exactly one wins; the other gets the clear "changed since you looked" error; the row and
+the audit log show the winner's action once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.errors import StaleTokenError
+from bot.models import AuditAction, Token
+from bot.services import audit
+from bot.services import tokens as svc
+
+TEAM = "T1"
+OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
+ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+ROUNDS = 3
+
+
+def _do(session, db, settings, now, action: str, actor, public_id: str, version: int) -> Any:
+    common = dict(actor=actor, public_id=public_id, expected_version=version, now=now)
+    if action == "disable":
+        return svc.disable_token(session, **common)
+    if action == "delete":
+        return svc.delete_token(session, **common)
+    if action == "rotate":
+        return svc.rotate_token(session, box=db.box, **common)
+    if action.startswith("edit"):
+        return svc.edit_token(session, scopes=settings.tokenbot_scopes,
+                              label=f"{action} by {actor.user_id}", **common)
+    raise AssertionError(action)
+
+
+def race(db, settings, now, public_id: str, plans: list[tuple[str, svc.Actor]]):
+    """Run each (action, actor) in its own thread and transaction; return the outcomes."""
+    barrier = threading.Barrier(len(plans))
+    outcomes: list[Any] = [None] * len(plans)
+
+    def run(index: int, action: str, actor: svc.Actor) -> None:
+        try:
+            with db.sessions.begin() as session:
+                seen = svc.get_token(session, team_id=TEAM, public_id=public_id)
+                version = seen.version
+                barrier.wait(timeout=20)
+                _do(session, db, settings, now, action, actor, public_id, version)
+            outcomes[index] = "ok"
+        except StaleTokenError as exc:
+            outcomes[index] = exc
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes[index] = exc
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i, *plan)) for i, plan in enumerate(plans)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "a session hung"
+    return outcomes
+
+
+def stored(db, public_id: str):
+    with db.sessions() as session:
+        return session.scalars(select(Token).where(Token.public_id == public_id)).one_or_none()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("disable", "disable"),
+        ("delete", "delete"),
+        ("edit", "edit"),
+        ("disable", "delete"),
+        ("edit", "disable"),
+        ("edit", "delete"),
+        ("rotate", "rotate"),
+    ],
+)
+def test_simultaneous_changes_one_wins_the_other_is_told(db, settings, now, first, second):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row-level races need PostgreSQL (SQLite serialises all writers)")
+
+    for _ in range(ROUNDS):
+        with db.sessions.begin() as session:
+            created = svc.create_token(session, box=db.box, actor=OWNER, label="contested",
+                                       scope="read", scopes=settings.tokenbot_scopes, now=now)
+        pid = created.token.public_id
+        plans = [(first, OWNER), (second, ADMIN)]
+        outcomes = race(db, settings, now, pid, plans)
+
+        winners = [i for i, outcome in enumerate(outcomes) if outcome == "ok"]
+        losers = [outcome for outcome in outcomes if outcome != "ok"]
+        assert len(winners) == 1, outcomes
+        assert len(losers) == 1 and isinstance(losers[0], StaleTokenError), outcomes
+        assert "changed since you looked" in str(losers[0])
+        action, actor = plans[winners[0]]
+
+        token = stored(db, pid)
+        with db.sessions() as session:
+            history = audit.list_events(session, team_id=TEAM, token_public_id=pid)
+        kind = action.rstrip("0123456789")
+        assert [e.action for e in history] == [AuditAction(kind), AuditAction.CREATE]
+        assert history[0].actor == actor.user_id
+        if action == "delete":
+            assert token is None
+            continue
+        assert token.version == 2  # bumped exactly once
+        if action == "disable":
+            assert token.status == "disabled"
+        else:
+            assert token.status == "active"
+        if action == "edit":
+            assert token.label == f"edit by {actor.user_id}"
+        else:
+            assert token.label == "contested"
+        with db.sessions.begin() as session:
+            # The loser's change left no trace: exactly one secret works.
+            old_works = svc.verify(session, secret=created.secret, now=now) is not None
+            assert old_works == (action == "edit")
+
+
+def test_stale_loser_can_retry_with_the_fresh_version(db, settings, now):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row-level races need PostgreSQL")
+    with db.sessions.begin() as session:
+        pid = svc.create_token(session, box=db.box, actor=OWNER, label="retry", scope="read",
+                               scopes=settings.tokenbot_scopes, now=now).token.public_id
+    outcomes = race(db, settings, now, pid, [("edit", OWNER), ("edit", ADMIN)])
+    assert sorted(type(o).__name__ for o in outcomes) == ["StaleTokenError", "str"]
+    # The loser redraws (reads version 2) and tries again: it goes through.
+    with db.sessions.begin() as session:
+        fresh = svc.get_token(session, team_id=TEAM, public_id=pid)
+        svc.disable_token(session, actor=ADMIN, public_id=pid,
+                          expected_version=fresh.version, now=now)
+    assert stored(db, pid).version == 3
