@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,13 +199,26 @@ def test_list_filters_and_pages(run: Cli) -> None:
     assert "No tokens match." in run.ok("tokens", "list", "--search", "nothing like it").out
 
 
-def test_a_label_with_unicode_keeps_the_table_aligned_and_long_labels_are_cut(run: Cli) -> None:
+def _columns(text: str) -> int:
+    """How many terminal columns ``text`` takes (wide East Asian characters take two)."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def test_the_table_stays_aligned_with_wide_characters_and_long_labels_are_cut(
+    run: Cli,
+) -> None:
     run.create("x" * 100)
     run.create("café ✓")
+    run.create("新しいラベル")
     lines = run.ok("tokens", "list").out.splitlines()
-    scope_at = lines[0].index("SCOPE")
-    assert all(line[scope_at:].startswith("read") for line in lines[1:3])
-    assert "x" * 100 not in lines[1] + lines[2]
+    scope_at = _columns(lines[0][: lines[0].index("SCOPE")])
+    for line in lines[1:4]:
+        assert _columns(line[: line.index("  read ") + 2]) == scope_at, line
+    assert "x" * 100 not in "\n".join(lines)
+    assert any(re.search(r"\bx{30,}…", line) for line in lines)
 
 
 # -- edit -----------------------------------------------------------------------------

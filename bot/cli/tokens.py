@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -186,18 +187,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
 
     p = commands.add_parser("list", parents=[team, as_json], help="a page of the team's tokens")
-    p.add_argument("--status", choices=[s.value for s in DisplayStatus])
+    p.add_argument("--status", choices=[s.value for s in DisplayStatus],
+                   help="only tokens with this status (expired: past their expiry date)")
     p.add_argument("--owner", type=ident_arg, metavar="U", help="only tokens created by U")
     p.add_argument("--search", metavar="T", help="label contains T (literally, any case)")
-    p.add_argument("--page", type=positive_int, default=1, metavar="N")
-    p.add_argument("--per-page", type=per_page_arg, default=20, metavar="N")
+    p.add_argument("--page", type=positive_int, default=1, metavar="N",
+                   help="page number, newest tokens first (default: 1)")
+    p.add_argument("--per-page", type=per_page_arg, default=20, metavar="N",
+                   help=f"tokens per page (default: 20, at most {PER_PAGE_MAX})")
     p.set_defaults(handler=cmd_list)
 
     p = commands.add_parser(
         "create", parents=[team, actor, as_json], help="create a token; prints its secret once"
     )
-    p.add_argument("--label", required=True, metavar="L")
-    p.add_argument("--scope", required=True, metavar="S")
+    p.add_argument("--label", required=True, metavar="L", help="the token's name (1-100 chars)")
+    p.add_argument("--scope", required=True, metavar="S",
+                   help="one of the roles in TOKENBOT_SCOPES (default read, write, admin)")
     p.add_argument("--expires", type=date_arg, metavar="YYYY-MM-DD",
                    help="stops working at 00:00 UTC of this date (default: never)")
     p.add_argument("--owner", required=True, type=ident_arg, metavar="U",
@@ -240,7 +245,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = subparsers.add_parser("audit", parents=[team, as_json], help="the audit log, newest first")
     p.add_argument("--token", metavar="ID", help="only events of this token")
-    p.add_argument("--limit", type=per_page_arg, default=50, metavar="N")
+    p.add_argument("--limit", type=per_page_arg, default=50, metavar="N",
+                   help="at most N events (default: 50)")
     p.set_defaults(handler=cmd_audit)
 
 
@@ -341,16 +347,38 @@ def _expires(token: Token) -> str:
     return token.expires_on.isoformat() if token.expires_on else "never"
 
 
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: wide (CJK, emoji) characters take two, combining marks none."""
+    return sum(_char_width(ch) for ch in text)
+
+
 def _short(text: str, width: int = LABEL_COLUMN_MAX) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if display_width(text) <= width:
+        return text
+    kept, used = [], 0
+    for ch in text:
+        if used + _char_width(ch) > width - 1:
+            break
+        kept.append(ch)
+        used += _char_width(ch)
+    return "".join(kept) + "…"
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
+    widths = [display_width(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
     lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        "  ".join(
+            cell + " " * (width - display_width(cell))
+            for cell, width in zip(line, widths, strict=True)
+        ).rstrip()
         for line in [list(headers), *rows]
     ]
     return "\n".join(lines)
