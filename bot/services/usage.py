@@ -1,0 +1,91 @@
+"""Last-used tracking: when a service last presented a token successfully.
+
+Introspection may run thousands of times a second for the same token, so "last used" is
+kept to the minute and written at most once a minute per token:
+
+- :class:`UsageMemo` is an in-process memory of when this process last wrote (or saw)
+  a token's ``last_used_at``; it answers "is a write due?" without touching the database.
+- :func:`record_use` is the write itself: one conditional ``UPDATE`` that changes the row
+  only when its ``last_used_at`` is unset or older than the interval, so several processes
+  racing on one token write it once a minute between them.
+
+The update is SQLAlchemy Core on the table, not the ORM: it leaves the optimistic-concurrency
+``version`` column (and ``updated_at``) alone, so a person's open Slack view of the token
+does not turn stale because a service used it. Plain functions, ``now`` passed in, no commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Final
+
+from sqlalchemy import Connection, or_, update
+
+from bot.models import Token
+
+#: How fresh ``last_used_at`` is kept: at most one write per token per interval.
+LAST_USED_INTERVAL: Final = dt.timedelta(minutes=1)
+
+_tokens = Token.__table__
+
+
+def record_use(
+    connection: Connection,
+    *,
+    token_id: int,
+    now: dt.datetime,
+    interval: dt.timedelta = LAST_USED_INTERVAL,
+) -> bool:
+    """Set the token's ``last_used_at`` to ``now`` unless it was set less than ``interval``
+    ago. Returns True when the row changed. Never touches ``version`` or ``updated_at``."""
+    cutoff = now - interval
+    result = connection.execute(
+        update(_tokens)
+        .where(
+            _tokens.c.id == token_id,
+            or_(_tokens.c.last_used_at.is_(None), _tokens.c.last_used_at <= cutoff),
+        )
+        .values(last_used_at=now)
+    )
+    return result.rowcount == 1
+
+
+class UsageMemo:
+    """When this process last knew a token's ``last_used_at`` to be fresh.
+
+    ``due()`` is True when neither the memo nor the value just read from the row is within
+    ``interval`` of ``now``; ``claim()`` marks the write as taken before it runs, so
+    concurrent requests for the same token schedule one write, not many. The memo is
+    bounded (cleared when full); forgetting only costs one extra conditional UPDATE.
+    """
+
+    def __init__(
+        self, *, interval: dt.timedelta = LAST_USED_INTERVAL, max_entries: int = 100_000
+    ) -> None:
+        self.interval = interval
+        self.max_entries = max_entries
+        self._written: dict[int, dt.datetime] = {}
+        self._lock = threading.Lock()
+
+    def due(self, token_id: int, *, now: dt.datetime, stored: dt.datetime | None) -> bool:
+        cutoff = now - self.interval
+        if stored is not None and stored > cutoff:
+            return False
+        last = self._written.get(token_id)
+        return last is None or last <= cutoff
+
+    def claim(self, token_id: int, *, now: dt.datetime, stored: dt.datetime | None) -> bool:
+        """True (and remembered) when a write is due and nobody in this process took it."""
+        with self._lock:
+            if not self.due(token_id, now=now, stored=stored):
+                return False
+            if len(self._written) >= self.max_entries:
+                self._written.clear()
+            self._written[token_id] = now
+            return True
+
+    def forget(self, token_id: int) -> None:
+        """The claimed write failed: let the next request try again."""
+        with self._lock:
+            self._written.pop(token_id, None)
