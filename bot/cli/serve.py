@@ -1,9 +1,191 @@
-"""`tokenbot` sub-commands: serve (to be filled in)."""
+"""`tokenbot serve` (HTTP mode, production) and `tokenbot socket` (Socket Mode, development)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import logging
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.db import Database
+
+log = logging.getLogger("bot.serve")
+
+SCHEDULER_MODULE = "bot.alerts.scheduler"
+
+REQUIRED = {
+    "serve": ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"),
+    "socket": ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"),
+}
+_FIELDS = {
+    "SLACK_BOT_TOKEN": "slack_bot_token",
+    "SLACK_SIGNING_SECRET": "slack_signing_secret",
+    "SLACK_APP_TOKEN": "slack_app_token",
+}
+_WHERE = {
+    "SLACK_BOT_TOKEN": "Bot User OAuth Token (xoxb-…), under OAuth & Permissions",
+    "SLACK_SIGNING_SECRET": "Signing Secret, under Basic Information → App Credentials",
+    "SLACK_APP_TOKEN": "app-level token (xapp-…) with connections:write, under Basic Information",
+}
+
+
+def require_slack_credentials(settings: Settings, mode: str) -> None:
+    """Stop start-up with one message naming every missing Slack variable."""
+    missing = [
+        name
+        for name in REQUIRED[mode]
+        if (value := getattr(settings, _FIELDS[name])) is None or not value.get_secret_value()
+    ]
+    if not missing:
+        return
+    lines = "\n".join(f"  {name}: the {_WHERE[name]}" for name in missing)
+    raise ConfigError(
+        f"`tokenbot {mode}` needs {' and '.join(missing)} (not set).\n{lines}\n"
+        "Create the Slack app in one paste from app_manifest.yml "
+        "(api.slack.com/apps → Create New App → From an app manifest), install it to the "
+        "workspace, and set these variables in the environment or in .env."
+    )
+
+
+def start_scheduler(settings: Settings, database: Database, client: Any) -> Any:
+    """The expiry-alert scheduler, when enabled and installed; None otherwise."""
+    if not settings.scheduler_enabled:
+        log.info("expiry-alert scheduler off (TOKENBOT_SCHEDULER=off)")
+        return None
+    if importlib.util.find_spec(SCHEDULER_MODULE) is None:
+        log.warning("expiry-alert scheduler not available in this installation")
+        return None
+    module = importlib.import_module(SCHEDULER_MODULE)
+    return module.start_scheduler(settings=settings, database=database, client=client)
+
+
+def stop_scheduler(scheduler: Any) -> None:
+    if scheduler is None:
+        return
+    shutdown: Callable[..., Any] | None = getattr(scheduler, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+
+
+@contextmanager
+def running(settings: Settings, mode: str) -> Iterator[tuple[Database, Any, Any]]:
+    """Credentials checked, database opened (and upgraded when embedded), scheduler on."""
+    from bot.slack_client import make_web_client
+
+    require_slack_credentials(settings, mode)
+    database = Database(settings)
+    scheduler = None
+    try:
+        client = make_web_client(settings)
+        scheduler = start_scheduler(settings, database, client)
+        yield database, client, scheduler
+    finally:
+        stop_scheduler(scheduler)
+        database.dispose()
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    if getattr(args, "host", None):
+        overrides["HOST"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["PORT"] = args.port
+    return load_settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.server import describe_database, serve
+
+    settings = _settings(args)
+    workers = args.workers
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    with running(settings, "serve") as (database, client, scheduler):
+        log.info(
+            "tokenbot serve: HTTP mode on http://%s:%d (Slack endpoint /slack/events), "
+            "%d worker process(es), database %s, alert scheduler %s",
+            settings.host,
+            settings.port,
+            workers,
+            describe_database(settings),
+            "on" if scheduler is not None else "off",
+        )
+        if workers > 1:
+            serve(settings, workers=workers, access_log=args.access_log)
+        else:
+            serve(settings, database=database, client=client, access_log=args.access_log)
+    log.info("tokenbot serve: stopped")
+    return 0
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_socket(args: argparse.Namespace) -> int:
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.server import describe_database
+
+    settings = load_settings()
+    with running(settings, "socket") as (database, client, scheduler):
+        from bot.app import create_app
+
+        app = create_app(settings=settings, database=database, client=client, socket_mode=True)
+        assert settings.slack_app_token is not None  # checked by running()
+        handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        log.info(
+            "tokenbot socket: Socket Mode, database %s, alert scheduler %s",
+            describe_database(settings),
+            "on" if scheduler is not None else "off",
+        )
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            handler.start()
+        except KeyboardInterrupt:
+            log.info("tokenbot socket: stopping")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            handler.close()
+    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the Slack app in HTTP mode (production, under uvicorn)",
+        description=(
+            "Serve Slack's requests at POST /slack/events, with GET /healthz (liveness), "
+            "GET /readyz (database check) and POST /introspect. Needs SLACK_BOT_TOKEN and "
+            "SLACK_SIGNING_SECRET; set the app's request URLs to https://HOST/slack/events "
+            "(see app_manifest.yml)."
+        ),
+    )
+    serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default: PORT or 3000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (default 1); use PostgreSQL when N > 1",
+    )
+    serve.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="log one line per request (default: on)",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    socket = subparsers.add_parser(
+        "socket",
+        help="run the Slack app in Socket Mode (development; no public URL needed)",
+        description="Connect to Slack over Socket Mode. Needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN.",
+    )
+    socket.set_defaults(handler=cmd_socket)

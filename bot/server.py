@@ -1,0 +1,367 @@
+"""HTTP mode for production: a small ASGI application served by uvicorn.
+
+Routes (a plain dispatch on the path; no web framework):
+
+- ``POST /slack/events``: Slack's slash commands, interactivity and events, handed to the
+  Bolt app. The ASGI request becomes a :class:`slack_bolt.request.BoltRequest` and
+  ``App.dispatch`` runs in a worker thread (it returns right after the listener's
+  ``ack()``; slow work continues in Bolt's own listener threads). Bolt verifies the
+  request signature and the timestamp (401 otherwise).
+- ``GET /healthz``: liveness; touches nothing.
+- ``GET /readyz``: readiness; ``SELECT 1`` on the database (200, or 503 when unreachable).
+- ``POST /introspect``: RFC 7662 introspection, delegated to
+  ``bot.introspection.make_introspection_handler`` when that module is installed (404
+  otherwise).
+
+Every request body is limited to :data:`MAX_BODY_BYTES` (413 beyond). Anything else: 404.
+
+:func:`serve` runs the application under uvicorn; with ``workers > 1`` uvicorn starts that
+many processes from the import string ``bot.server:app_from_environment``, each building its
+own application (Bolt app, database pool) from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot.config import Settings
+from bot.db import Database
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SLACK_EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+INTROSPECT_PATH = "/introspect"
+MAX_BODY_BYTES = 1024 * 1024
+READY_TIMEOUT_SECONDS = 3.0
+DISPATCH_THREADS = 16
+INTROSPECTION_MODULE = "bot.introspection"
+FACTORY_IMPORT_STRING = "bot.server:app_from_environment"
+
+_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the limit."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the body was read."""
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The whole request body, refusing more than ``limit`` bytes (announced or sent)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise BodyTooLarge
+            except ValueError:
+                pass
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_response(
+    send: Send,
+    status: int,
+    body: bytes | str = b"",
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    header_list = [(n, v) for n, v in headers if n != b"content-length"]
+    header_list.append((b"content-length", str(len(data)).encode("ascii")))
+    await send({"type": "http.response.start", "status": status, "headers": header_list})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _replay(body: bytes) -> Receive:
+    """A ``receive`` that hands an already-read body to a delegated ASGI application."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def to_bolt_request(scope: Scope, body: bytes) -> Any:
+    from slack_bolt.request import BoltRequest
+
+    headers: dict[str, list[str]] = {}
+    for name, value in scope.get("headers", ()):
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return BoltRequest(
+        body=body.decode("utf-8", errors="replace"),
+        query=scope.get("query_string", b"").decode("latin-1"),
+        headers=headers,  # type: ignore[arg-type]
+    )
+
+
+def load_introspection_handler(settings: Settings, database: Database) -> ASGIApp | None:
+    """The introspection endpoint, when its module is part of this installation."""
+    if importlib.util.find_spec(INTROSPECTION_MODULE) is None:
+        return None
+    module = importlib.import_module(INTROSPECTION_MODULE)
+    handler: ASGIApp = module.make_introspection_handler(settings=settings, database=database)
+    return handler
+
+
+class TokenbotASGI:
+    """The ASGI application: Slack's endpoint, health checks and introspection."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        bolt_app: App,
+        introspection: ASGIApp | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        dispatch_threads: int = DISPATCH_THREADS,
+        on_shutdown: Iterable[Callable[[], None]] = (),
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.bolt_app = bolt_app
+        self.introspection = introspection
+        self.max_body_bytes = max_body_bytes
+        self._executor = ThreadPoolExecutor(
+            max_workers=dispatch_threads, thread_name_prefix="tokenbot-dispatch"
+        )
+        self._on_shutdown = list(on_shutdown)
+
+    # -- ASGI entry ------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        # websockets and anything else: not served (uvicorn closes the connection)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for callback in self._on_shutdown:
+            callback()
+        self._on_shutdown.clear()
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        if path == SLACK_EVENTS_PATH:
+            if method != "POST":
+                await self._not_allowed(send, "POST")
+                return
+            await self._slack(scope, receive, send)
+        elif path == HEALTH_PATH:
+            if method not in ("GET", "HEAD"):
+                await self._not_allowed(send, "GET, HEAD")
+                return
+            await send_response(send, 200, "ok", _TEXT)
+        elif path == READY_PATH:
+            if method not in ("GET", "HEAD"):
+                await self._not_allowed(send, "GET, HEAD")
+                return
+            await self._ready(send)
+        elif path == INTROSPECT_PATH and self.introspection is not None:
+            if method != "POST":
+                await self._not_allowed(send, "POST")
+                return
+            body = await self._body(scope, receive, send)
+            if body is not None:
+                await self.introspection(scope, _replay(body), send)
+        else:
+            await send_response(send, 404, "not found", _TEXT)
+
+    # -- routes ----------------------------------------------------------------
+
+    async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        try:
+            return await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await send_response(send, 413, "request body too large", _TEXT)
+        except ClientDisconnected:
+            pass
+        return None
+
+    async def _slack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await self._body(scope, receive, send)
+        if body is None:
+            return
+        request = to_bolt_request(scope, body)
+        loop = asyncio.get_running_loop()
+        response = await loop.run_in_executor(self._executor, self.bolt_app.dispatch, request)
+        headers = [
+            (name.encode("latin-1"), str(value).encode("latin-1"))
+            for name, values in response.headers.items()
+            for value in values
+        ]
+        await send_response(send, response.status, response.body or "", headers)
+
+    def _database_answers(self) -> None:
+        with self.database.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    async def _ready(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.run_in_executor(self._executor, self._database_answers),
+                timeout=READY_TIMEOUT_SECONDS,
+            )
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            # The exception text may hold the URL; its type is enough for the log.
+            log.warning("readiness check failed: database unavailable (%s)", type(exc).__name__)
+            await send_response(send, 503, "database unavailable", _TEXT)
+            return
+        await send_response(send, 200, "ready", _TEXT)
+
+    @staticmethod
+    async def _not_allowed(send: Send, allow: str) -> None:
+        await send_response(
+            send, 405, "method not allowed", [*_TEXT, (b"allow", allow.encode("ascii"))]
+        )
+
+
+def build_asgi_app(
+    *,
+    settings: Settings,
+    database: Database,
+    bolt_app: App | None = None,
+    client: Any = None,
+    on_shutdown: Iterable[Callable[[], None]] = (),
+) -> TokenbotASGI:
+    """The ASGI application; without ``bolt_app`` the product's Bolt app is built."""
+    if bolt_app is None:
+        from bot.app import create_app
+
+        bolt_app = create_app(settings=settings, database=database, client=client)
+    return TokenbotASGI(
+        settings=settings,
+        database=database,
+        bolt_app=bolt_app,
+        introspection=load_introspection_handler(settings, database),
+        on_shutdown=on_shutdown,
+    )
+
+
+def app_from_environment() -> TokenbotASGI:
+    """uvicorn factory for multi-process mode: each worker builds its own application."""
+    from bot.config import load_settings
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    settings = load_settings()
+    database = Database(settings)
+    return build_asgi_app(settings=settings, database=database, on_shutdown=[database.dispose])
+
+
+def describe_database(settings: Settings) -> str:
+    """Backend and database name for logs: never the password or the whole URL."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    where = url.database or ""
+    if url.host:
+        where = f"{url.host}/{where}"
+    return f"{url.get_backend_name()} ({where})"
+
+
+def serve(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    bolt_app: App | None = None,
+    client: Any = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    access_log: bool = True,
+    log_level: str = "info",
+    sock: socket.socket | None = None,
+) -> None:
+    """Run the HTTP server until SIGINT/SIGTERM (uvicorn shuts down gracefully)."""
+    import uvicorn
+
+    host = host or settings.host
+    port = settings.port if port is None else port
+    if workers is not None and workers > 1:
+        if bolt_app is not None:
+            raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")
+        uvicorn.run(
+            FACTORY_IMPORT_STRING,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            log_level=log_level,
+            lifespan="on",
+        )
+        return
+    owned: Database | None = None
+    if database is None:
+        database = owned = Database(settings)
+    app = build_asgi_app(
+        settings=settings,
+        database=database,
+        bolt_app=bolt_app,
+        client=client,
+        on_shutdown=[owned.dispose] if owned is not None else [],
+    )
+    config = uvicorn.Config(
+        app, host=host, port=port, access_log=access_log, log_level=log_level, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock] if sock is not None else None)
+    finally:
+        app.close()

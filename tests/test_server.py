@@ -1,0 +1,474 @@
+"""HTTP mode: the real server (uvicorn + bot.server) on a local port, Slack's side played by
+the SlackStandIn, requests signed exactly as Slack signs them.
+
+Two Bolt apps are served: the product's (`bot.app.create_app`) for what a user sees, and a
+probe app whose only listener records that it ran, for "nothing happens" at the transport
+level (bad signature, stale timestamp, oversized body never reach a listener).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from slack_bolt import App
+from sqlalchemy import func, select
+
+from bot.config import Settings
+from bot.db import Database
+from bot.models import AuditEvent, Token
+from bot.server import MAX_BODY_BYTES, TokenbotASGI, build_asgi_app
+from bot.services.tokens import Actor, create_token
+from bot.slack_client import make_web_client
+from tests.support.blockkit import validate_message_blocks
+from tests.support.signing import form_body, signed_headers
+from tests.support.slack_standin import SlackStandIn
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+BOT_TOKEN = "xoxb-test-token"
+TEAM = "T1"
+USER = "U123"
+FORM = "application/x-www-form-urlencoded"
+
+
+# -- plumbing ----------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    headers: dict[str, str]
+
+
+def request(
+    base: tuple[str, int],
+    method: str,
+    path: str,
+    body: bytes | str = b"",
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    connection = http.client.HTTPConnection(*base, timeout=10)
+    try:
+        connection.request(method, path, body=data, headers=headers or {})
+        response = connection.getresponse()
+        return Reply(
+            response.status,
+            response.read().decode("utf-8"),
+            {k.lower(): v for k, v in response.getheaders()},
+        )
+    finally:
+        connection.close()
+
+
+@contextmanager
+def serving(app: TokenbotASGI) -> Iterator[tuple[str, int]]:
+    """uvicorn on 127.0.0.1 and a free port, in a background thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        assert thread.is_alive(), "server thread died"
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()[:2]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def slash_command(standin: SlackStandIn, text: str = "", **extra: str) -> dict[str, str]:
+    fields = {
+        "token": "legacy-verification-token",
+        "team_id": TEAM,
+        "team_domain": "acme",
+        "channel_id": "C1",
+        "channel_name": "general",
+        "user_id": USER,
+        "user_name": "ada",
+        "command": "/tokens",
+        "text": text,
+        "api_app_id": "A1",
+        "is_enterprise_install": "false",
+        "response_url": standin.response_url("cmd"),
+        "trigger_id": "1337.42.abcdef",
+    }
+    fields.update(extra)
+    return fields
+
+
+def signed(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    return signed_headers(secret, body, content_type=FORM, timestamp=timestamp)
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    server = SlackStandIn().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def slack_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
+    return make_settings(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=standin.api_url,
+        TOKENBOT_SCHEDULER="off",
+    )
+
+
+@pytest.fixture
+def database(slack_settings: Settings) -> Iterator[Database]:
+    database = Database(slack_settings, auto_upgrade=False)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+def probe_app(settings: Settings, ran: list[str]) -> App:
+    """A Bolt app on the same stack whose only listener records that it ran."""
+    app = App(
+        client=make_web_client(settings),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),  # type: ignore[union-attr]
+        token_verification_enabled=False,
+    )
+
+    @app.command("/tokens")
+    def _command(ack: Callable[..., None], command: dict[str, Any]) -> None:
+        ran.append(command["text"])
+        ack()
+
+    return app
+
+
+@pytest.fixture
+def probe(slack_settings: Settings, database: Database) -> Iterator[tuple[tuple[str, int], list[str]]]:
+    ran: list[str] = []
+    app = build_asgi_app(
+        settings=slack_settings, database=database, bolt_app=probe_app(slack_settings, ran)
+    )
+    with serving(app) as address:
+        yield address, ran
+
+
+@pytest.fixture
+def product(
+    slack_settings: Settings, database: Database
+) -> Iterator[tuple[str, int]]:
+    pytest.importorskip("bot.app")
+    app = build_asgi_app(settings=slack_settings, database=database)
+    with serving(app) as address:
+        yield address
+
+
+def counts(database: Database) -> tuple[int, int, list[tuple[str, str, int]]]:
+    with database.sessions.begin() as session:
+        tokens = session.scalar(select(func.count()).select_from(Token)) or 0
+        audits = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+        rows = [
+            (t.public_id, t.status, t.version)
+            for t in session.scalars(select(Token).order_by(Token.id))
+        ]
+    return tokens, audits, rows
+
+
+def seed(database: Database, settings: Settings, label: str) -> None:
+    with database.sessions.begin() as session:
+        create_token(
+            session,
+            box=database.box,
+            actor=Actor(team_id=TEAM, user_id=USER),
+            label=label,
+            scope="read",
+            scopes=settings.tokenbot_scopes,
+            now=dt.datetime.now(dt.timezone.utc),
+        )
+
+
+# -- health ------------------------------------------------------------------------------
+
+
+def test_healthz_answers_ok(probe: tuple[tuple[str, int], list[str]]) -> None:
+    address, _ = probe
+    reply = request(address, "GET", "/healthz")
+    assert (reply.status, reply.body) == (200, "ok")
+
+
+def test_readyz_checks_the_database(probe: tuple[tuple[str, int], list[str]]) -> None:
+    address, _ = probe
+    reply = request(address, "GET", "/readyz")
+    assert reply.status == 200
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(
+    make_settings: Callable[..., Settings], standin: SlackStandIn
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings = make_settings(
+        DATABASE_URL=f"postgresql+psycopg://tokenbot:s3cret-pw@127.0.0.1:{port}/tokenbot",
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=standin.api_url,
+    )
+    database = Database(settings, auto_upgrade=False)
+    ran: list[str] = []
+    app = build_asgi_app(settings=settings, database=database, bolt_app=probe_app(settings, ran))
+    try:
+        with serving(app) as address:
+            ready = request(address, "GET", "/readyz")
+            alive = request(address, "GET", "/healthz")
+    finally:
+        database.dispose()
+    assert ready.status == 503
+    assert "s3cret-pw" not in ready.body
+    assert alive.status == 200  # liveness never touches the database
+
+
+def test_unknown_path_and_wrong_method(probe: tuple[tuple[str, int], list[str]]) -> None:
+    address, ran = probe
+    assert request(address, "GET", "/nope").status == 404
+    assert request(address, "POST", "/slack/events/extra", "x=1").status == 404
+    assert request(address, "GET", "/slack/events").status == 405
+    assert request(address, "POST", "/healthz").status == 405
+    assert ran == []
+
+
+# -- the Slack endpoint: transport ------------------------------------------------------------
+
+
+def test_signed_command_reaches_the_listener(
+    probe: tuple[tuple[str, int], list[str]], standin: SlackStandIn
+) -> None:
+    address, ran = probe
+    body = form_body(slash_command(standin, "probe"))
+    reply = request(address, "POST", "/slack/events", body, signed(body))
+    assert reply.status == 200
+    assert ran == ["probe"]
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["wrong-secret", "stale-timestamp", "no-signature", "body-changed"],
+)
+def test_unverified_requests_are_refused(
+    probe: tuple[tuple[str, int], list[str]], standin: SlackStandIn, tamper: str
+) -> None:
+    address, ran = probe
+    body = form_body(slash_command(standin, "probe"))
+    headers = signed(body)
+    if tamper == "wrong-secret":
+        headers = signed(body, secret="not-the-secret")
+    elif tamper == "stale-timestamp":
+        headers = signed(body, timestamp=int(time.time()) - 6 * 60)
+    elif tamper == "no-signature":
+        headers = {"content-type": FORM}
+    elif tamper == "body-changed":
+        body = body.replace("probe", "other")
+    reply = request(address, "POST", "/slack/events", body, headers)
+    assert reply.status == 401
+    assert ran == []
+
+
+def test_oversized_body_is_413(
+    probe: tuple[tuple[str, int], list[str]], standin: SlackStandIn
+) -> None:
+    address, ran = probe
+    body = form_body(slash_command(standin, "x" * (MAX_BODY_BYTES + 10)))
+    reply = request(address, "POST", "/slack/events", body, signed(body))
+    assert reply.status == 413
+    # Streamed without a Content-Length (chunked), the limit holds as well.
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        chunks = (body[i : i + 65536].encode() for i in range(0, len(body), 65536))
+        connection.request("POST", "/slack/events", body=chunks, headers=signed(body), encode_chunked=True)
+        status = connection.getresponse().status
+    finally:
+        connection.close()
+    assert status == 413
+    assert ran == []
+
+
+def test_introspect_is_routed_only_when_installed(
+    probe: tuple[tuple[str, int], list[str]],
+) -> None:
+    import importlib.util
+
+    address, _ = probe
+    reply = request(address, "POST", "/introspect", "token=tkb_x", {"content-type": FORM})
+    if importlib.util.find_spec("bot.introspection") is None:
+        assert reply.status == 404
+    else:  # no credentials presented: the endpoint refuses, but it is there
+        assert reply.status in (400, 401, 403)
+
+
+# -- the product over HTTP ---------------------------------------------------------------------
+
+
+def test_tokens_command_over_http_shows_the_table(
+    product: tuple[str, int],
+    standin: SlackStandIn,
+    slack_settings: Settings,
+    database: Database,
+) -> None:
+    seed(database, slack_settings, "deploy-bot")
+    body = form_body(slash_command(standin))
+    started = time.monotonic()
+    reply = request(product, "POST", "/slack/events", body, signed(body))
+    acked = time.monotonic() - started
+    assert reply.status == 200
+    assert acked < 3.0  # Slack's limit for the ack
+    (call,) = standin.wait_for("response_url")
+    blocks = call.body["blocks"]
+    validate_message_blocks(blocks)
+    shown = json.dumps(blocks)
+    assert "deploy-bot" in shown
+    assert call.body.get("response_type", "ephemeral") == "ephemeral"
+
+
+def test_refused_requests_change_nothing_in_the_product(
+    product: tuple[str, int],
+    standin: SlackStandIn,
+    slack_settings: Settings,
+    database: Database,
+) -> None:
+    seed(database, slack_settings, "deploy-bot")
+    before = counts(database)
+    for text in ("create", "", "help"):
+        body = form_body(slash_command(standin, text))
+        assert request(product, "POST", "/slack/events", body, signed(body, secret="bad")).status == 401
+        stale = signed(body, timestamp=int(time.time()) - 6 * 60)
+        assert request(product, "POST", "/slack/events", body, stale).status == 401
+    time.sleep(0.3)  # anything that did slip through would have called Slack by now
+    assert standin.calls_to("response_url") == []
+    assert standin.calls_to("views.open") == []
+    assert counts(database) == before
+
+
+# -- `tokenbot serve` / `tokenbot socket` as processes ----------------------------------------------
+
+
+def cli_env(**values: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "TOKENBOT_")) and k != "DATABASE_URL"
+    }
+    env.update(values)
+    return env
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_without_signing_secret_stops_with_a_clear_message(tmp_path: Path) -> None:
+    result = run_cli(["serve", "--port", "3999"], cli_env(SLACK_BOT_TOKEN=BOT_TOKEN), tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_SIGNING_SECRET" in result.stderr
+    assert "app_manifest.yml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "tokenbot.db").exists()  # stopped before touching anything
+
+
+def test_serve_names_every_missing_variable(tmp_path: Path) -> None:
+    result = run_cli(["serve"], cli_env(), tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr and "SLACK_SIGNING_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_socket_without_app_token_stops_with_a_clear_message(tmp_path: Path) -> None:
+    env = cli_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET)
+    result = run_cli(["socket"], env, tmp_path)
+    assert result.returncode == 2
+    assert "SLACK_APP_TOKEN" in result.stderr
+    assert "SLACK_SIGNING_SECRET" not in result.stderr  # not needed in Socket Mode
+    assert "app_manifest.yml" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return int(probe_socket.getsockname()[1])
+
+
+def test_tokenbot_serve_runs_on_the_embedded_default(tmp_path: Path, standin: SlackStandIn) -> None:
+    """`tokenbot serve` with no database set-up: SQLite file created and upgraded, ready,
+    answering Slack, stopping cleanly on SIGTERM; the log names no secret."""
+    pytest.importorskip("bot.app")
+    port = free_port()
+    env = cli_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=standin.api_url,
+        TOKENBOT_SCHEDULER="off",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    address = ("127.0.0.1", port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                if request(address, "GET", "/readyz").status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tokenbot serve did not become ready"
+            time.sleep(0.1)
+        assert (tmp_path / "tokenbot.db").exists()
+        body = form_body(slash_command(standin, "help"))
+        assert request(address, "POST", "/slack/events", body, signed(body)).status == 200
+        standin.wait_for("response_url")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert f"127.0.0.1:{port}" in output and "sqlite" in output
+    for secret in (BOT_TOKEN, SIGNING_SECRET):
+        assert secret not in output
+    assert "Traceback" not in output
