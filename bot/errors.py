@@ -34,7 +34,11 @@ class NotFoundError(TokenbotError):
 
 
 class PermissionDeniedError(TokenbotError):
-    """The actor may not do this."""
+    """The actor may not do this. ``field`` names the input at fault, if one is (scope)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class StaleTokenError(TokenbotError):

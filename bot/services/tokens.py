@@ -33,6 +33,8 @@ from bot.services.audit import record
 
 LABEL_MAX = 100
 COUNT_CAP: Final = 10_000
+SEARCH_COUNT_CAP: Final = 1_000
+FTS_SELECTIVE: Final = 2_000
 ADMIN_SCOPE: Final = "admin"
 PUBLIC_ID_PREFIX: Final = "tok_"
 _PUBLIC_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
@@ -67,8 +69,9 @@ class CreatedToken:
 
 @dataclass(frozen=True)
 class TokenPage:
-    """One page of tokens. Counting stops at ``COUNT_CAP``: past it ``total_exact`` is
-    False, ``total`` is the cap and ``pages`` a lower bound (show "10,000+ tokens")."""
+    """One page of tokens. Counting stops at ``COUNT_CAP`` (``SEARCH_COUNT_CAP`` with a
+    label search): past it ``total_exact`` is False, ``total`` is the cap and ``pages`` a
+    lower bound (show "10,000+ tokens")."""
 
     items: list[Token]
     total: int
@@ -123,7 +126,9 @@ def clean_scope(scope: str | None, *, scopes: Sequence[str], actor: Actor) -> st
             f"Unknown scope; choose one of: {', '.join(scopes)}.", field="scope"
         )
     if scope == ADMIN_SCOPE and not actor.is_admin:
-        raise PermissionDeniedError("Only a workspace admin can grant the admin scope.")
+        raise PermissionDeniedError(
+            "Only a workspace admin can grant the admin scope.", field="scope"
+        )
     return scope
 
 
@@ -167,11 +172,18 @@ def _search_clauses(session: Session, text: str) -> list[Any]:
         Token.label_search.like(f"%{_like_escape(text)}%", escape="\\")
     ]
     if session.get_bind().dialect.name == "sqlite" and len(text) >= 3:
-        # The trigram index narrows to candidates; the LIKE above keeps the exact rule.
+        # A selective text: the trigram index gives the few candidates (the LIKE above
+        # keeps the exact rule). A common one: walking the table's order with the LIKE
+        # finds a page sooner than materializing thousands of candidates.
         phrase = '"' + text.replace('"', '""') + '"'
-        clauses.append(
-            Token.id.in_(select(_label_fts.c.rowid).where(_label_fts.c.label_search.match(phrase)))
+        matches = _label_fts.c.label_search.match(phrase)
+        candidates = session.scalar(
+            select(func.count()).select_from(
+                select(_label_fts.c.rowid).where(matches).limit(FTS_SELECTIVE + 1).subquery()
+            )
         )
+        if (candidates or 0) <= FTS_SELECTIVE:
+            clauses.append(Token.id.in_(select(_label_fts.c.rowid).where(matches)))
     return clauses
 
 
@@ -217,17 +229,19 @@ def list_tokens(
         conditions.append(_status_clause(DisplayStatus(status), now))
     if owner:
         conditions.append(Token.created_by == owner)
+    cap = COUNT_CAP
     if search and search.strip():
         conditions.extend(_search_clauses(session, search_key(search.strip())))
-    # Count at most COUNT_CAP + 1 rows: an exact count of a 100k-token team costs more
-    # than the page itself, and nobody pages through ten thousand tokens.
+        cap = SEARCH_COUNT_CAP
+    # Count at most cap + 1 rows: an exact count of a 100k-token team costs more than
+    # the page itself, and nobody pages through ten thousand tokens.
     counted = session.scalar(
         select(func.count()).select_from(
-            select(Token.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+            select(Token.id).where(*conditions).limit(cap + 1).subquery()
         )
     ) or 0
-    total_exact = counted <= COUNT_CAP
-    total = min(counted, COUNT_CAP)
+    total_exact = counted <= cap
+    total = min(counted, cap)
     pages = max(1, -(-total // per_page))
     page = max(page, 1)
     if total_exact:
@@ -276,6 +290,19 @@ def _load_for_change(
     _authorize(token, actor, verb)
     if token.version != expected_version:
         raise StaleTokenError()
+    return token
+
+
+def load_for_edit(
+    session: Session, *, actor: Actor, public_id: str, expected_version: int
+) -> Token:
+    """The token as an edit form shows it: the actor may edit it, the version is the one
+    they saw, and it is not disabled (checked before a form is even opened)."""
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version, verb="edit"
+    )
+    if token.status == TokenStatus.DISABLED:
+        raise InvalidStateError("A disabled token cannot be edited. Enable it first, then edit.")
     return token
 
 
