@@ -1,0 +1,179 @@
+"""Migrations: from an empty database to the schema the models describe, idempotently, on
+SQLite and PostgreSQL; and the embedded default that sets itself up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from bot.config import load_settings
+from bot.crypto import SecretBox, generate_key
+from bot.db import Database, alembic_config, is_up_to_date, make_engine, make_session_factory, upgrade
+from bot.models import Base
+from bot.services import tokens as svc
+from tests.conftest import PG_ADMIN_URL
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
+OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
+APP_TABLES = {"tokens", "audit_events"}
+# Search indexes that live outside the ORM metadata on purpose.
+OUTSIDE_METADATA = ("tokens_label_fts", "ix_tokens_label_trgm")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path) -> Iterator[str]:
+    """A brand-new database with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    request.getfixturevalue("postgresql_url")  # skips (or fails under CI) if unreachable
+    name = f"tokenbot_mig_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = :name AND pid <> pg_backend_pid()"),
+                {"name": name},
+            )
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(empty_url):
+    engine = make_engine(empty_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def schema(engine) -> dict:
+    inspector = inspect(engine)
+    return {
+        table: (
+            sorted((c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)),
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                   for i in inspector.get_indexes(table)),
+            sorted(str(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+        )
+        for table in APP_TABLES | {"alembic_version"}
+    }
+
+
+def use(engine) -> str:
+    """Create a token through the services; proves the schema is usable."""
+    box = SecretBox([generate_key()])
+    sessions = make_session_factory(engine)
+    with sessions.begin() as session:
+        created = svc.create_token(session, box=box, actor=OWNER, label="after upgrade",
+                                   scope="read", scopes=["read"], now=NOW)
+    with sessions.begin() as session:
+        assert svc.verify(session, secret=created.secret, now=NOW) is not None
+        assert svc.list_tokens(session, team_id="T1", now=NOW, search="upgrade").total == 1
+    return created.token.public_id
+
+
+def test_upgrade_creates_the_schema_on_an_empty_database(engine):
+    assert not APP_TABLES & set(inspect(engine).get_table_names())
+    assert not is_up_to_date(engine)
+
+    upgrade(engine)
+
+    assert APP_TABLES <= set(inspect(engine).get_table_names())
+    assert is_up_to_date(engine)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    use(engine)
+
+
+def test_upgrade_twice_is_a_no_op_and_keeps_data(engine):
+    upgrade(engine)
+    public_id = use(engine)
+    before = schema(engine)
+
+    upgrade(engine)
+
+    assert schema(engine) == before
+    assert is_up_to_date(engine)
+    with engine.connect() as connection:
+        ids = connection.execute(text("SELECT public_id FROM tokens")).scalars().all()
+        versions = connection.execute(text("SELECT count(*) FROM alembic_version")).scalar()
+    assert ids == [public_id] and versions == 1
+
+
+def test_models_match_the_migration(engine):
+    upgrade(engine)
+
+    def include(obj, name, type_, reflected, compare_to):
+        return not (name or "").startswith(OUTSIDE_METADATA)
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include}
+        )
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == []
+
+
+def test_downgrade_to_base_and_up_again(engine):
+    upgrade(engine)
+    command.downgrade(alembic_config(engine), "base")
+    assert not APP_TABLES & set(inspect(engine).get_table_names())
+    upgrade(engine)
+    use(engine)
+
+
+# -- the embedded default ------------------------------------------------------------------
+
+
+def test_default_database_is_created_in_wal_mode_with_foreign_keys(tmp_path):
+    config = load_settings(_env_file=None)
+    assert config.database_url == "sqlite:///tokenbot.db"
+    db = Database(config)
+    try:
+        assert (tmp_path / "tokenbot.db").exists()
+        assert APP_TABLES <= set(inspect(db.engine).get_table_names())
+        assert is_up_to_date(db.engine)
+        with db.engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        with db.sessions.begin() as session:
+            created = svc.create_token(session, box=db.box, actor=OWNER, label="embedded",
+                                       scope="read", scopes=config.tokenbot_scopes, now=NOW)
+        assert (tmp_path / "tokenbot.db-wal").exists()
+    finally:
+        db.dispose()
+
+    # A second start finds everything in place.
+    again = Database(load_settings(_env_file=None))
+    try:
+        with again.sessions() as session:
+            assert svc.get_token(session, team_id="T1",
+                                 public_id=created.token.public_id).label == "embedded"
+    finally:
+        again.dispose()
+
+
+def test_other_databases_are_not_upgraded_behind_the_operators_back(tmp_path):
+    config = load_settings(_env_file=None, DATABASE_URL=f"sqlite:///{tmp_path / 'ops.db'}",
+                           TOKENBOT_SECRET_KEYS=generate_key())
+    db = Database(config)
+    try:
+        assert not APP_TABLES & set(inspect(db.engine).get_table_names())
+        assert not is_up_to_date(db.engine)
+    finally:
+        db.dispose()
