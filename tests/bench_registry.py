@@ -1,0 +1,187 @@
+"""Registry benchmark: 100,000 tokens in SQLite and in PostgreSQL.
+
+Run:  .venv/bin/python tests/bench_registry.py [--tokens 100000] [--runs 300] [--backend both]
+
+Reports the seeding rate, then median and p99 (ms) of: the first page of the list
+(unfiltered; filtered by a label text few tokens match; filtered by a word a fifth of
+the labels contain), get by id, verify by secret, and disable. Each
+operation is a whole transaction through the service layer, as the Slack app and the CLI
+run it. Not collected by pytest (the file name does not start with test_).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+from bot import crypto
+from bot.config import load_settings
+from bot.db import Database, make_engine, upgrade
+from bot.models import AuditSource, Token, TokenStatus
+from bot.services import tokens as svc
+
+TEAM = "TBENCH"
+OWNERS = [f"U{n:05d}" for n in range(200)]
+WORDS = ["deploy", "ci", "backup", "metrics", "grafana", "billing", "search", "etl", "sync"]
+
+
+def seed(database: Database, count: int, now: dt.datetime) -> tuple[float, list[str], list[str]]:
+    """Insert ``count`` tokens with real secrets; returns (rows/s, public ids, secrets)."""
+    rng = random.Random(7)
+    public_ids: list[str] = []
+    secrets: list[str] = []
+    started = time.perf_counter()
+    batch: list[dict[str, object]] = []
+    for n in range(count):
+        secret = crypto.generate_secret()
+        label = f"{rng.choice(WORDS)}-{n:06d} {rng.choice(WORDS)}"
+        created = now - dt.timedelta(seconds=count - n)
+        public_id = f"tok_b{n:011d}"
+        expires = created + dt.timedelta(days=rng.choice([30, 90, 365])) if n % 3 else None
+        batch.append(
+            dict(
+                public_id=public_id, team_id=TEAM, label=label, label_search=label.lower(),
+                scope=rng.choice(["read", "write", "admin"]),
+                status=TokenStatus.DISABLED if n % 17 == 0 else TokenStatus.ACTIVE,
+                secret_digest=crypto.digest(secret), secret_masked=crypto.mask(secret),
+                secret_encrypted=database.box.encrypt(secret), created_at=created,
+                created_by=rng.choice(OWNERS), updated_at=created, expires_at=expires,
+                version=1,
+            )
+        )
+        public_ids.append(public_id)
+        secrets.append(secret)
+        if len(batch) == 5000:
+            with database.sessions.begin() as session:
+                session.execute(insert(Token), batch)
+            batch = []
+    if batch:
+        with database.sessions.begin() as session:
+            session.execute(insert(Token), batch)
+    elapsed = time.perf_counter() - started
+    with database.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ANALYZE tokens"))
+        else:
+            connection.execute(text("ANALYZE"))
+    return count / elapsed, public_ids, secrets
+
+
+def measure(fn: Callable[[int], object], runs: int) -> tuple[float, float]:
+    for i in range(min(20, runs)):  # warm-up: connections, statement caches
+        fn(i)
+    samples = []
+    for i in range(runs):
+        started = time.perf_counter()
+        fn(i)
+        samples.append((time.perf_counter() - started) * 1000)
+    samples.sort()
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return statistics.median(samples), p99
+
+
+def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, float]]:
+    settings = load_settings(_env_file=None, DATABASE_URL=url, TOKENBOT_SECRET_KEYS=key)
+    database = Database(settings, auto_upgrade=True)
+    now = dt.datetime.now(dt.timezone.utc)
+    rate, ids, secrets = seed(database, count, now)
+    print(f"  seeded {count:,} tokens at {rate:,.0f} tokens/s", flush=True)
+    actor = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.CLI)
+    rng = random.Random(11)
+    results: dict[str, tuple[float, float]] = {}
+
+    def first_page(_: int) -> None:
+        with database.sessions.begin() as session:
+            page = svc.list_tokens(session, team_id=TEAM, now=now, per_page=10)
+            assert len(page.items) == 10
+
+    def filtered(i: int) -> None:
+        with database.sessions.begin() as session:
+            svc.list_tokens(session, team_id=TEAM, now=now, per_page=10,
+                            search=f"{rng.randrange(count):06d}")
+
+    def filtered_broad(i: int) -> None:  # about a fifth of all labels match
+        with database.sessions.begin() as session:
+            svc.list_tokens(session, team_id=TEAM, now=now, per_page=10,
+                            search=WORDS[i % len(WORDS)])
+
+    def get(_: int) -> None:
+        with database.sessions.begin() as session:
+            svc.get_token(session, team_id=TEAM, public_id=rng.choice(ids))
+
+    def verify(_: int) -> None:
+        with database.sessions.begin() as session:
+            svc.verify(session, secret=rng.choice(secrets), now=now)
+
+    pending = iter(rng.sample(range(count), k=min(count, runs + 40)))
+
+    def disable(_: int) -> None:
+        while True:
+            n = next(pending)
+            if n % 17:  # seeded active
+                break
+        with database.sessions.begin() as session:
+            token = svc.get_token(session, team_id=TEAM, public_id=ids[n])
+            svc.disable_token(session, actor=actor, public_id=ids[n],
+                              expected_version=token.version, now=now)
+
+    for name, fn in [
+        ("list first page", first_page),
+        ("list filtered by label", filtered),
+        ("list filtered, broad", filtered_broad),
+        ("get by id", get),
+        ("verify by secret", verify),
+        ("disable", disable),
+    ]:
+        results[name] = measure(fn, runs)
+        median, p99 = results[name]
+        print(f"  {name:<24} median {median:6.2f} ms   p99 {p99:6.2f} ms", flush=True)
+    results["seed rate"] = (rate, rate)
+    database.dispose()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="server to create a throw-away benchmark database on",
+    )
+    args = parser.parse_args()
+    key = crypto.generate_key()
+    if args.backend in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"SQLite, {args.tokens:,} tokens", flush=True)
+            bench(f"sqlite:///{Path(tmp) / 'bench.db'}", key, args.tokens, args.runs)
+    if args.backend in ("postgresql", "both"):
+        name = f"tokenbot_bench_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            url = make_url(args.postgres_url).set(database=name).render_as_string(False)
+            print(f"PostgreSQL, {args.tokens:,} tokens", flush=True)
+            bench(url, key, args.tokens, args.runs)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            admin.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
