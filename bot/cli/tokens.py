@@ -465,6 +465,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     "pages": page.pages,
                     "per_page": page.per_page,
                     "total": page.total,
+                    "total_exact": page.total_exact,
                 }
             )
             return 0
@@ -474,7 +475,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         print("No tokens match." if (args.status or args.owner or args.search) else "No tokens.")
     noun = "token" if page.total == 1 else "tokens"
-    print(f"page {page.page} of {page.pages}, {page.total} {noun}")
+    print(f"page {page.page} of {page.pages_text}, {page.total_text} {noun}")
     return 0
 
 

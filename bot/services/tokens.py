@@ -78,6 +78,7 @@ class TokenPage:
     page: int
     per_page: int
     total_exact: bool = True
+    has_next: bool = False
 
     @property
     def pages(self) -> int:
@@ -88,8 +89,13 @@ class TokenPage:
         return self.page > 1
 
     @property
-    def has_next(self) -> bool:
-        return self.page < self.pages or (not self.total_exact and bool(self.items))
+    def total_text(self) -> str:
+        """"42" or, past the count cap, "10,000+"."""
+        return f"{self.total:,}" + ("" if self.total_exact else "+")
+
+    @property
+    def pages_text(self) -> str:
+        return f"{self.pages:,}" + ("" if self.total_exact else "+")
 
 
 @dataclass(frozen=True)
@@ -246,17 +252,22 @@ def list_tokens(
     page = max(page, 1)
     if total_exact:
         page = min(page, pages)
-    items = list(
+    rows = list(
         session.scalars(
             select(Token)
             .where(*conditions)
             .order_by(Token.created_at.desc(), Token.id.desc())
             .offset((page - 1) * per_page)
-            .limit(per_page)
+            .limit(per_page + 1)  # one more row tells whether a next page exists
         )
     )
     return TokenPage(
-        items=items, total=total, page=page, per_page=per_page, total_exact=total_exact
+        items=rows[:per_page],
+        total=total,
+        page=page,
+        per_page=per_page,
+        total_exact=total_exact,
+        has_next=len(rows) > per_page,
     )
 
 
