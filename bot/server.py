@@ -106,20 +106,6 @@ async def send_response(
     await send({"type": "http.response.body", "body": data})
 
 
-def _replay(body: bytes) -> Receive:
-    """A ``receive`` that hands an already-read body to a delegated ASGI application."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
-    return receive
-
-
 def to_bolt_request(scope: Scope, body: bytes) -> Any:
     from slack_bolt.request import BoltRequest
 
@@ -188,6 +174,9 @@ class TokenbotASGI:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        close_introspection = getattr(self.introspection, "close", None)
+        if close_introspection is not None:
+            close_introspection()
         for callback in self._on_shutdown:
             callback()
         self._on_shutdown.clear()
@@ -213,9 +202,9 @@ class TokenbotASGI:
             if method != "POST":
                 await self._not_allowed(send, "POST")
                 return
-            body = await self._body(scope, receive, send)
-            if body is not None:
-                await self.introspection(scope, _replay(body), send)
+            # The handler authenticates the caller before reading the body, and applies
+            # the same body limit itself.
+            await self.introspection(scope, receive, send)
         else:
             await send_response(send, 404, "not found", _TEXT)
 
