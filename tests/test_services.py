@@ -706,3 +706,97 @@ def test_audit_log_of_a_team_lists_all_its_tokens_newest_first(db, settings, now
         (a, AuditAction.DISABLE), (b, AuditAction.CREATE), (a, AuditAction.CREATE),
     ]
     assert [e.token_public_id for e in events(db, public_id=b)] == [b]
+
+
+# -- large lists: capped counting, next-page flag, search strategies ----------------------
+
+
+def test_list_has_next_and_previous(db, settings, now):
+    for i in range(5):
+        create(db, settings, now + i * dt.timedelta(seconds=1), label=f"n{i}")
+    first = listing(db, now, per_page=2)
+    assert first.has_next and not first.has_previous and first.total_text == "5"
+    middle = listing(db, now, per_page=2, page=2)
+    assert middle.has_next and middle.has_previous
+    last = listing(db, now, per_page=2, page=3)
+    assert not last.has_next and last.has_previous and [t.label for t in last.items] == ["n0"]
+    exact = listing(db, now, per_page=5)
+    assert not exact.has_next and len(exact.items) == 5
+
+
+def test_list_count_stops_at_the_cap_but_pages_stay_reachable(db, settings, now, monkeypatch):
+    monkeypatch.setattr(svc, "COUNT_CAP", 5)
+    monkeypatch.setattr(svc, "SEARCH_COUNT_CAP", 3)
+    for i in range(8):
+        create(db, settings, now + i * dt.timedelta(seconds=1), label=f"capped {i}")
+
+    page = listing(db, now, per_page=3)
+    assert (page.total, page.total_exact, page.total_text) == (5, False, "5+")
+    assert page.has_next
+    # Past the counted pages the list goes on (no clamping to a total we do not know).
+    third = listing(db, now, per_page=3, page=3)
+    assert third.page == 3 and [t.label for t in third.items] == ["capped 1", "capped 0"]
+    assert not third.has_next
+    searched = listing(db, now, per_page=3, search="capped")
+    assert (searched.total, searched.total_exact) == (3, False)
+    # Under the cap the count is exact again.
+    few = listing(db, now, per_page=3, search="capped 7")
+    assert (few.total, few.total_exact, few.total_text) == (1, True, "1")
+
+
+@pytest.mark.parametrize("selective", [True, False])
+def test_search_gives_the_same_answer_with_and_without_the_index(
+    db, settings, now, monkeypatch, selective
+):
+    # SQLite consults a trigram index only when the text is selective; both paths must
+    # find exactly the labels containing the text.
+    if not selective:
+        monkeypatch.setattr(svc, "FTS_SELECTIVE", 0)
+    labels = ["deploy prod", "Deploy staging", "redeploy", "dep", "de%ploy", "backup"]
+    for label in labels:
+        create(db, settings, now, label=label)
+    assert sorted(t.label for t in listing(db, now, search="deploy").items) == [
+        "Deploy staging", "deploy prod", "redeploy",
+    ]
+    assert [t.label for t in listing(db, now, search="e%p").items] == ["de%ploy"]
+    assert sorted(t.label for t in listing(db, now, search="dep").items) == [
+        "Deploy staging", "dep", "deploy prod", "redeploy",
+    ]
+    assert listing(db, now, search='"quoted"').total == 0
+
+
+# -- opening an edit form -----------------------------------------------------------------
+
+
+def test_load_for_edit_applies_the_edit_rules_before_a_form_opens(db, settings, now):
+    pid = create(db, settings, now).token.public_id
+    with db.sessions() as session:
+        assert svc.load_for_edit(session, actor=OWNER, public_id=pid,
+                                 expected_version=1).label == "ci deploy"
+        assert svc.load_for_edit(session, actor=ADMIN, public_id=pid, expected_version=1)
+        with pytest.raises(PermissionDeniedError):
+            svc.load_for_edit(session, actor=OTHER, public_id=pid, expected_version=1)
+        with pytest.raises(NotFoundError):
+            svc.load_for_edit(session, actor=FOREIGN, public_id=pid, expected_version=1)
+        with pytest.raises(StaleTokenError):
+            svc.load_for_edit(session, actor=OWNER, public_id=pid, expected_version=2)
+    act(db, settings, now, "disable", pid, 1)
+    with db.sessions() as session, pytest.raises(InvalidStateError, match="Enable it first"):
+        svc.load_for_edit(session, actor=OWNER, public_id=pid, expected_version=2)
+
+
+def test_admin_scope_refusal_names_the_scope_field(db, settings, now):
+    with pytest.raises(PermissionDeniedError) as err:
+        create(db, settings, now, actor=OWNER, scope="admin")
+    assert err.value.field == "scope"
+
+
+def test_create_on_behalf_of_an_owner_audits_the_actor(db, settings, now):
+    cli = svc.Actor(team_id=TEAM, user_id="UOPERATOR", is_admin=True, source=AuditSource.CLI)
+    created = create(db, settings, now, actor=cli, owner="UOWNER")
+    assert created.token.created_by == "UOWNER"
+    assert listing(db, now, owner="UOWNER").total == 1
+    entry = events(db, public_id=created.token.public_id)[0]
+    assert (entry.actor, entry.source) == ("UOPERATOR", AuditSource.CLI)
+    # The owner may now manage it like any token of theirs.
+    act(db, settings, now, "disable", created.token.public_id, 1, actor=OWNER)
