@@ -800,3 +800,15 @@ def test_create_on_behalf_of_an_owner_audits_the_actor(db, settings, now):
     assert (entry.actor, entry.source) == ("UOPERATOR", AuditSource.CLI)
     # The owner may now manage it like any token of theirs.
     act(db, settings, now, "disable", created.token.public_id, 1, actor=OWNER)
+
+
+def test_status_filter_compares_instants_not_wall_clocks(db, settings, now):
+    create(db, settings, now, label="ends on the 29th", expires_on=dt.date(2026, 11, 29))
+    tokyo = dt.timezone(dt.timedelta(hours=9))
+    # 08:59:59 on the 29th in Tokyo is 23:59:59 UTC on the 28th: still active.
+    before = dt.datetime(2026, 11, 29, 8, 59, 59, tzinfo=tokyo)
+    at = dt.datetime(2026, 11, 29, 9, 0, 0, tzinfo=tokyo)
+    assert listing(db, before, status=DisplayStatus.ACTIVE).total == 1
+    assert listing(db, before, status=DisplayStatus.EXPIRED).total == 0
+    assert listing(db, at, status=DisplayStatus.ACTIVE).total == 0
+    assert listing(db, at, status=DisplayStatus.EXPIRED).total == 1
