@@ -1,0 +1,62 @@
+"""Every action id, callback id and block id the Slack app uses. Never bare strings."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ActionId(enum.StrEnum):
+    # row buttons of the token table
+    COPY = "token_copy"
+    EDIT = "token_edit"
+    DISABLE = "token_disable"
+    ENABLE = "token_enable"
+    DELETE = "token_delete"
+    ROTATE = "token_rotate"
+    # table navigation
+    PAGE_PREVIOUS = "table_page_previous"
+    PAGE_NEXT = "table_page_next"
+    REFRESH = "table_refresh"
+    CREATE_OPEN = "token_create_open"
+    # the secret message (copy, creation, rotation)
+    HIDE_SECRET = "secret_hide"
+    # modal inputs
+    LABEL_INPUT = "label_input"
+    SCOPE_SELECT = "scope_select"
+    EXPIRES_PICK = "expires_pick"
+    ALERT_CHANNEL_SELECT = "alert_channel_select"
+    NO_EXPIRY_CHECK = "no_expiry_check"
+
+
+class CallbackId(enum.StrEnum):
+    CREATE = "token_create_modal"
+    EDIT = "token_edit_modal"
+    NOTICE = "tokenbot_notice_modal"
+
+
+class BlockId(enum.StrEnum):
+    # modal input blocks (a ValidationError.field maps onto these)
+    LABEL = "label"
+    SCOPE = "scope"
+    EXPIRES = "expires"
+    ALERT_CHANNEL = "alert_channel"
+    NO_EXPIRY = "no_expiry"
+    # table
+    NOTICE = "notice"
+    HEADER = "table_header"
+    SUMMARY = "table_summary"
+    PAGER = "table_pager"
+    EMPTY = "table_empty"
+    ROW = "row"  # + ":" + public id
+    ROW_ACTIONS = "row_actions"  # + ":" + public id
+    # secret message / panel
+    SECRET = "secret"
+    SECRET_NOTE = "secret_note"
+    SECRET_ACTIONS = "secret_actions"
+    # help
+    HELP = "help"
+
+
+def row_block_id(prefix: BlockId, public_id: str) -> str:
+    """Block ids must be unique within a message: one per token row."""
+    return f"{prefix}:{public_id}"

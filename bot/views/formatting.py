@@ -1,0 +1,59 @@
+"""mrkdwn helpers: escaping of user-supplied text and Slack's ``<!date^…>`` dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+ELLIPSIS = "…"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters.
+
+    With them escaped a label such as ``<!channel>`` or ``<https://evil|click>`` is shown as
+    typed and never becomes a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)] + ELLIPSIS
+
+
+def _epoch(moment: dt.datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return int(moment.timestamp())
+
+
+def slack_date(moment: dt.datetime, tokens: str, fallback: str) -> str:
+    """``<!date^epoch^tokens|fallback>``: each reader's client renders it in local time."""
+    return f"<!date^{_epoch(moment)}^{tokens}|{escape(fallback)}>"
+
+
+def date_short(moment: dt.datetime) -> str:
+    """A calendar date, e.g. "Nov 27, 2026" in the reader's time zone."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return slack_date(moment, "{date_short}", utc.strftime("%Y-%m-%d"))
+
+
+def date_time(moment: dt.datetime) -> str:
+    """Date and time of day, in the reader's time zone (expiry is 00:00 UTC of a date)."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return slack_date(moment, "{date_short} {time}", utc.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def ago(moment: dt.datetime) -> str:
+    """Relative time, e.g. "3 days ago", with the UTC date as fallback."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return slack_date(moment, "{ago}", utc.strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def code(text: str) -> str:
+    """Inline code. Backticks cannot be escaped inside code spans, so they are dropped."""
+    return "`" + escape(text.replace("`", "ˋ")) + "`"
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>"

@@ -1,0 +1,171 @@
+"""The create and "Edit Access Token" modals, and a small notice modal."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+from slack_sdk.models.blocks import (
+    Block,
+    CheckboxesElement,
+    ContextBlock,
+    ConversationSelectElement,
+    DatePickerElement,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.ids import ActionId, BlockId, CallbackId
+from bot.models import Token
+from bot.services.tokens import LABEL_MAX
+from bot.views.formatting import code, mention
+from bot.views.state import ModalMetadata
+
+
+class FormMode(enum.StrEnum):
+    CREATE = "create"
+    EDIT = "edit"
+
+
+NO_EXPIRY_VALUE = "no_expiry"
+
+_TITLES = {
+    FormMode.CREATE: ("Create Access Token", "Create Access Token", CallbackId.CREATE),
+    FormMode.EDIT: ("Edit Access Token", "Update Access Token", CallbackId.EDIT),
+}
+
+
+def _plain(text: str) -> PlainTextObject:
+    return PlainTextObject(text=text, emoji=False)
+
+
+def _scope_option(scope: str) -> Option:
+    return Option(text=_plain(scope), value=scope)
+
+
+def token_form(
+    *,
+    mode: FormMode,
+    scopes: Sequence[str],
+    metadata: ModalMetadata,
+    token: Token | None = None,
+) -> View:
+    """Label (required), scope (required), expiry (optional; clearing it removes expiry) and
+    an optional alert channel. On edit every field starts with the token's current value."""
+    title, submit, callback_id = _TITLES[mode]
+    blocks: list[Block] = []
+    if token is not None:
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Token {code(token.secret_masked)} · owner {mention(token.created_by)}"
+                    )
+                ]
+            )
+        )
+    blocks.append(
+        InputBlock(
+            block_id=BlockId.LABEL,
+            label=_plain("Label"),
+            element=PlainTextInputElement(
+                action_id=ActionId.LABEL_INPUT,
+                initial_value=token.label if token is not None else None,
+                max_length=LABEL_MAX,
+                placeholder=_plain("e.g. CI deploy"),
+            ),
+            hint=_plain(f"Required: the token's name, up to {LABEL_MAX} characters."),
+        )
+    )
+    options = [_scope_option(scope) for scope in scopes]
+    initial = None
+    if token is not None and token.scope in scopes:
+        initial = _scope_option(token.scope)
+    blocks.append(
+        InputBlock(
+            block_id=BlockId.SCOPE,
+            label=_plain("Scope"),
+            element=StaticSelectElement(
+                action_id=ActionId.SCOPE_SELECT,
+                placeholder=_plain("Choose a role"),
+                options=options,
+                initial_option=initial,
+            ),
+            hint=_plain("Required: the role / permission level of the token."),
+        )
+    )
+    blocks.append(
+        InputBlock(
+            block_id=BlockId.EXPIRES,
+            label=_plain("Expiry date"),
+            optional=True,
+            element=DatePickerElement(
+                action_id=ActionId.EXPIRES_PICK,
+                initial_date=(
+                    token.expires_on.isoformat()
+                    if token is not None and token.expires_on is not None
+                    else None
+                ),
+                placeholder=_plain("Never expires"),
+            ),
+            hint=_plain(
+                "Optional: must be a future date; the token stops working at 00:00 UTC "
+                "of that day. Leave it empty for a token that never expires."
+            ),
+        )
+    )
+    if token is not None and token.expires_on is not None:
+        never = Option(text=_plain("Remove the expiry date (never expires)"), value=NO_EXPIRY_VALUE)
+        blocks.append(
+            InputBlock(
+                block_id=BlockId.NO_EXPIRY,
+                label=_plain("Clear expiry"),
+                optional=True,
+                element=CheckboxesElement(action_id=ActionId.NO_EXPIRY_CHECK, options=[never]),
+            )
+        )
+    blocks.append(
+        InputBlock(
+            block_id=BlockId.ALERT_CHANNEL,
+            label=_plain("Alert channel"),
+            optional=True,
+            element=ConversationSelectElement(
+                action_id=ActionId.ALERT_CHANNEL_SELECT,
+                placeholder=_plain("The workspace's alert channel"),
+                initial_conversation=token.alert_channel if token is not None else None,
+                filter={"include": ["public", "private"], "exclude_bot_users": True},
+            ),
+            hint=_plain(
+                "Optional: where expiry reminders for this token are posted. "
+                "The owner is always reminded by direct message too."
+            ),
+        )
+    )
+    return View(
+        type="modal",
+        callback_id=callback_id,
+        title=_plain(title),
+        submit=_plain(submit),
+        close=_plain("Cancel"),
+        private_metadata=metadata.encode(),
+        blocks=blocks,
+    )
+
+
+def notice_modal(text: str) -> View:
+    """Replaces a modal whose submission could not be carried out (``text`` is safe mrkdwn)."""
+    return View(
+        type="modal",
+        callback_id=CallbackId.NOTICE,
+        title=_plain("Tokenbot"),
+        close=_plain("Close"),
+        blocks=[SectionBlock(block_id=BlockId.NOTICE, text=MarkdownTextObject(text=text))],
+    )
+
+

@@ -1,0 +1,143 @@
+"""What the bot remembers between a drawing and the click on it, kept in Slack itself:
+button values (token id, version seen, table page and filter) and modals'
+``private_metadata`` (where the user came from). Compact JSON; decoded defensively,
+and never trusted for authorization (listeners re-check user and team every time)."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot.errors import NotFoundError
+
+QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _int(value: Any, default: int = 1) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class TableState:
+    """The page and label filter of the table a user is looking at."""
+
+    page: int = 1
+    query: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "page", max(1, self.page))
+        object.__setattr__(self, "query", self.query.strip()[:QUERY_MAX])
+
+    def at(self, page: int) -> TableState:
+        return replace(self, page=page)
+
+    def encode(self) -> str:
+        return _dumps([self.page, self.query])
+
+    @classmethod
+    def decode(cls, value: str | None) -> TableState:
+        try:
+            data = json.loads(value or "")
+        except ValueError:
+            return cls()
+        if not isinstance(data, list) or len(data) != 2:
+            return cls()
+        return cls(page=_int(data[0]), query=_str(data[1]))
+
+
+@dataclass(frozen=True)
+class RowRef:
+    """A row button's value: which token, at which version, in which table."""
+
+    public_id: str
+    version: int
+    state: TableState
+
+    def encode(self) -> str:
+        return _dumps([self.public_id, self.version, self.state.page, self.state.query])
+
+    @classmethod
+    def decode(cls, value: str | None) -> RowRef:
+        """A value that is not ours is reported the way an unknown token is."""
+        try:
+            data = json.loads(value or "")
+        except ValueError:
+            raise NotFoundError() from None
+        if (
+            not isinstance(data, list)
+            or len(data) != 4
+            or not isinstance(data[0], str)
+            or not data[0]
+        ):
+            raise NotFoundError()
+        return cls(
+            public_id=data[0][:64],
+            version=_int(data[1], default=0),
+            state=TableState(page=_int(data[2]), query=_str(data[3])),
+        )
+
+
+class OriginKind(enum.StrEnum):
+    MESSAGE = "m"  # an ephemeral table, redrawn through its response_url
+    HOME = "h"  # the App Home tab, redrawn with views.publish
+    COMMAND = "c"  # `/tokens create`: no table, but a response_url to answer in
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a modal was opened from, so its submission can answer there."""
+
+    kind: OriginKind
+    state: TableState = TableState()
+    response_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ModalMetadata:
+    origin: Origin
+    public_id: str | None = None
+    version: int | None = None
+
+    def encode(self) -> str:
+        data: dict[str, Any] = {
+            "k": self.origin.kind.value,
+            "p": self.origin.state.page,
+            "q": self.origin.state.query,
+        }
+        if self.origin.response_url:
+            data["u"] = self.origin.response_url
+        if self.public_id is not None:
+            data["t"] = self.public_id
+            data["v"] = self.version
+        return _dumps(data)
+
+    @classmethod
+    def decode(cls, value: str | None) -> ModalMetadata:
+        try:
+            data = json.loads(value or "")
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        try:
+            kind = OriginKind(data.get("k"))
+        except ValueError:
+            kind = OriginKind.COMMAND
+        url = data.get("u") if isinstance(data.get("u"), str) else None
+        origin = Origin(
+            kind=kind,
+            state=TableState(page=_int(data.get("p")), query=_str(data.get("q"))),
+            response_url=url,
+        )
+        public_id = data.get("t") if isinstance(data.get("t"), str) else None
+        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0))

@@ -1,0 +1,243 @@
+"""The token table: one builder for the ephemeral message and the App Home tab, for the
+first drawing and every redraw."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    DividerBlock,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+
+from bot.ids import ActionId, BlockId, row_block_id
+from bot.models import DisplayStatus, Token
+from bot.services.tokens import TokenPage
+from bot.views.confirms import Confirmable, confirm_dialog, style_of
+from bot.views.formatting import ago, code, date_short, date_time, escape, mention
+from bot.views.state import RowRef, TableState
+
+MESSAGE_BLOCK_LIMIT = 50
+VIEW_BLOCK_LIMIT = 100
+
+
+class Surface(enum.StrEnum):
+    MESSAGE = "message"
+    HOME = "home"
+
+
+# Blocks around the rows: notice, header, summary, pager (+ on Home: title and a secret
+# panel of at most 3 blocks). Each row is its body, its buttons and a divider.
+BLOCKS_PER_ROW = 3
+FIXED_BLOCKS = {Surface.MESSAGE: 4, Surface.HOME: 4 + 1 + 3}
+PAGE_SIZE = {Surface.MESSAGE: 10, Surface.HOME: 20}
+for _surface, _limit in ((Surface.MESSAGE, MESSAGE_BLOCK_LIMIT), (Surface.HOME, VIEW_BLOCK_LIMIT)):
+    assert FIXED_BLOCKS[_surface] + BLOCKS_PER_ROW * PAGE_SIZE[_surface] <= _limit
+
+
+class NoticeKind(enum.StrEnum):
+    SUCCESS = "success"
+    ERROR = "error"
+    INFO = "info"
+
+
+_NOTICE_ICON = {
+    NoticeKind.SUCCESS: ":white_check_mark:",
+    NoticeKind.ERROR: ":warning:",
+    NoticeKind.INFO: ":information_source:",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A short line above the table: the confirmation or error of the last action.
+    ``text`` is mrkdwn that is already safe (user-supplied parts escaped)."""
+
+    text: str
+    kind: NoticeKind = NoticeKind.SUCCESS
+
+    def block(self) -> SectionBlock:
+        return SectionBlock(
+            block_id=BlockId.NOTICE,
+            text=MarkdownTextObject(text=f"{_NOTICE_ICON[self.kind]} {self.text}"),
+        )
+
+
+BADGES = {
+    DisplayStatus.ACTIVE: ":large_green_circle: Active",
+    DisplayStatus.EXPIRED: ":red_circle: *Expired*",
+    DisplayStatus.DISABLED: ":no_entry_sign: *Disabled*",
+}
+
+
+def _button(
+    text: str, action: ActionId, value: str, *, style: str | None = None, confirm: object = None
+) -> ButtonElement:
+    return ButtonElement(
+        text=PlainTextObject(text=text, emoji=False),
+        action_id=action,
+        value=value,
+        style=style,
+        confirm=confirm,
+    )
+
+
+def _expires(token: Token, now: dt.datetime) -> str:
+    if token.expires_at is None:
+        return "Expires: Never"
+    if token.is_expired(now):
+        return f":warning: *Expired* {date_time(token.expires_at)}"
+    return f"Expires: {date_time(token.expires_at)}"
+
+
+def row_text(token: Token, now: dt.datetime) -> str:
+    """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
+    status = token.display_status(now)
+    last_used = (
+        f"Last used {ago(token.last_used_at)}" if token.last_used_at else "Never used"
+    )
+    return (
+        f"*{escape(token.label)}*   {BADGES[status]}\n"
+        f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
+        f"Owner: {mention(token.created_by)}\n"
+        f"Created: {date_short(token.created_at)}  ·  {_expires(token, now)}  ·  {last_used}"
+    )
+
+
+def row_buttons(token: Token, now: dt.datetime, state: TableState) -> list[ButtonElement]:
+    """Copy, Edit, Disable or Enable, Delete, Rotate; no Edit or Delete on a disabled token."""
+    value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
+    disabled = token.display_status(now) == DisplayStatus.DISABLED
+    buttons = [_button("Copy", ActionId.COPY, value)]
+    if not disabled:
+        buttons.append(_button("Edit", ActionId.EDIT, value))
+    toggle = Confirmable.ENABLE if disabled else Confirmable.DISABLE
+    buttons.append(
+        _button(
+            "Enable" if disabled else "Disable",
+            ActionId.ENABLE if disabled else ActionId.DISABLE,
+            value,
+            style=style_of(toggle),
+            confirm=confirm_dialog(toggle, token.label),
+        )
+    )
+    if not disabled:
+        buttons.append(
+            _button(
+                "Delete", ActionId.DELETE, value,
+                style=style_of(Confirmable.DELETE),
+                confirm=confirm_dialog(Confirmable.DELETE, token.label),
+            )
+        )
+    buttons.append(
+        _button(
+            "Rotate", ActionId.ROTATE, value,
+            style=style_of(Confirmable.ROTATE),
+            confirm=confirm_dialog(Confirmable.ROTATE, token.label),
+        )
+    )
+    return buttons
+
+
+def row_blocks(token: Token, now: dt.datetime, state: TableState) -> list[Block]:
+    text = row_text(token, now)
+    body: Block
+    if token.display_status(now) == DisplayStatus.DISABLED:
+        # Slack has no opacity: a context block is the quiet, muted rendering.
+        body = ContextBlock(
+            block_id=row_block_id(BlockId.ROW, token.public_id),
+            elements=[MarkdownTextObject(text=text)],
+        )
+    else:
+        body = SectionBlock(
+            block_id=row_block_id(BlockId.ROW, token.public_id),
+            text=MarkdownTextObject(text=text),
+        )
+    actions = ActionsBlock(
+        block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),
+        elements=row_buttons(token, now, state),
+    )
+    return [body, actions, DividerBlock()]
+
+
+def summary_text(page: TokenPage) -> str:
+    noun = "token" if page.total == 1 else "tokens"
+    return f"Page {page.page} of {page.pages_text}, {page.total_text} {noun}"
+
+
+def _header(state: TableState) -> SectionBlock:
+    text = "*Access tokens*"
+    if state.query:
+        text += f" with labels containing “{escape(state.query)}”"
+    return SectionBlock(block_id=BlockId.HEADER, text=MarkdownTextObject(text=text))
+
+
+def _empty(state: TableState) -> SectionBlock:
+    if state.query:
+        text = (
+            f"No tokens match “{escape(state.query)}”. `/tokens` shows them all; "
+            "`/tokens help` lists the subcommands."
+        )
+    else:
+        text = "No tokens yet. Create one with *Create token* below or `/tokens create`."
+    return SectionBlock(block_id=BlockId.EMPTY, text=MarkdownTextObject(text=text))
+
+
+def _pager(page: TokenPage, state: TableState) -> ActionsBlock:
+    elements: list[ButtonElement] = []
+    if page.page > 1:
+        elements.append(
+            _button("Previous", ActionId.PAGE_PREVIOUS, state.at(page.page - 1).encode())
+        )
+    if page.has_next:
+        elements.append(_button("Next", ActionId.PAGE_NEXT, state.at(page.page + 1).encode()))
+    elements.append(
+        _button("Create token", ActionId.CREATE_OPEN, state.at(page.page).encode(),
+                style="primary")
+    )
+    elements.append(_button("Refresh", ActionId.REFRESH, state.at(page.page).encode()))
+    return ActionsBlock(block_id=BlockId.PAGER, elements=elements)
+
+
+def table_blocks(
+    page: TokenPage,
+    *,
+    now: dt.datetime,
+    state: TableState,
+    notice: Notice | None = None,
+) -> list[Block]:
+    """The table for one page; ``state`` is what the buttons carry back."""
+    state = state.at(page.page)
+    blocks: list[Block] = []
+    if notice is not None:
+        blocks.append(notice.block())
+    blocks.append(_header(state))
+    if page.items:
+        for token in page.items:
+            blocks.extend(row_blocks(token, now, state))
+    else:
+        blocks.append(_empty(state))
+    blocks.append(
+        ContextBlock(
+            block_id=BlockId.SUMMARY,
+            elements=[MarkdownTextObject(text=summary_text(page))],
+        )
+    )
+    blocks.append(_pager(page, state))
+    return blocks
+
+
+def fallback_text(page: TokenPage, notice: Notice | None = None) -> str:
+    """The message's ``text`` (notifications, screen readers)."""
+    text = f"Access tokens: {summary_text(page)}"
+    if notice is not None:
+        text = f"{notice.text}\n{text}"
+    return text

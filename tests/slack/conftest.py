@@ -1,0 +1,370 @@
+"""The Slack app through Bolt's real pipeline: signed Slack-shaped requests into
+``app.dispatch``, a local stand-in for Slack's Web API and response_urls, and every Block
+Kit payload validated (recorded calls at teardown, ack bodies as they come back)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
+from slack_bolt.listener.listener_start_handler import ListenerStartHandler
+
+from bot.app import create_app
+from bot.config import Settings
+from bot.db import Database
+from bot.ids import ActionId
+from tests.support.blockkit import validate_message_blocks, validate_slack_call, validate_view
+from tests.support.signing import form_body, interactive_body, signed_headers
+from tests.support.slack_standin import Call, SlackStandIn
+
+SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TEAM = "T1"
+OTHER_TEAM = "T2"
+OWNER = "U1"
+OTHER_USER = "U2"
+ADMIN = "UADMIN"  # the conftest's TOKENBOT_ADMINS
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    server = SlackStandIn().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def slack_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
+    return make_settings(
+        SLACK_API_URL=standin.api_url,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_BOT_TOKEN="xoxb-test",
+    )
+
+
+class _Tracker:
+    """Counts listener runs started and finished, so a test can wait for the work that
+    runs after ack() in Bolt's listener threads."""
+
+    def __init__(self, start: ListenerStartHandler, done: ListenerCompletionHandler) -> None:
+        self._start, self._done = start, done
+        self._lock = threading.Condition()
+        self.started = 0
+        self.finished = 0
+
+    def on_start(self, request: BoltRequest, response: BoltResponse | None) -> None:
+        with self._lock:
+            self.started += 1
+        self._start.handle(request=request, response=response)
+
+    def on_done(self, request: BoltRequest, response: BoltResponse | None) -> None:
+        self._done.handle(request=request, response=response)
+        with self._lock:
+            self.finished += 1
+            self._lock.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self.finished < self.started:
+                left = deadline - time.monotonic()
+                assert left > 0, "listeners still running"
+                self._lock.wait(left)
+
+
+class _Hook:
+    def __init__(self, func: Callable[..., None]) -> None:
+        self.func = func
+
+    def handle(self, request: BoltRequest, response: BoltResponse | None) -> None:
+        self.func(request, response)
+
+
+class SlackBot:
+    """The app under test, with helpers that send what Slack sends."""
+
+    def __init__(self, app: App, standin: SlackStandIn) -> None:
+        self.app = app
+        self.standin = standin
+        self.acks: list[dict[str, Any]] = []
+        self._urls = itertools.count(1)
+        runner = app.listener_runner
+        self.tracker = _Tracker(runner.listener_start_handler, runner.listener_completion_handler)
+        runner.listener_start_handler = _Hook(self.tracker.on_start)  # type: ignore[assignment]
+        runner.listener_completion_handler = _Hook(self.tracker.on_done)  # type: ignore[assignment]
+
+    # -- transport ---------------------------------------------------------------
+
+    def send(
+        self,
+        body: str,
+        *,
+        content_type: str = FORM,
+        secret: str = SIGNING_SECRET,
+        timestamp: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> BoltResponse:
+        sent = headers or signed_headers(secret, body, content_type=content_type,
+                                         timestamp=timestamp)
+        response = self.app.dispatch(BoltRequest(body=body, headers=sent))
+        self._check_ack(response)
+        return response
+
+    def _check_ack(self, response: BoltResponse) -> None:
+        """Every ack body is Block Kit-valid: message blocks, views, errors."""
+        if not response.body:
+            return
+        try:
+            data = json.loads(response.body)
+        except ValueError:
+            return
+        if not isinstance(data, dict):
+            return
+        self.acks.append(data)
+        if data.get("blocks") is not None:
+            validate_message_blocks(data["blocks"])
+        if data.get("response_action") in ("update", "push"):
+            validate_view(data["view"])
+        if data.get("response_action") == "errors":
+            assert isinstance(data["errors"], dict) and data["errors"]
+            assert all(isinstance(v, str) and v for v in data["errors"].values())
+
+    def settle(self) -> None:
+        """Wait until the work after ack() of every request sent so far is done."""
+        self.tracker.wait_idle()
+
+    def next_response_url(self) -> str:
+        return self.standin.response_url(f"r{next(self._urls)}")
+
+    # -- Slack's payloads -------------------------------------------------------
+
+    def command(self, text: str = "", *, user: str = OWNER, team: str = TEAM,
+                settle: bool = True) -> BoltResponse:
+        body = form_body(
+            {
+                "token": "legacy-verification-token",
+                "team_id": team,
+                "team_domain": "acme",
+                "channel_id": "C1",
+                "channel_name": "general",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/tokens",
+                "text": text,
+                "api_app_id": "A1",
+                "is_enterprise_install": "false",
+                "response_url": self.next_response_url(),
+                "trigger_id": f"{next(self._urls)}.1.trigger",
+            }
+        )
+        response = self.send(body)
+        if settle:
+            self.settle()
+        return response
+
+    def click(
+        self,
+        element: dict[str, Any],
+        *,
+        user: str = OWNER,
+        team: str = TEAM,
+        home: bool = False,
+        block_id: str = "b",
+        settle: bool = True,
+    ) -> BoltResponse:
+        """Click a button (an element dict as drawn) on an ephemeral message or on Home."""
+        payload: dict[str, Any] = {
+            "type": "block_actions",
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "api_app_id": "A1",
+            "token": "legacy-verification-token",
+            "trigger_id": f"{next(self._urls)}.1.trigger",
+            "team": {"id": team, "domain": "acme"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": element["action_id"],
+                    "block_id": block_id,
+                    "text": element.get("text", {"type": "plain_text", "text": "x"}),
+                    "value": element.get("value", ""),
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+            "state": {"values": {}},
+        }
+        if home:
+            payload["container"] = {"type": "view", "view_id": "VHOME"}
+            payload["view"] = {"id": "VHOME", "type": "home", "team_id": team, "blocks": [],
+                               "private_metadata": "", "callback_id": "", "hash": "h",
+                               "state": {"values": {}}}
+        else:
+            payload["container"] = {"type": "message", "message_ts": "1.1", "channel_id": "C1",
+                                    "is_ephemeral": True}
+            payload["channel"] = {"id": "C1", "name": "general"}
+            payload["response_url"] = self.next_response_url()
+        response = self.send(interactive_body(payload))
+        if settle:
+            self.settle()
+        return response
+
+    def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER,
+               team: str = TEAM) -> BoltResponse:
+        """Submit a modal as drawn (its callback id and private_metadata) with values."""
+        payload = {
+            "type": "view_submission",
+            "team": {"id": team, "domain": "acme"},
+            "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+            "api_app_id": "A1",
+            "token": "legacy-verification-token",
+            "trigger_id": f"{next(self._urls)}.1.trigger",
+            "view": {
+                "id": "VMODAL",
+                "team_id": team,
+                "type": "modal",
+                "blocks": view["blocks"],
+                "private_metadata": view.get("private_metadata", ""),
+                "callback_id": view["callback_id"],
+                "state": {"values": values},
+                "hash": "h",
+                "title": view["title"],
+                "close": view.get("close"),
+                "submit": view.get("submit"),
+            },
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+        response = self.send(interactive_body(payload))
+        self.settle()
+        return response
+
+    def home_opened(self, *, user: str = OWNER, team: str = TEAM) -> BoltResponse:
+        body = json.dumps(
+            {
+                "token": "legacy-verification-token",
+                "team_id": team,
+                "api_app_id": "A1",
+                "event": {"type": "app_home_opened", "user": user, "channel": "D1",
+                          "tab": "home", "event_ts": f"{time.time():.6f}"},
+                "type": "event_callback",
+                "event_id": f"Ev{next(self._urls)}",
+                "event_time": int(time.time()),
+                "authorizations": [{"enterprise_id": None, "team_id": team, "user_id": "UBOT",
+                                    "is_bot": True, "is_enterprise_install": False}],
+            }
+        )
+        return self.send(body, content_type="application/json")
+
+
+def form_values(
+    *,
+    label: str | None = "ci",
+    scope: str | None = "read",
+    expires: str | None = None,
+    channel: str | None = None,
+    clear_expiry: bool = False,
+) -> dict[str, Any]:
+    """``view.state.values`` as Slack sends them for the token form."""
+    values: dict[str, Any] = {
+        "label": {ActionId.LABEL_INPUT.value: {"type": "plain_text_input", "value": label}},
+        "scope": {
+            ActionId.SCOPE_SELECT.value: {
+                "type": "static_select",
+                "selected_option": (
+                    {"text": {"type": "plain_text", "text": scope, "emoji": False},
+                     "value": scope}
+                    if scope is not None else None
+                ),
+            }
+        },
+        "expires": {ActionId.EXPIRES_PICK.value: {"type": "datepicker", "selected_date": expires}},
+        "alert_channel": {
+            ActionId.ALERT_CHANNEL_SELECT.value: {
+                "type": "conversations_select", "selected_conversation": channel,
+            }
+        },
+    }
+    if clear_expiry:
+        values["no_expiry"] = {
+            ActionId.NO_EXPIRY_CHECK.value: {
+                "type": "checkboxes",
+                "selected_options": [{"text": {"type": "plain_text", "text": "x"},
+                                      "value": "no_expiry"}],
+            }
+        }
+    return values
+
+
+@pytest.fixture
+def app(slack_settings: Settings, db: Database) -> Iterator[App]:
+    application = create_app(settings=slack_settings, database=db)
+    try:
+        yield application
+    finally:
+        application.listener_runner.listener_executor.shutdown(wait=True)
+
+
+@pytest.fixture
+def bot(app: App, standin: SlackStandIn) -> Iterator[SlackBot]:
+    harness = SlackBot(app, standin)
+    yield harness
+    harness.settle()
+    for call in standin.calls:  # every payload the bot sent Slack is valid Block Kit
+        validate_slack_call(call.method, call.body)
+
+
+# -- reading what the user sees ------------------------------------------------
+
+
+def texts(blocks: list[dict[str, Any]]) -> str:
+    """All the text of some blocks, in order (what a reader sees, modulo rendering)."""
+    out: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("mrkdwn", "plain_text") and isinstance(node.get("text"), str):
+                out.append(node["text"])
+                return
+            for key, value in node.items():
+                if key not in ("value", "action_id", "block_id", "confirm"):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(blocks)
+    return "\n".join(out)
+
+
+def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for block in blocks:
+        for element in block.get("elements", []) if block.get("type") == "actions" else []:
+            if element.get("type") == "button":
+                found.append(element)
+    return found
+
+
+def row_buttons(blocks: list[dict[str, Any]], public_id: str) -> dict[str, dict[str, Any]]:
+    """The buttons of one token's row, by action id."""
+    for block in blocks:
+        if block.get("block_id") == f"row_actions:{public_id}":
+            return {element["action_id"]: element for element in block["elements"]}
+    raise AssertionError(f"no row for {public_id}")
+
+
+def last_response(standin: SlackStandIn) -> Call:
+    calls = standin.calls_to("response_url")
+    assert calls, "nothing was posted to a response_url"
+    return calls[-1]
