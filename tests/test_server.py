@@ -429,9 +429,13 @@ def free_port() -> int:
         return int(probe_socket.getsockname()[1])
 
 
-def test_tokenbot_serve_runs_on_the_embedded_default(tmp_path: Path, standin: SlackStandIn) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tokenbot_serve_runs_on_the_embedded_default(
+    tmp_path: Path, standin: SlackStandIn, workers: int
+) -> None:
     """`tokenbot serve` with no database set-up: SQLite file created and upgraded, ready,
-    answering Slack, stopping cleanly on SIGTERM; the log names no secret."""
+    answering Slack, stopping cleanly on SIGTERM; the log names no secret. With
+    ``--workers 2`` each uvicorn worker process builds its own app from the environment."""
     pytest.importorskip("bot.app")
     port = free_port()
     env = cli_env(
@@ -441,7 +445,8 @@ def test_tokenbot_serve_runs_on_the_embedded_default(tmp_path: Path, standin: Sl
         TOKENBOT_SCHEDULER="off",
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -461,14 +466,16 @@ def test_tokenbot_serve_runs_on_the_embedded_default(tmp_path: Path, standin: Sl
             assert time.monotonic() < deadline, "tokenbot serve did not become ready"
             time.sleep(0.1)
         assert (tmp_path / "tokenbot.db").exists()
-        body = form_body(slash_command(standin, "help"))
+        body = form_body(slash_command(standin))
         assert request(address, "POST", "/slack/events", body, signed(body)).status == 200
-        standin.wait_for("response_url")
+        (call,) = standin.wait_for("response_url", timeout=10)
+        validate_message_blocks(call.body["blocks"])
     finally:
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert f"127.0.0.1:{port}" in output and "sqlite" in output
+    assert f"{workers} worker process" in output
     for secret in (BOT_TOKEN, SIGNING_SECRET):
         assert secret not in output
     assert "Traceback" not in output

@@ -98,13 +98,45 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**overrides)
 
 
+class _Stop(Exception):
+    """SIGTERM or SIGINT: leave through every ``finally`` (scheduler, database)."""
+
+
+@contextmanager
+def stopped_by_signals(name: str) -> Iterator[None]:
+    """A graceful stop on SIGTERM / SIGINT, with exit code 0.
+
+    uvicorn traps these signals while it serves, finishes the requests in flight and then
+    raises the signal again with the handlers it found: these, so the scheduler is shut
+    down and the database released after the server, never killed half-way.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except _Stop as stop_signal:
+        log.info("tokenbot %s: stopped by %s", name, signal.Signals(stop_signal.args[0]).name)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    with stopped_by_signals("serve"):
+        _serve(settings, args)
+    return 0
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
     from bot.server import describe_database, serve
 
-    settings = _settings(args)
     workers = args.workers
-    if workers < 1:
-        raise ConfigError("--workers must be at least 1")
     with running(settings, "serve") as (database, client, scheduler):
         log.info(
             "tokenbot serve: HTTP mode on http://%s:%d (Slack endpoint /slack/events), "
@@ -119,20 +151,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             serve(settings, workers=workers, access_log=args.access_log)
         else:
             serve(settings, database=database, client=client, access_log=args.access_log)
-    log.info("tokenbot serve: stopped")
-    return 0
-
-
-def _raise_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with stopped_by_signals("socket"):
+        _socket(settings)
+    return 0
+
+
+def _socket(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     from bot.server import describe_database
 
-    settings = load_settings()
     with running(settings, "socket") as (database, client, scheduler):
         from bot.app import create_app
 
@@ -144,15 +176,10 @@ def cmd_socket(args: argparse.Namespace) -> int:
             describe_database(settings),
             "on" if scheduler is not None else "off",
         )
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
             handler.start()
-        except KeyboardInterrupt:
-            log.info("tokenbot socket: stopping")
         finally:
-            signal.signal(signal.SIGTERM, previous)
             handler.close()
-    return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
