@@ -812,3 +812,17 @@ def test_status_filter_compares_instants_not_wall_clocks(db, settings, now):
     assert listing(db, before, status=DisplayStatus.EXPIRED).total == 0
     assert listing(db, at, status=DisplayStatus.ACTIVE).total == 0
     assert listing(db, at, status=DisplayStatus.EXPIRED).total == 1
+
+
+def test_search_follows_renames_and_deletes(db, settings, now):
+    pid = create(db, settings, now, label="alpha service").token.public_id
+    other = create(db, settings, now, label="alphabet soup").token.public_id
+    act(db, settings, now, "edit", pid, 1, label="omega service")
+    assert [t.public_id for t in listing(db, now, search="omega").items] == [pid]
+    assert [t.public_id for t in listing(db, now, search="alpha").items] == [other]
+    assert listing(db, now, search="service").total == 1
+    act(db, settings, now, "delete", other, 1)
+    assert listing(db, now, search="alpha").total == 0
+    # A new token may reuse the old words.
+    again = create(db, settings, now, label="alpha again").token.public_id
+    assert [t.public_id for t in listing(db, now, search="alpha").items] == [again]
