@@ -4,6 +4,7 @@ Kit payload validated (recorded calls at teardown, ack bodies as they come back)
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import threading
@@ -15,11 +16,14 @@ import pytest
 from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
 from slack_bolt.listener.listener_start_handler import ListenerStartHandler
+from sqlalchemy import select
 
 from bot.app import create_app
 from bot.config import Settings
 from bot.db import Database
 from bot.ids import ActionId
+from bot.models import AuditEvent, Token
+from bot.services import tokens as svc
 from tests.support.blockkit import validate_message_blocks, validate_slack_call, validate_view
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.slack_standin import Call, SlackStandIn
@@ -347,6 +351,20 @@ def texts(blocks: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def mrkdwn_texts(node: Any) -> list[str]:
+    """Every mrkdwn text anywhere in a payload: where Slack parses mentions and links."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn" and isinstance(node.get("text"), str):
+            found.append(node["text"])
+        for value in node.values():
+            found.extend(mrkdwn_texts(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(mrkdwn_texts(item))
+    return found
+
+
 def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for block in blocks:
@@ -368,3 +386,65 @@ def last_response(standin: SlackStandIn) -> Call:
     calls = standin.calls_to("response_url")
     assert calls, "nothing was posted to a response_url"
     return calls[-1]
+
+
+# -- data --------------------------------------------------------------------------
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def seed(
+    db: Database,
+    *,
+    label: str = "ci",
+    owner: str = OWNER,
+    team: str = TEAM,
+    scope: str = "read",
+    expires_on: dt.date | None = None,
+    disabled: bool = False,
+) -> svc.CreatedToken:
+    """A token made through the service, as an admin of ``team`` acting for ``owner``."""
+    actor = svc.Actor(team_id=team, user_id=ADMIN, is_admin=True)
+    with db.sessions.begin() as session:
+        created = svc.create_token(
+            session, box=db.box, actor=actor, label=label, scope=scope,
+            scopes=["read", "write", "admin"], now=utcnow(), expires_on=expires_on,
+            owner=owner,
+        )
+        if disabled:
+            svc.disable_token(session, actor=actor, public_id=created.token.public_id,
+                              expected_version=created.token.version, now=utcnow())
+    return created
+
+
+def load(db: Database, public_id: str, team: str = TEAM) -> Token | None:
+    with db.sessions.begin() as session:
+        return session.scalars(
+            select(Token).where(Token.public_id == public_id, Token.team_id == team)
+        ).one_or_none()
+
+
+def audit_actions(db: Database, public_id: str) -> list[str]:
+    with db.sessions.begin() as session:
+        return list(
+            session.scalars(
+                select(AuditEvent.action)
+                .where(AuditEvent.token_public_id == public_id)
+                .order_by(AuditEvent.id)
+            )
+        )
+
+
+@pytest.fixture
+def table(bot: SlackBot, standin: SlackStandIn) -> Callable[..., list[dict[str, Any]]]:
+    """Draw the table with ``/tokens`` as ``user`` and return its blocks."""
+
+    def draw(text: str = "", *, user: str = OWNER, team: str = TEAM) -> list[dict[str, Any]]:
+        before = len(standin.calls_to("response_url"))
+        bot.command(text, user=user, team=team)
+        calls = standin.wait_for("response_url", before + 1)
+        return calls[-1].body["blocks"]
+
+    return draw
