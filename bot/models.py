@@ -150,3 +150,74 @@ class AuditEvent(Base):
         Index("ix_audit_team_at", "team_id", "at", "id"),
         Index("ix_audit_team_token_at", "team_id", "token_public_id", "at", "id"),
     )
+
+
+# -- expiry alerts (bot/alerts) ------------------------------------------------
+
+from sqlalchemy import ForeignKey  # noqa: E402 - kept with the alert model it serves
+
+
+class AlertKind(enum.StrEnum):
+    """Where an alert goes: the token's alert channel, or its owner by direct message."""
+
+    CHANNEL = "channel"
+    OWNER = "owner"
+
+
+class AlertStatus(enum.StrEnum):
+    PENDING = "pending"  # due, or waiting for a retry (next_attempt_at)
+    SENT = "sent"  # Slack accepted the message (message_channel, message_ts)
+    SKIPPED = "skipped"  # token deleted, disabled, re-dated or a nearer threshold came first
+
+
+class Alert(Base):
+    """One reminder of one token's expiry to one destination.
+
+    Unique per (token, threshold, expiry, kind): the constraint is what makes a reminder go
+    out once however many processes run the pass. The expiry is part of the key, so a token
+    whose date changes gets fresh records (its thresholds are re-armed). ``claimed_by`` and
+    ``claimed_at`` are a lease: a pass killed after claiming leaves records that a later pass
+    takes over once the lease has run out."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
+    token_id: Mapped[int] = mapped_column(
+        _BigIntPK, ForeignKey("tokens.id", ondelete="CASCADE", name="fk_alerts_token")
+    )
+    team_id: Mapped[str] = mapped_column(String(32))
+    threshold_days: Mapped[int] = mapped_column(Integer)  # 0: the moment of expiry
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[AlertKind] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(32))  # channel id, or the owner's user id
+    status: Mapped[AlertStatus] = mapped_column(String(16), default=AlertStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    message_channel: Mapped[str | None] = mapped_column(String(32), default=None)
+    message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(200), default=None)
+    skip_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # What someone did from the digest message, shown when it is redrawn.
+    acted_action: Mapped[str | None] = mapped_column(String(16), default=None)
+    acted_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    acted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "token_id", "threshold_days", "expires_at", "kind", name="uq_alerts_once"
+        ),
+        Index("ix_alerts_due", "status", "next_attempt_at"),
+        Index("ix_alerts_destination", "destination", "status"),
+        Index("ix_alerts_message", "message_channel", "message_ts"),
+        Index("ix_alerts_expires_at", "expires_at"),
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Alert {self.id} token={self.token_id} {self.threshold_days}d "
+            f"{self.kind}:{self.destination} {self.status}>"
+        )

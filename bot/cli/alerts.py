@@ -1,9 +1,105 @@
-"""`tokenbot` sub-commands: alerts (to be filled in)."""
+"""`tokenbot alerts run [--dry-run] [--now ISO-8601] [--json]`: one expiry-alert pass."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import sys
+
+from bot.config import ConfigError, load_settings
+from bot.db import Database
+
+
+def _moment(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO-8601 date-time: {text!r} (e.g. 2026-12-24T09:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
+    verb = "would post" if dry_run else "posted"
+    for dest in report["destinations"]:
+        where = f"#{dest['destination']}" if dest["kind"] == "channel" else f"DM {dest['destination']}"
+        line = f"{where}: {verb} {dest['messages']} message(s) about {len(dest['tokens'])} token(s)"
+        if dest["skipped"]:
+            line += f", skipped {dest['skipped']}"
+        if dest["failed"]:
+            line += f", {dest['failed']} failed ({dest['error']}), retried later"
+        print(line)
+        for token in dest["tokens"]:
+            when = "expired" if token["threshold_days"] == 0 else f"{token['threshold_days']}-day"
+            print(
+                f"  - {token['label']} ({token['id']}, {token['masked']}) "
+                f"expires {token['expires_at'][:10]}: {when} reminder"
+            )
+    if dry_run:
+        print(
+            f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "
+            "nothing was posted or recorded."
+        )
+    else:
+        print(
+            f"Alert pass at {report['now']}: {report['messages']} message(s) posted, "
+            f"{report['sent']} alert(s) sent, {report['skipped']} skipped, "
+            f"{report['failed']} failed (retried on a later pass)."
+        )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.alerts.scheduler import run_pass
+    from bot.slack_client import make_web_client
+
+    settings = load_settings()
+    client = None
+    if not args.dry_run:
+        if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
+            raise ConfigError(
+                "SLACK_BOT_TOKEN is required to post expiry alerts "
+                "(or use --dry-run to see what would be posted)."
+            )
+        client = make_web_client(settings)
+    now = args.now or dt.datetime.now(dt.timezone.utc)
+    database = Database(settings)
+    try:
+        report = run_pass(
+            settings=settings, database=database, client=client, now=now, dry_run=args.dry_run
+        )
+    finally:
+        database.dispose()
+    data = report.to_dict()
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_human(data, args.dry_run)
+    return 1 if report.failed else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    pass
+    alerts = subparsers.add_parser(
+        "alerts", help="expiry alerts", description="Expiry reminders (see README)."
+    )
+    sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
+    run = sub.add_parser(
+        "run",
+        help="run one alert pass now",
+        description=(
+            "Post the expiry reminders now due (digests per channel and DMs to owners), "
+            "exactly as the scheduler does. Safe to run while `tokenbot serve` runs: each "
+            "reminder is posted once. Exit status 1 when a post failed (it is retried on a "
+            "later pass)."
+        ),
+    )
+    run.add_argument("--dry-run", action="store_true",
+                     help="print what would be posted; post and record nothing")
+    run.add_argument("--now", type=_moment, metavar="ISO-8601",
+                     help="run as if it were this moment (UTC unless a zone is given)")
+    run.add_argument("--json", action="store_true", help="print the pass report as JSON")
+    run.set_defaults(handler=cmd_run)

@@ -1,0 +1,352 @@
+"""The alert pass and its schedule.
+
+:func:`run_pass` is one pass: arm the alerts now due, then, destination by destination
+(a few at a time in threads), claim its alerts, drop those no longer wanted (token
+deleted, disabled, re-dated, or a nearer threshold came first), post the digest
+message(s), and mark them sent (or failed, to retry later with backoff).
+
+:func:`start_scheduler` runs the pass every ``TOKENBOT_ALERT_INTERVAL_MINUTES`` in an
+APScheduler ``BackgroundScheduler`` (coalesced, one instance at a time, and a misfire grace
+of a day so a process that was suspended or restarted still runs the pass). Every process
+may run it: the claims keep each alert to one post.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.alerts import service
+from bot.alerts.digest import item_for, select_for_posting
+from bot.config import Settings
+from bot.db import Database
+from bot.models import AlertKind
+from bot.views.alerts import (
+    DigestAudience,
+    DigestItem,
+    chunk_items,
+    digest_blocks,
+    digest_text,
+)
+
+log = logging.getLogger("bot.alerts")
+
+JOB_ID = "tokenbot-expiry-alerts"
+# Slack accepts about one message per second per channel.
+PER_CHANNEL_INTERVAL = 1.0
+# Destinations handled at once (each keeps its own one-per-second pace).
+DESTINATION_THREADS = 4
+MISFIRE_GRACE_SECONDS = 24 * 3600
+FIRST_RUN_DELAY = dt.timedelta(seconds=10)
+
+
+@dataclass
+class DestinationReport:
+    kind: str
+    destination: str
+    tokens: list[dict[str, Any]] = field(default_factory=list)
+    messages: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    error: str | None = None
+
+
+@dataclass
+class PassReport:
+    now: str
+    worker: str
+    dry_run: bool
+    armed: int = 0
+    destinations: list[DestinationReport] = field(default_factory=list)
+    slack_calls: int = 0
+    seconds: float = 0.0
+
+    @property
+    def messages(self) -> int:
+        return sum(d.messages for d in self.destinations)
+
+    @property
+    def sent(self) -> int:
+        return sum(d.sent for d in self.destinations)
+
+    @property
+    def skipped(self) -> int:
+        return sum(d.skipped for d in self.destinations)
+
+    @property
+    def failed(self) -> int:
+        return sum(d.failed for d in self.destinations)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(messages=self.messages, sent=self.sent, skipped=self.skipped,
+                    failed=self.failed)
+        return data
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _audience(kind: AlertKind) -> DigestAudience:
+    return DigestAudience.OWNER if kind == AlertKind.OWNER else DigestAudience.CHANNEL
+
+
+def _describe(item: DigestItem) -> dict[str, Any]:
+    return {
+        "id": item.public_id,
+        "label": item.label,
+        "masked": item.masked,
+        "threshold_days": item.threshold_days,
+        "expires_at": item.expires_at.isoformat(),
+    }
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, SlackApiError):
+        status = getattr(error.response, "status_code", None)
+        code = error.response.get("error") if hasattr(error.response, "get") else None
+        return f"HTTP {status}: {code or 'error'}"
+    return f"{type(error).__name__}: {error}"[:200]
+
+
+class _Pacer:
+    """At most one message per ``interval`` seconds to one destination."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.last: float | None = None
+
+    def wait(self) -> None:
+        if self.last is not None:
+            delay = self.last + self.interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        self.last = time.monotonic()
+
+
+class _Pass:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        database: Database,
+        client: WebClient | None,
+        now: dt.datetime,
+        worker: str,
+        post_interval: float,
+    ) -> None:
+        self.settings = settings
+        self.sessions = database.sessions
+        self.client = client
+        self.now = now
+        self.worker = worker
+        self.post_interval = post_interval
+        self.alert_days = settings.tokenbot_alert_days
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def arm(self) -> int:
+        with self.sessions.begin() as session:
+            created = service.arm(
+                session,
+                now=self.now,
+                alert_days=self.alert_days,
+                default_channel=self.settings.tokenbot_alert_channel,
+            )
+        with self.sessions.begin() as session:
+            service.prune(session, now=self.now)
+        return created
+
+    def destinations(self) -> list[service.Destination]:
+        with self.sessions.begin() as session:
+            return service.due_destinations(session, now=self.now)
+
+    def deliver(self, target: service.Destination) -> DestinationReport:
+        report = DestinationReport(kind=target.kind.value, destination=target.destination)
+        with self.sessions.begin() as session:
+            ids = service.claim(session, target=target, now=self.now, worker=self.worker)
+        if not ids:
+            return report  # another process took them
+        with self.sessions.begin() as session:
+            selection = select_for_posting(
+                service.load(session, ids), now=self.now, alert_days=self.alert_days
+            )
+            if selection.skip:
+                service.mark_skipped(session, reasons=selection.skip, worker=self.worker,
+                                     now=self.now)
+            by_token = {token.public_id: alert.id for alert, token in selection.post}
+            items = [item_for(alert, token) for alert, token in selection.post]
+        report.skipped = len(selection.skip)
+        chunks = chunk_items(items)
+        report.tokens = [_describe(item) for chunk in chunks for item in chunk]
+        pacer = _Pacer(self.post_interval)
+        audience = _audience(target.kind)
+        assert self.client is not None
+        for number, chunk in enumerate(chunks):
+            chunk_ids = [by_token[item.public_id] for item in chunk]
+            pacer.wait()
+            try:
+                with self._lock:
+                    self._calls += 1
+                response = self.client.chat_postMessage(
+                    channel=target.destination,
+                    text=digest_text(chunk, audience, self.now),
+                    blocks=digest_blocks(chunk, audience=audience, now=self.now),
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except (SlackClientError, OSError) as error:
+                # Slack refused or was unreachable (retry handlers already tried): this
+                # message and the rest for this destination wait for a later pass.
+                rest = [by_token[item.public_id] for later in chunks[number:] for item in later]
+                report.failed = len(rest)
+                report.error = _error_text(error)
+                log.warning(
+                    "alert digest to %s %s failed (%s); %d alert(s) retried later",
+                    target.kind.value, target.destination, report.error, len(rest),
+                )
+                with self.sessions.begin() as session:
+                    service.mark_failed(session, ids=rest, worker=self.worker, now=self.now,
+                                        error=report.error)
+                return report
+            channel = str(response.get("channel") or target.destination)
+            ts = str(response.get("ts") or "")
+            with self.sessions.begin() as session:
+                report.sent += service.mark_sent(
+                    session, ids=chunk_ids, worker=self.worker, now=self.now,
+                    channel=channel, ts=ts,
+                )
+            report.messages += 1
+        return report
+
+
+def _preview_destinations(run: _Pass) -> tuple[int, list[DestinationReport]]:
+    """Dry run: arm inside a transaction that is rolled back."""
+    with run.sessions() as session:
+        armed = service.arm(session, now=run.now, alert_days=run.alert_days,
+                            default_channel=run.settings.tokenbot_alert_channel)
+        reports = []
+        for target in service.due_destinations(session, now=run.now):
+            ids = service.pending_for(session, target=target, now=run.now)
+            selection = select_for_posting(
+                service.load(session, ids), now=run.now, alert_days=run.alert_days
+            )
+            items = [item_for(alert, token) for alert, token in selection.post]
+            chunks = chunk_items(items)
+            reports.append(
+                DestinationReport(
+                    kind=target.kind.value,
+                    destination=target.destination,
+                    tokens=[_describe(item) for chunk in chunks for item in chunk],
+                    messages=len(chunks),
+                    skipped=len(selection.skip),
+                )
+            )
+        session.rollback()
+    return armed, reports
+
+
+def run_pass(
+    *,
+    settings: Settings,
+    database: Database,
+    client: WebClient | None,
+    now: dt.datetime,
+    dry_run: bool = False,
+    post_interval: float = PER_CHANNEL_INTERVAL,
+    threads: int = DESTINATION_THREADS,
+    worker: str | None = None,
+) -> PassReport:
+    """One alert pass at ``now``. ``dry_run`` posts nothing and writes nothing."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    started = time.perf_counter()
+    run = _Pass(settings=settings, database=database, client=client, now=now,
+                worker=worker or new_worker_id(), post_interval=post_interval)
+    report = PassReport(now=now.isoformat(), worker=run.worker, dry_run=dry_run)
+    if dry_run:
+        report.armed, report.destinations = _preview_destinations(run)
+    else:
+        if client is None:
+            raise ValueError("a Slack client is needed to post alerts")
+        report.armed = run.arm()
+        targets = run.destinations()
+        if targets:
+            with ThreadPoolExecutor(
+                max_workers=max(1, min(threads, len(targets))),
+                thread_name_prefix="tokenbot-alerts",
+            ) as pool:
+                report.destinations = list(pool.map(run.deliver, targets))
+        report.slack_calls = run._calls
+    report.destinations = [d for d in report.destinations if d.tokens or d.skipped or d.failed]
+    report.seconds = round(time.perf_counter() - started, 3)
+    if report.destinations or report.armed:
+        log.info(
+            "alert pass%s: %d armed, %d message(s), %d sent, %d skipped, %d failed in %.2fs",
+            " (dry run)" if dry_run else "", report.armed, report.messages, report.sent,
+            report.skipped, report.failed, report.seconds,
+        )
+    return report
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _job(settings: Settings, database: Database, client: WebClient) -> None:
+    run_pass(settings=settings, database=database, client=client, now=_utcnow())
+
+
+def start_scheduler(
+    *, settings: Settings, database: Database, client: WebClient
+) -> BackgroundScheduler | None:
+    """Start the alert pass every TOKENBOT_ALERT_INTERVAL_MINUTES in a background thread;
+    None when TOKENBOT_SCHEDULER=off. The caller stops it with ``shutdown()``."""
+    if not settings.scheduler_enabled:
+        log.info("expiry alerts: scheduler off in this process (TOKENBOT_SCHEDULER=off)")
+        return None
+    scheduler = BackgroundScheduler(
+        timezone=dt.timezone.utc,
+        job_defaults={
+            "coalesce": True,  # after a stall, one catch-up pass, not a burst
+            "max_instances": 1,  # never two passes at once in one process
+            "misfire_grace_time": MISFIRE_GRACE_SECONDS,
+        },
+    )
+    scheduler.add_job(
+        _job,
+        trigger=IntervalTrigger(minutes=settings.tokenbot_alert_interval_minutes,
+                                timezone=dt.timezone.utc),
+        kwargs={"settings": settings, "database": database, "client": client},
+        id=JOB_ID,
+        name="expiry alerts",
+        replace_existing=True,
+        # First pass shortly after start: a restart catches up at once, not a whole
+        # interval later (thresholds crossed while down are found by the date range).
+        next_run_time=_utcnow() + FIRST_RUN_DELAY,
+    )
+    scheduler.start()
+    log.info(
+        "expiry alerts: every %d minute(s); thresholds %s day(s) and at expiry",
+        settings.tokenbot_alert_interval_minutes,
+        ",".join(str(d) for d in settings.tokenbot_alert_days),
+    )
+    return scheduler
+
+
+__all__ = ["PassReport", "run_pass", "start_scheduler"]

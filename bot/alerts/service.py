@@ -1,0 +1,424 @@
+"""The alert records: arming, claiming, and recording what happened to them.
+
+Plain functions in the project's service style: keyword-only arguments, ``now`` passed in,
+no Slack, and no commits (the caller owns each transaction).
+
+Exactly once, across processes:
+
+1. **Arm.** For each threshold, one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` creates a
+   pending record for every active token whose *nearest* crossed threshold is that one
+   (so after downtime only the nearest is armed, never 30/7/1 at once). The unique key
+   (token, threshold, expiry, kind) makes concurrent passes harmless, and keying by the
+   expiry re-arms a token whose date changed.
+2. **Claim.** One ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``
+   per destination takes a lease (``claimed_by``, ``claimed_at``) on its due records. On
+   SQLite the statement holds the database's write lock, which is as atomic.
+3. **Post, then mark.** Records are marked sent only after Slack accepted the message;
+   a failure releases the lease and sets ``next_attempt_at`` with exponential backoff.
+   A pass killed in between leaves a lease that runs out after :data:`LEASE`, and a later
+   pass takes the records over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Integer, String, delete, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from bot.errors import InvalidStateError
+from bot.models import Alert, AlertKind, AlertStatus, Token, TokenStatus, UTCDateTime
+from bot.services.tokens import Actor, EditResult, edit_token, get_token
+
+DAY: Final = dt.timedelta(days=1)
+# How long after its expiry a token still gets its "expired" notice (downtime, first run).
+EXPIRED_NOTICE_WINDOW: Final = dt.timedelta(days=7)
+# A claim older than this is presumed abandoned (its pass died) and may be taken over.
+LEASE: Final = dt.timedelta(minutes=10)
+BACKOFF_BASE: Final = dt.timedelta(minutes=1)
+BACKOFF_MAX: Final = dt.timedelta(hours=6)
+# Records of expiries longer ago than this are deleted (nothing will ever read them).
+KEEP_AFTER_EXPIRY: Final = dt.timedelta(days=90)
+EXTEND_DAYS: Final = 30
+
+
+class SkipReason:
+    DELETED = "deleted"
+    DISABLED = "disabled"
+    REDATED = "redated"  # expiry changed or cleared since the alert was armed
+    SUPERSEDED = "superseded"  # a nearer threshold was crossed before this one went out
+
+
+class ActedAction:
+    EXTENDED = "extended"
+    EDITED = "edited"
+    DISABLED = "disabled"
+
+
+def stages(alert_days: Iterable[int]) -> list[int]:
+    """Thresholds in days, nearest first, with 0 (the moment of expiry) always included."""
+    return sorted({0, *(int(day) for day in alert_days)})
+
+
+def current_stage(
+    expires_at: dt.datetime | None, *, now: dt.datetime, alert_days: Iterable[int]
+) -> int | None:
+    """The nearest threshold crossed at ``now`` (0 once expired), or None when none is."""
+    if expires_at is None:
+        return None
+    for days in stages(alert_days):
+        if expires_at <= now + days * DAY:
+            return days
+    return None
+
+
+def backoff(attempts: int) -> dt.timedelta:
+    """Wait before the next try after ``attempts`` failures: 1, 2, 4 … minutes, capped."""
+    return min(BACKOFF_BASE * (2 ** max(0, attempts - 1)), BACKOFF_MAX)
+
+
+def _insert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert
+    if name == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"alerts need PostgreSQL or SQLite, not {name}")
+
+
+# -- arming -------------------------------------------------------------------
+
+
+def arm(
+    session: Session,
+    *,
+    now: dt.datetime,
+    alert_days: Sequence[int],
+    default_channel: str | None,
+) -> int:
+    """Create the pending records now due; returns how many were new.
+
+    Each statement reads only the tokens whose expiry lies in one threshold's band (an
+    index range on ``expires_at``), so a pass over a million tokens touches only those
+    expiring within the largest threshold (or expired within the notice window)."""
+    insert = _insert(session)
+    bands: list[tuple[int, dt.datetime, dt.datetime]] = []
+    low = now - EXPIRED_NOTICE_WINDOW
+    for days in stages(alert_days):
+        high = now + days * DAY
+        bands.append((days, low, high))
+        low = high
+    channel = func.coalesce(func.nullif(Token.alert_channel, ""), literal(default_channel, String))
+    destinations: list[tuple[AlertKind, Any]] = [
+        (AlertKind.CHANNEL, channel),
+        (AlertKind.OWNER, Token.created_by),
+    ]
+    created = 0
+    for days, low, high in bands:
+        for kind, destination in destinations:
+            source = select(
+                Token.id,
+                Token.team_id,
+                literal(days, Integer),
+                Token.expires_at,
+                literal(kind.value, String),
+                destination,
+                literal(AlertStatus.PENDING.value, String),
+                literal(0, Integer),
+                literal(now, UTCDateTime()),
+                literal(now, UTCDateTime()),
+            ).where(
+                Token.status == TokenStatus.ACTIVE,
+                Token.expires_at > low,
+                Token.expires_at <= high,
+                destination.is_not(None),
+            )
+            statement = (
+                insert(Alert)
+                .from_select(
+                    [
+                        "token_id",
+                        "team_id",
+                        "threshold_days",
+                        "expires_at",
+                        "kind",
+                        "destination",
+                        "status",
+                        "attempts",
+                        "next_attempt_at",
+                        "created_at",
+                    ],
+                    source,
+                )
+                .on_conflict_do_nothing(
+                    index_elements=["token_id", "threshold_days", "expires_at", "kind"]
+                )
+            )
+            result = session.execute(statement)
+            created += max(result.rowcount or 0, 0)
+    return created
+
+
+def prune(session: Session, *, now: dt.datetime) -> int:
+    result = session.execute(
+        delete(Alert).where(Alert.expires_at < now - KEEP_AFTER_EXPIRY)
+    )
+    return max(result.rowcount or 0, 0)
+
+
+# -- claiming -----------------------------------------------------------------
+
+
+def _due(now: dt.datetime) -> list[Any]:
+    return [
+        Alert.status == AlertStatus.PENDING,
+        Alert.next_attempt_at <= now,
+        or_(Alert.claimed_at.is_(None), Alert.claimed_at <= now - LEASE),
+    ]
+
+
+@dataclass(frozen=True, order=True)
+class Destination:
+    kind: AlertKind
+    destination: str
+
+
+def due_destinations(session: Session, *, now: dt.datetime) -> list[Destination]:
+    """Destinations with due, unclaimed records (or records whose lease ran out)."""
+    rows = session.execute(
+        select(Alert.kind, Alert.destination).where(*_due(now)).distinct()
+    ).all()
+    return sorted(Destination(AlertKind(kind), dest) for kind, dest in rows)
+
+
+def claim(
+    session: Session, *, target: Destination, now: dt.datetime, worker: str
+) -> list[int]:
+    """Lease the destination's due records to ``worker``; returns their ids. Records that
+    another process holds (row-locked or leased) are not returned."""
+    candidates = (
+        select(Alert.id)
+        .where(
+            *_due(now),
+            Alert.destination == target.destination,
+            Alert.kind == target.kind,
+        )
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        update(Alert)
+        .where(Alert.id.in_(candidates))
+        .values(claimed_by=worker, claimed_at=now)
+        .returning(Alert.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(statement).all())
+
+
+def pending_for(session: Session, *, target: Destination, now: dt.datetime) -> list[int]:
+    """What :func:`claim` would take, without taking it (dry runs)."""
+    return sorted(
+        session.scalars(
+            select(Alert.id).where(
+                *_due(now),
+                Alert.destination == target.destination,
+                Alert.kind == target.kind,
+            )
+        ).all()
+    )
+
+
+def load(session: Session, ids: Sequence[int]) -> list[tuple[Alert, Token | None]]:
+    if not ids:
+        return []
+    rows = session.execute(
+        select(Alert, Token)
+        .outerjoin(Token, Token.id == Alert.token_id)
+        .where(Alert.id.in_(list(ids)))
+    ).all()
+    return [(alert, token) for alert, token in rows]
+
+
+def skip_reason(
+    alert: Alert, token: Token | None, *, now: dt.datetime, alert_days: Sequence[int]
+) -> str | None:
+    """Why a due alert must not go out any more, or None when it should."""
+    if token is None:
+        return SkipReason.DELETED
+    if token.status == TokenStatus.DISABLED:
+        return SkipReason.DISABLED
+    if token.expires_at is None or token.expires_at != alert.expires_at:
+        return SkipReason.REDATED
+    stage = current_stage(token.expires_at, now=now, alert_days=alert_days)
+    if stage is not None and stage < alert.threshold_days:
+        return SkipReason.SUPERSEDED
+    return None
+
+
+# -- outcomes -----------------------------------------------------------------
+
+
+def _mine(ids: Sequence[int], worker: str) -> list[Any]:
+    return [Alert.id.in_(list(ids)), Alert.claimed_by == worker, Alert.status == AlertStatus.PENDING]
+
+
+def mark_skipped(
+    session: Session, *, reasons: dict[int, str], worker: str, now: dt.datetime
+) -> None:
+    by_reason: dict[str, list[int]] = {}
+    for alert_id, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(alert_id)
+    for reason, ids in by_reason.items():
+        session.execute(
+            update(Alert)
+            .where(*_mine(ids, worker))
+            .values(status=AlertStatus.SKIPPED, skip_reason=reason, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def mark_sent(
+    session: Session,
+    *,
+    ids: Sequence[int],
+    worker: str,
+    now: dt.datetime,
+    channel: str,
+    ts: str,
+) -> int:
+    result = session.execute(
+        update(Alert)
+        .where(*_mine(ids, worker))
+        .values(
+            status=AlertStatus.SENT,
+            sent_at=now,
+            message_channel=channel,
+            message_ts=ts,
+            claimed_at=None,
+            last_error=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return max(result.rowcount or 0, 0)
+
+
+def mark_failed(
+    session: Session, *, ids: Sequence[int], worker: str, now: dt.datetime, error: str
+) -> None:
+    """Release the lease and schedule a retry with exponential backoff."""
+    rows = session.execute(
+        select(Alert.id, Alert.attempts).where(*_mine(ids, worker))
+    ).all()
+    by_attempts: dict[int, list[int]] = {}
+    for alert_id, attempts in rows:
+        by_attempts.setdefault(attempts + 1, []).append(alert_id)
+    for attempts, group in by_attempts.items():
+        session.execute(
+            update(Alert)
+            .where(Alert.id.in_(group))
+            .values(
+                attempts=attempts,
+                next_attempt_at=now + backoff(attempts),
+                claimed_by=None,
+                claimed_at=None,
+                last_error=error[:200],
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+# -- the digest's actions -------------------------------------------------------
+
+
+def message_alerts(
+    session: Session, *, channel: str, ts: str
+) -> list[tuple[Alert, Token | None]]:
+    """The alerts one digest message carried, for redrawing it."""
+    rows = session.execute(
+        select(Alert, Token)
+        .outerjoin(Token, Token.id == Alert.token_id)
+        .where(Alert.message_channel == channel, Alert.message_ts == ts)
+    ).all()
+    return [(alert, token) for alert, token in rows]
+
+
+def record_action(
+    session: Session,
+    *,
+    channel: str,
+    ts: str,
+    token: Token,
+    action: str,
+    user_id: str,
+    now: dt.datetime,
+) -> None:
+    """Remember on the message's alert what was done from it, and by whom."""
+    session.execute(
+        update(Alert)
+        .where(
+            Alert.message_channel == channel,
+            Alert.message_ts == ts,
+            Alert.token_id == token.id,
+        )
+        .values(acted_action=action, acted_by=user_id, acted_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def extended_date(token: Token, *, now: dt.datetime, days: int = EXTEND_DAYS) -> dt.date:
+    """``days`` after the current expiry, or after today for a token already expired."""
+    if token.expires_at is None:
+        raise InvalidStateError("This token no longer expires; there is nothing to extend.")
+    today = now.astimezone(dt.timezone.utc).date()
+    return max(token.expires_at.date(), today) + dt.timedelta(days=days)
+
+
+def extend_token(
+    session: Session,
+    *,
+    actor: Actor,
+    public_id: str,
+    expected_version: int,
+    scopes: Sequence[str],
+    now: dt.datetime,
+    days: int = EXTEND_DAYS,
+) -> EditResult:
+    """Move the expiry ``days`` later, through the same rules as an edit (owner or admin,
+    the version the user saw, no disabled token)."""
+    token = get_token(session, team_id=actor.team_id, public_id=public_id)
+    return edit_token(
+        session,
+        actor=actor,
+        public_id=public_id,
+        expected_version=expected_version,
+        scopes=scopes,
+        now=now,
+        expires_on=extended_date(token, now=now, days=days),
+    )
+
+
+__all__ = [
+    "ActedAction",
+    "Destination",
+    "SkipReason",
+    "arm",
+    "backoff",
+    "claim",
+    "current_stage",
+    "due_destinations",
+    "extend_token",
+    "load",
+    "mark_failed",
+    "mark_sent",
+    "mark_skipped",
+    "message_alerts",
+    "pending_for",
+    "prune",
+    "record_action",
+    "skip_reason",
+    "stages",
+]

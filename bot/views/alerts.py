@@ -1,0 +1,357 @@
+"""Expiry digests: one message per channel (or owner DM) per pass, soonest expiry first.
+
+Pure builders over :class:`DigestItem` (no database, no Slack calls); the same builder
+draws the first post and every redraw after someone acted from the message.
+
+Two layouts, chosen by how many tokens one message carries:
+
+- **full** (up to :data:`FULL_LAYOUT_MAX` tokens): per token a section and a row of buttons,
+  "Extend 30 days" (confirm), "Edit", "Disable" (the guide's confirm);
+- **compact** (more, up to :data:`COMPACT_LAYOUT_MAX` per message): tokens in sections of
+  ten fields, each group followed by three menus ("Extend 30 days…", "Edit…", "Disable…",
+  the same confirms) listing that group's tokens. This keeps a channel with hundreds of
+  expiring tokens to a handful of messages, which matters because a channel gets at most
+  one message per second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    MarkdownTextObject,
+    Option,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+
+from bot.errors import NotFoundError
+from bot.views.confirms import Confirmable, confirm_dialog
+from bot.views.formatting import code, date_short, escape, mention, truncate
+
+MESSAGE_BLOCK_LIMIT = 50
+FULL_LAYOUT_MAX = 24  # 1 header + 2 blocks per token = 49
+GROUP_SIZE = 10  # a section holds at most 10 fields; a menu lists the same 10 tokens
+COMPACT_LAYOUT_MAX = 100  # 1 header + 2 blocks per group of 10 = 21
+EXTEND_DAYS = 30
+assert 1 + 2 * FULL_LAYOUT_MAX <= MESSAGE_BLOCK_LIMIT
+assert 1 + 2 * math.ceil(COMPACT_LAYOUT_MAX / GROUP_SIZE) <= MESSAGE_BLOCK_LIMIT
+
+
+class AlertActionId(enum.StrEnum):
+    EXTEND = "alert_extend"
+    EDIT = "alert_edit"
+    DISABLE = "alert_disable"
+
+
+class AlertBlockId(enum.StrEnum):
+    HEADER = "alert_header"
+    ITEM = "alert_item"  # + ":" + public id
+    ITEM_ACTIONS = "alert_item_actions"  # + ":" + public id
+    GROUP = "alert_group"  # + ":" + group number
+    GROUP_ACTIONS = "alert_group_actions"  # + ":" + group number
+
+
+class DigestAudience(enum.StrEnum):
+    CHANNEL = "channel"
+    OWNER = "owner"
+
+
+@dataclass(frozen=True)
+class AlertRef:
+    """A button's (or menu option's) value: which token, at the version shown. Never
+    trusted for authorization: the listener acts as the payload's user and team."""
+
+    public_id: str
+    version: int
+
+    def encode(self) -> str:
+        return json.dumps([self.public_id, self.version], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, value: str | None) -> AlertRef:
+        try:
+            data = json.loads(value or "")
+        except ValueError:
+            raise NotFoundError() from None
+        if (
+            not isinstance(data, list)
+            or len(data) != 2
+            or not isinstance(data[0], str)
+            or not data[0]
+            or not isinstance(data[1], int)
+            or isinstance(data[1], bool)
+        ):
+            raise NotFoundError()
+        return cls(public_id=data[0][:64], version=data[1])
+
+
+class Outcome(enum.StrEnum):
+    """What became of a token since its reminder was posted (shown instead of buttons)."""
+
+    EXTENDED = "extended"
+    EDITED = "edited"
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    public_id: str
+    version: int
+    label: str
+    masked: str
+    scope: str
+    owner: str
+    expires_at: dt.datetime  # the expiry this reminder is about
+    threshold_days: int  # 0: the expiry notice
+    outcome: Outcome | None = None
+    outcome_by: str | None = None
+    current_expires_at: dt.datetime | None = None  # after an extension or edit
+
+    @property
+    def actionable(self) -> bool:
+        return self.outcome is None
+
+
+def sort_items(items: Sequence[DigestItem]) -> list[DigestItem]:
+    return sorted(items, key=lambda i: (i.expires_at, i.label.casefold(), i.public_id))
+
+
+def chunk_items(items: Sequence[DigestItem]) -> list[list[DigestItem]]:
+    """The messages one destination needs: one when the tokens fit the full layout, else
+    compact messages of up to :data:`COMPACT_LAYOUT_MAX` tokens, soonest expiry first."""
+    ordered = sort_items(items)
+    if len(ordered) <= FULL_LAYOUT_MAX:
+        return [ordered] if ordered else []
+    return [
+        ordered[start : start + COMPACT_LAYOUT_MAX]
+        for start in range(0, len(ordered), COMPACT_LAYOUT_MAX)
+    ]
+
+
+def how_far(expires_at: dt.datetime, now: dt.datetime) -> str:
+    """ "in 7 days", "in 5 hours", "expired 2 days ago" (rounded to the nearest unit)."""
+    delta = expires_at - now
+    seconds = delta.total_seconds()
+    if seconds <= 0:
+        days = int(-seconds // 86400)
+        if days == 0:
+            return "expired today"
+        return f"expired {days} day{'s' if days != 1 else ''} ago"
+    if seconds < 86400:
+        hours = max(1, math.ceil(seconds / 3600))
+        return f"in {hours} hour{'s' if hours != 1 else ''}"
+    days = max(1, round(seconds / 86400))
+    return f"in {days} day{'s' if days != 1 else ''}"
+
+
+def _outcome_text(item: DigestItem) -> str:
+    by = f" by {mention(item.outcome_by)}" if item.outcome_by else ""
+    if item.outcome == Outcome.EXTENDED:
+        until = (
+            f" to {date_short(item.current_expires_at)}" if item.current_expires_at else ""
+        )
+        return f":white_check_mark: Extended{until}{by}."
+    if item.outcome == Outcome.EDITED:
+        return f":pencil2: Edited{by}."
+    if item.outcome == Outcome.DISABLED:
+        return f":no_entry_sign: *Disabled*{by}. Requests using it now fail."
+    if item.outcome == Outcome.DELETED:
+        return ":wastebasket: Deleted. Requests using it fail."
+    return ""
+
+
+def _status_text(item: DigestItem, now: dt.datetime) -> str:
+    if item.threshold_days == 0 or item.expires_at <= now:
+        return (
+            f":red_circle: *Expired* {date_short(item.expires_at)} "
+            f"({how_far(item.expires_at, now)}): *this token no longer works*; "
+            "requests using it are refused. Extend it to restore access."
+        )
+    return (
+        f":hourglass_flowing_sand: Expires {date_short(item.expires_at)} "
+        f"(*{how_far(item.expires_at, now)}*)"
+    )
+
+
+def item_text(item: DigestItem, now: dt.datetime) -> str:
+    head = f"*{escape(item.label)}*  {code(item.masked)}"
+    meta = f"Scope: {code(item.scope)} · Owner: {mention(item.owner)}"
+    lines = [head, meta, _status_text(item, now)]
+    if item.outcome is not None:
+        lines.append(_outcome_text(item))
+    return "\n".join(lines)
+
+
+def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = None) -> ConfirmObject:
+    """Plain text (nothing parsed); names the token and the new date when known."""
+    if item is None:
+        text = (
+            f"The chosen token's expiry moves {EXTEND_DAYS} days later "
+            f"({EXTEND_DAYS} days from today if it has already expired)."
+        )
+        title = f"Extend by {EXTEND_DAYS} days?"
+    else:
+        today = (now or item.expires_at).astimezone(dt.timezone.utc).date()
+        base = max(item.expires_at.date(), today)
+        new = base + dt.timedelta(days=EXTEND_DAYS)
+        text = (
+            f"“{truncate(item.label, 100)}” will expire on {new.isoformat()} (UTC) instead of "
+            f"{item.expires_at.date().isoformat()}."
+        )
+        title = f"Extend by {EXTEND_DAYS} days?"
+    return ConfirmObject(
+        title=PlainTextObject(text=title, emoji=False),
+        text=PlainTextObject(text=text, emoji=False),
+        confirm=PlainTextObject(text=f"Extend {EXTEND_DAYS} days", emoji=False),
+        deny=PlainTextObject(text="Cancel", emoji=False),
+        style="primary",
+    )
+
+
+def _buttons(item: DigestItem, now: dt.datetime) -> list[ButtonElement]:
+    value = AlertRef(item.public_id, item.version).encode()
+    return [
+        ButtonElement(
+            text=PlainTextObject(text=f"Extend {EXTEND_DAYS} days", emoji=False),
+            action_id=AlertActionId.EXTEND,
+            value=value,
+            style="primary",
+            confirm=extend_confirm(item, now),
+        ),
+        ButtonElement(
+            text=PlainTextObject(text="Edit", emoji=False),
+            action_id=AlertActionId.EDIT,
+            value=value,
+        ),
+        ButtonElement(
+            text=PlainTextObject(text="Disable", emoji=False),
+            action_id=AlertActionId.DISABLE,
+            value=value,
+            style="danger",
+            confirm=confirm_dialog(Confirmable.DISABLE, item.label),
+        ),
+    ]
+
+
+def _full(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
+    blocks: list[Block] = []
+    for item in items:
+        blocks.append(
+            SectionBlock(
+                block_id=f"{AlertBlockId.ITEM}:{item.public_id}",
+                text=MarkdownTextObject(text=item_text(item, now)),
+            )
+        )
+        if item.actionable:
+            blocks.append(
+                ActionsBlock(
+                    block_id=f"{AlertBlockId.ITEM_ACTIONS}:{item.public_id}",
+                    elements=_buttons(item, now),
+                )
+            )
+    return blocks
+
+
+def _option(item: DigestItem) -> Option:
+    text = f"{truncate(item.label, 75 - len(item.masked) - 3)} ({item.masked})"
+    return Option(
+        text=PlainTextObject(text=text, emoji=False),
+        value=AlertRef(item.public_id, item.version).encode(),
+    )
+
+
+def _menus(group: Sequence[DigestItem]) -> list[StaticSelectElement]:
+    options = [_option(item) for item in group]
+    return [
+        StaticSelectElement(
+            placeholder=PlainTextObject(text=f"Extend {EXTEND_DAYS} days…", emoji=False),
+            action_id=AlertActionId.EXTEND,
+            options=options,
+            confirm=extend_confirm(),
+        ),
+        StaticSelectElement(
+            placeholder=PlainTextObject(text="Edit…", emoji=False),
+            action_id=AlertActionId.EDIT,
+            options=options,
+        ),
+        StaticSelectElement(
+            placeholder=PlainTextObject(text="Disable…", emoji=False),
+            action_id=AlertActionId.DISABLE,
+            options=options,
+            confirm=confirm_dialog(Confirmable.DISABLE, "the chosen token"),
+        ),
+    ]
+
+
+def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
+    blocks: list[Block] = []
+    for number, start in enumerate(range(0, len(items), GROUP_SIZE), start=1):
+        group = items[start : start + GROUP_SIZE]
+        blocks.append(
+            SectionBlock(
+                block_id=f"{AlertBlockId.GROUP}:{number}",
+                fields=[MarkdownTextObject(text=item_text(item, now)) for item in group],
+            )
+        )
+        actionable = [item for item in group if item.actionable]
+        if actionable:
+            blocks.append(
+                ActionsBlock(
+                    block_id=f"{AlertBlockId.GROUP_ACTIONS}:{number}",
+                    elements=_menus(actionable),
+                )
+            )
+    return blocks
+
+
+def _headline(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
+    expired = sum(1 for item in items if item.threshold_days == 0 or item.expires_at <= now)
+    soon = len(items) - expired
+    parts = []
+    if soon:
+        parts.append(f"{soon} expiring soon")
+    if expired:
+        parts.append(f"{expired} expired and no longer working")
+    noun = "Your access tokens" if audience == DigestAudience.OWNER else "Access tokens"
+    return f"{noun}: {', '.join(parts)}" if parts else noun
+
+
+def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
+    """The notification / fallback text (no user-supplied text in it)."""
+    return _headline(items, audience, now)
+
+
+def digest_blocks(
+    items: Sequence[DigestItem], *, audience: DigestAudience, now: dt.datetime
+) -> list[Block]:
+    """One digest message: a headline, then the tokens soonest first."""
+    ordered = sort_items(items)
+    if len(ordered) > COMPACT_LAYOUT_MAX:
+        raise ValueError(f"{len(ordered)} tokens do not fit one digest; use chunk_items()")
+    intro = (
+        "These tokens of yours are about to expire. Extend them, or disable the ones "
+        "nothing uses any more."
+        if audience == DigestAudience.OWNER
+        else "Tokens used by this channel's integrations are about to expire. "
+        "Their owners or a workspace admin can act here."
+    )
+    header = SectionBlock(
+        block_id=AlertBlockId.HEADER,
+        text=MarkdownTextObject(
+            text=f":alarm_clock: *{_headline(ordered, audience, now)}*\n{intro}"
+        ),
+    )
+    body = _full(ordered, now) if len(ordered) <= FULL_LAYOUT_MAX else _compact(ordered, now)
+    return [header, *body]
