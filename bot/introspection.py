@@ -55,13 +55,13 @@ import json
 import logging
 import secrets as _random
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import unquote_to_bytes
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, Row, bindparam, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bot import crypto
@@ -85,8 +85,9 @@ LookupMode = Literal["loop", "thread"]
 # -- the lookup (Core, one indexed read by digest) --------------------------------------
 
 _t = Token.__table__
-# Built once; SQLAlchemy compiles it once and reuses the compiled form from its cache.
+# Built once; SQLAlchemy compiles it once per IN-list size and reuses it from its cache.
 LOOKUP_STATEMENT: Final = select(
+    _t.c.secret_digest,
     _t.c.id,
     _t.c.public_id,
     _t.c.team_id,
@@ -96,7 +97,7 @@ LOOKUP_STATEMENT: Final = select(
     _t.c.created_at,
     _t.c.expires_at,
     _t.c.last_used_at,
-).where(_t.c.secret_digest == bindparam("digest"))
+).where(_t.c.secret_digest.in_(bindparam("digests", expanding=True)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +126,16 @@ class ActiveToken:
         return claims
 
 
-def lookup_active(connection: Connection, *, secret: str, now: dt.datetime) -> ActiveToken | None:
-    """The active, unexpired token with this secret, or None: the checksum first (a
-    malformed secret costs no query), then one read by digest. Same rule as
-    :func:`bot.services.tokens.verify`, without the ORM."""
-    if not crypto.has_valid_checksum(secret):
-        return None
-    row = connection.execute(LOOKUP_STATEMENT, {"digest": crypto.digest(secret)}).first()
+def fetch_by_digests(connection: Connection, *, digests: Sequence[str]) -> dict[str, Row[Any]]:
+    """The rows whose secret digest is one of ``digests`` (one indexed read), by digest."""
+    if not digests:
+        return {}
+    rows = connection.execute(LOOKUP_STATEMENT, {"digests": list(digests)})
+    return {row.secret_digest: row for row in rows}
+
+
+def active_token(row: Row[Any] | None, *, now: dt.datetime) -> ActiveToken | None:
+    """The row as an :class:`ActiveToken` when it is active and unexpired at ``now``."""
     if row is None or row.status != TokenStatus.ACTIVE:
         return None
     if row.expires_at is not None and row.expires_at <= now:
@@ -146,6 +150,121 @@ def lookup_active(connection: Connection, *, secret: str, now: dt.datetime) -> A
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,
     )
+
+
+def lookup_active(connection: Connection, *, secret: str, now: dt.datetime) -> ActiveToken | None:
+    """The active, unexpired token with this secret, or None: the checksum first (a
+    malformed secret costs no query), then one read by digest. Same rule as
+    :func:`bot.services.tokens.verify`, without the ORM."""
+    if not crypto.has_valid_checksum(secret):
+        return None
+    key = crypto.digest(secret)
+    return active_token(fetch_by_digests(connection, digests=[key]).get(key), now=now)
+
+
+class LookupBatcher:
+    """Coalesces the lookups of concurrent requests into one ``IN (...)`` read.
+
+    A request's digest joins the *pending* batch; a batch is sent when the event loop has
+    handled the requests that arrived with it, and only when no batch is in flight (at
+    most one per process); whatever arrives meanwhile waits for the next one. A request
+    never joins a read that has already started, so every answer comes from a read that
+    began after the request arrived: nothing is cached, a change committed before the
+    request is always seen. ``run`` executes in ``executor`` (a thread, so the loop keeps
+    serving HTTP while the database answers) or, without one, directly in the loop.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[str]], dict[str, Row[Any]]],
+        executor: ThreadPoolExecutor | None,
+        *,
+        max_batch: int = 256,
+    ) -> None:
+        self._run = run
+        self._executor = executor
+        self._max_batch = max_batch
+        self._pending: dict[str, list[asyncio.Future[Row[Any] | None]]] = {}
+        self._scheduled = False
+        self._in_flight = False
+        self.batches = 0
+        self.lookups = 0
+
+    async def get(self, digest: str) -> Row[Any] | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Row[Any] | None] = loop.create_future()
+        self._pending.setdefault(digest, []).append(future)
+        if not self._scheduled and not self._in_flight:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _take(self) -> dict[str, list[asyncio.Future[Row[Any] | None]]]:
+        if len(self._pending) <= self._max_batch:
+            batch, self._pending = self._pending, {}
+            return batch
+        keys = list(self._pending)[: self._max_batch]
+        return {key: self._pending.pop(key) for key in keys}
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending or self._in_flight:
+            return
+        batch = self._take()
+        self.batches += 1
+        self.lookups += len(batch)
+        if self._executor is None:
+            try:
+                rows = self._run(list(batch))
+            except SQLAlchemyError as exc:
+                self._fail(batch, exc)
+            else:
+                self._resolve(batch, rows)
+            if self._pending:
+                self._schedule()
+            return
+        self._in_flight = True
+        done = asyncio.get_running_loop().run_in_executor(self._executor, self._run, list(batch))
+        done.add_done_callback(lambda result: self._finished(batch, result))
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _finished(
+        self,
+        batch: dict[str, list[asyncio.Future[Row[Any] | None]]],
+        result: asyncio.Future[dict[str, Row[Any]]],
+    ) -> None:
+        self._in_flight = False
+        if result.cancelled():
+            self._fail(batch, asyncio.CancelledError())
+        elif (exc := result.exception()) is not None:
+            self._fail(batch, exc)
+        else:
+            self._resolve(batch, result.result())
+        if self._pending:
+            self._schedule()
+
+    @staticmethod
+    def _resolve(
+        batch: dict[str, list[asyncio.Future[Row[Any] | None]]], rows: dict[str, Row[Any]]
+    ) -> None:
+        for digest, futures in batch.items():
+            row = rows.get(digest)
+            for future in futures:
+                if not future.done():
+                    future.set_result(row)
+
+    @staticmethod
+    def _fail(
+        batch: dict[str, list[asyncio.Future[Row[Any] | None]]], exc: BaseException
+    ) -> None:
+        for futures in batch.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
 
 
 # -- request parsing -------------------------------------------------------------------
@@ -307,8 +426,7 @@ class IntrospectionHandler:
         *,
         settings: Settings,
         database: Database,
-        lookup: LookupMode = "loop",
-        lookup_threads: int = 4,
+        lookup: LookupMode | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.engine: Engine = database.engine
@@ -317,14 +435,19 @@ class IntrospectionHandler:
             [secret.get_secret_value() for secret in settings.tokenbot_introspection_secrets]
         )
         self.usage = UsageMemo()
+        if lookup is None:
+            lookup = "loop" if self.engine.dialect.name == "sqlite" else "thread"
         self.lookup_mode: LookupMode = lookup
-        # Last-used writes: one thread, off the request path's critical section.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenbot-usage")
-        self._readers = (
-            ThreadPoolExecutor(max_workers=lookup_threads, thread_name_prefix="tokenbot-introspect")
+        self._reader = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenbot-introspect")
             if lookup == "thread"
             else None
         )
+        self.batcher = LookupBatcher(self._fetch, self._reader)
+        # Last-used writes: one thread, several tokens per UPDATE, off the request path.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenbot-usage")
+        self._due: dict[int, dt.datetime] = {}
+        self._due_lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
@@ -334,7 +457,7 @@ class IntrospectionHandler:
                 "request (401)"
             )
 
-    # -- connections: one per thread that looks up (the event loop's, or each reader's) --
+    # -- the read connection: one per reading thread (the loop's, or the reader's) ----------
 
     def _connection(self) -> Connection:
         connection: Connection | None = getattr(self._local, "connection", None)
@@ -354,13 +477,13 @@ class IntrospectionHandler:
             except SQLAlchemyError:
                 pass
 
-    def lookup(self, secret: str, now: dt.datetime) -> ActiveToken | None:
+    def _fetch(self, digests: list[str]) -> dict[str, Row[Any]]:
         """One read on this thread's connection; a dropped connection is replaced once."""
         for attempt in (1, 2):
             connection = self._connection()
             try:
                 try:
-                    return lookup_active(connection, secret=secret, now=now)
+                    return fetch_by_digests(connection, digests=digests)
                 finally:
                     connection.rollback()  # ends SQLAlchemy's transaction bookkeeping
             except DBAPIError as exc:
@@ -369,20 +492,51 @@ class IntrospectionHandler:
                     raise
         raise AssertionError("unreachable")
 
-    def record_use(self, token: ActiveToken, now: dt.datetime) -> None:
-        try:
-            with self.engine.begin() as connection:
-                record_use(connection, token_id=token.id, now=now)
-        except SQLAlchemyError as exc:
-            self.usage.forget(token.id)
-            log.warning(
-                "could not record last use of %s: %s", token.public_id, type(exc).__name__
-            )
+    async def lookup(self, secret: str, now: dt.datetime) -> ActiveToken | None:
+        """The active token presented, or None (checksum first: no read for a bad one)."""
+        if not crypto.has_valid_checksum(secret):
+            return None
+        return active_token(await self.batcher.get(crypto.digest(secret)), now=now)
+
+    # -- last used -------------------------------------------------------------------------
+
+    def _note_use(self, token: ActiveToken, now: dt.datetime) -> None:
+        if not self.usage.claim(token.id, now=now, stored=token.last_used_at):
+            return
+        with self._due_lock:
+            first = not self._due
+            self._due[token.id] = now
+        if first:
+            self._writer.submit(self._write_uses)
+
+    def _write_uses(self) -> None:
+        with self._due_lock:
+            due, self._due = self._due, {}
+        by_time: dict[dt.datetime, list[int]] = {}
+        for token_id, when in due.items():
+            by_time.setdefault(when, []).append(token_id)
+        for when, token_ids in by_time.items():
+            try:
+                with self.engine.begin() as connection:
+                    record_use(connection, token_ids=token_ids, now=when)
+            except SQLAlchemyError as exc:
+                for token_id in token_ids:
+                    self.usage.forget(token_id)
+                log.warning(
+                    "could not record last use of %d token(s): %s",
+                    len(token_ids),
+                    type(exc).__name__,
+                )
+
+    async def drain(self) -> None:
+        """Wait until queued last-used writes are done (tests and shutdown)."""
+        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     def close(self) -> None:
+        """Finish queued last-used writes and close the read connections."""
         self._writer.shutdown(wait=True)
-        if self._readers is not None:
-            self._readers.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
         with self._connections_lock:
             connections, self._connections = self._connections, []
         for connection in connections:
@@ -390,10 +544,6 @@ class IntrospectionHandler:
                 connection.close()
             except SQLAlchemyError:
                 pass
-
-    async def drain(self) -> None:
-        """Wait for queued last-used writes (tests and shutdown)."""
-        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -473,11 +623,7 @@ class IntrospectionHandler:
 
         now = dt.datetime.now(dt.timezone.utc)
         try:
-            if self._readers is None:
-                token = self.lookup(secret, now)
-            else:
-                loop = asyncio.get_running_loop()
-                token = await loop.run_in_executor(self._readers, self.lookup, secret, now)
+            token = await self.lookup(secret, now)
         except SQLAlchemyError as exc:
             log.error("introspection lookup failed: %s", type(exc).__name__)
             await _respond(
@@ -492,8 +638,7 @@ class IntrospectionHandler:
             await _respond(send, 200, INACTIVE_BODY)
             return
 
-        if self.usage.claim(token.id, now=now, stored=token.last_used_at):
-            self._writer.submit(self.record_use, token, now)
+        self._note_use(token, now)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "introspection by %s (%s): %s active",
@@ -514,5 +659,7 @@ class IntrospectionHandler:
 def make_introspection_handler(
     *, settings: Settings, database: Database, lookup: LookupMode | None = None
 ) -> IntrospectionHandler:
-    """The ``POST /introspect`` handler for ``bot.server``'s router."""
-    return IntrospectionHandler(settings=settings, database=database, lookup=lookup or "loop")
+    """The ``POST /introspect`` handler for ``bot.server``'s router. ``lookup``: where the
+    batched read runs; by default in the event loop on SQLite (an in-process read of a few
+    microseconds) and in one reader thread on PostgreSQL (a network round trip)."""
+    return IntrospectionHandler(settings=settings, database=database, lookup=lookup)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Collection
 from typing import Final
 
 from sqlalchemy import Connection, or_, update
@@ -33,22 +34,25 @@ _tokens = Token.__table__
 def record_use(
     connection: Connection,
     *,
-    token_id: int,
+    token_ids: Collection[int],
     now: dt.datetime,
     interval: dt.timedelta = LAST_USED_INTERVAL,
-) -> bool:
-    """Set the token's ``last_used_at`` to ``now`` unless it was set less than ``interval``
-    ago. Returns True when the row changed. Never touches ``version`` or ``updated_at``."""
+) -> int:
+    """Set these tokens' ``last_used_at`` to ``now``, except where it was set less than
+    ``interval`` ago. Returns how many rows changed. Never touches ``version`` or
+    ``updated_at``."""
+    if not token_ids:
+        return 0
     cutoff = now - interval
     result = connection.execute(
         update(_tokens)
         .where(
-            _tokens.c.id == token_id,
+            _tokens.c.id.in_(list(token_ids)),
             or_(_tokens.c.last_used_at.is_(None), _tokens.c.last_used_at <= cutoff),
         )
         .values(last_used_at=now)
     )
-    return result.rowcount == 1
+    return result.rowcount
 
 
 class UsageMemo:

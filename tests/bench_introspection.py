@@ -1,0 +1,494 @@
+"""Introspection benchmark: ``POST /introspect`` against ``GET /healthz`` on the same server.
+
+Run (the full figures in the README)::
+
+    .venv/bin/python tests/bench_introspection.py
+    .venv/bin/python tests/bench_introspection.py --tokens 2000 --duration 3 --backend sqlite
+
+For each backend (SQLite file, PostgreSQL throw-away database on the local server or
+``TOKENBOT_TEST_POSTGRES_URL``) it seeds ``--tokens`` tokens (100,000 by default) with
+real secrets, starts the server as a subprocess (``tokenbot serve --no-access-log`` with
+1, then 2 worker processes; ``--server minimal`` serves only the introspection handler and
+``/healthz`` under plain uvicorn), and drives it from a load generator in another process:
+a small asyncio HTTP/1.1 client with ``--connections`` keep-alive connections (50), each
+sending its next request as soon as the previous answer arrived. Per run it reports
+throughput (requests/s) and latency (median, p99, ms) of ``GET /healthz`` (the ceiling of
+the stack: routing and HTTP only) and of ``POST /introspect`` with an active token drawn
+from ``--hot`` tokens (so last-used writes happen, once a minute per token), and the ratio.
+
+Not collected by pytest (the file name does not start with ``test_``). The machine is
+shared: figures vary from run to run; compare the ratio within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+INTROSPECTION_SECRET = "bench-introspection-secret"
+TEAM = "TBENCH"
+PG_ADMIN_URL = os.environ.get(
+    "TOKENBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+# -- load generator (runs in its own process) ----------------------------------------------
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection: send, wait for the whole answer, record, repeat."""
+
+    def __init__(self, gen: _LoadGen) -> None:
+        self.gen = gen
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.started = 0.0
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._send()
+
+    def _send(self) -> None:
+        if self.gen.stopping:
+            assert self.transport is not None
+            self.transport.close()
+            return
+        self.started = time.perf_counter()
+        assert self.transport is not None
+        self.transport.write(self.gen.next_request())
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).lower()
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            if len(self.buffer) < end + 4 + length:
+                return
+            status = int(head[9:12])
+            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            del self.buffer[: end + 4 + length]
+            self.gen.record(time.perf_counter() - self.started, status, body)
+            self._send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _LoadGen:
+    def __init__(self, requests: list[bytes], warmup: float) -> None:
+        self.requests = requests
+        self.index = 0
+        self.stopping = False
+        self.measuring = False
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.bodies: dict[str, int] = {}
+        self.warmup = warmup
+
+    def next_request(self) -> bytes:
+        self.index = (self.index + 1) % len(self.requests)
+        return self.requests[self.index]
+
+    def record(self, seconds: float, status: int, body: bytes) -> None:
+        if not self.measuring:
+            return
+        self.latencies.append(seconds)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status != 200:
+            return
+        key = "active" if body.startswith(b'{"active":true') else body.decode()[:40]
+        self.bodies[key] = self.bodies.get(key, 0) + 1
+
+
+async def _drive(host: str, port: int, requests: list[bytes], connections: int,
+                 duration: float, warmup: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    gen = _LoadGen(requests, warmup)
+    protocols = []
+    for _ in range(connections):
+        _, protocol = await loop.create_connection(lambda: _Conn(gen), host, port)
+        protocols.append(protocol)
+    await asyncio.sleep(warmup)
+    gen.measuring = True
+    started = time.perf_counter()
+    await asyncio.sleep(duration)
+    gen.measuring = False
+    elapsed = time.perf_counter() - started
+    gen.stopping = True
+    await asyncio.wait([p.closed for p in protocols], timeout=10)
+    latencies = sorted(gen.latencies)
+    count = len(latencies)
+    return {
+        "requests": count,
+        "rps": count / elapsed,
+        "median_ms": statistics.median(latencies) * 1000 if count else None,
+        "p99_ms": latencies[min(count - 1, int(count * 0.99))] * 1000 if count else None,
+        "statuses": gen.statuses,
+        "bodies": gen.bodies,
+    }
+
+
+def loadgen_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench_introspection.py loadgen")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--requests-file", required=True, help="JSON list of base64 requests")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    args = parser.parse_args(argv)
+    requests = [base64.b64decode(r) for r in json.loads(Path(args.requests_file).read_text())]
+    result = asyncio.run(
+        _drive(args.host, args.port, requests, args.connections, args.duration, args.warmup)
+    )
+    print(json.dumps(result))
+    return 0
+
+
+def run_load(port: int, requests: list[bytes], *, connections: int, duration: float,
+             warmup: float, workdir: Path) -> dict[str, Any]:
+    path = workdir / f"requests-{uuid.uuid4().hex[:8]}.json"
+    path.write_text(json.dumps([base64.b64encode(r).decode() for r in requests]))
+    out = subprocess.run(
+        [sys.executable, __file__, "loadgen", "--port", str(port), "--requests-file",
+         str(path), "--connections", str(connections), "--duration", str(duration),
+         "--warmup", str(warmup)],
+        check=True, capture_output=True, text=True, timeout=duration + warmup + 60,
+    )
+    return json.loads(out.stdout)
+
+
+def healthz_request() -> bytes:
+    return b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+
+
+def introspect_request(secret: str) -> bytes:
+    body = f"token={secret}".encode()
+    return (
+        b"POST /introspect HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"authorization: Bearer " + INTROSPECTION_SECRET.encode() + b"\r\n"
+        b"content-type: application/x-www-form-urlencoded\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+# -- databases and seeding -------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_database(workdir: Path) -> Iterator[str]:
+    yield f"sqlite:///{workdir / 'bench.db'}"
+
+
+@contextmanager
+def postgresql_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"tokenbot_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def seed(url: str, key: str, count: int, hot: int) -> list[str]:
+    """``count`` tokens with real secrets (1 in 17 disabled, 1 in 3 expiring later);
+    returns ``hot`` secrets of active tokens for the load."""
+    from sqlalchemy import insert, text
+
+    from bot import crypto
+    from bot.crypto import SecretBox
+    from bot.db import make_engine, upgrade
+    from bot.models import Token, TokenStatus
+
+    engine = make_engine(url)
+    upgrade(engine)
+    box = SecretBox([key])
+    rng = random.Random(5)
+    now = dt.datetime.now(dt.timezone.utc)
+    active: list[str] = []
+    batch: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    for n in range(count):
+        secret = crypto.generate_secret()
+        disabled = n % 17 == 0
+        created = now - dt.timedelta(seconds=count - n)
+        batch.append(dict(
+            public_id=f"tok_b{n:011d}", team_id=TEAM, label=f"bench {n}",
+            label_search=f"bench {n}", scope=rng.choice(["read", "write", "admin"]),
+            status=TokenStatus.DISABLED if disabled else TokenStatus.ACTIVE,
+            secret_digest=crypto.digest(secret), secret_masked=crypto.mask(secret),
+            secret_encrypted=box.encrypt(secret), created_at=created,
+            created_by=f"U{n % 200:05d}", updated_at=created,
+            expires_at=now + dt.timedelta(days=365) if n % 3 == 0 else None, version=1,
+        ))
+        if not disabled:
+            active.append(secret)
+        if len(batch) == 5000:
+            with engine.begin() as connection:
+                connection.execute(insert(Token), batch)
+            batch = []
+    if batch:
+        with engine.begin() as connection:
+            connection.execute(insert(Token), batch)
+    with engine.begin() as connection:
+        connection.execute(text("ANALYZE tokens" if engine.dialect.name == "postgresql"
+                                else "ANALYZE"))
+    engine.dispose()
+    print(f"  seeded {count} tokens in {time.perf_counter() - started:.1f}s", flush=True)
+    return rng.sample(active, min(hot, len(active)))
+
+
+# -- the server under test ---------------------------------------------------------------------
+
+
+def minimal_app() -> Any:
+    """``--server minimal``: /healthz and the introspection handler under plain uvicorn
+    (a uvicorn factory, so it also runs with several workers)."""
+    from bot.config import load_settings
+    from bot.db import Database
+    from bot.introspection import make_introspection_handler
+
+    settings = load_settings()
+    database = Database(settings)
+    handler = make_introspection_handler(
+        settings=settings, database=database, lookup=os.environ.get("BENCH_LOOKUP") or None
+    )
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            handler.close()
+            batcher = handler.batcher
+            print(f"introspection stats (pid {os.getpid()}, lookup in {handler.lookup_mode}): "
+                  f"{batcher.lookups} lookups in {batcher.batches} reads", file=sys.stderr,
+                  flush=True)
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["path"] == "/introspect":
+            await handler(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def serve_minimal_main(argv: list[str]) -> int:
+    """uvicorn with the listening socket bound as IPPROTO_TCP: with ``--workers N`` uvicorn
+    binds it with proto 0 and asyncio then leaves Nagle on for accepted connections
+    (uvicorn issue #3149: +40 ms per keep-alive request on Linux)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    parser = argparse.ArgumentParser(prog="bench_introspection.py serve-minimal")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    config = uvicorn.Config("tests.bench_introspection:minimal_app", factory=True,
+                            host="127.0.0.1", port=args.port, workers=args.workers,
+                            access_log=False, log_level="warning")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    sock.set_inheritable(True)
+    if args.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def server(
+    kind: str, url: str, key: str, workers: int, workdir: Path
+) -> Iterator[tuple[int, Path]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "TOKENBOT_SECRET_KEYS": key,
+        "TOKENBOT_INTROSPECTION_SECRETS": INTROSPECTION_SECRET,
+        "TOKENBOT_SCHEDULER": "off",
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_SIGNING_SECRET": "bench-signing-secret",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",
+        "PYTHONPATH": str(ROOT),
+    }
+    if kind == "tokenbot":
+        command = [str(Path(sys.executable).parent / "tokenbot"), "serve", "--host",
+                   "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                   "--no-access-log"]
+    else:
+        command = [sys.executable, __file__, "serve-minimal", "--port", str(port),
+                   "--workers", str(workers)]
+    log_path = workdir / f"server-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(command, env=env, cwd=workdir, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        "server did not start:\n"
+                        + (workdir / f"server-{port}.log").read_text(errors="replace")[-3000:]
+                    ) from None
+                time.sleep(0.2)
+        yield port, log_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+# -- orchestration -------------------------------------------------------------------------------
+
+
+def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several rounds as one: throughput and latencies are the rounds' medians."""
+    statuses: dict[str, int] = {}
+    bodies: dict[str, int] = {}
+    for run in runs:
+        for key, value in run["statuses"].items():
+            statuses[key] = statuses.get(key, 0) + value
+        for key, value in run["bodies"].items():
+            bodies[key] = bodies.get(key, 0) + value
+    return {
+        "requests": sum(run["requests"] for run in runs),
+        "rps": statistics.median(run["rps"] for run in runs),
+        "median_ms": statistics.median(run["median_ms"] for run in runs),
+        "p99_ms": statistics.median(run["p99_ms"] for run in runs),
+        "statuses": statuses,
+        "bodies": bodies,
+    }
+
+
+def _fmt(result: dict[str, Any]) -> str:
+    return (f"{result['rps']:8.0f} req/s  median {result['median_ms']:6.2f} ms  "
+            f"p99 {result['p99_ms']:6.2f} ms")
+
+
+def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    from bot.crypto import generate_key
+
+    key = generate_key()
+    rows = []
+    database = sqlite_database(workdir) if backend == "sqlite" else postgresql_database()
+    with database as url:
+        print(f"{backend}:", flush=True)
+        hot = seed(url, key, args.tokens, args.hot)
+        introspect = [introspect_request(secret) for secret in hot]
+        for workers in args.workers:
+            with server(args.server, url, key, workers, workdir) as (port, log_path):
+                load = dict(connections=args.connections, duration=args.duration,
+                            warmup=args.warmup, workdir=workdir)
+                # Alternate the two, so drift in the machine's load hits both alike.
+                ceilings, results = [], []
+                for _ in range(args.rounds):
+                    ceilings.append(run_load(port, [healthz_request()], **load))
+                    results.append(run_load(port, introspect, **load))
+            ceiling, result = _combine(ceilings), _combine(results)
+            ratio = result["rps"] / ceiling["rps"]
+            print(f"  {workers} worker(s)  /healthz     {_fmt(ceiling)}", flush=True)
+            print(f"  {workers} worker(s)  /introspect  {_fmt(result)}  "
+                  f"ratio {ratio:.0%}", flush=True)
+            if set(result["statuses"]) != {"200"} or set(result["bodies"]) != {"active"}:
+                print(f"  !! unexpected answers: {result['statuses']} {result['bodies']}")
+            for line in log_path.read_text(errors="replace").splitlines():
+                if line.startswith("introspection stats"):
+                    print(f"  {line}")
+            rows.append({"backend": backend, "workers": workers, "healthz": ceiling,
+                         "introspect": result, "ratio": ratio,
+                         "rounds": {"healthz": ceilings, "introspect": results}})
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["loadgen"]:
+        return loadgen_main(argv[1:])
+    if argv[:1] == ["serve-minimal"]:
+        return serve_minimal_main(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--tokens", type=int, default=100_000)
+    parser.add_argument("--hot", type=int, default=1000,
+                        help="distinct active tokens the load presents (default 1000)")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating /healthz and /introspect measurements (default 3)")
+    parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
+                        default=[1, 2], help="comma-separated worker counts (default 1,2)")
+    parser.add_argument("--server", choices=["tokenbot", "minimal"], default="tokenbot",
+                        help="tokenbot serve (default) or the handler alone under uvicorn")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    args = parser.parse_args(argv)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"{args.tokens} tokens, {args.hot} hot, {args.connections} connections, "
+          f"{args.rounds} rounds of {args.duration:g}s per measurement, server: {args.server}", flush=True)
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tokenbot-bench-") as tmp:
+        for backend in backends:
+            rows.extend(bench_backend(backend, args, Path(tmp)))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
