@@ -325,7 +325,9 @@ def serve(
     if workers is not None and workers > 1:
         if bolt_app is not None:
             raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")
-        uvicorn.run(
+        from uvicorn.supervisors import Multiprocess
+
+        config = uvicorn.Config(
             FACTORY_IMPORT_STRING,
             factory=True,
             host=host,
@@ -335,6 +337,19 @@ def serve(
             log_level=log_level,
             lifespan="on",
         )
+        # Not uvicorn.run(workers=N): its Config.bind_socket() leaves the socket's proto at
+        # 0, accepted sockets inherit it and asyncio then never sets TCP_NODELAY, so every
+        # keep-alive response waits ~40 ms for the peer's delayed ACK (uvicorn issue #3149).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = sock or socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        if sock is None:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+        listener.set_inheritable(True)
+        try:
+            Multiprocess(config, sockets=[listener]).run()
+        finally:
+            listener.close()
         return
     owned: Database | None = None
     if database is None:
