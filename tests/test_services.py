@@ -826,3 +826,16 @@ def test_search_follows_renames_and_deletes(db, settings, now):
     # A new token may reuse the old words.
     again = create(db, settings, now, label="alpha again").token.public_id
     assert [t.public_id for t in listing(db, now, search="alpha").items] == [again]
+
+
+def test_alert_channel_override_is_set_changed_cleared_and_audited(db, settings, now):
+    created = create(db, settings, now, alert_channel="C111")
+    pid = created.token.public_id
+    assert row(db, pid)["alert_channel"] == "C111"
+    result = act(db, settings, now, "edit", pid, 1, label=svc.UNCHANGED, alert_channel="C222")
+    assert result.changes == {"alert_channel": ("C111", "C222")}
+    act(db, settings, now, "edit", pid, 2, label=svc.UNCHANGED, alert_channel=None)
+    assert row(db, pid)["alert_channel"] is None and row(db, pid)["version"] == 3
+    assert events(db, public_id=pid)[0].details == {
+        "before": {"alert_channel": "C222"}, "after": {"alert_channel": None},
+    }
