@@ -232,8 +232,10 @@ ROLES = ["deploy", "read-only", "admin"]
                     st.text(max_size=10)),
     is_admin=st.booleans(),
 )
-def test_scope_comes_from_configured_roles(make_settings, now, scope, is_admin):
-    config = make_settings(TOKENBOT_SCOPES="deploy, read-only ,admin")
+def test_scope_comes_from_configured_roles(scope, is_admin):
+    from bot.config import load_settings
+
+    config = load_settings(_env_file=None, TOKENBOT_SCOPES="deploy, read-only ,admin")
     assert config.tokenbot_scopes == ROLES
     actor = ADMIN if is_admin else OWNER
     if scope not in ROLES:
