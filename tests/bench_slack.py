@@ -55,6 +55,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bot import crypto  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.db import Database, make_engine, upgrade  # noqa: E402
+from bot.ids import ActionId, BlockId, CallbackId  # noqa: E402
 from bot.models import Token, TokenStatus  # noqa: E402
 from tests.support.signing import form_body, interactive_body, signed_headers  # noqa: E402
 from tests.support.slack_standin import Call, SlackStandIn  # noqa: E402
@@ -76,6 +77,7 @@ FLOOR_BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "ok"}}]
 
 def floor_app(settings: Any) -> Any:
     from slack_bolt import App
+    from slack_sdk.webhook import WebhookClient
 
     from bot.slack_client import make_web_client
 
@@ -90,18 +92,20 @@ def floor_app(settings: Any) -> Any:
         ack()
         respond(blocks=FLOOR_BLOCKS, text="ok", response_type="ephemeral")
 
-    @app.action("token_disable")
-    @app.action("token_enable")
+    @app.action(ActionId.DISABLE)
+    @app.action(ActionId.ENABLE)
     def _click(ack: Callable[..., None], respond: Callable[..., None]) -> None:
         ack()
         respond(blocks=FLOOR_BLOCKS, text="ok", replace_original=True)
 
-    @app.view("token_edit_modal")
-    def _submit(ack: Callable[..., None], body: dict[str, Any], client: Any) -> None:
+    @app.view(CallbackId.EDIT)
+    def _submit(ack: Callable[..., None], body: dict[str, Any]) -> None:
+        values = body["view"]["state"]["values"]
+        if not values[BlockId.LABEL][ActionId.LABEL_INPUT]["value"].strip():
+            ack(response_action="errors", errors={BlockId.LABEL: "A label is required."})
+            return
         ack()
         url = json.loads(body["view"]["private_metadata"])["u"]
-        from slack_sdk.webhook import WebhookClient
-
         WebhookClient(url).send(blocks=FLOOR_BLOCKS, text="ok", replace_original=True)
 
     return app
@@ -354,7 +358,9 @@ def submission_body(view: dict[str, Any], overrides: dict[str, Any]) -> str:
     )
 
 
-def find_button(blocks: list[dict[str, Any]], action_id: str, public_id: str | None) -> tuple[str, str]:
+def find_button(
+    blocks: list[dict[str, Any]], action_id: str, public_id: str | None
+) -> tuple[str, str]:
     """(value, block_id) of the row button ``action_id`` of ``public_id`` (any row if None)."""
     for block in blocks:
         for element in block.get("elements", []) if block.get("type") == "actions" else []:
@@ -417,37 +423,49 @@ class Run:
         url, path = self._url("click")
         if self.product:
             try:
-                value, block_id = find_button(self.table, "token_disable", public_id)
-                action = "token_disable"
+                value, block_id = find_button(self.table, ActionId.DISABLE, public_id)
+                action = ActionId.DISABLE
             except LookupError:
-                value, block_id = find_button(self.table, "token_enable", public_id)
-                action = "token_enable"
+                value, block_id = find_button(self.table, ActionId.ENABLE, public_id)
+                action = ActionId.ENABLE
         else:
-            action, value, block_id = ("token_disable", "x", "b")
+            action, value, block_id = (ActionId.DISABLE, "x", "b")
         elapsed, call, _ = self._send(click_body(url, action, value, block_id), path, replaces)
         if self.product:
             self.table = call.body["blocks"]
         return elapsed
 
-    def edit(self, public_id: str | None) -> float:
+    def open_edit(self, public_id: str | None) -> tuple[dict[str, Any], str]:
+        """The "Edit Access Token" modal as Slack would hold it (opened by a real click on
+        the product; a minimal one for the floor), and the path its redraw goes to."""
         url, path = self._url("edit")
-        if self.product:
-            value, block_id = find_button(self.table, "token_edit", public_id)
-            self.standin.clear()
-            status, answer = self.client.post(click_body(url, "token_edit", value, block_id))
-            if status != 200:
-                raise RuntimeError(f"HTTP {status}: {answer[:300]}")
-            view = await_call(self.standin, "/api/views.open", lambda c: True).body["view"]
-        else:
+        if not self.product:
             view = {
                 "type": "modal",
-                "callback_id": "token_edit_modal",
+                "callback_id": CallbackId.EDIT,
                 "private_metadata": json.dumps({"u": url}),
                 "title": {"type": "plain_text", "text": "Edit Access Token"},
-                "blocks": [],
+                "blocks": [
+                    {
+                        "type": "input",
+                        "block_id": BlockId.LABEL,
+                        "label": {"type": "plain_text", "text": "Label"},
+                        "element": {"type": "plain_text_input", "action_id": ActionId.LABEL_INPUT},
+                    }
+                ],
             }
+            return view, path
+        value, block_id = find_button(self.table, ActionId.EDIT, public_id)
+        self.standin.clear()
+        status, answer = self.client.post(click_body(url, ActionId.EDIT, value, block_id))
+        if status != 200:
+            raise RuntimeError(f"HTTP {status}: {answer[:300]}")
+        return await_call(self.standin, "/api/views.open", lambda c: True).body["view"], path
+
+    def edit(self, public_id: str | None) -> float:
+        view, path = self.open_edit(public_id)
         label = f"bench edit {self.n} {uuid.uuid4().hex[:6]}"
-        body = submission_body(view, {"label": label})
+        body = submission_body(view, {BlockId.LABEL: label})
         elapsed, call, answer = self._send(body, path, replaces)
         if answer.strip() and '"errors"' in answer:
             raise RuntimeError(f"edit refused: {answer[:300]}")
@@ -455,12 +473,23 @@ class Run:
             self.table = call.body["blocks"]
         return elapsed
 
+    def invalid_edit(self, view: dict[str, Any]) -> float:
+        """A blank label: the user sees the error on the field, from the HTTP response."""
+        body = submission_body(view, {BlockId.LABEL: "   "})
+        started = time.monotonic()
+        status, answer = self.client.post(body)
+        elapsed = (time.monotonic() - started) * 1000.0
+        if status != 200 or '"response_action": "errors"' not in answer.replace('":"', '": "'):
+            raise RuntimeError(f"expected response_action errors, got HTTP {status}: {answer[:300]}")
+        return elapsed
+
 
 def measure(run: Run, requests: int, warmup: int, target: str | None) -> list[Series]:
     run.command()  # the table the clicks start from
     for _ in range(warmup):
         run.command()
-        run.toggle(target)
+        run.toggle(target)  # disable
+        run.toggle(target)  # enable again: a disabled token offers no Edit
         run.edit(target)
     commands, toggles, edits = [], [], []
     for _ in range(requests):
@@ -471,16 +500,19 @@ def measure(run: Run, requests: int, warmup: int, target: str | None) -> list[Se
     # an edit needs an active token: enable it if the last toggle disabled it
     if run.product:
         try:
-            find_button(run.table, "token_enable", target)
+            find_button(run.table, ActionId.ENABLE, target)
             run.toggle(target)
         except LookupError:
             pass
     for _ in range(requests):
         edits.append(run.edit(target))
+    view, _ = run.open_edit(target)
+    invalid = [run.invalid_edit(view) for _ in range(requests)]
     return [
         Series("/tokens (table)", commands),
         Series("Disable/Enable (redraw)", toggles),
         Series("edit submission (redraw)", edits),
+        Series("invalid edit (errors)", invalid),
     ]
 
 
