@@ -1,0 +1,78 @@
+"""Helpers shared by the expiry-alert tests (tests/test_alerts*.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from bot.config import Settings
+from bot.db import Database
+from bot.services import tokens as svc
+from tests.support.blockkit import validate_message_blocks
+from tests.support.slack_standin import Call, SlackStandIn
+
+TEAM = "T1"
+ALERTS = "CALERTS"
+ADMIN = "UADMIN"
+UTC = dt.timezone.utc
+
+
+def seed_token(
+    db: Database,
+    *,
+    now: dt.datetime,
+    expires_on: dt.date | None,
+    label: str = "ci deploy",
+    owner: str = "U1",
+    channel: str | None = None,
+    team: str = TEAM,
+) -> svc.CreatedToken:
+    actor = svc.Actor(team_id=team, user_id=ADMIN, is_admin=True)
+    with db.sessions.begin() as session:
+        return svc.create_token(
+            session, box=db.box, actor=actor, label=label, scope="write",
+            scopes=["read", "write", "admin"], now=now, expires_on=expires_on,
+            alert_channel=channel, owner=owner,
+        )
+
+
+def posted_ids(body: dict[str, Any]) -> list[str]:
+    """Public ids of the tokens one digest message carries, in order."""
+    ids: list[str] = []
+    for block in body["blocks"]:
+        block_id = block.get("block_id", "")
+        if block_id.startswith("alert_item:"):
+            ids.append(block_id.split(":", 1)[1])
+        elif block_id.startswith("alert_group_actions:"):
+            menu = next(e for e in block["elements"] if e["action_id"] == "alert_edit")
+            ids.extend(json.loads(option["value"])[0] for option in menu["options"])
+    return ids
+
+
+def successful_posts(standin: SlackStandIn, failures: int = 0) -> list[Call]:
+    """chat.postMessage calls that Slack accepted: the stand-in serves queued failures to
+    the first calls, in the order it records them. Each one is validated Block Kit."""
+    calls = standin.calls_to("chat.postMessage")[failures:]
+    for call in calls:
+        validate_message_blocks(call.body["blocks"])
+    return calls
+
+
+def by_destination(calls: list[Call]) -> dict[str, list[str]]:
+    """Destination (channel or owner) -> the public ids posted there, over all calls."""
+    out: dict[str, list[str]] = {}
+    for call in calls:
+        out.setdefault(call.body["channel"], []).extend(posted_ids(call.body))
+    return out
+
+
+def alert_settings(make_settings: Any, standin: SlackStandIn, **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "SLACK_API_URL": standin.api_url,
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "TOKENBOT_ALERT_CHANNEL": ALERTS,
+    }
+    values.update(extra)
+    settings: Settings = make_settings(**values)
+    return settings
