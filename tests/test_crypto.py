@@ -225,3 +225,42 @@ def test_any_other_database_without_keys_is_an_error(tmp_path, url):
     assert not (tmp_path / "tokenbot.key").exists()
     assert not (tmp_path / "elsewhere.key").exists()
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, monkeypatch):
+    # `tokenbot keys rotate` runs while someone rotates a token in Slack: the token's
+    # stored secret must stay the new one (the one its digest verifies), not come back
+    # as the re-encrypted old one.
+    old, new = generate_key(), generate_key()
+    first = Database(make_settings(TOKENBOT_SECRET_KEYS=old), auto_upgrade=False)
+    try:
+        with first.sessions.begin() as session:
+            created = svc.create_token(session, box=first.box, actor=OWNER, label="busy",
+                                       scope="read", scopes=["read"], now=now)
+    finally:
+        first.dispose()
+    pid = created.token.public_id
+
+    db = Database(make_settings(TOKENBOT_SECRET_KEYS=f"{new},{old}"), auto_upgrade=False)
+    try:
+        rotated_meanwhile: list[str] = []
+        real_rotate = db.box.rotate
+
+        def rotate_with_a_user_in_between(blob: bytes) -> bytes:
+            if not rotated_meanwhile:
+                with db.sessions.begin() as other:
+                    rotated_meanwhile.append(svc.rotate_token(
+                        other, box=db.box, actor=OWNER, public_id=pid, expected_version=1,
+                        now=now).secret)
+            return real_rotate(blob)
+
+        monkeypatch.setattr(db.box, "rotate", rotate_with_a_user_in_between)
+        with db.sessions.begin() as session:
+            svc.reencrypt_all(session, box=db.box)
+        with db.sessions.begin() as session:
+            _, revealed = svc.reveal_token(session, box=db.box, actor=OWNER, public_id=pid,
+                                           now=now)
+            assert revealed == rotated_meanwhile[0]
+            assert svc.verify(session, secret=revealed, now=now) is not None
+    finally:
+        db.dispose()

@@ -548,9 +548,14 @@ def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000)
             last_id = row_id
             if box.is_current(blob):
                 continue
-            session.execute(
+            # Only if the blob is still the one read: a token rotated meanwhile keeps its
+            # new secret (written under the newest key already) instead of the old one.
+            result = session.execute(
                 Token.__table__.update()
-                .where(Token.__table__.c.id == row_id)
+                .where(
+                    Token.__table__.c.id == row_id,
+                    Token.__table__.c.secret_encrypted == blob,
+                )
                 .values(secret_encrypted=box.rotate(blob))
             )
-            changed += 1
+            changed += result.rowcount
