@@ -182,7 +182,6 @@ def probe(slack_settings: Settings, database: Database) -> Iterator[tuple[tuple[
 def product(
     slack_settings: Settings, database: Database
 ) -> Iterator[tuple[str, int]]:
-    pytest.importorskip("bot.app")
     app = build_asgi_app(settings=slack_settings, database=database)
     with serving(app) as address:
         yield address
@@ -435,14 +434,16 @@ def test_tokenbot_serve_runs_on_the_embedded_default(
 ) -> None:
     """`tokenbot serve` with no database set-up: SQLite file created and upgraded, ready,
     answering Slack, stopping cleanly on SIGTERM; the log names no secret. With
-    ``--workers 2`` each uvicorn worker process builds its own app from the environment."""
-    pytest.importorskip("bot.app")
+    ``--workers 2`` each uvicorn worker process builds its own app from the environment.
+    The expiry-alert scheduler starts with the server (once, in the parent process) and
+    stops with it."""
     port = free_port()
+    scheduler = "on" if workers == 1 else "off"
     env = cli_env(
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=standin.api_url,
-        TOKENBOT_SCHEDULER="off",
+        TOKENBOT_SCHEDULER=scheduler,
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -476,6 +477,8 @@ def test_tokenbot_serve_runs_on_the_embedded_default(
     assert process.returncode == 0, output
     assert f"127.0.0.1:{port}" in output and "sqlite" in output
     assert f"{workers} worker process" in output
+    assert f"alert scheduler {scheduler}" in output
+    assert "stopped by SIGTERM" in output or workers > 1
     for secret in (BOT_TOKEN, SIGNING_SECRET):
         assert secret not in output
     assert "Traceback" not in output
