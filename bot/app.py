@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError, NotFoundError, StaleTokenError, TokenbotError
-from bot.listeners import commands, home, modals, table_actions
+from bot.listeners import alerts, commands, home, modals, table_actions
 from bot.listeners.common import (
     CONTEXT_KEY,
     Deps,
@@ -182,6 +182,6 @@ def create_app(
 
     app.middleware(inject_dependencies)
     app.error(handle_error)
-    for module in (commands, table_actions, modals, home):
+    for module in (commands, table_actions, modals, home, alerts):
         module.register(app)
     return app

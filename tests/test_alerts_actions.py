@@ -1,0 +1,234 @@
+"""The digest's buttons through Bolt's real pipeline: signed block_actions into
+``app.dispatch``, the same services and rules as the table, and the digest message
+redrawn in place (``chat.update`` with the clicked message's channel and ts)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from slack_bolt import App
+from sqlalchemy import select
+
+from bot.alerts.scheduler import run_pass
+from bot.app import create_app
+from bot.config import Settings
+from bot.db import Database
+from bot.models import Alert, AuditAction, AuditEvent, Token, TokenStatus
+from bot.slack_client import make_web_client
+from tests.alerts_support import ALERTS, alert_settings, seed_token
+from tests.slack.conftest import SIGNING_SECRET, SlackBot, mrkdwn_texts, texts
+from tests.support.blockkit import validate_slack_call
+from tests.support.signing import interactive_body
+from tests.support.slack_standin import SlackStandIn
+
+UTC = dt.timezone.utc
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    server = SlackStandIn().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
+    return alert_settings(make_settings, standin, SLACK_SIGNING_SECRET=SIGNING_SECRET)
+
+
+@pytest.fixture
+def adb(asettings: Settings) -> Iterator[Database]:
+    database = Database(asettings, auto_upgrade=False)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def bot(asettings: Settings, adb: Database, standin: SlackStandIn) -> Iterator[SlackBot]:
+    app: App = create_app(settings=asettings, database=adb)
+    harness = SlackBot(app, standin)
+    try:
+        yield harness
+        harness.settle()
+        for call in standin.calls:  # every payload sent to Slack is valid Block Kit
+            validate_slack_call(call.method, call.body)
+    finally:
+        app.listener_runner.listener_executor.shutdown(wait=True)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def _posted(adb: Database, asettings: Settings, standin: SlackStandIn,
+            channel: str = ALERTS) -> tuple[dict[str, Any], str]:
+    """Run a pass; the digest posted to ``channel`` and its ts (as Slack answered)."""
+    report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                      now=_now(), post_interval=0.0)
+    assert report.failed == 0
+    body = next(c.body for c in standin.calls_to("chat.postMessage")
+                if c.body["channel"] == channel)
+    with adb.sessions() as session:
+        ts = session.scalar(select(Alert.message_ts).where(Alert.message_channel == channel))
+    assert ts
+    return body, ts
+
+
+def _element(blocks: list[dict[str, Any]], public_id: str, action_id: str) -> dict[str, Any]:
+    for block in blocks:
+        if block.get("block_id") == f"alert_item_actions:{public_id}":
+            return next(e for e in block["elements"] if e["action_id"] == action_id)
+    raise AssertionError(f"no buttons for {public_id}")
+
+
+def _click(bot: SlackBot, element: dict[str, Any], *, ts: str, user: str,
+           channel: str = ALERTS, team: str = "T1", option: dict[str, Any] | None = None,
+           block_id: str = "b") -> None:
+    action: dict[str, Any] = {
+        "type": element["type"],
+        "action_id": element["action_id"],
+        "block_id": block_id,
+        "action_ts": "1.1",
+    }
+    if option is None:
+        action["value"] = element["value"]
+        action["text"] = element["text"]
+    else:
+        action["selected_option"] = option
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
+        "api_app_id": "A1",
+        "token": "legacy-verification-token",
+        "trigger_id": "42.1.trigger",
+        "team": {"id": team, "domain": "acme"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "container": {"type": "message", "message_ts": ts, "channel_id": channel,
+                      "is_ephemeral": False},
+        "channel": {"id": channel, "name": "alerts"},
+        "message": {"type": "message", "ts": ts, "text": "x", "blocks": []},
+        "response_url": bot.next_response_url(),
+        "actions": [action],
+        "state": {"values": {}},
+    }
+    bot.send(interactive_body(payload))
+    bot.settle()
+
+
+def _token(adb: Database, public_id: str) -> Token:
+    with adb.sessions() as session:
+        token = session.scalars(select(Token).where(Token.public_id == public_id)).one()
+        session.expunge(token)
+        return token
+
+
+def test_extend_and_disable_from_the_digest_update_it_in_place(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    soon = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=3)).date(),
+                      label="deploy <prod>", owner="U1").token
+    later = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=5)).date(),
+                       label="metrics", owner="U1").token
+    body, ts = _posted(adb, asettings, standin)
+
+    # The owner extends the first token (the button carries a confirm dialog).
+    extend = _element(body["blocks"], soon.public_id, "alert_extend")
+    assert extend["confirm"]["confirm"]["text"] == "Extend 30 days"
+    _click(bot, extend, ts=ts, user="U1")
+    extended = _token(adb, soon.public_id)
+    assert extended.expires_at == soon.expires_at + dt.timedelta(days=30)
+    update = standin.wait_for("chat.update", 1)[-1].body
+    assert (update["channel"], update["ts"]) == (ALERTS, ts)
+    shown = "\n".join(mrkdwn_texts(update["blocks"]))
+    assert "Extended to <!date^" in shown and "by <@U1>" in shown
+    assert "deploy &lt;prod&gt;" in shown
+    block_ids = [b["block_id"] for b in update["blocks"]]
+    assert f"alert_item_actions:{soon.public_id}" not in block_ids  # done: no buttons
+    assert f"alert_item_actions:{later.public_id}" in block_ids
+    told = standin.wait_for("chat.postEphemeral", 1)[-1].body
+    assert told["user"] == "U1" and "Extended" in told["text"]
+    with adb.sessions() as session:
+        audit = session.scalars(select(AuditEvent).where(
+            AuditEvent.token_public_id == soon.public_id,
+            AuditEvent.action == AuditAction.EDIT)).one()
+    assert audit.actor == "U1"
+
+    # Someone else may not act on it: refused, nothing changes.
+    disable = _element(update["blocks"], later.public_id, "alert_disable")
+    assert disable["confirm"]["confirm"]["text"] == "Disable Token"
+    _click(bot, disable, ts=ts, user="U2")
+    assert _token(adb, later.public_id).status == TokenStatus.ACTIVE
+    refusal = standin.wait_for("chat.postEphemeral", 2)[-1].body
+    assert refusal["user"] == "U2" and "owner" in refusal["text"]
+
+    # The version the user saw: the first drawing's buttons for the extended token are stale.
+    stale = _element(body["blocks"], soon.public_id, "alert_disable")
+    _click(bot, stale, ts=ts, user="U1")
+    assert _token(adb, soon.public_id).status == TokenStatus.ACTIVE
+    assert "changed since you looked" in standin.wait_for("chat.postEphemeral", 3)[-1].body["text"]
+
+    # An admin disables the other one; the digest says so, and by whom.
+    _click(bot, disable, ts=ts, user="UADMIN")
+    assert _token(adb, later.public_id).status == TokenStatus.DISABLED
+    final = standin.calls_to("chat.update")[-1].body
+    shown = texts(final["blocks"])
+    assert "Disabled* by <@UADMIN>" in shown and "Extended to" in shown
+    assert not [b for b in final["blocks"] if b["type"] == "actions"]
+
+    # Another workspace's user cannot reach the token at all.
+    _click(bot, _element(update["blocks"], later.public_id, "alert_extend"), ts=ts,
+           user="U9", team="T2")
+    assert "not found" in standin.calls_to("chat.postEphemeral")[-1].body["text"]
+
+
+def test_edit_from_the_digest_opens_the_edit_modal(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    token = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2)).date(),
+                       owner="U1").token
+    body, ts = _posted(adb, asettings, standin, channel="U1")  # the owner's DM
+    _click(bot, _element(body["blocks"], token.public_id, "alert_edit"), ts=ts, user="U1",
+           channel="U1")
+    view = standin.wait_for("views.open", 1)[-1].body["view"]
+    assert view["title"]["text"] == "Edit Access Token"
+    assert view["submit"]["text"] == "Update Access Token"
+    assert token.public_id in view["private_metadata"]
+
+
+def test_large_digests_act_through_menus(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    tokens = [
+        seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2 + n % 4)).date(),
+                   label=f"job {n}", owner="U1").token
+        for n in range(30)
+    ]
+    body, ts = _posted(adb, asettings, standin)
+    menus = [b for b in body["blocks"] if b["type"] == "actions"]
+    assert len(menus) == 3 and len(body["blocks"]) == 7  # header + 3 × (fields + menus)
+    extend_menu = next(e for e in menus[0]["elements"] if e["action_id"] == "alert_extend")
+    assert extend_menu["type"] == "static_select" and "confirm" in extend_menu
+    option = extend_menu["options"][0]
+    chosen = json.loads(option["value"])[0]
+    _click(bot, extend_menu, ts=ts, user="U1", option=option)
+    before = next(t for t in tokens if t.public_id == chosen)
+    assert _token(adb, chosen).expires_at == before.expires_at + dt.timedelta(days=30)
+    update = standin.wait_for("chat.update", 1)[-1].body
+    assert "Extended to" in texts(update["blocks"])
+    options = [
+        o["value"] for b in update["blocks"] if b["type"] == "actions"
+        for e in b["elements"] if e["action_id"] == "alert_extend" for o in e["options"]
+    ]
+    assert len(options) == 29 and all(chosen not in value for value in options)
