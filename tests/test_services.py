@@ -839,3 +839,13 @@ def test_alert_channel_override_is_set_changed_cleared_and_audited(db, settings,
     assert events(db, public_id=pid)[0].details == {
         "before": {"alert_channel": "C222"}, "after": {"alert_channel": None},
     }
+
+
+def test_only_an_admin_creates_a_token_for_someone_else(db, settings, now):
+    member = svc.Actor(team_id="T1", user_id="U1")
+    with db.sessions.begin() as session:
+        with pytest.raises(PermissionDeniedError, match="admin"):
+            svc.create_token(session, box=db.box, actor=member, label="x", scope="read",
+                             scopes=settings.tokenbot_scopes, now=now, owner="U2")
+    with db.sessions.begin() as session:
+        assert svc.list_tokens(session, team_id="T1", now=now).total == 0

@@ -338,7 +338,10 @@ def create_token(
     alert_channel: str | None = None,
     owner: str | None = None,
 ) -> CreatedToken:
-    """``owner`` (default: the actor) becomes ``created_by``; the audit names the actor."""
+    """``owner`` (default: the actor) becomes ``created_by``; the audit names the actor.
+    Only an admin may create a token on someone else's behalf."""
+    if owner and owner != actor.user_id and not actor.is_admin:
+        raise PermissionDeniedError("Only a workspace admin can create a token for someone else.")
     label = clean_label(label)
     scope = clean_scope(scope, scopes=scopes, actor=actor)
     expires_at = clean_expiry(expires_on, now=now)
