@@ -6,8 +6,8 @@ accepted and ignored). The caller authenticates with one of the configured
 
 - ``Authorization: Bearer <secret>``, or
 - ``Authorization: Basic base64(<client name>:<secret>)``: the *password* must be a
-  configured secret; the user name is free-form, identifies the caller in the log and is
-  never checked.
+  configured secret (as sent, or form-url-decoded as RFC 6749 §2.3.1 clients send it); the
+  user name is free-form, names the caller in the debug log and is never checked.
 
 The presented credential is compared with every configured secret in constant time
 (HMAC-SHA-256 of both sides, :func:`hmac.compare_digest` against all of them, no early exit).
@@ -359,9 +359,13 @@ class CallerCheck:
             user, colon, password = decoded.partition(b":")
             if not colon:
                 return None
-            if not self.matches(password):
+            # RFC 6749 §2.3.1 clients form-urlencode the password first: accept either form
+            # (both always compared).
+            as_sent = self.matches(password)
+            decoded_form = self.matches(_unquote(password))
+            if not (as_sent | decoded_form):
                 return None
-            return Caller("basic", user.decode("utf-8", errors="replace")[:100])
+            return Caller("basic", _unquote(user).decode("utf-8", errors="replace")[:100])
         return None
 
 

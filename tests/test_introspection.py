@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
 import time_machine
 import uvicorn
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 from hypothesis import event as hyp_event
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from bot import crypto
 from bot.config import Settings
@@ -253,6 +253,7 @@ def test_token_without_expiry_has_no_exp(
         basic("billing-service", SECRET_A),
         basic("", SECRET_B),
         basic("svc", SECRET_B),
+        basic("svc", quote_plus(SECRET_B)),  # form-urlencoded first (RFC 6749 §2.3.1)
     ],
 )
 def test_every_configured_secret_authenticates(
@@ -755,6 +756,49 @@ def test_fuzz_huge_bodies_are_413(handler: IntrospectionHandler) -> None:
         assert answer.status == 413
 
     check()
+
+
+# -- the database going away ----------------------------------------------------------------
+
+
+def test_a_dropped_database_connection_is_replaced(
+    handler: IntrospectionHandler, intro_db: Database, now: dt.datetime, clock: Any,
+    database_url: str,
+) -> None:
+    """PostgreSQL restarted or failed over: the held read connection is dead; the next
+    request reconnects and answers (no 5xx, no false negative)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("server-side connection termination is a PostgreSQL scenario")
+    created = create(intro_db, now)
+    assert introspect(handler, created.secret).json["active"] is True
+    with intro_db.engine.connect() as connection:
+        killed = connection.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )).scalar()
+    assert killed >= 1
+    assert introspect(handler, created.secret).json["active"] is True
+
+
+def test_an_unreachable_database_answers_503_never_active(
+    make_settings: Callable[..., Settings], now: dt.datetime, clock: Any, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        url = "sqlite:////nonexistent-dir/tokenbot.db"
+    else:
+        url = "postgresql+psycopg://postgres@127.0.0.1:9/nothing?connect_timeout=2"
+    broken = make_settings(DATABASE_URL=url, TOKENBOT_INTROSPECTION_SECRETS=SECRET_A)
+    database = Database(broken, auto_upgrade=False)
+    h = make_introspection_handler(settings=broken, database=database)
+    try:
+        answer = introspect(h, crypto.generate_secret())
+        assert answer.status == 503
+        assert answer.json["error"] == "temporarily_unavailable"
+        assert_no_store(answer)
+        assert_inactive(introspect(h, "not-a-token"))  # no read needed: still answered
+    finally:
+        h.close()
+        database.dispose()
 
 
 # -- over HTTP, through the product's router ------------------------------------------------------
