@@ -8,6 +8,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.listeners.common import actor_from, deps, draw_table, show, utcnow
+from bot.listeners.errors import reporting
 from bot.views.formatting import truncate
 from bot.views.messages import help_message
 from bot.views.modals import FormMode, token_form
@@ -40,7 +41,8 @@ def parse(text: str) -> tuple[str, str]:
 
 
 def handle_tokens(
-    ack: Ack, command: dict[str, Any], context: BoltContext, client: WebClient
+    ack: Ack, command: dict[str, Any], body: dict[str, Any], context: BoltContext,
+    client: WebClient,
 ) -> None:
     subcommand, argument = parse(command.get("text") or "")
     if subcommand == HELP:
@@ -69,4 +71,4 @@ def handle_tokens(
 
 
 def register(app: App) -> None:
-    app.command(COMMAND)(handle_tokens)
+    app.command(COMMAND)(reporting(handle_tokens))

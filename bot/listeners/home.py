@@ -8,6 +8,7 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.listeners.common import actor_from, deps, redraw
+from bot.listeners.errors import reporting
 from bot.views.state import Origin, OriginKind
 
 
@@ -21,4 +22,4 @@ def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: Bol
 
 
 def register(app: App) -> None:
-    app.event("app_home_opened")(handle_home_opened)
+    app.event("app_home_opened")(reporting(handle_home_opened))

@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
 from bot.ids import ActionId, BlockId, CallbackId
 from bot.listeners.common import Deps, actor_from, deps, redraw, respond_to, send
+from bot.listeners.errors import reporting
 from bot.services import tokens as svc
 from bot.views.formatting import escape
 from bot.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
@@ -160,5 +161,5 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
 
 
 def register(app: App) -> None:
-    app.view(CallbackId.CREATE)(handle_create_submit)
-    app.view(CallbackId.EDIT)(handle_edit_submit)
+    app.view(CallbackId.CREATE)(reporting(handle_create_submit))
+    app.view(CallbackId.EDIT)(reporting(handle_edit_submit))

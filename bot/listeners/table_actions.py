@@ -22,6 +22,7 @@ from bot.listeners.common import (
     show,
     utcnow,
 )
+from bot.listeners.errors import reporting
 from bot.services import tokens as svc
 from bot.views.formatting import escape
 from bot.views.messages import SecretReason, secret_blocks, secret_message
@@ -182,13 +183,13 @@ def handle_create_open(ack: Ack, body: Body, action: dict[str, Any], context: Bo
 
 
 def register(app: App) -> None:
-    app.action(ActionId.DISABLE)(_lifecycle(_disable))
-    app.action(ActionId.ENABLE)(_lifecycle(_enable))
-    app.action(ActionId.DELETE)(_lifecycle(_delete))
-    app.action(ActionId.ROTATE)(handle_rotate)
-    app.action(ActionId.COPY)(handle_copy)
-    app.action(ActionId.HIDE_SECRET)(handle_hide)
+    app.action(ActionId.DISABLE)(reporting(_lifecycle(_disable)))
+    app.action(ActionId.ENABLE)(reporting(_lifecycle(_enable)))
+    app.action(ActionId.DELETE)(reporting(_lifecycle(_delete)))
+    app.action(ActionId.ROTATE)(reporting(handle_rotate))
+    app.action(ActionId.COPY)(reporting(handle_copy))
+    app.action(ActionId.HIDE_SECRET)(reporting(handle_hide))
     for page_action in (ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH):
-        app.action(page_action)(handle_page)
-    app.action(ActionId.EDIT)(handle_edit_open)
-    app.action(ActionId.CREATE_OPEN)(handle_create_open)
+        app.action(page_action)(reporting(handle_page))
+    app.action(ActionId.EDIT)(reporting(handle_edit_open))
+    app.action(ActionId.CREATE_OPEN)(reporting(handle_create_open))

@@ -1,0 +1,150 @@
+"""The one error path: domain errors become text where the user looks (the redrawn table,
+the modal, an ephemeral message); anything else is logged with its traceback and the user
+gets a generic message. Registered by ``bot.app.create_app`` with ``app.error``."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import BoltContext, BoltResponse
+from slack_sdk import WebClient
+
+from bot.errors import NotFoundError, StaleTokenError, TokenbotError
+from bot.listeners.common import actor_from, deps, origin_of_action, redraw, respond_to, send
+from bot.views.home import home_notice_view
+from bot.views.messages import notice_message
+from bot.views.modals import notice_modal
+from bot.views.state import ModalMetadata, OriginKind, RowRef, TableState
+from bot.views.table import Notice, NoticeKind
+
+log = logging.getLogger("bot.errors")
+
+GENERIC_ERROR = (
+    "Something went wrong on Tokenbot's side and your request may not have been carried out. "
+    "Please try again; if it keeps failing, tell a workspace admin."
+)
+STALE_TEXT = (
+    "This token changed since you looked: someone edited, disabled, rotated or deleted it. "
+    "Nothing was changed; here is the current table."
+)
+GONE_TEXT = (
+    "That token was not found: it may have been deleted since you looked. "
+    "Nothing was changed; here is the current table."
+)
+
+
+def user_text(error: Exception) -> str:
+    """What the user reads: the domain error's own message, or a generic apology."""
+    if isinstance(error, StaleTokenError):
+        return STALE_TEXT
+    if isinstance(error, NotFoundError):
+        return GONE_TEXT
+    if isinstance(error, TokenbotError):
+        return str(error)
+    return GENERIC_ERROR
+
+
+def _payload_kind(body: dict[str, Any]) -> str:
+    if isinstance(body.get("type"), str):
+        return str(body["type"])
+    if "command" in body:
+        return "slash_command"
+    return "unknown"
+
+
+def _state_of_action(body: dict[str, Any]) -> TableState:
+    actions = body.get("actions") or [{}]
+    value = actions[0].get("value") if isinstance(actions[0], dict) else None
+    try:
+        return RowRef.decode(value).state
+    except NotFoundError:
+        return TableState.decode(value)
+
+
+def handle_error(
+    error: Exception,
+    body: dict[str, Any],
+    context: BoltContext,
+    client: WebClient,
+    response: BoltResponse | None,
+) -> BoltResponse | None:
+    """Domain errors become the user's text where they look (the redrawn table, the modal,
+    an ephemeral message); anything else is logged with its traceback and the user gets a
+    generic message. Nothing from the payload is logged (it may carry a secret)."""
+    kind = _payload_kind(body)
+    domain = isinstance(error, TokenbotError)
+    if domain:
+        log.info("Refused %s: %s", kind, type(error).__name__)
+    else:
+        log.error("Unexpected error while handling a %s", kind, exc_info=error)
+    text = user_text(error)
+    notice = Notice(text, NoticeKind.ERROR)
+    d = deps(context)
+
+    if kind == "view_submission":
+        metadata = ModalMetadata.decode((body.get("view") or {}).get("private_metadata"))
+        if domain and isinstance(error, (StaleTokenError, NotFoundError)):
+            redraw(d, client, actor=actor_from(body, d.settings), origin=metadata.origin,
+                   notice=notice)
+        if response is not None:  # not acknowledged yet: answer inside the modal
+            view = notice_modal(f":warning: {text}")
+            return BoltResponse(
+                status=200, body={"response_action": "update", "view": view.to_dict()}
+            )
+        return None
+
+    if kind == "block_actions":
+        origin = origin_of_action(body, _state_of_action(body))
+        if domain:
+            redraw(d, client, actor=actor_from(body, d.settings), origin=origin, notice=notice)
+        elif origin.kind == OriginKind.HOME:
+            client.views_publish(user_id=body["user"]["id"], view=home_notice_view(notice))
+        else:
+            _tell(origin.response_url, text)
+        return None
+
+    if kind == "slash_command":
+        _tell(body.get("response_url"), text)
+        return None
+
+    if kind == "event_callback":
+        event = body.get("event") or {}
+        if event.get("type") == "app_home_opened" and event.get("user"):
+            client.views_publish(user_id=event["user"], view=home_notice_view(notice))
+    return None
+
+
+def _tell(response_url: str | None, text: str) -> None:
+    respond = respond_to(response_url)
+    if respond is not None:
+        send(respond, notice_message(text), replace_original=False)
+
+
+def reporting(listener: Callable[..., None]) -> Callable[..., None]:
+    """Send what a listener raises *after* ack() to ``handle_error`` directly.
+
+    Bolt (1.30, ``process_before_response=False``) resets the acknowledgement to None
+    when a listener fails after ack(); if that happens within the 10 ms its dispatching
+    thread polls, the request waits 3 s and is answered 404. Errors before ack() still go
+    through Bolt, which answers Slack with what ``handle_error`` returns (e.g. a modal
+    update). The listener must take ``body``, ``context`` and ``client``.
+    """
+
+    @functools.wraps(listener)
+    def run(**kwargs: Any) -> None:
+        try:
+            listener(**kwargs)
+        except Exception as error:  # not swallowed: routed to the one error handler
+            context: BoltContext = kwargs["context"]
+            if context.ack is not None and context.ack.response is None:
+                raise
+            try:
+                handle_error(error, body=kwargs["body"], context=context,
+                             client=kwargs["client"], response=None)
+            except Exception:  # the error path itself failed (e.g. Slack unreachable)
+                log.exception("Could not tell the user about an error")
+
+    return run

@@ -1,0 +1,227 @@
+"""Who may act, decided from the signed payload's user and team (never button values):
+non-owners, forged and cross-team ids, stale views, forged or replayed requests."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.ids import ActionId
+from bot.models import TokenStatus
+from bot.services import tokens as svc
+from tests.slack.conftest import (
+    ADMIN,
+    OTHER_TEAM,
+    OTHER_USER,
+    OWNER,
+    SIGNING_SECRET,
+    TEAM,
+    audit_actions,
+    form_values,
+    last_response,
+    load,
+    row_buttons,
+    seed,
+    texts,
+    utcnow,
+)
+from tests.support.signing import form_body, signed_headers
+
+ACTIONS = [ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE]
+VERBS = {ActionId.COPY: "copy", ActionId.EDIT: "edit", ActionId.DISABLE: "disable",
+         ActionId.DELETE: "delete", ActionId.ROTATE: "rotate"}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_non_owner_is_told_who_can_and_nothing_changes(bot, db, standin, table, action):
+    created = seed(db, label="mine", owner=OWNER)
+    public_id = created.token.public_id
+    blocks = table(user=OTHER_USER)  # everyone sees the workspace's masked table
+    assert "mine" in texts(blocks)
+    before = load(db, public_id)
+    response = bot.click(row_buttons(blocks, public_id)[action], user=OTHER_USER)
+    assert response.status == 200 and not response.body  # acknowledged, then answered
+    answer = texts(last_response(standin).body["blocks"])
+    assert (
+        f"Only the token's owner (<@{OWNER}>) or a workspace admin can {VERBS[action]} it"
+        in answer
+    )
+    assert last_response(standin).body["replace_original"] is True  # the table, redrawn
+    after = load(db, public_id)
+    assert (after.version, after.status, after.secret_digest) == (
+        before.version, before.status, before.secret_digest)
+    assert audit_actions(db, public_id) == ["create"]
+    assert standin.calls_to("views.open") == []
+    for call in standin.calls:
+        assert created.secret not in str(call.body)
+
+
+def test_an_admin_acts_on_anyones_token(bot, db, standin, table):
+    created = seed(db, label="theirs", owner=OTHER_USER)
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(user=ADMIN), public_id)[ActionId.DISABLE], user=ADMIN)
+    assert load(db, public_id).status == TokenStatus.DISABLED
+    with db.sessions.begin() as session:
+        actor = session.scalars(
+            __import__("sqlalchemy").select(__import__("bot.models").models.AuditEvent.actor)
+            .where(__import__("bot.models").models.AuditEvent.action == "disable")
+        ).one()
+    assert actor == ADMIN
+
+
+def _button(action: ActionId, public_id: str, version: int = 1) -> dict:
+    return {"action_id": action, "value": f'["{public_id}",{version},1,""]'}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_a_forged_token_id_answers_not_found(bot, db, standin, action):
+    seed(db, label="real")
+    bot.click(_button(action, "tok_doesnotexist"))
+    assert "not found" in texts(last_response(standin).body["blocks"])
+    assert standin.calls_to("views.open") == []
+
+
+@pytest.mark.parametrize("value", ["", "garbage", "[1,2,3]", '{"t":"x"}', '["",1,1,""]'])
+def test_a_mangled_button_value_answers_not_found(bot, db, standin, value):
+    bot.click({"action_id": ActionId.DISABLE, "value": value})
+    assert "not found" in texts(last_response(standin).body["blocks"])
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_another_teams_token_is_not_found_and_untouched(bot, db, standin, action):
+    foreign = seed(db, label="other workspace", team=OTHER_TEAM, owner=OWNER)
+    public_id = foreign.token.public_id
+    # the same user id, an admin even, but clicking from team T1
+    for user in (OWNER, ADMIN):
+        bot.click(_button(action, public_id, foreign.token.version), user=user, team=TEAM)
+        assert "not found" in texts(last_response(standin).body["blocks"])
+    token = load(db, public_id, team=OTHER_TEAM)
+    assert token.status == TokenStatus.ACTIVE and token.version == foreign.token.version
+    assert audit_actions(db, public_id) == ["create"]
+    for call in standin.calls:
+        assert foreign.secret not in str(call.body) and "other workspace" not in str(call.body)
+
+
+def test_the_table_shows_only_the_users_workspace(bot, db, table):
+    seed(db, label="ours")
+    seed(db, label="theirs", team=OTHER_TEAM)
+    text = texts(table())
+    assert "ours" in text and "theirs" not in text
+
+
+def test_stale_view_after_another_user_deleted_the_token(bot, db, standin, table):
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    blocks = table()  # the owner looks...
+    with db.sessions.begin() as session:  # ...an admin deletes it meanwhile
+        svc.delete_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                         public_id=public_id, expected_version=created.token.version,
+                         now=utcnow())
+    for action in (ActionId.DISABLE, ActionId.COPY, ActionId.EDIT):
+        bot.click(row_buttons(blocks, public_id)[action])
+        redrawn = last_response(standin).body
+        assert redrawn["replace_original"] is True
+        text = texts(redrawn["blocks"])
+        assert "not found" in text and "since you looked" in text
+        assert "here is the current table" in text
+        assert "shared" not in text.split("here is the current table", 1)[1]
+        assert "0 tokens" in text
+    assert standin.calls_to("views.open") == []
+
+
+def test_stale_view_after_another_user_edited_the_token(bot, db, standin, table):
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    blocks = table()
+    with db.sessions.begin() as session:
+        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                       public_id=public_id, expected_version=created.token.version,
+                       scopes=["read", "write"], now=utcnow(), label="renamed by admin")
+    for action in (ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE, ActionId.EDIT):
+        bot.click(row_buttons(blocks, public_id)[action])
+        text = texts(last_response(standin).body["blocks"])
+        assert "changed since you looked" in text and "here is the current table" in text
+        assert "renamed by admin" in text
+    token = load(db, public_id)
+    assert token.status == TokenStatus.ACTIVE and token.secret_digest == created.token.secret_digest
+    assert audit_actions(db, public_id) == ["create", "edit"]
+    assert standin.calls_to("views.open") == []
+
+
+def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot, db, standin,
+                                                                             table):
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with db.sessions.begin() as session:
+        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                          public_id=public_id, expected_version=created.token.version,
+                          now=utcnow())
+    bot.submit(view, form_values(label="my edit", scope="write"))
+    answer = bot.acks[-1]
+    assert answer["response_action"] == "update"
+    assert "changed since you looked" in texts(answer["view"]["blocks"])
+    token = load(db, public_id)
+    assert token.label == "shared" and token.scope == "read"
+    text = texts(last_response(standin).body["blocks"])
+    assert "changed since you looked" in text and "Disabled" in text
+
+
+def test_edit_submission_of_a_deleted_token(bot, db, standin, table):
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with db.sessions.begin() as session:
+        svc.delete_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                         public_id=public_id, expected_version=created.token.version,
+                         now=utcnow())
+    bot.submit(view, form_values(label="my edit", scope="write"))
+    assert "not found" in texts(bot.acks[-1]["view"]["blocks"])
+    assert load(db, public_id) is None
+
+
+def _command_body(text: str = "") -> str:
+    return form_body({"team_id": TEAM, "user_id": OWNER, "command": "/tokens", "text": text,
+                      "channel_id": "C1", "response_url": "http://127.0.0.1:9/x",
+                      "trigger_id": "1.1.t"})
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["bad signature", "wrong secret", "six minutes old", "six minutes ahead", "no headers"],
+)
+def test_forged_or_replayed_requests_are_refused_with_401(bot, db, standin, case):
+    created = seed(db, label="target")
+    value = f'["{created.token.public_id}",{created.token.version},1,""]'
+    body = form_body({"payload": __import__("json").dumps({
+        "type": "block_actions", "user": {"id": OWNER, "team_id": TEAM},
+        "team": {"id": TEAM}, "response_url": standin.response_url("forged"),
+        "trigger_id": "1.1.t", "container": {"type": "message"},
+        "actions": [{"action_id": ActionId.DELETE, "value": value, "type": "button",
+                     "block_id": "b", "action_ts": "1"}]})})
+    content_type = "application/x-www-form-urlencoded"
+    now = int(time.time())
+    headers = {
+        "bad signature": {**signed_headers(SIGNING_SECRET, body, content_type=content_type),
+                          "x-slack-signature": "v0=" + "0" * 64},
+        "wrong secret": signed_headers("not-the-secret", body, content_type=content_type),
+        "six minutes old": signed_headers(SIGNING_SECRET, body, content_type=content_type,
+                                          timestamp=now - 360),
+        "six minutes ahead": signed_headers(SIGNING_SECRET, body, content_type=content_type,
+                                            timestamp=now + 360),
+        "no headers": {"content-type": content_type},
+    }[case]
+    response = bot.send(body, headers=headers)
+    assert response.status == 401
+    bot.settle()
+    assert load(db, created.token.public_id) is not None
+    assert audit_actions(db, created.token.public_id) == ["create"]
+    assert standin.calls == []
+    # the same body correctly signed goes through (the test would catch a broken check)
+    response = bot.send(body)
+    assert response.status == 200
+    bot.settle()
+    assert load(db, created.token.public_id) is None
