@@ -37,7 +37,7 @@ from bot.services.tokens import Actor, create_token
 from bot.slack_client import make_web_client
 from tests.support.blockkit import validate_message_blocks
 from tests.support.signing import form_body, signed_headers
-from tests.support.slack_standin import SlackStandIn
+from tests.support.slack_standin import Failure, SlackStandIn
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
@@ -482,3 +482,23 @@ def test_tokenbot_serve_runs_on_the_embedded_default(
     for secret in (BOT_TOKEN, SIGNING_SECRET):
         assert secret not in output
     assert "Traceback" not in output
+
+
+def test_socket_with_a_refused_app_token_stops_with_a_clear_message(
+    tmp_path: Path, standin: SlackStandIn
+) -> None:
+    standin.fail_next("apps.connections.open", Failure(200, {"ok": False, "error": "invalid_auth"}))
+    env = cli_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_APP_TOKEN="xapp-1-refused",
+        SLACK_API_URL=standin.api_url,
+        TOKENBOT_SCHEDULER="off",
+    )
+    result = run_cli(["socket"], env, tmp_path)
+    assert result.returncode == 2
+    assert "Slack refused SLACK_APP_TOKEN (invalid_auth)" in result.stderr
+    assert "app_manifest.yml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "xapp-1-refused" not in result.stderr
+    (call,) = standin.calls_to("apps.connections.open")
+    assert call.headers.get("Authorization") == "Bearer xapp-1-refused"

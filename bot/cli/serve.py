@@ -7,12 +7,14 @@ import importlib
 import importlib.util
 import logging
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.db import Database
+from bot.errors import ConfigurationError
 
 log = logging.getLogger("bot.serve")
 
@@ -177,9 +179,31 @@ def _socket(settings: Settings) -> None:
             "on" if scheduler is not None else "off",
         )
         try:
-            handler.start()
+            connect(handler, settings)
+            log.info("tokenbot socket: connected to Slack")
+            threading.Event().wait()  # until SIGTERM / SIGINT
         finally:
             handler.close()
+
+
+def connect(handler: Any, settings: Settings) -> None:
+    """Open the Socket Mode connection; a refused app token is a configuration error."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        raise ConfigError(
+            f"Slack refused SLACK_APP_TOKEN ({error or 'error'}): it must be an app-level "
+            f"token (xapp-…) with the connections:write scope, from Basic Information → "
+            f"App-Level Tokens of the app created from app_manifest.yml."
+        ) from None
+    except OSError as exc:  # URLError included: Slack (SLACK_API_URL) unreachable
+        raise ConfigurationError(
+            f"could not reach Slack at {settings.slack_api_url} to open the Socket Mode "
+            f"connection ({type(exc).__name__})."
+        ) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
