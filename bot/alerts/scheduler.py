@@ -176,12 +176,15 @@ class _Pass:
         with self.sessions.begin() as session:
             return service.due_destinations(session, now=self.now)
 
-    def deliver(self, target: service.Destination) -> DestinationReport:
-        report = DestinationReport(kind=target.kind.value, destination=target.destination)
+    def prepare(self, target: service.Destination) -> _Plan:
+        """Claim the destination's due alerts, close those no longer wanted, and cut the
+        rest into digest messages."""
+        plan = _Plan(target=target, report=DestinationReport(
+            kind=target.kind.value, destination=target.destination))
         with self.sessions.begin() as session:
             ids = service.claim(session, target=target, now=self.now, worker=self.worker)
         if not ids:
-            return report  # another process took them
+            return plan  # another process took them
         with self.sessions.begin() as session:
             selection = select_for_posting(
                 service.load(session, ids), now=self.now, alert_days=self.alert_days
@@ -189,50 +192,80 @@ class _Pass:
             if selection.skip:
                 service.mark_skipped(session, reasons=selection.skip, worker=self.worker,
                                      now=self.now)
-            by_token = {token.public_id: alert.id for alert, token in selection.post}
+            plan.alert_of = {token.public_id: alert.id for alert, token in selection.post}
             items = [item_for(alert, token) for alert, token in selection.post]
-        report.skipped = len(selection.skip)
-        chunks = chunk_items(items)
-        report.tokens = [_describe(item) for chunk in chunks for item in chunk]
-        pacer = _Pacer(self.post_interval)
-        audience = _audience(target.kind)
+        plan.report.skipped = len(selection.skip)
+        plan.chunks = chunk_items(items)
+        plan.report.tokens = [_describe(item) for chunk in plan.chunks for item in chunk]
+        plan.pacer = _Pacer(self.post_interval)
+        return plan
+
+    def post(self, plan: _Plan, number: int) -> None:
+        """Post one digest message of ``plan``; mark its alerts sent, or on failure mark
+        it and the destination's later messages failed (retried by a later pass)."""
         assert self.client is not None
-        for number, chunk in enumerate(chunks):
-            chunk_ids = [by_token[item.public_id] for item in chunk]
-            pacer.wait()
-            try:
-                with self._lock:
-                    self._calls += 1
-                response = self.client.chat_postMessage(
-                    channel=target.destination,
-                    text=digest_text(chunk, audience, self.now),
-                    blocks=digest_blocks(chunk, audience=audience, now=self.now),
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-            except (SlackClientError, OSError) as error:
-                # Slack refused or was unreachable (retry handlers already tried): this
-                # message and the rest for this destination wait for a later pass.
-                rest = [by_token[item.public_id] for later in chunks[number:] for item in later]
-                report.failed = len(rest)
-                report.error = _error_text(error)
-                log.warning(
-                    "alert digest to %s %s failed (%s); %d alert(s) retried later",
-                    target.kind.value, target.destination, report.error, len(rest),
-                )
-                with self.sessions.begin() as session:
-                    service.mark_failed(session, ids=rest, worker=self.worker, now=self.now,
-                                        error=report.error)
-                return report
-            channel = str(response.get("channel") or target.destination)
-            ts = str(response.get("ts") or "")
+        chunk = plan.chunks[number]
+        target, report = plan.target, plan.report
+        audience = _audience(target.kind)
+        plan.pacer.wait()
+        try:
+            with self._lock:
+                self._calls += 1
+            response = self.client.chat_postMessage(
+                channel=target.destination,
+                text=digest_text(chunk, audience, self.now),
+                blocks=digest_blocks(chunk, audience=audience, now=self.now),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except (SlackClientError, OSError) as error:
+            # Slack refused or was unreachable (the retry handlers already tried).
+            rest = [plan.alert_of[item.public_id] for later in plan.chunks[number:]
+                    for item in later]
+            plan.failed = True
+            report.failed = len(rest)
+            report.error = _error_text(error)
+            log.warning(
+                "alert digest to %s %s failed (%s); %d alert(s) retried later",
+                target.kind.value, target.destination, report.error, len(rest),
+            )
             with self.sessions.begin() as session:
-                report.sent += service.mark_sent(
-                    session, ids=chunk_ids, worker=self.worker, now=self.now,
-                    channel=channel, ts=ts,
-                )
-            report.messages += 1
-        return report
+                service.mark_failed(session, ids=rest, worker=self.worker, now=self.now,
+                                    error=report.error)
+            return
+        channel = str(response.get("channel") or target.destination)
+        ts = str(response.get("ts") or "")
+        with self.sessions.begin() as session:
+            report.sent += service.mark_sent(
+                session, ids=[plan.alert_of[item.public_id] for item in chunk],
+                worker=self.worker, now=self.now, channel=channel, ts=ts,
+            )
+        report.messages += 1
+
+
+@dataclass
+class _Plan:
+    target: service.Destination
+    report: DestinationReport
+    chunks: list[list[DigestItem]] = field(default_factory=list)
+    alert_of: dict[str, int] = field(default_factory=dict)
+    pacer: _Pacer = field(default_factory=lambda: _Pacer(PER_CHANNEL_INTERVAL))
+    failed: bool = False
+
+
+def _deliver_all(run: _Pass, targets: list[service.Destination], threads: int) -> list[_Plan]:
+    """Claim and prepare every destination, then post in rounds: round *k* posts the
+    *k*-th message of every destination that has one, in parallel. A destination's next
+    message waits at least the per-channel interval, so a channel needing five messages
+    costs about four seconds whatever the number of channels."""
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(targets))),
+                            thread_name_prefix="tokenbot-alerts") as pool:
+        plans = list(pool.map(run.prepare, targets))
+        rounds = max((len(plan.chunks) for plan in plans), default=0)
+        for number in range(rounds):
+            active = [p for p in plans if len(p.chunks) > number and not p.failed]
+            list(pool.map(lambda plan: run.post(plan, number), active))
+    return plans
 
 
 def _preview_destinations(run: _Pass) -> tuple[int, list[DestinationReport]]:
@@ -287,11 +320,7 @@ def run_pass(
         report.armed = run.arm()
         targets = run.destinations()
         if targets:
-            with ThreadPoolExecutor(
-                max_workers=max(1, min(threads, len(targets))),
-                thread_name_prefix="tokenbot-alerts",
-            ) as pool:
-                report.destinations = list(pool.map(run.deliver, targets))
+            report.destinations = [plan.report for plan in _deliver_all(run, targets, threads)]
         report.slack_calls = run._calls
     report.destinations = [d for d in report.destinations if d.tokens or d.skipped or d.failed]
     report.seconds = round(time.perf_counter() - started, 3)
