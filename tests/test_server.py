@@ -502,3 +502,66 @@ def test_socket_with_a_refused_app_token_stops_with_a_clear_message(
     assert "xapp-1-refused" not in result.stderr
     (call,) = standin.calls_to("apps.connections.open")
     assert call.headers.get("Authorization") == "Bearer xapp-1-refused"
+
+
+class SocketSlackStandIn(SlackStandIn):
+    """Slack's Web API stand-in whose apps.connections.open hands out a local ws:// URL."""
+
+    ws_url = ""
+
+    def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        if method == "apps.connections.open":
+            return {"ok": True, "url": self.ws_url}
+        return super()._answer(method, body)
+
+
+def test_tokenbot_socket_answers_over_socket_mode(
+    tmp_path: Path, make_settings: Callable[..., Settings], database_url: str
+) -> None:
+    """`tokenbot socket` opens a Socket Mode connection with the app-level token, acks a
+    /tokens envelope over the WebSocket and posts the table to the response_url; SIGTERM
+    stops it cleanly."""
+    from tests.support.socket_mode_standin import SocketModeStandIn
+
+    settings = make_settings()
+    database = Database(settings, auto_upgrade=False)
+    try:
+        seed(database, settings, "socket-bot")
+    finally:
+        database.dispose()
+    web, wire = SocketSlackStandIn().start(), SocketModeStandIn().start()
+    web.ws_url = wire.url
+    env = cli_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_APP_TOKEN="xapp-1-socket",
+        SLACK_API_URL=web.api_url,
+        DATABASE_URL=database_url,
+        TOKENBOT_SECRET_KEYS=settings.tokenbot_secret_keys[0].get_secret_value(),
+        TOKENBOT_SCHEDULER="off",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "socket"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wire.wait_connected()
+        (opened,) = web.calls_to("apps.connections.open")
+        assert opened.headers.get("Authorization") == "Bearer xapp-1-socket"
+        wire.send_envelope("slash_commands", slash_command(web), envelope_id="env-1")
+        wire.wait_for_ack("env-1")
+        (call,) = web.wait_for("response_url", timeout=10)
+        validate_message_blocks(call.body["blocks"])
+        assert "socket-bot" in json.dumps(call.body["blocks"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        web.stop()
+        wire.stop()
+    assert process.returncode == 0, output
+    assert "Socket Mode" in output and "stopped by SIGTERM" in output
+    assert "xapp-1-socket" not in output and BOT_TOKEN not in output
+    assert "Traceback" not in output
