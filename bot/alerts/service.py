@@ -138,7 +138,7 @@ def arm(
                 destination.is_not(None),
             )
             statement = (
-                insert(Alert)
+                insert(Alert.__table__)
                 .from_select(
                     [
                         "token_id",
@@ -157,9 +157,10 @@ def arm(
                 .on_conflict_do_nothing(
                     index_elements=["token_id", "threshold_days", "expires_at", "kind"]
                 )
+                # rowcount of INSERT … SELECT is not reported by every driver (psycopg: -1)
+                .returning(Alert.__table__.c.id)
             )
-            result = session.execute(statement)
-            created += max(result.rowcount or 0, 0)
+            created += len(session.execute(statement).all())
     return created
 
 
