@@ -372,6 +372,30 @@ def test_refused_requests_change_nothing_in_the_product(
     assert counts(database) == before
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Failure(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"}),
+        Failure(503, {"ok": False, "error": "service_unavailable"}),
+    ],
+    ids=["rate-limited", "server-error"],
+)
+def test_web_api_calls_are_retried(
+    product: tuple[str, int], standin: SlackStandIn, failure: Failure
+) -> None:
+    """The served app's WebClient retries as slack_sdk's handlers do: `/tokens create`
+    still opens the modal when Slack first answers 429 (after Retry-After) or 503."""
+    standin.fail_next("views.open", failure)
+    body = form_body(slash_command(standin, "create"))
+    assert request(product, "POST", "/slack/events", body, signed(body)).status == 200
+    first, second = standin.wait_for("views.open", count=2, timeout=10)
+    if failure.status == 429:
+        assert second.at - first.at >= 1.0  # honoured Retry-After
+    assert second.body["view"]["callback_id"] == first.body["view"]["callback_id"]
+    time.sleep(0.2)
+    assert len(standin.calls_to("views.open")) == 2  # retried once, not more
+
+
 # -- `tokenbot serve` / `tokenbot socket` as processes ----------------------------------------------
 
 
