@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -447,6 +448,21 @@ def test_unauthenticated_request_is_refused_before_its_body_is_read(
     answer, reads = call(handler, b"token=x" * 10, auth=b"Bearer nope")
     assert answer.status == 401
     assert reads == 0
+
+
+def test_the_log_names_the_caller_never_a_secret(
+    handler: IntrospectionHandler, intro_db: Database, now: dt.datetime, clock: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    created = create(intro_db, now)
+    with caplog.at_level(logging.DEBUG, logger="bot"):
+        introspect(handler, created.secret, auth=basic("billing-service", SECRET_A))
+        introspect(handler, created.secret, auth=basic("intruder", "guess-" + SECRET_B))
+    text = caplog.text
+    assert "billing-service" in text and created.token.public_id in text
+    assert "refused" in text
+    for secret in (created.secret, SECRET_A, SECRET_B):
+        assert secret not in text
 
 
 def test_without_configured_secrets_every_request_is_refused(
