@@ -46,11 +46,15 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def actor_from(body: dict[str, Any], settings: Settings) -> svc.Actor:
     """The acting user and team, from the signed payload itself."""
-    user = body.get("user") if isinstance(body.get("user"), dict) else {}
-    event = body.get("event") if isinstance(body.get("event"), dict) else {}
-    team = body.get("team") if isinstance(body.get("team"), dict) else {}
+    user = _mapping(body.get("user"))
+    event = _mapping(body.get("event"))
+    team = _mapping(body.get("team"))
     user_id = user.get("id") or body.get("user_id") or event.get("user")
     team_id = team.get("id") or user.get("team_id") or body.get("team_id")
     if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id or not team_id:

@@ -33,7 +33,9 @@ from bot.views.table import Notice
 Body = dict[str, Any]
 
 
-def _row(body: Body, action: dict[str, Any], context: BoltContext) -> tuple[Deps, svc.Actor, RowRef, Origin]:
+def _row(
+    body: Body, action: dict[str, Any], context: BoltContext
+) -> tuple[Deps, svc.Actor, RowRef, Origin]:
     d = deps(context)
     actor = actor_from(body, d.settings)
     ref = RowRef.decode(action.get("value"))

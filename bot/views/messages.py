@@ -21,7 +21,7 @@ from bot.ids import ActionId, BlockId
 from bot.models import Token
 from bot.services.tokens import TokenPage
 from bot.views.formatting import escape
-from bot.views.state import TableState
+from bot.views.state import FIRST_PAGE, TableState
 from bot.views.table import Notice, NoticeKind, fallback_text, table_blocks
 
 SECURITY_NOTE = (
@@ -70,7 +70,7 @@ _SECRET_HEADINGS = {
 
 
 def secret_blocks(
-    token: Token, secret: str, reason: SecretReason, state: TableState = TableState()
+    token: Token, secret: str, reason: SecretReason, state: TableState = FIRST_PAGE
 ) -> list[Block]:
     """The full secret in a code block, the security note and a Hide button (3 blocks).
     ``state``: the table to show again when the secret is hidden on Home."""
@@ -98,7 +98,7 @@ def secret_blocks(
 
 
 def secret_message(
-    token: Token, secret: str, reason: SecretReason, state: TableState = TableState()
+    token: Token, secret: str, reason: SecretReason, state: TableState = FIRST_PAGE
 ) -> Message:
     # The notification text never carries the secret.
     text = f"Token {escape(token.label)}: open the message to see it (shown only to you)."

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import (
     Block,
     CheckboxesElement,
+    ConversationFilter,
     ContextBlock,
     ConversationSelectElement,
     DatePickerElement,
@@ -65,7 +66,8 @@ def token_form(
             ContextBlock(
                 elements=[
                     MarkdownTextObject(
-                        text=f"Token {code(token.secret_masked)} · owner {mention(token.created_by)}"
+                        text=f"Token {code(token.secret_masked)} · "
+                        f"owner {mention(token.created_by)}"
                     )
                 ]
             )
@@ -139,7 +141,8 @@ def token_form(
                 action_id=ActionId.ALERT_CHANNEL_SELECT,
                 placeholder=_plain("The workspace's alert channel"),
                 initial_conversation=token.alert_channel if token is not None else None,
-                filter={"include": ["public", "private"], "exclude_bot_users": True},
+                filter=ConversationFilter(include=["public", "private"],
+                                          exclude_bot_users=True),
             ),
             hint=_plain(
                 "Optional: where expiry reminders for this token are posted. "

@@ -55,6 +55,9 @@ class TableState:
         return cls(page=_int(data[0]), query=_str(data[1]))
 
 
+FIRST_PAGE = TableState()
+
+
 @dataclass(frozen=True)
 class RowRef:
     """A row button's value: which token, at which version, in which table."""
@@ -130,7 +133,7 @@ class ModalMetadata:
         if not isinstance(data, dict):
             data = {}
         try:
-            kind = OriginKind(data.get("k"))
+            kind = OriginKind(str(data.get("k")))
         except ValueError:
             kind = OriginKind.COMMAND
         url = data.get("u") if isinstance(data.get("u"), str) else None

@@ -11,6 +11,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     MarkdownTextObject,
@@ -79,7 +80,12 @@ BADGES = {
 
 
 def _button(
-    text: str, action: ActionId, value: str, *, style: str | None = None, confirm: object = None
+    text: str,
+    action: ActionId,
+    value: str,
+    *,
+    style: str | None = None,
+    confirm: ConfirmObject | None = None,
 ) -> ButtonElement:
     return ButtonElement(
         text=PlainTextObject(text=text, emoji=False),

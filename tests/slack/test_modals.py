@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.ids import ActionId
 from bot.models import AuditEvent, Token
@@ -19,7 +20,6 @@ from tests.slack.conftest import (
     seed,
     utcnow,
 )
-from sqlalchemy import func, select
 
 
 def _today() -> str:

@@ -99,7 +99,8 @@ def test_row_buttons_and_their_confirmation_dialogs(bot, db, table):
     assert delete["confirm"]["text"] == "Delete Token"
     assert "cannot be undone" in delete["text"]["text"]
     assert "immediately stop working" in delete["text"]["text"]
-    assert "CI/CD pipelines, automation scripts, and integrations will fail" in delete["text"]["text"]
+    assert ("CI/CD pipelines, automation scripts, and integrations will fail"
+            in delete["text"]["text"])
     assert row[ActionId.DELETE]["style"] == "danger" and delete["style"] == "danger"
     rotate = row[ActionId.ROTATE]["confirm"]
     assert rotate["confirm"]["text"] == "Rotate Token" and rotate["style"] == "danger"
