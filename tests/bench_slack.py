@@ -433,6 +433,9 @@ class Run:
         elapsed, call, _ = self._send(click_body(url, action, value, block_id), path, replaces)
         if self.product:
             self.table = call.body["blocks"]
+            # The redraw must show the change (else we would be timing an error path).
+            opposite = ActionId.ENABLE if action == ActionId.DISABLE else ActionId.DISABLE
+            find_button(self.table, opposite, public_id)
         return elapsed
 
     def open_edit(self, public_id: str | None) -> tuple[dict[str, Any], str]:
@@ -471,6 +474,8 @@ class Run:
             raise RuntimeError(f"edit refused: {answer[:300]}")
         if self.product:
             self.table = call.body["blocks"]
+            if label not in json.dumps(self.table):
+                raise RuntimeError("the redrawn table does not show the edited label")
         return elapsed
 
     def invalid_edit(self, view: dict[str, Any]) -> float:
