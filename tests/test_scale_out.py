@@ -250,6 +250,8 @@ def test_three_processes_one_database(
     # The table drawn through A, the Disable click through B.
     table = slash_tokens(a, standin)
     assert "Disabled" not in row_text(table, public_id)
+    assert "Last used" in row_text(table, public_id)  # what the services' checks left
+    assert "Never used" in row_text(table, kept.token.public_id)
     redrawn = click(b, standin, row_buttons(table, public_id)[ActionId.DISABLE])
     assert "Disabled" in row_text(redrawn, public_id)
     assert _load(pg, public_id).status == TokenStatus.DISABLED
