@@ -316,17 +316,15 @@ def test_oversized_body_is_413(
     assert ran == []
 
 
-def test_introspect_is_routed_only_when_installed(
+def test_introspect_is_routed_to_the_introspection_handler(
     probe: tuple[tuple[str, int], list[str]],
 ) -> None:
-    import importlib.util
-
-    address, _ = probe
+    address, ran = probe
     reply = request(address, "POST", "/introspect", "token=tkb_x", {"content-type": FORM})
-    if importlib.util.find_spec("bot.introspection") is None:
-        assert reply.status == 404
-    else:  # no credentials presented: the endpoint refuses, but it is there
-        assert reply.status in (400, 401, 403)
+    assert reply.status == 401  # no caller credentials: refused by the handler
+    assert "www-authenticate" in reply.headers
+    assert request(address, "GET", "/introspect").status == 405
+    assert ran == []
 
 
 # -- the product over HTTP ---------------------------------------------------------------------
