@@ -7,7 +7,8 @@ accepted and ignored). The caller authenticates with one of the configured
 - ``Authorization: Bearer <secret>``, or
 - ``Authorization: Basic base64(<client name>:<secret>)``: the *password* must be a
   configured secret (as sent, or form-url-decoded as RFC 6749 §2.3.1 clients send it); the
-  user name is free-form, names the caller in the debug log and is never checked.
+  user name is free-form, names the caller in the log (INFO once per process, DEBUG per
+  request) and is never checked.
 
 The presented credential is compared with every configured secret in constant time
 (HMAC-SHA-256 of both sides, :func:`hmac.compare_digest` against all of them, no early exit).
@@ -452,6 +453,7 @@ class IntrospectionHandler:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenbot-usage")
         self._due: dict[int, dt.datetime] = {}
         self._due_lock = threading.Lock()
+        self._callers_seen: set[tuple[str, str | None]] = set()
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
@@ -501,6 +503,18 @@ class IntrospectionHandler:
         if not crypto.has_valid_checksum(secret):
             return None
         return active_token(await self.batcher.get(crypto.digest(secret)), now=now)
+
+    def _note_caller(self, caller: Caller) -> None:
+        """Log each caller once per process at INFO (every request at DEBUG)."""
+        key = (caller.scheme, caller.name)
+        if key in self._callers_seen or len(self._callers_seen) >= 1000:
+            return
+        self._callers_seen.add(key)
+        log.info(
+            "introspection: first request from caller %s (%s auth)",
+            repr(caller.name) if caller.name is not None else "-",
+            caller.scheme,
+        )
 
     # -- last used -------------------------------------------------------------------------
 
@@ -579,6 +593,7 @@ class IntrospectionHandler:
                 _CHALLENGE,
             )
             return
+        self._note_caller(caller)
 
         if content_length is not None:
             try:

@@ -456,10 +456,14 @@ def test_the_log_names_the_caller_never_a_secret(
 ) -> None:
     created = create(intro_db, now)
     with caplog.at_level(logging.DEBUG, logger="bot"):
-        introspect(handler, created.secret, auth=basic("billing-service", SECRET_A))
+        for _ in range(3):
+            introspect(handler, created.secret, auth=basic("billing-service", SECRET_A))
         introspect(handler, created.secret, auth=basic("intruder", "guess-" + SECRET_B))
     text = caplog.text
     assert "billing-service" in text and created.token.public_id in text
+    first_sight = [r for r in caplog.records
+                   if r.levelno == logging.INFO and "billing-service" in r.getMessage()]
+    assert len(first_sight) == 1
     assert "refused" in text
     for secret in (created.secret, SECRET_A, SECRET_B):
         assert secret not in text
