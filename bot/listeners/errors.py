@@ -13,6 +13,7 @@ from slack_bolt import BoltContext, BoltResponse
 from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, StaleTokenError, TokenbotError
+from bot.ids import ActionId
 from bot.listeners.common import actor_from, deps, origin_of_action, redraw, respond_to, send
 from bot.views.home import home_notice_view
 from bot.views.messages import notice_message
@@ -55,9 +56,25 @@ def _payload_kind(body: dict[str, Any]) -> str:
     return "unknown"
 
 
+# Buttons of the token table (message or Home): a refusal redraws that table.
+TABLE_ACTIONS = frozenset(
+    {
+        ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.ENABLE, ActionId.DELETE,
+        ActionId.ROTATE, ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH,
+        ActionId.CREATE_OPEN, ActionId.HIDE_SECRET,
+    }
+)
+
+
+def _first_action(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions")
+    if isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        return actions[0]
+    return {}
+
+
 def _state_of_action(body: dict[str, Any]) -> TableState:
-    actions = body.get("actions") or [{}]
-    value = actions[0].get("value") if isinstance(actions[0], dict) else None
+    value = _first_action(body).get("value")
     try:
         return RowRef.decode(value).state
     except NotFoundError:
@@ -98,7 +115,8 @@ def handle_error(
 
     if kind == "block_actions":
         origin = origin_of_action(body, _state_of_action(body))
-        if domain:
+        on_table = _first_action(body).get("action_id") in TABLE_ACTIONS
+        if domain and (on_table or origin.kind == OriginKind.HOME):
             redraw(d, client, actor=actor_from(body, d.settings), origin=origin, notice=notice)
         elif origin.kind == OriginKind.HOME:
             client.views_publish(user_id=body["user"]["id"], view=home_notice_view(notice))
