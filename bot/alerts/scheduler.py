@@ -33,7 +33,7 @@ from bot.alerts import service
 from bot.alerts.digest import item_for, select_for_posting
 from bot.config import Settings
 from bot.db import Database
-from bot.models import AlertKind
+from bot.models import Alert, AlertKind, Token
 from bot.views.alerts import (
     DigestAudience,
     DigestItem,
@@ -172,33 +172,36 @@ class _Pass:
             service.prune(session, now=self.now)
         return created
 
-    def destinations(self) -> list[service.Destination]:
+    def prepare(self) -> list[_Plan]:
+        """Claim every due alert at once (one statement), close those no longer wanted,
+        and cut the rest into digest messages per destination."""
         with self.sessions.begin() as session:
-            return service.due_destinations(session, now=self.now)
-
-    def prepare(self, target: service.Destination) -> _Plan:
-        """Claim the destination's due alerts, close those no longer wanted, and cut the
-        rest into digest messages."""
-        plan = _Plan(target=target, report=DestinationReport(
-            kind=target.kind.value, destination=target.destination))
-        with self.sessions.begin() as session:
-            ids = service.claim(session, target=target, now=self.now, worker=self.worker)
+            ids = service.claim(session, now=self.now, worker=self.worker)
         if not ids:
-            return plan  # another process took them
+            return []  # nothing due, or another process took it
+        plans: dict[service.Destination, _Plan] = {}
         with self.sessions.begin() as session:
-            selection = select_for_posting(
-                service.load(session, ids), now=self.now, alert_days=self.alert_days
-            )
-            if selection.skip:
-                service.mark_skipped(session, reasons=selection.skip, worker=self.worker,
-                                     now=self.now)
-            plan.alert_of = {token.public_id: alert.id for alert, token in selection.post}
-            items = [item_for(alert, token) for alert, token in selection.post]
-        plan.report.skipped = len(selection.skip)
-        plan.chunks = chunk_items(items)
-        plan.report.tokens = [_describe(item) for chunk in plan.chunks for item in chunk]
-        plan.pacer = _Pacer(self.post_interval)
-        return plan
+            rows = service.load_claimed(session, worker=self.worker, now=self.now)
+            grouped: dict[service.Destination, list[tuple[Alert, Token | None]]] = {}
+            for alert, token in rows:
+                target = service.Destination(AlertKind(alert.kind), alert.destination)
+                grouped.setdefault(target, []).append((alert, token))
+            skip: dict[int, str] = {}
+            for target in sorted(grouped):
+                selection = select_for_posting(grouped[target], now=self.now,
+                                               alert_days=self.alert_days)
+                skip.update(selection.skip)
+                plan = _Plan(target=target, report=DestinationReport(
+                    kind=target.kind.value, destination=target.destination,
+                    skipped=len(selection.skip)))
+                plan.alert_of = {token.public_id: alert.id for alert, token in selection.post}
+                plan.chunks = chunk_items([item_for(a, t) for a, t in selection.post])
+                plan.report.tokens = [_describe(i) for chunk in plan.chunks for i in chunk]
+                plan.pacer = _Pacer(self.post_interval)
+                plans[target] = plan
+            if skip:
+                service.mark_skipped(session, reasons=skip, worker=self.worker, now=self.now)
+        return list(plans.values())
 
     def post(self, plan: _Plan, number: int) -> None:
         """Post one digest message of ``plan``; mark its alerts sent, or on failure mark
@@ -253,15 +256,17 @@ class _Plan:
     failed: bool = False
 
 
-def _deliver_all(run: _Pass, targets: list[service.Destination], threads: int) -> list[_Plan]:
-    """Claim and prepare every destination, then post in rounds: round *k* posts the
-    *k*-th message of every destination that has one, in parallel. A destination's next
-    message waits at least the per-channel interval, so a channel needing five messages
-    costs about four seconds whatever the number of channels."""
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(targets))),
+def _deliver_all(run: _Pass, threads: int) -> list[_Plan]:
+    """Post in rounds: round *k* posts the *k*-th message of every destination that has
+    one, in parallel. A destination's next message waits at least the per-channel
+    interval, so a channel needing five messages costs about four seconds whatever the
+    number of channels."""
+    plans = run.prepare()
+    if not plans:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(plans))),
                             thread_name_prefix="tokenbot-alerts") as pool:
-        plans = list(pool.map(run.prepare, targets))
-        rounds = max((len(plan.chunks) for plan in plans), default=0)
+        rounds = max(len(plan.chunks) for plan in plans)
         for number in range(rounds):
             active = [p for p in plans if len(p.chunks) > number and not p.failed]
             list(pool.map(lambda plan: run.post(plan, number), active))
@@ -269,18 +274,19 @@ def _deliver_all(run: _Pass, targets: list[service.Destination], threads: int) -
 
 
 def _preview_destinations(run: _Pass) -> tuple[int, list[DestinationReport]]:
-    """Dry run: arm inside a transaction that is rolled back."""
+    """Dry run: arm inside a transaction that is rolled back; claim nothing."""
     with run.sessions() as session:
         armed = service.arm(session, now=run.now, alert_days=run.alert_days,
                             default_channel=run.settings.tokenbot_alert_channel)
+        grouped: dict[service.Destination, list[tuple[Alert, Token | None]]] = {}
+        for alert, token in service.load(session, service.pending(session, now=run.now)):
+            target = service.Destination(AlertKind(alert.kind), alert.destination)
+            grouped.setdefault(target, []).append((alert, token))
         reports = []
-        for target in service.due_destinations(session, now=run.now):
-            ids = service.pending_for(session, target=target, now=run.now)
-            selection = select_for_posting(
-                service.load(session, ids), now=run.now, alert_days=run.alert_days
-            )
-            items = [item_for(alert, token) for alert, token in selection.post]
-            chunks = chunk_items(items)
+        for target in sorted(grouped):
+            selection = select_for_posting(grouped[target], now=run.now,
+                                           alert_days=run.alert_days)
+            chunks = chunk_items([item_for(a, t) for a, t in selection.post])
             reports.append(
                 DestinationReport(
                     kind=target.kind.value,
@@ -318,9 +324,7 @@ def run_pass(
         if client is None:
             raise ValueError("a Slack client is needed to post alerts")
         report.armed = run.arm()
-        targets = run.destinations()
-        if targets:
-            report.destinations = [plan.report for plan in _deliver_all(run, targets, threads)]
+        report.destinations = [plan.report for plan in _deliver_all(run, threads)]
         report.slack_calls = run._calls
     report.destinations = [d for d in report.destinations if d.tokens or d.skipped or d.failed]
     report.seconds = round(time.perf_counter() - started, 3)

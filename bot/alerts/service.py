@@ -43,6 +43,8 @@ BACKOFF_BASE: Final = dt.timedelta(minutes=1)
 BACKOFF_MAX: Final = dt.timedelta(hours=6)
 # Records of expiries longer ago than this are deleted (nothing will ever read them).
 KEEP_AFTER_EXPIRY: Final = dt.timedelta(days=90)
+# At most this many records per pass (a backlog beyond it waits for the next pass).
+CLAIM_LIMIT: Final = 50_000
 EXTEND_DAYS: Final = 30
 
 
@@ -196,18 +198,27 @@ def due_destinations(session: Session, *, now: dt.datetime) -> list[Destination]
     return sorted(Destination(AlertKind(kind), dest) for kind, dest in rows)
 
 
+def _scope(target: Destination | None) -> list[Any]:
+    if target is None:
+        return []
+    return [Alert.destination == target.destination, Alert.kind == target.kind]
+
+
 def claim(
-    session: Session, *, target: Destination, now: dt.datetime, worker: str
+    session: Session,
+    *,
+    now: dt.datetime,
+    worker: str,
+    target: Destination | None = None,
+    limit: int = CLAIM_LIMIT,
 ) -> list[int]:
-    """Lease the destination's due records to ``worker``; returns their ids. Records that
-    another process holds (row-locked or leased) are not returned."""
+    """Lease due records (of one destination, or all) to ``worker``; returns their ids.
+    Records that another process holds (row-locked or leased) are not returned."""
     candidates = (
         select(Alert.id)
-        .where(
-            *_due(now),
-            Alert.destination == target.destination,
-            Alert.kind == target.kind,
-        )
+        .where(*_due(now), *_scope(target))
+        .order_by(Alert.id)
+        .limit(limit)
         .with_for_update(skip_locked=True)
     )
     statement = (
@@ -220,28 +231,45 @@ def claim(
     return sorted(session.scalars(statement).all())
 
 
-def pending_for(session: Session, *, target: Destination, now: dt.datetime) -> list[int]:
+def pending(
+    session: Session, *, now: dt.datetime, target: Destination | None = None,
+    limit: int = CLAIM_LIMIT,
+) -> list[int]:
     """What :func:`claim` would take, without taking it (dry runs)."""
     return sorted(
         session.scalars(
-            select(Alert.id).where(
-                *_due(now),
-                Alert.destination == target.destination,
-                Alert.kind == target.kind,
-            )
+            select(Alert.id).where(*_due(now), *_scope(target)).order_by(Alert.id).limit(limit)
         ).all()
     )
 
 
-def load(session: Session, ids: Sequence[int]) -> list[tuple[Alert, Token | None]]:
-    if not ids:
-        return []
+def load_claimed(
+    session: Session, *, worker: str, now: dt.datetime
+) -> list[tuple[Alert, Token | None]]:
+    """The records :func:`claim` just leased to ``worker``, with their tokens."""
     rows = session.execute(
         select(Alert, Token)
         .outerjoin(Token, Token.id == Alert.token_id)
-        .where(Alert.id.in_(list(ids)))
+        .where(
+            Alert.claimed_by == worker,
+            Alert.claimed_at == now,
+            Alert.status == AlertStatus.PENDING,
+        )
     ).all()
     return [(alert, token) for alert, token in rows]
+
+
+def load(session: Session, ids: Sequence[int]) -> list[tuple[Alert, Token | None]]:
+    out: list[tuple[Alert, Token | None]] = []
+    ids = list(ids)
+    for start in range(0, len(ids), 10_000):  # within every driver's parameter limit
+        rows = session.execute(
+            select(Alert, Token)
+            .outerjoin(Token, Token.id == Alert.token_id)
+            .where(Alert.id.in_(ids[start : start + 10_000]))
+        ).all()
+        out.extend((alert, token) for alert, token in rows)
+    return out
 
 
 def skip_reason(
@@ -417,7 +445,8 @@ __all__ = [
     "mark_sent",
     "mark_skipped",
     "message_alerts",
-    "pending_for",
+    "load_claimed",
+    "pending",
     "prune",
     "record_action",
     "skip_reason",
