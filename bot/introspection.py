@@ -79,6 +79,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 MAX_BODY_BYTES: Final = 1024 * 1024
+READ_TIMEOUT_MS: Final = 5000
 FORM_TYPE: Final = b"application/x-www-form-urlencoded"
 TOKEN_TYPE: Final = "access_token"
 LookupMode = Literal["loop", "thread"]
@@ -469,6 +470,9 @@ class IntrospectionHandler:
         connection: Connection | None = getattr(self._local, "connection", None)
         if connection is None or connection.closed or connection.invalidated:
             connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if connection.dialect.name == "postgresql":
+                # A stuck read fails (503) instead of holding every request behind it.
+                connection.exec_driver_sql(f"SET statement_timeout = {READ_TIMEOUT_MS}")
             self._local.connection = connection
             with self._connections_lock:
                 self._connections.append(connection)

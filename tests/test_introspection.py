@@ -64,7 +64,7 @@ class Answer:
         return values[0] if values else None
 
 
-def call(
+async def acall(
     handler: IntrospectionHandler,
     body: bytes | list[bytes] = b"",
     *,
@@ -73,8 +73,8 @@ def call(
     content_type: bytes | None = FORM,
     content_length: bool = True,
 ) -> tuple[Answer, int]:
-    """One request through the ASGI handler; returns the answer and how many body
-    messages the handler asked for."""
+    """One request through the ASGI handler, on the running loop; returns the answer and
+    how many body messages the handler asked for."""
     chunks = body if isinstance(body, list) else [body]
     header_list = list(headers or [])
     if auth is not None:
@@ -113,11 +113,7 @@ def call(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    async def run() -> None:
-        await handler(scope, receive, send)
-        await handler.drain()
-
-    asyncio.run(run())
+    await handler(scope, receive, send)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     out: dict[str, list[str]] = {}
     for name, value in sent[0]["headers"]:
@@ -127,8 +123,25 @@ def call(
     return answer, reads
 
 
+def call(
+    handler: IntrospectionHandler, body: bytes | list[bytes] = b"", **kwargs: Any
+) -> tuple[Answer, int]:
+    """One request on a fresh event loop; queued last-used writes are done on return."""
+
+    async def run() -> tuple[Answer, int]:
+        result = await acall(handler, body, **kwargs)
+        await handler.drain()
+        return result
+
+    return asyncio.run(run())
+
+
+def token_body(token: str) -> bytes:
+    return b"token=" + quote(token, safe="").encode()
+
+
 def introspect(handler: IntrospectionHandler, token: str, **kwargs: Any) -> Answer:
-    return call(handler, b"token=" + quote(token, safe="").encode(), **kwargs)[0]
+    return call(handler, token_body(token), **kwargs)[0]
 
 
 def basic(user: str, password: str) -> bytes:
@@ -776,6 +789,100 @@ def test_fuzz_huge_bodies_are_413(handler: IntrospectionHandler) -> None:
         assert answer.status == 413
 
     check()
+
+
+# -- concurrent requests: coalesced reads ------------------------------------------------------
+
+
+@pytest.mark.parametrize("lookup", ["loop", "thread"])
+def test_concurrent_requests_each_get_their_own_answer(
+    intro_settings: Settings, intro_db: Database, now: dt.datetime, clock: Any, lookup: str
+) -> None:
+    """Fifty requests at once (active, disabled, deleted, unknown, malformed, repeated):
+    read together in a few batches, each answered for its own token."""
+    active = [create(intro_db, now, scope=scope) for scope in ("read", "write", "read")]
+    disabled = create(intro_db, now)
+    deleted = create(intro_db, now)
+    with intro_db.sessions.begin() as session:
+        svc.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
+                          expected_version=1, now=now)
+        svc.delete_token(session, actor=OWNER_ACTOR, public_id=deleted.token.public_id,
+                         expected_version=1, now=now)
+    expected: list[tuple[str, str | None]] = []
+    for n in range(50):
+        kind = n % 6
+        if kind < 3:
+            expected.append((active[kind].secret, active[kind].token.public_id))
+        elif kind == 3:
+            expected.append((disabled.secret, None))
+        elif kind == 4:
+            expected.append((deleted.secret if n % 2 else crypto.generate_secret(), None))
+        else:
+            expected.append(("tkb_" + "Z" * 40, None))
+
+    h = make_introspection_handler(settings=intro_settings, database=intro_db,
+                                   lookup=lookup)  # type: ignore[arg-type]
+
+    async def run() -> list[tuple[Answer, int]]:
+        answers = await asyncio.gather(*(acall(h, token_body(s)) for s, _ in expected))
+        await h.drain()
+        return answers
+
+    try:
+        answers = asyncio.run(run())
+        for (secret, public_id), (answer, _) in zip(expected, answers, strict=True):
+            if public_id is None:
+                assert_inactive(answer)
+            else:
+                assert answer.json["client_id"] == public_id
+        assert h.batcher.batches < h.batcher.lookups  # coalesced, not one read each
+    finally:
+        h.close()
+
+
+def test_a_request_never_joins_a_read_already_in_flight(
+    intro_settings: Settings, intro_db: Database, now: dt.datetime, clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that finished before a disable answers the requests that arrived before it;
+    a request arriving after the disable was committed waits for a read of its own. (With
+    the read in the event loop no request can arrive during a read at all.)"""
+    created = create(intro_db, now)
+    h = make_introspection_handler(settings=intro_settings, database=intro_db,
+                                   lookup="thread")
+    read_done, release = threading.Event(), threading.Event()
+    real_run = h.batcher._run  # noqa: SLF001 - slow the first read down
+
+    def first_read_held(digests: list[str]) -> Any:
+        rows = real_run(digests)
+        if not read_done.is_set():
+            read_done.set()
+            assert release.wait(10)
+        return rows
+
+    monkeypatch.setattr(h.batcher, "_run", first_read_held)
+
+    async def run() -> tuple[Answer, Answer]:
+        loop = asyncio.get_running_loop()
+        early = asyncio.ensure_future(acall(h, token_body(created.secret)))
+        assert await loop.run_in_executor(None, read_done.wait, 10)
+        with intro_db.sessions.begin() as session:  # committed while that read is held
+            svc.disable_token(session, actor=OWNER_ACTOR, public_id=created.token.public_id,
+                              expected_version=1, now=now)
+        late = asyncio.ensure_future(acall(h, token_body(created.secret)))
+        await asyncio.sleep(0.05)
+        assert not late.done()
+        release.set()
+        return (await early)[0], (await late)[0]
+
+    try:
+        early, late = asyncio.run(run())
+        assert early.json["active"] is True  # read before the change it never saw
+        assert_inactive(late)
+        assert h.batcher.batches == 2
+    finally:
+        release.set()
+        h.close()
 
 
 # -- the database going away ----------------------------------------------------------------
