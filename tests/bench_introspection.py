@@ -475,8 +475,13 @@ def main(argv: list[str]) -> int:
                         default=[1, 2], help="comma-separated worker counts (default 1,2)")
     parser.add_argument("--server", choices=["tokenbot", "minimal"], default="tokenbot",
                         help="tokenbot serve (default) or the handler alone under uvicorn")
+    parser.add_argument("--lookup", choices=["loop", "thread"],
+                        help="with --server minimal: where the read runs (default: loop on "
+                             "SQLite, thread on PostgreSQL)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
+    if args.lookup:
+        os.environ["BENCH_LOOKUP"] = args.lookup
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"{args.tokens} tokens, {args.hot} hot, {args.connections} connections, "
           f"{args.rounds} rounds of {args.duration:g}s per measurement, server: {args.server}", flush=True)
@@ -485,6 +490,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tokenbot-bench-") as tmp:
         for backend in backends:
             rows.extend(bench_backend(backend, args, Path(tmp)))
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         print(json.dumps(rows, indent=2))
     return 0
