@@ -13,6 +13,7 @@ from slack_bolt import BoltContext
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
@@ -79,7 +80,7 @@ class Drawing:
     user_id: str
     total: int
     message: Message | None = None
-    view: Any = None
+    view: View | None = None
 
 
 def draw_table(

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import (
     Block,
     CheckboxesElement,
-    ConversationFilter,
     ContextBlock,
+    ConversationFilter,
     ConversationSelectElement,
     DatePickerElement,
     InputBlock,
