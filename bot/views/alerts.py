@@ -152,7 +152,7 @@ def how_far(expires_at: dt.datetime, now: dt.datetime) -> str:
     if seconds < 86400:
         hours = max(1, math.ceil(seconds / 3600))
         return f"in {hours} hour{'s' if hours != 1 else ''}"
-    days = max(1, round(seconds / 86400))
+    days = max(1, int(seconds / 86400 + 0.5))
     return f"in {days} day{'s' if days != 1 else ''}"
 
 
@@ -173,6 +173,8 @@ def _outcome_text(item: DigestItem) -> str:
 
 
 def _status_text(item: DigestItem, now: dt.datetime) -> str:
+    if item.outcome is not None:  # the reminder has been dealt with
+        return f"Reminder about its expiry on {date_short(item.expires_at)}:"
     if item.threshold_days == 0 or item.expires_at <= now:
         return (
             f":red_circle: *Expired* {date_short(item.expires_at)} "
