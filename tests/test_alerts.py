@@ -347,3 +347,22 @@ def test_a_pass_over_tokens_nowhere_near_expiry_writes_nothing(
     assert report.armed == 0 and report.messages == 0
     with adb.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Alert)) == 0
+
+
+def test_slack_unreachable_is_retried_later(
+    make_settings: Callable[..., Settings], asettings: Settings, adb: Database,
+    standin: SlackStandIn,
+) -> None:
+    """Connection refused (slack_sdk's connection retry handler gives up): both
+    reminders wait, then arrive once when Slack answers again."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    down = make_web_client(alert_settings(make_settings, standin,
+                                          SLACK_API_URL="http://127.0.0.1:9/api/"))
+    first = run_pass(settings=asettings, database=adb, client=down, now=T0)
+    assert first.failed == 2 and first.sent == 0
+    assert {d.error.split(":")[0] for d in first.destinations if d.error} == {"URLError"}
+    later = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                     now=T0 + dt.timedelta(minutes=15))
+    assert later.sent == 2
+    assert by_destination(successful_posts(standin)) == {
+        ALERTS: [token.public_id], "U1": [token.public_id]}
