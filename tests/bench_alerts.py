@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +190,7 @@ def child(args: argparse.Namespace) -> None:
 def run_backend(name: str, args: argparse.Namespace) -> dict[str, object]:
     from tests.support.slack_standin import SlackStandIn
 
-    cleanup = None
+    cleanup: Callable[[], None] | None = None
     if name == "sqlite":
         folder = Path(tempfile.mkdtemp(prefix="tokenbot-bench-alerts-"))
         url = f"sqlite:///{folder / 'bench.db'}"
@@ -200,10 +201,12 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, object]:
             connection.execute(text(f'CREATE DATABASE "{db_name}"'))
         url = make_url(PG_ADMIN_URL).set(database=db_name).render_as_string(hide_password=False)
 
-        def cleanup() -> None:
+        def drop() -> None:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
             admin.dispose()
+
+        cleanup = drop
     try:
         seconds, expected = seed(url, args)
         needed = sum(messages_needed(count) for count in expected.values())
