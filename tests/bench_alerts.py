@@ -35,6 +35,7 @@ import math
 import os
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,11 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, object]:
     if name == "sqlite":
         folder = Path(tempfile.mkdtemp(prefix="tokenbot-bench-alerts-"))
         url = f"sqlite:///{folder / 'bench.db'}"
+
+        def remove() -> None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+        cleanup = remove
     else:
         db_name = f"tokenbot_bench_alerts_{uuid.uuid4().hex[:8]}"
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
