@@ -366,3 +366,25 @@ def test_slack_unreachable_is_retried_later(
     assert later.sent == 2
     assert by_destination(successful_posts(standin)) == {
         ALERTS: [token.public_id], "U1": [token.public_id]}
+
+
+def test_a_long_pass_keeps_its_lease(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """A pass still posting when its lease would run out renews it, so another process
+    does not take its alerts over and post them a second time."""
+    from bot.alerts.scheduler import _Pass
+
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
+    run = _Pass(settings=asettings, database=adb, client=make_web_client(asettings), now=T0,
+                worker="slow", post_interval=0.0)
+    run.arm()
+    assert len(run.prepare()) == 2  # claimed, not yet posted
+    run._started -= 11 * 60  # eleven minutes later, still going
+    run.renew(every=0)
+    other = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                     now=T0 + dt.timedelta(minutes=11))
+    assert other.messages == 0  # the lease was renewed: nothing taken over
+    later = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                     now=T0 + dt.timedelta(minutes=22))
+    assert later.sent == 2  # the slow pass died after all: taken over once its lease ran out

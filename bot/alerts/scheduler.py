@@ -159,6 +159,18 @@ class _Pass:
         self.alert_days = settings.tokenbot_alert_days
         self._calls = 0
         self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._renewed = self._started
+
+    def renew(self, every: float = 60.0) -> None:
+        """Keep the lease of a long pass (thousands of messages, long Retry-After waits)
+        from running out while it still posts: at most once a minute."""
+        if time.monotonic() - self._renewed < every:
+            return
+        self._renewed = time.monotonic()
+        at = self.now + dt.timedelta(seconds=self._renewed - self._started)
+        with self.sessions.begin() as session:
+            service.renew(session, worker=self.worker, at=at)
 
     def arm(self) -> int:
         with self.sessions.begin() as session:
@@ -268,6 +280,7 @@ def _deliver_all(run: _Pass, threads: int) -> list[_Plan]:
                             thread_name_prefix="tokenbot-alerts") as pool:
         rounds = max(len(plan.chunks) for plan in plans)
         for number in range(rounds):
+            run.renew()
             active = [p for p in plans if len(p.chunks) > number and not p.failed]
             list(pool.map(lambda plan: run.post(plan, number), active))
     return plans

@@ -231,6 +231,16 @@ def claim(
     return sorted(session.scalars(statement).all())
 
 
+def renew(session: Session, *, worker: str, at: dt.datetime) -> None:
+    """Move the lease of ``worker``'s unfinished records to ``at``."""
+    session.execute(
+        update(Alert)
+        .where(Alert.claimed_by == worker, Alert.status == AlertStatus.PENDING)
+        .values(claimed_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def pending(
     session: Session, *, now: dt.datetime, target: Destination | None = None,
     limit: int = CLAIM_LIMIT,
@@ -449,6 +459,7 @@ __all__ = [
     "pending",
     "prune",
     "record_action",
+    "renew",
     "skip_reason",
     "stages",
 ]
