@@ -19,8 +19,8 @@ and a second pass a minute later with nothing due. Reports wall time of each, Sl
 the number of digest messages needed, and peak RSS. Targets: <= 10 s for the pass,
 calls == messages needed, peak RSS <= 300 MB, nothing-due pass <= 1 s.
 
-Each channel gets at most one message per second, so a channel with 500 tokens (five
-digest messages of up to 100) needs at least four seconds whatever the hardware; the
+Each channel gets at most one message per second, so a channel with 500 tokens (three
+digest messages of up to 240) needs at least two seconds whatever the hardware; the
 pass posts in rounds across channels so that floor is paid once, not per channel.
 Not collected by pytest (the file name does not start with test_).
 """

@@ -181,10 +181,10 @@ def test_a_token_without_expiry_or_disabled_never_alerts(
 def test_digests_group_tokens_per_channel_soonest_first_within_the_block_limit(
     asettings: Settings, adb: Database, standin: SlackStandIn
 ) -> None:
-    """130 tokens for the alert channel (two messages, paced one second apart), 3 with a
+    """250 tokens for the alert channel (two messages, paced one second apart), 3 with a
     per-token channel override, owners split over two people: one digest per channel."""
     ids_by_day: dict[str, int] = {}
-    for number in range(130):
+    for number in range(250):
         days = 2 + number % 5
         created = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=days)).date(),
                              label=f"<!channel> & job {number}",
@@ -203,7 +203,7 @@ def test_digests_group_tokens_per_channel_soonest_first_within_the_block_limit(
     assert sorted(per[ALERTS]) == sorted(ids_by_day)
     days_in_order = [ids_by_day[i] for i in per[ALERTS]]
     assert days_in_order == sorted(days_in_order)
-    assert len(per["U1"]) == 65 and len(per["U2"]) == 65 and len(per["U3"]) == 3
+    assert len(per["U1"]) == 125 and len(per["U2"]) == 125 and len(per["U3"]) == 3
     counts = {}
     for call in calls:
         counts[call.body["channel"]] = counts.get(call.body["channel"], 0) + 1
@@ -212,7 +212,7 @@ def test_digests_group_tokens_per_channel_soonest_first_within_the_block_limit(
         assert "<!channel>" not in mrkdwn  # labels are escaped where Slack parses them
         assert "&lt;!channel&gt; &amp; job" in mrkdwn or call.body["channel"] in ("CTEAM", "U3")
     assert counts == {ALERTS: 2, "CTEAM": 1, "U1": 1, "U2": 1, "U3": 1}
-    assert report.messages == 6 and report.sent == 2 * 133
+    assert report.messages == 6 and report.sent == 2 * 253
     alerts_posts = [c for c in calls if c.body["channel"] == ALERTS]
     assert alerts_posts[1].at - alerts_posts[0].at >= 0.95  # one message per second
     # the small digest shows every field and three buttons per token
@@ -388,3 +388,32 @@ def test_a_long_pass_keeps_its_lease(
     later = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
                      now=T0 + dt.timedelta(minutes=22))
     assert later.sent == 2  # the slow pass died after all: taken over once its lease ran out
+
+
+@pytest.mark.parametrize(
+    "count, messages, blocks",
+    [(1, 1, [3]), (24, 1, [49]), (25, 1, [7]), (240, 1, [49]), (241, 2, [27, 25]),
+     (500, 3, [35, 35, 35])],
+)
+def test_digest_messages_fill_up_to_the_50_block_limit(
+    count: int, messages: int, blocks: list[int]
+) -> None:
+    """Pure views: how many messages a destination needs, and that each is valid Block
+    Kit within 50 blocks (the longest labels, escaped, in the compact layout too)."""
+    from bot.views.alerts import DigestAudience, DigestItem, chunk_items, digest_blocks
+    from tests.support.blockkit import validate_message_blocks
+
+    items = [
+        DigestItem(public_id=f"tok_{n:012d}", version=1, label="<&>" * 33 + "x",
+                   masked="tkb_AbCdEf…", scope="write", owner="U1",
+                   expires_at=T0 + dt.timedelta(days=7, minutes=n), threshold_days=7)
+        for n in range(count)
+    ]
+    chunks = chunk_items(items)
+    assert len(chunks) == messages
+    drawn = [[b.to_dict() for b in digest_blocks(c, audience=DigestAudience.CHANNEL, now=T0)]
+             for c in chunks]
+    assert [len(d) for d in drawn] == blocks
+    for d in drawn:
+        validate_message_blocks(d)
+    assert [i.public_id for c in chunks for i in c] == [i.public_id for i in items]

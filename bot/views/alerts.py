@@ -42,7 +42,7 @@ from bot.views.formatting import code, date_short, escape, mention, truncate
 MESSAGE_BLOCK_LIMIT = 50
 FULL_LAYOUT_MAX = 24  # 1 header + 2 blocks per token = 49
 GROUP_SIZE = 10  # a section holds at most 10 fields; a menu lists the same 10 tokens
-COMPACT_LAYOUT_MAX = 100  # 1 header + 2 blocks per group of 10 = 21
+COMPACT_LAYOUT_MAX = 240  # 1 header + 2 blocks per group of 10 = 49
 EXTEND_DAYS = 30
 assert 1 + 2 * FULL_LAYOUT_MAX <= MESSAGE_BLOCK_LIMIT
 assert 1 + 2 * math.ceil(COMPACT_LAYOUT_MAX / GROUP_SIZE) <= MESSAGE_BLOCK_LIMIT
@@ -130,14 +130,14 @@ def sort_items(items: Sequence[DigestItem]) -> list[DigestItem]:
 
 def chunk_items(items: Sequence[DigestItem]) -> list[list[DigestItem]]:
     """The messages one destination needs: one when the tokens fit the full layout, else
-    compact messages of up to :data:`COMPACT_LAYOUT_MAX` tokens, soonest expiry first."""
+    compact messages of up to :data:`COMPACT_LAYOUT_MAX` tokens (only the 50-block limit
+    splits them), soonest expiry first."""
     ordered = sort_items(items)
     if len(ordered) <= FULL_LAYOUT_MAX:
         return [ordered] if ordered else []
-    return [
-        ordered[start : start + COMPACT_LAYOUT_MAX]
-        for start in range(0, len(ordered), COMPACT_LAYOUT_MAX)
-    ]
+    messages = math.ceil(len(ordered) / COMPACT_LAYOUT_MAX)
+    size = math.ceil(len(ordered) / messages)  # balanced: 250 tokens make 125 + 125
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
 def how_far(expires_at: dt.datetime, now: dt.datetime) -> str:
