@@ -159,7 +159,9 @@ def test_three_processes_at_once_post_each_alert_exactly_once(
     reports = _run_processes(env, NOW, tmp_path)
     assert _posted(standin) == due(NOW, None) and len(due(NOW, None)) == 240
     assert sum(int(r["sent"]) for r in reports) == 240  # type: ignore[call-overload]
-    print("alerts sent per process:", [r["sent"] for r in reports])
+    # and one digest per destination, not halves from different processes
+    destinations = [call.body["channel"] for call in successful_posts(standin)]
+    assert sorted(destinations) == sorted({dest for dest, _id in due(NOW, None)})
     # Three again, a minute later: nothing new to say, nothing posted.
     seen = len(standin.calls_to("chat.postMessage"))
     _run_processes(env, NOW + dt.timedelta(minutes=1), tmp_path)

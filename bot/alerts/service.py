@@ -45,6 +45,7 @@ BACKOFF_MAX: Final = dt.timedelta(hours=6)
 KEEP_AFTER_EXPIRY: Final = dt.timedelta(days=90)
 # At most this many records per pass (a backlog beyond it waits for the next pass).
 CLAIM_LIMIT: Final = 50_000
+CLAIM_LOCK_KEY: Final = 0x746B6E62_616C7274  # "tknbalrt": PostgreSQL advisory lock id
 EXTEND_DAYS: Final = 30
 
 
@@ -214,6 +215,11 @@ def claim(
 ) -> list[int]:
     """Lease due records (of one destination, or all) to ``worker``; returns their ids.
     Records that another process holds (row-locked or leased) are not returned."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Claims take turns (for the few milliseconds of this transaction), so one pass
+        # gets all of a destination's due alerts: one digest per channel, not two halves.
+        # SQLite's write lock does the same.
+        session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     candidates = (
         select(Alert.id)
         .where(*_due(now), *_scope(target))
