@@ -1,9 +1,11 @@
 """The alert pass and its schedule.
 
-:func:`run_pass` is one pass: arm the alerts now due, then, destination by destination
-(a few at a time in threads), claim its alerts, drop those no longer wanted (token
-deleted, disabled, re-dated, or a nearer threshold came first), post the digest
-message(s), and mark them sent (or failed, to retry later with backoff).
+:func:`run_pass` is one pass: arm the alerts now due; claim every due alert (one
+statement, with a lease); drop those no longer wanted (token deleted, disabled,
+re-dated, or a nearer threshold came first); cut the rest into digest messages per
+destination; post them in rounds across destinations (a few threads, at most one message
+per second to any one channel); and mark each message's alerts sent once Slack accepted
+it, or failed (retried by a later pass, with backoff).
 
 :func:`start_scheduler` runs the pass every ``TOKENBOT_ALERT_INTERVAL_MINUTES`` in an
 APScheduler ``BackgroundScheduler`` (coalesced, one instance at a time, and a misfire grace
@@ -47,7 +49,7 @@ log = logging.getLogger("bot.alerts")
 JOB_ID = "tokenbot-expiry-alerts"
 # Slack accepts about one message per second per channel.
 PER_CHANNEL_INTERVAL = 1.0
-# Destinations handled at once (each keeps its own one-per-second pace).
+# Messages posted at once, to different destinations.
 DESTINATION_THREADS = 4
 MISFIRE_GRACE_SECONDS = 24 * 3600
 FIRST_RUN_DELAY = dt.timedelta(seconds=10)
