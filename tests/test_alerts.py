@@ -417,3 +417,40 @@ def test_digest_messages_fill_up_to_the_50_block_limit(
     for d in drawn:
         validate_message_blocks(d)
     assert [i.public_id for c in chunks for i in c] == [i.public_id for i in items]
+
+
+def test_without_an_alert_channel_owners_are_still_told_and_overrides_still_apply(
+    make_settings: Callable[..., Settings], standin: SlackStandIn,
+) -> None:
+    settings = alert_settings(make_settings, standin, TOKENBOT_ALERT_CHANNEL="")
+    database = Database(settings, auto_upgrade=False)
+    try:
+        plain = seed_token(database, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date(),
+                           owner="U1").token
+        routed = seed_token(database, now=T0, expires_on=(T0 + dt.timedelta(days=4)).date(),
+                            owner="U2", channel="CTEAM").token
+        run_pass(settings=settings, database=database, client=make_web_client(settings),
+                 now=T0)
+    finally:
+        database.dispose()
+    assert by_destination(successful_posts(standin)) == {
+        "U1": [plain.public_id], "U2": [routed.public_id], "CTEAM": [routed.public_id]}
+
+
+def test_thresholds_come_from_the_setting(
+    make_settings: Callable[..., Settings], standin: SlackStandIn,
+) -> None:
+    settings = alert_settings(make_settings, standin, TOKENBOT_ALERT_DAYS="14,3")
+    database = Database(settings, auto_upgrade=False)
+    expires = dt.datetime(2026, 12, 27, tzinfo=UTC)
+    try:
+        seed_token(database, now=T0, expires_on=expires.date())
+        passes = Passes(settings, database, standin)
+        with time_machine.travel(T0, tick=False) as traveller:
+            while dt.datetime.now(UTC) <= expires:
+                passes.run()
+                traveller.shift(dt.timedelta(hours=12))
+    finally:
+        database.dispose()
+    assert _alert_times(passes, ALERTS) == [
+        expires - dt.timedelta(days=14), expires - dt.timedelta(days=3), expires]

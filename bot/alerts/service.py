@@ -115,6 +115,7 @@ def arm(
         high = now + days * DAY
         bands.append((days, low, high))
         low = high
+    default_channel = (default_channel or "").strip() or None  # blank means not set
     channel = func.coalesce(func.nullif(Token.alert_channel, ""), literal(default_channel, String))
     destinations: list[tuple[AlertKind, Any]] = [
         (AlertKind.CHANNEL, channel),
