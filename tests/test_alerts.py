@@ -214,7 +214,7 @@ def test_digests_group_tokens_per_channel_soonest_first_within_the_block_limit(
     assert counts == {ALERTS: 2, "CTEAM": 1, "U1": 1, "U2": 1, "U3": 1}
     assert report.messages == 6 and report.sent == 2 * 253
     alerts_posts = [c for c in calls if c.body["channel"] == ALERTS]
-    assert alerts_posts[1].at - alerts_posts[0].at >= 0.95  # one message per second
+    assert alerts_posts[1].at - alerts_posts[0].at >= 1.0  # one message per second
     # the small digest shows every field and three buttons per token
     team_post = next(c for c in calls if c.body["channel"] == "CTEAM")
     raw = json.dumps(team_post.body["blocks"])

@@ -127,7 +127,9 @@ def _error_text(error: Exception) -> str:
 
 
 class _Pacer:
-    """At most one message per ``interval`` seconds to one destination."""
+    """At most one message per ``interval`` seconds to one destination: the next request
+    leaves ``interval`` after the previous one was answered, so it also reaches Slack at
+    least ``interval`` after the previous one did."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -138,6 +140,8 @@ class _Pacer:
             delay = self.last + self.interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+
+    def done(self) -> None:
         self.last = time.monotonic()
 
 
@@ -236,6 +240,7 @@ class _Pass:
                 unfurl_media=False,
             )
         except (SlackClientError, OSError) as error:
+            plan.pacer.done()
             # Slack refused or was unreachable (the retry handlers already tried).
             rest = [plan.alert_of[item.public_id] for later in plan.chunks[number:]
                     for item in later]
@@ -250,6 +255,7 @@ class _Pass:
                 service.mark_failed(session, ids=rest, worker=self.worker, now=self.now,
                                     error=report.error)
             return
+        plan.pacer.done()
         channel = str(response.get("channel") or target.destination)
         ts = str(response.get("ts") or "")
         with self.sessions.begin() as session:
