@@ -33,15 +33,19 @@ Never a 500, never ``active: true`` for anything but a real active token.
 Lookup: the checksum is checked first (no database work for a malformed token), then one
 indexed ``SELECT`` of the needed columns by the secret's SHA-256 digest (Core, not the ORM;
 the same rule as :func:`bot.services.tokens.verify`); nothing is ever decrypted or scanned.
-There is no cache of answers: every request reads the row, so a token disabled, deleted,
-rotated or expired through any surface of any process answers ``active: false`` on the
-very next request. A successful check records "last used" at most once a minute per token
-(:mod:`bot.services.usage`), in a worker thread so the write never blocks other requests.
+Concurrent requests are coalesced (:class:`LookupBatcher`): while one read is in flight,
+the digests of requests arriving meanwhile go together in the next ``IN (...)`` read.
+There is no cache of answers, and a request never joins a read that already started, so a
+token disabled, deleted, rotated or expired through any surface of any process answers
+``active: false`` on the very next request. A successful check records "last used" at
+most once a minute per token (:mod:`bot.services.usage`), in a worker thread, several
+tokens per ``UPDATE``.
 
-The lookup runs on a dedicated database connection held by the handler: directly in the
-event loop (``lookup="loop"``: a short indexed read, faster than a hop to a thread) or in a
-small thread pool (``lookup="thread"``); see the README's benchmark section for the figures
-behind the default.
+The read runs on a connection the handler holds: directly in the event loop
+(``lookup="loop"``, the default on SQLite: an in-process read of microseconds, cheaper
+than a hop to a thread) or in one reader thread (``lookup="thread"``, the default on
+PostgreSQL: the loop keeps serving HTTP during the network round trip); the README's
+benchmark section has the figures behind the defaults.
 """
 
 from __future__ import annotations
