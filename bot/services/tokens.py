@@ -442,38 +442,51 @@ def edit_token(
     return EditResult(token=token, changes=changes)
 
 
+def _set_status(
+    session: Session,
+    *,
+    actor: Actor,
+    public_id: str,
+    expected_version: int,
+    now: dt.datetime,
+    status: TokenStatus,
+) -> Token:
+    verb, action = (
+        ("disable", AuditAction.DISABLE)
+        if status == TokenStatus.DISABLED
+        else ("enable", AuditAction.ENABLE)
+    )
+    token = _load_for_change(
+        session, actor=actor, public_id=public_id, expected_version=expected_version, verb=verb
+    )
+    if token.status == status:
+        raise InvalidStateError(
+            "This token is already disabled."
+            if status == TokenStatus.DISABLED
+            else "This token is already active."
+        )
+    token.status = status
+    token.updated_at = now
+    _flush(session)
+    record(session, actor=actor, token=token, action=action, now=now,
+           details={"label": token.label})
+    return token
+
+
 def disable_token(
     session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
 ) -> Token:
-    token = _load_for_change(
-        session, actor=actor, public_id=public_id, expected_version=expected_version,
-        verb="disable",
-    )
-    if token.status == TokenStatus.DISABLED:
-        raise InvalidStateError("This token is already disabled.")
-    token.status = TokenStatus.DISABLED
-    token.updated_at = now
-    _flush(session)
-    record(session, actor=actor, token=token, action=AuditAction.DISABLE, now=now,
-           details={"label": token.label})
-    return token
+    """Any process using the token loses access at once; enabling reverses it."""
+    return _set_status(session, actor=actor, public_id=public_id,
+                       expected_version=expected_version, now=now, status=TokenStatus.DISABLED)
 
 
 def enable_token(
     session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
 ) -> Token:
-    token = _load_for_change(
-        session, actor=actor, public_id=public_id, expected_version=expected_version,
-        verb="enable",
-    )
-    if token.status == TokenStatus.ACTIVE:
-        raise InvalidStateError("This token is already active.")
-    token.status = TokenStatus.ACTIVE
-    token.updated_at = now
-    _flush(session)
-    record(session, actor=actor, token=token, action=AuditAction.ENABLE, now=now,
-           details={"label": token.label})
-    return token
+    """The token is active again immediately."""
+    return _set_status(session, actor=actor, public_id=public_id,
+                       expected_version=expected_version, now=now, status=TokenStatus.ACTIVE)
 
 
 def delete_token(
