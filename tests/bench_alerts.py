@@ -112,11 +112,11 @@ def seed(url: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
         force = force or len(alerts) >= BATCH  # alerts need their tokens written first
         if len(tokens) >= BATCH or (force and tokens):
             with engine.begin() as connection:
-                connection.execute(insert(Token.__table__), tokens)
+                connection.execute(insert(Token), tokens)
             tokens.clear()
         if alerts and force:
             with engine.begin() as connection:
-                connection.execute(insert(Alert.__table__), alerts)
+                connection.execute(insert(Alert), alerts)
             alerts.clear()
 
     crossing = NOW + dt.timedelta(days=7) - dt.timedelta(minutes=10)
@@ -143,11 +143,11 @@ def seed(url: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
                                          destination=dest))
         else:
             owner = f"R{n % 5000:05d}"
-            expires = (
+            never_or_later: dt.datetime | None = (
                 None if n % 5 == 0
                 else NOW + dt.timedelta(seconds=rng.randint(31 * 86400, 3 * 365 * 86400))
             )
-            tokens.append(_token_row(n, expires=expires, channel=None, owner=owner))
+            tokens.append(_token_row(n, expires=never_or_later, channel=None, owner=owner))
         flush()
     flush(force=True)
     with engine.begin() as connection:

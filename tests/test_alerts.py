@@ -204,7 +204,7 @@ def test_digests_group_tokens_per_channel_soonest_first_within_the_block_limit(
     days_in_order = [ids_by_day[i] for i in per[ALERTS]]
     assert days_in_order == sorted(days_in_order)
     assert len(per["U1"]) == 125 and len(per["U2"]) == 125 and len(per["U3"]) == 3
-    counts = {}
+    counts: dict[str, int] = {}
     for call in calls:
         counts[call.body["channel"]] = counts.get(call.body["channel"], 0) + 1
         assert len(call.body["blocks"]) <= 50

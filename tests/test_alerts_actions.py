@@ -103,7 +103,7 @@ def _click(bot: SlackBot, element: dict[str, Any], *, ts: str, user: str,
         action["text"] = element["text"]
     else:
         action["selected_option"] = option
-    payload = {
+    payload: dict[str, Any] = {
         "type": "block_actions",
         "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
         "api_app_id": "A1",
@@ -146,6 +146,7 @@ def test_extend_and_disable_from_the_digest_update_it_in_place(
     assert extend["confirm"]["confirm"]["text"] == "Extend 30 days"
     _click(bot, extend, ts=ts, user="U1")
     extended = _token(adb, soon.public_id)
+    assert soon.expires_at is not None
     assert extended.expires_at == soon.expires_at + dt.timedelta(days=30)
     update = standin.wait_for("chat.update", 1)[-1].body
     assert (update["channel"], update["ts"]) == (ALERTS, ts)
@@ -224,6 +225,7 @@ def test_large_digests_act_through_menus(
     chosen = json.loads(option["value"])[0]
     _click(bot, extend_menu, ts=ts, user="U1", option=option)
     before = next(t for t in tokens if t.public_id == chosen)
+    assert before.expires_at is not None
     assert _token(adb, chosen).expires_at == before.expires_at + dt.timedelta(days=30)
     update = standin.wait_for("chat.update", 1)[-1].body
     assert "Extended to" in texts(update["blocks"])

@@ -178,7 +178,8 @@ def test_the_scheduler_runs_the_pass_and_is_off_when_configured(
     standin: SlackStandIn,
 ) -> None:
     off = alert_settings(make_settings, standin, TOKENBOT_SCHEDULER="off")
-    assert alert_scheduler.start_scheduler(settings=off, database=adb, client=None) is None
+    assert alert_scheduler.start_scheduler(settings=off, database=adb,
+                                          client=make_web_client(off)) is None
 
     now = dt.datetime.now(UTC)
     seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2)).date())

@@ -172,7 +172,7 @@ def prune(session: Session, *, now: dt.datetime) -> int:
     result = session.execute(
         delete(Alert).where(Alert.expires_at < now - KEEP_AFTER_EXPIRY)
     )
-    return max(result.rowcount or 0, 0)
+    return max(getattr(result, "rowcount", 0) or 0, 0)  # a CursorResult
 
 
 # -- claiming -----------------------------------------------------------------
@@ -349,7 +349,7 @@ def mark_sent(
         )
         .execution_options(synchronize_session=False)
     )
-    return max(result.rowcount or 0, 0)
+    return max(getattr(result, "rowcount", 0) or 0, 0)  # a CursorResult
 
 
 def mark_failed(
