@@ -234,3 +234,18 @@ def test_large_digests_act_through_menus(
         for e in b["elements"] if e["action_id"] == "alert_extend" for o in e["options"]
     ]
     assert len(options) == 29 and all(chosen not in value for value in options)
+
+
+def test_a_forged_or_broken_value_is_refused_without_touching_the_digest_for_others(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    token = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2)).date(),
+                       owner="U1").token
+    body, ts = _posted(adb, asettings, standin)
+    button = dict(_element(body["blocks"], token.public_id, "alert_disable"))
+    button["value"] = "not ours"
+    _click(bot, button, ts=ts, user="U1")
+    assert "not found" in standin.wait_for("chat.postEphemeral", 1)[-1].body["text"]
+    assert standin.calls_to("response_url") == []  # no token table drawn over the digest
+    assert _token(adb, token.public_id).status == TokenStatus.ACTIVE

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,26 +46,39 @@ Body = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Where:
+    """The digest message clicked, and who clicked (from the signed payload)."""
+
+    channel: str
+    ts: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class Click:
     deps: Deps
     actor: svc.Actor
     ref: AlertRef
-    channel: str
-    ts: str
+    where: Where
 
 
-def _click(body: Body, action: dict[str, Any], context: BoltContext) -> Click:
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    value = action.get("value")
-    if value is None:  # a menu of the compact layout
-        value = (action.get("selected_option") or {}).get("value")
+def _where(body: Body) -> Where | None:
     container = body.get("container") or {}
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
     ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-    if not isinstance(channel, str) or not isinstance(ts, str):
-        raise NotFoundError("That reminder message could not be found.")
-    return Click(deps=d, actor=actor, ref=AlertRef.decode(value), channel=channel, ts=ts)
+    user = (body.get("user") or {}).get("id")
+    if isinstance(channel, str) and isinstance(ts, str) and isinstance(user, str) and all(
+        (channel, ts, user)
+    ):
+        return Where(channel=channel, ts=ts, user_id=user)
+    return None
+
+
+def _value(action: dict[str, Any]) -> str | None:
+    value = action.get("value")
+    if value is None:  # a menu of the compact layout
+        value = (action.get("selected_option") or {}).get("value")
+    return value if isinstance(value, str) else None
 
 
 def digest_update(session: Any, *, channel: str, ts: str, now: dt.datetime) -> dict[str, Any]:
@@ -90,89 +104,98 @@ def _update(client: WebClient, update: dict[str, Any]) -> None:
         client.chat_update(**update)
 
 
-def _tell(client: WebClient, click: Click, text: str) -> None:
-    client.chat_postEphemeral(channel=click.channel, user=click.actor.user_id, text=text)
+def _tell(client: WebClient, where: Where, text: str) -> None:
+    client.chat_postEphemeral(channel=where.channel, user=where.user_id, text=text)
 
 
-def _refused(client: WebClient, click: Click, error: TokenbotError) -> None:
-    log.info("Refused a digest action: %s", type(error).__name__)
-    _tell(client, click, f":warning: {error}")
+Act = Callable[[Click, Body, WebClient], "str | None"]
+
+
+def _digest_action(act: Act) -> Callable[..., None]:
+    """Ack, act as the payload's user, then confirm ephemerally. A refusal (domain error)
+    is told to the clicker alone and the digest redrawn to the current state, here rather
+    than in the app's error handler, which would draw a token table over the digest."""
+
+    def handle(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+               client: WebClient) -> None:
+        ack()
+        d = deps(context)
+        where = _where(body)
+        if where is None:
+            raise NotFoundError("That reminder message could not be found.")
+        try:
+            click = Click(deps=d, actor=actor_from(body, d.settings),
+                          ref=AlertRef.decode(_value(action)), where=where)
+            text = act(click, body, client)
+        except TokenbotError as error:
+            log.info("Refused a digest action: %s", type(error).__name__)
+            _tell(client, where, f":warning: {error}")
+            with d.sessions.begin() as session:
+                update = digest_update(session, channel=where.channel, ts=where.ts,
+                                       now=utcnow())
+            _update(client, update)
+            return
+        if text:
+            _tell(client, where, text)
+
+    handle.__name__ = f"handle_{act.__name__.lstrip('_')}"
+    return handle
+
+
+def _extend(click: Click, body: Body, client: WebClient) -> str:
     now = utcnow()
+    where = click.where
     with click.deps.sessions.begin() as session:
-        update = digest_update(session, channel=click.channel, ts=click.ts, now=now)
-    _update(client, update)
-
-
-def handle_extend(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
-                  client: WebClient) -> None:
-    ack()
-    click = _click(body, action, context)
-    now = utcnow()
-    try:
-        with click.deps.sessions.begin() as session:
-            result = alerts.extend_token(
-                session, actor=click.actor, public_id=click.ref.public_id,
-                expected_version=click.ref.version,
-                scopes=click.deps.settings.tokenbot_scopes, now=now,
-            )
-            alerts.record_action(session, channel=click.channel, ts=click.ts,
-                                 token=result.token, action=alerts.ActedAction.EXTENDED,
-                                 user_id=click.actor.user_id, now=now)
-            update = digest_update(session, channel=click.channel, ts=click.ts, now=now)
-            label, until = result.token.label, result.token.expires_at
-    except TokenbotError as error:
-        _refused(client, click, error)
-        return
+        result = alerts.extend_token(
+            session, actor=click.actor, public_id=click.ref.public_id,
+            expected_version=click.ref.version, scopes=click.deps.settings.tokenbot_scopes,
+            now=now,
+        )
+        alerts.record_action(session, channel=where.channel, ts=where.ts, token=result.token,
+                             action=alerts.ActedAction.EXTENDED,
+                             user_id=click.actor.user_id, now=now)
+        update = digest_update(session, channel=where.channel, ts=where.ts, now=now)
+        label, until = result.token.label, result.token.expires_at
     _update(client, update)
     assert until is not None
-    _tell(client, click, f"Extended *{escape(label)}*: it now expires {date_short(until)}.")
+    return f"Extended *{escape(label)}*: it now expires {date_short(until)}."
 
 
-def handle_disable(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
-                   client: WebClient) -> None:
-    ack()
-    click = _click(body, action, context)
+def _disable(click: Click, body: Body, client: WebClient) -> str:
     now = utcnow()
-    try:
-        with click.deps.sessions.begin() as session:
-            token = svc.disable_token(
-                session, actor=click.actor, public_id=click.ref.public_id,
-                expected_version=click.ref.version, now=now,
-            )
-            alerts.record_action(session, channel=click.channel, ts=click.ts, token=token,
-                                 action=alerts.ActedAction.DISABLED,
-                                 user_id=click.actor.user_id, now=now)
-            update = digest_update(session, channel=click.channel, ts=click.ts, now=now)
-            label = token.label
-    except TokenbotError as error:
-        _refused(client, click, error)
-        return
+    where = click.where
+    with click.deps.sessions.begin() as session:
+        token = svc.disable_token(session, actor=click.actor, public_id=click.ref.public_id,
+                                  expected_version=click.ref.version, now=now)
+        alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
+                             action=alerts.ActedAction.DISABLED,
+                             user_id=click.actor.user_id, now=now)
+        update = digest_update(session, channel=where.channel, ts=where.ts, now=now)
+        label = token.label
     _update(client, update)
-    _tell(
-        client, click,
+    return (
         f"Disabled *{escape(label)}*. Any process using it has lost access; "
-        "enable it from `/tokens` to restore access.",
+        "enable it from `/tokens` to restore access."
     )
 
 
-def handle_edit(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
-                client: WebClient) -> None:
+def _edit(click: Click, body: Body, client: WebClient) -> None:
     """The table's "Edit Access Token" modal, checked first like the table's Edit.
-    After the submission the user's App Home shows the result."""
-    ack()
-    click = _click(body, action, context)
-    try:
-        with click.deps.sessions.begin() as session:
-            token = svc.load_for_edit(session, actor=click.actor, public_id=click.ref.public_id,
-                                      expected_version=click.ref.version)
-            metadata = ModalMetadata(origin=Origin(kind=OriginKind.HOME),
-                                     public_id=token.public_id, version=token.version)
-            view = token_form(mode=FormMode.EDIT, scopes=click.deps.settings.tokenbot_scopes,
-                              metadata=metadata, token=token)
-    except TokenbotError as error:
-        _refused(client, click, error)
-        return
+    After the submission the editor's App Home shows the result."""
+    with click.deps.sessions.begin() as session:
+        token = svc.load_for_edit(session, actor=click.actor, public_id=click.ref.public_id,
+                                  expected_version=click.ref.version)
+        metadata = ModalMetadata(origin=Origin(kind=OriginKind.HOME),
+                                 public_id=token.public_id, version=token.version)
+        view = token_form(mode=FormMode.EDIT, scopes=click.deps.settings.tokenbot_scopes,
+                          metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
+    return None
+
+
+handle_extend = _digest_action(_extend)
+handle_disable = _digest_action(_disable)
+handle_edit = _digest_action(_edit)
 
 
 def register(app: App) -> None:
