@@ -212,3 +212,13 @@ def test_interval_comes_from_the_setting(make_settings: Callable[..., Settings],
     finally:
         sched.shutdown()
     assert load_settings(_env_file=None).tokenbot_alert_interval_minutes == 15
+
+
+def test_a_database_without_the_alerts_table_gets_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
+    monkeypatch.setenv("TOKENBOT_SECRET_KEYS", TEST_KEY)
+    assert main(["alerts", "run", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "tokenbot db upgrade" in err and "Traceback" not in err

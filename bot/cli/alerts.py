@@ -54,6 +54,7 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.alerts.scheduler import run_pass
+    from bot.cli.tokens import database_errors, quiet_migrations
     from bot.slack_client import make_web_client
 
     settings = load_settings()
@@ -66,13 +67,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         client = make_web_client(settings)
     now = args.now or dt.datetime.now(dt.timezone.utc)
-    database = Database(settings)
-    try:
-        report = run_pass(
-            settings=settings, database=database, client=client, now=now, dry_run=args.dry_run
-        )
-    finally:
-        database.dispose()
+    quiet_migrations(args)
+    with database_errors():  # unreachable or not migrated: one clear line
+        database = Database(settings)
+        try:
+            report = run_pass(
+                settings=settings, database=database, client=client, now=now,
+                dry_run=args.dry_run,
+            )
+        finally:
+            database.dispose()
     data = report.to_dict()
     if args.json:
         json.dump(data, sys.stdout, indent=2)
