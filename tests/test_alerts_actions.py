@@ -249,3 +249,18 @@ def test_a_forged_or_broken_value_is_refused_without_touching_the_digest_for_oth
     assert "not found" in standin.wait_for("chat.postEphemeral", 1)[-1].body["text"]
     assert standin.calls_to("response_url") == []  # no token table drawn over the digest
     assert _token(adb, token.public_id).status == TokenStatus.ACTIVE
+
+
+def test_extending_an_expired_token_from_its_notice_restores_it_for_30_days(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    token = seed_token(adb, now=now - dt.timedelta(days=10),
+                       expires_on=(now - dt.timedelta(days=1)).date(), owner="U1").token
+    body, ts = _posted(adb, asettings, standin)
+    assert "this token no longer works" in texts(body["blocks"])
+    _click(bot, _element(body["blocks"], token.public_id, "alert_extend"), ts=ts, user="U1")
+    today = now.date()
+    assert _token(adb, token.public_id).expires_at == dt.datetime.combine(
+        today + dt.timedelta(days=30), dt.time(0), tzinfo=UTC)
+    assert "Extended to" in texts(standin.wait_for("chat.update", 1)[-1].body["blocks"])
