@@ -11,8 +11,10 @@ Exactly once, across processes:
    (token, threshold, expiry, kind) makes concurrent passes harmless, and keying by the
    expiry re-arms a token whose date changed.
 2. **Claim.** One ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING id``
-   per destination takes a lease (``claimed_by``, ``claimed_at``) on its due records. On
-   SQLite the statement holds the database's write lock, which is as atomic.
+   takes a lease (``claimed_by``, ``claimed_at``) on the due records (all of them, or one
+   destination's). On PostgreSQL claims take turns under an advisory lock, so one pass
+   gets all of a destination's alerts; on SQLite the statement holds the database's
+   write lock, which is as atomic. A long pass renews its lease while it posts.
 3. **Post, then mark.** Records are marked sent only after Slack accepted the message;
    a failure releases the lease and sets ``next_attempt_at`` with exponential backoff.
    A pass killed in between leaves a lease that runs out after :data:`LEASE`, and a later
