@@ -36,6 +36,7 @@ from bot.introspection import IntrospectionHandler, lookup_active, make_introspe
 from bot.models import AuditSource, Token
 from bot.services import tokens as svc
 from bot.services.usage import UsageMemo, record_use
+from tests.conftest import TEST_KEY
 
 SECRET_A = "introspect-secret-a"
 SECRET_B = "introspect-secret-b (rotated in)"
@@ -552,6 +553,35 @@ def test_a_second_process_sees_a_fresh_last_used_and_does_not_write(
         assert updates == []
     finally:
         other.close()
+
+
+def test_the_cli_shows_when_a_token_was_last_used(
+    handler: IntrospectionHandler, intro_db: Database, intro_settings: Settings,
+    now: dt.datetime, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bot import cli
+
+    with time_machine.travel(now, tick=False):
+        used = create(intro_db, now)
+        unused = create(intro_db, now)
+        assert introspect(handler, used.secret).json["active"] is True
+    monkeypatch.setenv("DATABASE_URL", intro_settings.database_url)
+    monkeypatch.setenv("TOKENBOT_SECRET_KEYS", TEST_KEY)
+    monkeypatch.setenv("TOKENBOT_TEAM_ID", TEAM)
+    with time_machine.travel(now + dt.timedelta(days=3, hours=2), tick=False):
+        capsys.readouterr()
+        assert cli.main(["tokens", "show", used.token.public_id]) == 0
+        shown = capsys.readouterr().out
+        assert cli.main(["tokens", "show", unused.token.public_id]) == 0
+        never = capsys.readouterr().out
+        assert cli.main(["tokens", "list"]) == 0
+        listed = capsys.readouterr().out
+    assert "Last used: 3 days ago (2026-11-27 12:00 UTC)" in shown
+    assert "Last used: never" in never
+    row = next(line for line in listed.splitlines() if used.token.public_id in line)
+    assert row.endswith("3 days ago")
+    row = next(line for line in listed.splitlines() if unused.token.public_id in line)
+    assert row.endswith("never")
 
 
 def test_failed_and_inactive_checks_do_not_touch_last_used(

@@ -343,6 +343,27 @@ def _when(value: dt.datetime | None, missing: str = "never") -> str:
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
+def _ago(value: dt.datetime, now: dt.datetime) -> str:
+    """Relative time, e.g. "3 days ago" (the largest whole unit)."""
+    seconds = int((now - value).total_seconds())
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def _last_used(token: Token, now: dt.datetime, *, exact: bool = False) -> str:
+    """When the token was last used: relative (and the UTC time when ``exact``), or never."""
+    if token.last_used_at is None:
+        return "never"
+    ago = _ago(token.last_used_at, now)
+    return f"{ago} ({_when(token.last_used_at)} UTC)" if exact else ago
+
+
 def _expires(token: Token) -> str:
     return token.expires_on.isoformat() if token.expires_on else "never"
 
@@ -396,7 +417,7 @@ def token_row(token: Token, now: dt.datetime) -> list[str]:
         str(token.display_status(now)),
         _when(token.created_at),
         _expires(token),
-        _when(token.last_used_at),
+        _last_used(token, now),
     ]
 
 
@@ -413,7 +434,7 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Status", str(token.display_status(now))),
         ("Created", f"{_when(token.created_at)} UTC by {token.created_by}"),
         ("Expires", _expires(token) + (" (00:00 UTC)" if token.expires_on else "")),
-        ("Last used", _when(token.last_used_at) + (" UTC" if token.last_used_at else "")),
+        ("Last used", _last_used(token, now, exact=True)),
     ]
     return "\n".join(f"{name + ':':<11}{value}" for name, value in pairs)
 
