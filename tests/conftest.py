@@ -21,6 +21,7 @@ from bot.config import Settings, load_settings
 from bot.crypto import generate_key
 from bot.db import Database, make_engine, upgrade
 from bot.models import Base
+from tests.support.slack_standin import SlackStandIn
 
 PG_ADMIN_URL = os.environ.get(
     "TOKENBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -123,6 +124,16 @@ def db(settings: Settings) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    """A local stand-in for Slack's Web API and response_urls, one per test."""
+    server = SlackStandIn().start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

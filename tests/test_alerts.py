@@ -36,15 +36,6 @@ T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
     return alert_settings(make_settings, standin)
 

@@ -29,15 +29,6 @@ UTC = dt.timezone.utc
 
 
 @pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
     return alert_settings(make_settings, standin, SLACK_SIGNING_SECRET=SIGNING_SECRET)
 

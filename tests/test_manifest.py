@@ -16,12 +16,10 @@ from __future__ import annotations
 import ast
 import inspect
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 import yaml
 from slack_sdk import WebClient
 from slack_sdk.web.base_client import BaseClient
@@ -204,15 +202,6 @@ def test_scope_scan_sees_calls(tmp_path: Path) -> None:
 
 
 # -- the manifest against the Bolt app ------------------------------------------------
-
-
-@pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_manifest_matches_the_registered_listeners(

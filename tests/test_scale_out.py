@@ -146,15 +146,6 @@ def row_text(blocks: list[dict[str, Any]], public_id: str) -> str:
 
 
 @pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def pg(postgresql_url: str) -> Iterator[Database]:
     settings = load_settings(_env_file=None, DATABASE_URL=postgresql_url,
                              TOKENBOT_SECRET_KEYS=TEST_KEY)

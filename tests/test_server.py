@@ -125,15 +125,6 @@ def signed(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = N
 
 
 @pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
 def slack_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
     return make_settings(
         SLACK_BOT_TOKEN=BOT_TOKEN,
