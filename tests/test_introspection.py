@@ -13,9 +13,7 @@ import datetime as dt
 import http.client
 import json
 import logging
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +22,6 @@ from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
 import time_machine
-import uvicorn
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 from hypothesis import event as hyp_event
 from sqlalchemy import event, select, text
@@ -37,6 +34,7 @@ from bot.models import AuditSource, Token
 from bot.services import tokens as svc
 from bot.services.usage import UsageMemo, record_use
 from tests.conftest import TEST_KEY
+from tests.support.serving import serving
 
 SECRET_A = "introspect-secret-a"
 SECRET_B = "introspect-secret-b (rotated in)"
@@ -959,27 +957,6 @@ def test_an_unreachable_database_answers_503_never_active(
 
 
 # -- over HTTP, through the product's router ------------------------------------------------------
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[tuple[str, int]]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()[:2]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def http_post(address: tuple[str, int], body: bytes, headers: dict[str, str]) -> Answer:

@@ -16,27 +16,25 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from slack_bolt import App
 from sqlalchemy import func, select
 
 from bot.config import Settings
 from bot.db import Database
 from bot.models import AuditEvent, Token
-from bot.server import MAX_BODY_BYTES, TokenbotASGI, build_asgi_app
+from bot.server import MAX_BODY_BYTES, build_asgi_app
 from bot.services.tokens import Actor, create_token
 from bot.slack_client import make_web_client
 from tests.support.blockkit import validate_message_blocks
 from tests.support.signing import form_body, signed_headers
+from tests.support.serving import serving
 from tests.support.slack_standin import Failure, SlackStandIn
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -75,29 +73,6 @@ def request(
         )
     finally:
         connection.close()
-
-
-@contextmanager
-def serving(app: TokenbotASGI) -> Iterator[tuple[str, int]]:
-    """uvicorn on 127.0.0.1 and a free port, in a background thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        assert thread.is_alive(), "server thread died"
-        time.sleep(0.01)
-    try:
-        yield sock.getsockname()[:2]
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def slash_command(standin: SlackStandIn, text: str = "", **extra: str) -> dict[str, str]:
