@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -96,32 +99,59 @@ def _button(
     )
 
 
-def _expires(token: Token, now: dt.datetime) -> str:
-    if token.expires_at is None:
+@dataclass(frozen=True, slots=True)
+class RowFacts:
+    """Everything a row shows of a token at one moment. Hashable: a row looks the same
+    whenever its facts are the same, so a look drawn before is not built again."""
+
+    public_id: str
+    label: str
+    scope: str
+    secret_masked: str
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    status: DisplayStatus
+
+    @classmethod
+    def of(cls, token: Token, now: dt.datetime) -> RowFacts:
+        return cls(
+            public_id=token.public_id,
+            label=token.label,
+            scope=token.scope,
+            secret_masked=token.secret_masked,
+            created_by=token.created_by,
+            created_at=token.created_at,
+            expires_at=token.expires_at,
+            last_used_at=token.last_used_at,
+            status=token.display_status(now),
+        )
+
+
+def _expires(row: RowFacts) -> str:
+    if row.expires_at is None:
         return "Expires: Never"
-    if token.is_expired(now):
-        return f":warning: *Expired* {date_time(token.expires_at)}"
-    return f"Expires: {date_time(token.expires_at)}"
+    if row.status == DisplayStatus.EXPIRED:
+        return f":warning: *Expired* {date_time(row.expires_at)}"
+    return f"Expires: {date_time(row.expires_at)}"
 
 
-def row_text(token: Token, now: dt.datetime) -> str:
+def row_text(row: RowFacts) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
-    status = token.display_status(now)
-    last_used = (
-        f"Last used {ago(token.last_used_at)}" if token.last_used_at else "Never used"
-    )
+    last_used = f"Last used {ago(row.last_used_at)}" if row.last_used_at else "Never used"
     return (
-        f"*{escape(token.label)}*   {BADGES[status]}\n"
-        f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
-        f"Owner: {mention(token.created_by)}\n"
-        f"Created: {date_short(token.created_at)}  ·  {_expires(token, now)}  ·  {last_used}"
+        f"*{escape(row.label)}*   {BADGES[row.status]}\n"
+        f"{code(row.secret_masked)}  ·  Scope: {code(row.scope)}  ·  "
+        f"Owner: {mention(row.created_by)}\n"
+        f"Created: {date_short(row.created_at)}  ·  {_expires(row)}  ·  {last_used}"
     )
 
 
-def row_buttons(token: Token, now: dt.datetime, state: TableState) -> list[ButtonElement]:
-    """Copy, Edit, Disable or Enable, Delete, Rotate; no Edit or Delete on a disabled token."""
-    value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
-    disabled = token.display_status(now) == DisplayStatus.DISABLED
+def row_buttons(row: RowFacts, value: str) -> list[ButtonElement]:
+    """Copy, Edit, Disable or Enable, Delete, Rotate; no Edit or Delete on a disabled token.
+    ``value``: what every button carries back (a ``RowRef``)."""
+    disabled = row.status == DisplayStatus.DISABLED
     buttons = [_button("Copy", ActionId.COPY, value)]
     if not disabled:
         buttons.append(_button("Edit", ActionId.EDIT, value))
@@ -132,7 +162,7 @@ def row_buttons(token: Token, now: dt.datetime, state: TableState) -> list[Butto
             ActionId.ENABLE if disabled else ActionId.DISABLE,
             value,
             style=style_of(toggle),
-            confirm=confirm_dialog(toggle, token.label),
+            confirm=confirm_dialog(toggle, row.label),
         )
     )
     if not disabled:
@@ -140,38 +170,73 @@ def row_buttons(token: Token, now: dt.datetime, state: TableState) -> list[Butto
             _button(
                 "Delete", ActionId.DELETE, value,
                 style=style_of(Confirmable.DELETE),
-                confirm=confirm_dialog(Confirmable.DELETE, token.label),
+                confirm=confirm_dialog(Confirmable.DELETE, row.label),
             )
         )
     buttons.append(
         _button(
             "Rotate", ActionId.ROTATE, value,
             style=style_of(Confirmable.ROTATE),
-            confirm=confirm_dialog(Confirmable.ROTATE, token.label),
+            confirm=confirm_dialog(Confirmable.ROTATE, row.label),
         )
     )
     return buttons
 
 
-def row_blocks(token: Token, now: dt.datetime, state: TableState) -> list[Block]:
-    text = row_text(token, now)
+def build_row(row: RowFacts, value: str) -> list[Block]:
+    """A row's blocks: its body (muted when disabled), its buttons and a divider."""
+    text = row_text(row)
     body: Block
-    if token.display_status(now) == DisplayStatus.DISABLED:
+    if row.status == DisplayStatus.DISABLED:
         # Slack has no opacity: a context block is the quiet, muted rendering.
         body = ContextBlock(
-            block_id=row_block_id(BlockId.ROW, token.public_id),
+            block_id=row_block_id(BlockId.ROW, row.public_id),
             elements=[MarkdownTextObject(text=text)],
         )
     else:
         body = SectionBlock(
-            block_id=row_block_id(BlockId.ROW, token.public_id),
+            block_id=row_block_id(BlockId.ROW, row.public_id),
             text=MarkdownTextObject(text=text),
         )
     actions = ActionsBlock(
-        block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),
-        elements=row_buttons(token, now, state),
+        block_id=row_block_id(BlockId.ROW_ACTIONS, row.public_id),
+        elements=row_buttons(row, value),
     )
     return [body, actions, DividerBlock()]
+
+
+class Rendered(Block):
+    """A block that was built and validated (``to_dict()``) before: it gives back that
+    dict. The dict is shared between drawings, so nothing may change it."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        super().__init__(type=data["type"], block_id=data.get("block_id"))
+        self._data = data
+
+    def to_dict(self, *args: Any) -> dict[str, Any]:
+        return self._data  # type: ignore[return-value]
+
+
+# About 3 kB per row: a few thousand rows cost a few MB and cover the pages people look at.
+ROW_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=ROW_CACHE_SIZE)
+def _row_look(row: RowFacts) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    # Building and validating a row's ~28 Block Kit objects is most of a table's cost,
+    # and a redraw shows the same rows again, on the same page or, after a create or a
+    # delete, on a neighbouring one. The buttons' value is filled in per drawing.
+    placeholder = RowRef(public_id=row.public_id, version=0, state=TableState()).encode()
+    body, actions, divider = (block.to_dict() for block in build_row(row, placeholder))
+    return body, actions, divider
+
+
+def row_blocks(token: Token, now: dt.datetime, state: TableState) -> list[Block]:
+    """A row's blocks, its buttons carrying the token's version and the table's state."""
+    body, actions, divider = _row_look(RowFacts.of(token, now))
+    value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
+    buttons = [{**button, "value": value} for button in actions["elements"]]
+    return [Rendered(body), Rendered({**actions, "elements": buttons}), Rendered(divider)]
 
 
 def summary_text(page: TokenPage) -> str:

@@ -54,6 +54,25 @@ def test_disable_then_enable_from_the_table(bot, db, standin, table):
     assert audit_actions(db, public_id) == ["create", "disable", "enable"]
 
 
+def test_toggling_back_and_forth_from_each_redraw_keeps_working(bot, db, standin, table):
+    """A row that looks as it did before (active again) is drawn with its new version, so
+    the next click is not taken for a stale one; a button from the first table is."""
+    created = seed(db, label="flaky job")
+    public_id = created.token.public_id
+    first = table()
+    blocks = first
+    for action in (ActionId.DISABLE, ActionId.ENABLE, ActionId.DISABLE, ActionId.ENABLE):
+        bot.click(row_buttons(blocks, public_id)[action])
+        blocks = _redrawn(standin).body["blocks"]
+        assert "changed since you looked" not in texts(blocks)
+    assert load(db, public_id).status == TokenStatus.ACTIVE
+    assert audit_actions(db, public_id) == ["create", "disable", "enable", "disable", "enable"]
+
+    bot.click(row_buttons(first, public_id)[ActionId.DISABLE])  # drawn four changes ago
+    assert "changed since you looked" in texts(_redrawn(standin).body["blocks"])
+    assert load(db, public_id).status == TokenStatus.ACTIVE
+
+
 def test_delete_from_the_table(bot, db, standin, table):
     created = seed(db, label="old key")
     keep = seed(db, label="keeper")

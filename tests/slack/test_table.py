@@ -123,6 +123,21 @@ def test_button_values_carry_id_version_and_table_state_compactly(bot, db, table
     assert len(value) < 200
 
 
+def test_the_same_row_in_two_tables_carries_each_tables_state(bot, db, table):
+    """A row looks the same in every table it appears in; what its buttons carry back is
+    the table it was drawn in."""
+    created = seed(db, label="ci deploy")
+    everything = row_buttons(table(), created.token.public_id)
+    filtered = row_buttons(table("ci"), created.token.public_id)
+    assert everything.keys() == filtered.keys()
+    for action in everything:
+        assert '"ci"' not in everything[action]["value"]
+        assert '"ci"' in filtered[action]["value"]
+        assert {k: v for k, v in everything[action].items() if k != "value"} == {
+            k: v for k, v in filtered[action].items() if k != "value"
+        }
+
+
 def test_text_filters_by_label(bot, db, table):
     seed(db, label="CI deploy")
     seed(db, label="backup")
