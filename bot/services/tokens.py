@@ -4,13 +4,14 @@ domain exceptions, no Slack, and no commits (the caller owns the transaction).""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets as _random
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, column, func, or_, select, table
+from sqlalchemy import Select, and_, bindparam, column, func, or_, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -28,11 +29,14 @@ from bot.models import (
     DisplayStatus,
     Token,
     TokenStatus,
+    UTCDateTime,
 )
 from bot.services.audit import record
 
 LABEL_MAX = 100
-COUNT_CAP: Final = 10_000
+# Counting a team's tokens costs one index entry per token; past 1,000 the table says
+# "1,000+ tokens" (nobody pages through more), which keeps every redraw cheap.
+COUNT_CAP: Final = 1_000
 SEARCH_COUNT_CAP: Final = 1_000
 FTS_SELECTIVE: Final = 2_000
 ADMIN_SCOPE: Final = "admin"
@@ -71,7 +75,7 @@ class CreatedToken:
 class TokenPage:
     """One page of tokens. Counting stops at ``COUNT_CAP`` (``SEARCH_COUNT_CAP`` with a
     label search): past it ``total_exact`` is False, ``total`` is the cap and ``pages`` a
-    lower bound (show "10,000+ tokens")."""
+    lower bound (show "1,000+ tokens")."""
 
     items: list[Token]
     total: int
@@ -90,7 +94,7 @@ class TokenPage:
 
     @property
     def total_text(self) -> str:
-        """"42" or, past the count cap, "10,000+"."""
+        """"42" or, past the count cap, "1,000+"."""
         return f"{self.total:,}" + ("" if self.total_exact else "+")
 
     @property
@@ -172,25 +176,34 @@ def _like_escape(text: str) -> str:
 _label_fts = table("tokens_label_fts", column("rowid"), column("label_search"))
 
 
-def _search_clauses(session: Session, text: str) -> list[Any]:
+@dataclass(frozen=True)
+class _Search:
+    """A label filter's parameters: the LIKE pattern, and the FTS5 phrase when SQLite's
+    trigram index is worth asking."""
+
+    like: str
+    phrase: str | None = None
+
+
+def _search(session: Session, text: str) -> _Search:
     """Labels containing ``text`` literally (``%``, ``_`` and ``\\`` are not wildcards)."""
-    clauses: list[Any] = [
-        Token.label_search.like(f"%{_like_escape(text)}%", escape="\\")
-    ]
+    like = f"%{_like_escape(text)}%"
     if session.get_bind().dialect.name == "sqlite" and len(text) >= 3:
-        # A selective text: the trigram index gives the few candidates (the LIKE above
-        # keeps the exact rule). A common one: walking the table's order with the LIKE
-        # finds a page sooner than materializing thousands of candidates.
+        # A selective text: the trigram index gives the few candidates (the LIKE keeps
+        # the exact rule). A common one: walking the table's order with the LIKE finds a
+        # page sooner than materializing thousands of candidates.
         phrase = '"' + text.replace('"', '""') + '"'
-        matches = _label_fts.c.label_search.match(phrase)
         candidates = session.scalar(
             select(func.count()).select_from(
-                select(_label_fts.c.rowid).where(matches).limit(FTS_SELECTIVE + 1).subquery()
+                select(_label_fts.c.rowid)
+                .where(_label_fts.c.label_search.match(phrase))
+                .limit(FTS_SELECTIVE + 1)
+                .subquery()
             )
         )
         if (candidates or 0) <= FTS_SELECTIVE:
-            clauses.append(Token.id.in_(select(_label_fts.c.rowid).where(matches)))
-    return clauses
+            return _Search(like=like, phrase=phrase)
+    return _Search(like=like)
 
 
 # -- reads -------------------------------------------------------------------
@@ -216,6 +229,38 @@ def _status_clause(status: DisplayStatus, now: dt.datetime) -> Any:
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _page_statements(
+    status: DisplayStatus | None, owner: bool, like: bool, fts: bool
+) -> tuple[Select[Any], Select[Any]]:
+    """A page of tokens with their capped count riding along, and the count alone, for one
+    combination of filters; values are bound at execution. Built once: building a
+    statement costs about as much as running it."""
+    conditions: list[Any] = [Token.team_id == bindparam("team_id")]
+    if status is not None:
+        conditions.append(_status_clause(status, bindparam("now", type_=UTCDateTime())))
+    if owner:
+        conditions.append(Token.created_by == bindparam("owner"))
+    if like:
+        conditions.append(Token.label_search.like(bindparam("like"), escape="\\"))
+    if fts:
+        matches = _label_fts.c.label_search.match(bindparam("phrase"))
+        conditions.append(Token.id.in_(select(_label_fts.c.rowid).where(matches)))
+    # Count at most cap + 1 rows: an exact count of a 100k-token team costs more than
+    # the page itself, and nobody pages through thousands of tokens.
+    count = select(func.count()).select_from(
+        select(Token.id).where(*conditions).limit(bindparam("cap")).subquery()
+    )
+    page = (
+        select(Token, count.scalar_subquery())
+        .where(*conditions)
+        .order_by(Token.created_at.desc(), Token.id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))  # per page + 1: the extra row tells a next page exists
+    )
+    return page, count
+
+
 def list_tokens(
     session: Session,
     *,
@@ -230,37 +275,33 @@ def list_tokens(
     """One page of a team's tokens, newest first, and how many there are in all."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
-    conditions: list[Any] = [Token.team_id == team_id]
-    if status is not None:
-        conditions.append(_status_clause(DisplayStatus(status), now))
-    if owner:
-        conditions.append(Token.created_by == owner)
-    cap = COUNT_CAP
-    if search and search.strip():
-        conditions.extend(_search_clauses(session, search_key(search.strip())))
-        cap = SEARCH_COUNT_CAP
-    # Count at most cap + 1 rows: an exact count of a 100k-token team costs more than
-    # the page itself, and nobody pages through ten thousand tokens.
-    counted = session.scalar(
-        select(func.count()).select_from(
-            select(Token.id).where(*conditions).limit(cap + 1).subquery()
-        )
-    ) or 0
+    text = search.strip() if search else ""
+    label = _search(session, search_key(text)) if text else None
+    cap = COUNT_CAP if label is None else SEARCH_COUNT_CAP
+    statement, count = _page_statements(
+        DisplayStatus(status) if status is not None else None,
+        bool(owner),
+        label is not None,
+        label is not None and label.phrase is not None,
+    )
+    params: dict[str, Any] = {"team_id": team_id, "now": now, "owner": owner,
+                              "cap": cap + 1, "limit": per_page + 1}
+    if label is not None:
+        params.update(like=label.like, phrase=label.phrase)
+
+    def read(number: int) -> list[Any]:
+        return list(session.execute(statement, {**params, "offset": (number - 1) * per_page}))
+
+    page = max(page, 1)
+    found = read(page)
+    counted = found[0][1] if found else (session.scalar(count, params) or 0)
     total_exact = counted <= cap
     total = min(counted, cap)
     pages = max(1, -(-total // per_page))
-    page = max(page, 1)
-    if total_exact:
-        page = min(page, pages)
-    rows = list(
-        session.scalars(
-            select(Token)
-            .where(*conditions)
-            .order_by(Token.created_at.desc(), Token.id.desc())
-            .offset((page - 1) * per_page)
-            .limit(per_page + 1)  # one more row tells whether a next page exists
-        )
-    )
+    if not found and total_exact and page > pages:
+        page = pages  # the table shrank under the user: show its last page
+        found = read(page)
+    rows = [token for token, _ in found]
     return TokenPage(
         items=rows[:per_page],
         total=total,
