@@ -15,7 +15,16 @@ from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
 from bot.ids import ActionId, BlockId, CallbackId
-from bot.listeners.common import Deps, actor_from, deps, redraw, respond_to, send
+from bot.listeners.common import (
+    Deps,
+    actor_from,
+    deps,
+    draw_table,
+    redraw,
+    respond_to,
+    send,
+    show,
+)
 from bot.listeners.errors import reporting
 from bot.services import tokens as svc
 from bot.views.formatting import escape
@@ -138,13 +147,17 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         raise NotFoundError()
     try:
         form = read_form(view)
+        now = _utcnow()
         with d.sessions.begin() as session:
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
-                now=_utcnow(), label=form.label, scope=form.scope or "",
+                now=now, label=form.label, scope=form.scope or "",
                 expires_on=form.expires_on, alert_channel=form.alert_channel,
             )
+            # The table is read in the same transaction: it shows this very change.
+            drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
+                                 notice=Notice(_edited(result)))
     except (ValidationError, PermissionDeniedError) as error:
         errors = field_errors(error)
         if errors is None:
@@ -152,12 +165,14 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack(response_action="errors", errors=errors)
         return
     ack()
+    show(drawing, client)
+
+
+def _edited(result: svc.EditResult) -> str:
     label = escape(result.token.label)
     if result.changes:
-        text = f"Updated *{label}*: {describe_changes(result.changes)}."
-    else:
-        text = f"Nothing to change on *{label}*."
-    redraw(d, client, actor=actor, origin=metadata.origin, notice=Notice(text))
+        return f"Updated *{label}*: {describe_changes(result.changes)}."
+    return f"Nothing to change on *{label}*."
 
 
 def register(app: App) -> None:
