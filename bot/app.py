@@ -69,6 +69,8 @@ def create_app(
 
     app.middleware(inject_dependencies)
     app.error(handle_error)
-    for module in (commands, table_actions, modals, home, alerts):
+    # Bolt tries listeners in registration order, at a cost per listener tried: the
+    # modals' two submissions go before the table's many buttons.
+    for module in (commands, modals, table_actions, home, alerts):
         module.register(app)
     return app
