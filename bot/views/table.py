@@ -262,20 +262,23 @@ def _empty(state: TableState) -> SectionBlock:
     return SectionBlock(block_id=BlockId.EMPTY, text=MarkdownTextObject(text=text))
 
 
-def _pager(page: TokenPage, state: TableState) -> ActionsBlock:
+def _pager(page: TokenPage, state: TableState) -> Block:
+    return Rendered(_pager_look(page.page, page.has_next, state))
+
+
+@functools.lru_cache(maxsize=256)
+def _pager_look(number: int, has_next: bool, state: TableState) -> dict[str, Any]:
+    """Previous / Next / Create token / Refresh, built and validated once per page state."""
     elements: list[ButtonElement] = []
-    if page.page > 1:
-        elements.append(
-            _button("Previous", ActionId.PAGE_PREVIOUS, state.at(page.page - 1).encode())
-        )
-    if page.has_next:
-        elements.append(_button("Next", ActionId.PAGE_NEXT, state.at(page.page + 1).encode()))
+    if number > 1:
+        elements.append(_button("Previous", ActionId.PAGE_PREVIOUS, state.at(number - 1).encode()))
+    if has_next:
+        elements.append(_button("Next", ActionId.PAGE_NEXT, state.at(number + 1).encode()))
     elements.append(
-        _button("Create token", ActionId.CREATE_OPEN, state.at(page.page).encode(),
-                style="primary")
+        _button("Create token", ActionId.CREATE_OPEN, state.at(number).encode(), style="primary")
     )
-    elements.append(_button("Refresh", ActionId.REFRESH, state.at(page.page).encode()))
-    return ActionsBlock(block_id=BlockId.PAGER, elements=elements)
+    elements.append(_button("Refresh", ActionId.REFRESH, state.at(number).encode()))
+    return ActionsBlock(block_id=BlockId.PAGER, elements=elements).to_dict()
 
 
 def table_blocks(
