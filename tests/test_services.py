@@ -417,6 +417,36 @@ def test_disable_and_enable_refuse_the_no_op(db, settings, now):
     assert len(events(db, public_id=pid)) == 2
 
 
+def test_disable_updates_a_token_already_loaded_in_the_same_transaction(db, settings, now):
+    """The change is one UPDATE ... RETURNING: a token read earlier in the transaction (the
+    CLI shows it, say) must not keep its old status, version or time."""
+    pid = create(db, settings, now).token.public_id
+    later = now + DAY
+    with db.sessions.begin() as session:
+        loaded = svc.get_token(session, team_id=TEAM, public_id=pid)
+        returned = svc.disable_token(session, actor=OWNER, public_id=pid, expected_version=1,
+                                     now=later)
+        assert returned is loaded
+        assert (loaded.status, loaded.version, loaded.updated_at) == (
+            TokenStatus.DISABLED, 2, later,
+        )
+        page = svc.list_tokens(session, team_id=TEAM, now=later)
+        assert [(t.public_id, t.status) for t in page.items] == [(pid, TokenStatus.DISABLED)]
+
+
+def test_status_changes_refuse_other_owners_other_teams_and_stale_versions(db, settings, now):
+    pid = create(db, settings, now).token.public_id
+    with pytest.raises(PermissionDeniedError):
+        act(db, settings, now, "disable", pid, 1, actor=OTHER)
+    with pytest.raises(NotFoundError):
+        act(db, settings, now, "disable", pid, 1, actor=FOREIGN)
+    with pytest.raises(StaleTokenError):
+        act(db, settings, now, "disable", pid, 7)
+    assert row(db, pid)["status"] == TokenStatus.ACTIVE and row(db, pid)["version"] == 1
+    assert act(db, settings, now, "disable", pid, 1, actor=ADMIN).status == TokenStatus.DISABLED
+    assert len(events(db, public_id=pid)) == 2
+
+
 # -- delete ------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Select, and_, bindparam, column, func, or_, select, table
+from sqlalchemy import Select, and_, bindparam, column, func, or_, select, table, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -497,18 +497,36 @@ def _set_status(
         if status == TokenStatus.DISABLED
         else ("enable", AuditAction.ENABLE)
     )
-    token = _load_for_change(
-        session, actor=actor, public_id=public_id, expected_version=expected_version, verb=verb
-    )
-    if token.status == status:
-        raise InvalidStateError(
-            "This token is already disabled."
-            if status == TokenStatus.DISABLED
-            else "This token is already active."
+    # The common case in one statement: the change applies only where every rule holds
+    # (this team, owner or admin, the version the user saw, the other status), and the
+    # changed row comes back. No row: find out which rule failed, for the right message.
+    rules = [
+        Token.team_id == actor.team_id,
+        Token.public_id == public_id,
+        Token.version == expected_version,
+        Token.status != status,
+    ]
+    if not actor.is_admin:
+        rules.append(Token.created_by == actor.user_id)
+    token = session.scalars(
+        update(Token)
+        .where(*rules)
+        .values(status=status, updated_at=now, version=Token.version + 1)
+        .returning(Token),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).one_or_none()
+    if token is None:
+        current = _load_for_change(
+            session, actor=actor, public_id=public_id, expected_version=expected_version,
+            verb=verb,
         )
-    token.status = status
-    token.updated_at = now
-    _flush(session)
+        if current.status == status:
+            raise InvalidStateError(
+                "This token is already disabled."
+                if status == TokenStatus.DISABLED
+                else "This token is already active."
+            )
+        raise StaleTokenError()  # it changed between the two statements
     record(session, actor=actor, token=token, action=action, now=now,
            details={"label": token.label})
     return token
