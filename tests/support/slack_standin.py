@@ -24,7 +24,7 @@ class Call:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
-    at: float = field(default_factory=time.monotonic)
+    at: float = field(default_factory=time.monotonic)  # when its bytes had all arrived
 
 
 @dataclass
@@ -63,7 +63,10 @@ class SlackStandIn:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, payload, headers = standin._handle(self.path, dict(self.headers), raw)
+                arrived = time.monotonic()  # before the stand-in's own decoding
+                status, payload, headers = standin._handle(
+                    self.path, dict(self.headers), raw, arrived
+                )
                 data = json.dumps(payload).encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -132,7 +135,7 @@ class SlackStandIn:
     # -- answering ------------------------------------------------------------
 
     def _handle(
-        self, path: str, headers: dict[str, str], raw: bytes
+        self, path: str, headers: dict[str, str], raw: bytes, arrived: float
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         parsed = urlparse(path)
         content_type = headers.get("Content-Type", headers.get("content-type", ""))
@@ -145,7 +148,9 @@ class SlackStandIn:
         else:
             method = parsed.path.rsplit("/", 1)[-1]
         with self._lock:
-            self.calls.append(Call(method=method, path=parsed.path, body=body, headers=headers))
+            self.calls.append(
+                Call(method=method, path=parsed.path, body=body, headers=headers, at=arrived)
+            )
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
         if failure is not None:
