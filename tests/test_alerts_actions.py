@@ -20,7 +20,7 @@ from bot.db import Database
 from bot.models import Alert, AuditAction, AuditEvent, Token, TokenStatus
 from bot.slack_client import make_web_client
 from tests.alerts_support import ALERTS, alert_settings, seed_token
-from tests.slack.conftest import SIGNING_SECRET, SlackBot, mrkdwn_texts, texts
+from tests.slack.conftest import SIGNING_SECRET, SlackBot, form_values, mrkdwn_texts, texts
 from tests.support.blockkit import validate_slack_call
 from tests.support.signing import interactive_body
 from tests.support.slack_standin import SlackStandIn
@@ -183,12 +183,12 @@ def test_extend_and_disable_from_the_digest_update_it_in_place(
     assert "not found" in standin.calls_to("chat.postEphemeral")[-1].body["text"]
 
 
-def test_edit_from_the_digest_opens_the_edit_modal(
+def test_edit_from_the_digest_opens_the_edit_modal_and_redraws_the_digest(
     bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
 ) -> None:
     now = _now()
     token = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2)).date(),
-                       owner="U1").token
+                       owner="U1", label="nightly backup").token
     body, ts = _posted(adb, asettings, standin, channel="U1")  # the owner's DM
     _click(bot, _element(body["blocks"], token.public_id, "alert_edit"), ts=ts, user="U1",
            channel="U1")
@@ -196,6 +196,48 @@ def test_edit_from_the_digest_opens_the_edit_modal(
     assert view["title"]["text"] == "Edit Access Token"
     assert view["submit"]["text"] == "Update Access Token"
     assert token.public_id in view["private_metadata"]
+
+    new_date = (now + dt.timedelta(days=90)).date()
+    response = bot.submit(view, form_values(label="nightly backup", scope=token.scope,
+                                            expires=new_date.isoformat()), user="U1")
+    assert response.status == 200 and "errors" not in (response.body or "")
+
+    assert _token(adb, token.public_id).expires_at == dt.datetime.combine(
+        new_date, dt.time(0, 0), tzinfo=UTC)
+    update = standin.wait_for("chat.update", 1)[-1].body
+    assert (update["channel"], update["ts"]) == ("U1", ts)  # the digest itself, in place
+    assert ":pencil2: Edited by <@U1>." in texts(update["blocks"])
+    assert f"alert_item_actions:{token.public_id}" not in [
+        b.get("block_id") for b in update["blocks"]
+    ]
+    told = standin.wait_for("chat.postEphemeral", 1)[-1].body
+    assert (told["channel"], told["user"]) == ("U1", "U1")
+    assert "Updated *nightly backup*" in told["text"]
+    assert not standin.calls_to("views.publish")  # no token table drawn anywhere
+
+
+def test_an_edit_from_the_digest_that_went_stale_redraws_the_digest(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    token = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2)).date(),
+                       owner="U1").token
+    body, ts = _posted(adb, asettings, standin)
+    _click(bot, _element(body["blocks"], token.public_id, "alert_edit"), ts=ts, user="U1")
+    view = standin.wait_for("views.open", 1)[-1].body["view"]
+    # Meanwhile an admin disables it from the digest.
+    _click(bot, _element(body["blocks"], token.public_id, "alert_disable"), ts=ts,
+           user="UADMIN")
+    before = len(standin.calls_to("chat.update"))
+
+    response = bot.submit(view, form_values(label="renamed", scope=token.scope), user="U1")
+
+    assert "changed since you looked" in json.dumps(response.body)  # told in the modal
+    assert _token(adb, token.public_id).label != "renamed"
+    updates = standin.calls_to("chat.update")
+    assert len(updates) == before + 1 and updates[-1].body["ts"] == ts
+    assert "Disabled* by <@UADMIN>" in texts(updates[-1].body["blocks"])
+    assert not standin.calls_to("views.publish")
 
 
 def test_large_digests_act_through_menus(

@@ -180,17 +180,48 @@ def _disable(click: Click, body: Body, client: WebClient) -> str:
 
 
 def _edit(click: Click, body: Body, client: WebClient) -> None:
-    """The table's "Edit Access Token" modal, checked first like the table's Edit.
-    After the submission the editor's App Home shows the result."""
+    """The table's "Edit Access Token" modal, checked first like the table's Edit. Its
+    submission redraws this digest (see ``after_edit``)."""
+    where = click.where
     with click.deps.sessions.begin() as session:
         token = svc.load_for_edit(session, actor=click.actor, public_id=click.ref.public_id,
                                   expected_version=click.ref.version)
-        metadata = ModalMetadata(origin=Origin(kind=OriginKind.HOME),
-                                 public_id=token.public_id, version=token.version)
+        origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
+        metadata = ModalMetadata(origin=origin, public_id=token.public_id,
+                                 version=token.version)
         view = token_form(mode=FormMode.EDIT, scopes=click.deps.settings.tokenbot_scopes,
                           metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
     return None
+
+
+@dataclass(frozen=True)
+class DigestRedraw:
+    """A digest redrawn after an edit made from it, and the editor's confirmation."""
+
+    where: Where
+    update: dict[str, Any]
+    text: str | None = None
+
+    def show(self, client: WebClient) -> None:
+        _update(client, self.update)
+        if self.text:
+            _tell(client, self.where, self.text)
+
+
+def after_edit(session: Any, *, origin: Origin, actor: svc.Actor,
+               result: svc.EditResult | None, now: dt.datetime,
+               text: str | None = None) -> DigestRedraw:
+    """In the edit's transaction: remember on the digest that the token was edited from it
+    (when something changed), and the digest as it now looks."""
+    assert origin.channel and origin.ts
+    if result is not None and result.changes:
+        alerts.record_action(session, channel=origin.channel, ts=origin.ts,
+                             token=result.token, action=alerts.ActedAction.EDITED,
+                             user_id=actor.user_id, now=now)
+    where = Where(channel=origin.channel, ts=origin.ts, user_id=actor.user_id)
+    update = digest_update(session, channel=origin.channel, ts=origin.ts, now=now)
+    return DigestRedraw(where=where, update=update, text=text)
 
 
 handle_extend = _digest_action(_extend)

@@ -14,7 +14,16 @@ from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, StaleTokenError, TokenbotError
 from bot.ids import ActionId
-from bot.listeners.common import actor_from, deps, origin_of_action, redraw, respond_to, send
+from bot.listeners.alerts import after_edit
+from bot.listeners.common import (
+    actor_from,
+    deps,
+    origin_of_action,
+    redraw,
+    respond_to,
+    send,
+    utcnow,
+)
 from bot.views.home import home_notice_view
 from bot.views.messages import notice_message
 from bot.views.modals import notice_modal
@@ -104,8 +113,14 @@ def handle_error(
     if kind == "view_submission":
         metadata = ModalMetadata.decode((body.get("view") or {}).get("private_metadata"))
         if domain and isinstance(error, (StaleTokenError, NotFoundError)):
-            redraw(d, client, actor=actor_from(body, d.settings), origin=metadata.origin,
-                   notice=notice)
+            actor = actor_from(body, d.settings)
+            if metadata.origin.kind == OriginKind.DIGEST:
+                with d.sessions.begin() as session:
+                    digest = after_edit(session, origin=metadata.origin, actor=actor,
+                                        result=None, now=utcnow())
+                digest.show(client)
+            else:
+                redraw(d, client, actor=actor, origin=metadata.origin, notice=notice)
         if response is not None:  # not acknowledged yet: answer inside the modal
             view = notice_modal(f":warning: {text}")
             return BoltResponse(

@@ -15,8 +15,10 @@ from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
 from bot.ids import ActionId, BlockId, CallbackId
+from bot.listeners.alerts import DigestRedraw, after_edit
 from bot.listeners.common import (
     Deps,
+    Drawing,
     actor_from,
     deps,
     draw_table,
@@ -155,9 +157,15 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                 now=now, label=form.label, scope=form.scope or "",
                 expires_on=form.expires_on, alert_channel=form.alert_channel,
             )
-            # The table is read in the same transaction: it shows this very change.
-            drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                 notice=Notice(_edited(result)))
+            # Read in the same transaction, what the user looks at shows this very change.
+            text = _edited(result)
+            drawing: Drawing | DigestRedraw
+            if metadata.origin.kind == OriginKind.DIGEST:
+                drawing = after_edit(session, origin=metadata.origin, actor=actor,
+                                     result=result, now=now, text=text)
+            else:
+                drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
+                                     notice=Notice(text))
     except (ValidationError, PermissionDeniedError) as error:
         errors = field_errors(error)
         if errors is None:
@@ -165,7 +173,10 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         ack(response_action="errors", errors=errors)
         return
     ack()
-    show(drawing, client)
+    if isinstance(drawing, DigestRedraw):
+        drawing.show(client)
+    else:
+        show(drawing, client)
 
 
 def _edited(result: svc.EditResult) -> str:

@@ -94,6 +94,7 @@ class OriginKind(enum.StrEnum):
     MESSAGE = "m"  # an ephemeral table, redrawn through its response_url
     HOME = "h"  # the App Home tab, redrawn with views.publish
     COMMAND = "c"  # `/tokens create`: no table, but a response_url to answer in
+    DIGEST = "d"  # an expiry digest message (channel and ts), redrawn with chat.update
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ class Origin:
     kind: OriginKind
     state: TableState = TableState()
     response_url: str | None = None
+    channel: str | None = None  # a digest's message
+    ts: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class ModalMetadata:
         }
         if self.origin.response_url:
             data["u"] = self.origin.response_url
+        if self.origin.channel and self.origin.ts:
+            data["c"], data["ts"] = self.origin.channel, self.origin.ts
         if self.public_id is not None:
             data["t"] = self.public_id
             data["v"] = self.version
@@ -137,10 +142,15 @@ class ModalMetadata:
         except ValueError:
             kind = OriginKind.COMMAND
         url = data.get("u") if isinstance(data.get("u"), str) else None
+        channel, ts = _str(data.get("c")) or None, _str(data.get("ts")) or None
+        if kind == OriginKind.DIGEST and not (channel and ts):
+            kind = OriginKind.HOME  # a digest we cannot name: answer on the user's Home
         origin = Origin(
             kind=kind,
             state=TableState(page=_int(data.get("p")), query=_str(data.get("q"))),
             response_url=url,
+            channel=channel,
+            ts=ts,
         )
         public_id = data.get("t") if isinstance(data.get("t"), str) else None
         return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0))
