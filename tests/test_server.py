@@ -410,6 +410,41 @@ def test_socket_without_app_token_stops_with_a_clear_message(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+def test_serve_with_a_bot_token_slack_refuses_stops_with_a_clear_message(
+    tmp_path: Path, standin: SlackStandIn
+) -> None:
+    standin.fail_next("auth.test", Failure(200, {"ok": False, "error": "invalid_auth"}))
+    env = cli_env(SLACK_BOT_TOKEN="xoxb-wrong-one", SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                  SLACK_API_URL=standin.api_url, TOKENBOT_SCHEDULER="off")
+    result = run_cli(["serve", "--port", "3999"], env, tmp_path)
+    assert result.returncode == 2
+    assert "Slack refused SLACK_BOT_TOKEN (invalid_auth)" in result.stderr
+    assert "app_manifest.yml" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "xoxb-wrong-one" not in result.stderr + result.stdout
+    assert not (tmp_path / "tokenbot.db").exists()  # stopped before touching anything
+    (call,) = standin.calls_to("auth.test")
+    assert call.headers.get("Authorization") == "Bearer xoxb-wrong-one"
+
+
+def test_the_bot_token_check_lets_start_up_go_on_when_slack_is_down(
+    make_settings: Callable[..., Settings], standin: SlackStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bot.cli.serve import check_bot_token
+
+    closed = free_port()  # nothing listens there
+    down = make_settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=f"http://127.0.0.1:{closed}/api/")
+    check_bot_token(make_web_client(down), down)  # no exception: start anyway
+    assert "could not reach Slack" in caplog.text
+
+    standin.fail_next("auth.test", *[Failure(503, {"ok": False})] * 3)
+    failing = make_settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=standin.api_url)
+    check_bot_token(make_web_client(failing), failing)
+    assert "could not check SLACK_BOT_TOKEN" in caplog.text
+    assert BOT_TOKEN not in caplog.text
+
+
 def free_port() -> int:
     with socket.socket() as probe_socket:
         probe_socket.bind(("127.0.0.1", 0))

@@ -74,16 +74,53 @@ def stop_scheduler(scheduler: Any) -> None:
         shutdown()
 
 
+# What Slack answers when the bot token itself is wrong (rather than Slack being down).
+_REFUSED_TOKEN = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+     "not_allowed_token_type"}
+)
+
+
+def check_bot_token(client: Any, settings: Settings) -> None:
+    """Ask Slack once (``auth.test``) whether SLACK_BOT_TOKEN works, so a wrong token stops
+    start-up instead of failing every user's first click. If Slack cannot be reached or
+    answers with another error, start anyway, with a warning: Slack may be down for a while,
+    and every call to it is retried."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        answer = client.auth_test()
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else None
+        if error in _REFUSED_TOKEN:
+            raise ConfigError(
+                f"Slack refused SLACK_BOT_TOKEN ({error}): it must be the Bot User OAuth "
+                "Token (xoxb-…) from OAuth & Permissions of the app created from "
+                "app_manifest.yml, installed to the workspace."
+            ) from None
+        log.warning("could not check SLACK_BOT_TOKEN with Slack (%s); starting anyway",
+                    error or "no answer")
+        return
+    except OSError as exc:  # URLError included: SLACK_API_URL unreachable
+        log.warning("could not reach Slack at %s to check SLACK_BOT_TOKEN (%s); "
+                    "starting anyway", settings.slack_api_url, type(exc).__name__)
+        return
+    log.info("SLACK_BOT_TOKEN works: bot user %s in workspace %s",
+             answer.get("user_id"), answer.get("team_id"))
+
+
 @contextmanager
 def running(settings: Settings, mode: str) -> Iterator[tuple[Database, Any, Any]]:
-    """Credentials checked, database opened (and upgraded when embedded), scheduler on."""
+    """Credentials checked (present, and accepted by Slack), database opened (and upgraded
+    when embedded), scheduler on."""
     from bot.slack_client import make_web_client
 
     require_slack_credentials(settings, mode)
+    client = make_web_client(settings)
+    check_bot_token(client, settings)
     database = Database(settings)
     scheduler = None
     try:
-        client = make_web_client(settings)
         scheduler = start_scheduler(settings, database, client)
         yield database, client, scheduler
     finally:
