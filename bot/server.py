@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import logs
 from bot.config import Settings
 from bot.db import Database
 
@@ -284,10 +285,7 @@ def app_from_environment() -> TokenbotASGI:
     """uvicorn factory for multi-process mode: each worker builds its own application."""
     from bot.config import load_settings
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+    logs.configure(logging.INFO)
     settings = load_settings()
     database = Database(settings)
     return build_asgi_app(settings=settings, database=database, on_shutdown=[database.dispose])

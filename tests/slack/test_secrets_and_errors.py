@@ -4,10 +4,13 @@ user, the traceback (without secrets) in the log."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+import sys
 
+from bot import logs
 from bot.ids import ActionId, BlockId
 from tests.slack.conftest import (
     ADMIN,
@@ -123,3 +126,62 @@ def test_a_failing_slash_command_answers_the_user(bot, standin, caplog):
     assert answer["response_type"] == "ephemeral"
     assert "invalid_trigger_id" not in json.dumps(answer)
     assert "invalid_trigger_id" in caplog.text
+
+
+def test_debug_logs_of_slack_calls_show_no_secret(bot, db, standin, table):
+    """slack_sdk logs every request body at DEBUG, the copy message's included; the filter
+    Tokenbot puts on its log handlers masks the token in those lines."""
+    stream = io.StringIO()
+    handler = logs.guard(logging.StreamHandler(stream))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        created = seed(db, label="debug me")
+        bot.click(row_buttons(table(), created.token.public_id)[ActionId.COPY])
+        copy = standin.calls_to("response_url")[-1].body
+        assert created.secret in json.dumps(copy)  # the user got it
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    output = stream.getvalue()
+    assert "Sending a request" in output  # slack_sdk did log the copy message's body
+    assert created.secret not in output and created.secret[10:] not in output
+    assert "tkb_[redacted]" in output
+
+
+def test_every_handler_the_entry_points_set_up_masks_secrets():
+    secret = "tkb_" + "Ab1" * 13 + "x"
+    stream = io.StringIO()
+    record = logging.LogRecord("slack_sdk", logging.DEBUG, __file__, 1,
+                               "body: %s, auth: %s", (f"`{secret}`", "xoxb-1-2-abc"), None)
+    try:
+        raise RuntimeError(f"failed with {secret}")
+    except RuntimeError:
+        failing = logging.LogRecord("bot", logging.ERROR, __file__, 1, "boom", None,
+                                    sys.exc_info())
+    handler = logs.guard(logging.StreamHandler(stream))
+    handler.handle(record)
+    handler.handle(failing)
+    output = stream.getvalue()
+    assert secret not in output and "xoxb-1-2-abc" not in output
+    assert "`tkb_[redacted]`" in output and "xoxb-[redacted]" in output
+    assert "RuntimeError: failed with tkb_[redacted]" in output
+
+
+def test_the_entry_points_logging_set_up_guards_its_handlers():
+    """What `tokenbot …` and the uvicorn worker factory call, in a fresh interpreter."""
+    import subprocess
+
+    secret = "tkb_" + "Zz9" * 13 + "q"
+    script = (
+        "import logging, sys\n"
+        "from bot import logs\n"
+        "logs.configure(logging.DEBUG, stream=sys.stderr)\n"
+        f"logging.getLogger('slack_sdk.webhook').debug('body: %s', '{secret}')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "body: tkb_[redacted]" in result.stderr and secret not in result.stderr

@@ -1,0 +1,61 @@
+"""Logging set-up for every entry point: one format, and a filter on each handler that
+keeps secrets out of log lines whatever logged them.
+
+Tokenbot itself logs no payloads, but libraries do at DEBUG: slack_sdk logs the body of
+every request, and the copy, creation and rotation messages carry a full token. So every
+handler Tokenbot sets up masks Tokenbot tokens and Slack tokens in each record's message
+and traceback before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import IO
+
+from bot.crypto import SCANNER_REGEX
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_SECRETS = re.compile(rf"{SCANNER_REGEX}|\b(?:xox[abeprs]|xapp)-[0-9A-Za-z-]+")
+
+
+def _mask(match: re.Match[str]) -> str:
+    found = match.group(0)
+    prefix = "tkb_" if found.startswith("tkb_") else found.split("-", 1)[0] + "-"
+    return prefix + "[redacted]"
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(_mask, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record whose message or traceback holds a secret; never drops one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def guard(handler: logging.Handler) -> logging.Handler:
+    """Put the secret filter on ``handler`` (once)."""
+    if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+        handler.addFilter(RedactSecrets())
+    return handler
+
+
+def configure(level: int = logging.INFO, stream: IO[str] | None = None) -> None:
+    """The root logger's set-up (if nothing set it up before), every handler guarded."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format=FORMAT, stream=stream)
+    for handler in root.handlers:
+        guard(handler)
