@@ -38,6 +38,7 @@ from slack_sdk.models.blocks import (
 from bot.errors import NotFoundError
 from bot.views.confirms import Confirmable, confirm_dialog
 from bot.views.formatting import code, date_short, escape, mention, truncate
+from bot.views.state import token_value
 
 MESSAGE_BLOCK_LIMIT = 50
 FULL_LAYOUT_MAX = 24  # 1 header + 2 blocks per token = 49
@@ -80,18 +81,8 @@ class AlertRef:
 
     @classmethod
     def decode(cls, value: str | None) -> AlertRef:
-        try:
-            data = json.loads(value or "")
-        except ValueError:
-            raise NotFoundError() from None
-        if (
-            not isinstance(data, list)
-            or len(data) != 2
-            or not isinstance(data[0], str)
-            or not data[0]
-            or not isinstance(data[1], int)
-            or isinstance(data[1], bool)
-        ):
+        data = token_value(value, length=2)
+        if not isinstance(data[1], int) or isinstance(data[1], bool):
             raise NotFoundError()
         return cls(public_id=data[0][:64], version=data[1])
 

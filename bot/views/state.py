@@ -58,6 +58,23 @@ class TableState:
 FIRST_PAGE = TableState()
 
 
+def token_value(value: str | None, *, length: int) -> list[Any]:
+    """A button value of ours: a JSON list of ``length`` items, the first a token id.
+    Anything else is reported the way an unknown token is."""
+    try:
+        data = json.loads(value or "")
+    except ValueError:
+        raise NotFoundError() from None
+    if (
+        not isinstance(data, list)
+        or len(data) != length
+        or not isinstance(data[0], str)
+        or not data[0]
+    ):
+        raise NotFoundError()
+    return data
+
+
 @dataclass(frozen=True)
 class RowRef:
     """A row button's value: which token, at which version, in which table."""
@@ -71,18 +88,7 @@ class RowRef:
 
     @classmethod
     def decode(cls, value: str | None) -> RowRef:
-        """A value that is not ours is reported the way an unknown token is."""
-        try:
-            data = json.loads(value or "")
-        except ValueError:
-            raise NotFoundError() from None
-        if (
-            not isinstance(data, list)
-            or len(data) != 4
-            or not isinstance(data[0], str)
-            or not data[0]
-        ):
-            raise NotFoundError()
+        data = token_value(value, length=4)
         return cls(
             public_id=data[0][:64],
             version=_int(data[1], default=0),
