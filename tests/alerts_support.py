@@ -1,10 +1,14 @@
-"""Helpers shared by the expiry-alert tests (tests/test_alerts*.py)."""
+"""Helpers and fixtures shared by the expiry-alert tests (tests/test_alerts*.py); the
+fixtures reach them through ``pytest_plugins`` in tests/conftest.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from bot.config import Settings
 from bot.db import Database
@@ -65,6 +69,23 @@ def by_destination(calls: list[Call]) -> dict[str, list[str]]:
     for call in calls:
         out.setdefault(call.body["channel"], []).extend(posted_ids(call.body))
     return out
+
+
+@pytest.fixture
+def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
+    """Settings with an alert channel, Slack as the stand-in, and the tests' signing secret."""
+    from tests.slack.conftest import SIGNING_SECRET
+
+    return alert_settings(make_settings, standin, SLACK_SIGNING_SECRET=SIGNING_SECRET)
+
+
+@pytest.fixture
+def adb(asettings: Settings) -> Iterator[Database]:
+    database = Database(asettings, auto_upgrade=False)
+    try:
+        yield database
+    finally:
+        database.dispose()
 
 
 def alert_settings(make_settings: Any, standin: SlackStandIn, **extra: object) -> Settings:

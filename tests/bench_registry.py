@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 
 from bot import crypto
 from bot.config import load_settings
-from bot.db import Database, make_engine, upgrade
+from bot.db import Database
 from bot.models import AuditSource, Token, TokenStatus
 from bot.services import tokens as svc
 

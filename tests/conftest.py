@@ -30,6 +30,8 @@ TEST_KEY = generate_key()
 
 BACKENDS = ["sqlite", "postgresql"]
 
+pytest_plugins = ("tests.alerts_support",)  # the expiry-alert tests' asettings / adb
+
 
 def _pg_available() -> str | None:
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import time_machine
@@ -33,20 +33,6 @@ from tests.slack.conftest import mrkdwn_texts
 from tests.support.slack_standin import Failure, SlackStandIn
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
-    return alert_settings(make_settings, standin)
-
-
-@pytest.fixture
-def adb(asettings: Settings) -> Iterator[Database]:
-    database = Database(asettings, auto_upgrade=False)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 class Passes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,27 +19,13 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AuditAction, AuditEvent, Token, TokenStatus
 from bot.slack_client import make_web_client
-from tests.alerts_support import ALERTS, alert_settings, seed_token
-from tests.slack.conftest import SIGNING_SECRET, SlackBot, form_values, mrkdwn_texts, texts
+from tests.alerts_support import ALERTS, seed_token
+from tests.slack.conftest import SlackBot, form_values, mrkdwn_texts, texts
 from tests.support.blockkit import validate_slack_call
 from tests.support.signing import interactive_body
 from tests.support.slack_standin import SlackStandIn
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
-    return alert_settings(make_settings, standin, SLACK_SIGNING_SECRET=SIGNING_SECRET)
-
-
-@pytest.fixture
-def adb(asettings: Settings) -> Iterator[Database]:
-    database = Database(asettings, auto_upgrade=False)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture

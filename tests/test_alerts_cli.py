@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,20 +28,6 @@ from tests.conftest import TEST_KEY
 from tests.support.slack_standin import SlackStandIn
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def asettings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
-    return alert_settings(make_settings, standin)
-
-
-@pytest.fixture
-def adb(asettings: Settings) -> Iterator[Database]:
-    database = Database(asettings, auto_upgrade=False)
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def _environment(settings: Settings) -> dict[str, str]:
