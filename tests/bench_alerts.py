@@ -35,26 +35,25 @@ import math
 import os
 import random
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import insert, text  # noqa: E402
 
 from bot.alerts.service import current_stage  # noqa: E402
 from bot.crypto import generate_key  # noqa: E402
 from bot.db import make_engine, upgrade  # noqa: E402
 from bot.models import Alert, AlertKind, AlertStatus, Token, TokenStatus  # noqa: E402
 from bot.views.alerts import COMPACT_LAYOUT_MAX, FULL_LAYOUT_MAX  # noqa: E402
+from tests.support.databases import throwaway_postgresql  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 TEAM = "TBENCH"
@@ -188,32 +187,21 @@ def child(args: argparse.Namespace) -> None:
     }))
 
 
+@contextmanager
+def database(name: str) -> Iterator[str]:
+    """An empty database for one backend's run, removed afterwards."""
+    if name == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="tokenbot-bench-alerts-") as folder:
+            yield f"sqlite:///{Path(folder) / 'bench.db'}"
+    else:
+        with throwaway_postgresql(PG_ADMIN_URL, "tokenbot_bench_alerts") as url:
+            yield url
+
+
 def run_backend(name: str, args: argparse.Namespace) -> dict[str, object]:
     from tests.support.slack_standin import SlackStandIn
 
-    cleanup: Callable[[], None] | None = None
-    if name == "sqlite":
-        folder = Path(tempfile.mkdtemp(prefix="tokenbot-bench-alerts-"))
-        url = f"sqlite:///{folder / 'bench.db'}"
-
-        def remove() -> None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-        cleanup = remove
-    else:
-        db_name = f"tokenbot_bench_alerts_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{db_name}"'))
-        url = make_url(PG_ADMIN_URL).set(database=db_name).render_as_string(hide_password=False)
-
-        def drop() -> None:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
-            admin.dispose()
-
-        cleanup = drop
-    try:
+    with database(name) as url:
         seconds, expected = seed(url, args)
         needed = sum(messages_needed(count) for count in expected.values())
         print(f"[{name}] seeded {args.tokens:,} tokens in {seconds:.1f}s", flush=True)
@@ -244,9 +232,6 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, object]:
             all_calls_carried_blocks=posted == calls,
         )
         return result
-    finally:
-        if cleanup is not None:
-            cleanup()
 
 
 def main() -> None:

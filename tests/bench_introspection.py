@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 INTROSPECTION_SECRET = "bench-introspection-secret"
 TEAM = "TBENCH"
 PG_ADMIN_URL = os.environ.get(
@@ -209,33 +211,20 @@ def sqlite_database(workdir: Path) -> Iterator[str]:
 
 @contextmanager
 def postgresql_database() -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.support.databases import throwaway_postgresql
 
-    name = f"tokenbot_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_postgresql(PG_ADMIN_URL, "tokenbot_bench") as url:
+        yield url
 
 
 def seed(url: str, key: str, count: int, hot: int) -> list[str]:
     """``count`` tokens with real secrets (1 in 17 disabled, 1 in 3 expiring later);
     returns ``hot`` secrets of active tokens for the load."""
-    from sqlalchemy import insert, text
-
     from bot import crypto
     from bot.crypto import SecretBox
     from bot.db import make_engine, upgrade
-    from bot.models import Token, TokenStatus
+    from bot.models import TokenStatus
+    from tests.support.databases import analyze, insert_tokens
 
     engine = make_engine(url)
     upgrade(engine)
@@ -243,33 +232,27 @@ def seed(url: str, key: str, count: int, hot: int) -> list[str]:
     rng = random.Random(5)
     now = dt.datetime.now(dt.timezone.utc)
     active: list[str] = []
-    batch: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for n in range(count):
-        secret = crypto.generate_secret()
-        disabled = n % 17 == 0
-        created = now - dt.timedelta(seconds=count - n)
-        batch.append(dict(
-            public_id=f"tok_b{n:011d}", team_id=TEAM, label=f"bench {n}",
-            label_search=f"bench {n}", scope=rng.choice(["read", "write", "admin"]),
-            status=TokenStatus.DISABLED if disabled else TokenStatus.ACTIVE,
-            secret_digest=crypto.digest(secret), secret_masked=crypto.mask(secret),
-            secret_encrypted=box.encrypt(secret), created_at=created,
-            created_by=f"U{n % 200:05d}", updated_at=created,
-            expires_at=now + dt.timedelta(days=365) if n % 3 == 0 else None, version=1,
-        ))
-        if not disabled:
-            active.append(secret)
-        if len(batch) == 5000:
-            with engine.begin() as connection:
-                connection.execute(insert(Token), batch)
-            batch = []
-    if batch:
-        with engine.begin() as connection:
-            connection.execute(insert(Token), batch)
-    with engine.begin() as connection:
-        connection.execute(text("ANALYZE tokens" if engine.dialect.name == "postgresql"
-                                else "ANALYZE"))
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for n in range(count):
+            secret = crypto.generate_secret()
+            disabled = n % 17 == 0
+            created = now - dt.timedelta(seconds=count - n)
+            if not disabled:
+                active.append(secret)
+            yield dict(
+                public_id=f"tok_b{n:011d}", team_id=TEAM, label=f"bench {n}",
+                label_search=f"bench {n}", scope=rng.choice(["read", "write", "admin"]),
+                status=TokenStatus.DISABLED if disabled else TokenStatus.ACTIVE,
+                secret_digest=crypto.digest(secret), secret_masked=crypto.mask(secret),
+                secret_encrypted=box.encrypt(secret), created_at=created,
+                created_by=f"U{n % 200:05d}", updated_at=created,
+                expires_at=now + dt.timedelta(days=365) if n % 3 == 0 else None, version=1,
+            )
+
+    insert_tokens(engine, rows())
+    analyze(engine)
     engine.dispose()
     print(f"  seeded {count} tokens in {time.perf_counter() - started:.1f}s", flush=True)
     return rng.sample(active, min(hot, len(active)))

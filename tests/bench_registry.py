@@ -18,18 +18,19 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from bot import crypto
-from bot.config import load_settings
-from bot.db import Database
-from bot.models import AuditSource, Token, TokenStatus
-from bot.services import tokens as svc
+from bot import crypto  # noqa: E402
+from bot.config import load_settings  # noqa: E402
+from bot.db import Database  # noqa: E402
+from bot.models import AuditSource, TokenStatus  # noqa: E402
+from bot.services import tokens as svc  # noqa: E402
+from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
 
 TEAM = "TBENCH"
 OWNERS = [f"U{n:05d}" for n in range(200)]
@@ -42,15 +43,16 @@ def seed(database: Database, count: int, now: dt.datetime) -> tuple[float, list[
     public_ids: list[str] = []
     secrets: list[str] = []
     started = time.perf_counter()
-    batch: list[dict[str, object]] = []
-    for n in range(count):
-        secret = crypto.generate_secret()
-        label = f"{rng.choice(WORDS)}-{n:06d} {rng.choice(WORDS)}"
-        created = now - dt.timedelta(seconds=count - n)
-        public_id = f"tok_b{n:011d}"
-        expires = created + dt.timedelta(days=rng.choice([30, 90, 365])) if n % 3 else None
-        batch.append(
-            dict(
+    def rows() -> Iterator[dict[str, object]]:
+        for n in range(count):
+            secret = crypto.generate_secret()
+            label = f"{rng.choice(WORDS)}-{n:06d} {rng.choice(WORDS)}"
+            created = now - dt.timedelta(seconds=count - n)
+            public_id = f"tok_b{n:011d}"
+            expires = created + dt.timedelta(days=rng.choice([30, 90, 365])) if n % 3 else None
+            public_ids.append(public_id)
+            secrets.append(secret)
+            yield dict(
                 public_id=public_id, team_id=TEAM, label=label, label_search=label.lower(),
                 scope=rng.choice(["read", "write", "admin"]),
                 status=TokenStatus.DISABLED if n % 17 == 0 else TokenStatus.ACTIVE,
@@ -59,22 +61,10 @@ def seed(database: Database, count: int, now: dt.datetime) -> tuple[float, list[
                 created_by=rng.choice(OWNERS), updated_at=created, expires_at=expires,
                 version=1,
             )
-        )
-        public_ids.append(public_id)
-        secrets.append(secret)
-        if len(batch) == 5000:
-            with database.sessions.begin() as session:
-                session.execute(insert(Token), batch)
-            batch = []
-    if batch:
-        with database.sessions.begin() as session:
-            session.execute(insert(Token), batch)
+
+    insert_tokens(database.engine, rows())
     elapsed = time.perf_counter() - started
-    with database.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("ANALYZE tokens"))
-        else:
-            connection.execute(text("ANALYZE"))
+    analyze(database.engine)
     return count / elapsed, public_ids, secrets
 
 
@@ -168,18 +158,9 @@ def main() -> int:
             print(f"SQLite, {args.tokens:,} tokens", flush=True)
             bench(f"sqlite:///{Path(tmp) / 'bench.db'}", key, args.tokens, args.runs)
     if args.backend in ("postgresql", "both"):
-        name = f"tokenbot_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(args.postgres_url).set(database=name).render_as_string(False)
+        with throwaway_postgresql(args.postgres_url, "tokenbot_bench") as url:
             print(f"PostgreSQL, {args.tokens:,} tokens", flush=True)
             bench(url, key, args.tokens, args.runs)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
     return 0
 
 

@@ -49,14 +49,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import create_engine, insert, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from bot import crypto  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.db import Database, make_engine, upgrade  # noqa: E402
 from bot.ids import ActionId, BlockId, CallbackId  # noqa: E402
-from bot.models import Token, TokenStatus  # noqa: E402
+from bot.models import TokenStatus  # noqa: E402
+from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
 from tests.support.signing import form_body, interactive_body, signed_headers  # noqa: E402
 from tests.support.slack_standin import Call, SlackStandIn  # noqa: E402
 
@@ -134,14 +133,14 @@ def seed(database: Database, count: int, now: dt.datetime) -> float:
     (the first row of the table) belongs to the benchmark user. Returns rows per second."""
     rng = random.Random(11)
     started = time.perf_counter()
-    batch: list[dict[str, object]] = []
-    for n in range(count):
-        secret = crypto.generate_secret()
-        label = f"{rng.choice(WORDS)}-{n:06d} {rng.choice(WORDS)}"
-        created = now - dt.timedelta(seconds=count - n)
-        newest = n >= count - 5
-        batch.append(
-            dict(
+
+    def rows() -> Iterator[dict[str, object]]:
+        for n in range(count):
+            secret = crypto.generate_secret()
+            label = f"{rng.choice(WORDS)}-{n:06d} {rng.choice(WORDS)}"
+            created = now - dt.timedelta(seconds=count - n)
+            newest = n >= count - 5
+            yield dict(
                 public_id=f"tok_b{n:011d}",
                 team_id=TEAM,
                 label=label,
@@ -157,17 +156,10 @@ def seed(database: Database, count: int, now: dt.datetime) -> float:
                 expires_at=created + dt.timedelta(days=rng.choice([30, 90, 365])) if n % 3 else None,
                 version=1,
             )
-        )
-        if len(batch) == 5000:
-            with database.sessions.begin() as session:
-                session.execute(insert(Token), batch)
-            batch = []
-    if batch:
-        with database.sessions.begin() as session:
-            session.execute(insert(Token), batch)
+
+    insert_tokens(database.engine, rows())
     rate = count / (time.perf_counter() - started)
-    with database.engine.begin() as connection:
-        connection.execute(text("ANALYZE tokens" if connection.dialect.name == "postgresql" else "ANALYZE"))
+    analyze(database.engine)
     return rate
 
 
@@ -618,17 +610,8 @@ def main() -> int:
                 url = f"sqlite:///{workdir / 'bench.db'}"
                 ok &= report("SQLite", bench_backend("sqlite", url, args, standin, workdir))
             if args.backend in ("postgresql", "both"):
-                name = f"tokenbot_bench_{uuid.uuid4().hex[:8]}"
-                admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT")
-                with admin.connect() as connection:
-                    connection.execute(text(f'CREATE DATABASE "{name}"'))
-                try:
-                    url = make_url(args.postgres_url).set(database=name).render_as_string(False)
+                with throwaway_postgresql(args.postgres_url, "tokenbot_bench") as url:
                     ok &= report("PostgreSQL", bench_backend("postgresql", url, args, standin, workdir))
-                finally:
-                    with admin.connect() as connection:
-                        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                    admin.dispose()
     finally:
         standin.stop()
     print("\nall targets met" if ok else "\nsome targets MISSED")

@@ -4,7 +4,6 @@ SQLite and PostgreSQL; and the embedded default that sets itself up."""
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,8 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect, text
 
 from bot.config import load_settings
 from bot.crypto import SecretBox, generate_key
@@ -21,6 +19,7 @@ from bot.db import Database, alembic_config, is_up_to_date, make_engine, make_se
 from bot.models import Base
 from bot.services import tokens as svc
 from tests.conftest import PG_ADMIN_URL
+from tests.support.databases import throwaway_postgresql
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
@@ -36,21 +35,8 @@ def empty_url(request, tmp_path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
     request.getfixturevalue("postgresql_url")  # skips (or fails under CI) if unreachable
-    name = f"tokenbot_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                     "WHERE datname = :name AND pid <> pg_backend_pid()"),
-                {"name": name},
-            )
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+    with throwaway_postgresql(PG_ADMIN_URL, "tokenbot_mig") as url:
+        yield url
 
 
 @pytest.fixture
