@@ -42,6 +42,15 @@ def _row(
     return d, actor, ref, origin_of_action(body, ref.state)
 
 
+def _table(
+    body: Body, action: dict[str, Any], context: BoltContext
+) -> tuple[Deps, svc.Actor, Origin]:
+    """For the buttons that carry a table state rather than a row."""
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    return d, actor, origin_of_action(body, TableState.decode(action.get("value")))
+
+
 def _disable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any) -> str:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
@@ -138,9 +147,7 @@ def handle_hide(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
                 client: WebClient) -> None:
     """Remove the secret: delete the ephemeral message, or redraw Home without it."""
     ack()
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    origin = origin_of_action(body, TableState.decode(action.get("value")))
+    d, actor, origin = _table(body, action, context)
     if origin.kind == OriginKind.HOME:
         redraw(d, client, actor=actor, origin=origin)
         return
@@ -153,9 +160,7 @@ def handle_page(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
                 client: WebClient) -> None:
     """Previous / Next / Refresh: the same table at another page."""
     ack()
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    origin = origin_of_action(body, TableState.decode(action.get("value")))
+    d, actor, origin = _table(body, action, context)
     redraw(d, client, actor=actor, origin=origin)
 
 
