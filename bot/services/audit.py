@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from bot.services.tokens import Actor
 
 _EVENTS = AuditEvent.__table__
+# Built once, the values bound at execution.
+_INSERT = insert(_EVENTS)
 
 
 def record(
@@ -29,15 +31,16 @@ def record(
     change it describes). A plain INSERT: nothing reads the event back in that transaction,
     so the ORM's unit of work would only add cost to every click."""
     session.execute(
-        insert(_EVENTS).values(
-            team_id=token.team_id,
-            token_public_id=token.public_id,
-            action=action,
-            actor=actor.user_id,
-            source=actor.source,
-            at=now,
-            details=details,
-        )
+        _INSERT,
+        {
+            "team_id": token.team_id,
+            "token_public_id": token.public_id,
+            "action": action,
+            "actor": actor.user_id,
+            "source": actor.source,
+            "at": now,
+            "details": details,
+        },
     )
 
 

@@ -209,9 +209,17 @@ def _search(session: Session, text: str) -> _Search:
 # -- reads -------------------------------------------------------------------
 
 
+# The statements of the hot paths (every click reads or changes one token) are built once
+# with their values bound at execution: building an ORM statement costs about as much as
+# running it.
+_TOKEN_BY_PUBLIC_ID: Final = select(Token).where(
+    Token.team_id == bindparam("team_id"), Token.public_id == bindparam("public_id")
+)
+
+
 def get_token(session: Session, *, team_id: str, public_id: str) -> Token:
     token = session.scalars(
-        select(Token).where(Token.team_id == team_id, Token.public_id == public_id)
+        _TOKEN_BY_PUBLIC_ID, {"team_id": team_id, "public_id": public_id}
     ).one_or_none()
     if token is None:
         raise NotFoundError()
@@ -483,6 +491,28 @@ def edit_token(
     return EditResult(token=token, changes=changes)
 
 
+@functools.lru_cache(maxsize=2)
+def _status_update(*, owner_only: bool) -> Any:
+    """UPDATE ... RETURNING of a status change under all its rules; a token already loaded
+    in the session is refreshed from the returned row."""
+    rules = [
+        Token.team_id == bindparam("b_team_id"),
+        Token.public_id == bindparam("b_public_id"),
+        Token.version == bindparam("expected_version"),
+        Token.status != bindparam("new_status"),
+    ]
+    if owner_only:
+        rules.append(Token.created_by == bindparam("owner"))
+    return (
+        update(Token)
+        .where(*rules)
+        .values(status=bindparam("new_status"), updated_at=bindparam("b_now"),
+                version=Token.version + 1)
+        .returning(Token)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+
+
 def _set_status(
     session: Session,
     *,
@@ -500,20 +530,16 @@ def _set_status(
     # The common case in one statement: the change applies only where every rule holds
     # (this team, owner or admin, the version the user saw, the other status), and the
     # changed row comes back. No row: find out which rule failed, for the right message.
-    rules = [
-        Token.team_id == actor.team_id,
-        Token.public_id == public_id,
-        Token.version == expected_version,
-        Token.status != status,
-    ]
-    if not actor.is_admin:
-        rules.append(Token.created_by == actor.user_id)
     token = session.scalars(
-        update(Token)
-        .where(*rules)
-        .values(status=status, updated_at=now, version=Token.version + 1)
-        .returning(Token),
-        execution_options={"synchronize_session": False, "populate_existing": True},
+        _status_update(owner_only=not actor.is_admin),
+        {
+            "b_team_id": actor.team_id,
+            "b_public_id": public_id,
+            "expected_version": expected_version,
+            "owner": actor.user_id,
+            "new_status": status,
+            "b_now": now,
+        },
     ).one_or_none()
     if token is None:
         current = _load_for_change(
