@@ -428,6 +428,25 @@ def create_token(
     return CreatedToken(token=token, secret=secret)
 
 
+# An edit writes all its fields at the version it read; the token loaded in the session is
+# refreshed from the returned row.
+_EDIT_UPDATE: Final = (
+    update(Token)
+    .where(Token.id == bindparam("token_id"), Token.version == bindparam("expected_version"))
+    .values(
+        label=bindparam("new_label"),
+        label_search=bindparam("new_label_search"),
+        scope=bindparam("new_scope"),
+        expires_at=bindparam("new_expires_at"),
+        alert_channel=bindparam("new_alert_channel"),
+        updated_at=bindparam("b_now"),
+        version=Token.version + 1,
+    )
+    .returning(Token)
+    .execution_options(synchronize_session=False, populate_existing=True)
+)
+
+
 def edit_token(
     session: Session,
     *,
@@ -469,14 +488,21 @@ def edit_token(
         changes["alert_channel"] = (token.alert_channel, alert_channel)
     if not changes:
         return EditResult(token=token, changes={})
-    token.label = new_label
-    token.label_search = search_key(new_label)
-    token.scope = new_scope
-    token.expires_at = new_expires
-    if "alert_channel" in changes:
-        token.alert_channel = changes["alert_channel"][1]
-    token.updated_at = now
-    _flush(session)
+    edited = session.scalars(
+        _EDIT_UPDATE,
+        {
+            "token_id": token.id,
+            "expected_version": expected_version,
+            "new_label": new_label,
+            "new_label_search": search_key(new_label),
+            "new_scope": new_scope,
+            "new_expires_at": new_expires,
+            "new_alert_channel": changes.get("alert_channel", (None, token.alert_channel))[1],
+            "b_now": now,
+        },
+    ).one_or_none()
+    if edited is None:
+        raise StaleTokenError()  # it changed since it was read above
     record(
         session,
         actor=actor,
