@@ -55,12 +55,17 @@ def style_of(action: Confirmable) -> str:
     return _DIALOGS[action][3]
 
 
+def confirm_title(action: Confirmable, label: str) -> str:
+    """The dialog's title names the token, within Slack's 100 characters."""
+    verb = _DIALOGS[action][0]
+    return f"{verb} “{truncate(label, 100 - len(verb) - 4)}”?"
+
+
 def confirm_dialog(action: Confirmable, label: str) -> ConfirmObject:
     """Title names the token (plain text: nothing in it is parsed); text is the warning."""
-    verb, warning, button, style = _DIALOGS[action]
-    title = f"{verb} “{truncate(label, 100 - len(verb) - 4)}”?"
+    _verb, warning, button, style = _DIALOGS[action]
     return ConfirmObject(
-        title=PlainTextObject(text=title, emoji=False),
+        title=PlainTextObject(text=confirm_title(action, label), emoji=False),
         text=PlainTextObject(text=warning, emoji=False),
         confirm=PlainTextObject(text=button, emoji=False),
         deny=PlainTextObject(text="Cancel", emoji=False),

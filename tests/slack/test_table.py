@@ -235,3 +235,32 @@ def test_a_thousand_tokens_paginate_within_block_limits(bot, db, standin, table)
     bot.click(home_next, home=True)
     view = standin.wait_for("views.publish", 2)[-1].body["view"]
     assert "Page 2 of 50" in texts(view["blocks"]) and len(view["blocks"]) <= VIEW_BLOCK_LIMIT
+
+
+def test_a_row_drawn_from_its_shape_equals_the_row_built_by_slack_sdk():
+    """Rows are built and validated once per shape and then filled in: for every kind of
+    row, label and date, the result must be exactly what slack_sdk builds and validates."""
+    from bot.models import DisplayStatus
+    from bot.views.state import RowRef, TableState
+    from bot.views.table import RowFacts, _row_look, build_row
+
+    now = utcnow()
+    labels = ["deploy", "<!channel> & *x* <https://evil|click>", "🚀 émoji ünïcode",
+              "&" * 100, "x" * 100, "“quoted”"]
+    times = [None, now - dt.timedelta(days=2), now + dt.timedelta(days=40)]
+    for status in DisplayStatus:
+        for label in labels:
+            for when in times:
+                facts = RowFacts(
+                    public_id="tok_" + str(abs(hash((status, label, when))))[:12],
+                    label=label, scope="admin", secret_masked="tkb_…wxyz",
+                    created_by="U123", created_at=now - dt.timedelta(days=9),
+                    expires_at=when, last_used_at=when, status=status,
+                )
+                value = RowRef(public_id=facts.public_id, version=0, state=TableState()).encode()
+                built = [block.to_dict() for block in build_row(facts, value)]
+                drawn = [dict(block) for block in _row_look(facts)]
+                drawn[1] = {**drawn[1], "elements": [
+                    {**button, "value": value} for button in drawn[1]["elements"]
+                ]}
+                assert drawn == built, (status, label, when)
