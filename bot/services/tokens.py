@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Select, and_, bindparam, column, func, or_, select, table, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, and_, bindparam, column, func, or_, select, table, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlalchemy.orm.exc import StaleDataError
 
 from bot import crypto
@@ -31,7 +33,7 @@ from bot.models import (
     TokenStatus,
     UTCDateTime,
 )
-from bot.services.audit import record
+from bot.services.audit import LABEL_DETAILS, record, update_recorded
 
 LABEL_MAX = 100
 # Counting a team's tokens costs one index entry per token; past 1,000 the table says
@@ -212,6 +214,7 @@ def _search(session: Session, text: str) -> _Search:
 # The statements of the hot paths (every click reads or changes one token) are built once
 # with their values bound at execution: building an ORM statement costs about as much as
 # running it.
+_TOKENS: Final = Token.__table__
 _TOKEN_BY_PUBLIC_ID: Final = select(Token).where(
     Token.team_id == bindparam("team_id"), Token.public_id == bindparam("public_id")
 )
@@ -225,6 +228,22 @@ def get_token(session: Session, *, team_id: str, public_id: str) -> Token:
         raise NotFoundError()
     return token
 
+
+
+def _as_changed(session: Session, row: Row[Any]) -> Token:
+    """The token as a Core ``UPDATE ... RETURNING`` gave it back. The hot paths write with
+    Core (the ORM's unit of work costs more than the statement); an instance this session
+    loaded before is refreshed so it does not show the old values, else a detached one is
+    made from the row."""
+    values = row._mapping
+    loaded = session.identity_map.get(identity_key(Token, (values["id"],)))
+    if loaded is None:
+        token = Token(**values)
+        make_transient_to_detached(token)
+        return token
+    for name, value in values.items():
+        set_committed_value(loaded, name, value)
+    return loaded  # type: ignore[no-any-return]
 
 def _status_clause(status: DisplayStatus, now: dt.datetime) -> Any:
     if status == DisplayStatus.DISABLED:
@@ -428,11 +447,11 @@ def create_token(
     return CreatedToken(token=token, secret=secret)
 
 
-# An edit writes all its fields at the version it read; the token loaded in the session is
-# refreshed from the returned row.
+# An edit writes all its fields at the version it read.
 _EDIT_UPDATE: Final = (
-    update(Token)
-    .where(Token.id == bindparam("token_id"), Token.version == bindparam("expected_version"))
+    update(_TOKENS)
+    .where(_TOKENS.c.id == bindparam("token_id"),
+           _TOKENS.c.version == bindparam("expected_version"))
     .values(
         label=bindparam("new_label"),
         label_search=bindparam("new_label_search"),
@@ -440,10 +459,9 @@ _EDIT_UPDATE: Final = (
         expires_at=bindparam("new_expires_at"),
         alert_channel=bindparam("new_alert_channel"),
         updated_at=bindparam("b_now"),
-        version=Token.version + 1,
+        version=_TOKENS.c.version + 1,
     )
-    .returning(Token)
-    .execution_options(synchronize_session=False, populate_existing=True)
+    .returning(*_TOKENS.c)
 )
 
 
@@ -488,7 +506,8 @@ def edit_token(
         changes["alert_channel"] = (token.alert_channel, alert_channel)
     if not changes:
         return EditResult(token=token, changes={})
-    edited = session.scalars(
+    edited = update_recorded(
+        session,
         _EDIT_UPDATE,
         {
             "token_id": token.id,
@@ -500,42 +519,36 @@ def edit_token(
             "new_alert_channel": changes.get("alert_channel", (None, token.alert_channel))[1],
             "b_now": now,
         },
-    ).one_or_none()
-    if edited is None:
-        raise StaleTokenError()  # it changed since it was read above
-    record(
-        session,
-        actor=actor,
-        token=token,
-        action=AuditAction.EDIT,
-        now=now,
+        actor=actor, action=AuditAction.EDIT, now=now,
         details={
             "before": {name: before for name, (before, _) in changes.items()},
             "after": {name: after for name, (_, after) in changes.items()},
         },
     )
+    if edited is None:
+        raise StaleTokenError()  # it changed since it was read above
+    token = _as_changed(session, edited)
     return EditResult(token=token, changes=changes)
 
 
 @functools.lru_cache(maxsize=2)
 def _status_update(*, owner_only: bool) -> Any:
-    """UPDATE ... RETURNING of a status change under all its rules; a token already loaded
-    in the session is refreshed from the returned row."""
+    """UPDATE ... RETURNING of a status change under all its rules."""
+    t = _TOKENS
     rules = [
-        Token.team_id == bindparam("b_team_id"),
-        Token.public_id == bindparam("b_public_id"),
-        Token.version == bindparam("expected_version"),
-        Token.status != bindparam("new_status"),
+        t.c.team_id == bindparam("b_team_id"),
+        t.c.public_id == bindparam("b_public_id"),
+        t.c.version == bindparam("expected_version"),
+        t.c.status != bindparam("new_status"),
     ]
     if owner_only:
-        rules.append(Token.created_by == bindparam("owner"))
+        rules.append(t.c.created_by == bindparam("owner"))
     return (
-        update(Token)
+        update(t)
         .where(*rules)
         .values(status=bindparam("new_status"), updated_at=bindparam("b_now"),
-                version=Token.version + 1)
-        .returning(Token)
-        .execution_options(synchronize_session=False, populate_existing=True)
+                version=t.c.version + 1)
+        .returning(*t.c)
     )
 
 
@@ -556,7 +569,8 @@ def _set_status(
     # The common case in one statement: the change applies only where every rule holds
     # (this team, owner or admin, the version the user saw, the other status), and the
     # changed row comes back. No row: find out which rule failed, for the right message.
-    token = session.scalars(
+    changed = update_recorded(
+        session,
         _status_update(owner_only=not actor.is_admin),
         {
             "b_team_id": actor.team_id,
@@ -566,8 +580,9 @@ def _set_status(
             "new_status": status,
             "b_now": now,
         },
-    ).one_or_none()
-    if token is None:
+        actor=actor, action=action, now=now, details=LABEL_DETAILS,
+    )
+    if changed is None:
         current = _load_for_change(
             session, actor=actor, public_id=public_id, expected_version=expected_version,
             verb=verb,
@@ -579,9 +594,7 @@ def _set_status(
                 else "This token is already active."
             )
         raise StaleTokenError()  # it changed between the two statements
-    record(session, actor=actor, token=token, action=action, now=now,
-           details={"label": token.label})
-    return token
+    return _as_changed(session, changed)
 
 
 def disable_token(
