@@ -367,6 +367,69 @@ def test_edit_with_invalid_input_is_refused_and_changes_nothing(
     assert len(events(db, public_id=pid)) == 1
 
 
+def test_an_edit_from_a_forms_values_writes_the_same_without_reading_first(db, settings, now):
+    """The Slack modal keeps what it showed (``Seen``); its submission then changes the
+    token with one UPDATE, and stores and audits exactly what the reading path does."""
+    from sqlalchemy import event
+
+    created = create(db, settings, now, label="old name", scope="read",
+                     expires_on=dt.date(2027, 1, 1), alert_channel="C0ALERTS")
+    pid = created.token.public_id
+    statements: list[str] = []
+
+    def seen_sql(conn, cursor, statement, *args):  # noqa: ANN001
+        statements.append(statement.split()[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", seen_sql)
+    try:
+        result = act(db, settings, now + DAY, "edit", pid, 1, label="new name",
+                     scope="read", expires_on=dt.date(2027, 6, 30), alert_channel="C0ALERTS",
+                     seen=svc.Seen.of(created.token))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen_sql)
+    assert "SELECT" not in statements[:1]  # the write comes first (a CTE on PostgreSQL)
+    assert result.changes == {"label": ("old name", "new name"),
+                              "expires_on": ("2027-01-01", "2027-06-30")}
+    assert (result.token.label, result.token.version) == ("new name", 2)
+    stored = row(db, pid)
+    assert (stored["label"], stored["scope"], stored["alert_channel"]) == (
+        "new name", "read", "C0ALERTS")
+    assert stored["expires_at"] == dt.datetime(2027, 6, 30, tzinfo=dt.timezone.utc)
+    assert events(db, public_id=pid)[0].details == {
+        "before": {"label": "old name", "expires_on": "2027-01-01"},
+        "after": {"label": "new name", "expires_on": "2027-06-30"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("setup", "actor", "error"),
+    [
+        ("edited meanwhile", OWNER, StaleTokenError),
+        ("nothing", OTHER, PermissionDeniedError),
+        ("nothing", FOREIGN, NotFoundError),
+        ("disabled meanwhile", OWNER, InvalidStateError),
+    ],
+)
+def test_an_edit_from_a_forms_values_still_applies_every_rule(
+    db, settings, now, setup, actor, error
+):
+    created = create(db, settings, now, label="guarded")
+    pid = created.token.public_id
+    seen = svc.Seen.of(created.token)
+    if setup == "edited meanwhile":
+        act(db, settings, now, "edit", pid, 1, label="changed by someone else")
+    elif setup == "disabled meanwhile":
+        with db.sessions.begin() as session:  # as if the version had not moved on
+            session.execute(Token.__table__.update()
+                            .where(Token.__table__.c.public_id == pid)
+                            .values(status=TokenStatus.DISABLED))
+    before, logged = row(db, pid), len(events(db, public_id=pid))
+    with pytest.raises(error):
+        act(db, settings, now, "edit", pid, 1, actor=actor, label="sneaky", seen=seen)
+    assert row(db, pid) == before
+    assert len(events(db, public_id=pid)) == logged
+
+
 def test_disabled_token_cannot_be_edited(db, settings, now):
     pid = create(db, settings, now).token.public_id
     act(db, settings, now, "disable", pid, 1)

@@ -188,7 +188,7 @@ def _edit(click: Click, body: Body, client: WebClient) -> None:
                                   expected_version=click.ref.version)
         origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
-                                 version=token.version)
+                                 version=token.version, seen=svc.Seen.of(token))
         view = token_form(mode=FormMode.EDIT, scopes=click.deps.settings.tokenbot_scopes,
                           metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -156,6 +156,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
                 now=now, label=form.label, scope=form.scope or "",
                 expires_on=form.expires_on, alert_channel=form.alert_channel,
+                seen=metadata.seen,
             )
             # Read in the same transaction, what the user looks at shows this very change.
             text = _edited(result)

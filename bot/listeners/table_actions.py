@@ -173,7 +173,7 @@ def handle_edit_open(ack: Ack, body: Body, action: dict[str, Any], context: Bolt
         token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
                                   expected_version=ref.version)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
-                                 version=token.version)
+                                 version=token.version, seen=svc.Seen.of(token))
         view = token_form(mode=FormMode.EDIT, scopes=d.settings.tokenbot_scopes,
                           metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)

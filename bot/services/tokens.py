@@ -110,6 +110,22 @@ class EditResult:
     changes: dict[str, tuple[Any, Any]]
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A token's editable fields as an edit form showed them, at the form's version. Every
+    write of these fields moves the version on, so at that version they are the token's."""
+
+    label: str
+    scope: str
+    expires_at: dt.datetime | None
+    alert_channel: str | None
+
+    @classmethod
+    def of(cls, token: Token) -> Seen:
+        return cls(label=token.label, scope=token.scope, expires_at=token.expires_at,
+                   alert_channel=token.alert_channel)
+
+
 # -- validation --------------------------------------------------------------
 
 
@@ -447,22 +463,33 @@ def create_token(
     return CreatedToken(token=token, secret=secret)
 
 
-# An edit writes all its fields at the version it read.
-_EDIT_UPDATE: Final = (
-    update(_TOKENS)
-    .where(_TOKENS.c.id == bindparam("token_id"),
-           _TOKENS.c.version == bindparam("expected_version"))
-    .values(
-        label=bindparam("new_label"),
-        label_search=bindparam("new_label_search"),
-        scope=bindparam("new_scope"),
-        expires_at=bindparam("new_expires_at"),
-        alert_channel=bindparam("new_alert_channel"),
-        updated_at=bindparam("b_now"),
-        version=_TOKENS.c.version + 1,
+@functools.lru_cache(maxsize=2)
+def _edit_update(*, owner_only: bool) -> Any:
+    """An edit's UPDATE ... RETURNING: all its fields, under all its rules (this team, owner
+    or admin, the version the editor saw, not disabled)."""
+    t = _TOKENS
+    rules = [
+        t.c.team_id == bindparam("b_team_id"),
+        t.c.public_id == bindparam("b_public_id"),
+        t.c.version == bindparam("expected_version"),
+        t.c.status != bindparam("disabled"),
+    ]
+    if owner_only:
+        rules.append(t.c.created_by == bindparam("owner"))
+    return (
+        update(t)
+        .where(*rules)
+        .values(
+            label=bindparam("new_label"),
+            label_search=bindparam("new_label_search"),
+            scope=bindparam("new_scope"),
+            expires_at=bindparam("new_expires_at"),
+            alert_channel=bindparam("new_alert_channel"),
+            updated_at=bindparam("b_now"),
+            version=t.c.version + 1,
+        )
+        .returning(*t.c)
     )
-    .returning(*_TOKENS.c)
-)
 
 
 def edit_token(
@@ -477,46 +504,61 @@ def edit_token(
     scope: str | _Unchanged = UNCHANGED,
     expires_on: dt.date | None | _Unchanged = UNCHANGED,
     alert_channel: str | None | _Unchanged = UNCHANGED,
+    seen: Seen | None = None,
 ) -> EditResult:
     """Change label, scope, expiry (None clears it) or alert channel; a disabled token
-    cannot be edited. Returns the changed fields as (before, after)."""
-    token = _load_for_change(
-        session, actor=actor, public_id=public_id, expected_version=expected_version, verb="edit"
-    )
-    if token.status == TokenStatus.DISABLED:
-        raise InvalidStateError("A disabled token cannot be edited. Enable it first, then edit.")
+    cannot be edited. Returns the changed fields as (before, after).
+
+    ``seen``: what the editor's form showed at ``expected_version`` (the Slack modal keeps
+    it). The change is then written without reading the token first: the UPDATE applies
+    only at that version, to a token of the actor's team that they may edit and that is not
+    disabled; where it applies nothing, the token is read to say why."""
+    token: Token | None = None
+    if seen is None:
+        token = load_for_edit(session, actor=actor, public_id=public_id,
+                              expected_version=expected_version)
+        seen = Seen.of(token)
     changes: dict[str, tuple[Any, Any]] = {}
-    new_label = token.label
+    new_label = seen.label
     if not isinstance(label, _Unchanged):
         new_label = clean_label(label)
-        if new_label != token.label:
-            changes["label"] = (token.label, new_label)
-    new_scope = token.scope
-    if not isinstance(scope, _Unchanged) and scope != token.scope:
+        if new_label != seen.label:
+            changes["label"] = (seen.label, new_label)
+    new_scope = seen.scope
+    if not isinstance(scope, _Unchanged) and scope != seen.scope:
         new_scope = clean_scope(scope, scopes=scopes, actor=actor)
-        changes["scope"] = (token.scope, new_scope)
-    new_expires = token.expires_at
-    if not isinstance(expires_on, _Unchanged) and expires_on != token.expires_on:
+        changes["scope"] = (seen.scope, new_scope)
+    new_expires = seen.expires_at
+    seen_on = seen.expires_at.date() if seen.expires_at else None
+    if not isinstance(expires_on, _Unchanged) and expires_on != seen_on:
         new_expires = clean_expiry(expires_on, now=now)
         changes["expires_on"] = (
-            token.expires_on.isoformat() if token.expires_on else None,
+            seen_on.isoformat() if seen_on else None,
             new_expires.date().isoformat() if new_expires else None,
         )
-    if not isinstance(alert_channel, _Unchanged) and alert_channel != token.alert_channel:
-        changes["alert_channel"] = (token.alert_channel, alert_channel)
+    new_channel = seen.alert_channel
+    if not isinstance(alert_channel, _Unchanged) and alert_channel != seen.alert_channel:
+        changes["alert_channel"] = (seen.alert_channel, alert_channel)
+        new_channel = alert_channel
     if not changes:
+        if token is None:
+            token = load_for_edit(session, actor=actor, public_id=public_id,
+                                  expected_version=expected_version)
         return EditResult(token=token, changes={})
     edited = update_recorded(
         session,
-        _EDIT_UPDATE,
+        _edit_update(owner_only=not actor.is_admin),
         {
-            "token_id": token.id,
+            "b_team_id": actor.team_id,
+            "b_public_id": public_id,
             "expected_version": expected_version,
+            "owner": actor.user_id,
+            "disabled": TokenStatus.DISABLED,
             "new_label": new_label,
             "new_label_search": search_key(new_label),
             "new_scope": new_scope,
             "new_expires_at": new_expires,
-            "new_alert_channel": changes.get("alert_channel", (None, token.alert_channel))[1],
+            "new_alert_channel": new_channel,
             "b_now": now,
         },
         actor=actor, action=AuditAction.EDIT, now=now,
@@ -526,7 +568,9 @@ def edit_token(
         },
     )
     if edited is None:
-        raise StaleTokenError()  # it changed since it was read above
+        load_for_edit(session, actor=actor, public_id=public_id,
+                      expected_version=expected_version)  # raises what stopped it
+        raise StaleTokenError()  # it changed between the two statements
     token = _as_changed(session, edited)
     return EditResult(token=token, changes=changes)
 

@@ -5,12 +5,14 @@ and never trusted for authorization (listeners re-check user and team every time
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.errors import NotFoundError
+from bot.services.tokens import Seen
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
 
@@ -119,6 +121,10 @@ class ModalMetadata:
     origin: Origin
     public_id: str | None = None
     version: int | None = None
+    # What the edit form showed at that version: its submission writes without reading
+    # the token first (see services.tokens.edit_token). Slack hands it back as we set it,
+    # in a request signed with our secret; anything malformed is dropped (then it reads).
+    seen: Seen | None = None
 
     def encode(self) -> str:
         data: dict[str, Any] = {
@@ -133,6 +139,9 @@ class ModalMetadata:
         if self.public_id is not None:
             data["t"] = self.public_id
             data["v"] = self.version
+        if self.seen is not None:
+            expires = self.seen.expires_at.isoformat() if self.seen.expires_at else None
+            data["s"] = [self.seen.label, self.seen.scope, expires, self.seen.alert_channel]
         return _dumps(data)
 
     @classmethod
@@ -159,4 +168,24 @@ class ModalMetadata:
             ts=ts,
         )
         public_id = data.get("t") if isinstance(data.get("t"), str) else None
-        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0))
+        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0),
+                   seen=_seen(data.get("s")))
+
+
+def _seen(value: Any) -> Seen | None:
+    if not (isinstance(value, list) and len(value) == 4):
+        return None
+    label, scope, expires, channel = value
+    if not (isinstance(label, str) and isinstance(scope, str)):
+        return None
+    if channel is not None and not isinstance(channel, str):
+        return None
+    expires_at = None
+    if expires is not None:
+        try:
+            expires_at = dt.datetime.fromisoformat(str(expires))
+        except ValueError:
+            return None
+        if expires_at.tzinfo is None:
+            return None
+    return Seen(label=label, scope=scope, expires_at=expires_at, alert_channel=channel)

@@ -129,3 +129,29 @@ def test_labels_of_exactly_100_characters_and_emoji_are_accepted(bot, db, standi
     with db.sessions.begin() as session:
         labels = set(session.scalars(select(Token.label)))
     assert labels == {"L" * 100, "🔑 déploiement ✨"}
+
+
+@pytest.mark.parametrize("kept", ["as drawn", "dropped", "garbled"])
+def test_an_edit_submits_from_what_its_form_showed_or_reads_the_token(
+    bot, db, standin, table, kept
+):
+    """The edit modal keeps the values it showed (so its submission need not read the
+    token first); without them, or with anything malformed there, the edit reads it and
+    behaves the same."""
+    import json
+
+    created = seed(db, label="ops", scope="read")
+    bot.click(row_buttons(table(), created.token.public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    metadata = json.loads(view["private_metadata"])
+    assert metadata["s"] == ["ops", "read", None, None]
+    if kept == "dropped":
+        del metadata["s"]
+    elif kept == "garbled":
+        metadata["s"] = ["ops", 7, "not a date", {}]
+    view = {**view, "private_metadata": json.dumps(metadata)}
+    answer = bot.submit(view, form_values(label="ops renamed", scope="write"))
+    assert answer.status == 200 and "errors" not in (answer.body or "")
+    token = load(db, created.token.public_id)
+    assert (token.label, token.scope, token.version) == ("ops renamed", "write", 2)
+    assert audit_actions(db, created.token.public_id)[-1] == "edit"
