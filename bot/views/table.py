@@ -284,11 +284,16 @@ def summary_text(page: TokenPage) -> str:
     return f"Page {page.page} of {page.pages_text}, {page.total_text} {noun}"
 
 
-def _header(state: TableState) -> SectionBlock:
+def _header(state: TableState) -> Block:
+    return Rendered(_header_look(state.query))
+
+
+@functools.lru_cache(maxsize=256)
+def _header_look(query: str) -> dict[str, Any]:
     text = "*Access tokens*"
-    if state.query:
-        text += f" with labels containing “{escape(state.query)}”"
-    return SectionBlock(block_id=BlockId.HEADER, text=MarkdownTextObject(text=text))
+    if query:
+        text += f" with labels containing “{escape(query)}”"
+    return SectionBlock(block_id=BlockId.HEADER, text=MarkdownTextObject(text=text)).to_dict()
 
 
 def _empty(state: TableState) -> SectionBlock:
@@ -339,14 +344,17 @@ def table_blocks(
             blocks.extend(row_blocks(token, now, state))
     else:
         blocks.append(_empty(state))
-    blocks.append(
-        ContextBlock(
-            block_id=BlockId.SUMMARY,
-            elements=[MarkdownTextObject(text=summary_text(page))],
-        )
-    )
+    blocks.append(Rendered(_summary_look(summary_text(page))))
     blocks.append(_pager(page, state))
     return blocks
+
+
+@functools.lru_cache(maxsize=1024)
+def _summary_look(text: str) -> dict[str, Any]:
+    """"Page x of y, n tokens", built and validated once per text."""
+    return ContextBlock(
+        block_id=BlockId.SUMMARY, elements=[MarkdownTextObject(text=text)]
+    ).to_dict()
 
 
 def fallback_text(page: TokenPage, notice: Notice | None = None) -> str:
