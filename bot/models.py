@@ -82,6 +82,17 @@ class AuditAction(enum.StrEnum):
 _BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def shown_status(
+    status: str, expires_at: dt.datetime | None, now: dt.datetime
+) -> DisplayStatus:
+    """What a person sees of a token at ``now``: Disabled, else Expired past its date."""
+    if status == TokenStatus.DISABLED:
+        return DisplayStatus.DISABLED
+    if expires_at is not None and expires_at <= now:
+        return DisplayStatus.EXPIRED
+    return DisplayStatus.ACTIVE
+
+
 class Token(Base):
     __tablename__ = "tokens"
 
@@ -116,11 +127,7 @@ class Token(Base):
     )
 
     def display_status(self, now: dt.datetime) -> DisplayStatus:
-        if self.status == TokenStatus.DISABLED:
-            return DisplayStatus.DISABLED
-        if self.is_expired(now):
-            return DisplayStatus.EXPIRED
-        return DisplayStatus.ACTIVE
+        return shown_status(self.status, self.expires_at, now)
 
     def is_expired(self, now: dt.datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

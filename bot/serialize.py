@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.models import AuditEvent, Token
+
+if TYPE_CHECKING:
+    from bot.services.tokens import Listed
 
 
 def iso_utc(value: dt.datetime | None) -> str | None:
@@ -16,7 +19,7 @@ def iso_utc(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def token_summary(token: Token, now: dt.datetime) -> dict[str, Any]:
+def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
     """A token as a JSON row: public id, label, masked secret, scope, displayed status
     (``active`` / ``disabled`` / ``expired`` at ``now``) and its timestamps."""
     return {

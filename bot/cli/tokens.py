@@ -356,7 +356,7 @@ def _ago(value: dt.datetime, now: dt.datetime) -> str:
     return "just now"
 
 
-def _last_used(token: Token, now: dt.datetime, *, exact: bool = False) -> str:
+def _last_used(token: Token | svc.Listed, now: dt.datetime, *, exact: bool = False) -> str:
     """When the token was last used: relative (and the UTC time when ``exact``), or never."""
     if token.last_used_at is None:
         return "never"
@@ -364,7 +364,7 @@ def _last_used(token: Token, now: dt.datetime, *, exact: bool = False) -> str:
     return f"{ago} ({_when(token.last_used_at)} UTC)" if exact else ago
 
 
-def _expires(token: Token) -> str:
+def _expires(token: Token | svc.Listed) -> str:
     return token.expires_on.isoformat() if token.expires_on else "never"
 
 
@@ -408,7 +408,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 TOKEN_HEADERS = ("ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "CREATED", "EXPIRES", "LAST USED")
 
 
-def token_row(token: Token, now: dt.datetime) -> list[str]:
+def token_row(token: Token | svc.Listed, now: dt.datetime) -> list[str]:
     return [
         token.public_id,
         _short(token.label),

@@ -32,6 +32,7 @@ from bot.models import (
     Token,
     TokenStatus,
     UTCDateTime,
+    shown_status,
 )
 from bot.services.audit import LABEL_DETAILS, record, update_recorded
 
@@ -73,13 +74,38 @@ class CreatedToken:
         return f"CreatedToken(token={self.token!r}, secret=<hidden>)"
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A token as a list shows it. A page is read on every click, so its rows are read
+    with Core, without the ORM's identity map and instrumented objects."""
+
+    public_id: str
+    team_id: str
+    label: str
+    scope: str
+    secret_masked: str
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    status: str
+    version: int
+
+    def display_status(self, now: dt.datetime) -> DisplayStatus:
+        return shown_status(self.status, self.expires_at, now)
+
+    @property
+    def expires_on(self) -> dt.date | None:
+        return self.expires_at.date() if self.expires_at else None
+
+
 @dataclass(frozen=True)
 class TokenPage:
     """One page of tokens. Counting stops at ``COUNT_CAP`` (``SEARCH_COUNT_CAP`` with a
     label search): past it ``total_exact`` is False, ``total`` is the cap and ``pages`` a
     lower bound (show "1,000+ tokens")."""
 
-    items: list[Token]
+    items: list[Listed]
     total: int
     page: int
     per_page: int
@@ -261,15 +287,20 @@ def _as_changed(session: Session, row: Row[Any]) -> Token:
         set_committed_value(loaded, name, value)
     return loaded  # type: ignore[no-any-return]
 
-def _status_clause(status: DisplayStatus, now: dt.datetime) -> Any:
+def _status_clause(status: DisplayStatus, now: Any) -> Any:
+    t = _TOKENS
     if status == DisplayStatus.DISABLED:
-        return Token.status == TokenStatus.DISABLED
+        return t.c.status == TokenStatus.DISABLED
     if status == DisplayStatus.EXPIRED:
-        return and_(Token.status == TokenStatus.ACTIVE, Token.expires_at <= now)
+        return and_(t.c.status == TokenStatus.ACTIVE, t.c.expires_at <= now)
     return and_(
-        Token.status == TokenStatus.ACTIVE,
-        or_(Token.expires_at.is_(None), Token.expires_at > now),
+        t.c.status == TokenStatus.ACTIVE,
+        or_(t.c.expires_at.is_(None), t.c.expires_at > now),
     )
+
+
+# The columns of a ``Listed`` row, in its fields' order.
+_LISTED: Final = tuple(_TOKENS.c[name] for name in Listed.__dataclass_fields__)
 
 
 @functools.lru_cache(maxsize=32)
@@ -279,25 +310,26 @@ def _page_statements(
     """A page of tokens with their capped count riding along, and the count alone, for one
     combination of filters; values are bound at execution. Built once: building a
     statement costs about as much as running it."""
-    conditions: list[Any] = [Token.team_id == bindparam("team_id")]
+    t = _TOKENS
+    conditions: list[Any] = [t.c.team_id == bindparam("team_id")]
     if status is not None:
         conditions.append(_status_clause(status, bindparam("now", type_=UTCDateTime())))
     if owner:
-        conditions.append(Token.created_by == bindparam("owner"))
+        conditions.append(t.c.created_by == bindparam("owner"))
     if like:
-        conditions.append(Token.label_search.like(bindparam("like"), escape="\\"))
+        conditions.append(t.c.label_search.like(bindparam("like"), escape="\\"))
     if fts:
         matches = _label_fts.c.label_search.match(bindparam("phrase"))
-        conditions.append(Token.id.in_(select(_label_fts.c.rowid).where(matches)))
+        conditions.append(t.c.id.in_(select(_label_fts.c.rowid).where(matches)))
     # Count at most cap + 1 rows: an exact count of a 100k-token team costs more than
     # the page itself, and nobody pages through thousands of tokens.
     count = select(func.count()).select_from(
-        select(Token.id).where(*conditions).limit(bindparam("cap")).subquery()
+        select(t.c.id).where(*conditions).limit(bindparam("cap")).subquery()
     )
     page = (
-        select(Token, count.scalar_subquery())
+        select(*_LISTED, count.scalar_subquery())
         .where(*conditions)
-        .order_by(Token.created_at.desc(), Token.id.desc())
+        .order_by(t.c.created_at.desc(), t.c.id.desc())
         .offset(bindparam("offset"))
         .limit(bindparam("limit"))  # per page + 1: the extra row tells a next page exists
     )
@@ -332,19 +364,21 @@ def list_tokens(
     if label is not None:
         params.update(like=label.like, phrase=label.phrase)
 
+    connection = session.connection()
+
     def read(number: int) -> list[Any]:
-        return list(session.execute(statement, {**params, "offset": (number - 1) * per_page}))
+        return list(connection.execute(statement, {**params, "offset": (number - 1) * per_page}))
 
     page = max(page, 1)
     found = read(page)
-    counted = found[0][1] if found else (session.scalar(count, params) or 0)
+    counted = found[0][-1] if found else (connection.scalar(count, params) or 0)
     total_exact = counted <= cap
     total = min(counted, cap)
     pages = max(1, -(-total // per_page))
     if not found and total_exact and page > pages:
         page = pages  # the table shrank under the user: show its last page
         found = read(page)
-    rows = [token for token, _ in found]
+    rows = [Listed(*row[:-1]) for row in found]
     return TokenPage(
         items=rows[:per_page],
         total=total,

@@ -24,7 +24,7 @@ from slack_sdk.models.blocks import (
 
 from bot.ids import ActionId, BlockId, row_block_id
 from bot.models import DisplayStatus, Token
-from bot.services.tokens import TokenPage
+from bot.services.tokens import Listed, TokenPage
 from bot.views.confirms import Confirmable, confirm_dialog, confirm_title, style_of
 from bot.views.formatting import ago, code, date_short, date_time, escape, mention
 from bot.views.state import RowRef, TableState
@@ -115,7 +115,7 @@ class RowFacts:
     status: DisplayStatus
 
     @classmethod
-    def of(cls, token: Token, now: dt.datetime) -> RowFacts:
+    def of(cls, token: Token | Listed, now: dt.datetime) -> RowFacts:
         return cls(
             public_id=token.public_id,
             label=token.label,
@@ -271,7 +271,7 @@ def _row_look(row: RowFacts) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     return body, actions, divider
 
 
-def row_blocks(token: Token, now: dt.datetime, state: TableState) -> list[Block]:
+def row_blocks(token: Listed, now: dt.datetime, state: TableState) -> list[Block]:
     """A row's blocks, its buttons carrying the token's version and the table's state."""
     body, actions, divider = _row_look(RowFacts.of(token, now))
     value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
