@@ -91,8 +91,11 @@ def draw_table(
     now: dt.datetime,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
+    recount: bool = True,
 ) -> Drawing:
-    """Query the page the user was on (clamped if it shrank) and build its view."""
+    """Query the page the user was on (clamped if it shrank) and build its view.
+    ``recount=False``: after a change that cannot take tokens away, a count the user's
+    table showed past the cap is not taken again."""
     surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
     state = origin.state
     page = svc.list_tokens(
@@ -102,8 +105,9 @@ def draw_table(
         search=state.query or None,
         page=state.page,
         per_page=PAGE_SIZE[surface],
+        past_cap=state.many and not recount,
     )
-    origin = replace(origin, state=state.at(page.page))
+    origin = replace(origin, state=replace(state, page=page.page, many=not page.total_exact))
     if surface == Surface.HOME:
         view = home_view(page, now=now, state=origin.state, notice=notice, panel=panel)
         return Drawing(origin=origin, user_id=actor.user_id, total=page.total, view=view)

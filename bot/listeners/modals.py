@@ -166,7 +166,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      result=result, now=now, text=text)
             else:
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     notice=Notice(text))
+                                     notice=Notice(text), recount=False)
     except (ValidationError, PermissionDeniedError) as error:
         errors = field_errors(error)
         if errors is None:

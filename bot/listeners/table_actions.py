@@ -84,7 +84,7 @@ def _lifecycle(change: Change) -> Callable[..., None]:
         with d.sessions.begin() as session:
             text = change(session, d, actor, ref, now)
             drawing = draw_table(session, actor=actor, origin=origin, now=now,
-                                 notice=Notice(text))
+                                 notice=Notice(text), recount=change is _delete)
         show(drawing, client)
 
     handle.__name__ = f"handle{change.__name__}"
@@ -108,7 +108,7 @@ def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
             else ()
         )
         drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=notice,
-                             panel=panel)
+                             panel=panel, recount=False)
     show(drawing, client)
     if origin.kind != OriginKind.HOME:
         respond = respond_to(origin.response_url)

@@ -303,13 +303,13 @@ def _status_clause(status: DisplayStatus, now: Any) -> Any:
 _LISTED: Final = tuple(_TOKENS.c[name] for name in Listed.__dataclass_fields__)
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=64)
 def _page_statements(
-    status: DisplayStatus | None, owner: bool, like: bool, fts: bool
+    status: DisplayStatus | None, owner: bool, like: bool, fts: bool, counted: bool = True
 ) -> tuple[Select[Any], Select[Any]]:
-    """A page of tokens with their capped count riding along, and the count alone, for one
-    combination of filters; values are bound at execution. Built once: building a
-    statement costs about as much as running it."""
+    """A page of tokens with their capped count riding along (unless not ``counted``), and
+    the count alone, for one combination of filters; values are bound at execution. Built
+    once: building a statement costs about as much as running it."""
     t = _TOKENS
     conditions: list[Any] = [t.c.team_id == bindparam("team_id")]
     if status is not None:
@@ -326,8 +326,9 @@ def _page_statements(
     count = select(func.count()).select_from(
         select(t.c.id).where(*conditions).limit(bindparam("cap")).subquery()
     )
+    columns = (*_LISTED, count.scalar_subquery()) if counted else _LISTED
     page = (
-        select(*_LISTED, count.scalar_subquery())
+        select(*columns)
         .where(*conditions)
         .order_by(t.c.created_at.desc(), t.c.id.desc())
         .offset(bindparam("offset"))
@@ -346,8 +347,13 @@ def list_tokens(
     search: str | None = None,
     page: int = 1,
     per_page: int = 10,
+    past_cap: bool = False,
 ) -> TokenPage:
-    """One page of a team's tokens, newest first, and how many there are in all."""
+    """One page of a team's tokens, newest first, and how many there are in all.
+
+    ``past_cap``: the caller's table already showed a count past the cap ("1,000+") and
+    nothing since can have taken tokens away from it (a click that changes one token), so
+    counting again, the dearest part of a big team's page, is skipped."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
     text = search.strip() if search else ""
@@ -358,6 +364,7 @@ def list_tokens(
         bool(owner),
         label is not None,
         label is not None and label.phrase is not None,
+        not past_cap,
     )
     params: dict[str, Any] = {"team_id": team_id, "now": now, "owner": owner,
                               "cap": cap + 1, "limit": per_page + 1}
@@ -371,14 +378,18 @@ def list_tokens(
 
     page = max(page, 1)
     found = read(page)
-    counted = found[0][-1] if found else (connection.scalar(count, params) or 0)
+    if past_cap:
+        counted = cap + 1
+    else:
+        counted = found[0][-1] if found else (connection.scalar(count, params) or 0)
     total_exact = counted <= cap
     total = min(counted, cap)
     pages = max(1, -(-total // per_page))
     if not found and total_exact and page > pages:
         page = pages  # the table shrank under the user: show its last page
         found = read(page)
-    rows = [Listed(*row[:-1]) for row in found]
+    width = len(_LISTED)
+    rows = [Listed(*row[:width]) for row in found]
     return TokenPage(
         items=rows[:per_page],
         total=total,

@@ -31,10 +31,13 @@ def _str(value: Any) -> str:
 
 @dataclass(frozen=True)
 class TableState:
-    """The page and label filter of the table a user is looking at."""
+    """The page and label filter of the table a user is looking at, and whether its count
+    was past the cap ("1,000+"): a click that cannot take tokens away need not count
+    again. (Only what that user's own table says depends on it.)"""
 
     page: int = 1
     query: str = ""
+    many: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "page", max(1, self.page))
@@ -43,8 +46,16 @@ class TableState:
     def at(self, page: int) -> TableState:
         return replace(self, page=page)
 
+    def parts(self) -> list[Any]:
+        return [self.page, self.query, 1] if self.many else [self.page, self.query]
+
+    @classmethod
+    def of(cls, parts: list[Any]) -> TableState:
+        return cls(page=_int(parts[0]), query=_str(parts[1]),
+                   many=len(parts) > 2 and parts[2] == 1)
+
     def encode(self) -> str:
-        return _dumps([self.page, self.query])
+        return _dumps(self.parts())
 
     @classmethod
     def decode(cls, value: str | None) -> TableState:
@@ -52,24 +63,25 @@ class TableState:
             data = json.loads(value or "")
         except ValueError:
             return cls()
-        if not isinstance(data, list) or len(data) != 2:
+        if not isinstance(data, list) or len(data) not in (2, 3):
             return cls()
-        return cls(page=_int(data[0]), query=_str(data[1]))
+        return cls.of(data)
 
 
 FIRST_PAGE = TableState()
 
 
-def token_value(value: str | None, *, length: int) -> list[Any]:
-    """A button value of ours: a JSON list of ``length`` items, the first a token id.
-    Anything else is reported the way an unknown token is."""
+def token_value(value: str | None, *, length: int | tuple[int, ...]) -> list[Any]:
+    """A button value of ours: a JSON list of ``length`` items (one of ``length``), the
+    first a token id. Anything else is reported the way an unknown token is."""
+    lengths = (length,) if isinstance(length, int) else length
     try:
         data = json.loads(value or "")
     except ValueError:
         raise NotFoundError() from None
     if (
         not isinstance(data, list)
-        or len(data) != length
+        or len(data) not in lengths
         or not isinstance(data[0], str)
         or not data[0]
     ):
@@ -86,15 +98,15 @@ class RowRef:
     state: TableState
 
     def encode(self) -> str:
-        return _dumps([self.public_id, self.version, self.state.page, self.state.query])
+        return _dumps([self.public_id, self.version, *self.state.parts()])
 
     @classmethod
     def decode(cls, value: str | None) -> RowRef:
-        data = token_value(value, length=4)
+        data = token_value(value, length=(4, 5))
         return cls(
             public_id=data[0][:64],
             version=_int(data[1], default=0),
-            state=TableState(page=_int(data[2]), query=_str(data[3])),
+            state=TableState.of(data[2:]),
         )
 
 
@@ -132,6 +144,8 @@ class ModalMetadata:
             "p": self.origin.state.page,
             "q": self.origin.state.query,
         }
+        if self.origin.state.many:
+            data["m"] = 1
         if self.origin.response_url:
             data["u"] = self.origin.response_url
         if self.origin.channel and self.origin.ts:
@@ -162,7 +176,8 @@ class ModalMetadata:
             kind = OriginKind.HOME  # a digest we cannot name: answer on the user's Home
         origin = Origin(
             kind=kind,
-            state=TableState(page=_int(data.get("p")), query=_str(data.get("q"))),
+            state=TableState(page=_int(data.get("p")), query=_str(data.get("q")),
+                             many=data.get("m") == 1),
             response_url=url,
             channel=channel,
             ts=ts,

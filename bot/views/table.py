@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -334,7 +334,7 @@ def table_blocks(
     notice: Notice | None = None,
 ) -> list[Block]:
     """The table for one page; ``state`` is what the buttons carry back."""
-    state = state.at(page.page)
+    state = replace(state, page=page.page, many=not page.total_exact)
     blocks: list[Block] = []
     if notice is not None:
         blocks.append(notice.block())
