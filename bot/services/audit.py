@@ -32,17 +32,14 @@ def record(
     change it describes). A plain INSERT: nothing reads the event back in that transaction,
     so the ORM would only add cost to every click."""
     session.connection().execute(
-        _INSERT,
-        {
-            "team_id": token.team_id,
-            "token_public_id": token.public_id,
-            "action": action,
-            "actor": actor.user_id,
-            "source": actor.source,
-            "at": now,
-            "details": details,
-        },
+        _INSERT, _event(token.team_id, token.public_id, actor, action, now, details)
     )
+
+
+def _event(team_id: str, public_id: str, actor: Actor, action: AuditAction,
+           now: dt.datetime, details: dict[str, Any]) -> dict[str, Any]:
+    return {"team_id": team_id, "token_public_id": public_id, "action": action,
+            "actor": actor.user_id, "source": actor.source, "at": now, "details": details}
 
 
 LABEL_DETAILS: Any = object()  # details: {"label": the changed token's label}
@@ -74,15 +71,9 @@ def update_recorded(
         return connection.execute(recorded, {**params, **event}).one_or_none()
     row = connection.execute(statement, params).one_or_none()
     if row is not None:
-        connection.execute(_INSERT, {
-            "team_id": row.team_id,
-            "token_public_id": row.public_id,
-            "action": action,
-            "actor": actor.user_id,
-            "source": actor.source,
-            "at": now,
-            "details": {"label": row.label} if details is LABEL_DETAILS else details,
-        })
+        details = {"label": row.label} if details is LABEL_DETAILS else details
+        connection.execute(_INSERT, _event(row.team_id, row.public_id, actor, action, now,
+                                           details))
     return row
 
 
