@@ -20,8 +20,8 @@ Then the same three requests against the floor: a bare Bolt app on the same serv
 (bot.server + uvicorn, a separate process started by this script with --serve-floor) whose
 listeners ack and make the same Slack call with a fixed one-block payload, touching no
 database. The floor gets requests of the same shape and size (its edit submission is the
-product's modal, built by the product's own builder). Target: p99 <= 150 ms each, median within 3x of the floor. Prints median, p99
-and the ratio of medians. Not collected by pytest (the file name does not start with test_).
+product's modal, built by the product's own builder). Target: p99 <= 150 ms each, median
+within 3x of the floor. Prints median, p99 and the ratio of medians. Not collected by pytest (the file name does not start with test_).
 """
 
 from __future__ import annotations

@@ -271,7 +271,6 @@ def get_token(session: Session, *, team_id: str, public_id: str) -> Token:
     return token
 
 
-
 def _as_changed(session: Session, row: Row[Any]) -> Token:
     """The token as a Core ``UPDATE ... RETURNING`` gave it back. The hot paths write with
     Core (the ORM's unit of work costs more than the statement); an instance this session
@@ -286,6 +285,7 @@ def _as_changed(session: Session, row: Row[Any]) -> Token:
     for name, value in values.items():
         set_committed_value(loaded, name, value)
     return loaded  # type: ignore[no-any-return]
+
 
 def _status_clause(status: DisplayStatus, now: Any) -> Any:
     t = _TOKENS

@@ -264,7 +264,8 @@ def _row_look(row: RowFacts) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
         if "confirm" in button:
             title = confirm_title(_CONFIRMS[button["action_id"]], row.label)
             confirm = button["confirm"]
-            button = {**button, "confirm": {**confirm, "title": {**confirm["title"], "text": title}}}
+            titled = {**confirm, "title": {**confirm["title"], "text": title}}
+            button = {**button, "confirm": titled}
         buttons.append(button)
     actions = {**actions, "block_id": row_block_id(BlockId.ROW_ACTIONS, row.public_id),
                "elements": buttons}
