@@ -430,6 +430,56 @@ def test_an_edit_from_a_forms_values_still_applies_every_rule(
     assert len(events(db, public_id=pid)) == logged
 
 
+@pytest.mark.parametrize("action", ["disable", "edit"])
+def test_a_change_given_a_prefetch_draws_the_same_page_as_reading_after_it(
+    db, settings, now, action
+):
+    """Disable, Enable and edits can read the page the user will see on the way (on
+    PostgreSQL in the same statement): the page is exactly what a read after the change
+    gives, the changed token as it now is, and no second read is made."""
+    from sqlalchemy import event
+
+    pids = [create(db, settings, now + n * DAY / 1000, label=f"token {n}").token.public_id
+            for n in range(13)]
+    target = pids[-3]  # on the first page of 10, newest first
+    prefetch = svc.Prefetch(team_id=TEAM, page=1, per_page=10)
+    statements: list[str] = []
+
+    def seen_sql(conn, cursor, statement, *args):  # noqa: ANN001
+        statements.append(statement.split()[0].upper())
+
+    with db.sessions.begin() as session:
+        event.listen(db.engine, "before_cursor_execute", seen_sql)
+        try:
+            if action == "disable":
+                svc.disable_token(session, actor=OWNER, public_id=target, expected_version=1,
+                                  now=now, prefetch=prefetch)
+            else:
+                svc.edit_token(session, actor=OWNER, public_id=target, expected_version=1,
+                               scopes=settings.tokenbot_scopes, now=now, label="renamed",
+                               prefetch=prefetch)
+            drawn = svc.list_tokens(session, team_id=TEAM, now=now, page=1, per_page=10,
+                                    prefetched=prefetch)
+        finally:
+            event.remove(db.engine, "before_cursor_execute", seen_sql)
+    fresh = listing(db, now, page=1, per_page=10)
+    assert drawn == fresh
+    changed = next(item for item in drawn.items if item.public_id == target)
+    assert changed.version == 2
+    assert (changed.status, changed.label) == (
+        (TokenStatus.DISABLED, "token 10") if action == "disable"
+        else (TokenStatus.ACTIVE, "renamed"))
+    if db.engine.dialect.name == "postgresql":
+        assert statements.count("SELECT") == (0 if action == "disable" else 1)  # edit reads
+        assert prefetch.rows is not None
+    # A prefetch for another page is not used for this one.
+    other = svc.Prefetch(team_id=TEAM, page=2, per_page=10, rows=prefetch.rows,
+                         changed=prefetch.changed)
+    with db.sessions.begin() as session:
+        assert svc.list_tokens(session, team_id=TEAM, now=now, page=1, per_page=10,
+                               prefetched=other) == fresh
+
+
 def test_disabled_token_cannot_be_edited(db, settings, now):
     pid = create(db, settings, now).token.public_id
     act(db, settings, now, "disable", pid, 1)

@@ -92,11 +92,12 @@ def draw_table(
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
     recount: bool = True,
+    prefetch: svc.Prefetch | None = None,
 ) -> Drawing:
     """Query the page the user was on (clamped if it shrank) and build its view.
     ``recount=False``: after a change that cannot take tokens away, a count the user's
-    table showed past the cap is not taken again."""
-    surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
+    table showed past the cap is not taken again. ``prefetch``: from ``prefetch_for``,
+    given to the change before."""
     state = origin.state
     page = svc.list_tokens(
         session,
@@ -104,15 +105,30 @@ def draw_table(
         now=now,
         search=state.query or None,
         page=state.page,
-        per_page=PAGE_SIZE[surface],
+        per_page=PAGE_SIZE[_surface(origin)],
         past_cap=state.many and not recount,
+        prefetched=prefetch,
     )
     origin = replace(origin, state=replace(state, page=page.page, many=not page.total_exact))
-    if surface == Surface.HOME:
+    if _surface(origin) == Surface.HOME:
         view = home_view(page, now=now, state=origin.state, notice=notice, panel=panel)
         return Drawing(origin=origin, user_id=actor.user_id, total=page.total, view=view)
     message = table_message(page, now=now, state=origin.state, notice=notice)
     return Drawing(origin=origin, user_id=actor.user_id, total=page.total, message=message)
+
+
+def _surface(origin: Origin) -> Surface:
+    return Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
+
+
+def prefetch_for(actor: svc.Actor, origin: Origin) -> svc.Prefetch | None:
+    """For a change of one token followed by ``draw_table(recount=False)``: the page to
+    read on the way (an unfiltered table only: a filter could drop the changed token)."""
+    state = origin.state
+    if state.query:
+        return None
+    return svc.Prefetch(team_id=actor.team_id, page=state.page,
+                        per_page=PAGE_SIZE[_surface(origin)], past_cap=state.many)
 
 
 def respond_to(response_url: str | None) -> Respond | None:

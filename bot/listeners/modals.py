@@ -22,6 +22,7 @@ from bot.listeners.common import (
     actor_from,
     deps,
     draw_table,
+    prefetch_for,
     redraw,
     respond_to,
     send,
@@ -150,13 +151,15 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     try:
         form = read_form(view)
         now = _utcnow()
+        to_table = metadata.origin.kind in (OriginKind.MESSAGE, OriginKind.HOME)
+        prefetch = prefetch_for(actor, metadata.origin) if to_table else None
         with d.sessions.begin() as session:
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
                 now=now, label=form.label, scope=form.scope or "",
                 expires_on=form.expires_on, alert_channel=form.alert_channel,
-                seen=metadata.seen,
+                seen=metadata.seen, prefetch=prefetch,
             )
             # Read in the same transaction, what the user looks at shows this very change.
             text = _edited(result)
@@ -166,7 +169,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      result=result, now=now, text=text)
             else:
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     notice=Notice(text), recount=False)
+                                     notice=Notice(text), recount=False, prefetch=prefetch)
     except (ValidationError, PermissionDeniedError) as error:
         errors = field_errors(error)
         if errors is None:

@@ -16,6 +16,7 @@ from bot.listeners.common import (
     deps,
     draw_table,
     origin_of_action,
+    prefetch_for,
     redraw,
     respond_to,
     send,
@@ -51,28 +52,31 @@ def _table(
     return d, actor, origin_of_action(body, TableState.decode(action.get("value")))
 
 
-def _disable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any) -> str:
+def _disable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any,
+             prefetch: svc.Prefetch | None) -> str:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now)
+                              expected_version=ref.version, now=now, prefetch=prefetch)
     return (
         f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
         "enable it to restore access."
     )
 
 
-def _enable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any) -> str:
+def _enable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any,
+            prefetch: svc.Prefetch | None) -> str:
     token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
-                             expected_version=ref.version, now=now)
+                             expected_version=ref.version, now=now, prefetch=prefetch)
     return f"Enabled *{escape(token.label)}*. It is active again, immediately."
 
 
-def _delete(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any) -> str:
+def _delete(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any,
+            prefetch: svc.Prefetch | None) -> str:
     label = svc.delete_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
     return f"Deleted *{escape(label)}* for good. Requests using it now fail."
 
 
-Change = Callable[[Any, Deps, svc.Actor, RowRef, Any], str]
+Change = Callable[[Any, Deps, svc.Actor, RowRef, Any, "svc.Prefetch | None"], str]
 
 
 def _lifecycle(change: Change) -> Callable[..., None]:
@@ -81,10 +85,13 @@ def _lifecycle(change: Change) -> Callable[..., None]:
         ack()
         d, actor, ref, origin = _row(body, action, context)
         now = utcnow()
+        removes = change is _delete
+        # Disable and Enable read the page to redraw on the way (see svc.Prefetch).
+        prefetch = None if removes else prefetch_for(actor, origin)
         with d.sessions.begin() as session:
-            text = change(session, d, actor, ref, now)
+            text = change(session, d, actor, ref, now, prefetch)
             drawing = draw_table(session, actor=actor, origin=origin, now=now,
-                                 notice=Notice(text), recount=change is _delete)
+                                 notice=Notice(text), recount=removes, prefetch=prefetch)
         show(drawing, client)
 
     handle.__name__ = f"handle{change.__name__}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import JSON, Row, String, bindparam, func, insert, select
+from sqlalchemy import JSON, String, bindparam, func, insert, select, true
 from sqlalchemy.orm import Session
 
 from bot.models import AuditAction, AuditEvent, Token, UTCDateTime
@@ -54,34 +55,51 @@ def update_recorded(
     action: AuditAction,
     now: dt.datetime,
     details: dict[str, Any] | Any,
-) -> Row[Any] | None:
+    then: Then | None = None,
+) -> Mapping[str, Any] | None:
     """Run ``statement`` (an ``UPDATE tokens ... RETURNING`` of at most one token) and, if
-    it changed a token, record the event, in the caller's transaction; the changed row, or
-    None. ``details=LABEL_DETAILS`` records the changed token's label.
+    it changed a token, record the event, in the caller's transaction; the changed row (by
+    column), or None. ``details=LABEL_DETAILS`` records the changed token's label.
 
     On PostgreSQL both are one statement (a data-modifying CTE): one round trip instead of
-    two on every click. Elsewhere the UPDATE, then the INSERT."""
+    two on every click. Elsewhere the UPDATE, then the INSERT.
+
+    ``then``: a read the caller makes right after (the page to redraw). On PostgreSQL the
+    same statement runs it, on the snapshot the change started from, and its rows are put
+    in ``then.rows``; elsewhere ``then`` is left alone and the caller reads as usual."""
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         event = {"event_action": action, "event_actor": actor.user_id,
                  "event_source": actor.source, "event_at": now}
         if details is not LABEL_DETAILS:
             event["event_details"] = details
-        recorded = _recorded(statement, label_details=details is LABEL_DETAILS)
-        return connection.execute(recorded, {**params, **event}).one_or_none()
+        label_details = details is LABEL_DETAILS
+        if then is None:
+            recorded = _recorded(statement, label_details=label_details)
+            changed = connection.execute(recorded, {**params, **event}).one_or_none()
+            return changed._mapping if changed is not None else None
+        recorded = _recorded(statement, label_details=label_details, then=then.statement)
+        rows = connection.execute(recorded, {**params, **event, **then.params}).all()
+        if not rows:
+            return None
+        width = len(statement.exported_columns)
+        # One row per row read (or one with NULLs when it read none), each led by the change.
+        then.rows = [row[width:] for row in rows if row[width] is not None]
+        return dict(zip([c.key for c in statement.exported_columns], rows[0][:width]))
     row = connection.execute(statement, params).one_or_none()
-    if row is not None:
-        details = {"label": row.label} if details is LABEL_DETAILS else details
-        connection.execute(_INSERT, _event(row.team_id, row.public_id, actor, action, now,
-                                           details))
-    return row
+    if row is None:
+        return None
+    details = {"label": row.label} if details is LABEL_DETAILS else details
+    connection.execute(_INSERT, _event(row.team_id, row.public_id, actor, action, now, details))
+    return row._mapping
 
 
-@functools.lru_cache(maxsize=8)
-def _recorded(statement: Any, *, label_details: bool) -> Any:
+@functools.lru_cache(maxsize=16)
+def _recorded(statement: Any, *, label_details: bool, then: Any = None) -> Any:
     """WITH changed AS (UPDATE ... RETURNING *), event AS (INSERT INTO audit_events
     SELECT ... FROM changed) SELECT * FROM changed: the event exists exactly when the
-    change does, as with two statements in one transaction."""
+    change does, as with two statements in one transaction. With ``then`` (a SELECT):
+    ... SELECT changed.*, then.* FROM changed LEFT JOIN LATERAL (then) ON true."""
     changed = statement.cte("changed")
     details = (
         func.json_build_object("label", changed.c.label, type_=JSON)
@@ -100,7 +118,18 @@ def _recorded(statement: Any, *, label_details: bool) -> Any:
             details,
         ),
     ).cte("event")
-    return select(changed).add_cte(event)
+    if then is None:
+        return select(changed).add_cte(event)
+    read = then.lateral("then")
+    return select(changed, read).select_from(changed.outerjoin(read, true())).add_cte(event)
+
+
+class Then(Protocol):
+    """A read to run with a change (see ``update_recorded``)."""
+
+    statement: Any
+    params: dict[str, Any]
+    rows: list[Any] | None
 
 
 def list_events(

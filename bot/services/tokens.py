@@ -7,11 +7,11 @@ import datetime as dt
 import functools
 import secrets as _random
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Row, Select, and_, bindparam, column, func, or_, select, table, update
+from sqlalchemy import Select, and_, bindparam, column, func, or_, select, table, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -128,6 +128,49 @@ class TokenPage:
     @property
     def pages_text(self) -> str:
         return f"{self.pages:,}" + ("" if self.total_exact else "+")
+
+
+@dataclass
+class Prefetch:
+    """The page of a team's table (unfiltered) that the caller draws right after changing
+    one of its tokens. A status change or an edit given one reads it on the way, in its own
+    statement on PostgreSQL (a round trip less on every click), and ``list_tokens`` given
+    the same object takes those rows, with the changed token as it now is."""
+
+    team_id: str
+    page: int
+    per_page: int
+    past_cap: bool = False
+    rows: list[Any] | None = None  # as read on the way, before the change
+    changed: Listed | None = None  # the changed token, after the change
+
+    @property
+    def statement(self) -> Select[Any]:
+        return _page_statements(None, False, False, False, not self.past_cap)[0]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"in_team": self.team_id, "cap": COUNT_CAP + 1, "limit": self.per_page + 1,
+                "offset": (max(self.page, 1) - 1) * self.per_page}
+
+    def found(self, *, team_id: str, page: int, per_page: int, past_cap: bool,
+              filtered: bool) -> list[Any] | None:
+        """The rows read on the way, if they answer this very read; else None."""
+        if (self.rows is None or self.changed is None or filtered
+                or (team_id, max(page, 1), per_page, past_cap)
+                != (self.team_id, max(self.page, 1), self.per_page, self.past_cap)):
+            return None
+        changed = self.changed
+        return [(*_listed_values(changed), *row[len(_LISTED):])
+                if row[0] == changed.public_id else row for row in self.rows]
+
+
+def _listed_values(token: Listed) -> tuple[Any, ...]:
+    return tuple(getattr(token, name) for name in Listed.__dataclass_fields__)
+
+
+def _listed(values: Mapping[str, Any]) -> Listed:
+    return Listed(*(values[name] for name in Listed.__dataclass_fields__))
 
 
 @dataclass(frozen=True)
@@ -271,12 +314,11 @@ def get_token(session: Session, *, team_id: str, public_id: str) -> Token:
     return token
 
 
-def _as_changed(session: Session, row: Row[Any]) -> Token:
+def _as_changed(session: Session, values: Mapping[str, Any]) -> Token:
     """The token as a Core ``UPDATE ... RETURNING`` gave it back. The hot paths write with
     Core (the ORM's unit of work costs more than the statement); an instance this session
     loaded before is refreshed so it does not show the old values, else a detached one is
     made from the row."""
-    values = row._mapping
     loaded = session.identity_map.get(identity_key(Token, (values["id"],)))
     if loaded is None:
         token = Token(**values)
@@ -311,7 +353,9 @@ def _page_statements(
     the count alone, for one combination of filters; values are bound at execution. Built
     once: building a statement costs about as much as running it."""
     t = _TOKENS
-    conditions: list[Any] = [t.c.team_id == bindparam("team_id")]
+    # Bound names are no column's: the page can ride along in a statement that changes
+    # tokens and inserts audit events, whose columns' names are reserved there.
+    conditions: list[Any] = [t.c.team_id == bindparam("in_team")]
     if status is not None:
         conditions.append(_status_clause(status, bindparam("now", type_=UTCDateTime())))
     if owner:
@@ -348,12 +392,16 @@ def list_tokens(
     page: int = 1,
     per_page: int = 10,
     past_cap: bool = False,
+    prefetched: Prefetch | None = None,
 ) -> TokenPage:
     """One page of a team's tokens, newest first, and how many there are in all.
 
     ``past_cap``: the caller's table already showed a count past the cap ("1,000+") and
     nothing since can have taken tokens away from it (a click that changes one token), so
-    counting again, the dearest part of a big team's page, is skipped."""
+    counting again, the dearest part of a big team's page, is skipped.
+
+    ``prefetched``: the ``Prefetch`` a change in this transaction was given; when it read
+    this very page on the way, its rows are used instead of reading again."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
     text = search.strip() if search else ""
@@ -366,7 +414,7 @@ def list_tokens(
         label is not None and label.phrase is not None,
         not past_cap,
     )
-    params: dict[str, Any] = {"team_id": team_id, "now": now, "owner": owner,
+    params: dict[str, Any] = {"in_team": team_id, "now": now, "owner": owner,
                               "cap": cap + 1, "limit": per_page + 1}
     if label is not None:
         params.update(like=label.like, phrase=label.phrase)
@@ -377,7 +425,12 @@ def list_tokens(
         return list(connection.execute(statement, {**params, "offset": (number - 1) * per_page}))
 
     page = max(page, 1)
-    found = read(page)
+    found = prefetched.found(
+        team_id=team_id, page=page, per_page=per_page, past_cap=past_cap,
+        filtered=bool(status or owner or label),
+    ) if prefetched is not None else None
+    if found is None:
+        found = read(page)
     if past_cap:
         counted = cap + 1
     else:
@@ -550,9 +603,12 @@ def edit_token(
     expires_on: dt.date | None | _Unchanged = UNCHANGED,
     alert_channel: str | None | _Unchanged = UNCHANGED,
     seen: Seen | None = None,
+    prefetch: Prefetch | None = None,
 ) -> EditResult:
     """Change label, scope, expiry (None clears it) or alert channel; a disabled token
     cannot be edited. Returns the changed fields as (before, after).
+
+    ``prefetch``: see ``Prefetch``.
 
     ``seen``: what the editor's form showed at ``expected_version`` (the Slack modal keeps
     it). The change is then written without reading the token first: the UPDATE applies
@@ -611,11 +667,14 @@ def edit_token(
             "before": {name: before for name, (before, _) in changes.items()},
             "after": {name: after for name, (_, after) in changes.items()},
         },
+        then=prefetch,
     )
     if edited is None:
         load_for_edit(session, actor=actor, public_id=public_id,
                       expected_version=expected_version)  # raises what stopped it
         raise StaleTokenError()  # it changed between the two statements
+    if prefetch is not None:
+        prefetch.changed = _listed(edited)
     token = _as_changed(session, edited)
     return EditResult(token=token, changes=changes)
 
@@ -649,6 +708,7 @@ def _set_status(
     expected_version: int,
     now: dt.datetime,
     status: TokenStatus,
+    prefetch: Prefetch | None = None,
 ) -> Token:
     verb, action = (
         ("disable", AuditAction.DISABLE)
@@ -669,7 +729,7 @@ def _set_status(
             "new_status": status,
             "b_now": now,
         },
-        actor=actor, action=action, now=now, details=LABEL_DETAILS,
+        actor=actor, action=action, now=now, details=LABEL_DETAILS, then=prefetch,
     )
     if changed is None:
         current = _load_for_change(
@@ -683,23 +743,29 @@ def _set_status(
                 else "This token is already active."
             )
         raise StaleTokenError()  # it changed between the two statements
+    if prefetch is not None:
+        prefetch.changed = _listed(changed)
     return _as_changed(session, changed)
 
 
 def disable_token(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
+    session: Session, *, actor: Actor, public_id: str, expected_version: int,
+    now: dt.datetime, prefetch: Prefetch | None = None,
 ) -> Token:
     """Any process using the token loses access at once; enabling reverses it."""
     return _set_status(session, actor=actor, public_id=public_id,
-                       expected_version=expected_version, now=now, status=TokenStatus.DISABLED)
+                       expected_version=expected_version, now=now, status=TokenStatus.DISABLED,
+                       prefetch=prefetch)
 
 
 def enable_token(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
+    session: Session, *, actor: Actor, public_id: str, expected_version: int,
+    now: dt.datetime, prefetch: Prefetch | None = None,
 ) -> Token:
     """The token is active again immediately."""
     return _set_status(session, actor=actor, public_id=public_id,
-                       expected_version=expected_version, now=now, status=TokenStatus.ACTIVE)
+                       expected_version=expected_version, now=now, status=TokenStatus.ACTIVE,
+                       prefetch=prefetch)
 
 
 def delete_token(
