@@ -561,22 +561,29 @@ def create_token(
     return CreatedToken(token=token, secret=secret)
 
 
-@functools.lru_cache(maxsize=2)
-def _edit_update(*, owner_only: bool) -> Any:
-    """An edit's UPDATE ... RETURNING: all its fields, under all its rules (this team, owner
-    or admin, the version the editor saw, not disabled)."""
+def _change_rules(*, not_status: str, owner_only: bool) -> list[Any]:
+    """Where a change of one token applies: this team's token, at the version the user
+    saw, not in the status bound as ``not_status``, and (``owner_only``) their own."""
     t = _TOKENS
     rules = [
         t.c.team_id == bindparam("b_team_id"),
         t.c.public_id == bindparam("b_public_id"),
         t.c.version == bindparam("expected_version"),
-        t.c.status != bindparam("disabled"),
+        t.c.status != bindparam(not_status),
     ]
     if owner_only:
         rules.append(t.c.created_by == bindparam("owner"))
+    return rules
+
+
+@functools.lru_cache(maxsize=2)
+def _edit_update(*, owner_only: bool) -> Any:
+    """An edit's UPDATE ... RETURNING: all its fields, under all its rules (this team, owner
+    or admin, the version the editor saw, not disabled)."""
+    t = _TOKENS
     return (
         update(t)
-        .where(*rules)
+        .where(*_change_rules(not_status="disabled", owner_only=owner_only))
         .values(
             label=bindparam("new_label"),
             label_search=bindparam("new_label_search"),
@@ -683,17 +690,9 @@ def edit_token(
 def _status_update(*, owner_only: bool) -> Any:
     """UPDATE ... RETURNING of a status change under all its rules."""
     t = _TOKENS
-    rules = [
-        t.c.team_id == bindparam("b_team_id"),
-        t.c.public_id == bindparam("b_public_id"),
-        t.c.version == bindparam("expected_version"),
-        t.c.status != bindparam("new_status"),
-    ]
-    if owner_only:
-        rules.append(t.c.created_by == bindparam("owner"))
     return (
         update(t)
-        .where(*rules)
+        .where(*_change_rules(not_status="new_status", owner_only=owner_only))
         .values(status=bindparam("new_status"), updated_at=bindparam("b_now"),
                 version=t.c.version + 1)
         .returning(*t.c)
