@@ -576,6 +576,12 @@ def _change_rules(*, not_status: str, owner_only: bool) -> list[Any]:
     return rules
 
 
+def _rule_values(actor: Actor, public_id: str, expected_version: int) -> dict[str, Any]:
+    """The values ``_change_rules`` binds (all but ``not_status``)."""
+    return {"b_team_id": actor.team_id, "b_public_id": public_id,
+            "expected_version": expected_version, "owner": actor.user_id}
+
+
 @functools.lru_cache(maxsize=2)
 def _edit_update(*, owner_only: bool) -> Any:
     """An edit's UPDATE ... RETURNING: all its fields, under all its rules (this team, owner
@@ -657,10 +663,7 @@ def edit_token(
         session,
         _edit_update(owner_only=not actor.is_admin),
         {
-            "b_team_id": actor.team_id,
-            "b_public_id": public_id,
-            "expected_version": expected_version,
-            "owner": actor.user_id,
+            **_rule_values(actor, public_id, expected_version),
             "disabled": TokenStatus.DISABLED,
             "new_label": new_label,
             "new_label_search": search_key(new_label),
@@ -720,14 +723,7 @@ def _set_status(
     changed = update_recorded(
         session,
         _status_update(owner_only=not actor.is_admin),
-        {
-            "b_team_id": actor.team_id,
-            "b_public_id": public_id,
-            "expected_version": expected_version,
-            "owner": actor.user_id,
-            "new_status": status,
-            "b_now": now,
-        },
+        {**_rule_values(actor, public_id, expected_version), "new_status": status, "b_now": now},
         actor=actor, action=action, now=now, details=LABEL_DETAILS, then=prefetch,
     )
     if changed is None:
