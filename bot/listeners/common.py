@@ -123,9 +123,10 @@ def _surface(origin: Origin) -> Surface:
 
 def prefetch_for(actor: svc.Actor, origin: Origin) -> svc.Prefetch | None:
     """For a change of one token followed by ``draw_table(recount=False)``: the page to
-    read on the way (an unfiltered table only: a filter could drop the changed token)."""
+    read on the way. None where no table is drawn (a digest) or a filter could drop the
+    changed token."""
     state = origin.state
-    if state.query:
+    if origin.kind == OriginKind.DIGEST or state.query:
         return None
     return svc.Prefetch(team_id=actor.team_id, page=state.page,
                         per_page=PAGE_SIZE[_surface(origin)], past_cap=state.many)

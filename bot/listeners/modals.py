@@ -151,8 +151,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     try:
         form = read_form(view)
         now = _utcnow()
-        to_table = metadata.origin.kind in (OriginKind.MESSAGE, OriginKind.HOME)
-        prefetch = prefetch_for(actor, metadata.origin) if to_table else None
+        prefetch = prefetch_for(actor, metadata.origin)
         with d.sessions.begin() as session:
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,

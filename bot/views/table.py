@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.ids import ActionId, BlockId, row_block_id
-from bot.models import DisplayStatus, Token
+from bot.models import DisplayStatus
 from bot.services.tokens import Listed, TokenPage
 from bot.views.confirms import Confirmable, confirm_dialog, confirm_title, style_of
 from bot.views.formatting import ago, code, date_short, date_time, escape, mention
@@ -115,7 +115,7 @@ class RowFacts:
     status: DisplayStatus
 
     @classmethod
-    def of(cls, token: Token | Listed, now: dt.datetime) -> RowFacts:
+    def of(cls, token: Listed, now: dt.datetime) -> RowFacts:
         return cls(
             public_id=token.public_id,
             label=token.label,
@@ -229,6 +229,9 @@ _CONFIRMS = {
 }
 
 
+_SHAPE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
 @functools.lru_cache(maxsize=2)
 def _row_shape(disabled: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A row of this shape (a disabled row is muted and offers fewer buttons), built and
@@ -243,8 +246,6 @@ def _row_shape(disabled: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str
     body, actions, divider = (block.to_dict() for block in build_row(sample, value))
     return body, actions, divider
 
-
-_SHAPE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 @functools.lru_cache(maxsize=ROW_CACHE_SIZE)
