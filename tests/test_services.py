@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot import crypto
 from bot.errors import (
@@ -68,6 +70,21 @@ def verify(db, secret: str, now: dt.datetime) -> Token | None:
 def listing(db, now, team=TEAM, **kwargs) -> svc.TokenPage:
     with db.sessions() as session:
         return svc.list_tokens(session, team_id=team, now=now, **kwargs)
+
+
+@contextmanager
+def statements_run(db) -> Iterator[list[str]]:
+    """The first word of every SQL statement sent while inside (``SELECT``, ``UPDATE``…)."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, *args):  # noqa: ANN001
+        seen.append(statement.split()[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
 
 
 def act(db, settings, now, action: str, public_id: str, version: int, actor=OWNER, **kwargs):
@@ -370,24 +387,15 @@ def test_edit_with_invalid_input_is_refused_and_changes_nothing(
 def test_an_edit_from_a_forms_values_writes_the_same_without_reading_first(db, settings, now):
     """The Slack modal keeps what it showed (``Seen``); its submission then changes the
     token with one UPDATE, and stores and audits exactly what the reading path does."""
-    from sqlalchemy import event
-
     created = create(db, settings, now, label="old name", scope="read",
                      expires_on=dt.date(2027, 1, 1), alert_channel="C0ALERTS")
     pid = created.token.public_id
-    statements: list[str] = []
-
-    def seen_sql(conn, cursor, statement, *args):  # noqa: ANN001
-        statements.append(statement.split()[0].upper())
-
-    event.listen(db.engine, "before_cursor_execute", seen_sql)
-    try:
+    with statements_run(db) as statements:
         result = act(db, settings, now + DAY, "edit", pid, 1, label="new name",
                      scope="read", expires_on=dt.date(2027, 6, 30), alert_channel="C0ALERTS",
                      seen=svc.Seen.of(created.token))
-    finally:
-        event.remove(db.engine, "before_cursor_execute", seen_sql)
-    assert "SELECT" not in statements[:1]  # the write comes first (a CTE on PostgreSQL)
+    # No read at all: the write (a CTE on PostgreSQL; UPDATE, then INSERT elsewhere).
+    assert statements and "SELECT" not in statements
     assert result.changes == {"label": ("old name", "new name"),
                               "expires_on": ("2027-01-01", "2027-06-30")}
     assert (result.token.label, result.token.version) == ("new name", 2)
@@ -437,31 +445,20 @@ def test_a_change_given_a_prefetch_draws_the_same_page_as_reading_after_it(
     """Disable, Enable and edits can read the page the user will see on the way (on
     PostgreSQL in the same statement): the page is exactly what a read after the change
     gives, the changed token as it now is, and no second read is made."""
-    from sqlalchemy import event
-
     pids = [create(db, settings, now + n * DAY / 1000, label=f"token {n}").token.public_id
             for n in range(13)]
     target = pids[-3]  # on the first page of 10, newest first
     prefetch = svc.Prefetch(team_id=TEAM, page=1, per_page=10)
-    statements: list[str] = []
-
-    def seen_sql(conn, cursor, statement, *args):  # noqa: ANN001
-        statements.append(statement.split()[0].upper())
-
-    with db.sessions.begin() as session:
-        event.listen(db.engine, "before_cursor_execute", seen_sql)
-        try:
-            if action == "disable":
-                svc.disable_token(session, actor=OWNER, public_id=target, expected_version=1,
-                                  now=now, prefetch=prefetch)
-            else:
-                svc.edit_token(session, actor=OWNER, public_id=target, expected_version=1,
-                               scopes=settings.tokenbot_scopes, now=now, label="renamed",
-                               prefetch=prefetch)
-            drawn = svc.list_tokens(session, team_id=TEAM, now=now, page=1, per_page=10,
-                                    prefetched=prefetch)
-        finally:
-            event.remove(db.engine, "before_cursor_execute", seen_sql)
+    with db.sessions.begin() as session, statements_run(db) as statements:
+        if action == "disable":
+            svc.disable_token(session, actor=OWNER, public_id=target, expected_version=1,
+                              now=now, prefetch=prefetch)
+        else:
+            svc.edit_token(session, actor=OWNER, public_id=target, expected_version=1,
+                           scopes=settings.tokenbot_scopes, now=now, label="renamed",
+                           prefetch=prefetch)
+        drawn = svc.list_tokens(session, team_id=TEAM, now=now, page=1, per_page=10,
+                                prefetched=prefetch)
     fresh = listing(db, now, page=1, per_page=10)
     assert drawn == fresh
     changed = next(item for item in drawn.items if item.public_id == target)
