@@ -48,11 +48,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, text  # noqa: E402
 
-from bot.alerts.service import current_stage  # noqa: E402
+from bot.services.alerts import current_stage  # noqa: E402
 from bot.crypto import generate_key  # noqa: E402
 from bot.db import make_engine, upgrade  # noqa: E402
 from bot.models import Alert, AlertKind, AlertStatus, Token, TokenStatus  # noqa: E402
-from bot.views.alerts import COMPACT_LAYOUT_MAX, FULL_LAYOUT_MAX  # noqa: E402
+from bot.slack.views.digests import COMPACT_LAYOUT_MAX, FULL_LAYOUT_MAX  # noqa: E402
 from tests.support.databases import throwaway_postgresql  # noqa: E402
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
@@ -166,7 +166,7 @@ def child(args: argparse.Namespace) -> None:
     from bot.alerts.scheduler import run_pass
     from bot.config import load_settings
     from bot.db import Database
-    from bot.slack_client import make_web_client
+    from bot.slack.client import make_web_client
 
     settings = load_settings(_env_file=None)
     database = Database(settings, auto_upgrade=False)

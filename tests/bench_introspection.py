@@ -266,7 +266,7 @@ def minimal_app() -> Any:
     (a uvicorn factory, so it also runs with several workers)."""
     from bot.config import load_settings
     from bot.db import Database
-    from bot.introspection import make_introspection_handler
+    from bot.http.introspection import make_introspection_handler
 
     settings = load_settings()
     database = Database(settings)

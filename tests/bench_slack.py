@@ -17,7 +17,7 @@ time from sending a signed request to the stand-in receiving what the user sees:
   a real Edit click, not timed): the redrawn table at the response_url the modal came from.
 
 Then the same three requests against the floor: a bare Bolt app on the same server stack
-(bot.server + uvicorn, a separate process started by this script with --serve-floor) whose
+(bot.http.server + uvicorn, a separate process started by this script with --serve-floor) whose
 listeners ack and make the same Slack call with a fixed one-block payload, touching no
 database. The floor gets requests of the same shape and size (its edit submission is the
 product's modal, built by the product's own builder). Target: p99 <= 150 ms each, median
@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
 from bot import crypto  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.db import Database, make_engine, upgrade  # noqa: E402
-from bot.ids import ActionId, BlockId, CallbackId  # noqa: E402
+from bot.slack.ids import ActionId, BlockId, CallbackId  # noqa: E402
 from bot.models import TokenStatus  # noqa: E402
 from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
 from tests.support.signing import form_body, interactive_body, signed_headers  # noqa: E402
@@ -79,7 +79,7 @@ def floor_app(settings: Any) -> Any:
     from slack_bolt import App
     from slack_sdk.webhook import WebhookClient
 
-    from bot.slack_client import make_web_client
+    from bot.slack.client import make_web_client
 
     app = App(
         client=make_web_client(settings),
@@ -114,7 +114,7 @@ def floor_app(settings: Any) -> Any:
 def serve_floor() -> int:
     import logging
 
-    from bot.server import serve
+    from bot.http.server import serve
 
     logging.basicConfig(level=logging.INFO)
     settings = load_settings()
@@ -129,8 +129,8 @@ def serve_floor() -> int:
 def floor_modal(response_url: str) -> dict[str, Any]:
     from bot.models import Token
     from bot.services.tokens import Seen
-    from bot.views.modals import FormMode, token_form
-    from bot.views.state import ModalMetadata, Origin, OriginKind, TableState
+    from bot.slack.views.modals import FormMode, token_form
+    from bot.slack.state import ModalMetadata, Origin, OriginKind, TableState
 
     now = dt.datetime.now(dt.timezone.utc)
     token = Token(

@@ -11,13 +11,13 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from bot.alerts import service
+from bot.services import alerts as service
 from bot.alerts.scheduler import run_pass
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertStatus
 from bot.services import tokens as svc
-from bot.slack_client import make_web_client
+from bot.slack.client import make_web_client
 from tests.alerts_support import (
     ADMIN,
     ALERTS,
@@ -377,7 +377,7 @@ def test_digest_messages_fill_up_to_the_50_block_limit(
 ) -> None:
     """Pure views: how many messages a destination needs, and that each is valid Block
     Kit within 50 blocks (the longest labels, escaped, in the compact layout too)."""
-    from bot.views.alerts import DigestAudience, DigestItem, chunk_items, digest_blocks
+    from bot.slack.views.digests import DigestAudience, DigestItem, chunk_items, digest_blocks
     from tests.support.blockkit import validate_message_blocks
 
     items = [

@@ -14,11 +14,11 @@ from slack_bolt import App
 from sqlalchemy import select
 
 from bot.alerts.scheduler import run_pass
-from bot.app import create_app
+from bot.slack.app import create_app
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AuditAction, AuditEvent, Token, TokenStatus
-from bot.slack_client import make_web_client
+from bot.slack.client import make_web_client
 from tests.alerts_support import ALERTS, seed_token
 from tests.slack.conftest import SlackBot, form_values, mrkdwn_texts, texts
 from tests.support.blockkit import validate_slack_call

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.alerts import scheduler as alert_scheduler
-from bot.alerts.service import current_stage
+from bot.services.alerts import current_stage
 from bot.cli import main
 from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.models import Alert
-from bot.slack_client import make_web_client
+from bot.slack.client import make_web_client
 from tests.alerts_support import ALERTS, UTC, alert_settings, posted_ids, seed_token, successful_posts
 from tests.conftest import TEST_KEY
 from tests.support.slack_standin import SlackStandIn

@@ -2,7 +2,7 @@
 
 The ASGI handler is called in-process (a scope, and receive/send coroutines, on an asyncio
 loop), exactly as uvicorn calls it; a few cases go over real HTTP through the product's
-router (``bot.server``) under uvicorn. Time is controlled with time-machine.
+router (``bot.http.server``) under uvicorn. Time is controlled with time-machine.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlalchemy import event, select, text
 from bot import crypto
 from bot.config import Settings
 from bot.db import Database
-from bot.introspection import IntrospectionHandler, lookup_active, make_introspection_handler
+from bot.http.introspection import IntrospectionHandler, lookup_active, make_introspection_handler
 from bot.models import AuditSource, Token
 from bot.services import tokens as svc
 from bot.services.usage import UsageMemo, record_use
@@ -975,7 +975,7 @@ def http_post(address: tuple[str, int], body: bytes, headers: dict[str, str]) ->
 def test_over_http_through_the_server(
     make_settings: Callable[..., Settings], intro_db: Database, now: dt.datetime
 ) -> None:
-    from bot.server import build_asgi_app
+    from bot.http.server import build_asgi_app
 
     server_settings = make_settings(
         TOKENBOT_INTROSPECTION_SECRETS=SECRET_A,

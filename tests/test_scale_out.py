@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 
 from bot.config import load_settings
 from bot.db import Database
-from bot.ids import ActionId
+from bot.slack.ids import ActionId
 from bot.models import AuditEvent, Base, Token, TokenStatus
 from bot.services import tokens as svc
 from tests.conftest import TEST_KEY

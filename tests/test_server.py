@@ -1,7 +1,7 @@
-"""HTTP mode: the real server (uvicorn + bot.server) on a local port, Slack's side played by
+"""HTTP mode: the real server (uvicorn + bot.http.server) on a local port, Slack's side played by
 the SlackStandIn, requests signed exactly as Slack signs them.
 
-Two Bolt apps are served: the product's (`bot.app.create_app`) for what a user sees, and a
+Two Bolt apps are served: the product's (`bot.slack.app.create_app`) for what a user sees, and a
 probe app whose only listener records that it ran, for "nothing happens" at the transport
 level (bad signature, stale timestamp, oversized body never reach a listener).
 """
@@ -29,9 +29,9 @@ from sqlalchemy import func, select
 from bot.config import Settings
 from bot.db import Database
 from bot.models import AuditEvent, Token
-from bot.server import MAX_BODY_BYTES, build_asgi_app
+from bot.http.server import MAX_BODY_BYTES, build_asgi_app
 from bot.services.tokens import Actor, create_token
-from bot.slack_client import make_web_client
+from bot.slack.client import make_web_client
 from tests.support.blockkit import validate_message_blocks
 from tests.support.signing import form_body, signed_headers
 from tests.support.serving import serving

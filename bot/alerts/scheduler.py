@@ -31,12 +31,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.alerts import service
-from bot.alerts.digest import item_for, select_for_posting
+from bot.services import alerts as service
+from bot.services.alerts import select_for_posting
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertKind, Token
-from bot.views.alerts import (
+from bot.slack.views.digests import (
+    item_for,
     DigestAudience,
     DigestItem,
     chunk_items,

@@ -55,7 +55,7 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.alerts.scheduler import run_pass
     from bot.cli.tokens import database_errors, quiet_migrations
-    from bot.slack_client import make_web_client
+    from bot.slack.client import make_web_client
 
     settings = load_settings()
     client = None

@@ -113,7 +113,7 @@ def check_bot_token(client: Any, settings: Settings) -> None:
 def running(settings: Settings, mode: str) -> Iterator[tuple[Database, Any, Any]]:
     """Credentials checked (present, and accepted by Slack), database opened (and upgraded
     when embedded), scheduler on."""
-    from bot.slack_client import make_web_client
+    from bot.slack.client import make_web_client
 
     require_slack_credentials(settings, mode)
     client = make_web_client(settings)
@@ -173,7 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.server import describe_database, serve
+    from bot.http.server import describe_database, serve
 
     workers = args.workers
     with running(settings, "serve") as (database, client, scheduler):
@@ -202,10 +202,10 @@ def cmd_socket(args: argparse.Namespace) -> int:
 def _socket(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.server import describe_database
+    from bot.http.server import describe_database
 
     with running(settings, "socket") as (database, client, scheduler):
-        from bot.app import create_app
+        from bot.slack.app import create_app
 
         app = create_app(settings=settings, database=database, client=client, socket_mode=True)
         assert settings.slack_app_token is not None  # checked by running()

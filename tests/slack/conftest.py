@@ -18,10 +18,10 @@ from slack_bolt.listener.listener_completion_handler import ListenerCompletionHa
 from slack_bolt.listener.listener_start_handler import ListenerStartHandler
 from sqlalchemy import select
 
-from bot.app import create_app
+from bot.slack.app import create_app
 from bot.config import Settings
 from bot.db import Database
-from bot.ids import ActionId
+from bot.slack.ids import ActionId
 from bot.models import AuditEvent, Token
 from bot.services import tokens as svc
 from tests.support.blockkit import validate_message_blocks, validate_slack_call, validate_view

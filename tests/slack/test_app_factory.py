@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from slack_bolt import BoltRequest
 
-from bot.app import create_app
+from bot.slack.app import create_app
 from bot.errors import ConfigurationError
 from tests.slack.conftest import OWNER, TEAM, last_response, seed, texts
 from tests.support.blockkit import validate_slack_call

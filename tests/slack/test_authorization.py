@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from bot.ids import ActionId
+from bot.slack.ids import ActionId
 from bot.models import TokenStatus
 from bot.services import tokens as svc
 from tests.slack.conftest import (

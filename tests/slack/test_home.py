@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from bot.ids import ActionId
+from bot.slack.ids import ActionId
 from bot.models import TokenStatus
 from tests.slack.conftest import (
     OTHER_USER,

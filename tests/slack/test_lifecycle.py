@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from bot.crypto import has_valid_checksum
-from bot.ids import ActionId, BlockId
+from bot.slack.ids import ActionId, BlockId
 from bot.models import TokenStatus
 from bot.services import tokens as svc
 from tests.slack.conftest import (

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from bot.ids import ActionId
+from bot.slack.ids import ActionId
 from bot.models import AuditEvent, Token
 from tests.slack.conftest import (
     ADMIN,

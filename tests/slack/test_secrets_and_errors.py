@@ -11,7 +11,7 @@ import re
 import sys
 
 from bot import logs
-from bot.ids import ActionId, BlockId
+from bot.slack.ids import ActionId, BlockId
 from tests.slack.conftest import (
     ADMIN,
     OTHER_USER,

@@ -6,7 +6,7 @@ import datetime as dt
 
 from sqlalchemy import update
 
-from bot.ids import ActionId
+from bot.slack.ids import ActionId
 from bot.models import Token
 from bot.services import tokens as svc
 from tests.slack.conftest import (
@@ -282,8 +282,8 @@ def test_a_row_drawn_from_its_shape_equals_the_row_built_by_slack_sdk():
     """Rows are built and validated once per shape and then filled in: for every kind of
     row, label and date, the result must be exactly what slack_sdk builds and validates."""
     from bot.models import DisplayStatus
-    from bot.views.state import RowRef, TableState
-    from bot.views.table import RowFacts, _row_look, build_row
+    from bot.slack.state import RowRef, TableState
+    from bot.slack.views.table import RowFacts, _row_look, build_row
 
     now = utcnow()
     labels = ["deploy", "<!channel> & *x* <https://evil|click>", "🚀 émoji ünïcode",

@@ -17,12 +17,12 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.ids import ActionId, BlockId
+from bot.slack.ids import ActionId, BlockId
 from bot.models import Token
 from bot.services.tokens import TokenPage
-from bot.views.formatting import escape
-from bot.views.state import FIRST_PAGE, TableState
-from bot.views.table import Notice, NoticeKind, fallback_text, table_blocks
+from bot.slack.views.formatting import escape
+from bot.slack.state import FIRST_PAGE, TableState
+from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
 
 SECURITY_NOTE = (
     "Security Note: Only copy tokens when necessary, and never share them publicly or "

@@ -7,12 +7,12 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.listeners.common import actor_from, deps, draw_table, show, utcnow
-from bot.listeners.errors import reporting
-from bot.views.formatting import truncate
-from bot.views.messages import help_message
-from bot.views.modals import FormMode, token_form
-from bot.views.state import ModalMetadata, Origin, OriginKind, TableState
+from bot.slack.listeners.common import actor_from, deps, draw_table, show, utcnow
+from bot.slack.listeners.errors import reporting
+from bot.slack.views.formatting import truncate
+from bot.slack.views.messages import help_message
+from bot.slack.views.modals import FormMode, token_form
+from bot.slack.state import ModalMetadata, Origin, OriginKind, TableState
 
 COMMAND = "/tokens"
 LIST, CREATE, HELP = "list", "create", "help"

@@ -13,12 +13,12 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError
-from bot.listeners import alerts, commands, home, modals, table_actions
-from bot.listeners.common import CONTEXT_KEY, Deps
-from bot.listeners.errors import handle_error
-from bot.slack_client import make_web_client
+from bot.slack.listeners import commands, digests, home, modals, table
+from bot.slack.listeners.common import CONTEXT_KEY, Deps
+from bot.slack.listeners.errors import handle_error
+from bot.slack.client import make_web_client
 
-log = logging.getLogger("bot.app")
+log = logging.getLogger("bot.slack.app")
 
 # Bolt's own listener threads; the work after ack() runs there.
 LISTENER_THREADS = 8
@@ -71,6 +71,6 @@ def create_app(
     app.error(handle_error)
     # Bolt tries listeners in registration order, at a cost per listener tried: the
     # modals' two submissions go before the table's many buttons.
-    for module in (commands, modals, table_actions, home, alerts):
+    for module in (commands, modals, table, home, digests):
         module.register(app)
     return app

@@ -1,6 +1,6 @@
 """The one error path: domain errors become text where the user looks (the redrawn table,
 the modal, an ephemeral message); anything else is logged with its traceback and the user
-gets a generic message. Registered by ``bot.app.create_app`` with ``app.error``."""
+gets a generic message. Registered by ``bot.slack.app.create_app`` with ``app.error``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from slack_bolt import BoltContext, BoltResponse
 from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, StaleTokenError, TokenbotError
-from bot.ids import ActionId
-from bot.listeners.alerts import after_edit
-from bot.listeners.common import (
+from bot.slack.ids import ActionId
+from bot.slack.listeners.digests import after_edit
+from bot.slack.listeners.common import (
     actor_from,
     deps,
     origin_of_action,
@@ -24,11 +24,11 @@ from bot.listeners.common import (
     send,
     utcnow,
 )
-from bot.views.home import home_notice_view
-from bot.views.messages import notice_message
-from bot.views.modals import notice_modal
-from bot.views.state import ModalMetadata, OriginKind, RowRef, TableState
-from bot.views.table import Notice, NoticeKind
+from bot.slack.views.home import home_notice_view
+from bot.slack.views.messages import notice_message
+from bot.slack.views.modals import notice_modal
+from bot.slack.state import ModalMetadata, OriginKind, RowRef, TableState
+from bot.slack.views.table import Notice, NoticeKind
 
 log = logging.getLogger("bot.errors")
 

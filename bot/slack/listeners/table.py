@@ -9,8 +9,8 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.ids import ActionId
-from bot.listeners.common import (
+from bot.slack.ids import ActionId
+from bot.slack.listeners.common import (
     Deps,
     actor_from,
     deps,
@@ -23,13 +23,13 @@ from bot.listeners.common import (
     show,
     utcnow,
 )
-from bot.listeners.errors import reporting
+from bot.slack.listeners.errors import reporting
 from bot.services import tokens as svc
-from bot.views.formatting import escape
-from bot.views.messages import SecretReason, secret_blocks, secret_message
-from bot.views.modals import FormMode, token_form
-from bot.views.state import ModalMetadata, Origin, OriginKind, RowRef, TableState
-from bot.views.table import Notice
+from bot.slack.views.formatting import escape
+from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
+from bot.slack.views.modals import FormMode, token_form
+from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState
+from bot.slack.views.table import Notice
 
 Body = dict[str, Any]
 

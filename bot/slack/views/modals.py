@@ -22,11 +22,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.ids import ActionId, BlockId, CallbackId
+from bot.slack.ids import ActionId, BlockId, CallbackId
 from bot.models import Token
 from bot.services.tokens import LABEL_MAX
-from bot.views.formatting import code, mention
-from bot.views.state import ModalMetadata
+from bot.slack.views.formatting import code, mention
+from bot.slack.state import ModalMetadata
 
 
 class FormMode(enum.StrEnum):

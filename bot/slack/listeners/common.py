@@ -20,12 +20,12 @@ from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.errors import PermissionDeniedError
 from bot.services import tokens as svc
-from bot.views.home import home_view
-from bot.views.messages import Message, table_message
-from bot.views.state import Origin, OriginKind, TableState
-from bot.views.table import PAGE_SIZE, Notice, Surface
+from bot.slack.views.home import home_view
+from bot.slack.views.messages import Message, table_message
+from bot.slack.state import Origin, OriginKind, TableState
+from bot.slack.views.table import PAGE_SIZE, Notice, Surface
 
-log = logging.getLogger("bot.listeners")
+log = logging.getLogger("bot.slack.listeners")
 
 CONTEXT_KEY = "tokenbot"
 

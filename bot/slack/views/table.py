@@ -22,12 +22,12 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.ids import ActionId, BlockId, row_block_id
+from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.models import DisplayStatus
 from bot.services.tokens import Listed, TokenPage
-from bot.views.confirms import Confirmable, confirm_dialog, confirm_title, style_of
-from bot.views.formatting import ago, code, date_short, date_time, escape, mention
-from bot.views.state import RowRef, TableState
+from bot.slack.views.confirms import Confirmable, confirm_dialog, confirm_title, style_of
+from bot.slack.views.formatting import ago, code, date_short, date_time, escape, mention
+from bot.slack.state import RowRef, TableState
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100

@@ -10,13 +10,13 @@ Routes (a plain dispatch on the path; no web framework):
 - ``GET /healthz``: liveness; touches nothing.
 - ``GET /readyz``: readiness; ``SELECT 1`` on the database (200, or 503 when unreachable).
 - ``POST /introspect``: RFC 7662 introspection, delegated to
-  ``bot.introspection.make_introspection_handler`` when that module is installed (404
+  ``bot.http.introspection.make_introspection_handler`` when that module is installed (404
   otherwise).
 
 Every request body is limited to :data:`MAX_BODY_BYTES` (413 beyond). Anything else: 404.
 
 :func:`serve` runs the application under uvicorn; with ``workers > 1`` uvicorn starts that
-many processes from the import string ``bot.server:app_from_environment``, each building its
+many processes from the import string ``bot.http.server:app_from_environment``, each building its
 own application (Bolt app, database pool) from the environment.
 """
 
@@ -56,8 +56,8 @@ INTROSPECT_PATH = "/introspect"
 MAX_BODY_BYTES = 1024 * 1024
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
-INTROSPECTION_MODULE = "bot.introspection"
-FACTORY_IMPORT_STRING = "bot.server:app_from_environment"
+INTROSPECTION_MODULE = "bot.http.introspection"
+FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
 
 _TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
 
@@ -269,7 +269,7 @@ def build_asgi_app(
 ) -> TokenbotASGI:
     """The ASGI application; without ``bolt_app`` the product's Bolt app is built."""
     if bolt_app is None:
-        from bot.app import create_app
+        from bot.slack.app import create_app
 
         bolt_app = create_app(settings=settings, database=database, client=client)
     return TokenbotASGI(

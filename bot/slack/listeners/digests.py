@@ -23,24 +23,25 @@ from typing import Any
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
-from bot.alerts import service as alerts
-from bot.alerts.digest import redraw_item
+from bot.services import alerts
+
 from bot.errors import NotFoundError, TokenbotError
-from bot.listeners.common import Deps, actor_from, deps, utcnow
+from bot.slack.listeners.common import Deps, actor_from, deps, utcnow
 from bot.models import AlertKind
 from bot.services import tokens as svc
-from bot.views.alerts import (
+from bot.slack.views.digests import (
+    redraw_item,
     AlertActionId,
     AlertRef,
     DigestAudience,
     digest_blocks,
     digest_text,
 )
-from bot.views.formatting import date_short, escape
-from bot.views.modals import FormMode, token_form
-from bot.views.state import ModalMetadata, Origin, OriginKind
+from bot.slack.views.formatting import date_short, escape
+from bot.slack.views.modals import FormMode, token_form
+from bot.slack.state import ModalMetadata, Origin, OriginKind
 
-log = logging.getLogger("bot.listeners.alerts")
+log = logging.getLogger("bot.slack.listeners.digests")
 
 Body = dict[str, Any]
 

@@ -7,9 +7,9 @@ from typing import Any
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
-from bot.listeners.common import actor_from, deps, redraw
-from bot.listeners.errors import reporting
-from bot.views.state import Origin, OriginKind
+from bot.slack.listeners.common import actor_from, deps, redraw
+from bot.slack.listeners.errors import reporting
+from bot.slack.state import Origin, OriginKind
 
 
 def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: BoltContext,

@@ -14,9 +14,9 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
-from bot.ids import ActionId, BlockId, CallbackId
-from bot.listeners.alerts import DigestRedraw, after_edit
-from bot.listeners.common import (
+from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.listeners.digests import DigestRedraw, after_edit
+from bot.slack.listeners.common import (
     Deps,
     Drawing,
     actor_from,
@@ -28,13 +28,13 @@ from bot.listeners.common import (
     send,
     show,
 )
-from bot.listeners.errors import reporting
+from bot.slack.listeners.errors import reporting
 from bot.services import tokens as svc
-from bot.views.formatting import escape
-from bot.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
-from bot.views.modals import NO_EXPIRY_VALUE
-from bot.views.state import ModalMetadata, Origin, OriginKind
-from bot.views.table import Notice
+from bot.slack.views.formatting import escape
+from bot.slack.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
+from bot.slack.views.modals import NO_EXPIRY_VALUE
+from bot.slack.state import ModalMetadata, Origin, OriginKind
+from bot.slack.views.table import Notice
 
 FIELD_BLOCKS: dict[str, BlockId] = {
     "label": BlockId.LABEL,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import Integer, String, delete, func, literal, or_, select, update
@@ -307,6 +307,36 @@ def skip_reason(
     return None
 
 
+@dataclass
+class Selection:
+    """Claimed alerts split into those to post and those to close without posting."""
+
+    post: list[tuple[Alert, Token]] = field(default_factory=list)
+    skip: dict[int, str] = field(default_factory=dict)
+
+
+def select_for_posting(
+    rows: Sequence[tuple[Alert, Token | None]], *, now: dt.datetime, alert_days: Sequence[int]
+) -> Selection:
+    selection = Selection()
+    best: dict[int, tuple[Alert, Token]] = {}
+    for alert, token in rows:
+        reason = skip_reason(alert, token, now=now, alert_days=alert_days)
+        if reason is not None or token is None:
+            selection.skip[alert.id] = reason or SkipReason.DELETED
+            continue
+        kept = best.get(token.id)
+        if kept is None:
+            best[token.id] = (alert, token)
+        elif alert.threshold_days < kept[0].threshold_days:
+            selection.skip[kept[0].id] = SkipReason.SUPERSEDED
+            best[token.id] = (alert, token)
+        else:
+            selection.skip[alert.id] = SkipReason.SUPERSEDED
+    selection.post = list(best.values())
+    return selection
+
+
 # -- outcomes -----------------------------------------------------------------
 
 
@@ -469,6 +499,7 @@ __all__ = [
     "prune",
     "record_action",
     "renew",
+    "select_for_posting",
     "skip_reason",
     "stages",
 ]

@@ -36,9 +36,11 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.errors import NotFoundError
-from bot.views.confirms import Confirmable, confirm_dialog
-from bot.views.formatting import code, date_short, escape, mention, truncate
-from bot.views.state import token_value
+from bot.slack.views.confirms import Confirmable, confirm_dialog
+from bot.slack.views.formatting import code, date_short, escape, mention, truncate
+from bot.models import Alert, Token, TokenStatus
+from bot.services.alerts import ActedAction
+from bot.slack.state import token_value
 
 MESSAGE_BLOCK_LIMIT = 50
 FULL_LAYOUT_MAX = 24  # 1 header + 2 blocks per token = 49
@@ -348,3 +350,46 @@ def digest_blocks(
     )
     body = _full(ordered, now) if len(ordered) <= FULL_LAYOUT_MAX else _compact(ordered, now)
     return [header, *body]
+
+
+def item_for(alert: Alert, token: Token) -> DigestItem:
+    """How a token looks in a digest as it goes out."""
+    return DigestItem(
+        public_id=token.public_id,
+        version=token.version,
+        label=token.label,
+        masked=token.secret_masked,
+        scope=token.scope,
+        owner=token.created_by,
+        expires_at=alert.expires_at,
+        threshold_days=alert.threshold_days,
+    )
+
+
+_ACTED = {
+    ActedAction.EXTENDED: Outcome.EXTENDED,
+    ActedAction.EDITED: Outcome.EDITED,
+    ActedAction.DISABLED: Outcome.DISABLED,
+}
+
+
+def redraw_item(alert: Alert, token: Token | None) -> DigestItem | None:
+    """How a posted token looks when its digest is redrawn: what was done from the message
+    and by whom, or what became of it elsewhere (disabled, re-dated)."""
+    if token is None:  # deleted: its alerts went with it (ON DELETE CASCADE)
+        return None
+    item = item_for(alert, token)
+    outcome: Outcome | None = _ACTED.get(alert.acted_action or "")
+    by = alert.acted_by if outcome is not None else None
+    if outcome is None and token.status == TokenStatus.DISABLED:
+        outcome = Outcome.DISABLED
+    if outcome is None and token.expires_at != alert.expires_at:
+        outcome = Outcome.EDITED
+    return DigestItem(
+        **{
+            **item.__dict__,
+            "outcome": outcome,
+            "outcome_by": by,
+            "current_expires_at": token.expires_at,
+        }
+    )

@@ -686,7 +686,7 @@ class IntrospectionHandler:
 def make_introspection_handler(
     *, settings: Settings, database: Database, lookup: LookupMode | None = None
 ) -> IntrospectionHandler:
-    """The ``POST /introspect`` handler for ``bot.server``'s router. ``lookup``: where the
+    """The ``POST /introspect`` handler for ``bot.http.server``'s router. ``lookup``: where the
     batched read runs; by default in the event loop on SQLite (an in-process read of a few
     microseconds) and in one reader thread on PostgreSQL (a network round trip)."""
     return IntrospectionHandler(settings=settings, database=database, lookup=lookup)

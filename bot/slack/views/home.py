@@ -14,10 +14,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.ids import ActionId, BlockId
+from bot.slack.ids import ActionId, BlockId
 from bot.services.tokens import TokenPage
-from bot.views.state import TableState
-from bot.views.table import Notice, table_blocks
+from bot.slack.state import TableState
+from bot.slack.views.table import Notice, table_blocks
 
 
 def home_view(

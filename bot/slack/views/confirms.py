@@ -8,7 +8,7 @@ import enum
 
 from slack_sdk.models.blocks import ConfirmObject, PlainTextObject
 
-from bot.views.formatting import truncate
+from bot.slack.views.formatting import truncate
 
 DANGER = "danger"
 PRIMARY = "primary"

@@ -1,0 +1,1 @@
+"""HTTP entry points: the ASGI server (Slack endpoint, health) and introspection."""

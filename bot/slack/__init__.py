@@ -1,0 +1,1 @@
+"""Everything Slack-facing: the Bolt app, its ids, state, views and listeners."""
