@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.errors import ConfigurationError
+
 DEFAULT_DATABASE_URL = "sqlite:///tokenbot.db"
 
 
@@ -21,10 +23,6 @@ def _split(value: object) -> object:
 
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
-
-
-class ConfigError(Exception):
-    """A setting is missing or invalid; the message names every bad variable."""
 
 
 class Settings(BaseSettings):
@@ -141,9 +139,9 @@ def _describe(error: dict) -> str:
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings, turning validation errors into one readable ConfigError."""
+    """Read settings, turning validation errors into one readable ConfigurationError."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = sorted({_describe(err) for err in exc.errors()})
-        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(lines)) from None
+        raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(lines)) from None

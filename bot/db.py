@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
@@ -33,41 +32,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
     cursor.close()
 
 
-# A pooled server connection used less than this long ago is handed out as it is; an older
-# one is pinged first and, if the server dropped it (restart, idle timeout in between),
-# replaced before anyone sees an error. SQLAlchemy's pool_pre_ping would ping every time:
-# one more round trip on every click, for connections that served a request a moment ago.
-PING_AFTER_IDLE_SECONDS = 5.0
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    dialect = engine.dialect
-
-    @event.listens_for(engine, "checkin")
-    def _stamp(_dbapi_connection: Any, record: Any) -> None:
-        record.info["checked_in"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("checked_in")
-        if since is not None and time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            dialect.do_ping(dbapi_connection)
-        except Exception as error:  # any failure: this connection is gone
-            # The pool discards it and checks out another (a fresh one, if need be).
-            raise exc.DisconnectionError(str(error)) from error
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``. SQLite: WAL and a busy timeout. A server database: a pooled
+    connection is pinged as it is checked out, so one the server dropped (a restart, an
+    idle timeout) is replaced before anyone sees an error."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, **kwargs)
-    if not kwargs.get("pool_pre_ping"):
-        _ping_when_idle(engine)
-    return engine
+    return create_engine(url, **{"pool_pre_ping": True, **kwargs})
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:

@@ -15,7 +15,8 @@ class TokenbotError(Exception):
 
 
 class ConfigurationError(TokenbotError):
-    """The deployment is misconfigured (keys, database)."""
+    """The deployment is misconfigured (a setting, the keys, the database); the message
+    names what to fix."""
 
 
 class ValidationError(TokenbotError):
@@ -39,6 +40,22 @@ class PermissionDeniedError(TokenbotError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class NotOwnerError(PermissionDeniedError):
+    """Only the token's owner or an admin may do this. ``owner`` is the owner's user id;
+    each surface shows it its own way (a Slack mention, a plain id at the shell)."""
+
+    TEXT = "Only the token's owner ({owner}) or a workspace admin can {verb} it."
+
+    def __init__(self, *, owner: str, verb: str) -> None:
+        super().__init__(self.TEXT.format(owner=owner, verb=verb))
+        self.owner = owner
+        self.verb = verb
+
+    def naming(self, owner: str) -> str:
+        """The message with the owner shown as ``owner``."""
+        return self.TEXT.format(owner=owner, verb=self.verb)
 
 
 class StaleTokenError(TokenbotError):

@@ -10,14 +10,19 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
+    and_,
+    not_,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -82,15 +87,43 @@ class AuditAction(enum.StrEnum):
 _BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def utcnow() -> dt.datetime:
+    """The current moment, timezone-aware UTC: what entry points pass to services as ``now``."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+# -- "is this token usable now": the one rule, in Python and in SQL, side by side ---------
+
+
+def has_expired(expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """A token stops working at its expiry instant (00:00 UTC of its expiry date)."""
+    return expires_at is not None and expires_at <= now
+
+
+def is_usable(status: str, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether a token authenticates at ``now``: active, and not past its expiry."""
+    return status == TokenStatus.ACTIVE and not has_expired(expires_at, now)
+
+
 def shown_status(
     status: str, expires_at: dt.datetime | None, now: dt.datetime
 ) -> DisplayStatus:
     """What a person sees of a token at ``now``: Disabled, else Expired past its date."""
     if status == TokenStatus.DISABLED:
         return DisplayStatus.DISABLED
-    if expires_at is not None and expires_at <= now:
+    if not is_usable(status, expires_at, now):
         return DisplayStatus.EXPIRED
     return DisplayStatus.ACTIVE
+
+
+def status_clause(status: DisplayStatus, now: dt.datetime) -> ColumnElement[bool]:
+    """SQL for "shows as ``status`` at ``now``": the rules above over the tokens table."""
+    if status == DisplayStatus.DISABLED:
+        return Token.status == TokenStatus.DISABLED
+    unexpired = or_(Token.expires_at.is_(None), Token.expires_at > now)
+    if status == DisplayStatus.EXPIRED:
+        return and_(Token.status == TokenStatus.ACTIVE, not_(unexpired))
+    return and_(Token.status == TokenStatus.ACTIVE, unexpired)
 
 
 class Token(Base):
@@ -129,9 +162,6 @@ class Token(Base):
     def display_status(self, now: dt.datetime) -> DisplayStatus:
         return shown_status(self.status, self.expires_at, now)
 
-    def is_expired(self, now: dt.datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
-
     @property
     def expires_on(self) -> dt.date | None:
         return self.expires_at.date() if self.expires_at else None
@@ -160,9 +190,6 @@ class AuditEvent(Base):
 
 
 # -- expiry alerts (bot/alerts) ------------------------------------------------
-
-from sqlalchemy import ForeignKey  # noqa: E402 - kept with the alert model it serves
-
 
 class AlertKind(enum.StrEnum):
     """Where an alert goes: the token's alert channel, or its owner by direct message."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bot.models import AuditEvent, Token
 
 if TYPE_CHECKING:
-    from bot.services.tokens import Listed
+    from bot.services.listing import Listed
 
 
 def iso_utc(value: dt.datetime | None) -> str | None:

@@ -93,17 +93,17 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
 
     def first_page(_: int) -> None:
         with database.sessions.begin() as session:
-            page = svc.list_tokens(session, team_id=TEAM, now=now, per_page=10)
+            page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=10)
             assert len(page.items) == 10
 
     def filtered(i: int) -> None:
         with database.sessions.begin() as session:
-            svc.list_tokens(session, team_id=TEAM, now=now, per_page=10,
+            listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
                             search=f"{rng.randrange(count):06d}")
 
     def filtered_broad(i: int) -> None:  # about a fifth of all labels match
         with database.sessions.begin() as session:
-            svc.list_tokens(session, team_id=TEAM, now=now, per_page=10,
+            listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
                             search=WORDS[i % len(WORDS)])
 
     def get(_: int) -> None:
@@ -112,7 +112,7 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
 
     def verify(_: int) -> None:
         with database.sessions.begin() as session:
-            svc.verify(session, secret=rng.choice(secrets), now=now)
+            verify(session, secret=rng.choice(secrets), now=now)
 
     pending = iter(rng.sample(range(count), k=min(count, runs + 40)))
 

@@ -100,7 +100,7 @@ def test_extending_after_the_7_day_reminder_rearms_the_thresholds_for_the_new_da
         assert _alert_times(passes, ALERTS) == [T0, old - dt.timedelta(days=7)]
         actor = svc.Actor(team_id=TEAM, user_id="U1")
         with adb.sessions.begin() as session:
-            result = service.extend_token(
+            result = svc.extend_token(
                 session, actor=actor, public_id=created.token.public_id,
                 expected_version=created.token.version, scopes=asettings.tokenbot_scopes,
                 now=dt.datetime.now(UTC),
@@ -297,7 +297,7 @@ def test_a_pending_alert_is_not_posted_once_its_token_is_disabled_deleted_or_ext
             svc.delete_token(session, actor=actor, public_id=created.token.public_id,
                              expected_version=created.token.version, now=T0)
         else:
-            service.extend_token(session, actor=actor, public_id=created.token.public_id,
+            svc.extend_token(session, actor=actor, public_id=created.token.public_id,
                                  expected_version=created.token.version,
                                  scopes=asettings.tokenbot_scopes, now=T0)
     report = run_pass(settings=asettings, database=adb, client=client,

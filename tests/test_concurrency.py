@@ -19,6 +19,7 @@ from bot.errors import NotFoundError, StaleTokenError
 from bot.models import AuditAction, Token
 from bot.services import audit
 from bot.services import tokens as svc
+from bot.services.verification import verify
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -130,7 +131,7 @@ def test_simultaneous_changes_one_wins_the_other_is_told(db, settings, now, firs
             assert token.label == "contested"
         with db.sessions.begin() as session:
             # The loser's change left no trace: exactly one secret works.
-            old_works = svc.verify(session, secret=created.secret, now=now) is not None
+            old_works = verify(session, secret=created.secret, now=now) is not None
             assert old_works == (action == "edit")
 
 

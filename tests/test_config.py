@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import Settings, load_settings
+from bot.errors import ConfigurationError
 
 # SPEC "Running it": every variable, exactly named, with its default.
 SPEC_DEFAULTS = {
@@ -123,7 +124,7 @@ def test_invalid_values_give_one_message_naming_each_variable(monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HOST", "127.0.0.1")  # a good one, not to be blamed
 
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigurationError) as err:
         load_settings(_env_file=None)
     message = str(err.value)
     for name in bad:
@@ -153,7 +154,7 @@ def test_invalid_values_give_one_message_naming_each_variable(monkeypatch):
 )
 def test_each_invalid_value_is_named(monkeypatch, env_name, raw, hint):
     monkeypatch.setenv(env_name, raw)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigurationError) as err:
         load_settings(_env_file=None)
     assert env_name in str(err.value)
     assert hint in str(err.value)

@@ -19,6 +19,7 @@ from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import Token
 from bot.services import tokens as svc
+from bot.services.verification import verify
 
 README_REGEX = r"\btkb_[0-9A-Za-z]{40}\b"
 OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
@@ -156,7 +157,7 @@ def test_reencrypt_all_moves_every_secret_to_the_newest_key(make_settings, now):
                                                public_id=public_id, now=now)
                 assert revealed == secret
                 # Verification never needed a key at all.
-                assert svc.verify(session, secret=secret, now=now).public_id == public_id
+                assert verify(session, secret=secret, now=now).public_id == public_id
         with only_new.sessions() as session:
             blobs = session.scalars(select(Token.secret_encrypted)).all()
         old_box = SecretBox([old])
@@ -261,6 +262,6 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
             _, revealed = svc.reveal_token(session, box=db.box, actor=OWNER, public_id=pid,
                                            now=now)
             assert revealed == rotated_meanwhile[0]
-            assert svc.verify(session, secret=revealed, now=now) is not None
+            assert verify(session, secret=revealed, now=now) is not None
     finally:
         db.dispose()

@@ -18,6 +18,8 @@ from bot.crypto import SecretBox, generate_key
 from bot.db import Database, alembic_config, is_up_to_date, make_engine, make_session_factory, upgrade
 from bot.models import Base
 from bot.services import tokens as svc
+from bot.services.verification import verify
+from bot.services import listing
 from tests.conftest import PG_ADMIN_URL
 from tests.support.databases import throwaway_postgresql
 
@@ -69,8 +71,8 @@ def use(engine) -> str:
         created = svc.create_token(session, box=box, actor=OWNER, label="after upgrade",
                                    scope="read", scopes=["read"], now=NOW)
     with sessions.begin() as session:
-        assert svc.verify(session, secret=created.secret, now=NOW) is not None
-        assert svc.list_tokens(session, team_id="T1", now=NOW, search="upgrade").total == 1
+        assert verify(session, secret=created.secret, now=NOW) is not None
+        assert listing.list_tokens(session, team_id="T1", now=NOW, search="upgrade").total == 1
     return created.token.public_id
 
 

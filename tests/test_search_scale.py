@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from bot.services import tokens as svc
+from bot.services import listing
 
 TEAM = "TSEARCH"
 
@@ -27,13 +28,13 @@ def _make(db, settings, now, labels):
 
 def _labels(db, now, search, **kwargs):
     with db.sessions.begin() as session:
-        page = svc.list_tokens(session, team_id=TEAM, now=now, search=search, **kwargs)
+        page = listing.list_tokens(session, team_id=TEAM, now=now, search=search, **kwargs)
         return [t.label for t in page.items], page
 
 
 @pytest.mark.parametrize("selective_limit", [2_000, 0], ids=["trigram-index", "ordered-walk"])
 def test_search_is_literal_substring_on_both_paths(db, settings, now, monkeypatch, selective_limit):
-    monkeypatch.setattr(svc, "FTS_SELECTIVE", selective_limit)
+    monkeypatch.setattr(listing, "FTS_SELECTIVE", selective_limit)
     _make(db, settings, now, [
         'say "hello" world', "it's 100% done", "under_score", "underXscore",
         "Deploy Prod", "deploy staging", "nothing",
@@ -60,24 +61,24 @@ def test_search_follows_renames_and_deletes(db, settings, now):
 
 
 def test_count_is_exact_up_to_the_cap_then_says_more(db, settings, now, monkeypatch):
-    monkeypatch.setattr(svc, "COUNT_CAP", 5)
+    monkeypatch.setattr(listing, "COUNT_CAP", 5)
     _make(db, settings, now, [f"token {n}" for n in range(7)])
     with db.sessions.begin() as session:
-        page = svc.list_tokens(session, team_id=TEAM, now=now, per_page=2)
+        page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2)
         assert (page.total, page.total_exact, page.pages, page.has_next) == (5, False, 3, True)
         # Past the counted pages the list still pages on, newest first.
-        last = svc.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=4)
+        last = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=4)
         assert [t.label for t in last.items] == ["token 0"]
         assert (last.page, last.has_next) == (4, False)
-    monkeypatch.setattr(svc, "COUNT_CAP", 7)
+    monkeypatch.setattr(listing, "COUNT_CAP", 7)
     with db.sessions.begin() as session:
-        page = svc.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=99)
+        page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=99)
         assert (page.total, page.total_exact, page.page, page.has_next) == (7, True, 4, False)
         assert [t.label for t in page.items] == ["token 0"]
 
 
-def test_search_count_has_its_own_cap(db, settings, now, monkeypatch):
-    monkeypatch.setattr(svc, "SEARCH_COUNT_CAP", 3)
+def test_search_count_stops_at_the_cap_too(db, settings, now, monkeypatch):
+    monkeypatch.setattr(listing, "COUNT_CAP", 3)
     _make(db, settings, now, [f"ci runner {n}" for n in range(5)] + ["other"])
     labels, page = _labels(db, now, "runner", per_page=10)
     assert len(labels) == 5

@@ -21,6 +21,7 @@ from bot.crypto import SecretBox, generate_key
 from bot.errors import TokenbotError
 from bot.services import audit
 from bot.services import tokens as svc
+from bot.services.verification import verify
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -63,8 +64,8 @@ def exercise(db, settings, now) -> tuple[list[str], list[object]]:
         with db.sessions.begin() as session:
             _, secret = svc.reveal_token(session, box=db.box, actor=OWNER,
                                          public_id=created.token.public_id, now=now)
-            assert svc.verify(session, secret=secret, now=now) is not None
-            assert svc.verify(session, secret=created.secret, now=now) is None or \
+            assert verify(session, secret=secret, now=now) is not None
+            assert verify(session, secret=created.secret, now=now) is None or \
                 secret == created.secret
     with db.sessions.begin() as session:
         svc.delete_token(session, actor=OWNER, public_id=made[3].token.public_id,

@@ -16,6 +16,8 @@ from sqlalchemy import func, select
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import AuditEvent, DisplayStatus, Token
 from bot.services import tokens as svc
+from bot.services.verification import verify
+from bot.services import listing
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -102,7 +104,7 @@ def test_label_rule_on_create(db, settings, now, text):
         stored = svc.get_token(session, team_id=TEAM, public_id=created.token.public_id)
         assert stored.label == want
         # Searching for the label finds it.
-        found = svc.list_tokens(session, team_id=TEAM, now=now, search=want, per_page=100)
+        found = listing.list_tokens(session, team_id=TEAM, now=now, search=want, per_page=100)
         assert created.token.public_id in {t.public_id for t in found.items}
 
 
@@ -172,14 +174,14 @@ def test_expiry_must_be_later_than_today_utc(db, settings, now, offset):
     # Works up to the last second of the day before, not from 00:00 UTC of the date.
     last_second = midnight - dt.timedelta(seconds=1)
     with db.sessions.begin() as session:
-        assert svc.verify(session, secret=created.secret, now=last_second) is not None
-        assert svc.verify(session, secret=created.secret, now=midnight) is None
-        assert svc.verify(session, secret=created.secret, now=now) is not None
+        assert verify(session, secret=created.secret, now=last_second) is not None
+        assert verify(session, secret=created.secret, now=midnight) is None
+        assert verify(session, secret=created.secret, now=now) is not None
         token = svc.get_token(session, team_id=TEAM, public_id=created.token.public_id)
         assert token.display_status(last_second) == DisplayStatus.ACTIVE
         assert token.display_status(midnight) == DisplayStatus.EXPIRED
         for at, status in ((last_second, DisplayStatus.ACTIVE), (midnight, DisplayStatus.EXPIRED)):
-            page = svc.list_tokens(session, team_id=TEAM, now=at, status=status, per_page=1000)
+            page = listing.list_tokens(session, team_id=TEAM, now=at, status=status, per_page=1000)
             assert created.token.public_id in {t.public_id for t in page.items}
 
 
@@ -194,7 +196,7 @@ def test_expiry_rule_on_edit_and_clearing(db, settings, now, offset, clear_first
             result = svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
                                     scopes=settings.tokenbot_scopes, now=now, expires_on=None)
             assert result.token.expires_at is None
-            assert svc.verify(session, secret=created.secret, now=now + dt.timedelta(days=9999))
+            assert verify(session, secret=created.secret, now=now + dt.timedelta(days=9999))
             return
     if offset == 3:  # unchanged: nothing to validate, nothing changes
         expected = now.date() + dt.timedelta(days=3)
@@ -216,9 +218,9 @@ def test_expired_token_is_refused_at_midnight_and_not_before(db, settings, now):
     created = create(db, settings, now, expires_on=dt.date(2026, 12, 1))
     with db.sessions.begin() as session:
         at = dt.datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC)
-        assert svc.verify(session, secret=created.secret, now=at) is not None
-        assert svc.verify(session, secret=created.secret, now=at + dt.timedelta(seconds=1)) is None
-        assert svc.verify(session, secret=created.secret, now=at + dt.timedelta(days=30)) is None
+        assert verify(session, secret=created.secret, now=at) is not None
+        assert verify(session, secret=created.secret, now=at + dt.timedelta(seconds=1)) is None
+        assert verify(session, secret=created.secret, now=at + dt.timedelta(days=30)) is None
 
 
 # -- scopes --------------------------------------------------------------------------------
@@ -297,6 +299,6 @@ def test_search_matches_label_text_literally(db, settings, now, names, search):
     needle = search.strip().lower()
     expected = {pid for pid, name in made.items() if needle in name.strip().lower()}
     with db.sessions() as session:
-        page = svc.list_tokens(session, team_id=team, now=now, search=search, per_page=50)
+        page = listing.list_tokens(session, team_id=team, now=now, search=search, per_page=50)
     assert {t.public_id for t in page.items} == expected
     assert page.total == len(expected)

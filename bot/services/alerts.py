@@ -32,9 +32,7 @@ from sqlalchemy import Integer, String, delete, func, literal, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from bot.errors import InvalidStateError
 from bot.models import Alert, AlertKind, AlertStatus, Token, TokenStatus, UTCDateTime
-from bot.services.tokens import Actor, EditResult, edit_token, get_token
 
 DAY: Final = dt.timedelta(days=1)
 # How long after its expiry a token still gets its "expired" notice (downtime, first run).
@@ -48,7 +46,6 @@ KEEP_AFTER_EXPIRY: Final = dt.timedelta(days=90)
 # At most this many records per pass (a backlog beyond it waits for the next pass).
 CLAIM_LIMIT: Final = 50_000
 CLAIM_LOCK_KEY: Final = 0x746B6E62_616C7274  # "tknbalrt": PostgreSQL advisory lock id
-EXTEND_DAYS: Final = 30
 
 
 class SkipReason:
@@ -447,38 +444,6 @@ def record_action(
     )
 
 
-def extended_date(token: Token, *, now: dt.datetime, days: int = EXTEND_DAYS) -> dt.date:
-    """``days`` after the current expiry, or after today for a token already expired."""
-    if token.expires_at is None:
-        raise InvalidStateError("This token no longer expires; there is nothing to extend.")
-    today = now.astimezone(dt.timezone.utc).date()
-    return max(token.expires_at.date(), today) + dt.timedelta(days=days)
-
-
-def extend_token(
-    session: Session,
-    *,
-    actor: Actor,
-    public_id: str,
-    expected_version: int,
-    scopes: Sequence[str],
-    now: dt.datetime,
-    days: int = EXTEND_DAYS,
-) -> EditResult:
-    """Move the expiry ``days`` later, through the same rules as an edit (owner or admin,
-    the version the user saw, no disabled token)."""
-    token = get_token(session, team_id=actor.team_id, public_id=public_id)
-    return edit_token(
-        session,
-        actor=actor,
-        public_id=public_id,
-        expected_version=expected_version,
-        scopes=scopes,
-        now=now,
-        expires_on=extended_date(token, now=now, days=days),
-    )
-
-
 __all__ = [
     "ActedAction",
     "Destination",
@@ -488,7 +453,6 @@ __all__ = [
     "claim",
     "current_stage",
     "due_destinations",
-    "extend_token",
     "load",
     "mark_failed",
     "mark_sent",

@@ -1,0 +1,168 @@
+"""Reading the registry a page at a time: the table in Slack, the CLI's list.
+
+A page is read with Core into plain :class:`Listed` rows, newest first, with the team's
+indexes; a label search uses the trigram index (SQLite's FTS5 table, PostgreSQL's pg_trgm);
+the count stops at a cap, past which the table says "1,000+ tokens"."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import column, func, select, table
+from sqlalchemy.orm import Session
+
+from bot.models import DisplayStatus, Token, shown_status, status_clause
+
+# Counting a team's tokens costs one index entry per token; nobody pages through more
+# than a thousand, so counting stops there.
+COUNT_CAP: Final = 1_000
+# A label search asks SQLite's trigram index when it narrows the table to at most this
+# many candidates; a commoner text is faster found by walking the table's order.
+FTS_SELECTIVE: Final = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A token as a list shows it (never the secret)."""
+
+    public_id: str
+    team_id: str
+    label: str
+    scope: str
+    secret_masked: str
+    created_by: str
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+    status: str
+    version: int
+
+    def display_status(self, now: dt.datetime) -> DisplayStatus:
+        return shown_status(self.status, self.expires_at, now)
+
+    @property
+    def expires_on(self) -> dt.date | None:
+        return self.expires_at.date() if self.expires_at else None
+
+
+_t = Token.__table__
+_LISTED_COLUMNS: Final = tuple(_t.c[name] for name in Listed.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class TokenPage:
+    """One page of tokens. Past ``COUNT_CAP`` the count is not exact: ``total`` is the
+    cap and ``pages`` a lower bound (show "1,000+ tokens")."""
+
+    items: list[Listed]
+    total: int
+    page: int
+    per_page: int
+    total_exact: bool = True
+    has_next: bool = False
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def total_text(self) -> str:
+        """"42" or, past the count cap, "1,000+"."""
+        return f"{self.total:,}" + ("" if self.total_exact else "+")
+
+    @property
+    def pages_text(self) -> str:
+        return f"{self.pages:,}" + ("" if self.total_exact else "+")
+
+
+def search_key(text: str) -> str:
+    """Lower-cased for case-insensitive search, one character for one character, so it fits
+    the label's column (``"İ".lower()`` alone is two characters)."""
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# SQLite's FTS5 trigram index over labels (see migration 0001); PostgreSQL uses pg_trgm
+# on the column itself. Not part of the ORM metadata: it is a virtual table.
+_label_fts = table("tokens_label_fts", column("rowid"), column("label_search"))
+
+
+def _label_conditions(session: Session, text: str) -> list[Any]:
+    """Labels containing ``text`` literally (``%``, ``_`` and ``\\`` are not wildcards)."""
+    key = search_key(text)
+    conditions: list[Any] = [_t.c.label_search.like(f"%{_like_escape(key)}%", escape="\\")]
+    if session.get_bind().dialect.name == "sqlite" and len(key) >= 3:
+        # A selective text: the trigram index gives the few candidates (the LIKE keeps
+        # the exact rule). A common one: walking the table's order with the LIKE finds a
+        # page sooner than materializing thousands of candidates.
+        matches = _label_fts.c.label_search.match('"' + key.replace('"', '""') + '"')
+        candidates = select(_label_fts.c.rowid).where(matches)
+        found = session.scalar(
+            select(func.count()).select_from(candidates.limit(FTS_SELECTIVE + 1).subquery())
+        )
+        if (found or 0) <= FTS_SELECTIVE:
+            conditions.append(_t.c.id.in_(candidates))
+    return conditions
+
+
+def list_tokens(
+    session: Session,
+    *,
+    team_id: str,
+    now: dt.datetime,
+    status: DisplayStatus | None = None,
+    owner: str | None = None,
+    search: str | None = None,
+    page: int = 1,
+    per_page: int = 10,
+) -> TokenPage:
+    """One page of a team's tokens, newest first, and how many there are (up to the cap).
+    A page past the end (the table shrank under the user) gives the last page."""
+    if per_page < 1:
+        raise ValueError("per_page must be positive")
+    conditions: list[Any] = [_t.c.team_id == team_id]
+    if status is not None:
+        conditions.append(status_clause(DisplayStatus(status), now))
+    if owner:
+        conditions.append(_t.c.created_by == owner)
+    text = search.strip() if search else ""
+    if text:
+        conditions.extend(_label_conditions(session, text))
+
+    def read(number: int) -> list[Listed]:
+        rows = session.execute(
+            select(*_LISTED_COLUMNS)
+            .where(*conditions)
+            .order_by(_t.c.created_at.desc(), _t.c.id.desc())
+            .offset((number - 1) * per_page)
+            .limit(per_page + 1)  # the extra row tells that a next page exists
+        )
+        return [Listed(*row) for row in rows]
+
+    counted = session.scalar(
+        select(func.count()).select_from(
+            select(_t.c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+        )
+    ) or 0
+    total, total_exact = min(counted, COUNT_CAP), counted <= COUNT_CAP
+    page = max(page, 1)
+    if total_exact:
+        page = min(page, max(1, -(-total // per_page)))
+    rows = read(page)
+    return TokenPage(
+        items=rows[:per_page],
+        total=total,
+        page=page,
+        per_page=per_page,
+        total_exact=total_exact,
+        has_next=len(rows) > per_page,
+    )
