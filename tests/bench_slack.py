@@ -16,12 +16,12 @@ time from sending a signed request to the stand-in receiving what the user sees:
 - edit submission ("Update Access Token" with a new label; the modal is first opened with
   a real Edit click, not timed): the redrawn table at the response_url the modal came from.
 
-Then the same three requests against the floor: a bare Bolt app on the same server stack
-(bot.http.server + uvicorn, a separate process started by this script with --serve-floor) whose
-listeners ack and make the same Slack call with a fixed one-block payload, touching no
-database. The floor gets requests of the same shape and size (its edit submission is the
-product's modal, built by the product's own builder). Target: p99 <= 150 ms each, median
-within 3x of the floor. Prints median, p99 and the ratio of medians. Not collected by pytest (the file name does not start with test_).
+Budget (docs/BENCHMARKS.md): p99 <= 50 ms and median <= 25 ms each. With --only both the
+same three requests also go to the floor, for comparison only: a bare Bolt app on the same
+server stack (bot.http.server + uvicorn, a separate process started by this script with
+--serve-floor) whose listeners ack and make the same Slack call with a fixed one-block
+payload, touching no database. Prints median and p99 (and the floor's, with its ratio).
+Not collected by pytest (the file name does not start with test_).
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ USER = "UBENCH"
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-bench"
 FORM = "application/x-www-form-urlencoded"
-TARGET_P99_MS = 150.0
-TARGET_RATIO = 3.0
+TARGET_P99_MS = 50.0
+TARGET_MEDIAN_MS = 25.0
 OWNERS = [f"U{n:05d}" for n in range(200)]
 WORDS = ["deploy", "ci", "backup", "metrics", "grafana", "billing", "search", "etl", "sync"]
 FLOOR_BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "ok"}}]
@@ -128,7 +128,6 @@ def serve_floor() -> int:
 
 def floor_modal(response_url: str) -> dict[str, Any]:
     from bot.models import Token
-    from bot.services.tokens import Seen
     from bot.slack.views.modals import FormMode, token_form
     from bot.slack.state import ModalMetadata, Origin, OriginKind, TableState
 
@@ -139,8 +138,7 @@ def floor_modal(response_url: str) -> dict[str, Any]:
         expires_at=now + dt.timedelta(days=90), alert_channel=None, version=1,
     )
     origin = Origin(kind=OriginKind.MESSAGE, state=TableState(), response_url=response_url)
-    metadata = ModalMetadata(origin=origin, public_id=token.public_id, version=1,
-                             seen=Seen.of(token))
+    metadata = ModalMetadata(origin=origin, public_id=token.public_id, version=1)
     view = token_form(mode=FormMode.EDIT, scopes=["read", "write", "admin"],
                       metadata=metadata, token=token)
     return view.to_dict()
@@ -577,7 +575,7 @@ def report(label: str, rows: list[tuple[str, Series, Series]]) -> bool:
     print(f"  {'request':<26} {'median':>8} {'p99':>8} {'floor med':>10} {'floor p99':>10} {'ratio':>6}")
     for name, product, floor in rows:
         ratio = product.median / floor.median
-        good = product.p99 <= TARGET_P99_MS and ratio <= TARGET_RATIO
+        good = product.p99 <= TARGET_P99_MS and product.median <= TARGET_MEDIAN_MS
         ok &= good
         print(
             f"  {name:<26} {product.median:7.1f}ms {product.p99:7.1f}ms {floor.median:9.1f}ms "
@@ -600,7 +598,7 @@ def main() -> int:
         help="server to create a throw-away benchmark database on",
     )
     parser.add_argument(
-        "--only", choices=["both", "product", "floor"], default="both",
+        "--only", choices=["both", "product", "floor"], default="product",
         help="measure only the product or only the floor (ratios then read 1.00x)",
     )
     parser.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
@@ -609,7 +607,7 @@ def main() -> int:
         return serve_floor()
     print(
         f"Slack latency: {args.tokens:,} tokens, {args.requests} requests per kind, "
-        f"targets p99 <= {TARGET_P99_MS:.0f} ms and median <= {TARGET_RATIO:.0f}x floor",
+        f"budget p99 <= {TARGET_P99_MS:.0f} ms and median <= {TARGET_MEDIAN_MS:.0f} ms",
         flush=True,
     )
     standin = SlackStandIn().start()

@@ -207,7 +207,7 @@ def test_scope_scan_sees_calls(tmp_path: Path) -> None:
 def test_manifest_matches_the_registered_listeners(
     make_settings: Any, standin: SlackStandIn
 ) -> None:
-    from bot import app as app_module
+    from bot.slack import app as app_module
 
     settings: Settings = make_settings(
         SLACK_BOT_TOKEN="xoxb-test",

@@ -1,5 +1,6 @@
 """The Bolt app: one factory wiring settings, database, Web API client and listeners, and
-the one error handler that turns domain errors into text for the user."""
+the one error handler that turns domain errors into text for the user. Every listener is
+registered here, wrapped in that error path."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from slack_sdk import WebClient
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError
-from bot.slack.listeners import commands, digests, home, modals, table
-from bot.slack.listeners.common import CONTEXT_KEY, Deps
-from bot.slack.listeners.errors import handle_error
+from bot.slack.actions import ACTIONS, listener_of
 from bot.slack.client import make_web_client
+from bot.slack.ids import CallbackId
+from bot.slack.listeners import commands, digests, home, modals, table  # noqa: F401 - marks
+from bot.slack.listeners.common import CONTEXT_KEY, Deps
+from bot.slack.listeners.errors import handle_error, reporting
 
 log = logging.getLogger("bot.slack.app")
 
@@ -69,8 +72,10 @@ def create_app(
 
     app.middleware(inject_dependencies)
     app.error(handle_error)
-    # Bolt tries listeners in registration order, at a cost per listener tried: the
-    # modals' two submissions go before the table's many buttons.
-    for module in (commands, modals, table, home, digests):
-        module.register(app)
+    app.command(commands.COMMAND)(reporting(commands.handle_tokens))
+    app.view(CallbackId.CREATE)(reporting(modals.handle_create_submit))
+    app.view(CallbackId.EDIT)(reporting(modals.handle_edit_submit))
+    app.event("app_home_opened")(reporting(home.handle_home_opened))
+    for action in ACTIONS:  # the table's, the digests': bot.slack.actions lists them all
+        app.action(action.id)(reporting(listener_of(action)))
     return app

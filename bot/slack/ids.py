@@ -20,6 +20,10 @@ class ActionId(enum.StrEnum):
     CREATE_OPEN = "token_create_open"
     # the secret message (copy, creation, rotation)
     HIDE_SECRET = "secret_hide"
+    # expiry digests: buttons (full layout) or menus (compact layout)
+    ALERT_EXTEND = "alert_extend"
+    ALERT_EDIT = "alert_edit"
+    ALERT_DISABLE = "alert_disable"
     # modal inputs
     LABEL_INPUT = "label_input"
     SCOPE_SELECT = "scope_select"
@@ -55,8 +59,18 @@ class BlockId(enum.StrEnum):
     SECRET_ACTIONS = "secret_actions"
     # help
     HELP = "help"
+    # expiry digests
+    ALERT_HEADER = "alert_header"
+    ALERT_ITEM = "alert_item"  # + ":" + public id
+    ALERT_ITEM_ACTIONS = "alert_item_actions"  # + ":" + public id
+    ALERT_GROUP = "alert_group"  # + ":" + group number
+    ALERT_GROUP_ACTIONS = "alert_group_actions"  # + ":" + group number
 
 
-def row_block_id(prefix: BlockId, public_id: str) -> str:
-    """Block ids must be unique within a message: one per token row."""
-    return f"{prefix}:{public_id}"
+# Option values of our own inputs.
+NO_EXPIRY_VALUE = "no_expiry"
+
+
+def row_block_id(prefix: BlockId, key: str | int) -> str:
+    """Block ids must be unique within a message: one per token row (or digest group)."""
+    return f"{prefix}:{key}"

@@ -5,14 +5,12 @@ and never trusted for authorization (listeners re-check user and team every time
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import json
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.errors import NotFoundError
-from bot.services.tokens import Seen
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
 
@@ -31,13 +29,10 @@ def _str(value: Any) -> str:
 
 @dataclass(frozen=True)
 class TableState:
-    """The page and label filter of the table a user is looking at, and whether its count
-    was past the cap ("1,000+"): a click that cannot take tokens away need not count
-    again. (Only what that user's own table says depends on it.)"""
+    """The page and label filter of the table a user is looking at."""
 
     page: int = 1
     query: str = ""
-    many: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "page", max(1, self.page))
@@ -47,12 +42,11 @@ class TableState:
         return replace(self, page=page)
 
     def parts(self) -> list[Any]:
-        return [self.page, self.query, 1] if self.many else [self.page, self.query]
+        return [self.page, self.query]
 
     @classmethod
     def of(cls, parts: list[Any]) -> TableState:
-        return cls(page=_int(parts[0]), query=_str(parts[1]),
-                   many=len(parts) > 2 and parts[2] == 1)
+        return cls(page=_int(parts[0]), query=_str(parts[1]))
 
     def encode(self) -> str:
         return _dumps(self.parts())
@@ -63,7 +57,7 @@ class TableState:
             data = json.loads(value or "")
         except ValueError:
             return cls()
-        if not isinstance(data, list) or len(data) not in (2, 3):
+        if not isinstance(data, list) or len(data) != 2:
             return cls()
         return cls.of(data)
 
@@ -71,17 +65,16 @@ class TableState:
 FIRST_PAGE = TableState()
 
 
-def token_value(value: str | None, *, length: int | tuple[int, ...]) -> list[Any]:
-    """A button value of ours: a JSON list of ``length`` items (one of ``length``), the
-    first a token id. Anything else is reported the way an unknown token is."""
-    lengths = (length,) if isinstance(length, int) else length
+def token_value(value: str | None, *, length: int) -> list[Any]:
+    """A button value of ours: a JSON list of ``length`` items, the first a token id.
+    Anything else is reported the way an unknown token is."""
     try:
         data = json.loads(value or "")
     except ValueError:
         raise NotFoundError() from None
     if (
         not isinstance(data, list)
-        or len(data) not in lengths
+        or len(data) != length
         or not isinstance(data[0], str)
         or not data[0]
     ):
@@ -102,7 +95,7 @@ class RowRef:
 
     @classmethod
     def decode(cls, value: str | None) -> RowRef:
-        data = token_value(value, length=(4, 5))
+        data = token_value(value, length=4)
         return cls(
             public_id=data[0][:64],
             version=_int(data[1], default=0),
@@ -133,10 +126,6 @@ class ModalMetadata:
     origin: Origin
     public_id: str | None = None
     version: int | None = None
-    # What the edit form showed at that version: its submission writes without reading
-    # the token first (see services.tokens.edit_token). Slack hands it back as we set it,
-    # in a request signed with our secret; anything malformed is dropped (then it reads).
-    seen: Seen | None = None
 
     def encode(self) -> str:
         data: dict[str, Any] = {
@@ -144,8 +133,6 @@ class ModalMetadata:
             "p": self.origin.state.page,
             "q": self.origin.state.query,
         }
-        if self.origin.state.many:
-            data["m"] = 1
         if self.origin.response_url:
             data["u"] = self.origin.response_url
         if self.origin.channel and self.origin.ts:
@@ -153,9 +140,6 @@ class ModalMetadata:
         if self.public_id is not None:
             data["t"] = self.public_id
             data["v"] = self.version
-        if self.seen is not None:
-            expires = self.seen.expires_at.isoformat() if self.seen.expires_at else None
-            data["s"] = [self.seen.label, self.seen.scope, expires, self.seen.alert_channel]
         return _dumps(data)
 
     @classmethod
@@ -176,31 +160,10 @@ class ModalMetadata:
             kind = OriginKind.HOME  # a digest we cannot name: answer on the user's Home
         origin = Origin(
             kind=kind,
-            state=TableState(page=_int(data.get("p")), query=_str(data.get("q")),
-                             many=data.get("m") == 1),
+            state=TableState(page=_int(data.get("p")), query=_str(data.get("q"))),
             response_url=url,
             channel=channel,
             ts=ts,
         )
         public_id = data.get("t") if isinstance(data.get("t"), str) else None
-        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0),
-                   seen=_seen(data.get("s")))
-
-
-def _seen(value: Any) -> Seen | None:
-    if not (isinstance(value, list) and len(value) == 4):
-        return None
-    label, scope, expires, channel = value
-    if not (isinstance(label, str) and isinstance(scope, str)):
-        return None
-    if channel is not None and not isinstance(channel, str):
-        return None
-    expires_at = None
-    if expires is not None:
-        try:
-            expires_at = dt.datetime.fromisoformat(str(expires))
-        except ValueError:
-            return None
-        if expires_at.tzinfo is None:
-            return None
-    return Seen(label=label, scope=scope, expires_at=expires_at, alert_channel=channel)
+        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0))

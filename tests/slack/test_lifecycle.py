@@ -9,6 +9,7 @@ from bot.crypto import has_valid_checksum
 from bot.slack.ids import ActionId, BlockId
 from bot.models import TokenStatus
 from bot.services import tokens as svc
+from bot.services.verification import verify
 from tests.slack.conftest import (
     OWNER,
     audit_actions,
@@ -43,14 +44,14 @@ def test_disable_then_enable_from_the_table(bot, db, standin, table):
     row = next(b for b in blocks if b.get("block_id") == f"row:{public_id}")
     assert row["type"] == "context" and "Disabled" in row["elements"][0]["text"]
     with db.sessions.begin() as session:  # fails verification at once
-        assert svc.verify(session, secret=created.secret, now=utcnow()) is None
+        assert verify(session, secret=created.secret, now=utcnow()) is None
 
     bot.click(row_buttons(blocks, public_id)[ActionId.ENABLE])
     assert load(db, public_id).status == TokenStatus.ACTIVE
     blocks = _redrawn(standin).body["blocks"]
     assert "Enabled *deploy*" in blocks[0]["text"]["text"]
     with db.sessions.begin() as session:
-        assert svc.verify(session, secret=created.secret, now=utcnow()) is not None
+        assert verify(session, secret=created.secret, now=utcnow()) is not None
     assert audit_actions(db, public_id) == ["create", "disable", "enable"]
 
 
@@ -117,8 +118,8 @@ def test_rotate_shows_the_new_secret_once_and_the_old_one_stops_working(bot, db,
     assert has_valid_checksum(new_secret) and new_secret != created.secret
     assert new_secret not in secret_call.body["text"]
     with db.sessions.begin() as session:
-        assert svc.verify(session, secret=created.secret, now=utcnow()) is None
-        assert svc.verify(session, secret=new_secret, now=utcnow()).public_id == public_id
+        assert verify(session, secret=created.secret, now=utcnow()) is None
+        assert verify(session, secret=new_secret, now=utcnow()).public_id == public_id
     table_call = _redrawn(standin)
     assert "Rotated *rotating*" in texts(table_call.body["blocks"])
     assert audit_actions(db, public_id) == ["create", "rotate"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 
-from bot.slack.listeners.common import actor_from, deps, draw_table, show, utcnow
-from bot.slack.listeners.errors import reporting
+from bot.models import utcnow
+from bot.slack.listeners.common import actor_from, deps, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
 from bot.slack.views.modals import FormMode, token_form
@@ -68,7 +68,3 @@ def handle_tokens(
         # `/tokens frobnicate` matched no label: it may be a mistyped subcommand.
         drawing.message.blocks.extend(help_message().blocks)
     show(drawing, client)
-
-
-def register(app: App) -> None:
-    app.command(COMMAND)(reporting(handle_tokens))

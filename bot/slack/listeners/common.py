@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Settings
 from bot.crypto import SecretBox
 from bot.errors import PermissionDeniedError
+from bot.models import utcnow
+from bot.services.listing import list_tokens
 from bot.services import tokens as svc
 from bot.slack.views.home import home_view
 from bot.slack.views.messages import Message, table_message
@@ -41,10 +43,6 @@ class Deps:
 
 def deps(context: BoltContext) -> Deps:
     return context[CONTEXT_KEY]  # type: ignore[no-any-return]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 def _mapping(value: Any) -> dict[str, Any]:
@@ -91,45 +89,24 @@ def draw_table(
     now: dt.datetime,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
-    recount: bool = True,
-    prefetch: svc.Prefetch | None = None,
 ) -> Drawing:
-    """Query the page the user was on (clamped if it shrank) and build its view.
-    ``recount=False``: after a change that cannot take tokens away, a count the user's
-    table showed past the cap is not taken again. ``prefetch``: from ``prefetch_for``,
-    given to the change before."""
-    state = origin.state
-    page = svc.list_tokens(
+    """Query the page the user was on (the last one if the table shrank) and build its
+    view, for the message or the Home tab the user looks at."""
+    surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
+    page = list_tokens(
         session,
         team_id=actor.team_id,
         now=now,
-        search=state.query or None,
-        page=state.page,
-        per_page=PAGE_SIZE[_surface(origin)],
-        past_cap=state.many and not recount,
-        prefetched=prefetch,
+        search=origin.state.query or None,
+        page=origin.state.page,
+        per_page=PAGE_SIZE[surface],
     )
-    origin = replace(origin, state=replace(state, page=page.page, many=not page.total_exact))
-    if _surface(origin) == Surface.HOME:
+    origin = replace(origin, state=replace(origin.state, page=page.page))
+    if surface == Surface.HOME:
         view = home_view(page, now=now, state=origin.state, notice=notice, panel=panel)
         return Drawing(origin=origin, user_id=actor.user_id, total=page.total, view=view)
     message = table_message(page, now=now, state=origin.state, notice=notice)
     return Drawing(origin=origin, user_id=actor.user_id, total=page.total, message=message)
-
-
-def _surface(origin: Origin) -> Surface:
-    return Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
-
-
-def prefetch_for(actor: svc.Actor, origin: Origin) -> svc.Prefetch | None:
-    """For a change of one token followed by ``draw_table(recount=False)``: the page to
-    read on the way. None where no table is drawn (a digest) or a filter could drop the
-    changed token."""
-    state = origin.state
-    if origin.kind == OriginKind.DIGEST or state.query:
-        return None
-    return svc.Prefetch(team_id=actor.team_id, page=state.page,
-                        per_page=PAGE_SIZE[_surface(origin)], past_cap=state.many)
 
 
 def respond_to(response_url: str | None) -> Respond | None:
@@ -168,8 +145,7 @@ def redraw(
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
 ) -> None:
-    now = utcnow()
     with deps_.sessions.begin() as session:
-        drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=notice,
+        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(), notice=notice,
                              panel=panel)
     show(drawing, client)

@@ -12,18 +12,20 @@ from typing import Any
 from slack_bolt import BoltContext, BoltResponse
 from slack_sdk import WebClient
 
-from bot.errors import NotFoundError, StaleTokenError, TokenbotError
-from bot.slack.ids import ActionId
-from bot.slack.listeners.digests import after_edit
+from bot.errors import NotFoundError, NotOwnerError, StaleTokenError, TokenbotError
+from bot.models import utcnow
+from bot.slack.actions import Place, place_of
 from bot.slack.listeners.common import (
+    Deps,
     actor_from,
     deps,
     origin_of_action,
     redraw,
     respond_to,
     send,
-    utcnow,
 )
+from bot.slack.listeners.digests import DigestRedraw, after_edit, redraw_digest, where_clicked
+from bot.slack.views.formatting import mention
 from bot.slack.views.home import home_notice_view
 from bot.slack.views.messages import notice_message
 from bot.slack.views.modals import notice_modal
@@ -52,6 +54,8 @@ def user_text(error: Exception) -> str:
         return STALE_TEXT
     if isinstance(error, NotFoundError):
         return GONE_TEXT
+    if isinstance(error, NotOwnerError):
+        return error.naming(mention(error.owner))
     if isinstance(error, TokenbotError):
         return str(error)
     return GENERIC_ERROR
@@ -63,16 +67,6 @@ def _payload_kind(body: dict[str, Any]) -> str:
     if "command" in body:
         return "slash_command"
     return "unknown"
-
-
-# Buttons of the token table (message or Home): a refusal redraws that table.
-TABLE_ACTIONS = frozenset(
-    {
-        ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.ENABLE, ActionId.DELETE,
-        ActionId.ROTATE, ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH,
-        ActionId.CREATE_OPEN, ActionId.HIDE_SECRET,
-    }
-)
 
 
 def _first_action(body: dict[str, Any]) -> dict[str, Any]:
@@ -97,57 +91,90 @@ def handle_error(
     client: WebClient,
     response: BoltResponse | None,
 ) -> BoltResponse | None:
-    """Domain errors become the user's text where they look (the redrawn table, the modal,
-    an ephemeral message); anything else is logged with its traceback and the user gets a
-    generic message. Nothing from the payload is logged (it may carry a secret)."""
+    """Domain errors become the user's text where they look (the redrawn table or digest,
+    the modal, an ephemeral message); anything else is logged with its traceback and the
+    user gets a generic message. Nothing from the payload is logged (it may carry a
+    secret)."""
     kind = _payload_kind(body)
     domain = isinstance(error, TokenbotError)
     if domain:
         log.info("Refused %s: %s", kind, type(error).__name__)
     else:
         log.error("Unexpected error while handling a %s", kind, exc_info=error)
+    answer = _ANSWERS.get(kind)
+    if answer is None:
+        return None
+    return answer(error, body, deps(context), client, response)
+
+
+def _on_submission(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
+                   response: BoltResponse | None) -> BoltResponse | None:
+    """A modal: the table (or digest) behind it redrawn when the token changed or went;
+    the answer inside the modal while it is still open."""
     text = user_text(error)
-    notice = Notice(text, NoticeKind.ERROR)
-    d = deps(context)
-
-    if kind == "view_submission":
-        metadata = ModalMetadata.decode((body.get("view") or {}).get("private_metadata"))
-        if domain and isinstance(error, (StaleTokenError, NotFoundError)):
-            actor = actor_from(body, d.settings)
-            if metadata.origin.kind == OriginKind.DIGEST:
-                with d.sessions.begin() as session:
-                    digest = after_edit(session, origin=metadata.origin, actor=actor,
-                                        result=None, now=utcnow())
-                digest.show(client)
-            else:
-                redraw(d, client, actor=actor, origin=metadata.origin, notice=notice)
-        if response is not None:  # not acknowledged yet: answer inside the modal
-            view = notice_modal(f":warning: {text}")
-            return BoltResponse(
-                status=200, body={"response_action": "update", "view": view.to_dict()}
-            )
-        return None
-
-    if kind == "block_actions":
-        origin = origin_of_action(body, _state_of_action(body))
-        on_table = _first_action(body).get("action_id") in TABLE_ACTIONS
-        if domain and (on_table or origin.kind == OriginKind.HOME):
-            redraw(d, client, actor=actor_from(body, d.settings), origin=origin, notice=notice)
-        elif origin.kind == OriginKind.HOME:
-            client.views_publish(user_id=body["user"]["id"], view=home_notice_view(notice))
+    metadata = ModalMetadata.decode((body.get("view") or {}).get("private_metadata"))
+    if isinstance(error, (StaleTokenError, NotFoundError)):
+        actor = actor_from(body, d.settings)
+        if metadata.origin.kind == OriginKind.DIGEST:
+            with d.sessions.begin() as session:
+                digest = after_edit(session, origin=metadata.origin, actor=actor,
+                                    result=None, now=utcnow())
+            digest.show(client)
         else:
-            _tell(origin.response_url, text)
+            redraw(d, client, actor=actor, origin=metadata.origin,
+                   notice=Notice(text, NoticeKind.ERROR))
+    if response is None:
         return None
+    view = notice_modal(f":warning: {text}")
+    return BoltResponse(status=200, body={"response_action": "update", "view": view.to_dict()})
 
-    if kind == "slash_command":
-        _tell(body.get("response_url"), text)
+
+def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
+               response: BoltResponse | None) -> None:
+    """A button or menu: a refusal redraws the table (or digest) it was on, with the
+    reason; anything else is told where the user looks."""
+    text, domain = user_text(error), isinstance(error, TokenbotError)
+    place = place_of(_first_action(body).get("action_id"))
+    if place == Place.DIGEST:
+        where = where_clicked(body)
+        if where is None:
+            _tell(body.get("response_url"), text)
+            return None
+        DigestRedraw(where=where, update={}, text=f":warning: {text}").show(client)
+        if domain:
+            with d.sessions.begin() as session:
+                redraw_digest(session, where=where, now=utcnow()).show(client)
         return None
-
-    if kind == "event_callback":
-        event = body.get("event") or {}
-        if event.get("type") == "app_home_opened" and event.get("user"):
-            client.views_publish(user_id=event["user"], view=home_notice_view(notice))
+    origin = origin_of_action(body, _state_of_action(body))
+    notice = Notice(text, NoticeKind.ERROR)
+    if domain and (place is not None or origin.kind == OriginKind.HOME):
+        redraw(d, client, actor=actor_from(body, d.settings), origin=origin, notice=notice)
+    elif origin.kind == OriginKind.HOME:
+        client.views_publish(user_id=body["user"]["id"], view=home_notice_view(notice))
+    else:
+        _tell(origin.response_url, text)
     return None
+
+
+def _on_command(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
+                response: BoltResponse | None) -> None:
+    _tell(body.get("response_url"), user_text(error))
+
+
+def _on_event(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
+              response: BoltResponse | None) -> None:
+    event = body.get("event") or {}
+    if event.get("type") == "app_home_opened" and event.get("user"):
+        notice = Notice(user_text(error), NoticeKind.ERROR)
+        client.views_publish(user_id=event["user"], view=home_notice_view(notice))
+
+
+_ANSWERS: dict[str, Callable[..., BoltResponse | None]] = {
+    "view_submission": _on_submission,
+    "block_actions": _on_action,
+    "slash_command": _on_command,
+    "event_callback": _on_event,
+}
 
 
 def _tell(response_url: str | None, text: str) -> None:

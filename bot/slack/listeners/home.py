@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import App, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.slack.listeners.common import actor_from, deps, redraw
-from bot.slack.listeners.errors import reporting
 from bot.slack.state import Origin, OriginKind
 
 
@@ -19,7 +18,3 @@ def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: Bol
     d = deps(context)
     actor = actor_from(body, d.settings)
     redraw(d, client, actor=actor, origin=Origin(kind=OriginKind.HOME))
-
-
-def register(app: App) -> None:
-    app.event("app_home_opened")(reporting(handle_home_opened))

@@ -10,30 +10,28 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
-from bot.slack.ids import ActionId, BlockId, CallbackId
-from bot.slack.listeners.digests import DigestRedraw, after_edit
+from bot.models import utcnow
+from bot.services import tokens as svc
+from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId
 from bot.slack.listeners.common import (
     Deps,
     Drawing,
     actor_from,
     deps,
     draw_table,
-    prefetch_for,
     redraw,
     respond_to,
     send,
     show,
 )
-from bot.slack.listeners.errors import reporting
-from bot.services import tokens as svc
+from bot.slack.listeners.digests import DigestRedraw, after_edit
+from bot.slack.state import ModalMetadata, Origin, OriginKind
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
-from bot.slack.views.modals import NO_EXPIRY_VALUE
-from bot.slack.state import ModalMetadata, Origin, OriginKind
 from bot.slack.views.table import Notice
 
 FIELD_BLOCKS: dict[str, BlockId] = {
@@ -97,10 +95,6 @@ def field_errors(error: ValidationError | PermissionDeniedError) -> dict[str, st
     return {block.value: str(error)} if block is not None else None
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: BoltContext, client: WebClient) -> None:
     d = deps(context)
@@ -111,7 +105,7 @@ def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         with d.sessions.begin() as session:
             created = svc.create_token(
                 session, box=d.box, actor=actor, label=form.label, scope=form.scope or "",
-                scopes=d.settings.tokenbot_scopes, now=_utcnow(), expires_on=form.expires_on,
+                scopes=d.settings.tokenbot_scopes, now=utcnow(), expires_on=form.expires_on,
                 alert_channel=form.alert_channel,
             )
     except (ValidationError, PermissionDeniedError) as error:
@@ -150,15 +144,13 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         raise NotFoundError()
     try:
         form = read_form(view)
-        now = _utcnow()
-        prefetch = prefetch_for(actor, metadata.origin)
+        now = utcnow()
         with d.sessions.begin() as session:
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
                 now=now, label=form.label, scope=form.scope or "",
                 expires_on=form.expires_on, alert_channel=form.alert_channel,
-                seen=metadata.seen, prefetch=prefetch,
             )
             # Read in the same transaction, what the user looks at shows this very change.
             text = _edited(result)
@@ -168,7 +160,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      result=result, now=now, text=text)
             else:
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     notice=Notice(text), recount=False, prefetch=prefetch)
+                                     notice=Notice(text))
     except (ValidationError, PermissionDeniedError) as error:
         errors = field_errors(error)
         if errors is None:
@@ -187,8 +179,3 @@ def _edited(result: svc.EditResult) -> str:
     if result.changes:
         return f"Updated *{label}*: {describe_changes(result.changes)}."
     return f"Nothing to change on *{label}*."
-
-
-def register(app: App) -> None:
-    app.view(CallbackId.CREATE)(reporting(handle_create_submit))
-    app.view(CallbackId.EDIT)(reporting(handle_edit_submit))

@@ -1,14 +1,20 @@
 """Buttons of the token table (ephemeral message or App Home): the lifecycle actions,
-copy and hide, pagination, and opening the create / edit modals."""
+copy and hide, pagination, and opening the create / edit modals. Each listener is marked
+with the actions it handles; ``bot.slack.actions`` lists them all."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, BoltContext
+from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
+from sqlalchemy.orm import Session
 
+from bot.models import utcnow
+from bot.services import tokens as svc
+from bot.slack.actions import listener
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
     Deps,
@@ -16,19 +22,15 @@ from bot.slack.listeners.common import (
     deps,
     draw_table,
     origin_of_action,
-    prefetch_for,
     redraw,
     respond_to,
     send,
     show,
-    utcnow,
 )
-from bot.slack.listeners.errors import reporting
-from bot.services import tokens as svc
+from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
-from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState
 from bot.slack.views.table import Notice
 
 Body = dict[str, Any]
@@ -52,52 +54,48 @@ def _table(
     return d, actor, origin_of_action(body, TableState.decode(action.get("value")))
 
 
-def _disable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any,
-             prefetch: svc.Prefetch | None) -> str:
+def _disable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime) -> str:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now, prefetch=prefetch)
+                              expected_version=ref.version, now=now)
     return (
         f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
         "enable it to restore access."
     )
 
 
-def _enable(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any,
-            prefetch: svc.Prefetch | None) -> str:
+def _enable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime) -> str:
     token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
-                             expected_version=ref.version, now=now, prefetch=prefetch)
+                             expected_version=ref.version, now=now)
     return f"Enabled *{escape(token.label)}*. It is active again, immediately."
 
 
-def _delete(session: Any, d: Deps, actor: svc.Actor, ref: RowRef, now: Any,
-            prefetch: svc.Prefetch | None) -> str:
+def _delete(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime) -> str:
     label = svc.delete_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
     return f"Deleted *{escape(label)}* for good. Requests using it now fail."
 
 
-Change = Callable[[Any, Deps, svc.Actor, RowRef, Any, "svc.Prefetch | None"], str]
+# A change of one token, then the table redrawn with what it says.
+_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime], str]] = {
+    ActionId.DISABLE: _disable,
+    ActionId.ENABLE: _enable,
+    ActionId.DELETE: _delete,
+}
 
 
-def _lifecycle(change: Change) -> Callable[..., None]:
-    def handle(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
-               client: WebClient) -> None:
-        ack()
-        d, actor, ref, origin = _row(body, action, context)
-        now = utcnow()
-        removes = change is _delete
-        # Disable and Enable read the page to redraw on the way (see svc.Prefetch).
-        prefetch = None if removes else prefetch_for(actor, origin)
-        with d.sessions.begin() as session:
-            text = change(session, d, actor, ref, now, prefetch)
-            drawing = draw_table(session, actor=actor, origin=origin, now=now,
-                                 notice=Notice(text), recount=removes, prefetch=prefetch)
-        show(drawing, client)
-
-    handle.__name__ = f"handle{change.__name__}"
-    return handle
+@listener(*_CHANGES)
+def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+                  client: WebClient) -> None:
+    ack()
+    d, actor, ref, origin = _row(body, action, context)
+    change, now = _CHANGES[action["action_id"]], utcnow()
+    with d.sessions.begin() as session:
+        text = change(session, actor, ref, now)
+        drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=Notice(text))
+    show(drawing, client)
 
 
+@listener(ActionId.ROTATE)
 def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
     ack()
@@ -115,7 +113,7 @@ def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
             else ()
         )
         drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=notice,
-                             panel=panel, recount=False)
+                             panel=panel)
     show(drawing, client)
     if origin.kind != OriginKind.HOME:
         respond = respond_to(origin.response_url)
@@ -125,6 +123,7 @@ def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
             send(respond, message, replace_original=False)
 
 
+@listener(ActionId.COPY)
 def handle_copy(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The full secret, only to the person who asked; audited by the service."""
@@ -150,6 +149,7 @@ def handle_copy(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
              replace_original=False)
 
 
+@listener(ActionId.HIDE_SECRET)
 def handle_hide(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Remove the secret: delete the ephemeral message, or redraw Home without it."""
@@ -163,6 +163,7 @@ def handle_hide(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
         respond(delete_original=True)
 
 
+@listener(ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH)
 def handle_page(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Previous / Next / Refresh: the same table at another page."""
@@ -171,6 +172,7 @@ def handle_page(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
     redraw(d, client, actor=actor, origin=origin)
 
 
+@listener(ActionId.EDIT)
 def handle_edit_open(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                      client: WebClient) -> None:
     """Check first (owner or admin, unchanged, not disabled), then open the prefilled form."""
@@ -180,12 +182,13 @@ def handle_edit_open(ack: Ack, body: Body, action: dict[str, Any], context: Bolt
         token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
                                   expected_version=ref.version)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
-                                 version=token.version, seen=svc.Seen.of(token))
+                                 version=token.version)
         view = token_form(mode=FormMode.EDIT, scopes=d.settings.tokenbot_scopes,
                           metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
+@listener(ActionId.CREATE_OPEN)
 def handle_create_open(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     ack()
@@ -194,16 +197,3 @@ def handle_create_open(ack: Ack, body: Body, action: dict[str, Any], context: Bo
     view = token_form(mode=FormMode.CREATE, scopes=d.settings.tokenbot_scopes,
                       metadata=ModalMetadata(origin=origin))
     client.views_open(trigger_id=body["trigger_id"], view=view)
-
-
-def register(app: App) -> None:
-    app.action(ActionId.DISABLE)(reporting(_lifecycle(_disable)))
-    app.action(ActionId.ENABLE)(reporting(_lifecycle(_enable)))
-    app.action(ActionId.DELETE)(reporting(_lifecycle(_delete)))
-    app.action(ActionId.ROTATE)(reporting(handle_rotate))
-    app.action(ActionId.COPY)(reporting(handle_copy))
-    app.action(ActionId.HIDE_SECRET)(reporting(handle_hide))
-    for page_action in (ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH):
-        app.action(page_action)(reporting(handle_page))
-    app.action(ActionId.EDIT)(reporting(handle_edit_open))
-    app.action(ActionId.CREATE_OPEN)(reporting(handle_create_open))

@@ -36,33 +36,21 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.errors import NotFoundError
-from bot.slack.views.confirms import Confirmable, confirm_dialog
-from bot.slack.views.formatting import code, date_short, escape, mention, truncate
-from bot.models import Alert, Token, TokenStatus
+from bot.models import Alert, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
+from bot.services.tokens import EXTEND_DAYS, extended_date
+from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import token_value
+from bot.slack.views.confirms import confirm_dialog
+from bot.slack.views.formatting import code, date_short, escape, mention, truncate
+from bot.texts import Lifecycle
 
 MESSAGE_BLOCK_LIMIT = 50
 FULL_LAYOUT_MAX = 24  # 1 header + 2 blocks per token = 49
 GROUP_SIZE = 10  # a section holds at most 10 fields; a menu lists the same 10 tokens
 COMPACT_LAYOUT_MAX = 240  # 1 header + 2 blocks per group of 10 = 49
-EXTEND_DAYS = 30
 assert 1 + 2 * FULL_LAYOUT_MAX <= MESSAGE_BLOCK_LIMIT
 assert 1 + 2 * math.ceil(COMPACT_LAYOUT_MAX / GROUP_SIZE) <= MESSAGE_BLOCK_LIMIT
-
-
-class AlertActionId(enum.StrEnum):
-    EXTEND = "alert_extend"
-    EDIT = "alert_edit"
-    DISABLE = "alert_disable"
-
-
-class AlertBlockId(enum.StrEnum):
-    HEADER = "alert_header"
-    ITEM = "alert_item"  # + ":" + public id
-    ITEM_ACTIONS = "alert_item_actions"  # + ":" + public id
-    GROUP = "alert_group"  # + ":" + group number
-    GROUP_ACTIONS = "alert_group_actions"  # + ":" + group number
 
 
 class DigestAudience(enum.StrEnum):
@@ -168,7 +156,7 @@ def _outcome_text(item: DigestItem) -> str:
 def _status_text(item: DigestItem, now: dt.datetime) -> str:
     if item.outcome is not None:  # the reminder has been dealt with
         return f"Reminder about its expiry on {date_short(item.expires_at)}:"
-    if item.threshold_days == 0 or item.expires_at <= now:
+    if item.threshold_days == 0 or has_expired(item.expires_at, now):
         return (
             f":red_circle: *Expired* {date_short(item.expires_at)} "
             f"({how_far(item.expires_at, now)}): *this token no longer works*; "
@@ -198,9 +186,7 @@ def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = Non
         )
         title = f"Extend by {EXTEND_DAYS} days?"
     else:
-        today = (now or item.expires_at).astimezone(dt.timezone.utc).date()
-        base = max(item.expires_at.date(), today)
-        new = base + dt.timedelta(days=EXTEND_DAYS)
+        new = extended_date(item.expires_at, now=now or item.expires_at)
         text = (
             f"“{truncate(item.label, 100)}” will expire on {new.isoformat()} (UTC) instead of "
             f"{item.expires_at.date().isoformat()}."
@@ -220,22 +206,22 @@ def _buttons(item: DigestItem, now: dt.datetime) -> list[ButtonElement]:
     return [
         ButtonElement(
             text=PlainTextObject(text=f"Extend {EXTEND_DAYS} days", emoji=False),
-            action_id=AlertActionId.EXTEND,
+            action_id=ActionId.ALERT_EXTEND,
             value=value,
             style="primary",
             confirm=extend_confirm(item, now),
         ),
         ButtonElement(
             text=PlainTextObject(text="Edit", emoji=False),
-            action_id=AlertActionId.EDIT,
+            action_id=ActionId.ALERT_EDIT,
             value=value,
         ),
         ButtonElement(
             text=PlainTextObject(text="Disable", emoji=False),
-            action_id=AlertActionId.DISABLE,
+            action_id=ActionId.ALERT_DISABLE,
             value=value,
             style="danger",
-            confirm=confirm_dialog(Confirmable.DISABLE, item.label),
+            confirm=confirm_dialog(Lifecycle.DISABLE, item.label),
         ),
     ]
 
@@ -245,14 +231,14 @@ def _full(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
     for item in items:
         blocks.append(
             SectionBlock(
-                block_id=f"{AlertBlockId.ITEM}:{item.public_id}",
+                block_id=row_block_id(BlockId.ALERT_ITEM, item.public_id),
                 text=MarkdownTextObject(text=item_text(item, now)),
             )
         )
         if item.actionable:
             blocks.append(
                 ActionsBlock(
-                    block_id=f"{AlertBlockId.ITEM_ACTIONS}:{item.public_id}",
+                    block_id=row_block_id(BlockId.ALERT_ITEM_ACTIONS, item.public_id),
                     elements=_buttons(item, now),
                 )
             )
@@ -272,20 +258,20 @@ def _menus(group: Sequence[DigestItem]) -> list[StaticSelectElement]:
     return [
         StaticSelectElement(
             placeholder=PlainTextObject(text=f"Extend {EXTEND_DAYS} days…", emoji=False),
-            action_id=AlertActionId.EXTEND,
+            action_id=ActionId.ALERT_EXTEND,
             options=options,
             confirm=extend_confirm(),
         ),
         StaticSelectElement(
             placeholder=PlainTextObject(text="Edit…", emoji=False),
-            action_id=AlertActionId.EDIT,
+            action_id=ActionId.ALERT_EDIT,
             options=options,
         ),
         StaticSelectElement(
             placeholder=PlainTextObject(text="Disable…", emoji=False),
-            action_id=AlertActionId.DISABLE,
+            action_id=ActionId.ALERT_DISABLE,
             options=options,
-            confirm=confirm_dialog(Confirmable.DISABLE, "the chosen token"),
+            confirm=confirm_dialog(Lifecycle.DISABLE, "the chosen token"),
         ),
     ]
 
@@ -296,7 +282,7 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
         group = items[start : start + GROUP_SIZE]
         blocks.append(
             SectionBlock(
-                block_id=f"{AlertBlockId.GROUP}:{number}",
+                block_id=row_block_id(BlockId.ALERT_GROUP, number),
                 fields=[MarkdownTextObject(text=item_text(item, now)) for item in group],
             )
         )
@@ -304,7 +290,7 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
         if actionable:
             blocks.append(
                 ActionsBlock(
-                    block_id=f"{AlertBlockId.GROUP_ACTIONS}:{number}",
+                    block_id=row_block_id(BlockId.ALERT_GROUP_ACTIONS, number),
                     elements=_menus(actionable),
                 )
             )
@@ -312,7 +298,7 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
 
 
 def _headline(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
-    expired = sum(1 for item in items if item.threshold_days == 0 or item.expires_at <= now)
+    expired = sum(1 for item in items if item.threshold_days == 0 or has_expired(item.expires_at, now))
     soon = len(items) - expired
     parts = []
     if soon:
@@ -343,7 +329,7 @@ def digest_blocks(
         "Their owners or a workspace admin can act here."
     )
     header = SectionBlock(
-        block_id=AlertBlockId.HEADER,
+        block_id=BlockId.ALERT_HEADER,
         text=MarkdownTextObject(
             text=f":alarm_clock: *{_headline(ordered, audience, now)}*\n{intro}"
         ),

@@ -15,7 +15,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.slack.ids import ActionId, BlockId
-from bot.services.tokens import TokenPage
+from bot.services.listing import TokenPage
 from bot.slack.state import TableState
 from bot.slack.views.table import Notice, table_blocks
 

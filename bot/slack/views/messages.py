@@ -17,17 +17,14 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.slack.ids import ActionId, BlockId
 from bot.models import Token
-from bot.services.tokens import TokenPage
-from bot.slack.views.formatting import escape
+from bot.services.listing import TokenPage
+from bot.slack.actions import ROW_ACTIONS
+from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import FIRST_PAGE, TableState
+from bot.slack.views.formatting import escape
 from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
-
-SECURITY_NOTE = (
-    "Security Note: Only copy tokens when necessary, and never share them publicly or "
-    "commit them to version control."
-)
+from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, SECURITY_NOTE
 
 
 @dataclass(frozen=True)
@@ -105,21 +102,19 @@ def secret_message(
     return Message(text=text, blocks=secret_blocks(token, secret, reason, state))
 
 
-HELP_TEXT = (
-    "*`/tokens`* manages this workspace's access tokens.\n"
-    "• `/tokens` or `/tokens list`: the table of tokens (only you see it)\n"
-    "• `/tokens <text>` or `/tokens list <text>`: only tokens whose label contains the text\n"
-    "• `/tokens create`: create a token (label, scope, optional expiry and alert channel)\n"
-    "• `/tokens help`: this help\n"
-    "Each row has buttons: *Copy* (shows the full token only to you), *Edit*, "
-    "*Disable* / *Enable*, *Delete* and *Rotate* (new secret, the old one stops working). "
-    "Only a token's owner or a workspace admin can act on it."
+HELP_TEXT = "\n".join(
+    [
+        "*`/tokens`* manages this workspace's access tokens.",
+        "• `/tokens` or `/tokens list`: the table of tokens (only you see it)",
+        "• `/tokens <text>` or `/tokens list <text>`: only tokens whose label contains the text",
+        "• `/tokens create`: create a token (label, scope, optional expiry and alert channel)",
+        "• `/tokens help`: this help",
+        "Each row has buttons; only a token's owner or a workspace admin can act on it:",
+        *(f"• {action.help}" for action in ROW_ACTIONS if action.help),
+    ]
 )
-HELP_DISABLE_VS_DELETE = (
-    "*When to disable vs delete*\n"
-    "• *Disable*: temporarily revoke access without losing the token (it can be re-enabled).\n"
-    "• *Delete*: permanently remove the token (it cannot be recovered).\n"
-    "Disabled tokens cannot be edited or deleted: enable them first."
+HELP_DISABLE_VS_DELETE = "\n".join(
+    [f"*{DISABLE_VS_DELETE_TITLE}*", *(f"• {line}" for line in DISABLE_VS_DELETE)]
 )
 
 

@@ -22,7 +22,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId
 from bot.models import Token
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
@@ -33,8 +33,6 @@ class FormMode(enum.StrEnum):
     CREATE = "create"
     EDIT = "edit"
 
-
-NO_EXPIRY_VALUE = "no_expiry"
 
 _TITLES = {
     FormMode.CREATE: ("Create Access Token", "Create Access Token", CallbackId.CREATE),

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import functools
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -22,12 +19,13 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.models import DisplayStatus
-from bot.services.tokens import Listed, TokenPage
-from bot.slack.views.confirms import Confirmable, confirm_dialog, confirm_title, style_of
-from bot.slack.views.formatting import ago, code, date_short, date_time, escape, mention
+from bot.services.listing import Listed, TokenPage
+from bot.slack.actions import ROW_ACTIONS, Action, Rows
+from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef, TableState
+from bot.slack.views.confirms import confirm_dialog, style_of
+from bot.slack.views.formatting import ago, code, date_short, date_time, escape, mention
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
@@ -99,186 +97,66 @@ def _button(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class RowFacts:
-    """Everything a row shows of a token at one moment. Hashable: a row looks the same
-    whenever its facts are the same, so a look drawn before is not built again."""
-
-    public_id: str
-    label: str
-    scope: str
-    secret_masked: str
-    created_by: str
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-    last_used_at: dt.datetime | None
-    status: DisplayStatus
-
-    @classmethod
-    def of(cls, token: Listed, now: dt.datetime) -> RowFacts:
-        return cls(
-            public_id=token.public_id,
-            label=token.label,
-            scope=token.scope,
-            secret_masked=token.secret_masked,
-            created_by=token.created_by,
-            created_at=token.created_at,
-            expires_at=token.expires_at,
-            last_used_at=token.last_used_at,
-            status=token.display_status(now),
-        )
-
-
-def _expires(row: RowFacts) -> str:
-    if row.expires_at is None:
+def _expires(token: Listed, status: DisplayStatus) -> str:
+    if token.expires_at is None:
         return "Expires: Never"
-    if row.status == DisplayStatus.EXPIRED:
-        return f":warning: *Expired* {date_time(row.expires_at)}"
-    return f"Expires: {date_time(row.expires_at)}"
+    if status == DisplayStatus.EXPIRED:
+        return f":warning: *Expired* {date_time(token.expires_at)}"
+    return f"Expires: {date_time(token.expires_at)}"
 
 
-def row_text(row: RowFacts) -> str:
+def row_text(token: Listed, status: DisplayStatus) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
-    last_used = f"Last used {ago(row.last_used_at)}" if row.last_used_at else "Never used"
+    last_used = f"Last used {ago(token.last_used_at)}" if token.last_used_at else "Never used"
     return (
-        f"*{escape(row.label)}*   {BADGES[row.status]}\n"
-        f"{code(row.secret_masked)}  ·  Scope: {code(row.scope)}  ·  "
-        f"Owner: {mention(row.created_by)}\n"
-        f"Created: {date_short(row.created_at)}  ·  {_expires(row)}  ·  {last_used}"
+        f"*{escape(token.label)}*   {BADGES[status]}\n"
+        f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
+        f"Owner: {mention(token.created_by)}\n"
+        f"Created: {date_short(token.created_at)}  ·  {_expires(token, status)}  ·  "
+        f"{last_used}"
     )
 
 
-def row_buttons(row: RowFacts, value: str) -> list[ButtonElement]:
-    """Copy, Edit, Disable or Enable, Delete, Rotate; no Edit or Delete on a disabled token.
-    ``value``: what every button carries back (a ``RowRef``)."""
-    disabled = row.status == DisplayStatus.DISABLED
-    buttons = [_button("Copy", ActionId.COPY, value)]
-    if not disabled:
-        buttons.append(_button("Edit", ActionId.EDIT, value))
-    toggle = Confirmable.ENABLE if disabled else Confirmable.DISABLE
-    buttons.append(
+def _offered(action: Action, status: DisplayStatus) -> bool:
+    if action.rows == Rows.NOT_DISABLED:
+        return status != DisplayStatus.DISABLED
+    if action.rows == Rows.DISABLED:
+        return status == DisplayStatus.DISABLED
+    return True
+
+
+def row_buttons(token: Listed, status: DisplayStatus, value: str) -> list[ButtonElement]:
+    """The row actions this token's status offers (``bot.slack.actions``); ``value`` is
+    what every button carries back (a ``RowRef``)."""
+    return [
         _button(
-            "Enable" if disabled else "Disable",
-            ActionId.ENABLE if disabled else ActionId.DISABLE,
-            value,
-            style=style_of(toggle),
-            confirm=confirm_dialog(toggle, row.label),
+            action.button, action.id, value,
+            style=style_of(action.confirm) if action.confirm else None,
+            confirm=confirm_dialog(action.confirm, token.label) if action.confirm else None,
         )
-    )
-    if not disabled:
-        buttons.append(
-            _button(
-                "Delete", ActionId.DELETE, value,
-                style=style_of(Confirmable.DELETE),
-                confirm=confirm_dialog(Confirmable.DELETE, row.label),
-            )
-        )
-    buttons.append(
-        _button(
-            "Rotate", ActionId.ROTATE, value,
-            style=style_of(Confirmable.ROTATE),
-            confirm=confirm_dialog(Confirmable.ROTATE, row.label),
-        )
-    )
-    return buttons
-
-
-def build_row(row: RowFacts, value: str) -> list[Block]:
-    """A row's blocks: its body (muted when disabled), its buttons and a divider."""
-    text = row_text(row)
-    body: Block
-    if row.status == DisplayStatus.DISABLED:
-        # Slack has no opacity: a context block is the quiet, muted rendering.
-        body = ContextBlock(
-            block_id=row_block_id(BlockId.ROW, row.public_id),
-            elements=[MarkdownTextObject(text=text)],
-        )
-    else:
-        body = SectionBlock(
-            block_id=row_block_id(BlockId.ROW, row.public_id),
-            text=MarkdownTextObject(text=text),
-        )
-    actions = ActionsBlock(
-        block_id=row_block_id(BlockId.ROW_ACTIONS, row.public_id),
-        elements=row_buttons(row, value),
-    )
-    return [body, actions, DividerBlock()]
-
-
-class Rendered(Block):
-    """A block that was built and validated (``to_dict()``) before: it gives back that
-    dict. The dict is shared between drawings, so nothing may change it."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        super().__init__(type=data["type"], block_id=data.get("block_id"))
-        self._data = data
-
-    def to_dict(self, *args: Any) -> dict[str, Any]:
-        return self._data  # type: ignore[return-value]
-
-
-# About 3 kB per row: a few thousand rows cost a few MB and cover the pages people look at.
-ROW_CACHE_SIZE = 4096
-
-# The buttons whose confirmation dialog names the token.
-_CONFIRMS = {
-    ActionId.DISABLE: Confirmable.DISABLE,
-    ActionId.ENABLE: Confirmable.ENABLE,
-    ActionId.DELETE: Confirmable.DELETE,
-    ActionId.ROTATE: Confirmable.ROTATE,
-}
-
-
-_SHAPE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
-
-
-@functools.lru_cache(maxsize=2)
-def _row_shape(disabled: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """A row of this shape (a disabled row is muted and offers fewer buttons), built and
-    validated by slack_sdk once. Rows differ only in texts whose length is bounded (block
-    ids, the row's text, the dialogs' titles), which ``_row_look`` fills in."""
-    sample = RowFacts(
-        public_id="tok_shape", label="shape", scope="shape", secret_masked="shape",
-        created_by="USHAPE", created_at=_SHAPE_TIME, expires_at=None, last_used_at=None,
-        status=DisplayStatus.DISABLED if disabled else DisplayStatus.ACTIVE,
-    )
-    value = RowRef(public_id=sample.public_id, version=0, state=TableState()).encode()
-    body, actions, divider = (block.to_dict() for block in build_row(sample, value))
-    return body, actions, divider
-
-
-
-@functools.lru_cache(maxsize=ROW_CACHE_SIZE)
-def _row_look(row: RowFacts) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """What ``build_row`` gives for these facts (a test holds them equal), at a fraction of
-    its cost: a redraw shows the same rows again, an edit or a new token one new row. The
-    buttons' value is filled in per drawing."""
-    body, actions, divider = _row_shape(row.status == DisplayStatus.DISABLED)
-    text = row_text(row)
-    if body["type"] == "section":
-        body = {**body, "text": {**body["text"], "text": text}}
-    else:
-        body = {**body, "elements": [{**body["elements"][0], "text": text}]}
-    body["block_id"] = row_block_id(BlockId.ROW, row.public_id)
-    buttons = []
-    for button in actions["elements"]:
-        if "confirm" in button:
-            title = confirm_title(_CONFIRMS[button["action_id"]], row.label)
-            confirm = button["confirm"]
-            titled = {**confirm, "title": {**confirm["title"], "text": title}}
-            button = {**button, "confirm": titled}
-        buttons.append(button)
-    actions = {**actions, "block_id": row_block_id(BlockId.ROW_ACTIONS, row.public_id),
-               "elements": buttons}
-    return body, actions, divider
+        for action in ROW_ACTIONS
+        if _offered(action, status)
+    ]
 
 
 def row_blocks(token: Listed, now: dt.datetime, state: TableState) -> list[Block]:
-    """A row's blocks, its buttons carrying the token's version and the table's state."""
-    body, actions, divider = _row_look(RowFacts.of(token, now))
+    """A row's blocks: its body (muted when disabled), its buttons and a divider. The
+    buttons carry the token's version and the table's state."""
+    status = token.display_status(now)
+    text = MarkdownTextObject(text=row_text(token, status))
+    block_id = row_block_id(BlockId.ROW, token.public_id)
+    body: Block
+    if status == DisplayStatus.DISABLED:
+        # Slack has no opacity: a context block is the quiet, muted rendering.
+        body = ContextBlock(block_id=block_id, elements=[text])
+    else:
+        body = SectionBlock(block_id=block_id, text=text)
     value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
-    buttons = [{**button, "value": value} for button in actions["elements"]]
-    return [Rendered(body), Rendered({**actions, "elements": buttons}), Rendered(divider)]
+    actions = ActionsBlock(
+        block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),
+        elements=row_buttons(token, status, value),
+    )
+    return [body, actions, DividerBlock()]
 
 
 def summary_text(page: TokenPage) -> str:
@@ -286,16 +164,11 @@ def summary_text(page: TokenPage) -> str:
     return f"Page {page.page} of {page.pages_text}, {page.total_text} {noun}"
 
 
-def _header(state: TableState) -> Block:
-    return Rendered(_header_look(state.query))
-
-
-@functools.lru_cache(maxsize=256)
-def _header_look(query: str) -> dict[str, Any]:
+def _header(state: TableState) -> SectionBlock:
     text = "*Access tokens*"
-    if query:
-        text += f" with labels containing “{escape(query)}”"
-    return SectionBlock(block_id=BlockId.HEADER, text=MarkdownTextObject(text=text)).to_dict()
+    if state.query:
+        text += f" with labels containing “{escape(state.query)}”"
+    return SectionBlock(block_id=BlockId.HEADER, text=MarkdownTextObject(text=text))
 
 
 def _empty(state: TableState) -> SectionBlock:
@@ -309,23 +182,18 @@ def _empty(state: TableState) -> SectionBlock:
     return SectionBlock(block_id=BlockId.EMPTY, text=MarkdownTextObject(text=text))
 
 
-def _pager(page: TokenPage, state: TableState) -> Block:
-    return Rendered(_pager_look(page.page, page.has_next, state))
-
-
-@functools.lru_cache(maxsize=256)
-def _pager_look(number: int, has_next: bool, state: TableState) -> dict[str, Any]:
-    """Previous / Next / Create token / Refresh, built and validated once per page state."""
+def _pager(page: TokenPage, state: TableState) -> ActionsBlock:
+    """Previous / Next / Create token / Refresh."""
     elements: list[ButtonElement] = []
-    if number > 1:
-        elements.append(_button("Previous", ActionId.PAGE_PREVIOUS, state.at(number - 1).encode()))
-    if has_next:
-        elements.append(_button("Next", ActionId.PAGE_NEXT, state.at(number + 1).encode()))
-    elements.append(
-        _button("Create token", ActionId.CREATE_OPEN, state.at(number).encode(), style="primary")
-    )
-    elements.append(_button("Refresh", ActionId.REFRESH, state.at(number).encode()))
-    return ActionsBlock(block_id=BlockId.PAGER, elements=elements).to_dict()
+    if page.has_previous:
+        elements.append(_button("Previous", ActionId.PAGE_PREVIOUS,
+                                state.at(page.page - 1).encode()))
+    if page.has_next:
+        elements.append(_button("Next", ActionId.PAGE_NEXT, state.at(page.page + 1).encode()))
+    elements.append(_button("Create token", ActionId.CREATE_OPEN, state.encode(),
+                            style="primary"))
+    elements.append(_button("Refresh", ActionId.REFRESH, state.encode()))
+    return ActionsBlock(block_id=BlockId.PAGER, elements=elements)
 
 
 def table_blocks(
@@ -336,7 +204,7 @@ def table_blocks(
     notice: Notice | None = None,
 ) -> list[Block]:
     """The table for one page; ``state`` is what the buttons carry back."""
-    state = replace(state, page=page.page, many=not page.total_exact)
+    state = replace(state, page=page.page)
     blocks: list[Block] = []
     if notice is not None:
         blocks.append(notice.block())
@@ -346,17 +214,11 @@ def table_blocks(
             blocks.extend(row_blocks(token, now, state))
     else:
         blocks.append(_empty(state))
-    blocks.append(Rendered(_summary_look(summary_text(page))))
+    summary = ContextBlock(block_id=BlockId.SUMMARY,
+                           elements=[MarkdownTextObject(text=summary_text(page))])
+    blocks.append(summary)
     blocks.append(_pager(page, state))
     return blocks
-
-
-@functools.lru_cache(maxsize=1024)
-def _summary_look(text: str) -> dict[str, Any]:
-    """"Page x of y, n tokens", built and validated once per text."""
-    return ContextBlock(
-        block_id=BlockId.SUMMARY, elements=[MarkdownTextObject(text=text)]
-    ).to_dict()
 
 
 def fallback_text(page: TokenPage, notice: Notice | None = None) -> str:

@@ -1,0 +1,88 @@
+"""The guide's words, in one place for every surface (Slack dialogs and help, the CLI's
+prompts and output): the warnings before a lifecycle action, the security note, and when
+to disable rather than delete. Plain text: each surface adds its own formatting."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Lifecycle(enum.StrEnum):
+    """The actions that ask for confirmation first."""
+
+    DISABLE = "disable"
+    ENABLE = "enable"
+    DELETE = "delete"
+    ROTATE = "rotate"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation: its verb, the guide's warnings (one sentence each), the button."""
+
+    verb: str
+    lines: tuple[str, ...]
+    confirm: str
+    cuts_access: bool  # shown as a danger action
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+
+CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
+    Lifecycle.DISABLE: Confirmation(
+        verb="Disable",
+        lines=(
+            "Any processes using this token will immediately lose access.",
+            "CI/CD pipelines and integrations will fail to authenticate.",
+            "This action can be reversed by enabling the token.",
+        ),
+        confirm="Disable Token",
+        cuts_access=True,
+    ),
+    Lifecycle.ENABLE: Confirmation(
+        verb="Enable",
+        lines=(
+            "Integrations and automation using this token will regain access.",
+            "The token will be immediately active.",
+        ),
+        confirm="Enable Token",
+        cuts_access=False,
+    ),
+    Lifecycle.DELETE: Confirmation(
+        verb="Delete",
+        lines=(
+            "This action cannot be undone.",
+            "Any processes using this token will immediately stop working.",
+            "CI/CD pipelines, automation scripts, and integrations will fail.",
+            "To revoke access only for a while, disable the token instead: it can be "
+            "re-enabled.",
+        ),
+        confirm="Delete Token",
+        cuts_access=True,
+    ),
+    Lifecycle.ROTATE: Confirmation(
+        verb="Rotate",
+        lines=(
+            "A new secret replaces the current one, which stops working immediately.",
+            "Any processes, CI/CD pipelines and integrations using the current secret will "
+            "fail to authenticate until they are given the new one.",
+        ),
+        confirm="Rotate Token",
+        cuts_access=True,
+    ),
+}
+
+SECURITY_NOTE = (
+    "Security Note: Only copy tokens when necessary, and never share them publicly or "
+    "commit them to version control."
+)
+
+DISABLE_VS_DELETE_TITLE = "When to disable vs delete"
+DISABLE_VS_DELETE = (
+    "Disable: temporarily revoke access without losing the token (it can be re-enabled).",
+    "Delete: permanently remove the token (it cannot be recovered).",
+    "Disabled tokens cannot be edited or deleted: enable them first.",
+)
