@@ -196,6 +196,6 @@ def test_a_database_without_the_alerts_table_gets_a_clear_message(
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'never-migrated.db'}")
     monkeypatch.setenv("TOKENBOT_SECRET_KEYS", TEST_KEY)
-    assert main(["alerts", "run", "--dry-run"]) == 1
+    assert main(["alerts", "run", "--dry-run"]) == 2  # a configuration problem
     err = capsys.readouterr().err
     assert "tokenbot db upgrade" in err and "Traceback" not in err

@@ -20,10 +20,16 @@ import time_machine
 from cryptography.fernet import Fernet
 
 from bot import cli
-from bot.cli.tokens import CONFIRMATIONS, SECURITY_NOTE
 from bot.crypto import generate_key
 from bot.db import Database
 from bot.services import tokens as svc
+from bot.texts import (
+    CONFIRMATIONS,
+    DISABLE_VS_DELETE,
+    DISABLE_VS_DELETE_TITLE,
+    SECURITY_NOTE,
+    Lifecycle,
+)
 
 SECRET_RE = re.compile(r"tkb_[0-9A-Za-z]{40}")
 ROW_FIELDS = {
@@ -311,13 +317,14 @@ def test_confirmation_prompt_shows_the_warning_and_only_yes_proceeds(
         run.ok("tokens", "disable", tid, "--yes")
     before = run.show(tid)
     events_before = len(_audit(run))
-    text = CONFIRMATIONS[action]
+    text = CONFIRMATIONS[Lifecycle(action)]
 
     for answer in ["n\n", "\n", "yess\n", ""]:
         refused = run("tokens", action, tid, stdin=TTYInput(answer))
         assert refused.code != 0
-        for warning in text.warnings:
-            assert warning in refused.err
+        assert f"{text.verb} this token? {tid}" in refused.err
+        for warning in text.lines:
+            assert f"  - {warning}" in refused.err
         assert f"{text.confirm}? [y/N]" in refused.err
         assert "not changed" in refused.err
         assert run.show(tid) == before
@@ -344,10 +351,24 @@ def test_warning_texts_are_the_guides(run: Cli) -> None:
     assert "This action cannot be undone." in shown
     assert "Any processes using this token will immediately stop working." in shown
     assert "CI/CD pipelines, automation scripts, and integrations will fail." in shown
+    assert "disable the token instead" in shown
     shown = run("tokens", "disable", token["id"], stdin=TTYInput("n\n")).err
     assert "Any processes using this token will immediately lose access." in shown
     assert "CI/CD pipelines and integrations will fail to authenticate." in shown
     assert "This action can be reversed by enabling the token." in shown
+
+
+def test_help_says_when_to_disable_and_when_to_delete(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for action in ("disable", "delete"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["tokens", action, "--help"])
+        assert exited.value.code == 0
+        shown = capsys.readouterr().out
+        assert f"{DISABLE_VS_DELETE_TITLE}:" in shown
+        for line in DISABLE_VS_DELETE:
+            assert f"  - {line}" in shown, (action, line)
 
 
 def test_without_yes_and_without_a_terminal_the_cli_refuses(run: Cli) -> None:
@@ -485,7 +506,7 @@ def test_keys_rotate_then_dropping_the_old_key_still_reveals_secrets(
 
     monkeypatch.setenv("TOKENBOT_SECRET_KEYS", old_key)
     stale = run("tokens", "reveal", tokens[0]["id"])
-    assert stale.code == 1 and "cannot be decrypted" in stale.err and stale.out == ""
+    assert stale.code == 2 and "cannot be decrypted" in stale.err and stale.out == ""
 
 
 def _head() -> str:
@@ -519,11 +540,11 @@ def test_an_unreachable_database_is_one_clear_error(
     run = Cli(capsys, monkeypatch)
     for argv in (("tokens", "list", "--team", "T1"), ("db", "upgrade")):
         result = run(*argv)
-        assert result.code == 1
+        assert result.code == 2
         assert "DATABASE_URL" in result.err and "Connection refused" in result.err
     monkeypatch.delenv("TOKENBOT_SECRET_KEYS")
     missing_key = run("tokens", "list")
-    assert missing_key.code == 1 and "TOKENBOT_SECRET_KEYS" in missing_key.err
+    assert missing_key.code == 2 and "TOKENBOT_SECRET_KEYS" in missing_key.err
 
 
 # -- team resolution ------------------------------------------------------------------
@@ -536,7 +557,7 @@ def test_the_team_defaults_to_the_only_one_in_the_database(
     for argv in (("tokens", "list"), ("audit",),
                  ("tokens", "create", "--label", "x", "--scope", "read", "--owner", "U1")):
         result = run(*argv)
-        assert result.code == 1
+        assert result.code == 2
         assert "--team" in result.err and "TOKENBOT_TEAM_ID" in result.err
 
     first = run.create("first", "--team", "TA")
@@ -546,7 +567,7 @@ def test_the_team_defaults_to_the_only_one_in_the_database(
 
     run.create("elsewhere", "--team", "TB")
     several = run("tokens", "list")
-    assert several.code == 1 and "several teams" in several.err
+    assert several.code == 2 and "several teams" in several.err
     assert "TA" in several.err and "TB" in several.err
 
     monkeypatch.setenv("TOKENBOT_TEAM_ID", "TB")
@@ -584,7 +605,7 @@ def test_installed_script_runs_on_the_embedded_default_from_a_fresh_directory(
         return done
 
     empty = tokenbot("tokens", "list")
-    assert empty.returncode == 1 and "--team" in empty.stderr
+    assert empty.returncode == 2 and "--team" in empty.stderr
     assert (tmp_path / "tokenbot.db").exists()
     key_file = tmp_path / "tokenbot.key"
     assert key_file.exists()

@@ -13,15 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from bot import logs
-from bot.config import ConfigError
-from bot.errors import TokenbotError
+from bot.errors import ConfigurationError, TokenbotError
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bot.cli import admin, alerts, serve, tokens
+    from bot.cli import admin, alerts, audit, serve, tokens
 
     parser = argparse.ArgumentParser(
         prog="tokenbot",
@@ -29,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (tokens, admin, alerts, serve):
+    for module in (tokens, audit, admin, alerts, serve):
         module.register(subparsers)
     return parser
 
@@ -40,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr)
     try:
         return int(args.handler(args) or 0)
-    except ConfigError as exc:
+    except ConfigurationError as exc:
         print(f"tokenbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except TokenbotError as exc:

@@ -9,8 +9,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bot import crypto
+from bot.cli.common import database_errors, quiet_migrations
 from bot.config import load_settings
-from bot.cli.tokens import database_errors, quiet_migrations
 from bot.db import Database, make_engine, upgrade
 from bot.services.tokens import reencrypt_all
 

@@ -7,8 +7,10 @@ import datetime as dt
 import json
 import sys
 
-from bot.config import ConfigError, load_settings
+from bot.config import load_settings
 from bot.db import Database
+from bot.errors import ConfigurationError
+from bot.models import utcnow
 
 
 def _moment(text: str) -> dt.datetime:
@@ -26,8 +28,10 @@ def _moment(text: str) -> dt.datetime:
 def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     verb = "would post" if dry_run else "posted"
     for dest in report["destinations"]:
-        where = f"#{dest['destination']}" if dest["kind"] == "channel" else f"DM {dest['destination']}"
-        line = f"{where}: {verb} {dest['messages']} message(s) about {len(dest['tokens'])} token(s)"
+        shown = dest["destination"]
+        where = f"#{shown}" if dest["kind"] == "channel" else f"DM {shown}"
+        line = (f"{where}: {verb} {dest['messages']} message(s) about "
+                f"{len(dest['tokens'])} token(s)")
         if dest["skipped"]:
             line += f", skipped {dest['skipped']}"
         if dest["failed"]:
@@ -54,19 +58,19 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.alerts.scheduler import run_pass
-    from bot.cli.tokens import database_errors, quiet_migrations
+    from bot.cli.common import database_errors, quiet_migrations
     from bot.slack.client import make_web_client
 
     settings = load_settings()
     client = None
     if not args.dry_run:
         if settings.slack_bot_token is None or not settings.slack_bot_token.get_secret_value():
-            raise ConfigError(
+            raise ConfigurationError(
                 "SLACK_BOT_TOKEN is required to post expiry alerts "
                 "(or use --dry-run to see what would be posted)."
             )
         client = make_web_client(settings)
-    now = args.now or dt.datetime.now(dt.timezone.utc)
+    now = args.now or utcnow()
     quiet_migrations(args)
     with database_errors():  # unreachable or not migrated: one clear line
         database = Database(settings)

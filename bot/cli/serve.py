@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 
@@ -46,7 +46,7 @@ def require_slack_credentials(settings: Settings, mode: str) -> None:
     if not missing:
         return
     lines = "\n".join(f"  {name}: the {_WHERE[name]}" for name in missing)
-    raise ConfigError(
+    raise ConfigurationError(
         f"`tokenbot {mode}` needs {' and '.join(missing)} (not set).\n{lines}\n"
         "Create the Slack app in one paste from app_manifest.yml "
         "(api.slack.com/apps → Create New App → From an app manifest), install it to the "
@@ -93,7 +93,7 @@ def check_bot_token(client: Any, settings: Settings) -> None:
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response is not None else None
         if error in _REFUSED_TOKEN:
-            raise ConfigError(
+            raise ConfigurationError(
                 f"Slack refused SLACK_BOT_TOKEN ({error}): it must be the Bot User OAuth "
                 "Token (xoxb-…) from OAuth & Permissions of the app created from "
                 "app_manifest.yml, installed to the workspace."
@@ -166,7 +166,7 @@ def stopped_by_signals(name: str) -> Iterator[None]:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.workers < 1:
-        raise ConfigError("--workers must be at least 1")
+        raise ConfigurationError("--workers must be at least 1")
     with stopped_by_signals("serve"):
         _serve(settings, args)
     return 0
@@ -231,7 +231,7 @@ def connect(handler: Any, settings: Settings) -> None:
         handler.connect()
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response is not None else None
-        raise ConfigError(
+        raise ConfigurationError(
             f"Slack refused SLACK_APP_TOKEN ({error or 'error'}): it must be an app-level "
             f"token (xapp-…) with the connections:write scope, from Basic Information → "
             f"App-Level Tokens of the app created from app_manifest.yml."
@@ -274,6 +274,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     socket = subparsers.add_parser(
         "socket",
         help="run the Slack app in Socket Mode (development; no public URL needed)",
-        description="Connect to Slack over Socket Mode. Needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN.",
+        description="Connect to Slack over Socket Mode. Needs SLACK_BOT_TOKEN and "
+        "SLACK_APP_TOKEN.",
     )
     socket.set_defaults(handler=cmd_socket)

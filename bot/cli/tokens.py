@@ -1,185 +1,76 @@
-"""`tokenbot tokens …` and `tokenbot audit`: the operator's view of the token registry.
+"""`tokenbot tokens …`: the operator's view of the token registry.
 
-The CLI acts as an operator: an admin of the chosen team (``--team``, else
-``TOKENBOT_TEAM_ID``, else the only team in the database), audited with source ``cli`` and
-the user given by ``--as`` (default ``operator``). Every change goes through the service
-rules with the version just read, so a token changed in between is refused, not
-overwritten.
+The CLI acts as an operator (see :mod:`bot.cli.common`). Every change goes through the
+service rules with the version just read, so a token changed in between is refused, not
+overwritten. The warnings before a lifecycle action, the security note and when to
+disable rather than delete are the guide's words from :mod:`bot.texts`, as in Slack.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import logging
-import re
 import sys
-import unicodedata
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
-from bot.config import Settings, load_settings
-from bot.db import Database
-from bot.errors import ConfigurationError, TokenbotError
-from bot.models import AuditEvent, AuditSource, DisplayStatus, Token
-from bot.serialize import audit_summary, token_summary
-from bot.services import audit as audit_svc
-from bot.services import tokens as svc
-
-log = logging.getLogger(__name__)
-
-DEFAULT_ACTOR = "operator"
-LABEL_COLUMN_MAX = 40
-PER_PAGE_MAX = 1000
-ID_MAX = 32
-
-SECURITY_NOTE = (
-    "Security note: Only copy tokens when necessary, and never share them publicly or "
-    "commit them to version control."
+from bot.cli.common import (
+    PER_PAGE_MAX,
+    Context,
+    actor_parent,
+    ago,
+    date_arg,
+    format_table,
+    ident_arg,
+    json_parent,
+    open_context,
+    per_page_arg,
+    plain,
+    positive_int,
+    print_json,
+    shorten,
+    team_parent,
+    when,
 )
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    question: str
-    warnings: tuple[str, ...]
-    confirm: str
-
-
-# The guide's confirmation dialogs (SPEC "Lifecycle rules"), word for word where it has them.
-CONFIRMATIONS: dict[str, Confirmation] = {
-    "disable": Confirmation(
-        question="Disable this token?",
-        warnings=(
-            "Any processes using this token will immediately lose access.",
-            "CI/CD pipelines and integrations will fail to authenticate.",
-            "This action can be reversed by enabling the token.",
-        ),
-        confirm="Disable Token",
-    ),
-    "enable": Confirmation(
-        question="Enable this token?",
-        warnings=(
-            "Integrations and automation using this token will regain access.",
-            "The token will be immediately active.",
-        ),
-        confirm="Enable Token",
-    ),
-    "delete": Confirmation(
-        question="Delete this token?",
-        warnings=(
-            "This action cannot be undone.",
-            "Any processes using this token will immediately stop working.",
-            "CI/CD pipelines, automation scripts, and integrations will fail.",
-        ),
-        confirm="Delete Token",
-    ),
-    "rotate": Confirmation(
-        question="Rotate this token's secret?",
-        warnings=(
-            "A new secret replaces the current one, which stops working immediately.",
-            "Any processes using the current secret will fail to authenticate until they "
-            "are given the new one.",
-        ),
-        confirm="Rotate Token",
-    ),
-}
+from bot.errors import TokenbotError
+from bot.models import DisplayStatus, Token
+from bot.serialize import token_summary
+from bot.services import listing
+from bot.services import tokens as svc
+from bot.texts import (
+    CONFIRMATIONS,
+    DISABLE_VS_DELETE,
+    DISABLE_VS_DELETE_TITLE,
+    SECURITY_NOTE,
+    Lifecycle,
+)
 
 
 class ConfirmationRequired(TokenbotError):
     """A destructive command was run without --yes where nobody can answer a prompt."""
 
 
-# -- argument types -------------------------------------------------------------------
-
-
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def date_arg(text: str) -> dt.date:
-    """``YYYY-MM-DD``, or a clear argparse error."""
-    value = text.strip()
-    if _DATE_RE.match(value):
-        try:
-            return dt.date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a date; write it as YYYY-MM-DD (for example 2027-01-31)"
-    )
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return value
-
-
-def per_page_arg(text: str) -> int:
-    value = positive_int(text)
-    if value > PER_PAGE_MAX:
-        raise argparse.ArgumentTypeError(f"at most {PER_PAGE_MAX} tokens per page")
-    return value
-
-
-def ident_arg(text: str) -> str:
-    """A Slack id or similar handle: no spaces, 1-32 characters."""
-    value = text.strip()
-    if not value or len(value) > ID_MAX or any(ch.isspace() for ch in value):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an id: use 1-{ID_MAX} characters without spaces "
-            "(a Slack id such as T0123ABCD or U0123ABCD)"
-        )
-    return value
-
-
 # -- parser ---------------------------------------------------------------------------
 
 
-def _team_parent() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--team",
-        type=ident_arg,
-        metavar="T",
-        help="Slack team id to act on (default: TOKENBOT_TEAM_ID, else the only team in "
-        "the database)",
-    )
-    return parent
+LIFECYCLE_HELP = {
+    Lifecycle.DISABLE: "cut the token's access (reversible with enable)",
+    Lifecycle.ENABLE: "give a disabled token its access back",
+    Lifecycle.DELETE: "delete the token for good",
+    Lifecycle.ROTATE: "replace the token's secret; prints the new one once",
+}
 
 
-def _actor_parent() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
-        "--as",
-        dest="as_user",
-        type=ident_arg,
-        default=DEFAULT_ACTOR,
-        metavar="U",
-        help=f"who the audit log names as the actor (default: {DEFAULT_ACTOR})",
-    )
-    return parent
-
-
-def _json_parent() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--json", action="store_true", help="print JSON")
-    return parent
+def disable_vs_delete_help() -> str:
+    """The guide's "when to disable vs delete", as a --help epilog."""
+    lines = "\n".join(f"  - {line}" for line in DISABLE_VS_DELETE)
+    return f"{DISABLE_VS_DELETE_TITLE}:\n{lines}"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    team, actor, as_json = _team_parent(), _actor_parent(), _json_parent()
+    team, actor, as_json = team_parent(), actor_parent(), json_parent()
 
     tokens = subparsers.add_parser(
         "tokens", help="list, create, edit, disable, enable, delete, rotate, reveal tokens"
@@ -224,15 +115,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     expiry.add_argument("--no-expiry", action="store_true", help="remove the expiry date")
     p.set_defaults(handler=cmd_edit)
 
-    helps = {
-        "disable": "cut the token's access (reversible with enable)",
-        "enable": "give a disabled token its access back",
-        "delete": "delete the token for good",
-        "rotate": "replace the token's secret; prints the new one once",
-    }
-    for action, text in helps.items():
-        parents = [team, actor, as_json] if action == "rotate" else [team, actor]
-        p = commands.add_parser(action, parents=parents, help=text)
+    for action, text in LIFECYCLE_HELP.items():
+        parents = [team, actor, as_json] if action is Lifecycle.ROTATE else [team, actor]
+        explained = action in (Lifecycle.DISABLE, Lifecycle.DELETE)
+        p = commands.add_parser(
+            action.value,
+            parents=parents,
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=disable_vs_delete_help() if explained else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument("id", metavar="ID")
         p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
         p.set_defaults(handler=_lifecycle_handler(action))
@@ -243,179 +136,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("id", metavar="ID")
     p.set_defaults(handler=cmd_reveal)
 
-    p = subparsers.add_parser("audit", parents=[team, as_json], help="the audit log, newest first")
-    p.add_argument("--token", metavar="ID", help="only events of this token")
-    p.add_argument("--limit", type=per_page_arg, default=50, metavar="N",
-                   help="at most N events (default: 50)")
-    p.set_defaults(handler=cmd_audit)
-
-
-# -- context --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Context:
-    settings: Settings
-    db: Database
-    team: str
-    actor: svc.Actor
-    now: dt.datetime
-
-
-def _teams_in(session: Session) -> list[str]:
-    query = union(
-        select(Token.team_id).distinct(), select(AuditEvent.team_id).distinct()
-    ).limit(3)
-    return sorted(session.scalars(query))
-
-
-def resolve_team(db: Database, settings: Settings, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if settings.tokenbot_team_id:
-        return settings.tokenbot_team_id
-    with db.sessions() as session:
-        teams = _teams_in(session)
-    if len(teams) == 1:
-        return teams[0]
-    if not teams:
-        raise ConfigurationError(
-            "No team to act on: the database has no tokens yet. Pass --team T (a Slack team "
-            "id such as T0123ABCD) or set TOKENBOT_TEAM_ID."
-        )
-    shown = ", ".join(teams[:2]) + (", …" if len(teams) > 2 else "")
-    raise ConfigurationError(
-        f"The database holds several teams ({shown}): pass --team T or set TOKENBOT_TEAM_ID."
-    )
-
-
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """A database that cannot be reached or is not migrated: one clear line, no traceback."""
-    try:
-        yield
-    except sa_exc.ArgumentError as exc:
-        raise ConfigurationError(f"DATABASE_URL is not a usable SQLAlchemy URL: {exc}") from None
-    except sa_exc.DBAPIError as exc:
-        log.debug("database error", exc_info=True)
-        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
-        raise ConfigurationError(
-            f"The database refused the request ({type(exc.orig).__name__}: {first}). "
-            "Check DATABASE_URL, that the server is running, and run `tokenbot db upgrade`."
-        ) from None
-
-
-def quiet_migrations(args: argparse.Namespace) -> None:
-    """Alembic's per-run INFO lines are noise at the shell unless -v was given."""
-    if not getattr(args, "verbose", False):
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-@contextmanager
-def open_context(args: argparse.Namespace) -> Iterator[Context]:
-    quiet_migrations(args)
-    settings = load_settings()
-    with database_errors():
-        database = Database(settings)
-        try:
-            team = resolve_team(database, settings, getattr(args, "team", None))
-            actor = svc.Actor(
-                team_id=team,
-                user_id=getattr(args, "as_user", DEFAULT_ACTOR),
-                is_admin=True,
-                source=AuditSource.CLI,
-            )
-            yield Context(settings, database, team, actor, dt.datetime.now(dt.timezone.utc))
-        finally:
-            database.dispose()
-
 
 # -- formatting -----------------------------------------------------------------------
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def _when(value: dt.datetime | None, missing: str = "never") -> str:
-    if value is None:
-        return missing
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-
-def _ago(value: dt.datetime, now: dt.datetime) -> str:
-    """Relative time, e.g. "3 days ago" (the largest whole unit)."""
-    seconds = int((now - value).total_seconds())
-    if seconds < 60:
-        return "just now"
-    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
-                       ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
-
-
-def _last_used(token: Token | svc.Listed, now: dt.datetime, *, exact: bool = False) -> str:
+def _last_used(
+    token: Token | listing.Listed, now: dt.datetime, *, exact: bool = False
+) -> str:
     """When the token was last used: relative (and the UTC time when ``exact``), or never."""
     if token.last_used_at is None:
         return "never"
-    ago = _ago(token.last_used_at, now)
-    return f"{ago} ({_when(token.last_used_at)} UTC)" if exact else ago
+    relative = ago(token.last_used_at, now)
+    return f"{relative} ({when(token.last_used_at)} UTC)" if exact else relative
 
 
-def _expires(token: Token | svc.Listed) -> str:
+def _expires(token: Token | listing.Listed) -> str:
     return token.expires_on.isoformat() if token.expires_on else "never"
-
-
-def _char_width(ch: str) -> int:
-    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def display_width(text: str) -> int:
-    """Terminal columns: wide (CJK, emoji) characters take two, combining marks none."""
-    return sum(_char_width(ch) for ch in text)
-
-
-def _short(text: str, width: int = LABEL_COLUMN_MAX) -> str:
-    if display_width(text) <= width:
-        return text
-    kept, used = [], 0
-    for ch in text:
-        if used + _char_width(ch) > width - 1:
-            break
-        kept.append(ch)
-        used += _char_width(ch)
-    return "".join(kept) + "…"
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [display_width(h) for h in headers]
-    for row in rows:
-        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
-    lines = [
-        "  ".join(
-            cell + " " * (width - display_width(cell))
-            for cell, width in zip(line, widths, strict=True)
-        ).rstrip()
-        for line in [list(headers), *rows]
-    ]
-    return "\n".join(lines)
 
 
 TOKEN_HEADERS = ("ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "CREATED", "EXPIRES", "LAST USED")
 
 
-def token_row(token: Token | svc.Listed, now: dt.datetime) -> list[str]:
+def token_row(token: Token | listing.Listed, now: dt.datetime) -> list[str]:
     return [
         token.public_id,
-        _short(token.label),
+        shorten(token.label),
         token.secret_masked,
         token.scope,
         str(token.display_status(now)),
-        _when(token.created_at),
+        when(token.created_at),
         _expires(token),
         _last_used(token, now),
     ]
@@ -432,7 +181,7 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Token", token.secret_masked),
         ("Scope", token.scope),
         ("Status", str(token.display_status(now))),
-        ("Created", f"{_when(token.created_at)} UTC by {token.created_by}"),
+        ("Created", f"{when(token.created_at)} UTC by {token.created_by}"),
         ("Expires", _expires(token) + (" (00:00 UTC)" if token.expires_on else "")),
         ("Last used", _last_used(token, now, exact=True)),
     ]
@@ -450,25 +199,12 @@ def _print_secret(secret: str, token: Token, *, verb: str) -> None:
     print(SECURITY_NOTE)
 
 
-def _audit_details(details: dict[str, Any]) -> str:
-    before, after = details.get("before"), details.get("after")
-    if isinstance(before, dict) and isinstance(after, dict):
-        return "; ".join(
-            f"{key}: {_plain(before.get(key))} → {_plain(after.get(key))}" for key in after
-        )
-    return ", ".join(f"{key}={_plain(value)}" for key, value in details.items())
-
-
-def _plain(value: Any) -> str:
-    return "none" if value is None else str(value)
-
-
 # -- commands -------------------------------------------------------------------------
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
-        page = svc.list_tokens(
+        page = listing.list_tokens(
             session,
             team_id=ctx.team,
             now=ctx.now,
@@ -479,7 +215,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             per_page=args.per_page,
         )
         if args.json:
-            _print_json(
+            print_json(
                 {
                     "tokens": [token_summary(token, ctx.now) for token in page.items],
                     "page": page.page,
@@ -516,7 +252,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         token, secret = created.token, created.secret
         summary = token_summary(token, ctx.now)
     if args.json:
-        _print_json({**summary, "secret": secret})
+        print_json({**summary, "secret": secret})
         print(SECURITY_NOTE, file=sys.stderr)
     else:
         _print_secret(secret, token, verb="Created")
@@ -527,7 +263,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
         token = svc.get_token(session, team_id=ctx.team, public_id=args.id)
         if args.json:
-            _print_json(token_summary(token, ctx.now))
+            print_json(token_summary(token, ctx.now))
         else:
             print(_details(token, ctx.now))
     return 0
@@ -564,10 +300,10 @@ def cmd_edit(args: argparse.Namespace) -> int:
             summary = token_summary(token, ctx.now)
             details = _details(token, ctx.now)
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     elif result.changes:
         described = "; ".join(
-            f"{name.replace('_on', '')}: {_plain(before)} → {_plain(after)}"
+            f"{name.replace('_on', '')}: {plain(before)} → {plain(after)}"
             for name, (before, after) in result.changes.items()
         )
         print(f"Updated {_describe(token)}: {described}.")
@@ -578,26 +314,26 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _perform(
-    action: str, session: Session, ctx: Context, public_id: str, version: int
+    action: Lifecycle, session: Session, ctx: Context, public_id: str, version: int
 ) -> tuple[Token | None, str | None]:
     """Run one lifecycle action through the services; (token or None, new secret or None)."""
     common: dict[str, Any] = dict(
         actor=ctx.actor, public_id=public_id, expected_version=version, now=ctx.now
     )
-    if action == "disable":
+    if action is Lifecycle.DISABLE:
         return svc.disable_token(session, **common), None
-    if action == "enable":
+    if action is Lifecycle.ENABLE:
         return svc.enable_token(session, **common), None
-    if action == "delete":
+    if action is Lifecycle.DELETE:
         svc.delete_token(session, **common)
         return None, None
-    if action == "rotate":
+    if action is Lifecycle.ROTATE:
         created = svc.rotate_token(session, box=ctx.db.box, **common)
         return created.token, created.secret
     raise AssertionError(action)
 
 
-def _check_allowed(action: str, ctx: Context, public_id: str, version: int) -> None:
+def _check_allowed(action: Lifecycle, ctx: Context, public_id: str, version: int) -> None:
     """Run the action's rules and roll back, so a refusal comes before the question."""
     session = ctx.db.sessions()
     try:
@@ -607,25 +343,25 @@ def _check_allowed(action: str, ctx: Context, public_id: str, version: int) -> N
         session.close()
 
 
-def confirm(action: str, token: Token, now: dt.datetime) -> bool:
+def confirm(action: Lifecycle, token: Token, now: dt.datetime) -> bool:
     """Show the guide's warning and ask; only y / yes (any case) goes ahead."""
     text = CONFIRMATIONS[action]
     if not sys.stdin or not sys.stdin.isatty():
         raise ConfirmationRequired(
-            f"Refusing to {action} {token.public_id} without confirmation: stdin is not a "
-            "terminal, so nobody can answer. Pass --yes to confirm."
+            f"Refusing to {action.value} {token.public_id} without confirmation: stdin is not "
+            "a terminal, so nobody can answer. Pass --yes to confirm."
         )
     err = sys.stderr
-    print(f"{text.question} {_describe(token)} ({token.secret_masked}, scope {token.scope}, "
-          f"{token.display_status(now)})", file=err)
-    for warning in text.warnings:
+    print(f"{text.verb} this token? {_describe(token)} ({token.secret_masked}, "
+          f"scope {token.scope}, {token.display_status(now)})", file=err)
+    for warning in text.lines:
         print(f"  - {warning}", file=err)
     print(f"{text.confirm}? [y/N] ", end="", file=err, flush=True)
     answer = sys.stdin.readline()
     return answer.strip().lower() in ("y", "yes")
 
 
-def _lifecycle_handler(action: str) -> Callable[[argparse.Namespace], int]:
+def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]:
     def handler(args: argparse.Namespace) -> int:
         with open_context(args) as ctx:
             with ctx.db.sessions.begin() as session:
@@ -638,23 +374,23 @@ def _lifecycle_handler(action: str) -> Callable[[argparse.Namespace], int]:
             with ctx.db.sessions.begin() as session:
                 token, secret = _perform(action, session, ctx, args.id, seen.version)
                 summary = token_summary(token, ctx.now) if token is not None else None
-        if action == "rotate" and token is not None and secret is not None:
+        if action is Lifecycle.ROTATE and token is not None and secret is not None:
             if getattr(args, "json", False):
-                _print_json({**(summary or {}), "secret": secret})
+                print_json({**(summary or {}), "secret": secret})
                 print(SECURITY_NOTE, file=sys.stderr)
             else:
                 _print_secret(secret, token, verb="Rotated")
                 print("The previous secret no longer works.")
-        elif action == "disable":
+        elif action is Lifecycle.DISABLE:
             print(f"Disabled {_describe(seen)}: it no longer authenticates. "
                   f"`tokenbot tokens enable {seen.public_id}` reverses this.")
-        elif action == "enable":
+        elif action is Lifecycle.ENABLE:
             print(f"Enabled {_describe(seen)}: it is active again.")
-        elif action == "delete":
+        elif action is Lifecycle.DELETE:
             print(f"Deleted {_describe(seen)} for good.")
         return 0
 
-    handler.__name__ = f"cmd_{action}"
+    handler.__name__ = f"cmd_{action.value}"
     return handler
 
 
@@ -666,40 +402,3 @@ def cmd_reveal(args: argparse.Namespace) -> int:
     print(secret)
     print(SECURITY_NOTE, file=sys.stderr)
     return 0
-
-
-AUDIT_HEADERS = ("TIME", "ACTOR", "SOURCE", "ACTION", "TOKEN", "DETAILS")
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    with open_context(args) as ctx, ctx.db.sessions.begin() as session:
-        events = audit_svc.list_events(
-            session, team_id=ctx.team, token_public_id=args.token, limit=args.limit
-        )
-        rows = [audit_summary(event) for event in events]
-    if args.json:
-        _print_json(rows)
-        return 0
-    if not rows:
-        print("No audit events.")
-        return 0
-    print(
-        format_table(
-            AUDIT_HEADERS,
-            [
-                [
-                    _when(event.at),
-                    event.actor,
-                    str(event.source),
-                    str(event.action),
-                    event.token_public_id or "-",
-                    _audit_details(event.details or {}),
-                ]
-                for event in events
-            ],
-        )
-    )
-    return 0
-
-
-__all__ = ["register", "resolve_team", "open_context", "database_errors", "quiet_migrations"]

@@ -1,0 +1,271 @@
+"""What every `tokenbot` command shares: the operator's context (settings, database, team,
+actor), the database error that becomes one line, argument types, and plain-text output
+(tables whose columns line up in a terminal, times, JSON).
+
+The CLI acts as an operator: an admin of the chosen team (``--team``, else
+``TOKENBOT_TEAM_ID``, else the only team in the database), audited with source ``cli`` and
+the user given by ``--as`` (default ``operator``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import select, union
+from sqlalchemy.orm import Session
+
+from bot.config import Settings, load_settings
+from bot.db import Database
+from bot.errors import ConfigurationError
+from bot.models import AuditEvent, AuditSource, Token, utcnow
+from bot.services.actor import Actor
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ACTOR = "operator"
+LABEL_COLUMN_MAX = 40
+PER_PAGE_MAX = 1000
+ID_MAX = 32
+
+
+# -- argument types -------------------------------------------------------------------
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def date_arg(text: str) -> dt.date:
+    """``YYYY-MM-DD``, or a clear argparse error."""
+    value = text.strip()
+    if _DATE_RE.match(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a date; write it as YYYY-MM-DD (for example 2027-01-31)"
+    )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
+def per_page_arg(text: str) -> int:
+    value = positive_int(text)
+    if value > PER_PAGE_MAX:
+        raise argparse.ArgumentTypeError(f"at most {PER_PAGE_MAX} tokens per page")
+    return value
+
+
+def ident_arg(text: str) -> str:
+    """A Slack id or similar handle: no spaces, 1-32 characters."""
+    value = text.strip()
+    if not value or len(value) > ID_MAX or any(ch.isspace() for ch in value):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an id: use 1-{ID_MAX} characters without spaces "
+            "(a Slack id such as T0123ABCD or U0123ABCD)"
+        )
+    return value
+
+
+# -- shared options -------------------------------------------------------------------
+
+
+def team_parent() -> argparse.ArgumentParser:
+    """``--team T``, for a command that acts on one team."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--team",
+        type=ident_arg,
+        metavar="T",
+        help="Slack team id to act on (default: TOKENBOT_TEAM_ID, else the only team in "
+        "the database)",
+    )
+    return parent
+
+
+def actor_parent() -> argparse.ArgumentParser:
+    """``--as U``, for a command that changes or reveals a token."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--as",
+        dest="as_user",
+        type=ident_arg,
+        default=DEFAULT_ACTOR,
+        metavar="U",
+        help=f"who the audit log names as the actor (default: {DEFAULT_ACTOR})",
+    )
+    return parent
+
+
+def json_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print JSON")
+    return parent
+
+
+# -- context --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    db: Database
+    team: str
+    actor: Actor
+    now: dt.datetime
+
+
+def _teams_in(session: Session) -> list[str]:
+    query = union(
+        select(Token.team_id).distinct(), select(AuditEvent.team_id).distinct()
+    ).limit(3)
+    return sorted(session.scalars(query))
+
+
+def resolve_team(db: Database, settings: Settings, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    if settings.tokenbot_team_id:
+        return settings.tokenbot_team_id
+    with db.sessions() as session:
+        teams = _teams_in(session)
+    if len(teams) == 1:
+        return teams[0]
+    if not teams:
+        raise ConfigurationError(
+            "No team to act on: the database has no tokens yet. Pass --team T (a Slack team "
+            "id such as T0123ABCD) or set TOKENBOT_TEAM_ID."
+        )
+    shown = ", ".join(teams[:2]) + (", …" if len(teams) > 2 else "")
+    raise ConfigurationError(
+        f"The database holds several teams ({shown}): pass --team T or set TOKENBOT_TEAM_ID."
+    )
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """A database that cannot be reached or is not migrated: one clear line, no traceback."""
+    try:
+        yield
+    except sa_exc.ArgumentError as exc:
+        raise ConfigurationError(f"DATABASE_URL is not a usable SQLAlchemy URL: {exc}") from None
+    except sa_exc.DBAPIError as exc:
+        log.debug("database error", exc_info=True)
+        first = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
+        raise ConfigurationError(
+            f"The database refused the request ({type(exc.orig).__name__}: {first}). "
+            "Check DATABASE_URL, that the server is running, and run `tokenbot db upgrade`."
+        ) from None
+
+
+def quiet_migrations(args: argparse.Namespace) -> None:
+    """Alembic's per-run INFO lines are noise at the shell unless -v was given."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+@contextmanager
+def open_context(args: argparse.Namespace) -> Iterator[Context]:
+    quiet_migrations(args)
+    settings = load_settings()
+    with database_errors():
+        database = Database(settings)
+        try:
+            team = resolve_team(database, settings, getattr(args, "team", None))
+            actor = Actor(
+                team_id=team,
+                user_id=getattr(args, "as_user", DEFAULT_ACTOR),
+                is_admin=True,
+                source=AuditSource.CLI,
+            )
+            yield Context(settings, database, team, actor, utcnow())
+        finally:
+            database.dispose()
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def when(value: dt.datetime | None, missing: str = "never") -> str:
+    """A moment as ``YYYY-MM-DD HH:MM`` in UTC, or ``missing``."""
+    if value is None:
+        return missing
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def ago(value: dt.datetime, now: dt.datetime) -> str:
+    """Relative time, e.g. "3 days ago" (the largest whole unit)."""
+    seconds = int((now - value).total_seconds())
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400),
+                       ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def plain(value: Any) -> str:
+    """A stored value as text; ``None`` reads "none"."""
+    return "none" if value is None else str(value)
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """Terminal columns: wide (CJK, emoji) characters take two, combining marks none."""
+    return sum(_char_width(ch) for ch in text)
+
+
+def shorten(text: str, width: int = LABEL_COLUMN_MAX) -> str:
+    """``text`` cut to ``width`` terminal columns, with "…" where it was cut."""
+    if display_width(text) <= width:
+        return text
+    kept, used = [], 0
+    for ch in text:
+        if used + _char_width(ch) > width - 1:
+            break
+        kept.append(ch)
+        used += _char_width(ch)
+    return "".join(kept) + "…"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [display_width(h) for h in headers]
+    for row in rows:
+        widths = [max(w, display_width(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = [
+        "  ".join(
+            cell + " " * (width - display_width(cell))
+            for cell, width in zip(line, widths, strict=True)
+        ).rstrip()
+        for line in [list(headers), *rows]
+    ]
+    return "\n".join(lines)
