@@ -29,7 +29,9 @@ from bot import crypto  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.models import AuditSource, TokenStatus  # noqa: E402
+from bot.services import listing  # noqa: E402
 from bot.services import tokens as svc  # noqa: E402
+from bot.services.verification import verify as verify_secret  # noqa: E402
 from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
 
 TEAM = "TBENCH"
@@ -99,12 +101,12 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
     def filtered(i: int) -> None:
         with database.sessions.begin() as session:
             listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                            search=f"{rng.randrange(count):06d}")
+                                search=f"{rng.randrange(count):06d}")
 
     def filtered_broad(i: int) -> None:  # about a fifth of all labels match
         with database.sessions.begin() as session:
             listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                            search=WORDS[i % len(WORDS)])
+                                search=WORDS[i % len(WORDS)])
 
     def get(_: int) -> None:
         with database.sessions.begin() as session:
@@ -112,7 +114,7 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
 
     def verify(_: int) -> None:
         with database.sessions.begin() as session:
-            verify(session, secret=rng.choice(secrets), now=now)
+            verify_secret(session, secret=rng.choice(secrets), now=now)
 
     pending = iter(rng.sample(range(count), k=min(count, runs + 40)))
 

@@ -35,7 +35,7 @@ from bot.services import alerts as service
 from bot.services.alerts import select_for_posting
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Alert, AlertKind, Token
+from bot.models import Alert, AlertKind, Token, utcnow
 from bot.slack.views.digests import (
     item_for,
     DigestAudience,
@@ -359,12 +359,8 @@ def run_pass(
     return report
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def _job(settings: Settings, database: Database, client: WebClient) -> None:
-    run_pass(settings=settings, database=database, client=client, now=_utcnow())
+    run_pass(settings=settings, database=database, client=client, now=utcnow())
 
 
 def start_scheduler(
@@ -393,7 +389,7 @@ def start_scheduler(
         replace_existing=True,
         # First pass shortly after start: a restart catches up at once, not a whole
         # interval later (thresholds crossed while down are found by the date range).
-        next_run_time=_utcnow() + FIRST_RUN_DELAY,
+        next_run_time=utcnow() + FIRST_RUN_DELAY,
     )
     scheduler.start()
     log.info(
@@ -403,5 +399,3 @@ def start_scheduler(
     )
     return scheduler
 
-
-__all__ = ["PassReport", "run_pass", "start_scheduler"]

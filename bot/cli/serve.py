@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bot.alerts.scheduler import start_scheduler
 from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 
 log = logging.getLogger("bot.serve")
-
-SCHEDULER_MODULE = "bot.alerts.scheduler"
 
 REQUIRED = {
     "serve": ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"),
@@ -52,26 +49,6 @@ def require_slack_credentials(settings: Settings, mode: str) -> None:
         "(api.slack.com/apps → Create New App → From an app manifest), install it to the "
         "workspace, and set these variables in the environment or in .env."
     )
-
-
-def start_scheduler(settings: Settings, database: Database, client: Any) -> Any:
-    """The expiry-alert scheduler, when enabled and installed; None otherwise."""
-    if not settings.scheduler_enabled:
-        log.info("expiry-alert scheduler off (TOKENBOT_SCHEDULER=off)")
-        return None
-    if importlib.util.find_spec(SCHEDULER_MODULE) is None:
-        log.warning("expiry-alert scheduler not available in this installation")
-        return None
-    module = importlib.import_module(SCHEDULER_MODULE)
-    return module.start_scheduler(settings=settings, database=database, client=client)
-
-
-def stop_scheduler(scheduler: Any) -> None:
-    if scheduler is None:
-        return
-    shutdown: Callable[..., Any] | None = getattr(scheduler, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
 
 
 # What Slack answers when the bot token itself is wrong (rather than Slack being down).
@@ -121,10 +98,12 @@ def running(settings: Settings, mode: str) -> Iterator[tuple[Database, Any, Any]
     database = Database(settings)
     scheduler = None
     try:
-        scheduler = start_scheduler(settings, database, client)
+        # None when TOKENBOT_SCHEDULER=off.
+        scheduler = start_scheduler(settings=settings, database=database, client=client)
         yield database, client, scheduler
     finally:
-        stop_scheduler(scheduler)
+        if scheduler is not None:
+            scheduler.shutdown()
         database.dispose()
 
 

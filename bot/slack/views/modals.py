@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import re
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from slack_sdk.models.blocks import (
     Block,
@@ -23,6 +27,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId
+from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import Token
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
@@ -170,3 +175,63 @@ def notice_modal(text: str) -> View:
     )
 
 
+# -- reading a submission ------------------------------------------------------
+
+_INPUT_BLOCKS = {BlockId.LABEL, BlockId.SCOPE, BlockId.EXPIRES, BlockId.ALERT_CHANNEL}
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,30}")
+
+
+@dataclass(frozen=True)
+class FormValues:
+    """What the form says, named as the services' keyword arguments."""
+
+    label: str
+    scope: str
+    expires_on: dt.date | None
+    alert_channel: str | None
+
+    def fields(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _element(values: dict[str, Any], block: BlockId, action: ActionId) -> dict[str, Any]:
+    found = (values.get(block) or {}).get(action)
+    return found if isinstance(found, dict) else {}
+
+
+def read_form(view: dict[str, Any]) -> FormValues:
+    values = (view.get("state") or {}).get("values") or {}
+    label = _element(values, BlockId.LABEL, ActionId.LABEL_INPUT).get("value") or ""
+    scope = (_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get("selected_option")
+             or {}).get("value")
+    raw_date = _element(values, BlockId.EXPIRES, ActionId.EXPIRES_PICK).get("selected_date")
+    cleared = any(
+        isinstance(option, dict) and option.get("value") == NO_EXPIRY_VALUE
+        for option in _element(values, BlockId.NO_EXPIRY, ActionId.NO_EXPIRY_CHECK).get(
+            "selected_options"
+        ) or []
+    )
+    expires_on = None
+    if raw_date and not cleared:
+        try:
+            expires_on = dt.date.fromisoformat(str(raw_date))
+        except ValueError:
+            raise ValidationError("Pick a date from the calendar.", field="expires") from None
+    channel = _element(values, BlockId.ALERT_CHANNEL, ActionId.ALERT_CHANNEL_SELECT).get(
+        "selected_conversation"
+    )
+    if channel and not CHANNEL_ID.fullmatch(str(channel)):
+        raise ValidationError("Choose a channel from the list.", field="alert_channel")
+    return FormValues(
+        label=str(label),
+        scope=str(scope) if scope else "",
+        expires_on=expires_on,
+        alert_channel=str(channel) if channel else None,
+    )
+
+
+def field_errors(error: ValidationError | PermissionDeniedError) -> dict[str, str] | None:
+    """``{block_id: message}`` when the error names one of the form's fields (a service's
+    field name is its input block's id)."""
+    field = getattr(error, "field", None)
+    return {field: str(error)} if field in _INPUT_BLOCKS else None
