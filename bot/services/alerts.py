@@ -442,28 +442,3 @@ def record_action(
         .values(acted_action=action, acted_by=user_id, acted_at=now)
         .execution_options(synchronize_session=False)
     )
-
-
-__all__ = [
-    "ActedAction",
-    "Destination",
-    "SkipReason",
-    "arm",
-    "backoff",
-    "claim",
-    "current_stage",
-    "due_destinations",
-    "load",
-    "mark_failed",
-    "mark_sent",
-    "mark_skipped",
-    "message_alerts",
-    "load_claimed",
-    "pending",
-    "prune",
-    "record_action",
-    "renew",
-    "select_for_posting",
-    "skip_reason",
-    "stages",
-]
