@@ -31,6 +31,15 @@ from bot.slack.views.messages import SecretReason, describe_changes, secret_bloc
 from bot.slack.views.modals import field_errors, read_form
 from bot.slack.views.table import Notice
 
+def _answer_inline(ack: Ack, error: ValidationError | PermissionDeniedError) -> None:
+    """Show the error on the modal field it names; one that names none goes on to the
+    error path."""
+    errors = field_errors(error)
+    if errors is None:
+        raise error
+    ack(response_action="errors", errors=errors)
+
+
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: BoltContext, client: WebClient) -> None:
     d = deps(context)
@@ -43,10 +52,7 @@ def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                        scopes=d.settings.tokenbot_scopes, now=utcnow(),
                                        **form.fields())
     except (ValidationError, PermissionDeniedError) as error:
-        errors = field_errors(error)
-        if errors is None:
-            raise
-        ack(response_action="errors", errors=errors)
+        _answer_inline(ack, error)
         return
     ack()
     deliver_created(d, client, actor=actor, origin=origin, created=created)
@@ -95,10 +101,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
                                      notice=Notice(text))
     except (ValidationError, PermissionDeniedError) as error:
-        errors = field_errors(error)
-        if errors is None:
-            raise
-        ack(response_action="errors", errors=errors)
+        _answer_inline(ack, error)
         return
     ack()
     if isinstance(drawing, DigestRedraw):
