@@ -1,6 +1,6 @@
 """Introspection benchmark: ``POST /introspect`` against ``GET /healthz`` on the same server.
 
-Run (the full figures in the README)::
+Run (the full figures in docs/BENCHMARKS.md)::
 
     .venv/bin/python tests/bench_introspection.py
     .venv/bin/python tests/bench_introspection.py --tokens 2000 --duration 3 --backend sqlite
@@ -266,6 +266,7 @@ def minimal_app() -> Any:
     (a uvicorn factory, so it also runs with several workers)."""
     from bot.config import load_settings
     from bot.db import Database
+    from bot.http.common import send_text
     from bot.http.introspection import make_introspection_handler
 
     settings = load_settings()
@@ -288,10 +289,7 @@ def minimal_app() -> Any:
         if scope["path"] == "/introspect":
             await handler(scope, receive, send)
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+        await send_text(send, 200, "ok")
 
     return app
 

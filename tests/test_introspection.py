@@ -29,10 +29,11 @@ from sqlalchemy import event, select, text
 from bot import crypto
 from bot.config import Settings
 from bot.db import Database
-from bot.http.introspection import IntrospectionHandler, lookup_active, make_introspection_handler
+from bot.http.introspection import IntrospectionHandler, make_introspection_handler
 from bot.models import AuditSource, Token
 from bot.services import tokens as svc
 from bot.services.usage import UsageMemo, record_use
+from bot.services.verification import verify
 from tests.conftest import TEST_KEY
 from tests.support.serving import serving
 
@@ -379,27 +380,39 @@ def test_near_misses_of_a_real_secret_are_inactive(
     assert introspect(handler, secret).json["active"] is True
 
 
-def test_lookup_agrees_with_the_registry_verify(
-    intro_db: Database, now: dt.datetime
+def test_answers_agree_with_the_service_verify(
+    handler: IntrospectionHandler, intro_db: Database, now: dt.datetime
 ) -> None:
-    """The lean read (Core, batched by digest) answers exactly as the service's verify."""
-    active = create(intro_db, now)
-    expiring = create(intro_db, now, expires_on=(now + dt.timedelta(days=2)).date())
-    disabled = create(intro_db, now)
-    with intro_db.sessions.begin() as session:
-        svc.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
-                          expected_version=1, now=now)
+    """The batched read answers exactly as :func:`bot.services.verification.verify`, on a
+    Session as on a Connection."""
+    with time_machine.travel(now, tick=False):
+        active = create(intro_db, now)
+        expiring = create(intro_db, now, expires_on=(now + dt.timedelta(days=2)).date())
+        disabled = create(intro_db, now)
+        with intro_db.sessions.begin() as session:
+            svc.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
+                              expected_version=1, now=now)
     candidates = [active.secret, expiring.secret, disabled.secret, crypto.generate_secret(),
                   "tkb_" + "B" * 40, "junk"]
-    for when in (now, now + dt.timedelta(days=3)):
+    working = {
+        now: {active.token.public_id, expiring.token.public_id},
+        now + dt.timedelta(days=3): {active.token.public_id},
+    }
+    for when, expected_working in working.items():
+        answered: set[str] = set()
         for secret in candidates:
             with intro_db.sessions.begin() as session:
-                expected = svc.verify(session, secret=secret, now=when)
+                by_session = verify(session, secret=secret, now=when)
             with intro_db.engine.connect() as connection:
-                got = lookup_active(connection, secret=secret, now=when)
-            assert (got.public_id if got else None) == (
-                expected.public_id if expected else None
-            ), (secret[:10], when)
+                by_connection = verify(connection, secret=secret, now=when)
+            with time_machine.travel(when, tick=False):
+                answer = introspect(handler, secret)
+            expected = by_session.public_id if by_session else None
+            assert (by_connection.public_id if by_connection else None) == expected
+            assert answer.json.get("client_id") == expected, (secret[:10], when)
+            if expected is not None:
+                answered.add(expected)
+        assert answered == expected_working
 
 
 # -- caller authentication ---------------------------------------------------------------------

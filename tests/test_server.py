@@ -8,6 +8,7 @@ level (bad signature, stale timestamp, oversized body never reach a listener).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import http.client
 import json
@@ -222,8 +223,12 @@ def test_unknown_path_and_wrong_method(probe: tuple[tuple[str, int], list[str]])
     address, ran = probe
     assert request(address, "GET", "/nope").status == 404
     assert request(address, "POST", "/slack/events/extra", "x=1").status == 404
-    assert request(address, "GET", "/slack/events").status == 405
-    assert request(address, "POST", "/healthz").status == 405
+    wrong = request(address, "GET", "/slack/events")
+    assert (wrong.status, wrong.headers["allow"]) == (405, "POST")
+    wrong = request(address, "POST", "/healthz")
+    assert (wrong.status, wrong.headers["allow"]) == (405, "GET, HEAD")
+    assert request(address, "PUT", "/readyz").headers["allow"] == "GET, HEAD"
+    assert request(address, "HEAD", "/healthz").status == 200
     assert ran == []
 
 
@@ -279,6 +284,46 @@ def test_oversized_body_is_413(
     finally:
         connection.close()
     assert status == 413
+    assert ran == []
+
+
+def test_an_announced_oversized_body_is_refused_before_reading(
+    slack_settings: Settings, database: Database
+) -> None:
+    """In-process: the Content-Length alone earns the 413; a client gone mid-body gets no
+    answer at all, and no listener runs."""
+    ran: list[str] = []
+    app = build_asgi_app(
+        settings=slack_settings, database=database, bolt_app=probe_app(slack_settings, ran)
+    )
+
+    async def post(length: int, messages: list[dict[str, Any]]) -> tuple[list[Any], int]:
+        scope = {
+            "type": "http", "method": "POST", "path": "/slack/events", "query_string": b"",
+            "headers": [(b"content-length", str(length).encode())],
+        }
+        sent: list[Any] = []
+        reads = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal reads
+            reads += 1
+            return messages[reads - 1]
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        return sent, reads
+
+    try:
+        sent, reads = asyncio.run(post(MAX_BODY_BYTES + 1, []))
+        assert (sent[0]["status"], reads) == (413, 0)
+        partial = {"type": "http.request", "body": b"token=", "more_body": True}
+        sent, reads = asyncio.run(post(100, [partial, {"type": "http.disconnect"}]))
+        assert (sent, reads) == ([], 2)
+    finally:
+        app.close()
     assert ran == []
 
 

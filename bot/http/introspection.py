@@ -11,9 +11,9 @@ accepted and ignored). The caller authenticates with one of the configured
   request) and is never checked.
 
 The presented credential is compared with every configured secret in constant time
-(HMAC-SHA-256 of both sides, :func:`hmac.compare_digest` against all of them, no early exit).
-Anything else gets ``401`` with ``WWW-Authenticate`` challenges, before the body is read
-and before anything is looked up; with no secrets configured every request gets ``401``.
+(:mod:`bot.http.callers`). Anything else gets ``401`` with ``WWW-Authenticate``
+challenges, before the body is read and before anything is looked up; with no secrets
+configured every request gets ``401``.
 
 Answers (every one with ``Cache-Control: no-store`` and ``Pragma: no-cache``):
 
@@ -30,11 +30,12 @@ Answers (every one with ``Cache-Control: no-store`` and ``Pragma: no-cache``):
 
 Never a 500, never ``active: true`` for anything but a real active token.
 
-Lookup: the checksum is checked first (no database work for a malformed token), then one
-indexed ``SELECT`` of the needed columns by the secret's SHA-256 digest (Core, not the ORM;
-the same rule as :func:`bot.services.tokens.verify`); nothing is ever decrypted or scanned.
-Concurrent requests are coalesced (:class:`LookupBatcher`): while one read is in flight,
-the digests of requests arriving meanwhile go together in the next ``IN (...)`` read.
+Lookup: the verification of :mod:`bot.services.verification`, the one there is: the
+checksum first (no database work for a malformed token), then one indexed ``SELECT`` of the
+needed columns by the secret's SHA-256 digest; nothing is ever decrypted or scanned.
+Concurrent requests are coalesced (:class:`bot.http.batching.LookupBatcher`): while one
+read is in flight, the digests of requests arriving meanwhile go together in the next
+``IN (...)`` read.
 There is no cache of answers, and a request never joins a read that already started, so a
 token disabled, deleted, rotated or expired through any surface of any process answers
 ``active: false`` on the very next request. A successful check records "last used" at
@@ -44,246 +45,57 @@ tokens per ``UPDATE``.
 The read runs on a connection the handler holds: directly in the event loop
 (``lookup="loop"``, the default on SQLite: an in-process read of microseconds, cheaper
 than a hop to a thread) or in one reader thread (``lookup="thread"``, the default on
-PostgreSQL: the loop keeps serving HTTP during the network round trip); the README's
-benchmark section has the figures behind the defaults.
+PostgreSQL: the loop keeps serving HTTP during the network round trip);
+``docs/BENCHMARKS.md`` has the figures behind the defaults.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
-import secrets as _random
 import threading
-from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import unquote_to_bytes
 
-from sqlalchemy import Connection, Engine, Row, bindparam, select
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bot import crypto
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Token, TokenStatus
+from bot.http.batching import LookupBatcher
+from bot.http.callers import Caller, CallerCheck
+from bot.http.common import (
+    MAX_BODY_BYTES,
+    BodyTooLarge,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    form_unquote,
+    parse_length,
+    read_body,
+    send_json,
+)
+from bot.models import utcnow
 from bot.services.usage import UsageMemo, record_use
+from bot.services.verification import ActiveToken, active_token, fetch_by_digests
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-MAX_BODY_BYTES: Final = 1024 * 1024
 READ_TIMEOUT_MS: Final = 5000
 FORM_TYPE: Final = b"application/x-www-form-urlencoded"
-TOKEN_TYPE: Final = "access_token"
 LookupMode = Literal["loop", "thread"]
 
-# -- the lookup (Core, one indexed read by digest) --------------------------------------
 
-_t = Token.__table__
-# Built once; SQLAlchemy compiles it once per IN-list size and reuses it from its cache.
-LOOKUP_STATEMENT: Final = select(
-    _t.c.secret_digest,
-    _t.c.id,
-    _t.c.public_id,
-    _t.c.team_id,
-    _t.c.scope,
-    _t.c.status,
-    _t.c.created_by,
-    _t.c.created_at,
-    _t.c.expires_at,
-    _t.c.last_used_at,
-).where(_t.c.secret_digest.in_(bindparam("digests", expanding=True)))
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveToken:
-    """What introspection needs from an active token's row (never the secret)."""
-
-    id: int
-    public_id: str
-    team_id: str
-    scope: str
-    owner: str
-    created_at: dt.datetime
-    expires_at: dt.datetime | None
-    last_used_at: dt.datetime | None
-
-    def claims(self) -> dict[str, Any]:
-        """The RFC 7662 response members for this token."""
-        claims: dict[str, Any] = {"active": True, "scope": self.scope}
-        if self.expires_at is not None:
-            claims["exp"] = int(self.expires_at.timestamp())
-        claims["iat"] = int(self.created_at.timestamp())
-        claims["token_type"] = TOKEN_TYPE
-        claims["sub"] = self.owner
-        claims["client_id"] = self.public_id
-        claims["team_id"] = self.team_id
-        return claims
-
-
-def fetch_by_digests(connection: Connection, *, digests: Sequence[str]) -> dict[str, Row[Any]]:
-    """The rows whose secret digest is one of ``digests`` (one indexed read), by digest."""
-    if not digests:
-        return {}
-    rows = connection.execute(LOOKUP_STATEMENT, {"digests": list(digests)})
-    return {row.secret_digest: row for row in rows}
-
-
-def active_token(row: Row[Any] | None, *, now: dt.datetime) -> ActiveToken | None:
-    """The row as an :class:`ActiveToken` when it is active and unexpired at ``now``."""
-    if row is None or row.status != TokenStatus.ACTIVE:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
-        return None
-    return ActiveToken(
-        id=row.id,
-        public_id=row.public_id,
-        team_id=row.team_id,
-        scope=row.scope,
-        owner=row.created_by,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        last_used_at=row.last_used_at,
-    )
-
-
-def lookup_active(connection: Connection, *, secret: str, now: dt.datetime) -> ActiveToken | None:
-    """The active, unexpired token with this secret, or None: the checksum first (a
-    malformed secret costs no query), then one read by digest. Same rule as
-    :func:`bot.services.tokens.verify`, without the ORM."""
-    if not crypto.has_valid_checksum(secret):
-        return None
-    key = crypto.digest(secret)
-    return active_token(fetch_by_digests(connection, digests=[key]).get(key), now=now)
-
-
-class LookupBatcher:
-    """Coalesces the lookups of concurrent requests into one ``IN (...)`` read.
-
-    A request's digest joins the *pending* batch; a batch is sent when the event loop has
-    handled the requests that arrived with it, and only when no batch is in flight (at
-    most one per process); whatever arrives meanwhile waits for the next one. A request
-    never joins a read that has already started, so every answer comes from a read that
-    began after the request arrived: nothing is cached, a change committed before the
-    request is always seen. ``run`` executes in ``executor`` (a thread, so the loop keeps
-    serving HTTP while the database answers) or, without one, directly in the loop.
-    """
-
-    def __init__(
-        self,
-        run: Callable[[list[str]], dict[str, Row[Any]]],
-        executor: ThreadPoolExecutor | None,
-        *,
-        max_batch: int = 256,
-    ) -> None:
-        self._run = run
-        self._executor = executor
-        self._max_batch = max_batch
-        self._pending: dict[str, list[asyncio.Future[Row[Any] | None]]] = {}
-        self._scheduled = False
-        self._in_flight = False
-        self.batches = 0
-        self.lookups = 0
-
-    async def get(self, digest: str) -> Row[Any] | None:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Row[Any] | None] = loop.create_future()
-        self._pending.setdefault(digest, []).append(future)
-        if not self._scheduled and not self._in_flight:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
-
-    def _take(self) -> dict[str, list[asyncio.Future[Row[Any] | None]]]:
-        if len(self._pending) <= self._max_batch:
-            batch, self._pending = self._pending, {}
-            return batch
-        keys = list(self._pending)[: self._max_batch]
-        return {key: self._pending.pop(key) for key in keys}
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        if not self._pending or self._in_flight:
-            return
-        batch = self._take()
-        self.batches += 1
-        self.lookups += len(batch)
-        if self._executor is None:
-            try:
-                rows = self._run(list(batch))
-            except SQLAlchemyError as exc:
-                self._fail(batch, exc)
-            else:
-                self._resolve(batch, rows)
-            if self._pending:
-                self._schedule()
-            return
-        self._in_flight = True
-        done = asyncio.get_running_loop().run_in_executor(self._executor, self._run, list(batch))
-        done.add_done_callback(lambda result: self._finished(batch, result))
-
-    def _schedule(self) -> None:
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _finished(
-        self,
-        batch: dict[str, list[asyncio.Future[Row[Any] | None]]],
-        result: asyncio.Future[dict[str, Row[Any]]],
-    ) -> None:
-        self._in_flight = False
-        if result.cancelled():
-            self._fail(batch, asyncio.CancelledError())
-        elif (exc := result.exception()) is not None:
-            self._fail(batch, exc)
-        else:
-            self._resolve(batch, result.result())
-        if self._pending:
-            self._schedule()
-
-    @staticmethod
-    def _resolve(
-        batch: dict[str, list[asyncio.Future[Row[Any] | None]]], rows: dict[str, Row[Any]]
-    ) -> None:
-        for digest, futures in batch.items():
-            row = rows.get(digest)
-            for future in futures:
-                if not future.done():
-                    future.set_result(row)
-
-    @staticmethod
-    def _fail(
-        batch: dict[str, list[asyncio.Future[Row[Any] | None]]], exc: BaseException
-    ) -> None:
-        for futures in batch.values():
-            for future in futures:
-                if not future.done():
-                    future.set_exception(exc)
-
-
-# -- request parsing -------------------------------------------------------------------
+# -- the request ---------------------------------------------------------------------------
 
 
 class BadRequest(Exception):
     """The request is malformed (RFC 6749 ``invalid_request``); the message says why."""
-
-
-def _unquote(raw: bytes) -> bytes:
-    if b"%" not in raw and b"+" not in raw:
-        return raw
-    return unquote_to_bytes(raw.replace(b"+", b" "))
 
 
 def parse_form(body: bytes) -> bytes:
@@ -295,11 +107,11 @@ def parse_form(body: bytes) -> bytes:
         if not part:
             continue
         raw_name, _, raw_value = part.partition(b"=")
-        name = _unquote(raw_name)
+        name = form_unquote(raw_name)
         if name == b"token":
             if token is not None:
                 raise BadRequest("The token parameter is repeated.")
-            token = _unquote(raw_value)
+            token = form_unquote(raw_value)
         elif name == b"token_type_hint":
             if hint_seen:
                 raise BadRequest("The token_type_hint parameter is repeated.")
@@ -309,120 +121,80 @@ def parse_form(body: bytes) -> bytes:
     return token
 
 
-# -- caller authentication ---------------------------------------------------------------
+@dataclass(slots=True)
+class RequestHeaders:
+    """The request headers introspection looks at (the values as sent)."""
+
+    authorization: bytes | None = None
+    authorization_count: int = 0
+    content_type: bytes | None = None
+    content_length: bytes | None = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> RequestHeaders:
+        headers = cls()
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                headers.authorization = value
+                headers.authorization_count += 1
+            elif name == b"content-type":
+                headers.content_type = value
+            elif name == b"content-length":
+                headers.content_length = value
+        return headers
+
+    @property
+    def is_form(self) -> bool:
+        """Whether the body is declared urlencoded (parameters and case aside)."""
+        if self.content_type is None:
+            return False
+        return self.content_type.split(b";", 1)[0].strip().lower() == FORM_TYPE
+
+
+# -- answers -------------------------------------------------------------------------------
+
+_NO_STORE: Final = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+_CHALLENGE: Final = (
+    (b"www-authenticate", b'Basic realm="tokenbot introspection", charset="UTF-8"'),
+    (b"www-authenticate", b'Bearer realm="tokenbot introspection"'),
+)
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
-    """An authenticated caller: how it authenticated, and its Basic user name if any."""
+class Answer:
+    """A response: status, JSON body, and headers beyond the ones every answer has."""
 
-    scheme: str
-    name: str | None
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
-
-class CallerCheck:
-    """Constant-time check of a presented credential against every configured secret.
-
-    Each side is reduced to HMAC-SHA-256 under a per-process random key (equal lengths,
-    nothing about the secrets' lengths leaks); the presented value is compared with *every*
-    secret, the results OR-ed, no early exit.
-    """
-
-    def __init__(self, secrets: list[str]) -> None:
-        self._key = _random.token_bytes(32)
-        self._digests = [self._mac(secret.encode("utf-8")) for secret in secrets if secret]
-
-    def _mac(self, value: bytes) -> bytes:
-        return hmac.new(self._key, value, hashlib.sha256).digest()
-
-    @property
-    def configured(self) -> bool:
-        return bool(self._digests)
-
-    def matches(self, presented: bytes) -> bool:
-        mac = self._mac(presented)
-        found = False
-        for digest in self._digests:
-            found |= hmac.compare_digest(mac, digest)
-        return found and bool(self._digests)
-
-    def authenticate(self, header: bytes | None) -> Caller | None:
-        """The caller named by an ``Authorization`` header value, or None."""
-        if not header or not self._digests:
-            return None
-        scheme, _, credential = header.strip().partition(b" ")
-        scheme = scheme.lower()
-        credential = credential.strip()
-        if not credential:
-            return None
-        if scheme == b"bearer":
-            return Caller("bearer", None) if self.matches(credential) else None
-        if scheme == b"basic":
-            try:
-                decoded = base64.b64decode(credential, validate=True)
-            except (binascii.Error, ValueError):
-                return None
-            user, colon, password = decoded.partition(b":")
-            if not colon:
-                return None
-            # RFC 6749 §2.3.1 clients form-urlencode the password first: accept either form
-            # (both always compared).
-            as_sent = self.matches(password)
-            decoded_form = self.matches(_unquote(password))
-            if not (as_sent | decoded_form):
-                return None
-            return Caller("basic", _unquote(user).decode("utf-8", errors="replace")[:100])
-        return None
+    async def respond(self, send: Send) -> None:
+        await send_json(send, self.status, self.body, (*_NO_STORE, *self.headers))
 
 
-# -- responses -----------------------------------------------------------------------------
+def error_answer(
+    status: int, error: str, description: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> Answer:
+    """An RFC 6749 §5.2 style error."""
+    body = json.dumps({"error": error, "error_description": description}).encode("utf-8")
+    return Answer(status, body, headers)
 
-_NO_STORE: Final = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
-_JSON: Final = [(b"content-type", b"application/json"), *_NO_STORE]
+
 INACTIVE_BODY: Final = b'{"active":false}'
-_CHALLENGE: Final = [
-    (b"www-authenticate", b'Basic realm="tokenbot introspection", charset="UTF-8"'),
-    (b"www-authenticate", b'Bearer realm="tokenbot introspection"'),
-]
-
-
-def _error_body(error: str, description: str) -> bytes:
-    return json.dumps({"error": error, "error_description": description}).encode("utf-8")
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [*_JSON, (b"content-length", str(len(body)).encode("ascii"))]
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class _Disconnected(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+INACTIVE: Final = Answer(200, INACTIVE_BODY)
+UNAUTHENTICATED: Final = error_answer(
+    401, "invalid_client", "Authenticate with an introspection secret.", _CHALLENGE
+)
+MALFORMED_LENGTH: Final = error_answer(400, "invalid_request", "Malformed Content-Length.")
+NOT_A_FORM: Final = error_answer(
+    400, "invalid_request", "Send the token as application/x-www-form-urlencoded (token=...)."
+)
+UNAVAILABLE: Final = error_answer(
+    503,
+    "temporarily_unavailable",
+    "The token store is unavailable.",
+    ((b"retry-after", b"5"),),
+)
 
 
 # -- the ASGI handler ----------------------------------------------------------------------
@@ -441,6 +213,9 @@ class IntrospectionHandler:
     ) -> None:
         self.engine: Engine = database.engine
         self.max_body_bytes = max_body_bytes
+        self._too_large = error_answer(
+            413, "invalid_request", f"The body is over {max_body_bytes} bytes."
+        )
         self.callers = CallerCheck(
             [secret.get_secret_value() for secret in settings.tokenbot_introspection_secrets]
         )
@@ -467,6 +242,108 @@ class IntrospectionHandler:
                 "TOKENBOT_INTROSPECTION_SECRETS is not set: POST /introspect refuses every "
                 "request (401)"
             )
+
+    # -- ASGI: one request, step by step --------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            answer = await self._answer(scope, receive)
+        except ClientDisconnected:
+            return  # nobody left to answer
+        await answer.respond(send)
+
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+        """The steps in order (the first that fails answers): authenticate the caller,
+        check the body's framing, read the body, look the token up."""
+        headers = RequestHeaders.of(scope)
+        caller = self._authenticate(scope, headers)
+        if caller is None:
+            return UNAUTHENTICATED
+        refusal = self._check_framing(headers)
+        if refusal is not None:
+            return refusal
+        try:
+            body = await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            return self._too_large
+        return await self._introspect(body, caller)
+
+    def _authenticate(self, scope: Scope, headers: RequestHeaders) -> Caller | None:
+        """The caller of exactly one valid ``Authorization`` header, or None (logged)."""
+        caller = None
+        if headers.authorization_count == 1:
+            caller = self.callers.authenticate(headers.authorization)
+        if caller is None:
+            client = scope.get("client")
+            log.info(
+                "introspection refused: no valid credential (from %s)",
+                client[0] if client else "?",
+            )
+            return None
+        self._note_caller(caller)
+        return caller
+
+    def _check_framing(self, headers: RequestHeaders) -> Answer | None:
+        """The refusal for the announced length or the content type, before reading."""
+        if headers.content_length is not None:
+            announced = parse_length(headers.content_length)
+            if announced is None:
+                return MALFORMED_LENGTH
+            if announced > self.max_body_bytes:
+                return self._too_large
+        if not headers.is_form:
+            return NOT_A_FORM
+        return None
+
+    async def _introspect(self, body: bytes, caller: Caller) -> Answer:
+        """The answer for the token in the body: its claims, or inactive."""
+        try:
+            raw_token = parse_form(body)
+        except BadRequest as exc:
+            return error_answer(400, "invalid_request", str(exc))
+        try:
+            secret = raw_token.decode("ascii")
+        except UnicodeDecodeError:
+            return INACTIVE  # no token has such characters
+        now = utcnow()
+        try:
+            token = await self.lookup(secret, now)
+        except SQLAlchemyError as exc:
+            log.error("introspection lookup failed: %s", type(exc).__name__)
+            return UNAVAILABLE
+        if token is None:
+            return INACTIVE
+        return self._active(token, caller, now)
+
+    def _active(self, token: ActiveToken, caller: Caller, now: dt.datetime) -> Answer:
+        """The claims of a working token, its use noted."""
+        self._note_use(token, now)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "introspection by %s (%s): %s active",
+                caller.name or "-",
+                caller.scheme,
+                token.public_id,
+            )
+        return Answer(200, json.dumps(token.claims(), separators=(",", ":")).encode())
+
+    async def lookup(self, secret: str, now: dt.datetime) -> ActiveToken | None:
+        """The active token presented, or None (checksum first: no read for a bad one)."""
+        if not crypto.has_valid_checksum(secret):
+            return None
+        return active_token(await self.batcher.get(crypto.digest(secret)), now=now)
+
+    def _note_caller(self, caller: Caller) -> None:
+        """Log each caller once per process at INFO (every request at DEBUG)."""
+        key = (caller.scheme, caller.name)
+        if key in self._callers_seen or len(self._callers_seen) >= 1000:
+            return
+        self._callers_seen.add(key)
+        log.info(
+            "introspection: first request from caller %s (%s auth)",
+            repr(caller.name) if caller.name is not None else "-",
+            caller.scheme,
+        )
 
     # -- the read connection: one per reading thread (the loop's, or the reader's) ----------
 
@@ -505,24 +382,6 @@ class IntrospectionHandler:
                 if attempt == 2 or not exc.connection_invalidated:
                     raise
         raise AssertionError("unreachable")
-
-    async def lookup(self, secret: str, now: dt.datetime) -> ActiveToken | None:
-        """The active token presented, or None (checksum first: no read for a bad one)."""
-        if not crypto.has_valid_checksum(secret):
-            return None
-        return active_token(await self.batcher.get(crypto.digest(secret)), now=now)
-
-    def _note_caller(self, caller: Caller) -> None:
-        """Log each caller once per process at INFO (every request at DEBUG)."""
-        key = (caller.scheme, caller.name)
-        if key in self._callers_seen or len(self._callers_seen) >= 1000:
-            return
-        self._callers_seen.add(key)
-        log.info(
-            "introspection: first request from caller %s (%s auth)",
-            repr(caller.name) if caller.name is not None else "-",
-            caller.scheme,
-        )
 
     # -- last used -------------------------------------------------------------------------
 
@@ -571,122 +430,11 @@ class IntrospectionHandler:
             except SQLAlchemyError:
                 pass
 
-    # -- ASGI --------------------------------------------------------------------------------
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization: bytes | None = None
-        auth_headers = 0
-        content_type: bytes | None = None
-        content_length: bytes | None = None
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                authorization = value
-                auth_headers += 1
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"content-length":
-                content_length = value
-
-        caller = self.callers.authenticate(authorization) if auth_headers == 1 else None
-        if caller is None:
-            client = scope.get("client")
-            log.info(
-                "introspection refused: no valid credential (from %s)",
-                client[0] if client else "?",
-            )
-            await _respond(
-                send,
-                401,
-                _error_body("invalid_client", "Authenticate with an introspection secret."),
-                _CHALLENGE,
-            )
-            return
-        self._note_caller(caller)
-
-        if content_length is not None:
-            try:
-                announced = int(content_length)
-            except ValueError:
-                announced = -1
-            if announced < 0:
-                await _respond(
-                    send, 400, _error_body("invalid_request", "Malformed Content-Length.")
-                )
-                return
-            if announced > self.max_body_bytes:
-                await self._too_large(send)
-                return
-
-        if content_type is None or content_type.split(b";", 1)[0].strip().lower() != FORM_TYPE:
-            await _respond(
-                send,
-                400,
-                _error_body(
-                    "invalid_request",
-                    "Send the token as application/x-www-form-urlencoded (token=...).",
-                ),
-            )
-            return
-
-        try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _TooLarge:
-            await self._too_large(send)
-            return
-        except _Disconnected:
-            return
-
-        try:
-            raw_token = parse_form(body)
-        except BadRequest as exc:
-            await _respond(send, 400, _error_body("invalid_request", str(exc)))
-            return
-
-        try:
-            secret = raw_token.decode("ascii")
-        except UnicodeDecodeError:
-            await _respond(send, 200, INACTIVE_BODY)
-            return
-
-        now = dt.datetime.now(dt.timezone.utc)
-        try:
-            token = await self.lookup(secret, now)
-        except SQLAlchemyError as exc:
-            log.error("introspection lookup failed: %s", type(exc).__name__)
-            await _respond(
-                send,
-                503,
-                _error_body("temporarily_unavailable", "The token store is unavailable."),
-                [(b"retry-after", b"5")],
-            )
-            return
-
-        if token is None:
-            await _respond(send, 200, INACTIVE_BODY)
-            return
-
-        self._note_use(token, now)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "introspection by %s (%s): %s active",
-                caller.name or "-",
-                caller.scheme,
-                token.public_id,
-            )
-        await _respond(send, 200, json.dumps(token.claims(), separators=(",", ":")).encode())
-
-    async def _too_large(self, send: Send) -> None:
-        await _respond(
-            send,
-            413,
-            _error_body("invalid_request", f"The body is over {self.max_body_bytes} bytes."),
-        )
-
 
 def make_introspection_handler(
     *, settings: Settings, database: Database, lookup: LookupMode | None = None
 ) -> IntrospectionHandler:
-    """The ``POST /introspect`` handler for ``bot.http.server``'s router. ``lookup``: where the
-    batched read runs; by default in the event loop on SQLite (an in-process read of a few
-    microseconds) and in one reader thread on PostgreSQL (a network round trip)."""
+    """The ``POST /introspect`` handler for :mod:`bot.http.server`'s router. ``lookup``: where
+    the batched read runs; by default in the event loop on SQLite (an in-process read of a
+    few microseconds) and in one reader thread on PostgreSQL (a network round trip)."""
     return IntrospectionHandler(settings=settings, database=database, lookup=lookup)

@@ -1,6 +1,6 @@
 """HTTP mode for production: a small ASGI application served by uvicorn.
 
-Routes (a plain dispatch on the path; no web framework):
+Routes (a table of paths, each with its methods; no web framework):
 
 - ``POST /slack/events``: Slack's slash commands, interactivity and events, handed to the
   Bolt app. The ASGI request becomes a :class:`slack_bolt.request.BoltRequest` and
@@ -9,25 +9,23 @@ Routes (a plain dispatch on the path; no web framework):
   request signature and the timestamp (401 otherwise).
 - ``GET /healthz``: liveness; touches nothing.
 - ``GET /readyz``: readiness; ``SELECT 1`` on the database (200, or 503 when unreachable).
-- ``POST /introspect``: RFC 7662 introspection, delegated to
-  ``bot.http.introspection.make_introspection_handler`` when that module is installed (404
-  otherwise).
+- ``POST /introspect``: RFC 7662 introspection (:mod:`bot.http.introspection`).
 
-Every request body is limited to :data:`MAX_BODY_BYTES` (413 beyond). Anything else: 404.
+Another method on a known path: 405 with ``Allow``. Anything else: 404. Every request body
+is limited to :data:`~bot.http.common.MAX_BODY_BYTES` (413 beyond), read by
+:func:`bot.http.common.read_body` like the introspection handler's.
 
 :func:`serve` runs the application under uvicorn; with ``workers > 1`` uvicorn starts that
-many processes from the import string ``bot.http.server:app_from_environment``, each building its
-own application (Bolt app, database pool) from the environment.
+many processes from the import string :data:`FACTORY_IMPORT_STRING`, each building its own
+application (Bolt app, database pool) from the environment.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -37,74 +35,34 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot import logs
 from bot.config import Settings
 from bot.db import Database
+from bot.http.common import (
+    MAX_BODY_BYTES,
+    ASGIApp,
+    BodyTooLarge,
+    ClientDisconnected,
+    Receive,
+    Scope,
+    Send,
+    announced_length,
+    read_body,
+    send_response,
+    send_text,
+)
+from bot.http.introspection import IntrospectionHandler, make_introspection_handler
 
 if TYPE_CHECKING:
+    import uvicorn
     from slack_bolt import App
 
 log = logging.getLogger(__name__)
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SLACK_EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 INTROSPECT_PATH = "/introspect"
-MAX_BODY_BYTES = 1024 * 1024
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
-INTROSPECTION_MODULE = "bot.http.introspection"
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
-
-_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
-
-
-class BodyTooLarge(Exception):
-    """The request body exceeds the limit."""
-
-
-class ClientDisconnected(Exception):
-    """The client went away before the body was read."""
-
-
-async def read_body(scope: Scope, receive: Receive, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The whole request body, refusing more than ``limit`` bytes (announced or sent)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                if int(value) > limit:
-                    raise BodyTooLarge
-            except ValueError:
-                pass
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def send_response(
-    send: Send,
-    status: int,
-    body: bytes | str = b"",
-    headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    header_list = [(n, v) for n, v in headers if n != b"content-length"]
-    header_list.append((b"content-length", str(len(data)).encode("ascii")))
-    await send({"type": "http.response.start", "status": status, "headers": header_list})
-    await send({"type": "http.response.body", "body": data})
 
 
 def to_bolt_request(scope: Scope, body: bytes) -> Any:
@@ -120,15 +78,6 @@ def to_bolt_request(scope: Scope, body: bytes) -> Any:
     )
 
 
-def load_introspection_handler(settings: Settings, database: Database) -> ASGIApp | None:
-    """The introspection endpoint, when its module is part of this installation."""
-    if importlib.util.find_spec(INTROSPECTION_MODULE) is None:
-        return None
-    module = importlib.import_module(INTROSPECTION_MODULE)
-    handler: ASGIApp = module.make_introspection_handler(settings=settings, database=database)
-    return handler
-
-
 class TokenbotASGI:
     """The ASGI application: Slack's endpoint, health checks and introspection."""
 
@@ -138,7 +87,7 @@ class TokenbotASGI:
         settings: Settings,
         database: Database,
         bolt_app: App,
-        introspection: ASGIApp | None = None,
+        introspection: IntrospectionHandler,
         max_body_bytes: int = MAX_BODY_BYTES,
         dispatch_threads: int = DISPATCH_THREADS,
         on_shutdown: Iterable[Callable[[], None]] = (),
@@ -152,6 +101,15 @@ class TokenbotASGI:
             max_workers=dispatch_threads, thread_name_prefix="tokenbot-dispatch"
         )
         self._on_shutdown = list(on_shutdown)
+        # Each path: the methods it answers, and its handler.
+        self._routes: dict[str, tuple[tuple[str, ...], ASGIApp]] = {
+            SLACK_EVENTS_PATH: (("POST",), self._slack),
+            HEALTH_PATH: (("GET", "HEAD"), self._health),
+            READY_PATH: (("GET", "HEAD"), self._ready),
+            # The handler authenticates the caller before reading the body, and applies
+            # the same body limit itself.
+            INTROSPECT_PATH: (("POST",), introspection),
+        }
 
     # -- ASGI entry ------------------------------------------------------------
 
@@ -175,54 +133,34 @@ class TokenbotASGI:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        close_introspection = getattr(self.introspection, "close", None)
-        if close_introspection is not None:
-            close_introspection()
+        self.introspection.close()
         for callback in self._on_shutdown:
             callback()
         self._on_shutdown.clear()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
-        if path == SLACK_EVENTS_PATH:
-            if method != "POST":
-                await self._not_allowed(send, "POST")
-                return
-            await self._slack(scope, receive, send)
-        elif path == HEALTH_PATH:
-            if method not in ("GET", "HEAD"):
-                await self._not_allowed(send, "GET, HEAD")
-                return
-            await send_response(send, 200, "ok", _TEXT)
-        elif path == READY_PATH:
-            if method not in ("GET", "HEAD"):
-                await self._not_allowed(send, "GET, HEAD")
-                return
-            await self._ready(send)
-        elif path == INTROSPECT_PATH and self.introspection is not None:
-            if method != "POST":
-                await self._not_allowed(send, "POST")
-                return
-            # The handler authenticates the caller before reading the body, and applies
-            # the same body limit itself.
-            await self.introspection(scope, receive, send)
-        else:
-            await send_response(send, 404, "not found", _TEXT)
+        route = self._routes.get(scope["path"])
+        if route is None:
+            await send_text(send, 404, "not found")
+            return
+        methods, handler = route
+        if scope["method"] not in methods:
+            allow = ", ".join(methods).encode("ascii")
+            await send_text(send, 405, "method not allowed", [(b"allow", allow)])
+            return
+        await handler(scope, receive, send)
 
     # -- routes ----------------------------------------------------------------
 
-    async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
-        try:
-            return await read_body(scope, receive, self.max_body_bytes)
-        except BodyTooLarge:
-            await send_response(send, 413, "request body too large", _TEXT)
-        except ClientDisconnected:
-            pass
-        return None
-
     async def _slack(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._body(scope, receive, send)
-        if body is None:
+        try:
+            body = await read_body(
+                receive, self.max_body_bytes, announced=announced_length(scope)
+            )
+        except BodyTooLarge:
+            await send_text(send, 413, "request body too large")
+            return
+        except ClientDisconnected:
             return
         request = to_bolt_request(scope, body)
         loop = asyncio.get_running_loop()
@@ -234,11 +172,14 @@ class TokenbotASGI:
         ]
         await send_response(send, response.status, response.body or "", headers)
 
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_text(send, 200, "ok")
+
     def _database_answers(self) -> None:
         with self.database.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    async def _ready(self, send: Send) -> None:
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         loop = asyncio.get_running_loop()
         try:
             await asyncio.wait_for(
@@ -248,15 +189,9 @@ class TokenbotASGI:
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             # The exception text may hold the URL; its type is enough for the log.
             log.warning("readiness check failed: database unavailable (%s)", type(exc).__name__)
-            await send_response(send, 503, "database unavailable", _TEXT)
+            await send_text(send, 503, "database unavailable")
             return
-        await send_response(send, 200, "ready", _TEXT)
-
-    @staticmethod
-    async def _not_allowed(send: Send, allow: str) -> None:
-        await send_response(
-            send, 405, "method not allowed", [*_TEXT, (b"allow", allow.encode("ascii"))]
-        )
+        await send_text(send, 200, "ready")
 
 
 def build_asgi_app(
@@ -276,7 +211,7 @@ def build_asgi_app(
         settings=settings,
         database=database,
         bolt_app=bolt_app,
-        introspection=load_introspection_handler(settings, database),
+        introspection=make_introspection_handler(settings=settings, database=database),
         on_shutdown=on_shutdown,
     )
 
@@ -323,8 +258,6 @@ def serve(
     if workers is not None and workers > 1:
         if bolt_app is not None:
             raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")
-        from uvicorn.supervisors import Multiprocess
-
         config = uvicorn.Config(
             FACTORY_IMPORT_STRING,
             factory=True,
@@ -335,19 +268,7 @@ def serve(
             log_level=log_level,
             lifespan="on",
         )
-        # Not uvicorn.run(workers=N): its Config.bind_socket() leaves the socket's proto at
-        # 0, accepted sockets inherit it and asyncio then never sets TCP_NODELAY, so every
-        # keep-alive response waits ~40 ms for the peer's delayed ACK (uvicorn issue #3149).
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = sock or socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        if sock is None:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((host, port))
-        listener.set_inheritable(True)
-        try:
-            Multiprocess(config, sockets=[listener]).run()
-        finally:
-            listener.close()
+        _serve_processes(config, host=host, port=port, sock=sock)
         return
     owned: Database | None = None
     if database is None:
@@ -367,3 +288,24 @@ def serve(
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         app.close()
+
+
+def _serve_processes(
+    config: uvicorn.Config, *, host: str, port: int, sock: socket.socket | None
+) -> None:
+    """uvicorn's worker processes on one listening socket (``sock``, or one bound here)."""
+    from uvicorn.supervisors import Multiprocess
+
+    # Not uvicorn.run(workers=N): its Config.bind_socket() leaves the socket's proto at
+    # 0, accepted sockets inherit it and asyncio then never sets TCP_NODELAY, so every
+    # keep-alive response waits ~40 ms for the peer's delayed ACK (uvicorn issue #3149).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = sock or socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    if sock is None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    listener.set_inheritable(True)
+    try:
+        Multiprocess(config, sockets=[listener]).run()
+    finally:
+        listener.close()
