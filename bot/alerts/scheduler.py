@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -31,18 +32,18 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.services import alerts as service
-from bot.services.alerts import select_for_posting
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertKind, Token, utcnow
+from bot.services import alerts as service
+from bot.services.alerts import select_for_posting
 from bot.slack.views.digests import (
-    item_for,
     DigestAudience,
     DigestItem,
     chunk_items,
     digest_blocks,
     digest_text,
+    item_for,
 )
 
 log = logging.getLogger("bot.alerts")
@@ -198,29 +199,13 @@ class _Pass:
             ids = service.claim(session, now=self.now, worker=self.worker)
         if not ids:
             return []  # nothing due, or another process took it
-        plans: dict[service.Destination, _Plan] = {}
         with self.sessions.begin() as session:
             rows = service.load_claimed(session, worker=self.worker, now=self.now)
-            grouped: dict[service.Destination, list[tuple[Alert, Token | None]]] = {}
-            for alert, token in rows:
-                target = service.Destination(AlertKind(alert.kind), alert.destination)
-                grouped.setdefault(target, []).append((alert, token))
-            skip: dict[int, str] = {}
-            for target in sorted(grouped):
-                selection = select_for_posting(grouped[target], now=self.now,
-                                               alert_days=self.alert_days)
-                skip.update(selection.skip)
-                plan = _Plan(target=target, report=DestinationReport(
-                    kind=target.kind.value, destination=target.destination,
-                    skipped=len(selection.skip)))
-                plan.alert_of = {token.public_id: alert.id for alert, token in selection.post}
-                plan.chunks = chunk_items([item_for(a, t) for a, t in selection.post])
-                plan.report.tokens = [_describe(i) for chunk in plan.chunks for i in chunk]
-                plan.pacer = _Pacer(self.post_interval)
-                plans[target] = plan
+            plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days,
+                                 post_interval=self.post_interval)
             if skip:
                 service.mark_skipped(session, reasons=skip, worker=self.worker, now=self.now)
-        return list(plans.values())
+        return plans
 
     def post(self, plan: _Plan, number: int) -> None:
         """Post one digest message of ``plan``; mark its alerts sent, or on failure mark
@@ -295,31 +280,44 @@ def _deliver_all(run: _Pass, threads: int) -> list[_Plan]:
     return plans
 
 
+def _plans(
+    rows: Sequence[tuple[Alert, Token | None]], *, now: dt.datetime, alert_days: Sequence[int],
+    post_interval: float = PER_CHANNEL_INTERVAL,
+) -> tuple[list[_Plan], dict[int, str]]:
+    """The digest messages each destination gets from these alerts, and the alerts to close
+    without posting (with why)."""
+    grouped: dict[service.Destination, list[tuple[Alert, Token | None]]] = {}
+    for alert, token in rows:
+        target = service.Destination(AlertKind(alert.kind), alert.destination)
+        grouped.setdefault(target, []).append((alert, token))
+    plans: list[_Plan] = []
+    skip: dict[int, str] = {}
+    for target in sorted(grouped):
+        selection = select_for_posting(grouped[target], now=now, alert_days=alert_days)
+        skip.update(selection.skip)
+        chunks = chunk_items([item_for(a, t) for a, t in selection.post])
+        report = DestinationReport(
+            kind=target.kind.value, destination=target.destination,
+            tokens=[_describe(item) for chunk in chunks for item in chunk],
+            skipped=len(selection.skip),
+        )
+        plans.append(_Plan(target=target, report=report, chunks=chunks,
+                           alert_of={t.public_id: a.id for a, t in selection.post},
+                           pacer=_Pacer(post_interval)))
+    return plans, skip
+
+
 def _preview_destinations(run: _Pass) -> tuple[int, list[DestinationReport]]:
     """Dry run: arm inside a transaction that is rolled back; claim nothing."""
     with run.sessions() as session:
         armed = service.arm(session, now=run.now, alert_days=run.alert_days,
                             default_channel=run.settings.tokenbot_alert_channel)
-        grouped: dict[service.Destination, list[tuple[Alert, Token | None]]] = {}
-        for alert, token in service.load(session, service.pending(session, now=run.now)):
-            target = service.Destination(AlertKind(alert.kind), alert.destination)
-            grouped.setdefault(target, []).append((alert, token))
-        reports = []
-        for target in sorted(grouped):
-            selection = select_for_posting(grouped[target], now=run.now,
-                                           alert_days=run.alert_days)
-            chunks = chunk_items([item_for(a, t) for a, t in selection.post])
-            reports.append(
-                DestinationReport(
-                    kind=target.kind.value,
-                    destination=target.destination,
-                    tokens=[_describe(item) for chunk in chunks for item in chunk],
-                    messages=len(chunks),
-                    skipped=len(selection.skip),
-                )
-            )
+        rows = service.load(session, service.pending(session, now=run.now))
+        plans, _ = _plans(rows, now=run.now, alert_days=run.alert_days)
         session.rollback()
-    return armed, reports
+    for plan in plans:
+        plan.report.messages = len(plan.chunks)
+    return armed, [plan.report for plan in plans]
 
 
 def run_pass(
