@@ -267,11 +267,11 @@ def minimal_app() -> Any:
     from bot.config import load_settings
     from bot.db import Database
     from bot.http.common import send_text
-    from bot.http.introspection import make_introspection_handler
+    from bot.http.introspection import IntrospectionHandler
 
     settings = load_settings()
     database = Database(settings)
-    handler = make_introspection_handler(
+    handler = IntrospectionHandler(
         settings=settings, database=database, lookup=os.environ.get("BENCH_LOOKUP") or None
     )
 

@@ -29,7 +29,7 @@ from sqlalchemy import event, select, text
 from bot import crypto
 from bot.config import Settings
 from bot.db import Database
-from bot.http.introspection import IntrospectionHandler, make_introspection_handler
+from bot.http.introspection import IntrospectionHandler
 from bot.models import AuditSource, Token
 from bot.services import tokens as svc
 from bot.services.usage import UsageMemo, record_use
@@ -177,7 +177,7 @@ def intro_db(intro_settings: Settings) -> Iterator[Database]:
 
 @pytest.fixture
 def handler(intro_settings: Settings, intro_db: Database) -> Iterator[IntrospectionHandler]:
-    h = make_introspection_handler(settings=intro_settings, database=intro_db)
+    h = IntrospectionHandler(settings=intro_settings, database=intro_db)
     try:
         yield h
     finally:
@@ -500,7 +500,7 @@ def test_without_configured_secrets_every_request_is_refused(
     created = create(intro_db, now)
     for value in ("", " , "):
         bare = make_settings(TOKENBOT_INTROSPECTION_SECRETS=value)
-        h = make_introspection_handler(settings=bare, database=intro_db)
+        h = IntrospectionHandler(settings=bare, database=intro_db)
         try:
             for auth in (None, b"Bearer ", b"Bearer " + SECRET_A.encode(), basic("a", "")):
                 answer = introspect(h, created.secret, auth=auth)
@@ -556,7 +556,7 @@ def test_a_second_process_sees_a_fresh_last_used_and_does_not_write(
 ) -> None:
     created = create(intro_db, now)
     introspect(handler, created.secret)
-    other = make_introspection_handler(settings=intro_settings, database=intro_db)
+    other = IntrospectionHandler(settings=intro_settings, database=intro_db)
     try:
         with counting_token_updates(intro_db) as updates:
             for _ in range(3):
@@ -861,7 +861,7 @@ def test_concurrent_requests_each_get_their_own_answer(
         else:
             expected.append(("tkb_" + "Z" * 40, None))
 
-    h = make_introspection_handler(settings=intro_settings, database=intro_db,
+    h = IntrospectionHandler(settings=intro_settings, database=intro_db,
                                    lookup=lookup)  # type: ignore[arg-type]
 
     async def run() -> list[tuple[Answer, int]]:
@@ -889,7 +889,7 @@ def test_a_request_never_joins_a_read_already_in_flight(
     a request arriving after the disable was committed waits for a read of its own. (With
     the read in the event loop no request can arrive during a read at all.)"""
     created = create(intro_db, now)
-    h = make_introspection_handler(settings=intro_settings, database=intro_db,
+    h = IntrospectionHandler(settings=intro_settings, database=intro_db,
                                    lookup="thread")
     read_done, release = threading.Event(), threading.Event()
     real_run = h.batcher._run  # noqa: SLF001 - slow the first read down
@@ -957,7 +957,7 @@ def test_an_unreachable_database_answers_503_never_active(
         url = "postgresql+psycopg://postgres@127.0.0.1:9/nothing?connect_timeout=2"
     broken = make_settings(DATABASE_URL=url, TOKENBOT_INTROSPECTION_SECRETS=SECRET_A)
     database = Database(broken, auto_upgrade=False)
-    h = make_introspection_handler(settings=broken, database=database)
+    h = IntrospectionHandler(settings=broken, database=database)
     try:
         answer = introspect(h, crypto.generate_secret())
         assert answer.status == 503

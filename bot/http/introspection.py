@@ -201,7 +201,10 @@ UNAVAILABLE: Final = error_answer(
 
 
 class IntrospectionHandler:
-    """The ``POST /introspect`` ASGI callable (the router has matched path and method)."""
+    """The ``POST /introspect`` ASGI callable (the router has matched path and method).
+    ``lookup``: where the batched read runs; by default in the event loop on SQLite (an
+    in-process read of a few microseconds) and in one reader thread on PostgreSQL (a
+    network round trip)."""
 
     def __init__(
         self,
@@ -429,12 +432,3 @@ class IntrospectionHandler:
                 connection.close()
             except SQLAlchemyError:
                 pass
-
-
-def make_introspection_handler(
-    *, settings: Settings, database: Database, lookup: LookupMode | None = None
-) -> IntrospectionHandler:
-    """The ``POST /introspect`` handler for :mod:`bot.http.server`'s router. ``lookup``: where
-    the batched read runs; by default in the event loop on SQLite (an in-process read of a
-    few microseconds) and in one reader thread on PostgreSQL (a network round trip)."""
-    return IntrospectionHandler(settings=settings, database=database, lookup=lookup)

@@ -48,7 +48,7 @@ from bot.http.common import (
     send_response,
     send_text,
 )
-from bot.http.introspection import IntrospectionHandler, make_introspection_handler
+from bot.http.introspection import IntrospectionHandler
 
 if TYPE_CHECKING:
     import uvicorn
@@ -211,7 +211,7 @@ def build_asgi_app(
         settings=settings,
         database=database,
         bolt_app=bolt_app,
-        introspection=make_introspection_handler(settings=settings, database=database),
+        introspection=IntrospectionHandler(settings=settings, database=database),
         on_shutdown=on_shutdown,
     )
 

@@ -24,6 +24,7 @@ Exactly once, across processes:
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -55,7 +56,9 @@ class SkipReason:
     SUPERSEDED = "superseded"  # a nearer threshold was crossed before this one went out
 
 
-class ActedAction:
+class ActedAction(enum.StrEnum):
+    """What was done from a digest message (shown when it is redrawn)."""
+
     EXTENDED = "extended"
     EDITED = "edited"
     DISABLED = "disabled"

@@ -37,7 +37,6 @@ from slack_sdk.models.blocks import (
 
 from bot.errors import NotFoundError
 from bot.models import Alert, Token, TokenStatus, has_expired
-from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import token_value
@@ -297,8 +296,10 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
     return blocks
 
 
-def _headline(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
-    expired = sum(1 for item in items if item.threshold_days == 0 or has_expired(item.expires_at, now))
+def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
+    """The headline, also the notification / fallback text (no user-supplied text in it)."""
+    expired = sum(1 for item in items
+                  if item.threshold_days == 0 or has_expired(item.expires_at, now))
     soon = len(items) - expired
     parts = []
     if soon:
@@ -307,11 +308,6 @@ def _headline(items: Sequence[DigestItem], audience: DigestAudience, now: dt.dat
         parts.append(f"{expired} expired and no longer working")
     noun = "Your access tokens" if audience == DigestAudience.OWNER else "Access tokens"
     return f"{noun}: {', '.join(parts)}" if parts else noun
-
-
-def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
-    """The notification / fallback text (no user-supplied text in it)."""
-    return _headline(items, audience, now)
 
 
 def digest_blocks(
@@ -331,7 +327,7 @@ def digest_blocks(
     header = SectionBlock(
         block_id=BlockId.ALERT_HEADER,
         text=MarkdownTextObject(
-            text=f":alarm_clock: *{_headline(ordered, audience, now)}*\n{intro}"
+            text=f":alarm_clock: *{digest_text(ordered, audience, now)}*\n{intro}"
         ),
     )
     body = _full(ordered, now) if len(ordered) <= FULL_LAYOUT_MAX else _compact(ordered, now)
@@ -352,20 +348,14 @@ def item_for(alert: Alert, token: Token) -> DigestItem:
     )
 
 
-_ACTED = {
-    ActedAction.EXTENDED: Outcome.EXTENDED,
-    ActedAction.EDITED: Outcome.EDITED,
-    ActedAction.DISABLED: Outcome.DISABLED,
-}
-
-
 def redraw_item(alert: Alert, token: Token | None) -> DigestItem | None:
     """How a posted token looks when its digest is redrawn: what was done from the message
     and by whom, or what became of it elsewhere (disabled, re-dated)."""
     if token is None:  # deleted: its alerts went with it (ON DELETE CASCADE)
         return None
     item = item_for(alert, token)
-    outcome: Outcome | None = _ACTED.get(alert.acted_action or "")
+    # What was done from the message (an ``ActedAction``, each an outcome of the same name).
+    outcome = Outcome(alert.acted_action) if alert.acted_action else None
     by = alert.acted_by if outcome is not None else None
     if outcome is None and token.status == TokenStatus.DISABLED:
         outcome = Outcome.DISABLED
