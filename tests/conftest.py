@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, delete, text
@@ -111,14 +113,25 @@ def db(settings: Settings) -> Iterator[Database]:
         database.dispose()
 
 
-@pytest.fixture
-def standin() -> Iterator[SlackStandIn]:
-    """A local stand-in for Slack's Web API and response_urls, one per test."""
+@pytest.fixture(scope="session")
+def _standin_server() -> Iterator[SlackStandIn]:
     server = SlackStandIn().start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def standin(_standin_server: SlackStandIn) -> Iterator[SlackStandIn]:
+    """A local stand-in for Slack's Web API and response_urls, as fresh for each test: one
+    server for the run (stopping one takes 0.5 s), reset before and after every test. A
+    failure queued with ``fail_next`` that no call used fails the test."""
+    _standin_server.reset()
+    yield _standin_server
+    unused = _standin_server.unused_failures()
+    _standin_server.reset()
+    assert not unused, f"queued failures were not used: {unused}"
 
 
 @pytest.fixture
@@ -134,3 +147,47 @@ def _isolated_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith(("SLACK_", "TOKENBOT_")) and name != "TOKENBOT_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
     monkeypatch.delenv("DATABASE_URL", raising=False)
+
+
+# -- the slow marker -----------------------------------------------------------------------
+#
+# ``@pytest.mark.slow``: the test starts a process (the installed CLI, ``tokenbot serve`` /
+# ``socket``, pg_dump, a fresh interpreter) or waits on real time (retries, backoff).
+# ``pytest -m "not slow"`` is the fast inner loop; CI runs everything. A test that starts a
+# process without the mark fails, so the fast loop stays fast.
+
+_PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.system", "os.posix_spawn", "os.spawn", "os.exec", "os.fork",
+     "os.forkpty"}
+)
+_started_by_test: list[list[str]] = []  # while a test not marked slow runs: what it started
+
+
+def _note_processes(event: str, args: tuple[Any, ...]) -> None:
+    """An audit hook (PEP 578): every process this interpreter starts raises one of these."""
+    if _started_by_test and event in _PROCESS_EVENTS:
+        command = args[1] if event == "subprocess.Popen" else ""  # never the environment
+        _started_by_test[-1].append(f"{event} {command!r}"[:200])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sys.addaudithook(_note_processes)
+
+
+@pytest.fixture(autouse=True)
+def _processes_are_marked_slow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a process must be marked ``slow``, or ``-m "not slow"`` runs it."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    started: list[str] = []
+    _started_by_test.append(started)
+    try:
+        yield
+    finally:
+        _started_by_test.remove(started)
+    if started:
+        pytest.fail(
+            f"{request.node.nodeid} starts processes but is not marked slow: "
+            f"{started[:3]}. Add @pytest.mark.slow."
+        )

@@ -102,6 +102,7 @@ def _posted(standin: SlackStandIn, start: int = 0) -> Counter[tuple[str, str]]:
     )
 
 
+@pytest.mark.slow
 def test_three_processes_at_once_post_each_alert_exactly_once(
     asettings: Settings, adb: Database, standin: SlackStandIn, tmp_path: Path,
 ) -> None:

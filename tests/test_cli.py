@@ -591,6 +591,7 @@ def _tokenbot_script() -> str:
     return found
 
 
+@pytest.mark.slow
 def test_installed_script_runs_on_the_embedded_default_from_a_fresh_directory(
     tmp_path: Path,
 ) -> None:

@@ -36,6 +36,8 @@ from tests.conftest import TEST_KEY
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.slack_standin import SlackStandIn
 
+pytestmark = pytest.mark.slow  # every test here starts `tokenbot serve` processes
+
 SIGNING_SECRET = "scale-out-signing-secret-0123456789"
 INTROSPECTION_SECRET = "scale-out-introspection-secret"
 TEAM = "TSCALE"

@@ -103,6 +103,7 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+@pytest.mark.slow
 def test_no_plaintext_secret_at_rest_in_logs_or_errors(db, settings, now, all_logs):
     secrets, errors = exercise(db, settings, now)
     assert len(secrets) == 6

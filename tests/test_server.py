@@ -381,6 +381,7 @@ def test_refused_requests_change_nothing_in_the_product(
     assert counts(database) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "failure",
     [
@@ -429,6 +430,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     )
 
 
+@pytest.mark.slow
 def test_serve_without_signing_secret_stops_with_a_clear_message(tmp_path: Path) -> None:
     result = run_cli(["serve", "--port", "3999"], cli_env(SLACK_BOT_TOKEN=BOT_TOKEN), tmp_path)
     assert result.returncode == 2
@@ -438,6 +440,7 @@ def test_serve_without_signing_secret_stops_with_a_clear_message(tmp_path: Path)
     assert not (tmp_path / "tokenbot.db").exists()  # stopped before touching anything
 
 
+@pytest.mark.slow
 def test_serve_names_every_missing_variable(tmp_path: Path) -> None:
     result = run_cli(["serve"], cli_env(), tmp_path)
     assert result.returncode == 2
@@ -445,6 +448,7 @@ def test_serve_names_every_missing_variable(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_socket_without_app_token_stops_with_a_clear_message(tmp_path: Path) -> None:
     env = cli_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET)
     result = run_cli(["socket"], env, tmp_path)
@@ -455,6 +459,7 @@ def test_socket_without_app_token_stops_with_a_clear_message(tmp_path: Path) -> 
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_serve_with_a_bot_token_slack_refuses_stops_with_a_clear_message(
     tmp_path: Path, standin: SlackStandIn
 ) -> None:
@@ -472,6 +477,7 @@ def test_serve_with_a_bot_token_slack_refuses_stops_with_a_clear_message(
     assert call.headers.get("Authorization") == "Bearer xoxb-wrong-one"
 
 
+@pytest.mark.slow
 def test_the_bot_token_check_lets_start_up_go_on_when_slack_is_down(
     make_settings: Callable[..., Settings], standin: SlackStandIn,
     caplog: pytest.LogCaptureFixture,
@@ -496,6 +502,7 @@ def free_port() -> int:
         return int(probe_socket.getsockname()[1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tokenbot_serve_runs_on_the_embedded_default(
     tmp_path: Path, standin: SlackStandIn, workers: int
@@ -552,6 +559,7 @@ def test_tokenbot_serve_runs_on_the_embedded_default(
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_socket_with_a_refused_app_token_stops_with_a_clear_message(
     tmp_path: Path, standin: SlackStandIn
 ) -> None:
@@ -583,6 +591,7 @@ class SocketSlackStandIn(SlackStandIn):
         return super()._answer(method, body)
 
 
+@pytest.mark.slow
 def test_tokenbot_socket_answers_over_socket_mode(
     tmp_path: Path, make_settings: Callable[..., Settings], database_url: str
 ) -> None:

@@ -63,7 +63,6 @@ from typing import Any, Final, Literal
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from bot import crypto
 from bot.config import Settings
 from bot.db import Database
 from bot.http.batching import LookupBatcher
@@ -82,7 +81,7 @@ from bot.http.common import (
 )
 from bot.models import utcnow
 from bot.services.usage import UsageMemo, record_use
-from bot.services.verification import ActiveToken, active_token, fetch_by_digests
+from bot.services.verification import ActiveToken, active_token, fetch_by_digests, lookup_key
 
 log = logging.getLogger(__name__)
 
@@ -332,9 +331,10 @@ class IntrospectionHandler:
 
     async def lookup(self, secret: str, now: dt.datetime) -> ActiveToken | None:
         """The active token presented, or None (checksum first: no read for a bad one)."""
-        if not crypto.has_valid_checksum(secret):
+        key = lookup_key(secret)
+        if key is None:
             return None
-        return active_token(await self.batcher.get(crypto.digest(secret)), now=now)
+        return active_token(await self.batcher.get(key), now=now)
 
     def _note_caller(self, caller: Caller) -> None:
         """Log each caller once per process at INFO (every request at DEBUG)."""

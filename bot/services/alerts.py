@@ -194,29 +194,14 @@ class Destination:
     destination: str
 
 
-def due_destinations(session: Session, *, now: dt.datetime) -> list[Destination]:
-    """Destinations with due, unclaimed records (or records whose lease ran out)."""
-    rows = session.execute(
-        select(Alert.kind, Alert.destination).where(*_due(now)).distinct()
-    ).all()
-    return sorted(Destination(AlertKind(kind), dest) for kind, dest in rows)
-
-
-def _scope(target: Destination | None) -> list[Any]:
-    if target is None:
-        return []
-    return [Alert.destination == target.destination, Alert.kind == target.kind]
-
-
 def claim(
     session: Session,
     *,
     now: dt.datetime,
     worker: str,
-    target: Destination | None = None,
     limit: int = CLAIM_LIMIT,
 ) -> list[int]:
-    """Lease due records (of one destination, or all) to ``worker``; returns their ids.
+    """Lease the due records to ``worker``; returns their ids.
     Records that another process holds (row-locked or leased) are not returned."""
     if session.get_bind().dialect.name == "postgresql":
         # Claims take turns (for the few milliseconds of this transaction), so one pass
@@ -225,7 +210,7 @@ def claim(
         session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
     candidates = (
         select(Alert.id)
-        .where(*_due(now), *_scope(target))
+        .where(*_due(now))
         .order_by(Alert.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -250,15 +235,10 @@ def renew(session: Session, *, worker: str, at: dt.datetime) -> None:
     )
 
 
-def pending(
-    session: Session, *, now: dt.datetime, target: Destination | None = None,
-    limit: int = CLAIM_LIMIT,
-) -> list[int]:
+def pending(session: Session, *, now: dt.datetime, limit: int = CLAIM_LIMIT) -> list[int]:
     """What :func:`claim` would take, without taking it (dry runs)."""
     return sorted(
-        session.scalars(
-            select(Alert.id).where(*_due(now), *_scope(target)).order_by(Alert.id).limit(limit)
-        ).all()
+        session.scalars(select(Alert.id).where(*_due(now)).order_by(Alert.id).limit(limit))
     )
 
 

@@ -31,8 +31,6 @@ from bot.services.actor import Actor
 from bot.services.audit import record
 from bot.services.listing import search_key
 
-__all__ = ["Actor"]  # the services' callers name the actor through this module
-
 LABEL_MAX = 100
 ADMIN_SCOPE: Final = "admin"
 PUBLIC_ID_PREFIX: Final = "tok_"
@@ -226,25 +224,27 @@ def edit_token(
     alert_channel: str | None | _Unchanged = UNCHANGED,
 ) -> EditResult:
     """Change label, scope, expiry (None clears it) or alert channel; a disabled token
-    cannot be edited. Returns the changed fields as (before, after)."""
+    cannot be edited. Every value is checked before any is changed. Returns the changed
+    fields as (before, after)."""
     token = load_for_edit(session, actor=actor, public_id=public_id,
                           expected_version=expected_version)
-    changes: dict[str, tuple[Any, Any]] = {}
-    if not isinstance(label, _Unchanged) and (new_label := clean_label(label)) != token.label:
-        changes["label"] = (token.label, new_label)
-        token.label, token.label_search = new_label, search_key(new_label)
+    new: dict[str, Any] = {}  # the token's attributes that change, with their new values
+    changes: dict[str, tuple[Any, Any]] = {}  # the audit's names, before and after
+    if not isinstance(label, _Unchanged) and (cleaned := clean_label(label)) != token.label:
+        new.update(label=cleaned, label_search=search_key(cleaned))
+        changes["label"] = (token.label, cleaned)
     if not isinstance(scope, _Unchanged) and scope != token.scope:
-        changes["scope"] = (token.scope, clean_scope(scope, scopes=scopes, actor=actor))
-        token.scope = scope
+        new["scope"] = clean_scope(scope, scopes=scopes, actor=actor)
+        changes["scope"] = (token.scope, scope)
     if not isinstance(expires_on, _Unchanged) and expires_on != token.expires_on:
-        new_expiry = clean_expiry(expires_on, now=now)
+        new["expires_at"] = clean_expiry(expires_on, now=now)
         changes["expires_on"] = (_iso(token.expires_on), _iso(expires_on))
-        token.expires_at = new_expiry
     if not isinstance(alert_channel, _Unchanged) and alert_channel != token.alert_channel:
+        new["alert_channel"] = alert_channel
         changes["alert_channel"] = (token.alert_channel, alert_channel)
-        token.alert_channel = alert_channel
     if changes:
-        token.updated_at = now
+        for name, value in {**new, "updated_at": now}.items():
+            setattr(token, name, value)
         _flush(session)  # the UPDATE applies at the version read (version_id_col)
         record(session, actor=actor, token=token, action=AuditAction.EDIT, now=now,
                details={"before": {name: before for name, (before, _) in changes.items()},
@@ -272,7 +272,6 @@ def extend_token(
     actor: Actor,
     public_id: str,
     expected_version: int,
-    scopes: Sequence[str],
     now: dt.datetime,
     days: int = EXTEND_DAYS,
 ) -> EditResult:
@@ -280,7 +279,7 @@ def extend_token(
     token = load_for_edit(session, actor=actor, public_id=public_id,
                           expected_version=expected_version)
     return edit_token(session, actor=actor, public_id=public_id,
-                      expected_version=expected_version, scopes=scopes, now=now,
+                      expected_version=expected_version, scopes=(), now=now,
                       expires_on=extended_date(token.expires_at, now=now, days=days))
 
 

@@ -1,6 +1,6 @@
-"""Is this secret a working token, and what may it do? The one verification, used by
-``POST /introspect`` (which batches the reads of concurrent requests) and by anything else
-that checks a secret.
+"""Is this secret a working token, and what may it do? The one verification: ``verify``
+for one secret; ``POST /introspect`` takes the same steps (``lookup_key``, then
+``fetch_by_digests`` for the keys of concurrent requests together, then ``active_token``).
 
 A malformed secret costs no query (the checksum first); then one indexed read by the
 secret's SHA-256 digest, of the few columns an answer needs. Nothing is decrypted."""
@@ -81,11 +81,17 @@ def active_token(row: Row[Any] | None, *, now: dt.datetime) -> ActiveToken | Non
     )
 
 
+def lookup_key(secret: str) -> str | None:
+    """The key to look a presented secret up by (its digest), or None when it cannot be a
+    token at all (wrong shape or checksum): no read needed."""
+    return crypto.digest(secret) if crypto.has_valid_checksum(secret) else None
+
+
 def verify(
     connection: Connection | Session, *, secret: str, now: dt.datetime
 ) -> ActiveToken | None:
     """The working token with this secret, or None."""
-    if not crypto.has_valid_checksum(secret):
+    key = lookup_key(secret)
+    if key is None:
         return None
-    key = crypto.digest(secret)
     return active_token(fetch_by_digests(connection, digests=[key]).get(key), now=now)

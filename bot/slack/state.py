@@ -57,7 +57,7 @@ class TableState:
             data = json.loads(value or "")
         except ValueError:
             return cls()
-        if not isinstance(data, list) or len(data) != 2:
+        if not isinstance(data, list) or len(data) < 2:  # an older drawing may carry more
             return cls()
         return cls.of(data)
 
@@ -66,15 +66,16 @@ FIRST_PAGE = TableState()
 
 
 def token_value(value: str | None, *, length: int) -> list[Any]:
-    """A button value of ours: a JSON list of ``length`` items, the first a token id.
-    Anything else is reported the way an unknown token is."""
+    """A button value of ours: a JSON list of at least ``length`` items (an older drawing
+    may carry more), the first a token id. Anything else is reported the way an unknown
+    token is."""
     try:
         data = json.loads(value or "")
     except ValueError:
         raise NotFoundError() from None
     if (
         not isinstance(data, list)
-        or len(data) != length
+        or len(data) < length
         or not isinstance(data[0], str)
         or not data[0]
     ):

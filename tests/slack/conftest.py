@@ -37,25 +37,6 @@ ADMIN = "UADMIN"  # the conftest's TOKENBOT_ADMINS
 FORM = "application/x-www-form-urlencoded"
 
 
-@pytest.fixture(scope="session")
-def _standin_server() -> Iterator[SlackStandIn]:
-    server = SlackStandIn().start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def standin(_standin_server: SlackStandIn) -> Iterator[SlackStandIn]:
-    """One stand-in server for the session (stopping one takes 0.5 s), emptied per test."""
-    _standin_server.clear()
-    yield _standin_server
-    leftover = {m: q for m, q in _standin_server._failures.items() if q}
-    _standin_server._failures.clear()
-    assert not leftover, f"queued failures were not used: {leftover}"
-
-
 @pytest.fixture
 def slack_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
     return make_settings(

@@ -10,6 +10,8 @@ import logging
 import re
 import sys
 
+import pytest
+
 from bot import logs
 from bot.slack.ids import ActionId, BlockId
 from tests.slack.conftest import (
@@ -98,6 +100,7 @@ def test_an_unexpected_failure_says_something_went_wrong_and_logs_a_traceback(bo
     assert created.secret not in caplog.text
 
 
+@pytest.mark.slow
 def test_an_unexpected_failure_on_home_is_shown_on_home(bot, db, standin, caplog):
     caplog.set_level(logging.INFO)
     created = seed(db, label="ci")
@@ -170,6 +173,7 @@ def test_every_handler_the_entry_points_set_up_masks_secrets():
     assert "RuntimeError: failed with tkb_[redacted]" in output
 
 
+@pytest.mark.slow
 def test_the_entry_points_logging_set_up_guards_its_handlers():
     """What `tokenbot …` and the uvicorn worker factory call, in a fresh interpreter."""
     import subprocess

@@ -116,8 +116,25 @@ class SlackStandIn:
             return [call for call in self.calls if call.method == method]
 
     def clear(self) -> None:
+        """Forget the calls recorded so far; failures queued with fail_next stay queued."""
         with self._lock:
             self.calls.clear()
+
+    def unused_failures(self) -> dict[str, list[Failure]]:
+        """The failures queued with fail_next that no call has been answered with yet, per
+        method: a test that queues more than it uses describes calls that never happened."""
+        with self._lock:
+            return {method: list(queue) for method, queue in self._failures.items() if queue}
+
+    def reset(self) -> None:
+        """Back to what a freshly started stand-in knows: no calls, no queued failures, ts
+        and view ids counting from 1 again. (One server serves a whole test run: starting
+        and stopping one per test costs 0.5 s, the shutdown's poll interval.)"""
+        with self._lock:
+            self.calls.clear()
+            self._failures.clear()
+            self._ts = itertools.count(1)
+            self._views = itertools.count(1)
 
     def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
         """Calls to ``method`` once at least ``count`` arrived (lazy listeners run late)."""

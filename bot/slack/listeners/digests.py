@@ -101,17 +101,17 @@ def redraw_digest(session: Session, *, where: Where, now: dt.datetime,
     return DigestRedraw(where=where, update=update, text=text)
 
 
-def _extend(session: Session, actor: svc.Actor, ref: AlertRef, scopes: list[str],
+def _extend(session: Session, actor: svc.Actor, ref: AlertRef,
             now: dt.datetime) -> tuple[Token, str, str]:
     result = svc.extend_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, scopes=scopes, now=now)
+                              expected_version=ref.version, now=now)
     token = result.token
     assert token.expires_at is not None
     text = f"Extended *{escape(token.label)}*: it now expires {date_short(token.expires_at)}."
     return token, alerts.ActedAction.EXTENDED, text
 
 
-def _disable(session: Session, actor: svc.Actor, ref: AlertRef, scopes: list[str],
+def _disable(session: Session, actor: svc.Actor, ref: AlertRef,
              now: dt.datetime) -> tuple[Token, str, str]:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
@@ -123,7 +123,8 @@ def _disable(session: Session, actor: svc.Actor, ref: AlertRef, scopes: list[str
 
 
 # A change of one token from the digest: the token, what the digest remembers, the reply.
-_CHANGES: dict[str, Callable[..., tuple[Token, str, str]]] = {
+_CHANGES: dict[str, Callable[[Session, svc.Actor, AlertRef, dt.datetime],
+                              tuple[Token, str, str]]] = {
     ActionId.ALERT_EXTEND: _extend,
     ActionId.ALERT_DISABLE: _disable,
 }
@@ -139,7 +140,7 @@ def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
         raise NotFoundError("That reminder message could not be found.")
     change, now = _CHANGES[action["action_id"]], utcnow()
     with d.sessions.begin() as session:
-        token, acted, text = change(session, actor, ref, d.settings.tokenbot_scopes, now)
+        token, acted, text = change(session, actor, ref, now)
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
         redrawn = redraw_digest(session, where=where, now=now, text=text)

@@ -24,7 +24,7 @@ from bot.slack.listeners.common import (
     respond_to,
     send,
 )
-from bot.slack.listeners.digests import DigestRedraw, after_edit, redraw_digest, where_clicked
+from bot.slack.listeners.digests import after_edit, redraw_digest, where_clicked
 from bot.slack.views.formatting import mention
 from bot.slack.views.home import home_notice_view
 from bot.slack.views.messages import notice_message
@@ -48,11 +48,12 @@ GONE_TEXT = (
 )
 
 
-def user_text(error: Exception) -> str:
-    """What the user reads: the domain error's own message, or a generic apology."""
-    if isinstance(error, StaleTokenError):
+def user_text(error: Exception, *, on_table: bool = True) -> str:
+    """What the user reads: the domain error's own message (for a stale or missing token
+    under a table, that the table shows the current state), or a generic apology."""
+    if on_table and isinstance(error, StaleTokenError):
         return STALE_TEXT
-    if isinstance(error, NotFoundError):
+    if on_table and isinstance(error, NotFoundError):
         return GONE_TEXT
     if isinstance(error, NotOwnerError):
         return error.naming(mention(error.owner))
@@ -133,18 +134,21 @@ def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClien
                response: BoltResponse | None) -> None:
     """A button or menu: a refusal redraws the table (or digest) it was on, with the
     reason; anything else is told where the user looks."""
-    text, domain = user_text(error), isinstance(error, TokenbotError)
+    domain = isinstance(error, TokenbotError)
     place = place_of(_first_action(body).get("action_id"))
     if place == Place.DIGEST:
+        text = user_text(error, on_table=False)
         where = where_clicked(body)
         if where is None:
             _tell(body.get("response_url"), text)
             return None
-        DigestRedraw(where=where, update={}, text=f":warning: {text}").show(client)
+        client.chat_postEphemeral(channel=where.channel, user=where.user_id,
+                                  text=f":warning: {text}")
         if domain:
             with d.sessions.begin() as session:
                 redraw_digest(session, where=where, now=utcnow()).show(client)
         return None
+    text = user_text(error)
     origin = origin_of_action(body, _state_of_action(body))
     notice = Notice(text, NoticeKind.ERROR)
     if domain and (place is not None or origin.kind == OriginKind.HOME):

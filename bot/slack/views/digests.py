@@ -37,6 +37,7 @@ from slack_sdk.models.blocks import (
 
 from bot.errors import NotFoundError
 from bot.models import Alert, Token, TokenStatus, has_expired
+from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import token_value
@@ -76,15 +77,6 @@ class AlertRef:
         return cls(public_id=data[0][:64], version=data[1])
 
 
-class Outcome(enum.StrEnum):
-    """What became of a token since its reminder was posted (shown instead of buttons)."""
-
-    EXTENDED = "extended"
-    EDITED = "edited"
-    DISABLED = "disabled"
-    DELETED = "deleted"
-
-
 @dataclass(frozen=True)
 class DigestItem:
     public_id: str
@@ -95,13 +87,17 @@ class DigestItem:
     owner: str
     expires_at: dt.datetime  # the expiry this reminder is about
     threshold_days: int  # 0: the expiry notice
-    outcome: Outcome | None = None
+    outcome: ActedAction | None = None  # what became of it since (here or elsewhere)
     outcome_by: str | None = None
     current_expires_at: dt.datetime | None = None  # after an extension or edit
 
     @property
     def actionable(self) -> bool:
         return self.outcome is None
+
+    def expired(self, now: dt.datetime) -> bool:
+        """An expiry notice, or a reminder whose token has expired since."""
+        return self.threshold_days == 0 or has_expired(self.expires_at, now)
 
 
 def sort_items(items: Sequence[DigestItem]) -> list[DigestItem]:
@@ -138,24 +134,22 @@ def how_far(expires_at: dt.datetime, now: dt.datetime) -> str:
 
 def _outcome_text(item: DigestItem) -> str:
     by = f" by {mention(item.outcome_by)}" if item.outcome_by else ""
-    if item.outcome == Outcome.EXTENDED:
+    if item.outcome == ActedAction.EXTENDED:
         until = (
             f" to {date_short(item.current_expires_at)}" if item.current_expires_at else ""
         )
         return f":white_check_mark: Extended{until}{by}."
-    if item.outcome == Outcome.EDITED:
+    if item.outcome == ActedAction.EDITED:
         return f":pencil2: Edited{by}."
-    if item.outcome == Outcome.DISABLED:
+    if item.outcome == ActedAction.DISABLED:
         return f":no_entry_sign: *Disabled*{by}. Requests using it now fail."
-    if item.outcome == Outcome.DELETED:
-        return ":wastebasket: Deleted. Requests using it fail."
     return ""
 
 
 def _status_text(item: DigestItem, now: dt.datetime) -> str:
     if item.outcome is not None:  # the reminder has been dealt with
         return f"Reminder about its expiry on {date_short(item.expires_at)}:"
-    if item.threshold_days == 0 or has_expired(item.expires_at, now):
+    if item.expired(now):
         return (
             f":red_circle: *Expired* {date_short(item.expires_at)} "
             f"({how_far(item.expires_at, now)}): *this token no longer works*; "
@@ -298,8 +292,7 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
 
 def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
     """The headline, also the notification / fallback text (no user-supplied text in it)."""
-    expired = sum(1 for item in items
-                  if item.threshold_days == 0 or has_expired(item.expires_at, now))
+    expired = sum(1 for item in items if item.expired(now))
     soon = len(items) - expired
     parts = []
     if soon:
@@ -354,13 +347,12 @@ def redraw_item(alert: Alert, token: Token | None) -> DigestItem | None:
     if token is None:  # deleted: its alerts went with it (ON DELETE CASCADE)
         return None
     item = item_for(alert, token)
-    # What was done from the message (an ``ActedAction``, each an outcome of the same name).
-    outcome = Outcome(alert.acted_action) if alert.acted_action else None
+    outcome = ActedAction(alert.acted_action) if alert.acted_action else None
     by = alert.acted_by if outcome is not None else None
     if outcome is None and token.status == TokenStatus.DISABLED:
-        outcome = Outcome.DISABLED
+        outcome = ActedAction.DISABLED
     if outcome is None and token.expires_at != alert.expires_at:
-        outcome = Outcome.EDITED
+        outcome = ActedAction.EDITED
     return DigestItem(
         **{
             **item.__dict__,

@@ -177,7 +177,6 @@ def notice_modal(text: str) -> View:
 
 # -- reading a submission ------------------------------------------------------
 
-_INPUT_BLOCKS = {BlockId.LABEL, BlockId.SCOPE, BlockId.EXPIRES, BlockId.ALERT_CHANNEL}
 CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,30}")
 
 
@@ -194,9 +193,35 @@ class FormValues:
         return asdict(self)
 
 
-def _element(values: dict[str, Any], block: BlockId, action: ActionId) -> dict[str, Any]:
+Values = dict[str, Any]  # a submitted view's state: block id -> action id -> element state
+
+
+def _element(values: Values, block: BlockId, action: ActionId) -> dict[str, Any]:
     found = (values.get(block) or {}).get(action)
     return found if isinstance(found, dict) else {}
+
+
+def _expires_on(values: Values) -> dt.date | None:
+    """The picked date, unless "Remove the expiry date" is ticked (then None)."""
+    raw_date = _element(values, BlockId.EXPIRES, ActionId.EXPIRES_PICK).get("selected_date")
+    ticked = _element(values, BlockId.NO_EXPIRY, ActionId.NO_EXPIRY_CHECK).get(
+        "selected_options") or []
+    if not raw_date or any(isinstance(option, dict) and option.get("value") == NO_EXPIRY_VALUE
+                           for option in ticked):
+        return None
+    try:
+        return dt.date.fromisoformat(str(raw_date))
+    except ValueError:
+        raise ValidationError("Pick a date from the calendar.", field="expires") from None
+
+
+def _alert_channel(values: Values) -> str | None:
+    channel = _element(values, BlockId.ALERT_CHANNEL, ActionId.ALERT_CHANNEL_SELECT).get(
+        "selected_conversation"
+    )
+    if channel and not CHANNEL_ID.fullmatch(str(channel)):
+        raise ValidationError("Choose a channel from the list.", field="alert_channel")
+    return str(channel) if channel else None
 
 
 def read_form(view: dict[str, Any]) -> FormValues:
@@ -204,34 +229,16 @@ def read_form(view: dict[str, Any]) -> FormValues:
     label = _element(values, BlockId.LABEL, ActionId.LABEL_INPUT).get("value") or ""
     scope = (_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get("selected_option")
              or {}).get("value")
-    raw_date = _element(values, BlockId.EXPIRES, ActionId.EXPIRES_PICK).get("selected_date")
-    cleared = any(
-        isinstance(option, dict) and option.get("value") == NO_EXPIRY_VALUE
-        for option in _element(values, BlockId.NO_EXPIRY, ActionId.NO_EXPIRY_CHECK).get(
-            "selected_options"
-        ) or []
-    )
-    expires_on = None
-    if raw_date and not cleared:
-        try:
-            expires_on = dt.date.fromisoformat(str(raw_date))
-        except ValueError:
-            raise ValidationError("Pick a date from the calendar.", field="expires") from None
-    channel = _element(values, BlockId.ALERT_CHANNEL, ActionId.ALERT_CHANNEL_SELECT).get(
-        "selected_conversation"
-    )
-    if channel and not CHANNEL_ID.fullmatch(str(channel)):
-        raise ValidationError("Choose a channel from the list.", field="alert_channel")
     return FormValues(
         label=str(label),
         scope=str(scope) if scope else "",
-        expires_on=expires_on,
-        alert_channel=str(channel) if channel else None,
+        expires_on=_expires_on(values),
+        alert_channel=_alert_channel(values),
     )
 
 
 def field_errors(error: ValidationError | PermissionDeniedError) -> dict[str, str] | None:
-    """``{block_id: message}`` when the error names one of the form's fields (a service's
-    field name is its input block's id)."""
+    """``{block_id: message}`` when the error names one of the form's fields: a service's
+    field name is its input block's id (``BlockId``)."""
     field = getattr(error, "field", None)
-    return {field: str(error)} if field in _INPUT_BLOCKS else None
+    return {field: str(error)} if field in set(BlockId) else None
