@@ -34,7 +34,7 @@ from bot.http.server import MAX_BODY_BYTES, build_asgi_app
 from bot.services.tokens import Actor, create_token
 from bot.slack.client import make_web_client
 from tests.support.blockkit import validate_message_blocks
-from tests.support.signing import form_body, signed_headers
+from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.serving import serving
 from tests.support.slack_standin import Failure, SlackStandIn
 
@@ -379,6 +379,76 @@ def test_refused_requests_change_nothing_in_the_product(
     assert standin.calls_to("response_url") == []
     assert standin.calls_to("views.open") == []
     assert counts(database) == before
+
+
+# Bodies no Slack request has: half a document, the wrong kind of JSON, nesting past any
+# parser's depth, bytes that are not UTF-8, a form whose payload is not JSON.
+GARBAGE = {
+    "half": b"{",
+    "array": b"[1]",
+    "null": b"null",
+    "deep": b"[" * 100_000,
+    "not-utf8": b"\xff\xfe\x00payload",
+    "bad-payload": b"payload=%7B%22type",
+}
+
+
+def _traceback_free(caplog: pytest.LogCaptureFixture) -> None:
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
+
+
+@pytest.mark.parametrize("body", list(GARBAGE.values()), ids=list(GARBAGE))
+@pytest.mark.parametrize("timestamp", ["now", "abc", "1.5", ""])
+def test_unsigned_garbage_is_refused_with_401_before_it_is_parsed(
+    probe: tuple[tuple[str, int], list[str]], caplog: pytest.LogCaptureFixture,
+    body: bytes, timestamp: str,
+) -> None:
+    address, ran = probe
+    headers = {"content-type": FORM, "x-slack-signature": "v0=" + "0" * 64,
+               "x-slack-request-timestamp": str(int(time.time())) if timestamp == "now"
+               else timestamp}
+    reply = request(address, "POST", "/slack/events", body, headers)
+    assert reply.status == 401
+    assert ran == []
+    _traceback_free(caplog)
+
+
+@pytest.mark.parametrize("name", [n for n in GARBAGE if n != "not-utf8"])
+def test_signed_garbage_is_400_with_one_short_log_line(
+    probe: tuple[tuple[str, int], list[str]], caplog: pytest.LogCaptureFixture, name: str,
+) -> None:
+    address, ran = probe
+    body = GARBAGE[name].decode("utf-8")
+    content_type = FORM if name == "bad-payload" else "application/json"
+    headers = signed_headers(SIGNING_SECRET, body, content_type=content_type)
+    replies = [request(address, "POST", "/slack/events", body, headers) for _ in range(3)]
+    assert [r.status for r in replies] == [400, 400, 400]
+    assert ran == []
+    _traceback_free(caplog)
+    refused = [r for r in caplog.records if "refused a request" in r.getMessage()]
+    assert len(refused) <= 1  # a flood of them is one line a minute
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "block_actions", "actions": {}},
+        {"type": "block_actions", "actions": []},
+        {"type": "block_actions", "actions": [7]},
+        {"type": "view_submission", "view": "x"},
+        {"type": "event_callback", "event": None},
+    ],
+    ids=["actions-dict", "actions-empty", "actions-not-objects", "view-text", "no-event"],
+)
+def test_signed_payloads_bolt_cannot_dispatch_are_400(
+    probe: tuple[tuple[str, int], list[str]], caplog: pytest.LogCaptureFixture,
+    payload: dict[str, Any],
+) -> None:
+    address, ran = probe
+    body = interactive_body({"user": {"id": USER}, "team": {"id": TEAM}, **payload})
+    reply = request(address, "POST", "/slack/events", body, signed(body))
+    assert reply.status == 400
+    _traceback_free(caplog)
 
 
 @pytest.mark.slow

@@ -5,10 +5,12 @@ Routes (a table of paths, each with its methods; no web framework):
 - ``POST /slack/events``: Slack's slash commands, interactivity and events, handed to the
   Bolt app. The ASGI request becomes a :class:`slack_bolt.request.BoltRequest` and
   ``App.dispatch`` runs in a worker thread (it returns right after the listener's
-  ``ack()``; slow work continues in Bolt's own listener threads). Bolt verifies the
-  request signature and the timestamp (401 otherwise).
+  ``ack()``; slow work continues in Bolt's own listener threads). The signature and
+  its timestamp are checked on the raw bytes before anything is parsed (401 otherwise),
+  and a body that is no Slack payload is 400: never a traceback, one log line a minute.
 - ``GET /healthz``: liveness; touches nothing.
-- ``GET /readyz``: readiness; ``SELECT 1`` on the database (200, or 503 when unreachable).
+- ``GET /readyz``: readiness: the database answers and its schema is current (200), or
+  503 with the reason.
 - ``POST /introspect``: RFC 7662 introspection (:mod:`bot.http.introspection`).
 
 Another method on a known path: 405 with ``Allow``. Anything else: 404. Every request body
@@ -29,17 +31,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from slack_bolt.request import BoltRequest
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import logs
 from bot.config import Settings
-from bot.db import Database
+from bot.db import SCHEMA_BEHIND, Database, is_up_to_date
 from bot.http.common import (
     MAX_BODY_BYTES,
     ASGIApp,
     BodyTooLarge,
     ClientDisconnected,
+    LogLimiter,
     Receive,
     Scope,
     Send,
@@ -65,17 +69,66 @@ DISPATCH_THREADS = 16
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
 
 
-def to_bolt_request(scope: Scope, body: bytes) -> Any:
-    from slack_bolt.request import BoltRequest
+class BadSlackRequest(Exception):
+    """Not a request Slack sent: ``status`` is the answer (401 unsigned, 400 malformed)."""
 
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def to_bolt_request(scope: Scope, body: bytes, verifier: SignatureVerifier | None) -> Any:
+    """The request as Bolt takes it, once it is known to be Slack's: the signature and its
+    timestamp are checked on the raw bytes first, before anything is parsed (Bolt checks
+    them again); then the body must parse as one of Slack's payloads (a JSON object or a
+    form). Raises :class:`BadSlackRequest` otherwise."""
     headers: dict[str, list[str]] = {}
     for name, value in scope.get("headers", ()):
         headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-    return BoltRequest(
-        body=body.decode("utf-8", errors="replace"),
-        query=scope.get("query_string", b"").decode("latin-1"),
-        headers=headers,  # type: ignore[arg-type]
-    )
+    try:
+        text = body.decode("utf-8")  # Slack signs UTF-8; nothing else can be signed by it
+    except UnicodeDecodeError:
+        raise BadSlackRequest(401, "not UTF-8") from None
+    if verifier is not None:
+        timestamp = (headers.get("x-slack-request-timestamp") or [""])[0]
+        signature = (headers.get("x-slack-signature") or [None])[0]
+        if not (timestamp.isascii() and timestamp.isdigit()) or not verifier.is_valid(
+            body=text, timestamp=timestamp, signature=signature
+        ):
+            raise BadSlackRequest(401, "invalid signature or timestamp")
+    try:
+        request = BoltRequest(
+            body=text,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,  # type: ignore[arg-type]
+        )
+    except Exception:  # noqa: BLE001 - whatever Bolt's parser trips on is no Slack payload
+        raise BadSlackRequest(400, "a body that is no Slack payload") from None
+    if not isinstance(request.body, dict) or not request.body or not _dispatchable(request.body):
+        raise BadSlackRequest(400, "a body that is no Slack payload")
+    return request
+
+
+# What each kind of payload holds that Bolt reads before any listener runs (and would fail
+# on with a 500): block actions a non-empty list of objects, submissions a view, events one.
+_PARTS: dict[str, tuple[str, type]] = {
+    "block_actions": ("actions", list),
+    "view_submission": ("view", dict),
+    "view_closed": ("view", dict),
+    "event_callback": ("event", dict),
+}
+
+
+def _dispatchable(body: dict[str, Any]) -> bool:
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in _PARTS:
+        return True  # a slash command (a form) or a payload Bolt answers without a listener
+    key, shape = _PARTS[kind]
+    part = body.get(key)
+    if not isinstance(part, shape) or not part:
+        return False
+    return shape is not list or all(isinstance(item, dict) for item in part)
 
 
 class TokenbotASGI:
@@ -101,6 +154,9 @@ class TokenbotASGI:
             max_workers=dispatch_threads, thread_name_prefix="tokenbot-dispatch"
         )
         self._on_shutdown = list(on_shutdown)
+        secret = settings.slack_signing_secret
+        self._verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
+        self._bad_requests = LogLimiter()
         # Each path: the methods it answers, and its handler.
         self._routes: dict[str, tuple[tuple[str, ...], ASGIApp]] = {
             SLACK_EVENTS_PATH: (("POST",), self._slack),
@@ -162,7 +218,14 @@ class TokenbotASGI:
             return
         except ClientDisconnected:
             return
-        request = to_bolt_request(scope, body)
+        try:
+            request = to_bolt_request(scope, body, self._verifier)
+        except BadSlackRequest as refused:
+            if self._bad_requests.allow(refused.reason):
+                log.warning("refused a request to %s: %s (logged at most once a minute)",
+                            SLACK_EVENTS_PATH, refused.reason)
+            await send_text(send, refused.status, "invalid request")
+            return
         loop = asyncio.get_running_loop()
         response = await loop.run_in_executor(self._executor, self.bolt_app.dispatch, request)
         headers = [
@@ -175,21 +238,23 @@ class TokenbotASGI:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_text(send, 200, "ok")
 
-    def _database_answers(self) -> None:
-        with self.database.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """200 when the database answers and its schema is the one this code needs; 503
+        with the reason otherwise."""
         loop = asyncio.get_running_loop()
         try:
-            await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self._database_answers),
+            current = await asyncio.wait_for(
+                loop.run_in_executor(self._executor, is_up_to_date, self.database.engine),
                 timeout=READY_TIMEOUT_SECONDS,
             )
         except (SQLAlchemyError, OSError, TimeoutError) as exc:
             # The exception text may hold the URL; its type is enough for the log.
             log.warning("readiness check failed: database unavailable (%s)", type(exc).__name__)
             await send_text(send, 503, "database unavailable")
+            return
+        if not current:
+            log.warning("readiness check failed: %s", SCHEMA_BEHIND)
+            await send_text(send, 503, f"database schema behind: {SCHEMA_BEHIND}")
             return
         await send_text(send, 200, "ready")
 
