@@ -57,13 +57,18 @@ def date_arg(text: str) -> dt.date:
     )
 
 
+NUMBER_MAX = 1_000_000  # more pages or events than anyone has
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    if not 1 <= value <= NUMBER_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number from 1 to {NUMBER_MAX:,}"
+        )
     return value
 
 

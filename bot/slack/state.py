@@ -13,14 +13,25 @@ from typing import Any
 from bot.errors import NotFoundError
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
+NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _loads(value: str | None) -> Any:
+    """Our JSON, or None for anything else (malformed, or nested past the parser's depth)."""
+    try:
+        return json.loads(value or "")
+    except (ValueError, RecursionError):
+        return None
+
+
 def _int(value: Any, default: int = 1) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= NUMBER_MAX:
+        return value
+    return default
 
 
 def _str(value: Any) -> str:
@@ -35,8 +46,10 @@ class TableState:
     query: str = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "page", max(1, self.page))
-        object.__setattr__(self, "query", self.query.strip()[:QUERY_MAX])
+        object.__setattr__(self, "page", min(max(1, self.page), NUMBER_MAX))
+        # No label holds a control character (a NUL would not even reach the database).
+        query = "".join(ch for ch in self.query if ch.isprintable() or ch == " ")
+        object.__setattr__(self, "query", query.strip()[:QUERY_MAX])
 
     def at(self, page: int) -> TableState:
         return replace(self, page=page)
@@ -53,10 +66,7 @@ class TableState:
 
     @classmethod
     def decode(cls, value: str | None) -> TableState:
-        try:
-            data = json.loads(value or "")
-        except ValueError:
-            return cls()
+        data = _loads(value)
         if not isinstance(data, list) or len(data) < 2:  # an older drawing may carry more
             return cls()
         return cls.of(data)
@@ -69,10 +79,7 @@ def token_value(value: str | None, *, length: int) -> list[Any]:
     """A button value of ours: a JSON list of at least ``length`` items (an older drawing
     may carry more), the first a token id. Anything else is reported the way an unknown
     token is."""
-    try:
-        data = json.loads(value or "")
-    except ValueError:
-        raise NotFoundError() from None
+    data = _loads(value)
     if (
         not isinstance(data, list)
         or len(data) < length
@@ -145,10 +152,7 @@ class ModalMetadata:
 
     @classmethod
     def decode(cls, value: str | None) -> ModalMetadata:
-        try:
-            data = json.loads(value or "")
-        except ValueError:
-            data = {}
+        data = _loads(value)
         if not isinstance(data, dict):
             data = {}
         try:

@@ -40,7 +40,7 @@ from bot.models import Alert, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
-from bot.slack.state import token_value
+from bot.slack.state import NUMBER_MAX, token_value
 from bot.slack.views.confirms import confirm_dialog
 from bot.slack.views.formatting import code, date_short, escape, mention, truncate
 from bot.texts import Lifecycle
@@ -72,7 +72,9 @@ class AlertRef:
     @classmethod
     def decode(cls, value: str | None) -> AlertRef:
         data = token_value(value, length=2)
-        if not isinstance(data[1], int) or isinstance(data[1], bool):
+        if not isinstance(data[1], int) or isinstance(data[1], bool) or not (
+            0 <= data[1] <= NUMBER_MAX
+        ):
             raise NotFoundError()
         return cls(public_id=data[0][:64], version=data[1])
 

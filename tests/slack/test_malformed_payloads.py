@@ -1,0 +1,50 @@
+"""Signed payloads of a shape Slack never sends (or that someone crafted with our signing
+secret's help) are answered, never with a 500 or "something went wrong", and change
+nothing."""
+
+from __future__ import annotations
+
+import json
+
+from bot.slack.ids import ActionId
+from tests.slack.conftest import (
+    audit_actions,
+    form_values,
+    last_response,
+    row_buttons,
+    seed,
+    texts,
+)
+
+GENERIC = "Something went wrong"
+
+
+def test_a_table_page_past_any_number_draws_the_last_page(bot, db, standin, table):
+    seed(db, label="ci")
+    drawn = table()
+    pager = [el for block in drawn if block.get("type") == "actions"
+             for el in block["elements"] if el["action_id"] == ActionId.REFRESH.value][0]
+    for page in (2**63, 10**30, -1):
+        bot.click({**pager, "value": json.dumps([page, ""])})
+        redrawn = last_response(standin).body["blocks"]
+        assert "ci" in texts(redrawn) and GENERIC not in texts(redrawn)
+
+
+def test_a_nul_byte_in_the_command_text_is_a_filter_that_matches_nothing_odd(bot, db, standin):
+    seed(db, label="deploy")
+    bot.command("dep\x00loy")
+    shown = texts(last_response(standin).body["blocks"])
+    assert GENERIC not in shown
+    bot.command("\x00")
+    assert "deploy" in texts(last_response(standin).body["blocks"])
+
+
+def test_a_modal_whose_metadata_is_nested_past_any_depth_is_answered(bot, db, standin, table):
+    created = seed(db, label="ops")
+    bot.click(row_buttons(table(), created.token.public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    view = {**view, "private_metadata": "[" * 50_000}
+    answer = bot.submit(view, form_values(label="renamed"))
+    assert answer.status == 200
+    assert GENERIC not in (answer.body or "")
+    assert audit_actions(db, created.token.public_id) == ["create"]
