@@ -105,6 +105,14 @@ class SecretBox:
                 "A stored secret cannot be decrypted with the configured TOKENBOT_SECRET_KEYS"
             ) from None
 
+    def opens(self, blob: bytes) -> bool:
+        """Whether one of the keys decrypts ``blob``."""
+        try:
+            self._multi.decrypt(blob)
+        except InvalidToken:
+            return False
+        return True
+
     def is_current(self, blob: bytes) -> bool:
         try:
             self._fernets[0].decrypt(blob)

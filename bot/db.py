@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from importlib import resources
 from pathlib import Path
@@ -11,12 +12,14 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.config import Settings
 from bot.crypto import SecretBox, load_or_create_key_file
 from bot.errors import ConfigurationError
+from bot.models import KeyCheck
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,25 @@ def upgrade(engine: Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
+@functools.cache
+def _code_heads() -> frozenset[str]:
+    """The newest revisions this code knows (read from the migration scripts once)."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(resources.files("bot") / "migrations"))
+    return frozenset(ScriptDirectory.from_config(config).get_heads())
+
+
 def is_up_to_date(engine: Engine) -> bool:
-    script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(script.get_heads())
+    return set(current) == _code_heads()
+
+
+SCHEMA_BEHIND = (
+    "The database schema is behind this version of Tokenbot: run `tokenbot db upgrade` "
+    "(with the same DATABASE_URL), then start again."
+)
+KEY_CHECK_TEXT = "tokenbot key check"
 
 
 def secret_box(settings: Settings) -> SecretBox:
@@ -81,7 +98,12 @@ def secret_box(settings: Settings) -> SecretBox:
 
 
 class Database:
-    """What every entry point needs: engine, session factory and the secret box."""
+    """What every entry point needs: engine, session factory and the secret box.
+
+    Opening it is every command's start-up check: a SQLite database is brought to the
+    newest schema (``auto_upgrade``, the default for SQLite); any other database that is
+    behind is refused with one line naming ``tokenbot db upgrade``; and the configured
+    keys must open the database's key check value (written under them on first use)."""
 
     def __init__(self, settings: Settings, *, auto_upgrade: bool | None = None) -> None:
         self.settings = settings
@@ -89,12 +111,40 @@ class Database:
         self.engine = make_engine(settings.database_url)
         self.sessions: SessionFactory = make_session_factory(self.engine)
         if auto_upgrade is None:
-            auto_upgrade = settings.is_embedded_default
+            auto_upgrade = self.engine.dialect.name == "sqlite"
         if auto_upgrade:
             path: Path | None = settings.sqlite_path
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             upgrade(self.engine)
+        try:
+            if not is_up_to_date(self.engine):
+                raise ConfigurationError(SCHEMA_BEHIND)
+            self._check_keys()
+        except OperationalError as exc:  # the server may be down for now; /readyz says so
+            log.warning("database unreachable at start-up (%s): schema and key checks "
+                        "skipped", type(exc).__name__)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def _check_keys(self) -> None:
+        try:
+            with self.sessions.begin() as session:
+                stored = session.scalar(select(KeyCheck.value).where(KeyCheck.id == 1))
+                if stored is None:  # first start: the value is written under these keys
+                    session.add(KeyCheck(id=1, value=self.box.encrypt(KEY_CHECK_TEXT)))
+                    return
+        except IntegrityError:  # another process wrote it first: check that one
+            with self.sessions() as session:
+                stored = session.scalar(select(KeyCheck.value).where(KeyCheck.id == 1))
+        if not self.box.opens(stored):
+            raise ConfigurationError(
+                "TOKENBOT_SECRET_KEYS does not hold the key this database's secrets are "
+                "encrypted with (on the embedded default: the key file beside the database), "
+                "so stored secrets cannot be decrypted. Restore the key (newest first, older "
+                "ones after it) and start again."
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -133,8 +133,8 @@ class Token(Base):
     public_id: Mapped[str] = mapped_column(String(32))
     team_id: Mapped[str] = mapped_column(String(32))
     label: Mapped[str] = mapped_column(String(100))
-    # Lower-cased label, for case-insensitive search on every database.
-    label_search: Mapped[str] = mapped_column(String(100))
+    # The label as a search compares it (services.listing.search_key); it may be longer.
+    label_search: Mapped[str] = mapped_column(String())
     scope: Mapped[str] = mapped_column(String(75))
     status: Mapped[TokenStatus] = mapped_column(String(16), default=TokenStatus.ACTIVE)
     secret_digest: Mapped[str] = mapped_column(String(64))
@@ -187,6 +187,17 @@ class AuditEvent(Base):
         Index("ix_audit_team_at", "team_id", "at", "id"),
         Index("ix_audit_team_token_at", "team_id", "token_public_id", "at", "id"),
     )
+
+
+class KeyCheck(Base):
+    """One known value encrypted under the configured keys. Start-up decrypts it, so a
+    wrong TOKENBOT_SECRET_KEYS (or a lost key file) is refused before anything is written
+    under it."""
+
+    __tablename__ = "key_check"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # -- expiry alerts (bot/alerts) ------------------------------------------------

@@ -168,6 +168,13 @@ def test_json_rows_carry_exactly_the_documented_fields(run: Cli) -> None:
     assert created["secret"] not in json.dumps(event)
 
 
+@pytest.mark.parametrize("page", ["100000000000000000000", "0", "-3", "x"])
+def test_an_out_of_range_page_is_one_line_and_changes_nothing(run: Cli, page: str) -> None:
+    result = run("tokens", "list", "--page", page)
+    assert result.code == 2
+    assert "--page" in result.err and "whole number" in result.err
+
+
 def test_list_filters_and_pages(run: Cli) -> None:
     mine = run.create("deploy 50%_off", owner="UA")
     other = run.create("deploy 50 off", owner="UB")
@@ -380,13 +387,13 @@ def test_without_yes_and_without_a_terminal_the_cli_refuses(run: Cli) -> None:
 
 
 def test_a_token_changed_while_the_operator_was_asked_is_not_overwritten(
-    run: Cli, make_settings
+    run: Cli, make_settings, env: str
 ) -> None:
     token = run.create("contested")
 
     class SomeoneElseEditsFirst(TTYInput):
         def readline(self, *args: object) -> str:
-            database = Database(make_settings(), auto_upgrade=False)
+            database = Database(make_settings(TOKENBOT_SECRET_KEYS=env), auto_upgrade=False)
             try:
                 with database.sessions.begin() as session:
                     seen = svc.get_token(session, team_id="T1", public_id=token["id"])

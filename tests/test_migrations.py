@@ -156,14 +156,3 @@ def test_default_database_is_created_in_wal_mode_with_foreign_keys(tmp_path):
                                  public_id=created.token.public_id).label == "embedded"
     finally:
         again.dispose()
-
-
-def test_other_databases_are_not_upgraded_behind_the_operators_back(tmp_path):
-    config = load_settings(_env_file=None, DATABASE_URL=f"sqlite:///{tmp_path / 'ops.db'}",
-                           TOKENBOT_SECRET_KEYS=generate_key())
-    db = Database(config)
-    try:
-        assert not APP_TABLES & set(inspect(db.engine).get_table_names())
-        assert not is_up_to_date(db.engine)
-    finally:
-        db.dispose()

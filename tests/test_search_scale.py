@@ -85,3 +85,10 @@ def test_search_count_stops_at_the_cap_too(db, settings, now, monkeypatch):
     assert (page.total, page.total_exact) == (3, False)
     labels, page = _labels(db, now, "other")
     assert (labels, page.total, page.total_exact) == (["other"], 1, True)
+
+
+def test_search_folds_case_as_casefold_does(db, settings, now):
+    _make(db, settings, now, ["İstanbul mirror", "Straße sync", "ÉCOLE deploy", "ecole"])
+    assert _labels(db, now, "ist")[0] == ["İstanbul mirror"]
+    assert _labels(db, now, "STRASSE")[0] == ["Straße sync"]
+    assert _labels(db, now, "éco")[0] == ["ÉCOLE deploy"]  # accents still count

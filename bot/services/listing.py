@@ -7,6 +7,7 @@ the count stops at a cap, past which the table says "1,000+ tokens"."""
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,9 +83,10 @@ class TokenPage:
 
 
 def search_key(text: str) -> str:
-    """Lower-cased for case-insensitive search, one character for one character, so it fits
-    the label's column (``"İ".lower()`` alone is two characters)."""
-    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+    """Labels and searches compare case-blind, folded as ``str.casefold`` does ("ß" is
+    "ss"), with the Turkic fold of "İ" (plain "i", so "ist" finds "İstanbul") and in NFC
+    (however the accents were typed). Migration 0003 keyed stored labels this way."""
+    return unicodedata.normalize("NFC", text.replace("\u0130", "i").casefold())
 
 
 def _like_escape(text: str) -> str:

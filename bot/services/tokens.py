@@ -26,7 +26,7 @@ from bot.errors import (
     StaleTokenError,
     ValidationError,
 )
-from bot.models import AuditAction, Token, TokenStatus
+from bot.models import AuditAction, KeyCheck, Token, TokenStatus
 from bot.services.actor import Actor
 from bot.services.audit import record
 from bot.services.listing import search_key
@@ -404,7 +404,8 @@ def reveal_token(
 
 
 def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000) -> int:
-    """Re-encrypt every stored secret under the newest key; returns how many changed."""
+    """Re-encrypt every stored secret (and the key check value) under the newest key;
+    returns how many secrets changed."""
     changed = 0
     last_id = 0
     while True:
@@ -415,7 +416,7 @@ def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000)
             .limit(batch)
         ).all()
         if not rows:
-            return changed
+            break
         for row_id, blob in rows:
             last_id = row_id
             if box.is_current(blob):
@@ -431,3 +432,8 @@ def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000)
                 .values(secret_encrypted=box.rotate(blob))
             )
             changed += result.rowcount
+    # The key check value too (bot.db), or dropping the old key would fail start-up.
+    for check in session.scalars(select(KeyCheck)):
+        if not box.is_current(check.value):
+            check.value = box.rotate(check.value)
+    return changed
