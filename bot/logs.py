@@ -13,11 +13,14 @@ import logging
 import re
 from typing import IO
 
-from bot.crypto import SCANNER_REGEX
+from bot.crypto import ALPHABET, PREFIX, RANDOM_LENGTH
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-_SECRETS = re.compile(rf"{SCANNER_REGEX}|\b(?:xox[abeprs]|xapp)-[0-9A-Za-z-]+")
+# No word boundaries (unlike a scanner's pattern): a secret glued to a word is a secret too.
+_SECRETS = re.compile(
+    rf"{PREFIX}[{ALPHABET}]{{{RANDOM_LENGTH}}}[{ALPHABET}]*|(?:xox[abeprs]|xapp)-[0-9A-Za-z-]+"
+)
 
 
 def _mask(match: re.Match[str]) -> str:

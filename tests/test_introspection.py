@@ -494,6 +494,16 @@ def test_the_log_names_the_caller_never_a_secret(
         assert secret not in text
 
 
+def test_refused_callers_are_logged_at_most_once_a_minute_per_source(
+    handler: IntrospectionHandler, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="bot"):
+        for _ in range(50):
+            assert call(handler, b"token=x", auth=b"Bearer nope")[0].status == 401
+    refused = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1
+
+
 def test_without_configured_secrets_every_request_is_refused(
     make_settings: Callable[..., Settings], intro_db: Database, now: dt.datetime, clock: Any
 ) -> None:

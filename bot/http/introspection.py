@@ -71,6 +71,7 @@ from bot.http.common import (
     MAX_BODY_BYTES,
     BodyTooLarge,
     ClientDisconnected,
+    LogLimiter,
     Receive,
     Scope,
     Send,
@@ -236,6 +237,7 @@ class IntrospectionHandler:
         self._due: dict[int, dt.datetime] = {}
         self._due_lock = threading.Lock()
         self._callers_seen: set[tuple[str, str | None]] = set()
+        self._refusals = LogLimiter()
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._connections_lock = threading.Lock()
@@ -277,10 +279,10 @@ class IntrospectionHandler:
             caller = self.callers.authenticate(headers.authorization)
         if caller is None:
             client = scope.get("client")
-            log.info(
-                "introspection refused: no valid credential (from %s)",
-                client[0] if client else "?",
-            )
+            source = client[0] if client else "?"
+            if self._refusals.allow(source):
+                log.info("introspection refused: no valid credential (from %s; logged at "
+                         "most once a minute per source)", source)
             return None
         self._note_caller(caller)
         return caller

@@ -173,6 +173,19 @@ def test_every_handler_the_entry_points_set_up_masks_secrets():
     assert "RuntimeError: failed with tkb_[redacted]" in output
 
 
+@pytest.mark.parametrize("glued", ["token={}", "x{}", "{}y", "_{}_", "xoxb{}"])
+def test_a_secret_glued_to_a_word_is_masked_too(glued):
+    from bot.crypto import generate_secret
+
+    secret = generate_secret()
+    stream = io.StringIO()
+    handler = logs.guard(logging.StreamHandler(stream))
+    handler.handle(logging.LogRecord("bot", logging.INFO, __file__, 1, glued.format(secret),
+                                     None, None))
+    assert secret not in stream.getvalue()
+    assert secret[4:] not in stream.getvalue()
+
+
 @pytest.mark.slow
 def test_the_entry_points_logging_set_up_guards_its_handlers():
     """What `tokenbot …` and the uvicorn worker factory call, in a fresh interpreter."""
