@@ -36,14 +36,19 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``. SQLite: WAL and a busy timeout. A server database: a pooled
+    """An engine for ``url``. SQLite: WAL and a busy timeout. PostgreSQL: a pooled
     connection is pinged as it is checked out, so one the server dropped (a restart, an
-    idle timeout) is replaced before anyone sees an error."""
+    idle timeout) is replaced before anyone sees an error; every statement is planned for
+    its values."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, **{"pool_pre_ping": True, **kwargs})
+    # psycopg prepares a statement it has run five times, and PostgreSQL may then plan it
+    # once for any values: a label search planned so would use the trigram index even for a
+    # two-letter text that every label contains (20 ms instead of 2). Plan each execution.
+    options = {"options": "-c plan_cache_mode=force_custom_plan"}
+    return create_engine(url, **{"pool_pre_ping": True, "connect_args": options, **kwargs})
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
