@@ -110,25 +110,26 @@ def to_bolt_request(scope: Scope, body: bytes, verifier: SignatureVerifier | Non
     return request
 
 
-# What each kind of payload holds that Bolt reads before any listener runs (and would fail
-# on with a 500): block actions a non-empty list of objects, submissions a view, events one.
-_PARTS: dict[str, tuple[str, type]] = {
-    "block_actions": ("actions", list),
-    "view_submission": ("view", dict),
-    "view_closed": ("view", dict),
-    "event_callback": ("event", dict),
-}
-
-
 def _dispatchable(body: dict[str, Any]) -> bool:
-    kind = body.get("type")
-    if not isinstance(kind, str) or kind not in _PARTS:
-        return True  # a slash command (a form) or a payload Bolt answers without a listener
-    key, shape = _PARTS[kind]
-    part = body.get(key)
-    if not isinstance(part, shape) or not part:
+    """Whether Bolt can route the payload: what it reads before any listener runs (and
+    would fail on with a 500) has Slack's shape. Block actions: objects with an action id;
+    a submission: a view with a callback id; an event: an object with a type."""
+    if "view" in body and not isinstance(body["view"], dict):
         return False
-    return shape is not list or all(isinstance(item, dict) for item in part)
+    kind = body.get("type")
+    if kind == "block_actions":
+        actions = body.get("actions")
+        return isinstance(actions, list) and bool(actions) and all(
+            isinstance(action, dict) and isinstance(action.get("action_id"), str)
+            for action in actions
+        )
+    if kind in ("view_submission", "view_closed"):
+        return isinstance(body.get("view"), dict) and isinstance(
+            body["view"].get("callback_id"), str)
+    if kind == "event_callback":
+        event = body.get("event")
+        return isinstance(event, dict) and isinstance(event.get("type"), str)
+    return True  # a slash command (a form), or a payload Bolt answers without a listener
 
 
 class TokenbotASGI:

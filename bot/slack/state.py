@@ -20,12 +20,21 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _loads(value: str | None) -> Any:
-    """Our JSON, or None for anything else (malformed, or nested past the parser's depth)."""
+def _loads(value: object) -> Any:
+    """Our JSON, or None for anything else (not text, malformed, or nested past the
+    parser's depth)."""
+    if not isinstance(value, str):
+        return None
     try:
-        return json.loads(value or "")
+        return json.loads(value)
     except (ValueError, RecursionError):
         return None
+
+
+def mapping(value: object) -> dict[str, Any]:
+    """A part of a payload that should be an object, or an empty one if it is anything else
+    (a crafted request may put a list or a number where Slack puts an object)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _int(value: Any, default: int = 1) -> int:

@@ -24,7 +24,7 @@ from bot.services.listing import list_tokens
 from bot.services import tokens as svc
 from bot.slack.views.home import home_view
 from bot.slack.views.messages import Message, table_message
-from bot.slack.state import Origin, OriginKind, TableState
+from bot.slack.state import Origin, OriginKind, TableState, mapping
 from bot.slack.views.table import PAGE_SIZE, Notice, Surface
 
 log = logging.getLogger("bot.slack.listeners")
@@ -45,15 +45,11 @@ def deps(context: BoltContext) -> Deps:
     return context[CONTEXT_KEY]  # type: ignore[no-any-return]
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def actor_from(body: dict[str, Any], settings: Settings) -> svc.Actor:
     """The acting user and team, from the signed payload itself."""
-    user = _mapping(body.get("user"))
-    event = _mapping(body.get("event"))
-    team = _mapping(body.get("team"))
+    user = mapping(body.get("user"))
+    event = mapping(body.get("event"))
+    team = mapping(body.get("team"))
     user_id = user.get("id") or body.get("user_id") or event.get("user")
     team_id = team.get("id") or user.get("team_id") or body.get("team_id")
     if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id or not team_id:

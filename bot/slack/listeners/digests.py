@@ -26,7 +26,7 @@ from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import actor_from, deps
-from bot.slack.state import ModalMetadata, Origin, OriginKind
+from bot.slack.state import ModalMetadata, Origin, OriginKind, mapping
 from bot.slack.views.digests import (
     AlertRef,
     DigestAudience,
@@ -50,10 +50,10 @@ class Where:
 
 
 def where_clicked(body: Body) -> Where | None:
-    container = body.get("container") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-    user = (body.get("user") or {}).get("id")
+    container = mapping(body.get("container"))
+    channel = container.get("channel_id") or mapping(body.get("channel")).get("id")
+    ts = container.get("message_ts") or mapping(body.get("message")).get("ts")
+    user = mapping(body.get("user")).get("id")
     if isinstance(channel, str) and isinstance(ts, str) and isinstance(user, str) and all(
         (channel, ts, user)
     ):
@@ -64,7 +64,7 @@ def where_clicked(body: Body) -> Where | None:
 def _ref(action: dict[str, Any]) -> AlertRef:
     value = action.get("value")
     if value is None:  # a menu of the compact layout
-        value = (action.get("selected_option") or {}).get("value")
+        value = mapping(action.get("selected_option")).get("value")
     return AlertRef.decode(value if isinstance(value, str) else None)
 
 

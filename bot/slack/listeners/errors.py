@@ -29,7 +29,7 @@ from bot.slack.views.formatting import mention
 from bot.slack.views.home import home_notice_view
 from bot.slack.views.messages import notice_message
 from bot.slack.views.modals import notice_modal
-from bot.slack.state import ModalMetadata, OriginKind, RowRef, TableState
+from bot.slack.state import ModalMetadata, OriginKind, RowRef, TableState, mapping
 from bot.slack.views.table import Notice, NoticeKind
 
 log = logging.getLogger("bot.errors")
@@ -113,7 +113,7 @@ def _on_submission(error: Exception, body: dict[str, Any], d: Deps, client: WebC
     """A modal: the table (or digest) behind it redrawn when the token changed or went;
     the answer inside the modal while it is still open."""
     text = user_text(error)
-    metadata = ModalMetadata.decode((body.get("view") or {}).get("private_metadata"))
+    metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"))
     if isinstance(error, (StaleTokenError, NotFoundError)):
         actor = actor_from(body, d.settings)
         if metadata.origin.kind == OriginKind.DIGEST:
@@ -154,7 +154,9 @@ def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClien
     if domain and (place is not None or origin.kind == OriginKind.HOME):
         redraw(d, client, actor=actor_from(body, d.settings), origin=origin, notice=notice)
     elif origin.kind == OriginKind.HOME:
-        client.views_publish(user_id=body["user"]["id"], view=home_notice_view(notice))
+        user = mapping(body.get("user")).get("id")
+        if isinstance(user, str) and user:
+            client.views_publish(user_id=user, view=home_notice_view(notice))
     else:
         _tell(origin.response_url, text)
     return None
@@ -167,7 +169,7 @@ def _on_command(error: Exception, body: dict[str, Any], d: Deps, client: WebClie
 
 def _on_event(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
               response: BoltResponse | None) -> None:
-    event = body.get("event") or {}
+    event = mapping(body.get("event"))
     if event.get("type") == "app_home_opened" and event.get("user"):
         notice = Notice(user_text(error), NoticeKind.ERROR)
         client.views_publish(user_id=event["user"], view=home_notice_view(notice))

@@ -31,7 +31,7 @@ from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import Token
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
-from bot.slack.state import ModalMetadata
+from bot.slack.state import ModalMetadata, mapping
 
 
 class FormMode(enum.StrEnum):
@@ -197,8 +197,7 @@ Values = dict[str, Any]  # a submitted view's state: block id -> action id -> el
 
 
 def _element(values: Values, block: BlockId, action: ActionId) -> dict[str, Any]:
-    found = (values.get(block) or {}).get(action)
-    return found if isinstance(found, dict) else {}
+    return mapping(mapping(values.get(block)).get(action))
 
 
 def _expires_on(values: Values) -> dt.date | None:
@@ -225,10 +224,10 @@ def _alert_channel(values: Values) -> str | None:
 
 
 def read_form(view: dict[str, Any]) -> FormValues:
-    values = (view.get("state") or {}).get("values") or {}
+    values = mapping(mapping(view.get("state")).get("values"))
     label = _element(values, BlockId.LABEL, ActionId.LABEL_INPUT).get("value") or ""
-    scope = (_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get("selected_option")
-             or {}).get("value")
+    scope = mapping(_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get(
+        "selected_option")).get("value")
     return FormValues(
         label=str(label),
         scope=str(scope) if scope else "",
