@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.config import Settings
 from bot.crypto import SecretBox, load_or_create_key_file
 from bot.errors import ConfigurationError
-from bot.models import KeyCheck
+from bot.models import KeyCheck, Token
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +38,24 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``. SQLite: WAL and a busy timeout. PostgreSQL: a pooled
     connection is pinged as it is checked out, so one the server dropped (a restart, an
-    idle timeout) is replaced before anyone sees an error; every statement is planned for
-    its values."""
+    idle timeout) is replaced before anyone sees an error."""
     if url.startswith("sqlite"):
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # psycopg prepares a statement it has run five times, and PostgreSQL may then plan it
-    # once for any values: a label search planned so would use the trigram index even for a
-    # two-letter text that every label contains (20 ms instead of 2). Plan each execution.
-    options = {"options": "-c plan_cache_mode=force_custom_plan"}
-    return create_engine(url, **{"pool_pre_ping": True, "connect_args": options, **kwargs})
+    return create_engine(url, **{"pool_pre_ping": True, **kwargs})
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+MIGRATIONS = str(resources.files("bot") / "migrations")
+
+
 def alembic_config(engine: Engine) -> AlembicConfig:
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(resources.files("bot") / "migrations"))
+    cfg.set_main_option("script_location", MIGRATIONS)
     cfg.attributes["engine"] = engine
     return cfg
 
@@ -68,17 +66,22 @@ def upgrade(engine: Engine) -> None:
 
 
 @functools.cache
-def _code_heads() -> frozenset[str]:
-    """The newest revisions this code knows (read from the migration scripts once)."""
+def _scripts() -> ScriptDirectory:
+    """This code's migrations (read once)."""
     config = AlembicConfig()
-    config.set_main_option("script_location", str(resources.files("bot") / "migrations"))
-    return frozenset(ScriptDirectory.from_config(config).get_heads())
+    config.set_main_option("script_location", MIGRATIONS)
+    return ScriptDirectory.from_config(config)
 
 
 def is_up_to_date(engine: Engine) -> bool:
+    """Whether the schema has every migration this code needs: at its newest revision, or
+    at one it does not know (a newer version upgraded it first, as a rolling deploy does).
+    An empty database, or one at an older revision, is behind."""
     with engine.connect() as connection:
-        current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == _code_heads()
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    scripts = _scripts()
+    known = {revision.revision for revision in scripts.walk_revisions()}
+    return bool(current) and (current == set(scripts.get_heads()) or not current <= known)
 
 
 SCHEMA_BEHIND = (
@@ -137,9 +140,13 @@ class Database:
         try:
             with self.sessions.begin() as session:
                 stored = session.scalar(select(KeyCheck.value).where(KeyCheck.id == 1))
-                if stored is None:  # first start: the value is written under these keys
-                    session.add(KeyCheck(id=1, value=self.box.encrypt(KEY_CHECK_TEXT)))
-                    return
+                if stored is None:
+                    # First start under this check: the value is written under these keys,
+                    # once they open a secret stored before it (an upgraded database).
+                    stored = session.scalar(select(Token.secret_encrypted).limit(1))
+                    if stored is None or self.box.opens(stored):
+                        session.add(KeyCheck(id=1, value=self.box.encrypt(KEY_CHECK_TEXT)))
+                        return
         except IntegrityError:  # another process wrote it first: check that one
             with self.sessions() as session:
                 stored = session.scalar(select(KeyCheck.value).where(KeyCheck.id == 1))

@@ -125,6 +125,7 @@ def probe_app(settings: Settings, ran: list[str]) -> App:
         client=make_web_client(settings),
         signing_secret=settings.slack_signing_secret.get_secret_value(),  # type: ignore[union-attr]
         token_verification_enabled=False,
+        request_verification_enabled=False,  # the server checks signatures first
     )
 
     @app.command("/tokens")

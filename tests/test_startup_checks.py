@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect
+from sqlalchemy import delete, inspect, text
 
 from bot import cli
 from bot.config import Settings, load_settings
 from bot.crypto import generate_key
 from bot.db import Database, alembic_config, is_up_to_date, make_engine, upgrade
 from bot.errors import ConfigurationError
+from bot.models import KeyCheck
 from bot.http.server import build_asgi_app
 from bot.services import tokens as svc
 from bot.services.actor import Actor
@@ -40,6 +41,23 @@ def test_a_wrong_key_is_refused_before_anything_is_written_under_it(make_setting
     with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):
         _open(make_settings, wrong)
     _open(make_settings, wrong, right).dispose()  # a new key in front of the old: fine
+
+
+def test_an_upgraded_database_takes_its_reference_key_from_its_secrets(make_settings, now):
+    """A database upgraded from before the key check holds secrets but no check value: the
+    first start writes one only if its keys open those secrets."""
+    right, wrong = generate_key(), generate_key()
+    first = _open(make_settings, right)
+    with first.sessions.begin() as session:
+        svc.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
+                         scope="read", scopes=["read"], now=now)
+        session.execute(delete(KeyCheck))  # as revision 0002 left it
+    first.dispose()
+    with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):
+        _open(make_settings, wrong)
+    _open(make_settings, right).dispose()
+    with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):
+        _open(make_settings, wrong)
 
 
 def test_after_keys_rotate_the_old_key_can_go(make_settings):
@@ -75,6 +93,19 @@ def test_an_explicit_sqlite_database_is_migrated_on_start(tmp_path):
         assert is_up_to_date(db.engine)
     finally:
         db.dispose()
+
+
+def test_a_schema_a_newer_version_upgraded_is_not_behind(database_url, make_settings):
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        assert is_up_to_date(engine)  # a rolling deploy: the new version migrated first
+        _open(make_settings, generate_key()).dispose()
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+        engine.dispose()
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ Routes (a table of paths, each with its methods; no web framework):
   Bolt app. The ASGI request becomes a :class:`slack_bolt.request.BoltRequest` and
   ``App.dispatch`` runs in a worker thread (it returns right after the listener's
   ``ack()``; slow work continues in Bolt's own listener threads). The signature and
-  its timestamp are checked on the raw bytes before anything is parsed (401 otherwise),
-  and a body that is no Slack payload is 400: never a traceback, one log line a minute.
+  its timestamp are checked here, on the raw bytes, before anything is parsed (401
+  otherwise; the Bolt app itself does not check them again), and a body that is no Slack
+  payload is 400: never a traceback, one log line a minute.
 - ``GET /healthz``: liveness; touches nothing.
 - ``GET /readyz``: readiness: the database answers and its schema is current (200), or
   503 with the reason.
@@ -25,11 +26,13 @@ application (Bolt app, database pool) from the environment.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import socket
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
@@ -80,9 +83,10 @@ class BadSlackRequest(Exception):
 
 def to_bolt_request(scope: Scope, body: bytes, verifier: SignatureVerifier | None) -> Any:
     """The request as Bolt takes it, once it is known to be Slack's: the signature and its
-    timestamp are checked on the raw bytes first, before anything is parsed (Bolt checks
-    them again); then the body must parse as one of Slack's payloads (a JSON object or a
-    form). Raises :class:`BadSlackRequest` otherwise."""
+    timestamp are checked on the raw bytes first, before anything is parsed; then the body
+    must parse as one of Slack's payloads (JSON, a form, or a form's ``payload`` field),
+    which Bolt is handed as JSON (its own parser takes any form that merely contains the
+    word "payload" for an interactive payload). Raises :class:`BadSlackRequest` otherwise."""
     headers: dict[str, list[str]] = {}
     for name, value in scope.get("headers", ()):
         headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
@@ -97,17 +101,29 @@ def to_bolt_request(scope: Scope, body: bytes, verifier: SignatureVerifier | Non
             body=text, timestamp=timestamp, signature=signature
         ):
             raise BadSlackRequest(401, "invalid signature or timestamp")
+    content_type = (headers.get("content-type") or [""])[0].split(";")[0].strip().lower()
     try:
-        request = BoltRequest(
-            body=text,
+        payload = _payload(text, content_type)
+    except (ValueError, RecursionError):
+        raise BadSlackRequest(400, "a body that is no Slack payload") from None
+    if not isinstance(payload, dict) or not payload or not _dispatchable(payload):
+        raise BadSlackRequest(400, "a body that is no Slack payload")
+    headers["content-type"] = ["application/json"]
+    try:
+        return BoltRequest(
+            body=json.dumps(payload),
             query=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,  # type: ignore[arg-type]
         )
-    except Exception:  # noqa: BLE001 - whatever Bolt's parser trips on is no Slack payload
+    except Exception:  # noqa: BLE001 - what Bolt cannot even read is no Slack payload
         raise BadSlackRequest(400, "a body that is no Slack payload") from None
-    if not isinstance(request.body, dict) or not request.body or not _dispatchable(request.body):
-        raise BadSlackRequest(400, "a body that is no Slack payload")
-    return request
+
+
+def _payload(text: str, content_type: str) -> Any:
+    if content_type == "application/json" or text.startswith("{"):
+        return json.loads(text)
+    fields = dict(parse_qsl(text, keep_blank_values=True))
+    return json.loads(fields["payload"]) if "payload" in fields else fields
 
 
 def _dispatchable(body: dict[str, Any]) -> bool:

@@ -32,6 +32,8 @@ from bot.services.audit import record
 from bot.services.listing import search_key
 
 LABEL_MAX = 100
+# Cc/Cs: control characters and lone surrogates; Zl/Zp: U+2028/U+2029 line breaks.
+NOT_IN_LABELS: Final = frozenset({"Cc", "Cs", "Zl", "Zp"})
 ADMIN_SCOPE: Final = "admin"
 PUBLIC_ID_PREFIX: Final = "tok_"
 EXTEND_DAYS: Final = 30
@@ -73,8 +75,7 @@ def clean_label(label: str | None) -> str:
             f"The label is {len(text)} characters; keep it to {LABEL_MAX} or fewer.",
             field="label",
         )
-    # Cc/Cs: control characters and lone surrogates; Zl/Zp: U+2028/U+2029 line breaks.
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in text):
+    if any(unicodedata.category(ch) in NOT_IN_LABELS for ch in text):
         raise ValidationError(
             "The label cannot contain line breaks or control characters.", field="label"
         )

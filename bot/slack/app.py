@@ -34,8 +34,8 @@ def create_app(
     client: WebClient | None = None,
     socket_mode: bool = False,
 ) -> App:
-    """A Bolt app for this configuration. HTTP mode verifies Slack's signature with
-    SLACK_SIGNING_SECRET; Socket Mode (``socket_mode=True``) needs no signing secret."""
+    """A Bolt app for this configuration. HTTP mode needs SLACK_SIGNING_SECRET (the server
+    checks every request with it); Socket Mode (``socket_mode=True``) needs none."""
     secret = (
         settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret
@@ -58,7 +58,9 @@ def create_app(
         client=client,
         signing_secret=secret,
         token_verification_enabled=False,  # no auth.test call at start-up
-        request_verification_enabled=bool(secret) or not socket_mode,
+        # HTTP requests are verified on their raw bytes before they are parsed and handed
+        # to Bolt (bot.http.server.to_bolt_request); Socket Mode needs no signature.
+        request_verification_enabled=False,
         process_before_response=False,
         listener_executor=ThreadPoolExecutor(
             max_workers=LISTENER_THREADS, thread_name_prefix="tokenbot-listener"

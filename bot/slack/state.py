@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import enum
 import json
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.errors import NotFoundError
+from bot.services.tokens import NOT_IN_LABELS
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
@@ -37,10 +39,16 @@ def mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _int(value: Any, default: int = 1) -> int:
+def number(value: object) -> int | None:
+    """A page or a version as a button carries it: a whole number in range, else None."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= NUMBER_MAX:
         return value
-    return default
+    return None
+
+
+def _int(value: Any, default: int = 1) -> int:
+    found = number(value)
+    return default if found is None else found
 
 
 def _str(value: Any) -> str:
@@ -57,7 +65,8 @@ class TableState:
     def __post_init__(self) -> None:
         object.__setattr__(self, "page", min(max(1, self.page), NUMBER_MAX))
         # No label holds a control character (a NUL would not even reach the database).
-        query = "".join(ch for ch in self.query if ch.isprintable() or ch == " ")
+        query = "".join(ch for ch in self.query
+                        if unicodedata.category(ch) not in NOT_IN_LABELS)
         object.__setattr__(self, "query", query.strip()[:QUERY_MAX])
 
     def at(self, page: int) -> TableState:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from slack_bolt import App, BoltRequest, BoltResponse
+from slack_sdk.signature import SignatureVerifier
 from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
 from slack_bolt.listener.listener_start_handler import ListenerStartHandler
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from sqlalchemy import select
 from bot.slack.app import create_app
 from bot.config import Settings
 from bot.db import Database
+from bot.http.server import BadSlackRequest, to_bolt_request
 from bot.slack.ids import ActionId
 from bot.models import AuditEvent, Token
 from bot.services import tokens as svc
@@ -91,6 +93,7 @@ class SlackBot:
         self.app = app
         self.standin = standin
         self.acks: list[dict[str, Any]] = []
+        self.verifier = SignatureVerifier(SIGNING_SECRET)
         self._urls = itertools.count(1)
         runner = app.listener_runner
         self.tracker = _Tracker(runner.listener_start_handler, runner.listener_completion_handler)
@@ -110,7 +113,13 @@ class SlackBot:
     ) -> BoltResponse:
         sent = headers or signed_headers(secret, body, content_type=content_type,
                                          timestamp=timestamp)
-        response = self.app.dispatch(BoltRequest(body=body, headers=sent))
+        # Through the HTTP server's front door: signature on the raw bytes, then parsing.
+        scope = {"headers": [(k.lower().encode(), v.encode()) for k, v in sent.items()]}
+        try:
+            request = to_bolt_request(scope, body.encode("utf-8"), self.verifier)
+        except BadSlackRequest as refused:
+            return BoltResponse(status=refused.status, body="")
+        response = self.app.dispatch(request)
         self._check_ack(response)
         return response
 

@@ -48,3 +48,16 @@ def test_a_modal_whose_metadata_is_nested_past_any_depth_is_answered(bot, db, st
     assert answer.status == 200
     assert GENERIC not in (answer.body or "")
     assert audit_actions(db, created.token.public_id) == ["create"]
+
+
+def test_a_command_that_says_payload_is_still_a_command(bot, db, standin):
+    seed(db, label="payload signer")
+    bot.command("payload")
+    shown = texts(last_response(standin).body["blocks"])
+    assert "payload signer" in shown and GENERIC not in shown
+
+
+def test_a_filter_keeps_the_joiners_labels_may_hold(bot, db, standin):
+    seed(db, label="ci deploy 👩\u200d💻")
+    bot.command("deploy 👩\u200d💻")
+    assert "ci deploy" in texts(last_response(standin).body["blocks"])

@@ -28,7 +28,8 @@ _tokens = sa.table(
 
 def _search_key(text: str) -> str:
     """services.listing.search_key as of this revision (a migration keeps its own copy)."""
-    return unicodedata.normalize("NFC", text.replace("\u0130", "i").casefold())
+    composed = unicodedata.normalize("NFC", text)
+    return unicodedata.normalize("NFC", composed.replace("\u0130", "i").casefold())
 
 
 def _rekey(key: object) -> None:

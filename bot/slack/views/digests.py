@@ -40,7 +40,7 @@ from bot.models import Alert, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
-from bot.slack.state import NUMBER_MAX, token_value
+from bot.slack.state import number, token_value
 from bot.slack.views.confirms import confirm_dialog
 from bot.slack.views.formatting import code, date_short, escape, mention, truncate
 from bot.texts import Lifecycle
@@ -72,11 +72,10 @@ class AlertRef:
     @classmethod
     def decode(cls, value: str | None) -> AlertRef:
         data = token_value(value, length=2)
-        if not isinstance(data[1], int) or isinstance(data[1], bool) or not (
-            0 <= data[1] <= NUMBER_MAX
-        ):
+        version = number(data[1])
+        if version is None:
             raise NotFoundError()
-        return cls(public_id=data[0][:64], version=data[1])
+        return cls(public_id=data[0][:64], version=version)
 
 
 @dataclass(frozen=True)
@@ -273,11 +272,11 @@ def _menus(group: Sequence[DigestItem]) -> list[StaticSelectElement]:
 
 def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
     blocks: list[Block] = []
-    for number, start in enumerate(range(0, len(items), GROUP_SIZE), start=1):
+    for group_number, start in enumerate(range(0, len(items), GROUP_SIZE), start=1):
         group = items[start : start + GROUP_SIZE]
         blocks.append(
             SectionBlock(
-                block_id=row_block_id(BlockId.ALERT_GROUP, number),
+                block_id=row_block_id(BlockId.ALERT_GROUP, group_number),
                 fields=[MarkdownTextObject(text=item_text(item, now)) for item in group],
             )
         )
@@ -285,7 +284,7 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
         if actionable:
             blocks.append(
                 ActionsBlock(
-                    block_id=row_block_id(BlockId.ALERT_GROUP_ACTIONS, number),
+                    block_id=row_block_id(BlockId.ALERT_GROUP_ACTIONS, group_number),
                     elements=_menus(actionable),
                 )
             )
