@@ -49,11 +49,15 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, text  # noqa: E402
 
 from bot.services.alerts import current_stage  # noqa: E402
-from bot.crypto import generate_key  # noqa: E402
+from bot.crypto import SecretBox, generate_key  # noqa: E402
 from bot.db import make_engine, upgrade  # noqa: E402
 from bot.models import Alert, AlertKind, AlertStatus, Token, TokenStatus  # noqa: E402
 from bot.slack.views.digests import COMPACT_LAYOUT_MAX, FULL_LAYOUT_MAX  # noqa: E402
 from tests.support.databases import throwaway_postgresql  # noqa: E402
+
+# One key for the seeded rows and the pass (start-up checks that the keys open them).
+KEY = generate_key()
+SEALED = SecretBox([KEY]).encrypt("bench secret")
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 TEAM = "TBENCH"
@@ -81,7 +85,7 @@ def _token_row(n: int, *, expires: dt.datetime | None, channel: str | None,
         id=n + 1, public_id=f"tok_b{n:011d}", team_id=TEAM, label=label,
         label_search=label, scope="read", status=TokenStatus.ACTIVE,
         secret_digest=digest, secret_masked=f"tkb_{digest[:6]}…",
-        secret_encrypted=b"not-a-real-secret", created_at=NOW - dt.timedelta(days=60),
+        secret_encrypted=SEALED, created_at=NOW - dt.timedelta(days=60),
         created_by=owner, updated_at=NOW - dt.timedelta(days=60), expires_at=expires,
         alert_channel=channel, version=1,
     )
@@ -210,7 +214,7 @@ def run_backend(name: str, args: argparse.Namespace) -> dict[str, object]:
             env = {k: v for k, v in os.environ.items()
                    if not k.startswith(("SLACK_", "TOKENBOT_", "DATABASE_URL"))}
             env.update({
-                "DATABASE_URL": url, "TOKENBOT_SECRET_KEYS": generate_key(),
+                "DATABASE_URL": url, "TOKENBOT_SECRET_KEYS": KEY,
                 "SLACK_API_URL": standin.api_url, "SLACK_BOT_TOKEN": "xoxb-bench",
                 "TOKENBOT_ALERT_CHANNEL": DEFAULT_CHANNEL,
             })
