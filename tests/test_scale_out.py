@@ -4,7 +4,7 @@ Slack requests (signed exactly as Slack signs them) and introspection requests a
 over the three; a token disabled through one process (a Disable click on its row) answers
 ``active: false`` through every other at once, with no retry; the three stop cleanly on
 SIGTERM. Slack's side is the local SlackStandIn. PostgreSQL only: the deployment this
-documents (README, "Introspection and scaling out").
+documents (README, Operations, "Scaling out").
 """
 
 from __future__ import annotations

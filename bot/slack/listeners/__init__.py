@@ -1,4 +1,6 @@
 """Thin Slack listeners: parse the payload, call a service, draw a view.
 
-Each module registers its listeners with ``register(app)``; callbacks are plain functions.
+Callbacks are plain functions. ``bot.slack.app`` registers them all: the command, the
+modal submissions and the Home event by name, every button and menu through its entry in
+``bot.slack.actions`` (a listener marks the actions it handles with ``@listener``).
 """
