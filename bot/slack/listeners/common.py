@@ -105,8 +105,11 @@ def draw_table(
     return Drawing(origin=origin, user_id=actor.user_id, total=page.total, message=message)
 
 
-def respond_to(response_url: str | None) -> Respond | None:
-    return Respond(response_url=response_url) if response_url else None
+def respond_to(response_url: object) -> Respond | None:
+    """Where to answer a request that carried a response_url (a crafted one may not)."""
+    if isinstance(response_url, str) and response_url:
+        return Respond(response_url=response_url)
+    return None
 
 
 def send(respond: Respond, message: Message, *, replace_original: bool) -> None:

@@ -170,7 +170,7 @@ def _on_command(error: Exception, body: dict[str, Any], d: Deps, client: WebClie
 def _on_event(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
               response: BoltResponse | None) -> None:
     event = mapping(body.get("event"))
-    if event.get("type") == "app_home_opened" and event.get("user"):
+    if event.get("type") == "app_home_opened" and isinstance(event.get("user"), str):
         notice = Notice(user_text(error), NoticeKind.ERROR)
         client.views_publish(user_id=event["user"], view=home_notice_view(notice))
 
@@ -183,7 +183,7 @@ _ANSWERS: dict[str, Callable[..., BoltResponse | None]] = {
 }
 
 
-def _tell(response_url: str | None, text: str) -> None:
+def _tell(response_url: object, text: str) -> None:
     respond = respond_to(response_url)
     if respond is not None:
         send(respond, notice_message(text), replace_original=False)
@@ -196,7 +196,8 @@ def reporting(listener: Callable[..., None]) -> Callable[..., None]:
     when a listener fails after ack(); if that happens within the 10 ms its dispatching
     thread polls, the request waits 3 s and is answered 404. Errors before ack() still go
     through Bolt, which answers Slack with what ``handle_error`` returns (e.g. a modal
-    update). The listener must take ``body``, ``context`` and ``client``.
+    update). The listener must take ``body``, ``context`` and ``client``; ``bot.slack.app``
+    wraps every listener it registers.
     """
 
     @functools.wraps(listener)
