@@ -52,7 +52,7 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 MIGRATIONS = str(resources.files("bot") / "migrations")
 
 
-def alembic_config(engine: Engine) -> AlembicConfig:
+def alembic_config(engine: Engine | None) -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", MIGRATIONS)
     cfg.attributes["engine"] = engine
@@ -67,9 +67,7 @@ def upgrade(engine: Engine) -> None:
 @functools.cache
 def _scripts() -> ScriptDirectory:
     """This code's migrations (read once)."""
-    config = AlembicConfig()
-    config.set_main_option("script_location", MIGRATIONS)
-    return ScriptDirectory.from_config(config)
+    return ScriptDirectory.from_config(alembic_config(None))
 
 
 def is_up_to_date(engine: Engine) -> bool:
