@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import IO
 
 from bot.crypto import ALPHABET, PREFIX, RANDOM_LENGTH
@@ -62,3 +63,23 @@ def configure(level: int = logging.INFO, stream: IO[str] | None = None) -> None:
         logging.basicConfig(level=level, format=FORMAT, stream=stream)
     for handler in root.handlers:
         guard(handler)
+
+
+class LogLimiter:
+    """At most one log line per ``interval`` seconds per key (a refused caller's address, a
+    kind of bad request), so a flood of bad requests cannot flood the log."""
+
+    def __init__(self, interval: float = 60.0, max_keys: int = 10_000) -> None:
+        self.interval = interval
+        self.max_keys = max_keys
+        self._last: dict[str, float] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        if len(self._last) >= self.max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True

@@ -14,7 +14,7 @@ from slack_bolt import App
 from sqlalchemy import select
 
 from bot.alerts.scheduler import run_pass
-from bot.slack.app import create_app
+from bot.slack.app import create_app, work_pool
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AuditAction, AuditEvent, Token, TokenStatus
@@ -30,15 +30,16 @@ UTC = dt.timezone.utc
 
 @pytest.fixture
 def bot(asettings: Settings, adb: Database, standin: SlackStandIn) -> Iterator[SlackBot]:
-    app: App = create_app(settings=asettings, database=adb)
-    harness = SlackBot(app, standin)
+    work = work_pool()
+    app: App = create_app(settings=asettings, database=adb, work=work)
+    harness = SlackBot(app, standin, work)
     try:
         yield harness
         harness.settle()
         for call in standin.calls:  # every payload sent to Slack is valid Block Kit
             validate_slack_call(call.method, call.body)
     finally:
-        app.listener_runner.listener_executor.shutdown(wait=True)
+        work.shutdown()
 
 
 def _now() -> dt.datetime:

@@ -1,6 +1,5 @@
 """What every HTTP entry point shares: the ASGI types, reading a request body within a
-limit (and decoding form fields), sending a whole response, and logging bad requests
-without letting a flood of them flood the log.
+limit (and decoding form fields), and sending a whole response.
 
 A body is refused past :data:`MAX_BODY_BYTES` (or the limit a caller gives): from the
 announced Content-Length before anything is read, and by counting while reading (a chunked
@@ -9,7 +8,6 @@ here."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
@@ -106,23 +104,3 @@ async def send_text(send: Send, status: int, text: str, headers: Headers = ()) -
 async def send_json(send: Send, status: int, body: bytes, headers: Headers = ()) -> None:
     """A JSON response; ``body`` is the encoded document."""
     await send_response(send, status, body, [JSON_CONTENT_TYPE, *headers])
-
-
-class LogLimiter:
-    """At most one log line per ``interval`` seconds per key (a refused caller's address, a
-    kind of bad request), so a flood of bad requests cannot flood the log."""
-
-    def __init__(self, interval: float = 60.0, max_keys: int = 10_000) -> None:
-        self.interval = interval
-        self.max_keys = max_keys
-        self._last: dict[str, float] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            return False
-        if len(self._last) >= self.max_keys:
-            self._last.clear()
-        self._last[key] = now
-        return True

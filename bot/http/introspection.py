@@ -71,7 +71,6 @@ from bot.http.common import (
     MAX_BODY_BYTES,
     BodyTooLarge,
     ClientDisconnected,
-    LogLimiter,
     Receive,
     Scope,
     Send,
@@ -80,6 +79,7 @@ from bot.http.common import (
     read_body,
     send_json,
 )
+from bot.logs import LogLimiter
 from bot.models import utcnow
 from bot.services.usage import UsageMemo, record_use
 from bot.services.verification import ActiveToken, active_token, fetch_by_digests, lookup_key

@@ -4,8 +4,8 @@ Routes (a table of paths, each with its methods; no web framework):
 
 - ``POST /slack/events``: Slack's slash commands, interactivity and events, handed to the
   Bolt app. The ASGI request becomes a :class:`slack_bolt.request.BoltRequest` and
-  ``App.dispatch`` runs in a worker thread (it returns right after the listener's
-  ``ack()``; slow work continues in Bolt's own listener threads). The signature and
+  ``App.dispatch`` runs in a worker thread (it returns with the acknowledgement; the work
+  after it runs on the Bolt app's background pool, ``bot.slack.acks``). The signature and
   its timestamp are checked here, on the raw bytes, before anything is parsed (401
   otherwise; the Bolt app itself does not check them again), and a body that is no Slack
   payload is 400: never a traceback, one log line a minute.
@@ -46,7 +46,6 @@ from bot.http.common import (
     ASGIApp,
     BodyTooLarge,
     ClientDisconnected,
-    LogLimiter,
     Receive,
     Scope,
     Send,
@@ -56,6 +55,7 @@ from bot.http.common import (
     send_text,
 )
 from bot.http.introspection import IntrospectionHandler
+from bot.logs import LogLimiter
 
 if TYPE_CHECKING:
     import uvicorn
@@ -69,6 +69,8 @@ READY_PATH = "/readyz"
 INTROSPECT_PATH = "/introspect"
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
+# How long a stopping server waits for the work after acknowledgements still running.
+SHUTDOWN_DRAIN_SECONDS = 10.0
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
 
 
@@ -290,9 +292,13 @@ def build_asgi_app(
 ) -> TokenbotASGI:
     """The ASGI application; without ``bolt_app`` the product's Bolt app is built."""
     if bolt_app is None:
-        from bot.slack.app import create_app
+        from bot.slack.app import create_app, work_pool
 
-        bolt_app = create_app(settings=settings, database=database, client=client)
+        work = work_pool()
+        bolt_app = create_app(settings=settings, database=database, client=client, work=work)
+        # On shutdown, what was acknowledged is still done (within a bound).
+        on_shutdown = [*on_shutdown, lambda: work.wait_idle(SHUTDOWN_DRAIN_SECONDS),
+                       work.shutdown]
     return TokenbotASGI(
         settings=settings,
         database=database,

@@ -1,30 +1,39 @@
 """The Bolt app: one factory wiring settings, database, Web API client and listeners, and
 the one error handler that turns domain errors into text for the user. Every listener is
-registered here, wrapped in that error path."""
+registered here through ``bot.slack.acks``: acknowledged at once, its work on the
+background pool, wrapped in that error path."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from slack_bolt import App, BoltContext
+from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
 
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError
+from bot.slack.acks import Kind, ack_then_run, run_then_draw
 from bot.slack.actions import ACTIONS, listener_of
+from bot.slack.background import Background
 from bot.slack.client import make_web_client
 from bot.slack.ids import CallbackId
 from bot.slack.listeners import commands, digests, home, modals, table  # noqa: F401 - marks
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
-from bot.slack.listeners.errors import handle_error, reporting
+from bot.slack.listeners.errors import handle_error
 
 log = logging.getLogger("bot.slack.app")
 
-# Bolt's own listener threads; the work after ack() runs there.
-LISTENER_THREADS = 8
+# The work after an acknowledgement: threads for slow Web API calls, and how many more
+# requests may wait for one before users are told "busy, try again".
+WORK_THREADS = 8
+WORK_QUEUE = 64
+
+
+def work_pool() -> Background:
+    return Background(workers=WORK_THREADS, queue=WORK_QUEUE, name="tokenbot-work")
 
 
 def create_app(
@@ -33,9 +42,12 @@ def create_app(
     database: Database,
     client: WebClient | None = None,
     socket_mode: bool = False,
+    work: Background | None = None,
 ) -> App:
     """A Bolt app for this configuration. HTTP mode needs SLACK_SIGNING_SECRET (the server
-    checks every request with it); Socket Mode (``socket_mode=True``) needs none."""
+    checks every request with it); Socket Mode (``socket_mode=True``) needs none. ``work``
+    is the pool for the work after acknowledgements (``work_pool()`` when not given; pass
+    one to drain it on shutdown)."""
     secret = (
         settings.slack_signing_secret.get_secret_value()
         if settings.slack_signing_secret
@@ -55,18 +67,24 @@ def create_app(
         client = make_web_client(settings)
     app = App(
         name="tokenbot",
-        client=client,
+        # Given a token, Bolt calls auth.test before the first request's listener, and
+        # again on every request while that call fails: a Web API call before the ack.
+        # Each request's client gets the bot token from ``authorize`` instead.
+        client=_template(client),
+        authorize=_bot_token(client.token),
         signing_secret=secret,
-        token_verification_enabled=False,  # no auth.test call at start-up
         # HTTP requests are verified on their raw bytes before they are parsed and handed
         # to Bolt (bot.http.server.to_bolt_request); Socket Mode needs no signature.
         request_verification_enabled=False,
-        process_before_response=False,
-        listener_executor=ThreadPoolExecutor(
-            max_workers=LISTENER_THREADS, thread_name_prefix="tokenbot-listener"
-        ),
+        # Listeners run in the request's thread and only acknowledge there; the work
+        # after the acknowledgement is theirs to hand to the background pool.
+        process_before_response=True,
     )
-    app_deps = Deps(settings=settings, sessions=database.sessions, box=database.box)
+    work = work or work_pool()
+    # Telling a user "busy" is a Web API call too; it must not wait for the full pool.
+    notices = Background(workers=1, queue=WORK_QUEUE, name="tokenbot-notice")
+    app_deps = Deps(settings=settings, sessions=database.sessions, box=database.box,
+                    work=work)
 
     def inject_dependencies(context: BoltContext, next: Callable[[], None]) -> None:  # noqa: A002
         context[CONTEXT_KEY] = app_deps
@@ -74,10 +92,27 @@ def create_app(
 
     app.middleware(inject_dependencies)
     app.error(handle_error)
-    app.command(commands.COMMAND)(reporting(commands.handle_tokens))
-    app.view(CallbackId.CREATE)(reporting(modals.handle_create_submit))
-    app.view(CallbackId.EDIT)(reporting(modals.handle_edit_submit))
-    app.event("app_home_opened")(reporting(home.handle_home_opened))
+    app.command(commands.COMMAND)(ack_then_run(
+        commands.handle_tokens, kind=Kind.COMMAND, work=work, notices=notices,
+        answer=commands.answer))
+    app.view(CallbackId.CREATE)(run_then_draw(modals.handle_create_submit, work=work))
+    app.view(CallbackId.EDIT)(run_then_draw(modals.handle_edit_submit, work=work))
+    app.event("app_home_opened")(ack_then_run(
+        home.handle_home_opened, kind=Kind.EVENT, work=work, notices=notices))
     for action in ACTIONS:  # the table's, the digests': bot.slack.actions lists them all
-        app.action(action.id)(reporting(listener_of(action)))
+        app.action(action.id)(ack_then_run(
+            listener_of(action), kind=Kind.ACTION, work=work, notices=notices))
     return app
+
+
+def _template(client: WebClient) -> WebClient:
+    """What Bolt copies into each request's client: the same Slack, without the token."""
+    return WebClient(base_url=client.base_url, timeout=client.timeout,
+                     retry_handlers=client.retry_handlers, logger=client.logger)
+
+
+def _bot_token(token: str | None) -> Callable[..., AuthorizeResult]:
+    def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
+
+    return authorize

@@ -7,19 +7,17 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from slack_bolt import App, BoltRequest, BoltResponse
+from slack_bolt import App, BoltResponse
 from slack_sdk.signature import SignatureVerifier
-from slack_bolt.listener.listener_completion_handler import ListenerCompletionHandler
-from slack_bolt.listener.listener_start_handler import ListenerStartHandler
 from sqlalchemy import select
 
-from bot.slack.app import create_app
+from bot.slack.app import create_app, work_pool
+from bot.slack.background import Background
 from bot.config import Settings
 from bot.db import Database
 from bot.http.server import BadSlackRequest, to_bolt_request
@@ -48,57 +46,16 @@ def slack_settings(make_settings: Callable[..., Settings], standin: SlackStandIn
     )
 
 
-class _Tracker:
-    """Counts listener runs started and finished, so a test can wait for the work that
-    runs after ack() in Bolt's listener threads."""
-
-    def __init__(self, start: ListenerStartHandler, done: ListenerCompletionHandler) -> None:
-        self._start, self._done = start, done
-        self._lock = threading.Condition()
-        self.started = 0
-        self.finished = 0
-
-    def on_start(self, request: BoltRequest, response: BoltResponse | None) -> None:
-        with self._lock:
-            self.started += 1
-        self._start.handle(request=request, response=response)
-
-    def on_done(self, request: BoltRequest, response: BoltResponse | None) -> None:
-        self._done.handle(request=request, response=response)
-        with self._lock:
-            self.finished += 1
-            self._lock.notify_all()
-
-    def wait_idle(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self.finished < self.started:
-                left = deadline - time.monotonic()
-                assert left > 0, "listeners still running"
-                self._lock.wait(left)
-
-
-class _Hook:
-    def __init__(self, func: Callable[..., None]) -> None:
-        self.func = func
-
-    def handle(self, request: BoltRequest, response: BoltResponse | None) -> None:
-        self.func(request, response)
-
-
 class SlackBot:
     """The app under test, with helpers that send what Slack sends."""
 
-    def __init__(self, app: App, standin: SlackStandIn) -> None:
+    def __init__(self, app: App, standin: SlackStandIn, work: Background) -> None:
         self.app = app
         self.standin = standin
+        self.work = work
         self.acks: list[dict[str, Any]] = []
         self.verifier = SignatureVerifier(SIGNING_SECRET)
         self._urls = itertools.count(1)
-        runner = app.listener_runner
-        self.tracker = _Tracker(runner.listener_start_handler, runner.listener_completion_handler)
-        runner.listener_start_handler = _Hook(self.tracker.on_start)  # type: ignore[assignment]
-        runner.listener_completion_handler = _Hook(self.tracker.on_done)  # type: ignore[assignment]
 
     # -- transport ---------------------------------------------------------------
 
@@ -144,7 +101,7 @@ class SlackBot:
 
     def settle(self) -> None:
         """Wait until the work after ack() of every request sent so far is done."""
-        self.tracker.wait_idle()
+        assert self.work.wait_idle(timeout=10.0), "the work after ack() is still running"
 
     def next_response_url(self) -> str:
         return self.standin.response_url(f"r{next(self._urls)}")
@@ -223,7 +180,7 @@ class SlackBot:
         return response
 
     def submit(self, view: dict[str, Any], values: dict[str, Any], *, user: str = OWNER,
-               team: str = TEAM) -> BoltResponse:
+               team: str = TEAM, settle: bool = True) -> BoltResponse:
         """Submit a modal as drawn (its callback id and private_metadata) with values."""
         payload = {
             "type": "view_submission",
@@ -250,7 +207,8 @@ class SlackBot:
             "enterprise": None,
         }
         response = self.send(interactive_body(payload))
-        self.settle()
+        if settle:
+            self.settle()
         return response
 
     def home_opened(self, *, user: str = OWNER, team: str = TEAM) -> BoltResponse:
@@ -311,17 +269,20 @@ def form_values(
 
 
 @pytest.fixture
-def app(slack_settings: Settings, db: Database) -> Iterator[App]:
-    application = create_app(settings=slack_settings, database=db)
-    try:
-        yield application
-    finally:
-        application.listener_runner.listener_executor.shutdown(wait=True)
+def work() -> Iterator[Background]:
+    pool = work_pool()
+    yield pool
+    pool.shutdown()
 
 
 @pytest.fixture
-def bot(app: App, standin: SlackStandIn) -> Iterator[SlackBot]:
-    harness = SlackBot(app, standin)
+def app(slack_settings: Settings, db: Database, work: Background) -> App:
+    return create_app(settings=slack_settings, database=db, work=work)
+
+
+@pytest.fixture
+def bot(app: App, standin: SlackStandIn, work: Background) -> Iterator[SlackBot]:
+    harness = SlackBot(app, standin, work)
     yield harness
     harness.settle()
     for call in standin.calls:  # every payload the bot sent Slack is valid Block Kit

@@ -49,6 +49,7 @@ class SlackStandIn:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self._failures: dict[str, list[Failure]] = {}
+        self._delays: dict[str, float] = {}  # method ("*" for all) -> seconds
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._views = itertools.count(1)
@@ -111,6 +112,13 @@ class SlackStandIn:
         with self._lock:
             self._failures.setdefault(method, []).extend(failures)
 
+    def slow_down(self, seconds: float, *methods: str) -> None:
+        """Answer ``methods`` (every method and response_url when none is named) only
+        after ``seconds``, as a slow Slack does; 0 answers at once again."""
+        with self._lock:
+            for method in methods or ("*",):
+                self._delays[method] = seconds
+
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
             return [call for call in self.calls if call.method == method]
@@ -133,6 +141,7 @@ class SlackStandIn:
         with self._lock:
             self.calls.clear()
             self._failures.clear()
+            self._delays.clear()
             self._ts = itertools.count(1)
             self._views = itertools.count(1)
 
@@ -170,6 +179,9 @@ class SlackStandIn:
             )
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
+            delay = self._delays.get(method, self._delays.get("*", 0.0))
+        if delay:
+            time.sleep(delay)
         if failure is not None:
             return failure.status, failure.body or {"ok": False, "error": "fatal_error"}, failure.headers
         return 200, self._answer(method, body), {}

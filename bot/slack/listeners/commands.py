@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.models import utcnow
@@ -40,20 +40,24 @@ def parse(text: str) -> tuple[str, str]:
     return LIST, text
 
 
-def handle_tokens(
-    ack: Ack, command: dict[str, Any], body: dict[str, Any], context: BoltContext,
-    client: WebClient,
-) -> None:
+def answer(command: dict[str, Any]) -> dict[str, Any] | None:
+    """The acknowledgement's own content, which is the whole answer (help), or None when
+    the command has work to do after a plain acknowledgement."""
     subcommand, argument = parse(command.get("text") or "")
     if subcommand == HELP:
-        ack(**help_message(unknown=truncate(argument, 60) if argument else None).payload())
-        return
-    ack()
+        return help_message(unknown=truncate(argument, 60) if argument else None).payload()
+    return None
+
+
+def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltContext,
+                  client: WebClient) -> None:
+    """``/tokens``, ``/tokens <filter>``, ``/tokens create`` (``help`` is ``answer``'s)."""
+    subcommand, argument = parse(command.get("text") or "")
     d = deps(context)
     actor = actor_from(command, d.settings)
     response_url = command.get("response_url")
     if subcommand == CREATE:
-        # views.open right after ack(), while the trigger id is fresh.
+        # views.open as the first Web API call after ack(), while the trigger id is fresh.
         metadata = ModalMetadata(origin=Origin(kind=OriginKind.COMMAND, response_url=response_url))
         view = token_form(mode=FormMode.CREATE, scopes=d.settings.tokenbot_scopes,
                           metadata=metadata)

@@ -22,6 +22,7 @@ from bot.errors import PermissionDeniedError
 from bot.models import utcnow
 from bot.services.listing import list_tokens
 from bot.services import tokens as svc
+from bot.slack.background import Background
 from bot.slack.views.home import home_view
 from bot.slack.views.messages import Message, table_message
 from bot.slack.state import Origin, OriginKind, TableState, mapping
@@ -39,6 +40,7 @@ class Deps:
     settings: Settings
     sessions: sessionmaker[Session]
     box: SecretBox
+    work: Background  # the pool that runs the work after an acknowledgement
 
 
 def deps(context: BoltContext) -> Deps:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
@@ -131,9 +131,8 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, AlertRef, dt.datetime],
 
 
 @listener(*_CHANGES)
-def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
-    ack()
     d = deps(context)
     actor, ref, where = actor_from(body, d.settings), _ref(action), where_clicked(body)
     if where is None:
@@ -148,11 +147,10 @@ def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
 
 
 @listener(ActionId.ALERT_EDIT)
-def handle_edit(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The table's "Edit Access Token" modal, checked first like the table's Edit. Its
     submission redraws this digest (see ``after_edit``)."""
-    ack()
     d = deps(context)
     actor, ref, where = actor_from(body, d.settings), _ref(action), where_clicked(body)
     if where is None:

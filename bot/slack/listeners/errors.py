@@ -34,6 +34,7 @@ from bot.slack.views.table import Notice, NoticeKind
 
 log = logging.getLogger("bot.errors")
 
+BUSY_TEXT = "Tokenbot is busy right now and did not do this. Please try again in a minute."
 GENERIC_ERROR = (
     "Something went wrong on Tokenbot's side and your request may not have been carried out. "
     "Please try again; if it keeps failing, tell a workspace admin."
@@ -116,14 +117,20 @@ def _on_submission(error: Exception, body: dict[str, Any], d: Deps, client: WebC
     metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"))
     if isinstance(error, (StaleTokenError, NotFoundError)):
         actor = actor_from(body, d.settings)
-        if metadata.origin.kind == OriginKind.DIGEST:
-            with d.sessions.begin() as session:
-                digest = after_edit(session, origin=metadata.origin, actor=actor,
-                                    result=None, now=utcnow())
-            digest.show(client)
-        else:
-            redraw(d, client, actor=actor, origin=metadata.origin,
-                   notice=Notice(text, NoticeKind.ERROR))
+
+        def redraw_behind() -> None:
+            if metadata.origin.kind == OriginKind.DIGEST:
+                with d.sessions.begin() as session:
+                    digest = after_edit(session, origin=metadata.origin, actor=actor,
+                                        result=None, now=utcnow())
+                digest.show(client)
+            else:
+                redraw(d, client, actor=actor, origin=metadata.origin,
+                       notice=Notice(text, NoticeKind.ERROR))
+
+        # Still acknowledging: what is drawn behind the modal waits for no Slack call.
+        if not d.work.submit(redraw_behind):
+            log.warning("Busy: the table behind a refused submission was not redrawn")
     if response is None:
         return None
     view = notice_modal(f":warning: {text}")
@@ -189,29 +196,33 @@ def _tell(response_url: object, text: str) -> None:
         send(respond, notice_message(text), replace_original=False)
 
 
-def reporting(listener: Callable[..., None]) -> Callable[..., None]:
-    """Send what a listener raises *after* ack() to ``handle_error`` directly.
+def reporting(listener: Callable[..., None], **kwargs: Any) -> Callable[[], None]:
+    """``listener(**kwargs)`` as a task for the background pool, after the request was
+    acknowledged: what it raises goes to ``handle_error`` (no Bolt response is waiting
+    for it any more). ``kwargs`` hold ``body``, ``context`` and ``client``."""
 
-    Bolt (1.30, ``process_before_response=False``) resets the acknowledgement to None
-    when a listener fails after ack(); if that happens within the 10 ms its dispatching
-    thread polls, the request waits 3 s and is answered 404. Errors before ack() still go
-    through Bolt, which answers Slack with what ``handle_error`` returns (e.g. a modal
-    update). The listener must take ``body``, ``context`` and ``client``; ``bot.slack.app``
-    wraps every listener it registers.
-    """
-
-    @functools.wraps(listener)
-    def run(**kwargs: Any) -> None:
+    def run() -> None:
         try:
             listener(**kwargs)
         except Exception as error:  # not swallowed: routed to the one error handler
-            context: BoltContext = kwargs["context"]
-            if context.ack is not None and context.ack.response is None:
-                raise
             try:
-                handle_error(error, body=kwargs["body"], context=context,
+                handle_error(error, body=kwargs["body"], context=kwargs["context"],
                              client=kwargs["client"], response=None)
             except Exception:  # the error path itself failed (e.g. Slack unreachable)
                 log.exception("Could not tell the user about an error")
 
+    functools.update_wrapper(run, listener)
     return run
+
+
+def tell_busy(body: dict[str, Any], client: WebClient) -> None:
+    """A click or a Home opening that was refused because the pool is full: say so where
+    the user looks (nothing was done)."""
+    notice = Notice(BUSY_TEXT, NoticeKind.ERROR)
+    view = mapping(body.get("view"))
+    user = mapping(body.get("user")).get("id") or mapping(body.get("event")).get("user")
+    on_home = view.get("type") == "home" or _payload_kind(body) == "event_callback"
+    if on_home and isinstance(user, str) and user:
+        client.views_publish(user_id=user, view=home_notice_view(notice))
+    else:
+        _tell(body.get("response_url"), notice.text)

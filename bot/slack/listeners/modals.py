@@ -1,7 +1,10 @@
 """Submissions of the create and "Edit Access Token" modals.
 
 Validation is the service's: its ValidationError names a field, which maps onto the
-modal's block, and the modal answers ``response_action: errors`` with nothing written."""
+modal's block, and the modal answers ``response_action: errors`` with nothing written.
+A submission is acknowledged once its transaction is over; what it draws afterwards (the
+table, the digest, the new secret) is returned, to run after the acknowledgement
+(``bot.slack.acks.run_then_draw``)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from slack_sdk import WebClient
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
 from bot.models import utcnow
 from bot.services import tokens as svc
+from bot.slack.background import Task
 from bot.slack.listeners.common import (
     Deps,
     Drawing,
@@ -41,7 +45,7 @@ def _answer_inline(ack: Ack, error: ValidationError | PermissionDeniedError) -> 
 
 
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
-                         context: BoltContext, client: WebClient) -> None:
+                         context: BoltContext, client: WebClient) -> Task | None:
     d = deps(context)
     actor = actor_from(body, d.settings)
     origin = ModalMetadata.decode(view.get("private_metadata")).origin
@@ -53,9 +57,9 @@ def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                        **form.fields())
     except (ValidationError, PermissionDeniedError) as error:
         _answer_inline(ack, error)
-        return
+        return None
     ack()
-    deliver_created(d, client, actor=actor, origin=origin, created=created)
+    return lambda: deliver_created(d, client, actor=actor, origin=origin, created=created)
 
 
 def deliver_created(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Origin,
@@ -76,7 +80,7 @@ def deliver_created(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Ori
 
 
 def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
-                       context: BoltContext, client: WebClient) -> None:
+                       context: BoltContext, client: WebClient) -> Task | None:
     d = deps(context)
     actor = actor_from(body, d.settings)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
@@ -102,12 +106,11 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      notice=Notice(text))
     except (ValidationError, PermissionDeniedError) as error:
         _answer_inline(ack, error)
-        return
+        return None
     ack()
     if isinstance(drawing, DigestRedraw):
-        drawing.show(client)
-    else:
-        show(drawing, client)
+        return lambda: drawing.show(client)
+    return lambda: show(drawing, client)
 
 
 def _edited(result: svc.EditResult) -> str:

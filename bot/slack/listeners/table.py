@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
@@ -84,9 +84,8 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime], str]] = 
 
 
 @listener(*_CHANGES)
-def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
-    ack()
     d, actor, ref, origin = _row(body, action, context)
     change, now = _CHANGES[action["action_id"]], utcnow()
     with d.sessions.begin() as session:
@@ -96,9 +95,8 @@ def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
 
 
 @listener(ActionId.ROTATE)
-def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_rotate(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
-    ack()
     d, actor, ref, origin = _row(body, action, context)
     now = utcnow()
     with d.sessions.begin() as session:
@@ -124,10 +122,9 @@ def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
 
 
 @listener(ActionId.COPY)
-def handle_copy(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The full secret, only to the person who asked; audited by the service."""
-    ack()
     d, actor, ref, origin = _row(body, action, context)
     now = utcnow()
     with d.sessions.begin() as session:
@@ -150,10 +147,9 @@ def handle_copy(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
 
 
 @listener(ActionId.HIDE_SECRET)
-def handle_hide(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Remove the secret: delete the ephemeral message, or redraw Home without it."""
-    ack()
     d, actor, origin = _table(body, action, context)
     if origin.kind == OriginKind.HOME:
         redraw(d, client, actor=actor, origin=origin)
@@ -164,19 +160,17 @@ def handle_hide(ack: Ack, body: Body, action: dict[str, Any], context: BoltConte
 
 
 @listener(ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH)
-def handle_page(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_page(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Previous / Next / Refresh: the same table at another page."""
-    ack()
     d, actor, origin = _table(body, action, context)
     redraw(d, client, actor=actor, origin=origin)
 
 
 @listener(ActionId.EDIT)
-def handle_edit_open(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_edit_open(body: Body, action: dict[str, Any], context: BoltContext,
                      client: WebClient) -> None:
     """Check first (owner or admin, unchanged, not disabled), then open the prefilled form."""
-    ack()
     d, actor, ref, origin = _row(body, action, context)
     with d.sessions.begin() as session:
         token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
@@ -189,9 +183,8 @@ def handle_edit_open(ack: Ack, body: Body, action: dict[str, Any], context: Bolt
 
 
 @listener(ActionId.CREATE_OPEN)
-def handle_create_open(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
+def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
-    ack()
     d = deps(context)
     origin = origin_of_action(body, TableState.decode(action.get("value")))
     view = token_form(mode=FormMode.CREATE, scopes=d.settings.tokenbot_scopes,

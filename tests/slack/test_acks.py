@@ -1,0 +1,177 @@
+"""Acknowledgements wait for no Web API call: whatever Slack does (slow, 429, 5xx), every
+command, click, submission and event is acknowledged at once, and when the work after
+the acknowledgement cannot be taken on, the user is told "busy" and nothing is done."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from slack_bolt import BoltResponse
+from sqlalchemy import func, select
+
+from bot.config import Settings
+from bot.db import Database
+from bot.http.server import build_asgi_app
+from bot.models import Token, TokenStatus
+from bot.slack.app import WORK_THREADS, create_app
+from bot.slack.background import Background
+from bot.slack.ids import ActionId
+from bot.slack.listeners.errors import BUSY_TEXT
+from bot.slack.state import ModalMetadata, Origin, OriginKind, TableState
+from bot.slack.views.modals import FormMode, token_form
+from tests.slack.conftest import (
+    FORM,
+    SlackBot,
+    form_values,
+    load,
+    row_buttons,
+    seed,
+    texts,
+)
+from tests.support.serving import serving
+from tests.support.signing import signed_headers
+from tests.support.slack_standin import Failure, SlackStandIn
+
+REFRESH = {"action_id": ActionId.REFRESH, "value": TableState().encode()}
+
+
+def create_view(settings: Settings) -> dict[str, Any]:
+    metadata = ModalMetadata(origin=Origin(kind=OriginKind.HOME))
+    return token_form(mode=FormMode.CREATE, scopes=settings.tokenbot_scopes,
+                      metadata=metadata).to_dict()
+
+
+def created(db: Database) -> int:
+    with db.sessions.begin() as session:
+        return session.scalar(select(func.count()).select_from(Token)) or 0
+
+
+class HttpSlackBot(SlackBot):
+    """Sends what Slack sends over HTTP to the served app, and times each answer."""
+
+    def __init__(self, address: tuple[str, int], *args: Any) -> None:
+        super().__init__(*args)
+        self.address = address
+        self.seconds: list[float] = []
+
+    def send(self, body: str, *, content_type: str = FORM, **_: Any) -> BoltResponse:
+        headers = signed_headers(self.verifier.signing_secret, body, content_type=content_type)
+        connection = http.client.HTTPConnection(*self.address, timeout=10)
+        started = time.monotonic()
+        try:
+            connection.request("POST", "/slack/events", body=body.encode(), headers=headers)
+            response = connection.getresponse()
+            answer = response.read().decode()
+        finally:
+            connection.close()
+        self.seconds.append(time.monotonic() - started)
+        return BoltResponse(status=response.status, body=answer)
+
+
+@pytest.fixture
+def served(slack_settings: Settings, db: Database, standin: SlackStandIn,
+           work: Background) -> Iterator[HttpSlackBot]:
+    app = create_app(settings=slack_settings, database=db, work=work)
+    with serving(build_asgi_app(settings=slack_settings, database=db, bolt_app=app)) as address:
+        yield HttpSlackBot(address, app, standin, work)
+        # What was acknowledged still runs; let it finish against an answering Slack, so
+        # that no late call reaches the next test.
+        standin.reset()
+        assert work.wait_idle(timeout=30)
+
+
+SLOW_SLACKS = {
+    "slow": [],
+    "rate-limited": [Failure(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "8"})],
+    "failing": [Failure(503, {"ok": False, "error": "service_unavailable"})],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("slack", SLOW_SLACKS)
+def test_fifty_concurrent_requests_are_acknowledged_at_once_whatever_slack_does(
+    served: HttpSlackBot, slack_settings: Settings, db: Database, standin: SlackStandIn,
+    slack: str,
+) -> None:
+    """Every Web API call and response_url takes 6 s (and, but for "slow", first answers
+    429 or 503): 50 concurrent commands, clicks, Home openings and submissions are all
+    acknowledged within a second, the submissions' tokens are created, and the drawing
+    after the acknowledgements goes on."""
+    seed(db, label="already here")
+    standin.slow_down(6.0)
+    for method in ("views.open", "views.publish"):
+        standin.fail_next(method, *SLOW_SLACKS[slack] * 20)
+    view = create_view(slack_settings)
+    requests = [
+        lambda: served.command("", settle=False),
+        lambda: served.command("create", settle=False),
+        lambda: served.click(REFRESH, settle=False),
+        lambda: served.home_opened(),
+        lambda: served.submit(view, form_values(label=f"new {time.monotonic()}"), settle=False),
+    ]
+    with ThreadPoolExecutor(max_workers=50) as clients:
+        answers = list(clients.map(lambda i: requests[i % len(requests)](), range(50)))
+
+    assert [a.status for a in answers] == [200] * 50
+    assert max(served.seconds) < 1.0, sorted(served.seconds)[-5:]
+    assert created(db) == 1 + 10  # a submission's write is done before its ack
+    assert all(BUSY_TEXT not in (a.body or "") for a in answers)
+    # Meanwhile the work goes on, each of the pool's threads on its own call.
+    deadline = time.monotonic() + 5
+    while len(standin.calls) < WORK_THREADS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(standin.calls) >= WORK_THREADS
+
+
+@pytest.fixture
+def tiny_pool() -> Iterator[Background]:
+    pool = Background(workers=1, queue=1, name="test-work")
+    yield pool
+    pool.shutdown()
+
+
+@pytest.fixture
+def busy_bot(slack_settings: Settings, db: Database, standin: SlackStandIn,
+             tiny_pool: Background) -> SlackBot:
+    return SlackBot(create_app(settings=slack_settings, database=db, work=tiny_pool),
+                    standin, tiny_pool)
+
+
+@pytest.mark.slow
+def test_a_full_pool_tells_the_user_busy_and_does_nothing(
+    busy_bot: SlackBot, slack_settings: Settings, db: Database, standin: SlackStandIn,
+) -> None:
+    token = seed(db, label="keep me").token
+    busy_bot.command("")
+    disable = row_buttons(standin.calls_to("response_url")[-1].body["blocks"],
+                          token.public_id)[ActionId.DISABLE]
+    standin.clear()
+    standin.slow_down(2.0, "response_url")
+    busy_bot.click(REFRESH, settle=False)  # runs, waiting on Slack
+    busy_bot.click(REFRESH, settle=False)  # waits in the queue
+    standin.wait_for("response_url")
+
+    command = busy_bot.command("", settle=False)
+    click = busy_bot.click(disable, settle=False)
+    submission = busy_bot.submit(create_view(slack_settings), form_values(label="not now"),
+                                 settle=False)
+
+    assert BUSY_TEXT in command.body  # the answer is the acknowledgement itself
+    assert click.status == 200
+    assert submission.status == 200 and BUSY_TEXT in submission.body
+    assert '"response_action": "push"' in submission.body  # the form stays underneath
+    told = [c for c in standin.wait_for("response_url", count=2)
+            if BUSY_TEXT in texts(c.body.get("blocks") or [])]
+    assert len(told) == 1 and told[0].body["replace_original"] is False
+    assert load(db, token.public_id).status == TokenStatus.ACTIVE  # nothing was done
+    assert created(db) == 1
+
+    standin.slow_down(0)
+    busy_bot.settle()
+    busy_bot.click(disable)  # room again: the same click now does its work
+    assert load(db, token.public_id).status == TokenStatus.DISABLED
