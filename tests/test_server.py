@@ -579,6 +579,34 @@ def free_port() -> int:
         return int(probe_socket.getsockname()[1])
 
 
+def start_serve(tmp_path: Path, env: dict[str, str], port: int,
+                workers: int = 1) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+    """`tokenbot serve` as a process, once `/readyz` answers 200."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    address = ("127.0.0.1", port)
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(process.communicate()[0])
+        try:
+            if request(address, "GET", "/readyz").status == 200:
+                return process, address
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("tokenbot serve did not become ready")
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_tokenbot_serve_runs_on_the_embedded_default(
@@ -597,27 +625,8 @@ def test_tokenbot_serve_runs_on_the_embedded_default(
         SLACK_API_URL=standin.api_url,
         TOKENBOT_SCHEDULER=scheduler,
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    address = ("127.0.0.1", port)
+    process, address = start_serve(tmp_path, env, port, workers=workers)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                if request(address, "GET", "/readyz").status == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "tokenbot serve did not become ready"
-            time.sleep(0.1)
         assert (tmp_path / "tokenbot.db").exists()
         body = form_body(slash_command(standin))
         assert request(address, "POST", "/slack/events", body, signed(body)).status == 200
@@ -634,6 +643,49 @@ def test_tokenbot_serve_runs_on_the_embedded_default(
     for secret in (BOT_TOKEN, SIGNING_SECRET):
         assert secret not in output
     assert "Traceback" not in output
+
+
+@pytest.mark.slow
+def test_stopping_serve_finishes_the_work_already_acknowledged(
+    tmp_path: Path, standin: SlackStandIn
+) -> None:
+    """SIGTERM right after ten create forms (opened from the table) were accepted, more
+    than the bot's threads for the work after acknowledgements: every new secret and every
+    redrawn table still reaches its user (Slack answering each in 1 s), then the process
+    exits 0."""
+    from bot.slack.app import WORK_THREADS
+    from bot.slack.state import ModalMetadata, Origin, OriginKind
+    from bot.slack.views.modals import FormMode, token_form
+    from tests.slack.conftest import form_values
+
+    env = cli_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                  SLACK_API_URL=standin.api_url, TOKENBOT_SCHEDULER="off")
+    process, address = start_serve(tmp_path, env, free_port())
+    forms = WORK_THREADS + 2
+
+    def submission(n: int) -> str:
+        origin = Origin(kind=OriginKind.MESSAGE, response_url=standin.response_url(f"t{n}"))
+        view = token_form(mode=FormMode.CREATE, scopes=["read"],
+                          metadata=ModalMetadata(origin=origin)).to_dict()
+        view["state"] = {"values": form_values(label=f"made before the stop {n}")}
+        return interactive_body({
+            "type": "view_submission", "team": {"id": TEAM}, "api_app_id": "A1",
+            "user": {"id": USER, "team_id": TEAM}, "view": view,
+        })
+
+    standin.slow_down(1.0, "response_url")
+    try:
+        for body in map(submission, range(forms)):
+            assert request(address, "POST", "/slack/events", body, signed(body)).status == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    calls = standin.calls_to("response_url")
+    for n in range(forms):
+        secret, table = [c for c in calls if c.path.endswith(f"/t{n}")]
+        assert f"made before the stop {n}" in json.dumps(secret.body)
+        assert table.body["replace_original"] is True
 
 
 @pytest.mark.slow

@@ -181,12 +181,14 @@ def cmd_socket(args: argparse.Namespace) -> int:
 def _socket(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.http.server import describe_database
+    from bot.http.server import SHUTDOWN_DRAIN_SECONDS, describe_database
 
     with running(settings, "socket") as (database, client, scheduler):
-        from bot.slack.app import create_app
+        from bot.slack.app import create_app, work_pool
 
-        app = create_app(settings=settings, database=database, client=client, socket_mode=True)
+        work = work_pool()
+        app = create_app(settings=settings, database=database, client=client,
+                         socket_mode=True, work=work)
         assert settings.slack_app_token is not None  # checked by running()
         handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
         log.info(
@@ -200,6 +202,9 @@ def _socket(settings: Settings) -> None:
             threading.Event().wait()  # until SIGTERM / SIGINT
         finally:
             handler.close()
+            # What was acknowledged is still done (within a bound).
+            work.wait_idle(SHUTDOWN_DRAIN_SECONDS)
+            work.shutdown()
 
 
 def connect(handler: Any, settings: Settings) -> None:
