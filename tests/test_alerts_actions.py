@@ -39,7 +39,7 @@ def bot(asettings: Settings, adb: Database, standin: SlackStandIn) -> Iterator[S
         for call in standin.calls:  # every payload sent to Slack is valid Block Kit
             validate_slack_call(call.method, call.body)
     finally:
-        work.shutdown()
+        work.close(timeout=10)
 
 
 def _now() -> dt.datetime:

@@ -181,10 +181,10 @@ def cmd_socket(args: argparse.Namespace) -> int:
 def _socket(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.http.server import SHUTDOWN_DRAIN_SECONDS, describe_database
+    from bot.http.server import describe_database
 
     with running(settings, "socket") as (database, client, scheduler):
-        from bot.slack.app import create_app, work_pool
+        from bot.slack.app import SHUTDOWN_DRAIN_SECONDS, create_app, work_pool
 
         work = work_pool()
         app = create_app(settings=settings, database=database, client=client,
@@ -203,8 +203,7 @@ def _socket(settings: Settings) -> None:
         finally:
             handler.close()
             # What was acknowledged is still done (within a bound).
-            work.wait_idle(SHUTDOWN_DRAIN_SECONDS)
-            work.shutdown()
+            work.close(SHUTDOWN_DRAIN_SECONDS)
 
 
 def connect(handler: Any, settings: Settings) -> None:

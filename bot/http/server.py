@@ -69,8 +69,6 @@ READY_PATH = "/readyz"
 INTROSPECT_PATH = "/introspect"
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
-# How long a stopping server waits for the work after acknowledgements still running.
-SHUTDOWN_DRAIN_SECONDS = 10.0
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
 
 
@@ -292,13 +290,13 @@ def build_asgi_app(
 ) -> TokenbotASGI:
     """The ASGI application; without ``bolt_app`` the product's Bolt app is built."""
     if bolt_app is None:
-        from bot.slack.app import create_app, work_pool
+        from bot.slack.app import SHUTDOWN_DRAIN_SECONDS, create_app, work_pool
 
         work = work_pool()
         bolt_app = create_app(settings=settings, database=database, client=client, work=work)
-        # On shutdown, what was acknowledged is still done (within a bound).
-        on_shutdown = [*on_shutdown, lambda: work.wait_idle(SHUTDOWN_DRAIN_SECONDS),
-                       work.shutdown]
+        # On shutdown, what was acknowledged is still done (within a bound), before the
+        # database is closed.
+        on_shutdown = [lambda: work.close(SHUTDOWN_DRAIN_SECONDS), *on_shutdown]
     return TokenbotASGI(
         settings=settings,
         database=database,

@@ -24,7 +24,7 @@ from slack_sdk import WebClient
 
 from bot.logs import LogLimiter
 from bot.slack.background import Background, Task
-from bot.slack.listeners.errors import BUSY_TEXT, reporting, tell_busy
+from bot.slack.listeners.errors import BUSY_TEXT, Busy, reporting
 from bot.slack.views.modals import notice_modal
 
 log = logging.getLogger("bot.slack.acks")
@@ -41,9 +41,10 @@ class Kind(enum.StrEnum):
     COMMAND = "command"
     ACTION = "action"
     EVENT = "event"
+    VIEW = "view"
 
 
-def ack_then_run(listener: Listener, *, kind: Kind, work: Background, notices: Background,
+def ack_then_run(listener: Listener, *, kind: Kind, work: Background,
                  answer: Answer | None = None) -> Listener:
     """A Bolt listener that acknowledges at once and runs ``listener`` on ``work``.
     ``answer(payload)`` may give the acknowledgement's content instead, which ends the
@@ -57,9 +58,13 @@ def ack_then_run(listener: Listener, *, kind: Kind, work: Background, notices: B
             return
         slot = work.reserve()
         if slot is None:
-            _busy(ack, kind, body, client, notices)
+            _busy(ack, kind, body, context, client, work)
             return
-        ack()
+        try:
+            ack()
+        except BaseException:
+            slot.release()
+            raise
         slot.run(reporting(listener, body=body, context=context, client=client,
                            **{kind.value: payload}))
 
@@ -74,30 +79,41 @@ def run_then_draw(listener: Submission, *, work: Background) -> Listener:
                     context: BoltContext, client: WebClient) -> None:
         slot = work.reserve()
         if slot is None:
-            # Pushed on top: closing it returns to the form, with what was typed.
-            ack(response_action="push", view=notice_modal(f":hourglass: {BUSY_TEXT}"))
+            _busy(ack, Kind.VIEW, body, context, client, work)
             return
         try:
             then = listener(ack=ack, body=body, view=view, context=context, client=client)
         except BaseException:
             slot.release()
             raise
+        if ack.response is None:  # a listener that returned without answering Slack
+            slot.release()
+            raise RuntimeError(f"{listener.__name__} did not acknowledge the submission")
         if then is None:
             slot.release()
         else:
-            slot.run(then)
+            slot.run(reporting(lambda **_: then(), body=body, context=context, client=client))
 
     return acknowledge
 
 
-def _busy(ack: Ack, kind: Kind, body: dict[str, Any], client: WebClient,
-          notices: Background) -> None:
+def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
+          client: WebClient, work: Background) -> None:
+    """Nothing is done; the user is told where they look."""
     if _busy_log.allow(kind.value):
         log.warning("Busy: a %s was refused, the background pool is full (logged at most "
                     "once a minute)", kind.value)
     if kind == Kind.COMMAND:
-        ack(response_type="ephemeral", text=f":hourglass: {BUSY_TEXT}")
-        return
-    ack()
-    if not notices.submit(lambda: tell_busy(body, client)) and _busy_log.allow("notice"):
-        log.warning("Busy: users could not be told either (logged at most once a minute)")
+        ack(response_type="ephemeral", text=f":warning: {BUSY_TEXT}")
+    elif kind == Kind.VIEW:
+        # Pushed on top: closing it returns to the form, with what was typed.
+        ack(response_action="push", view=notice_modal(f":warning: {BUSY_TEXT}"))
+    else:
+        ack()
+        told = work.notify(reporting(_raise_busy, body=body, context=context, client=client))
+        if not told and _busy_log.allow("notice"):
+            log.warning("Busy: users could not be told either (logged at most once a minute)")
+
+
+def _raise_busy(**_: Any) -> None:
+    raise Busy(BUSY_TEXT)

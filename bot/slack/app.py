@@ -30,6 +30,8 @@ log = logging.getLogger("bot.slack.app")
 # requests may wait for one before users are told "busy, try again".
 WORK_THREADS = 8
 WORK_QUEUE = 64
+# How long a stopping process waits for the work it already acknowledged.
+SHUTDOWN_DRAIN_SECONDS = 10.0
 
 
 def work_pool() -> Background:
@@ -81,8 +83,6 @@ def create_app(
         process_before_response=True,
     )
     work = work or work_pool()
-    # Telling a user "busy" is a Web API call too; it must not wait for the full pool.
-    notices = Background(workers=1, queue=WORK_QUEUE, name="tokenbot-notice")
     app_deps = Deps(settings=settings, sessions=database.sessions, box=database.box,
                     work=work)
 
@@ -93,25 +93,28 @@ def create_app(
     app.middleware(inject_dependencies)
     app.error(handle_error)
     app.command(commands.COMMAND)(ack_then_run(
-        commands.handle_tokens, kind=Kind.COMMAND, work=work, notices=notices,
-        answer=commands.answer))
+        commands.handle_tokens, kind=Kind.COMMAND, work=work, answer=commands.answer))
     app.view(CallbackId.CREATE)(run_then_draw(modals.handle_create_submit, work=work))
     app.view(CallbackId.EDIT)(run_then_draw(modals.handle_edit_submit, work=work))
     app.event("app_home_opened")(ack_then_run(
-        home.handle_home_opened, kind=Kind.EVENT, work=work, notices=notices))
+        home.handle_home_opened, kind=Kind.EVENT, work=work))
     for action in ACTIONS:  # the table's, the digests': bot.slack.actions lists them all
         app.action(action.id)(ack_then_run(
-            listener_of(action), kind=Kind.ACTION, work=work, notices=notices))
+            listener_of(action), kind=Kind.ACTION, work=work))
     return app
 
 
 def _template(client: WebClient) -> WebClient:
     """What Bolt copies into each request's client: the same Slack, without the token."""
-    return WebClient(base_url=client.base_url, timeout=client.timeout,
+    return WebClient(base_url=client.base_url, timeout=client.timeout, ssl=client.ssl,
+                     proxy=client.proxy, headers=client.headers,
                      retry_handlers=client.retry_handlers, logger=client.logger)
 
 
 def _bot_token(token: str | None) -> Callable[..., AuthorizeResult]:
+    """Without the bot's user id, which only auth.test would tell: Bolt's filter of the
+    app's own events is off, harmless while the only event handled is app_home_opened."""
+
     def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
 

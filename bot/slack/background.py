@@ -3,94 +3,140 @@
 Slack waits 3 s for an acknowledgement; the Web API calls that draw the answer
 (``views.publish``, ``response_url``, ``views.open``, ``chat.update``) may take longer, or
 be rate-limited for seconds. So every request is acknowledged first, in the thread that
-received it, and the rest is handed to this pool: a fixed number of workers and a
-bounded queue. When both are full, :meth:`Background.reserve` says so at once and the
-request is answered "busy, try again" instead of waiting (``bot.slack.app``).
+received it (``bot.slack.acks``), and the rest is handed to this pool: a fixed number of
+threads and a bounded queue. When both are full, :meth:`Background.reserve` says so at
+once and the user is told "busy, try again" instead.
+
+Telling users (that they must try again, or what went wrong before the acknowledgement)
+is a Web API call too, so it has a lane of its own (:meth:`Background.notify`: one thread,
+a bounded queue, dropped beyond it) that a full pool does not hold up.
+
+The threads are daemon threads: :meth:`Background.close` waits a bounded time for the
+work already accepted, and a process that stops never waits longer than that.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("bot.slack.background")
 
 Task = Callable[[], None]
 
 
+class _Lane:
+    """``workers`` daemon threads taking tasks from a queue; room for ``workers + waiting``
+    tasks at a time."""
+
+    def __init__(self, *, workers: int, waiting: int, name: str) -> None:
+        self._room = threading.BoundedSemaphore(workers + waiting)
+        self._workers = workers
+        self._tasks: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._accepted = 0
+        for number in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
+
+    def take_room(self) -> bool:
+        if not self._room.acquire(blocking=False):
+            return False
+        with self._idle:
+            self._accepted += 1
+        return True
+
+    def give_back(self) -> None:
+        self._room.release()
+        with self._idle:
+            self._accepted -= 1
+            self._idle.notify_all()
+
+    def put(self, task: Task) -> None:
+        """Queue a task for which room was taken."""
+        self._tasks.put(task)
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._accepted == 0, timeout)
+
+    def unfinished(self) -> int:
+        with self._idle:
+            return self._accepted
+
+    def stop(self) -> None:
+        """Each thread ends once it reaches this in the queue."""
+        for _ in range(self._workers):
+            self._tasks.put(None)
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            try:
+                task()
+            except Exception:  # a task reports its own errors; this is the last guard
+                log.exception("A task after an acknowledgement failed")
+            finally:
+                self.give_back()
+
+
 class Slot:
     """Room for one task, taken before the request is acknowledged: a request told "yes"
     always gets its work done. Run it or release it, once."""
 
-    def __init__(self, background: Background) -> None:
-        self._background = background
-        self._used = False
+    def __init__(self, lane: _Lane) -> None:
+        self._lane: _Lane | None = lane
 
     def run(self, task: Task) -> None:
-        self._use()
-        self._background._start(task)
+        self._take().put(task)
 
     def release(self) -> None:
-        self._use()
-        self._background._done()
+        self._take().give_back()
 
-    def _use(self) -> None:
-        if self._used:
+    def _take(self) -> _Lane:
+        lane, self._lane = self._lane, None
+        if lane is None:
             raise RuntimeError("a slot runs or is released once")
-        self._used = True
+        return lane
 
 
 class Background:
-    def __init__(self, *, workers: int, queue: int, name: str) -> None:
-        self.capacity = workers + queue
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._room = threading.BoundedSemaphore(self.capacity)
-        self._idle = threading.Condition()
-        self._pending = 0
+    def __init__(self, *, workers: int, queue: int, name: str = "tokenbot-work") -> None:
+        self._work = _Lane(workers=workers, waiting=queue, name=name)
+        self._notices = _Lane(workers=1, waiting=queue, name=f"{name}-notice")
 
     def reserve(self) -> Slot | None:
-        """Room for one more task, or None when the workers and the queue are full."""
-        if not self._room.acquire(blocking=False):
-            return None
-        with self._idle:
-            self._pending += 1
-        return Slot(self)
+        """Room for one more task, or None when the threads and the queue are full."""
+        return Slot(self._work) if self._work.take_room() else None
 
     def submit(self, task: Task) -> bool:
         """Run ``task`` if there is room; False (and nothing run) when there is none."""
         slot = self.reserve()
-        if slot is None:
+        if slot is not None:
+            slot.run(task)
+        return slot is not None
+
+    def notify(self, task: Task) -> bool:
+        """Run ``task``, a message to a user, on the notices' own lane; False (dropped)
+        when that is full too."""
+        if not self._notices.take_room():
             return False
-        slot.run(task)
+        self._notices.put(task)
         return True
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until every task taken so far has finished; False if ``timeout`` passed
-        first. (The server drains on shutdown; tests wait for the work after an ack.)"""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Wait until every task accepted so far has finished; False if ``timeout`` passed
+        first."""
+        deadline = time.monotonic() + timeout
+        return self._work.wait_idle(timeout) and self._notices.wait_idle(
+            max(0.0, deadline - time.monotonic()))
 
-    def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-    def _start(self, task: Task) -> None:
-        def run() -> None:
-            try:
-                task()
-            except Exception:  # a task reports its own errors; this is the last guard
-                log.exception("Background task failed")
-            finally:
-                self._done()
-
-        try:
-            self._executor.submit(run)
-        except RuntimeError:  # shut down: the process is stopping
-            self._done()
-
-    def _done(self) -> None:
-        self._room.release()
-        with self._idle:
-            self._pending -= 1
-            self._idle.notify_all()
+    def close(self, timeout: float) -> None:
+        """On shutdown: give the work accepted so far ``timeout`` seconds to finish, then
+        end the threads; what is left is logged (it stops with the process)."""
+        if not self.wait_idle(timeout):
+            log.warning("Stopping with %d task(s) after acknowledgements unfinished",
+                        self._work.unfinished() + self._notices.unfinished())
+        self._work.stop()
+        self._notices.stop()

@@ -272,7 +272,7 @@ def form_values(
 def work() -> Iterator[Background]:
     pool = work_pool()
     yield pool
-    pool.shutdown()
+    pool.close(timeout=10)
 
 
 @pytest.fixture

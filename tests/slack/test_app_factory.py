@@ -46,4 +46,4 @@ def test_socket_mode_needs_no_signing_secret(make_settings, db, standin):
         for call in standin.calls:
             validate_slack_call(call.method, call.body)
     finally:
-        work.shutdown()
+        work.close(timeout=10)

@@ -88,16 +88,27 @@ def test_an_unexpected_failure_says_something_went_wrong_and_logs_a_traceback(bo
     caplog.set_level(logging.INFO)
     created = seed(db, label="ci")
     standin.fail_next("views.open", Failure(status=200,
-                                            body={"ok": False, "error": "expired_trigger_id"}))
+                                            body={"ok": False, "error": "fatal_error"}))
     response = bot.click(row_buttons(table(), created.token.public_id)[ActionId.EDIT])
     assert response.status == 200
     answer = last_response(standin).body
     assert "Something went wrong" in texts(answer["blocks"])
     assert answer["replace_original"] is False  # the table stays
-    assert "expired_trigger_id" not in json.dumps(answer)
+    assert "fatal_error" not in json.dumps(answer)
     records = [r for r in caplog.records if r.name == "bot.errors" and r.exc_info]
     assert records and "Traceback" in caplog.text and "SlackApiError" in caplog.text
     assert created.secret not in caplog.text
+
+
+def test_a_form_slack_opened_too_late_says_so(bot, db, standin, table):
+    """Slack answered the Edit click's views.open after the trigger's 3 s had passed."""
+    created = seed(db, label="ci")
+    standin.fail_next("views.open", Failure(status=200,
+                                            body={"ok": False, "error": "expired_trigger_id"}))
+    bot.click(row_buttons(table(), created.token.public_id)[ActionId.EDIT])
+    answer = last_response(standin).body
+    assert "Slack took too long to answer" in texts(answer["blocks"])
+    assert answer["replace_original"] is False  # the table stays
 
 
 @pytest.mark.slow

@@ -50,6 +50,8 @@ class SlackStandIn:
         self.calls: list[Call] = []
         self._failures: dict[str, list[Failure]] = {}
         self._delays: dict[str, float] = {}  # method ("*" for all) -> seconds
+        self._held: set[str] = set()
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._views = itertools.count(1)
@@ -114,10 +116,24 @@ class SlackStandIn:
 
     def slow_down(self, seconds: float, *methods: str) -> None:
         """Answer ``methods`` (every method and response_url when none is named) only
-        after ``seconds``, as a slow Slack does; 0 answers at once again."""
+        after ``seconds``, as a slow Slack does. ``slow_down(0)`` answers everything at
+        once again."""
         with self._lock:
+            if not methods and not seconds:
+                self._delays.clear()
             for method in methods or ("*",):
                 self._delays[method] = seconds
+
+    def hold(self, *methods: str) -> None:
+        """Answer ``methods`` only once ``release()`` is called (at most 30 s later)."""
+        with self._lock:
+            self._released.clear()
+            self._held.update(methods)
+
+    def release(self) -> None:
+        with self._lock:
+            self._held.clear()
+            self._released.set()
 
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
@@ -142,11 +158,14 @@ class SlackStandIn:
             self.calls.clear()
             self._failures.clear()
             self._delays.clear()
+            self._held.clear()
+            self._released.set()
             self._ts = itertools.count(1)
             self._views = itertools.count(1)
 
     def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
-        """Calls to ``method`` once at least ``count`` arrived (lazy listeners run late)."""
+        """Calls to ``method`` once at least ``count`` arrived (the work after an
+        acknowledgement runs late)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             calls = self.calls_to(method)
@@ -180,6 +199,9 @@ class SlackStandIn:
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
             delay = self._delays.get(method, self._delays.get("*", 0.0))
+            held = method in self._held
+        if held:
+            self._released.wait(30)
         if delay:
             time.sleep(delay)
         if failure is not None:

@@ -11,8 +11,10 @@ from typing import Any
 
 from slack_bolt import BoltContext, BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.errors import NotFoundError, NotOwnerError, StaleTokenError, TokenbotError
+from bot.logs import LogLimiter
 from bot.models import utcnow
 from bot.slack.actions import Place, place_of
 from bot.slack.listeners.common import (
@@ -33,8 +35,12 @@ from bot.slack.state import ModalMetadata, OriginKind, RowRef, TableState, mappi
 from bot.slack.views.table import Notice, NoticeKind
 
 log = logging.getLogger("bot.errors")
+_untold = LogLimiter()
 
 BUSY_TEXT = "Tokenbot is busy right now and did not do this. Please try again in a minute."
+SLOW_SLACK_TEXT = (
+    "Slack took too long to answer, so the form could not be opened. Please try again."
+)
 GENERIC_ERROR = (
     "Something went wrong on Tokenbot's side and your request may not have been carried out. "
     "Please try again; if it keeps failing, tell a workspace admin."
@@ -49,6 +55,10 @@ GONE_TEXT = (
 )
 
 
+class Busy(TokenbotError):
+    """The work after an acknowledgement could not be taken on (``bot.slack.acks``)."""
+
+
 def user_text(error: Exception, *, on_table: bool = True) -> str:
     """What the user reads: the domain error's own message (for a stale or missing token
     under a table, that the table shows the current state), or a generic apology."""
@@ -60,6 +70,8 @@ def user_text(error: Exception, *, on_table: bool = True) -> str:
         return error.naming(mention(error.owner))
     if isinstance(error, TokenbotError):
         return str(error)
+    if isinstance(error, SlackApiError) and error.response.get("error") == "expired_trigger_id":
+        return SLOW_SLACK_TEXT
     return GENERIC_ERROR
 
 
@@ -106,7 +118,12 @@ def handle_error(
     answer = _ANSWERS.get(kind)
     if answer is None:
         return None
-    return answer(error, body, deps(context), client, response)
+    d = deps(context)
+    if response is None or kind == "view_submission":  # a submission answers in its ack
+        return answer(error, body, d, client, response)
+    # Still acknowledging (Bolt would answer 500): acknowledge, and tell the user after.
+    d.work.notify(lambda: answer(error, body, d, client, None))
+    return BoltResponse(status=200, body="")
 
 
 def _on_submission(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
@@ -177,7 +194,8 @@ def _on_command(error: Exception, body: dict[str, Any], d: Deps, client: WebClie
 def _on_event(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
               response: BoltResponse | None) -> None:
     event = mapping(body.get("event"))
-    if event.get("type") == "app_home_opened" and isinstance(event.get("user"), str):
+    home = event.get("type") == "app_home_opened" and event.get("tab", "home") == "home"
+    if home and isinstance(event.get("user"), str):
         notice = Notice(user_text(error), NoticeKind.ERROR)
         client.views_publish(user_id=event["user"], view=home_notice_view(notice))
 
@@ -209,20 +227,9 @@ def reporting(listener: Callable[..., None], **kwargs: Any) -> Callable[[], None
                 handle_error(error, body=kwargs["body"], context=kwargs["context"],
                              client=kwargs["client"], response=None)
             except Exception:  # the error path itself failed (e.g. Slack unreachable)
-                log.exception("Could not tell the user about an error")
+                if _untold.allow("untold"):
+                    log.exception("Could not tell a user about an error (logged at most "
+                                  "once a minute)")
 
     functools.update_wrapper(run, listener)
     return run
-
-
-def tell_busy(body: dict[str, Any], client: WebClient) -> None:
-    """A click or a Home opening that was refused because the pool is full: say so where
-    the user looks (nothing was done)."""
-    notice = Notice(BUSY_TEXT, NoticeKind.ERROR)
-    view = mapping(body.get("view"))
-    user = mapping(body.get("user")).get("id") or mapping(body.get("event")).get("user")
-    on_home = view.get("type") == "home" or _payload_kind(body) == "event_callback"
-    if on_home and isinstance(user, str) and user:
-        client.views_publish(user_id=user, view=home_notice_view(notice))
-    else:
-        _tell(body.get("response_url"), notice.text)
