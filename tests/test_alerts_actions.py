@@ -128,7 +128,8 @@ def test_extend_and_disable_from_the_digest_update_it_in_place(
     update = standin.wait_for("chat.update", 1)[-1].body
     assert (update["channel"], update["ts"]) == (ALERTS, ts)
     shown = "\n".join(mrkdwn_texts(update["blocks"]))
-    assert "Extended to <!date^" in shown and "by <@U1>" in shown
+    new_date = extended.expires_at.date().isoformat()  # the calendar date, as picked
+    assert f"Extended to {new_date} by <@U1>" in shown and "<!date^" not in shown
     assert "deploy &lt;prod&gt;" in shown
     block_ids = [b["block_id"] for b in update["blocks"]]
     assert f"alert_item_actions:{soon.public_id}" not in block_ids  # done: no buttons
