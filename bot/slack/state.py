@@ -17,7 +17,7 @@ from bot.services.listing import StatusFilter, TokenFilter
 from bot.services.tokens import NOT_IN_LABELS
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
-USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
 
 

@@ -47,7 +47,7 @@ def parse(text: str) -> tuple[str, str]:
 
 
 MINE = "mine"
-MENTION = re.compile(r"<@([UW][A-Z0-9]{2,30})(?:\|[^>]*)?>")
+MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^>]*)?>")
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # how Slack sends & < >
 
 
