@@ -50,10 +50,13 @@ def test_the_owner_gets_one_dm_after_an_admins_action(bot, db, standin, table, a
     (dm,) = _dms(standin)
     assert dm["channel"] == OWNER  # a DM from the app: its Messages tab
     said = texts(dm["blocks"])
-    assert f"<@{ADMIN}> {verb} your token *owned &lt;x&gt;*" in said
+    label = "renamed" if action == "edit" else "owned &lt;x&gt;"
+    assert f"<@{ADMIN}> {verb} your token *{label}*" in said
     if action != "rotate":  # a rotation names the new masked form
         assert created.token.secret_masked in said
-    assert f"<@{ADMIN}> {verb} your token owned &lt;x&gt;." == dm["text"]
+    if action == "edit":  # what it changed
+        assert "label “owned &lt;x&gt;” → “renamed”" in said
+    assert f"<@{ADMIN}> {verb} your token {label}." == dm["text"]
     # never the secret (the old one, or a new one from a rotation)
     assert "tkb_" not in dm["text"] and created.secret not in str(dm)
     assert str(dm).count("tkb_") == 1  # the masked form only

@@ -165,6 +165,7 @@ class OwnerNotice:
     verb: str  # "disabled", "copied", …
     label: str
     masked: str
+    detail: str = ""  # safe mrkdwn, e.g. what an edit changed
 
     @classmethod
     def of(cls, token: Any, *, actor: svc.Actor, verb: str) -> OwnerNotice:
@@ -178,7 +179,8 @@ def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
     if notice is None or notice.owner == notice.actor:
         return
     message = owner_notice_message(actor=notice.actor, verb=notice.verb, label=notice.label,
-                                   masked=notice.masked, owner=notice.owner)
+                                   masked=notice.masked, owner=notice.owner,
+                                   detail=notice.detail)
     try:
         client.chat_postMessage(channel=notice.owner, **message.payload())
     except SlackApiError as error:

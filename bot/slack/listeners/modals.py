@@ -168,7 +168,8 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     else:
         show(drawing, client)
     if result.changes:
-        tell_owner(client, told)
+        tell_owner(client, replace(told, label=result.token.label,
+                                   detail=describe_changes(result.changes)))
 
 
 def _redraw_behind(d: Deps, client: WebClient, *, actor: svc.Actor, metadata: ModalMetadata,

@@ -165,10 +165,13 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
 
 
 def owner_notice_message(*, actor: str, verb: str, label: str, masked: str,
-                         owner: str) -> Message:
-    """The owner's DM: who did what to which token, and a button to open the table at it
-    (filtered to its label and owner; none after a delete). Never the secret."""
+                         owner: str, detail: str = "") -> Message:
+    """The owner's DM: who did what to which token (``detail``: safe mrkdwn, e.g. what an
+    edit changed), and a button to open the table at it (filtered to its label and owner;
+    none after a delete). Never the secret."""
     what = f"{mention(actor)} {verb} your token *{escape(label)}* ({code(masked)})."
+    if detail:
+        what += f"\n{detail}"
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.OWNER_NOTICE, text=MarkdownTextObject(text=what))
     ]
