@@ -38,11 +38,9 @@ from bot.slack.listeners.common import (
 )
 from bot.slack.listeners.digests import DigestRedraw, after_edit
 from bot.slack.listeners.errors import FORM_TAIL, user_text, what_changed
-from bot.slack.ids import BlockId
 from bot.slack.state import ModalMetadata, Origin, OriginKind
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
-from bot.slack.state import mapping
 from bot.slack.views.modals import FormMode, field_errors, read_form, token_form
 from bot.slack.views.table import Notice, NoticeKind
 
@@ -67,30 +65,23 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
                                   public_id=metadata.public_id, tail=FORM_TAIL)
             if token is not None:  # a second submit applies over what is there now
                 metadata = replace(metadata, version=token.version)
-            form = _form(view, metadata, token, notice)
+            form = _form(view, metadata, token, notice, d.settings.tokenbot_scopes)
     else:
-        form = _form(view, metadata, None, user_text(error, on_table=False))
+        form = _form(view, metadata, None, user_text(error, on_table=False),
+                     d.settings.tokenbot_scopes)
     ack(response_action="update", view=form)
 
 
-def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str) -> Any:
+def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str,
+          scopes: list[str]) -> Any:
+    """The same form, as the user filled it (what cannot be read is left empty)."""
     mode = FormMode.EDIT if metadata.public_id is not None else FormMode.CREATE
     try:
         typed = read_form(view)
     except ValidationError:
         typed = None
-    scopes = [option.get("value") for option in _scope_options(view)]
     return token_form(mode=mode, scopes=scopes, metadata=metadata, token=token, typed=typed,
                       notice=notice)
-
-
-def _scope_options(view: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scopes the form offered (drawn from the settings when it opened)."""
-    for block in view.get("blocks") or []:
-        if isinstance(block, dict) and block.get("block_id") == BlockId.SCOPE:
-            options = mapping(block.get("element")).get("options")
-            return [o for o in options if isinstance(o, dict)] if isinstance(options, list) else []
-    return []
 
 
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
