@@ -213,3 +213,14 @@ def test_an_admin_filters_by_owner_and_acts_there(bot, standin, tokens, table):
     assert _labels(blocks) == {"theirs deploy", "theirs old"}
     assert all(f"row_actions:{tokens[label].token.public_id}" in json.dumps(blocks)
                for label in ("theirs deploy", "theirs old"))
+
+
+def test_a_crafted_owner_pick_is_no_mention_and_filters_nothing(bot, standin, tokens):
+    bot.home_opened()
+    view = _home_view(standin)
+    owner = next(b for b in view["blocks"] if b.get("block_id") == "home_filters")["elements"][1]
+    bot.send(_user_select_body(owner, view, "U1> <!channel"))
+    bot.settle()
+    view = _home_view(standin, 2)
+    assert "<!channel" not in json.dumps(view["blocks"])
+    assert _labels(view["blocks"]) == set(tokens)

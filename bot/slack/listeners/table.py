@@ -201,13 +201,13 @@ def handle_home_filter(ack: Ack, body: Body, action: dict[str, Any], context: Bo
     d = deps(context)
     actor = actor_from(body, d.settings)
     state = TableState.decode(mapping(body.get("view")).get("private_metadata"))
+    status, owner = state.status, state.owner
     if action.get("action_id") == ActionId.HOME_OWNER:
-        owner = action.get("selected_user")
-        state = replace(state, owner=owner if isinstance(owner, str) else "")
+        owner = action.get("selected_user")  # read as a user id, or no owner filter
     else:
-        status = mapping(action.get("selected_option")).get("value")
-        state = TableState.of([1, state.query, status, state.owner])
-    origin = Origin(kind=OriginKind.HOME, state=replace(state, page=1))
+        status = mapping(action.get("selected_option")).get("value")  # "all": none
+    state = TableState.of([1, state.query, status, owner])
+    origin = Origin(kind=OriginKind.HOME, state=state)
     redraw(d, client, actor=actor, origin=origin)
 
 
