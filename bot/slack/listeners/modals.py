@@ -44,6 +44,7 @@ from bot.slack.views.messages import SecretReason, describe_changes, secret_bloc
 from bot.slack.views.modals import FormMode, field_errors, read_form, token_form
 from bot.slack.views.table import Notice, NoticeKind
 
+
 def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: Deps,
                     actor: svc.Actor, metadata: ModalMetadata) -> None:
     """On the field it names; else the form again with what was typed and, on top, why
@@ -53,18 +54,17 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
     if errors is not None:
         ack(response_action="errors", errors=errors)
         return
-    token = None
     if metadata.public_id is not None:
+        notice = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id,
+                              tail=FORM_TAIL)
         with d.sessions.begin() as session:
             try:
                 token = svc.get_token(session, team_id=actor.team_id,
                                       public_id=metadata.public_id)
+                # a second submit applies the kept values over what is there now
+                metadata = replace(metadata, version=token.version)
             except NotFoundError:
                 token = None
-            notice = what_changed(d, error, team_id=actor.team_id,
-                                  public_id=metadata.public_id, tail=FORM_TAIL)
-            if token is not None:  # a second submit applies over what is there now
-                metadata = replace(metadata, version=token.version)
             form = _form(view, metadata, token, notice, d.settings.tokenbot_scopes)
     else:
         form = _form(view, metadata, None, user_text(error, on_table=False),
