@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     def is_admin(self, user_id: str) -> bool:
         return user_id in self.tokenbot_admins
 
+    @property
+    def expiring_days(self) -> int:
+        """What "expiring" means in filters: within the largest alert threshold."""
+        return max(self.tokenbot_alert_days, default=30)
+
 
 def _describe(error: dict) -> str:
     loc = error.get("loc") or ("?",)

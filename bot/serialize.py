@@ -21,7 +21,8 @@ def iso_utc(value: dt.datetime | None) -> str | None:
 
 def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
     """A token as a JSON row: public id, label, masked secret, scope, displayed status
-    (``active`` / ``disabled`` / ``expired`` at ``now``) and its timestamps."""
+    (``active`` / ``disabled`` / ``expired`` at ``now``), its timestamps and its expiry
+    date."""
     return {
         "id": token.public_id,
         "label": token.label,
@@ -31,6 +32,8 @@ def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
         "created_at": iso_utc(token.created_at),
         "created_by": token.created_by,
         "expires_at": iso_utc(token.expires_at),
+        # the calendar date picked (it stops working at 00:00 UTC of it), as Slack shows it
+        "expires_on": token.expires_on.isoformat() if token.expires_on else None,
         "last_used_at": iso_utc(token.last_used_at),
     }
 

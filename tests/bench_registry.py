@@ -101,12 +101,12 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
     def filtered(i: int) -> None:
         with database.sessions.begin() as session:
             listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                                search=f"{rng.randrange(count):06d}")
+                                filters=listing.TokenFilter(search=f"{rng.randrange(count):06d}"))
 
     def filtered_broad(i: int) -> None:  # about a fifth of all labels match
         with database.sessions.begin() as session:
             listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                                search=WORDS[i % len(WORDS)])
+                                filters=listing.TokenFilter(search=WORDS[i % len(WORDS)]))
 
     def get(_: int) -> None:
         with database.sessions.begin() as session:

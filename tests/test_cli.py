@@ -34,7 +34,7 @@ from bot.texts import (
 SECRET_RE = re.compile(r"tkb_[0-9A-Za-z]{40}")
 ROW_FIELDS = {
     "id", "label", "masked", "scope", "status",
-    "created_at", "created_by", "expires_at", "last_used_at",
+    "created_at", "created_by", "expires_at", "expires_on", "last_used_at",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 
@@ -173,6 +173,26 @@ def test_an_out_of_range_page_is_one_line_and_changes_nothing(run: Cli, page: st
     result = run("tokens", "list", "--page", page)
     assert result.code == 2
     assert "--page" in result.err and "whole number" in result.err
+
+
+def test_list_expiring_is_the_slack_filter(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--status expiring`: active and expiring within the largest TOKENBOT_ALERT_DAYS, as
+    `/tokens expiring` (the same service filter)."""
+    soon = run.create("soon", "--expires", _later(10))
+    later = run.create("later", "--expires", _later(40))
+    run.create("never")
+    paused = run.create("paused", "--expires", _later(5))
+    run.ok("tokens", "disable", paused["id"], "--yes")
+
+    def ids() -> set[str]:
+        listed = run.ok("tokens", "list", "--status", "expiring", "--json").json()
+        return {row["id"] for row in listed["tokens"]}
+
+    assert ids() == {soon["id"]}  # default thresholds 30, 7, 1
+    monkeypatch.setenv("TOKENBOT_ALERT_DAYS", "60,7")
+    assert ids() == {soon["id"], later["id"]}
+    table = run.ok("tokens", "list", "--status", "expiring").out
+    assert f"{_later(10)} (in 10 days)" in table and f"{_later(40)} (in 40 days)" in table
 
 
 def test_list_filters_and_pages(run: Cli) -> None:

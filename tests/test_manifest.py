@@ -144,6 +144,10 @@ def test_manifest_describes_the_product() -> None:
     assert command["description"] and command["usage_hint"]
     for word in ("list", "create", "help"):
         assert word in command["usage_hint"]
+    # `/tokens @someone` filters by owner: Slack sends mentions as <@U…|name> only then.
+    assert command["should_escape"] is True
+    for word in ("mine", "expiring", "@owner"):
+        assert word in command["usage_hint"]
     assert features["app_home"]["home_tab_enabled"] is True
     settings = manifest["settings"]
     assert settings["interactivity"]["is_enabled"] is True

@@ -72,7 +72,8 @@ def use(engine) -> str:
                                    scope="read", scopes=["read"], now=NOW)
     with sessions.begin() as session:
         assert verify(session, secret=created.secret, now=NOW) is not None
-        assert listing.list_tokens(session, team_id="T1", now=NOW, search="upgrade").total == 1
+        assert listing.list_tokens(session, team_id="T1", now=NOW,
+                                   filters=listing.TokenFilter(search="upgrade")).total == 1
     return created.token.public_id
 
 

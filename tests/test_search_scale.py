@@ -28,7 +28,8 @@ def _make(db, settings, now, labels):
 
 def _labels(db, now, search, **kwargs):
     with db.sessions.begin() as session:
-        page = listing.list_tokens(session, team_id=TEAM, now=now, search=search, **kwargs)
+        page = listing.list_tokens(session, team_id=TEAM, now=now,
+                                   filters=listing.TokenFilter(search=search), **kwargs)
         return [t.label for t in page.items], page
 
 

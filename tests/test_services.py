@@ -67,9 +67,12 @@ def verify(db, secret: str, now: dt.datetime) -> verification.ActiveToken | None
         return verification.verify(session, secret=secret, now=now)
 
 
-def listing(db, now, team=TEAM, **kwargs) -> listing_svc.TokenPage:
+def listing(db, now, team=TEAM, *, status=None, owner=None, search="",
+            **kwargs) -> listing_svc.TokenPage:
+    filters = listing_svc.TokenFilter(status=status, owner=owner, search=search)
     with db.sessions() as session:
-        return listing_svc.list_tokens(session, team_id=team, now=now, **kwargs)
+        return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters,
+                                       **kwargs)
 
 
 def act(db, settings, now, action: str, public_id: str, version: int, actor=OWNER, **kwargs):

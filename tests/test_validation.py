@@ -104,7 +104,8 @@ def test_label_rule_on_create(db, settings, now, text):
         stored = svc.get_token(session, team_id=TEAM, public_id=created.token.public_id)
         assert stored.label == want
         # Searching for the label finds it.
-        found = listing.list_tokens(session, team_id=TEAM, now=now, search=want, per_page=100)
+        found = listing.list_tokens(session, team_id=TEAM, now=now,
+                                     filters=listing.TokenFilter(search=want), per_page=100)
         assert created.token.public_id in {t.public_id for t in found.items}
 
 
@@ -181,7 +182,8 @@ def test_expiry_must_be_later_than_today_utc(db, settings, now, offset):
         assert token.display_status(last_second) == DisplayStatus.ACTIVE
         assert token.display_status(midnight) == DisplayStatus.EXPIRED
         for at, status in ((last_second, DisplayStatus.ACTIVE), (midnight, DisplayStatus.EXPIRED)):
-            page = listing.list_tokens(session, team_id=TEAM, now=at, status=status, per_page=1000)
+            page = listing.list_tokens(session, team_id=TEAM, now=at, per_page=1000,
+                                       filters=listing.TokenFilter(status=status))
             assert created.token.public_id in {t.public_id for t in page.items}
 
 
@@ -299,6 +301,7 @@ def test_search_matches_label_text_literally(db, settings, now, names, search):
     needle = search.strip().lower()
     expected = {pid for pid, name in made.items() if needle in name.strip().lower()}
     with db.sessions() as session:
-        page = listing.list_tokens(session, team_id=team, now=now, search=search, per_page=50)
+        page = listing.list_tokens(session, team_id=team, now=now, per_page=50,
+                                   filters=listing.TokenFilter(search=search))
     assert {t.public_id for t in page.items} == expected
     assert page.total == len(expected)

@@ -34,8 +34,9 @@ from bot.cli.common import (
     team_parent,
     when,
 )
+from bot.dates import date_text, relative_expiry
 from bot.errors import TokenbotError
-from bot.models import DisplayStatus, Token
+from bot.models import Token
 from bot.serialize import token_summary
 from bot.services import listing
 from bot.services import tokens as svc
@@ -78,8 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
 
     p = commands.add_parser("list", parents=[team, as_json], help="a page of the team's tokens")
-    p.add_argument("--status", choices=[s.value for s in DisplayStatus],
-                   help="only tokens with this status (expired: past their expiry date)")
+    p.add_argument("--status", choices=[s.value for s in listing.StatusFilter],
+                   help="only tokens with this status (expired: past their expiry date; "
+                   "expiring: active and expiring within the largest TOKENBOT_ALERT_DAYS)")
     p.add_argument("--owner", type=ident_arg, metavar="U", help="only tokens created by U")
     p.add_argument("--search", metavar="T", help="label contains T (literally, any case)")
     p.add_argument("--page", type=positive_int, default=1, metavar="N",
@@ -151,7 +153,14 @@ def _last_used(
 
 
 def _expires(token: Token | listing.Listed) -> str:
-    return token.expires_on.isoformat() if token.expires_on else "never"
+    """The calendar date, as Slack shows it too (``bot.dates``)."""
+    return date_text(token.expires_on) if token.expires_on else "never"
+
+
+def _expires_relative(token: Token | listing.Listed, now: dt.datetime) -> str:
+    if token.expires_on is None:
+        return "never"
+    return f"{date_text(token.expires_on)} ({relative_expiry(token.expires_on, now)})"
 
 
 TOKEN_HEADERS = ("ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "CREATED", "EXPIRES", "LAST USED")
@@ -165,7 +174,7 @@ def token_row(token: Token | listing.Listed, now: dt.datetime) -> list[str]:
         token.scope,
         str(token.display_status(now)),
         when(token.created_at),
-        _expires(token),
+        _expires_relative(token, now),
         _last_used(token, now),
     ]
 
@@ -182,7 +191,8 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Scope", token.scope),
         ("Status", str(token.display_status(now))),
         ("Created", f"{when(token.created_at)} UTC by {token.created_by}"),
-        ("Expires", _expires(token) + (" (00:00 UTC)" if token.expires_on else "")),
+        ("Expires", _expires_relative(token, now)
+         + (" (stops working at 00:00 UTC)" if token.expires_on else "")),
         ("Last used", _last_used(token, now, exact=True)),
     ]
     return "\n".join(f"{name + ':':<11}{value}" for name, value in pairs)
@@ -208,9 +218,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             session,
             team_id=ctx.team,
             now=ctx.now,
-            status=DisplayStatus(args.status) if args.status else None,
-            owner=args.owner,
-            search=args.search,
+            filters=listing.TokenFilter(
+                status=listing.StatusFilter(args.status) if args.status else None,
+                owner=args.owner,
+                search=args.search or "",
+            ),
+            expiring_days=ctx.settings.expiring_days,
             page=args.page,
             per_page=args.per_page,
         )

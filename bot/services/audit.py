@@ -46,3 +46,20 @@ def list_events(
     return list(
         session.scalars(query.order_by(AuditEvent.at.desc(), AuditEvent.id.desc()).limit(limit))
     )
+
+
+# What counts as a change someone else may have made since a view was drawn (a copy or a
+# creation is not one).
+CHANGES = (AuditAction.EDIT, AuditAction.DISABLE, AuditAction.ENABLE, AuditAction.DELETE,
+           AuditAction.ROTATE)
+
+
+def last_change(session: Session, *, team_id: str, token_public_id: str) -> AuditEvent | None:
+    """The latest change of a token (also of one deleted since), or None."""
+    return session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.team_id == team_id, AuditEvent.token_public_id == token_public_id,
+               AuditEvent.action.in_([action.value for action in CHANGES]))
+        .order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    ).one_or_none()

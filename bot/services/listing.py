@@ -7,11 +7,12 @@ the count stops at a cap, past which the table says "1,000+ tokens"."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import column, func, literal, select, table
+from sqlalchemy import and_, column, func, literal, select, table
 from sqlalchemy.orm import Session
 
 from bot.models import DisplayStatus, Token, shown_status, status_clause
@@ -46,6 +47,34 @@ class Listed:
     @property
     def expires_on(self) -> dt.date | None:
         return self.expires_at.date() if self.expires_at else None
+
+
+class StatusFilter(enum.StrEnum):
+    """The status filters of every list (``/tokens active``, ``tokenbot tokens list
+    --status``): the statuses a person sees, and "expiring" (active, and expiring within
+    the given number of days)."""
+
+    ACTIVE = DisplayStatus.ACTIVE.value
+    DISABLED = DisplayStatus.DISABLED.value
+    EXPIRED = DisplayStatus.EXPIRED.value
+    EXPIRING = "expiring"
+
+
+@dataclass(frozen=True)
+class TokenFilter:
+    """Which tokens a list shows: a status, an owner, label text; all optional and
+    combinable. The one filter of the Slack table and the CLI."""
+
+    status: StatusFilter | None = None
+    owner: str | None = None
+    search: str = ""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.status or self.owner or self.search)
+
+
+NO_FILTER: Final = TokenFilter()
 
 
 _t = Token.__table__
@@ -121,27 +150,36 @@ def _label_conditions(session: Session, text: str) -> list[Any]:
     return conditions
 
 
+def _status_condition(status: StatusFilter, now: dt.datetime, expiring_days: int) -> Any:
+    if status == StatusFilter.EXPIRING:
+        horizon = now + dt.timedelta(days=expiring_days)
+        return and_(status_clause(DisplayStatus.ACTIVE, now), _t.c.expires_at.is_not(None),
+                    _t.c.expires_at <= horizon)
+    return status_clause(DisplayStatus(status.value), now)
+
+
 def list_tokens(
     session: Session,
     *,
     team_id: str,
     now: dt.datetime,
-    status: DisplayStatus | None = None,
-    owner: str | None = None,
-    search: str | None = None,
+    filters: TokenFilter = NO_FILTER,
+    expiring_days: int = 30,
     page: int = 1,
     per_page: int = 10,
 ) -> TokenPage:
-    """One page of a team's tokens, newest first, and how many there are (up to the cap).
-    A page past the end (the table shrank under the user) gives the last page."""
+    """One page of a team's tokens that pass ``filters``, newest first, and how many there
+    are (up to the cap). "Expiring" is active and expiring within ``expiring_days`` (the
+    largest alert threshold). A page past the end (the table shrank under the user) gives
+    the last page."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
     conditions: list[Any] = [_t.c.team_id == team_id]
-    if status is not None:
-        conditions.append(status_clause(DisplayStatus(status), now))
-    if owner:
-        conditions.append(_t.c.created_by == owner)
-    text = search.strip() if search else ""
+    if filters.status is not None:
+        conditions.append(_status_condition(StatusFilter(filters.status), now, expiring_days))
+    if filters.owner:
+        conditions.append(_t.c.created_by == filters.owner)
+    text = filters.search.strip()
     if text:
         conditions.extend(_label_conditions(session, text))
 

@@ -142,6 +142,16 @@ def _load_for_change(
     return token
 
 
+def check_change(
+    session: Session, *, actor: Actor, public_id: str, expected_version: int, verb: str
+) -> Token:
+    """The token a change is about to be confirmed for: of this team, the actor may
+    ``verb`` it, and it is the version they saw (checked before a confirmation is shown,
+    and again by the change itself)."""
+    return _load_for_change(session, actor=actor, public_id=public_id,
+                            expected_version=expected_version, verb=verb)
+
+
 def load_for_edit(
     session: Session, *, actor: Actor, public_id: str, expected_version: int
 ) -> Token:

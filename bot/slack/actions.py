@@ -26,6 +26,14 @@ class Place(enum.StrEnum):
     DIGEST = "digest"  # a button or menu of an expiry digest message
 
 
+class Slot(enum.StrEnum):
+    """Where a row action is drawn: one of the guide's four buttons, or an option of the
+    row's one overflow menu ("More…"), which dispatches to the action's own listener."""
+
+    BUTTON = "button"
+    MENU = "menu"
+
+
 class Rows(enum.StrEnum):
     """Which rows offer a row action."""
 
@@ -39,27 +47,36 @@ class Action:
     id: ActionId
     place: Place
     button: str = ""  # a row button's text
-    confirm: Lifecycle | None = None  # Slack's confirm dialog with the guide's warning
+    confirm: Lifecycle | None = None  # the guide's warning: Slack's confirm dialog on a
+    # button; a confirmation modal for a menu option that cuts access
     rows: Rows = Rows.ALL
     help: str = ""  # its line in `/tokens help` (mrkdwn)
+    slot: Slot = Slot.MENU  # row actions only: the guide's four are buttons
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action(ActionId.COPY, Place.ROW, "Copy",
+    Action(ActionId.COPY, Place.ROW, "Copy", slot=Slot.BUTTON,
            help="*Copy* shows the full token only to you (audited)"),
-    Action(ActionId.EDIT, Place.ROW, "Edit", rows=Rows.NOT_DISABLED,
+    Action(ActionId.EDIT, Place.ROW, "Edit", rows=Rows.NOT_DISABLED, slot=Slot.BUTTON,
            help="*Edit* changes its label, scope, expiry or alert channel"),
     Action(ActionId.DISABLE, Place.ROW, "Disable", Lifecycle.DISABLE, Rows.NOT_DISABLED,
-           help="*Disable* cuts its access at once; *Enable* gives it back"),
-    Action(ActionId.ENABLE, Place.ROW, "Enable", Lifecycle.ENABLE, Rows.DISABLED),
+           slot=Slot.BUTTON, help="*Disable* cuts its access at once; *Enable* gives it back"),
+    Action(ActionId.ENABLE, Place.ROW, "Enable", Lifecycle.ENABLE, Rows.DISABLED,
+           slot=Slot.BUTTON),
     Action(ActionId.DELETE, Place.ROW, "Delete", Lifecycle.DELETE, Rows.NOT_DISABLED,
-           help="*Delete* removes it for good"),
+           slot=Slot.BUTTON, help="*Delete* removes it for good"),
     Action(ActionId.ROTATE, Place.ROW, "Rotate", Lifecycle.ROTATE,
-           help="*Rotate* gives it a new secret; the old one stops working"),
+           help="*Rotate* (under *More…*) gives it a new secret; the old one stops working"),
+    # The row's "More…" menu itself: its listener runs the chosen option's action.
+    Action(ActionId.ROW_MORE, Place.TABLE),
     Action(ActionId.PAGE_PREVIOUS, Place.TABLE),
     Action(ActionId.PAGE_NEXT, Place.TABLE),
     Action(ActionId.REFRESH, Place.TABLE),
     Action(ActionId.CREATE_OPEN, Place.TABLE),
+    Action(ActionId.CLEAR_FILTER, Place.TABLE),
+    Action(ActionId.HOME_STATUS, Place.TABLE),
+    Action(ActionId.HOME_OWNER, Place.TABLE),
+    Action(ActionId.OPEN_TABLE, Place.TABLE),
     Action(ActionId.HIDE_SECRET, Place.TABLE),
     Action(ActionId.ALERT_EXTEND, Place.DIGEST),
     Action(ActionId.ALERT_EDIT, Place.DIGEST),
@@ -67,6 +84,13 @@ ACTIONS: tuple[Action, ...] = (
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)
+ROW_BUTTONS: tuple[Action, ...] = tuple(a for a in ROW_ACTIONS if a.slot == Slot.BUTTON)
+ROW_MENU: tuple[Action, ...] = tuple(a for a in ROW_ACTIONS if a.slot == Slot.MENU)
+MENU_OPTIONS_MAX = 5  # Slack's limit on an overflow menu's options
+# A row shows at most the guide's four buttons (Enable stands where Disable would).
+assert sum(1 for a in ROW_BUTTONS if a.rows != Rows.DISABLED) <= 4
+assert sum(1 for a in ROW_BUTTONS if a.rows != Rows.NOT_DISABLED) <= 4
+assert len(ROW_MENU) <= MENU_OPTIONS_MAX, "split the row menu: Slack shows at most 5 options"
 
 _listeners: dict[ActionId, Listener] = {}
 

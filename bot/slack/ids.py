@@ -13,11 +13,17 @@ class ActionId(enum.StrEnum):
     ENABLE = "token_enable"
     DELETE = "token_delete"
     ROTATE = "token_rotate"
+    ROW_MORE = "token_more"  # the row's overflow menu ("More…"): one id for every option
     # table navigation
     PAGE_PREVIOUS = "table_page_previous"
     PAGE_NEXT = "table_page_next"
     REFRESH = "table_refresh"
     CREATE_OPEN = "token_create_open"
+    CLEAR_FILTER = "table_clear_filter"
+    HOME_STATUS = "home_status_filter"
+    HOME_OWNER = "home_owner_filter"
+    # the owner's DM after someone else acted on their token
+    OPEN_TABLE = "table_open"
     # the secret message (copy, creation, rotation)
     HIDE_SECRET = "secret_hide"
     # expiry digests: buttons (full layout) or menus (compact layout)
@@ -36,6 +42,7 @@ class CallbackId(enum.StrEnum):
     CREATE = "token_create_modal"
     EDIT = "token_edit_modal"
     NOTICE = "tokenbot_notice_modal"
+    CONFIRM = "token_confirm_modal"  # an overflow choice that cuts access, confirmed
 
 
 class BlockId(enum.StrEnum):
@@ -48,6 +55,8 @@ class BlockId(enum.StrEnum):
     # table
     NOTICE = "notice"
     HEADER = "table_header"
+    INTRO = "home_intro"
+    FILTERS = "home_filters"
     SUMMARY = "table_summary"
     PAGER = "table_pager"
     EMPTY = "table_empty"
@@ -59,6 +68,11 @@ class BlockId(enum.StrEnum):
     SECRET_ACTIONS = "secret_actions"
     # help
     HELP = "help"
+    # the confirmation modal of a "More…" choice
+    CONFIRM_WARNING = "confirm_warning"
+    # the owner's DM
+    OWNER_NOTICE = "owner_notice"
+    OWNER_NOTICE_ACTIONS = "owner_notice_actions"
     # expiry digests
     ALERT_HEADER = "alert_header"
     ALERT_ITEM = "alert_item"  # + ":" + public id

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import unicodedata
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.errors import NotFoundError
+from bot.services.listing import StatusFilter, TokenFilter
 from bot.services.tokens import NOT_IN_LABELS
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
+USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
 
 
@@ -55,12 +58,26 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _status(value: Any) -> StatusFilter | None:
+    try:
+        return StatusFilter(value) if value else None
+    except ValueError:
+        return None
+
+
+def _user(value: Any) -> str:
+    return value if isinstance(value, str) and USER_ID.fullmatch(value) else ""
+
+
 @dataclass(frozen=True)
 class TableState:
-    """The page and label filter of the table a user is looking at."""
+    """The page and filter (label text, status, owner) of the table a user is looking
+    at."""
 
     page: int = 1
     query: str = ""
+    status: StatusFilter | None = None
+    owner: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "page", min(max(1, self.page), NUMBER_MAX))
@@ -72,12 +89,21 @@ class TableState:
     def at(self, page: int) -> TableState:
         return replace(self, page=page)
 
+    @property
+    def filters(self) -> TokenFilter:
+        return TokenFilter(status=self.status, owner=self.owner or None, search=self.query)
+
     def parts(self) -> list[Any]:
-        return [self.page, self.query]
+        parts: list[Any] = [self.page, self.query]
+        if self.status or self.owner:  # the common unfiltered value stays short
+            parts += [self.status.value if self.status else "", self.owner]
+        return parts
 
     @classmethod
     def of(cls, parts: list[Any]) -> TableState:
-        return cls(page=_int(parts[0]), query=_str(parts[1]))
+        extra = [*parts[2:4], "", ""]
+        return cls(page=_int(parts[0]), query=_str(parts[1]), status=_status(extra[0]),
+                   owner=_user(extra[1]))
 
     def encode(self) -> str:
         return _dumps(self.parts())
@@ -129,6 +155,35 @@ class RowRef:
         )
 
 
+OPTION_VALUE_MAX = 150  # Slack's limit on a menu option's value
+
+
+@dataclass(frozen=True)
+class MenuChoice:
+    """An option's value in a row's "More…" menu: which row action, on which row. Slack
+    keeps an option's value to 150 characters, so a long label filter is shortened to fit
+    (the table drawn after the action then shows a little more than before)."""
+
+    action: str
+    ref: RowRef
+
+    def encode(self) -> str:
+        state = self.ref.state
+        while True:
+            text = _dumps([self.action, self.ref.public_id, self.ref.version, *state.parts()])
+            excess = len(text) - OPTION_VALUE_MAX
+            if excess <= 0 or not state.query:
+                return text
+            state = replace(state, query=state.query[: max(0, len(state.query) - excess)])
+
+    @classmethod
+    def decode(cls, value: str | None) -> MenuChoice:
+        data = _loads(value)
+        if not isinstance(data, list) or len(data) < 5 or not isinstance(data[0], str):
+            raise NotFoundError()
+        return cls(action=data[0], ref=RowRef.decode(_dumps(data[1:])))
+
+
 class OriginKind(enum.StrEnum):
     MESSAGE = "m"  # an ephemeral table, redrawn through its response_url
     HOME = "h"  # the App Home tab, redrawn with views.publish
@@ -149,16 +204,20 @@ class Origin:
 
 @dataclass(frozen=True)
 class ModalMetadata:
+    """``action``: the row action a confirmation modal runs when submitted."""
+
     origin: Origin
     public_id: str | None = None
     version: int | None = None
+    action: str = ""
 
     def encode(self) -> str:
-        data: dict[str, Any] = {
-            "k": self.origin.kind.value,
-            "p": self.origin.state.page,
-            "q": self.origin.state.query,
-        }
+        state = self.origin.state
+        data: dict[str, Any] = {"k": self.origin.kind.value, "p": state.page, "q": state.query}
+        if state.status or state.owner:
+            data["s"], data["o"] = state.status.value if state.status else "", state.owner
+        if self.action:
+            data["a"] = self.action
         if self.origin.response_url:
             data["u"] = self.origin.response_url
         if self.origin.channel and self.origin.ts:
@@ -183,10 +242,11 @@ class ModalMetadata:
             kind = OriginKind.HOME  # a digest we cannot name: answer on the user's Home
         origin = Origin(
             kind=kind,
-            state=TableState(page=_int(data.get("p")), query=_str(data.get("q"))),
+            state=TableState.of([data.get("p"), data.get("q"), data.get("s"), data.get("o")]),
             response_url=url,
             channel=channel,
             ts=ts,
         )
         public_id = data.get("t") if isinstance(data.get("t"), str) else None
-        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0))
+        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0),
+                   action=_str(data.get("a")))

@@ -9,6 +9,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -141,8 +142,12 @@ class SlackBot:
         home: bool = False,
         block_id: str = "b",
         settle: bool = True,
+        selected_option: dict[str, Any] | None = None,
+        view: dict[str, Any] | None = None,
     ) -> BoltResponse:
-        """Click a button (an element dict as drawn) on an ephemeral message or on Home."""
+        """Click a button (an element dict as drawn) on an ephemeral message or on Home;
+        with ``selected_option``, choose that option of a menu (``element`` the menu).
+        ``view``: the Home view clicked (its private_metadata comes back)."""
         payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
@@ -161,14 +166,23 @@ class SlackBot:
                     "value": element.get("value", ""),
                     "action_ts": f"{time.time():.6f}",
                 }
+                if selected_option is None
+                else {
+                    "type": element.get("type", "overflow"),
+                    "action_id": element["action_id"],
+                    "block_id": block_id,
+                    "selected_option": selected_option,
+                    "action_ts": f"{time.time():.6f}",
+                }
             ],
             "state": {"values": {}},
         }
         if home:
             payload["container"] = {"type": "view", "view_id": "VHOME"}
-            payload["view"] = {"id": "VHOME", "type": "home", "team_id": team, "blocks": [],
-                               "private_metadata": "", "callback_id": "", "hash": "h",
-                               "state": {"values": {}}}
+            payload["view"] = {"id": "VHOME", "type": "home", "team_id": team,
+                               "blocks": (view or {}).get("blocks", []),
+                               "private_metadata": (view or {}).get("private_metadata", ""),
+                               "callback_id": "", "hash": "h", "state": {"values": {}}}
         else:
             payload["container"] = {"type": "message", "message_ts": "1.1", "channel_id": "C1",
                                     "is_ephemeral": True}
@@ -268,6 +282,21 @@ def form_values(
     return values
 
 
+@contextmanager
+def running_bot(settings: Settings, db: Database, standin: SlackStandIn) -> Iterator[SlackBot]:
+    """The app for these settings and database, with what every test checks afterwards:
+    the work after each ack is done, and every payload sent to Slack is valid Block Kit."""
+    pool = work_pool()
+    harness = SlackBot(create_app(settings=settings, database=db, work=pool), standin, pool)
+    try:
+        yield harness
+        harness.settle()
+        for call in standin.calls:
+            validate_slack_call(call.method, call.body)
+    finally:
+        pool.close(timeout=10)
+
+
 @pytest.fixture
 def work() -> Iterator[Background]:
     pool = work_pool()
@@ -327,11 +356,13 @@ def mrkdwn_texts(node: Any) -> list[str]:
 
 
 def buttons(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every button: in actions blocks, and a section's accessory (e.g. Clear filter)."""
     found: list[dict[str, Any]] = []
     for block in blocks:
-        for element in block.get("elements", []) if block.get("type") == "actions" else []:
-            if element.get("type") == "button":
-                found.append(element)
+        elements = list(block.get("elements", [])) if block.get("type") == "actions" else []
+        if block.get("type") == "section" and block.get("accessory"):
+            elements.append(block["accessory"])
+        found.extend(element for element in elements if element.get("type") == "button")
     return found
 
 
@@ -341,6 +372,39 @@ def row_buttons(blocks: list[dict[str, Any]], public_id: str) -> dict[str, dict[
         if block.get("block_id") == f"row_actions:{public_id}":
             return {element["action_id"]: element for element in block["elements"]}
     raise AssertionError(f"no row for {public_id}")
+
+
+def row_menu(blocks: list[dict[str, Any]], public_id: str) -> dict[str, dict[str, Any]]:
+    """The "More…" options of one token's row, by the action each runs (empty: none)."""
+    for block in blocks:
+        if block.get("block_id") == f"row_actions:{public_id}":
+            for element in block["elements"]:
+                if element["type"] == "overflow":
+                    assert element["action_id"] == ActionId.ROW_MORE
+                    return {json.loads(o["value"])[0]: o for o in element["options"]}
+            return {}
+    raise AssertionError(f"no row for {public_id}")
+
+
+def choose(bot: SlackBot, blocks: list[dict[str, Any]], public_id: str, action: ActionId,
+           **kwargs: Any) -> BoltResponse:
+    """Choose ``action`` in the row's "More…" menu."""
+    option = row_menu(blocks, public_id)[action]
+    return bot.click({"action_id": ActionId.ROW_MORE, "type": "overflow"},
+                     selected_option=option, **kwargs)
+
+
+def choose_and_confirm(bot: SlackBot, standin: SlackStandIn, blocks: list[dict[str, Any]],
+                       public_id: str, action: ActionId, *, user: str = OWNER,
+                       home: bool = False) -> dict[str, Any]:
+    """Choose a "More…" option that cuts access, then submit its confirmation modal;
+    returns the modal as drawn."""
+    opened = len(standin.calls_to("views.open"))
+    choose(bot, blocks, public_id, action, user=user, home=home)
+    modal = standin.wait_for("views.open", opened + 1)[-1].body["view"]
+    assert modal["callback_id"] == "token_confirm_modal"
+    bot.submit(modal, {}, user=user)
+    return modal
 
 
 def last_response(standin: SlackStandIn) -> Call:

@@ -21,7 +21,9 @@ from tests.slack.conftest import (
     form_values,
     last_response,
     load,
+    choose,
     row_buttons,
+    row_menu,
     seed,
     texts,
     utcnow,
@@ -33,14 +35,33 @@ VERBS = {ActionId.COPY: "copy", ActionId.EDIT: "edit", ActionId.DISABLE: "disabl
          ActionId.DELETE: "delete", ActionId.ROTATE: "rotate"}
 
 
+def test_a_teammates_table_has_no_actions_on_others_rows_and_an_admins_has(bot, db, table):
+    theirs = seed(db, label="owner's token", owner=OWNER)
+    own = seed(db, label="teammate's token", owner=OTHER_USER)
+    blocks = table(user=OTHER_USER)  # everyone sees the workspace's masked table
+    row = next(b for b in blocks if b.get("block_id") == f"row:{theirs.token.public_id}")
+    assert "owner's token" in row["text"]["text"] and f"<@{OWNER}>" in row["text"]["text"]
+    assert f"`{theirs.token.secret_masked}`" in row["text"]["text"]
+    with pytest.raises(AssertionError, match="no row"):
+        row_buttons(blocks, theirs.token.public_id)
+    assert list(row_buttons(blocks, own.token.public_id)) == [
+        ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.DELETE, ActionId.ROW_MORE]
+    for user in (ADMIN, OWNER):
+        mine = table(user=user)
+        assert list(row_buttons(mine, theirs.token.public_id)) == [
+            ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.DELETE, ActionId.ROW_MORE]
+        assert list(row_menu(mine, theirs.token.public_id)) == [ActionId.ROTATE]
+    assert ("row_actions:" + own.token.public_id) in str(table(user=ADMIN))
+    assert ("row_actions:" + own.token.public_id) not in str(table(user=OWNER))
+
+
 @pytest.mark.parametrize("action", ACTIONS)
 def test_a_non_owner_is_told_who_can_and_nothing_changes(bot, db, standin, table, action):
+    """A click forged for a row the teammate was not offered is refused all the same."""
     created = seed(db, label="mine", owner=OWNER)
     public_id = created.token.public_id
-    blocks = table(user=OTHER_USER)  # everyone sees the workspace's masked table
-    assert "mine" in texts(blocks)
     before = load(db, public_id)
-    response = bot.click(row_buttons(blocks, public_id)[action], user=OTHER_USER)
+    response = bot.click(_button(action, public_id), user=OTHER_USER)
     assert response.status == 200 and not response.body  # acknowledged, then answered
     answer = texts(last_response(standin).body["blocks"])
     assert (
@@ -123,8 +144,8 @@ def test_stale_view_after_another_user_deleted_the_token(bot, db, standin, table
         redrawn = last_response(standin).body
         assert redrawn["replace_original"] is True
         text = texts(redrawn["blocks"])
-        assert "not found" in text and "since you looked" in text
-        assert "here is the current table" in text
+        assert f"That token was not found: <@{ADMIN}> deleted it <!date^" in text
+        assert "{ago}" in text and "here is the current table" in text
         assert "shared" not in text.split("here is the current table", 1)[1]
         assert "0 tokens" in text
     assert standin.calls_to("views.open") == []
@@ -139,9 +160,14 @@ def test_stale_view_after_another_user_edited_the_token(bot, db, standin, table)
                        public_id=public_id, expected_version=created.token.version,
                        scopes=["read", "write"], now=utcnow(), label="renamed by admin")
     for action in (ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE, ActionId.EDIT):
-        bot.click(row_buttons(blocks, public_id)[action])
+        if action == ActionId.ROTATE:
+            choose(bot, blocks, public_id, action)  # refused before its confirmation
+        else:
+            bot.click(row_buttons(blocks, public_id)[action])
         text = texts(last_response(standin).body["blocks"])
-        assert "changed since you looked" in text and "here is the current table" in text
+        assert (f"This token changed since you looked: <@{ADMIN}> edited it <!date^" in text
+                and "(label “shared” → “renamed by admin”)" in text)
+        assert "here is the current table" in text
         assert "renamed by admin" in text
     token = load(db, public_id)
     assert token.status == TokenStatus.ACTIVE and token.secret_digest == created.token.secret_digest
@@ -162,11 +188,47 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     bot.submit(view, form_values(label="my edit", scope="write"))
     answer = bot.acks[-1]
     assert answer["response_action"] == "update"
-    assert "changed since you looked" in texts(answer["view"]["blocks"])
+    form = answer["view"]  # the form itself, not a blank "Tokenbot" modal
+    assert form["callback_id"] == view["callback_id"] and form["title"]["text"] == "Edit Access Token"
+    fields = {b["block_id"]: b for b in form["blocks"] if b["type"] == "input"}
+    assert fields["label"]["element"]["initial_value"] == "my edit"  # what was typed
+    assert fields["scope"]["element"]["initial_option"]["value"] == "write"
+    notice = texts(form["blocks"][:1])
+    assert f"This token changed since you looked: <@{ADMIN}> disabled it <!date^" in notice
+    assert "what you typed is kept below" in notice
     token = load(db, public_id)
     assert token.label == "shared" and token.scope == "read"
     text = texts(last_response(standin).body["blocks"])
     assert "changed since you looked" in text and "Disabled" in text
+
+    # submitting the kept values again says why, on the form, and still keeps them
+    bot.submit(form, form_values(label="my edit", scope="write"))
+    again = bot.acks[-1]
+    assert again["response_action"] == "update"
+    assert "cannot be edited. Enable it first" in texts(again["view"]["blocks"][:1])
+    assert {b["block_id"]: b for b in again["view"]["blocks"] if b["type"] == "input"}[
+        "label"]["element"]["initial_value"] == "my edit"
+    assert load(db, public_id).label == "shared"
+
+
+def test_a_stale_edit_submission_applies_when_submitted_again(bot, db, standin, table):
+    """The form answered with what changed carries the current version: a second submit
+    of the kept values applies them over the other person's change, knowingly."""
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with db.sessions.begin() as session:
+        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                       public_id=public_id, expected_version=created.token.version,
+                       scopes=["read", "write"], now=utcnow(), scope="write")
+    bot.submit(view, form_values(label="typed label", scope="read"))
+    form = bot.acks[-1]["view"]
+    assert "(scope “read” → “write”)" in texts(form["blocks"][:1])
+    assert load(db, public_id).label == "shared"
+    bot.submit(form, form_values(label="typed label", scope="read"))
+    token = load(db, public_id)
+    assert (token.label, token.scope) == ("typed label", "read")
 
 
 def test_edit_submission_of_a_deleted_token(bot, db, standin, table):
@@ -179,7 +241,10 @@ def test_edit_submission_of_a_deleted_token(bot, db, standin, table):
                          public_id=public_id, expected_version=created.token.version,
                          now=utcnow())
     bot.submit(view, form_values(label="my edit", scope="write"))
-    assert "not found" in texts(bot.acks[-1]["view"]["blocks"])
+    form = bot.acks[-1]["view"]
+    assert f"That token was not found: <@{ADMIN}> deleted it" in texts(form["blocks"][:1])
+    assert {b["block_id"]: b for b in form["blocks"] if b["type"] == "input"}[
+        "label"]["element"]["initial_value"] == "my edit"
     assert load(db, public_id) is None
 
 

@@ -13,6 +13,7 @@ from bot.services.verification import verify
 from tests.slack.conftest import (
     OWNER,
     audit_actions,
+    choose_and_confirm,
     form_values,
     last_response,
     load,
@@ -107,7 +108,8 @@ def test_rotate_shows_the_new_secret_once_and_the_old_one_stops_working(bot, db,
                                                                       table):
     created = seed(db, label="rotating")
     public_id = created.token.public_id
-    bot.click(row_buttons(table(), public_id)[ActionId.ROTATE])
+    modal = choose_and_confirm(bot, standin, table(), public_id, ActionId.ROTATE)
+    assert modal["submit"]["text"] == "Rotate Token"
     calls = standin.calls_to("response_url")
     secret_call = next(c for c in calls if "secret" in [b.get("block_id") for b in
                                                         c.body.get("blocks", [])])
@@ -164,7 +166,7 @@ def test_create_from_the_command_then_copy(bot, db, standin, table):
     copy_call = last_response(standin)
     assert copy_call.body["replace_original"] is False
     copied = copy_call.body["blocks"][0]["text"]["text"]
-    assert f"```{secret}```" in copied and "Copied" in copied
+    assert f"```{secret}```" in copied and "only you can see it; select it to copy" in copied
     assert audit_actions(db, public_id) == ["create", "reveal"]
 
     hide = copy_call.body["blocks"][2]["elements"][0]

@@ -18,6 +18,7 @@ from tests.slack.conftest import (
     ADMIN,
     OTHER_USER,
     buttons,
+    choose_and_confirm,
     form_values,
     last_response,
     row_buttons,
@@ -46,13 +47,14 @@ def test_secrets_only_in_copy_and_creation_payloads_and_never_logged(bot, db, st
     blocks = table()
     public_id = seeded.token.public_id
     bot.click(row_buttons(blocks, public_id)[ActionId.COPY])
-    bot.click(row_buttons(blocks, public_id)[ActionId.ROTATE])
+    choose_and_confirm(bot, standin, blocks, public_id, ActionId.ROTATE)
     blocks = table()
     bot.click(row_buttons(blocks, public_id)[ActionId.DISABLE])
     blocks = last_response(standin).body["blocks"]
     bot.click(row_buttons(blocks, public_id)[ActionId.ENABLE])
-    blocks = table(user=OTHER_USER)
-    bot.click(row_buttons(blocks, public_id)[ActionId.COPY], user=OTHER_USER)
+    assert f"row_actions:{public_id}" not in str(table(user=OTHER_USER))  # none for a teammate
+    bot.click({"action_id": ActionId.COPY, "value": f'["{public_id}",1,1,""]'},
+              user=OTHER_USER)  # a click forged all the same is refused
     bot.home_opened(user=ADMIN)
     home = standin.wait_for("views.publish")[-1].body["view"]
     bot.click(row_buttons(home["blocks"], public_id)[ActionId.COPY], user=ADMIN, home=True)

@@ -17,6 +17,7 @@ from tests.slack.conftest import (
     last_response,
     mrkdwn_texts,
     row_buttons,
+    row_menu,
     seed,
     texts,
     utcnow,
@@ -62,17 +63,20 @@ def test_rows_show_every_column_and_status_badges(bot, db, table):
     assert "*expiring*" in text and "Active" in text
     assert f"`{expiring.token.secret_masked}`" in text and expiring.secret not in text
     assert "`read`" in text and f"<@{OWNER}>" in text
-    expiry_epoch = int(dt.datetime.combine(
-        (now + dt.timedelta(days=40)).date(), dt.time(), tzinfo=dt.timezone.utc).timestamp())
-    assert f"<!date^{expiry_epoch}^" in text  # each reader sees local time
-    assert "Created: <!date^" in text and "Never used" in text
+    # the calendar date picked, and how far away it is; not an instant in local time
+    expiry = (now + dt.timedelta(days=40)).date().isoformat()
+    assert f"Expires: {expiry} (in 40 days)" in text and "Expires soon" not in text
+    created_epoch = int(expiring.token.created_at.timestamp())
+    assert f"Created: <!date^{created_epoch}^{{date_short}} {{time}}|" in text  # date and time
+    assert "Never used" in text
 
     forever = by_id[f"row:{never.token.public_id}"]["text"]["text"]
     assert "Expires: Never" in forever and "`write`" in forever
     assert f"Last used <!date^{int(used.timestamp())}^{{ago}}|" in forever
 
     old = by_id[f"row:{expired.token.public_id}"]["text"]["text"]
-    assert "Expired" in old
+    yesterday = (now - dt.timedelta(days=1)).date().isoformat()
+    assert "Expired" in old and f"Expires: {yesterday} (expired 1 day ago)" in old
 
     muted = by_id[f"row:{disabled.token.public_id}"]
     assert muted["type"] == "context"  # Slack has no opacity: a quieter block
@@ -86,8 +90,10 @@ def test_row_buttons_and_their_confirmation_dialogs(bot, db, table):
     disabled = seed(db, label="paused", disabled=True)
     blocks = table()
     row = row_buttons(blocks, active.token.public_id)
-    assert [b["text"]["text"] for b in row.values()] == ["Copy", "Edit", "Disable", "Delete",
-                                                          "Rotate"]
+    more = row.pop(ActionId.ROW_MORE)
+    assert [b["text"]["text"] for b in row.values()] == ["Copy", "Edit", "Disable", "Delete"]
+    assert more["type"] == "overflow" and "confirm" not in more
+    assert [o["text"]["text"] for o in more["options"]] == ["Rotate…"]
     assert "confirm" not in row[ActionId.COPY] and "confirm" not in row[ActionId.EDIT]
     disable = row[ActionId.DISABLE]["confirm"]
     assert disable["confirm"]["text"] == "Disable Token"
@@ -102,12 +108,10 @@ def test_row_buttons_and_their_confirmation_dialogs(bot, db, table):
     assert ("CI/CD pipelines, automation scripts, and integrations will fail"
             in delete["text"]["text"])
     assert row[ActionId.DELETE]["style"] == "danger" and delete["style"] == "danger"
-    rotate = row[ActionId.ROTATE]["confirm"]
-    assert rotate["confirm"]["text"] == "Rotate Token" and rotate["style"] == "danger"
-    assert "active one" in rotate["title"]["text"]
 
     muted = row_buttons(blocks, disabled.token.public_id)
-    assert [b["text"]["text"] for b in muted.values()] == ["Copy", "Enable", "Rotate"]
+    assert [b.get("text", {}).get("text") for b in muted.values()] == ["Copy", "Enable", None]
+    assert list(row_menu(blocks, disabled.token.public_id)) == [ActionId.ROTATE]
     enable = muted[ActionId.ENABLE]["confirm"]
     assert enable["confirm"]["text"] == "Enable Token"
     assert "regain access" in enable["text"]["text"]
@@ -131,6 +135,11 @@ def test_the_same_row_in_two_tables_carries_each_tables_state(bot, db, table):
     filtered = row_buttons(table("ci"), created.token.public_id)
     assert everything.keys() == filtered.keys()
     for action in everything:
+        if action == ActionId.ROW_MORE:  # the menu: each option carries the row
+            (unfiltered,), (ci,) = (everything[action]["options"], filtered[action]["options"])
+            assert '"ci"' not in unfiltered["value"] and '"ci"' in ci["value"]
+            assert unfiltered["text"] == ci["text"]
+            continue
         assert '"ci"' not in everything[action]["value"]
         assert '"ci"' in filtered[action]["value"]
         assert {k: v for k, v in everything[action].items() if k != "value"} == {
@@ -144,7 +153,7 @@ def test_text_filters_by_label(bot, db, table):
     seed(db, label="100%_literal")
     text = texts(table("ci"))
     assert "CI deploy" in text and "backup" not in text
-    assert "with labels containing “ci”" in text
+    assert "*Access tokens*: labels containing “ci”" in text
     assert "Page 1 of 1, 1 token" in text
     text = texts(table("list backup"))
     assert "backup" in text and "CI deploy" not in text
@@ -152,11 +161,13 @@ def test_text_filters_by_label(bot, db, table):
     assert "100%_literal" in text and "backup" not in text
 
 
-def test_filter_with_no_match_says_so_and_offers_help(bot, db, table):
+def test_filter_with_no_match_says_so_in_one_line(bot, db, table):
     seed(db, label="ci")
-    text = texts(table("frobnicate"))
-    assert "No tokens match “frobnicate”" in text
-    assert "/tokens create" in text and "/tokens help" in text
+    blocks = table("frobnicate")
+    (empty,) = [b for b in blocks if b.get("block_id") == "table_empty"]
+    assert empty["text"]["text"] == "No tokens match this filter."
+    assert "/tokens create" not in texts(blocks)  # not the whole help text
+    assert [b["text"]["text"] for b in buttons(blocks)].count("Clear filter") == 1
 
 
 def test_help_lists_subcommands_and_the_guides_advice(bot, standin):

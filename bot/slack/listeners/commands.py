@@ -1,13 +1,19 @@
-"""``/tokens``: the table (optionally filtered by label), ``create``, ``help``."""
+"""``/tokens``: the table (optionally filtered), ``create``, ``help``.
+
+Filters are words, combinable: ``mine``, a status (``active``, ``disabled``, ``expired``,
+``expiring``), an owner (a mention: the command has ``should_escape: true``, so Slack sends
+``<@U123|name>``); every other word is label text (``/tokens mine deploy``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from slack_bolt import BoltContext
 from slack_sdk import WebClient
 
 from bot.models import utcnow
+from bot.services.listing import StatusFilter
 from bot.slack.listeners.common import actor_from, deps, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
@@ -40,6 +46,30 @@ def parse(text: str) -> tuple[str, str]:
     return LIST, text
 
 
+MINE = "mine"
+MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^>]*)?>")
+_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # how Slack sends & < >
+
+
+def parse_filter(text: str, *, user_id: str) -> TableState:
+    """The table's filter from the words after ``/tokens`` (see the module's docstring)."""
+    owner, status, words = "", None, []
+    for word in MENTION.sub(lambda m: f" <@{m.group(1)}> ", text).split():
+        mention = MENTION.fullmatch(word)
+        if mention:
+            owner = mention.group(1)
+        elif word.lower() == MINE:
+            owner = user_id
+        elif word.lower() in set(StatusFilter):
+            status = StatusFilter(word.lower())
+        else:
+            words.append(word)
+    query = " ".join(words)
+    for entity, char in _ENTITIES:
+        query = query.replace(entity, char)
+    return TableState(query=query, status=status, owner=owner)
+
+
 def answer(command: dict[str, Any]) -> dict[str, Any] | None:
     """The acknowledgement's own content, which is the whole answer (help), or None when
     the command has work to do after a plain acknowledgement."""
@@ -63,12 +93,9 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
                           metadata=metadata)
         client.views_open(trigger_id=command["trigger_id"], view=view)
         return
-    origin = Origin(
-        kind=OriginKind.COMMAND, state=TableState(query=argument), response_url=response_url
-    )
+    state = parse_filter(argument, user_id=actor.user_id)
+    origin = Origin(kind=OriginKind.COMMAND, state=state, response_url=response_url)
     with d.sessions.begin() as session:
-        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow())
-    if drawing.message is not None and drawing.total == 0 and argument and " " not in argument:
-        # `/tokens frobnicate` matched no label: it may be a mistyped subcommand.
-        drawing.message.blocks.extend(help_message().blocks)
+        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
+                             expiring_days=d.settings.expiring_days)
     show(drawing, client)

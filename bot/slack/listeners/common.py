@@ -12,6 +12,7 @@ from typing import Any
 from slack_bolt import BoltContext
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,7 +25,7 @@ from bot.services.listing import list_tokens
 from bot.services import tokens as svc
 from bot.slack.background import Background
 from bot.slack.views.home import home_view
-from bot.slack.views.messages import Message, table_message
+from bot.slack.views.messages import Message, owner_notice_message, table_message
 from bot.slack.state import Origin, OriginKind, TableState, mapping
 from bot.slack.views.table import PAGE_SIZE, Notice, Surface
 
@@ -85,25 +86,29 @@ def draw_table(
     actor: svc.Actor,
     origin: Origin,
     now: dt.datetime,
+    expiring_days: int,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
 ) -> Drawing:
-    """Query the page the user was on (the last one if the table shrank) and build its
-    view, for the message or the Home tab the user looks at."""
+    """Query the page the user was on (the last one if the table shrank), with its filter,
+    and build its view, for the message or the Home tab the user looks at. "Expiring"
+    means within ``expiring_days`` (``Settings.expiring_days``)."""
     surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
     page = list_tokens(
         session,
         team_id=actor.team_id,
         now=now,
-        search=origin.state.query or None,
+        filters=origin.state.filters,
+        expiring_days=expiring_days,
         page=origin.state.page,
         per_page=PAGE_SIZE[surface],
     )
     origin = replace(origin, state=replace(origin.state, page=page.page))
     if surface == Surface.HOME:
-        view = home_view(page, now=now, state=origin.state, notice=notice, panel=panel)
+        view = home_view(page, now=now, state=origin.state, viewer=actor, notice=notice,
+                         panel=panel)
         return Drawing(origin=origin, user_id=actor.user_id, total=page.total, view=view)
-    message = table_message(page, now=now, state=origin.state, notice=notice)
+    message = table_message(page, now=now, state=origin.state, viewer=actor, notice=notice)
     return Drawing(origin=origin, user_id=actor.user_id, total=page.total, message=message)
 
 
@@ -147,6 +152,38 @@ def redraw(
     panel: Sequence[Block] = (),
 ) -> None:
     with deps_.sessions.begin() as session:
-        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(), notice=notice,
+        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
+                             expiring_days=deps_.settings.expiring_days, notice=notice,
                              panel=panel)
     show(drawing, client)
+
+
+@dataclass(frozen=True)
+class OwnerNotice:
+    """What a token's owner is told when someone else acted on it (never the secret)."""
+
+    owner: str
+    actor: str
+    verb: str  # "disabled", "copied", …
+    label: str
+    masked: str
+    detail: str = ""  # safe mrkdwn, e.g. what an edit changed
+
+    @classmethod
+    def of(cls, token: Any, *, actor: svc.Actor, verb: str) -> OwnerNotice:
+        return cls(owner=token.created_by, actor=actor.user_id, verb=verb, label=token.label,
+                   masked=token.secret_masked)
+
+
+def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
+    """One DM from the app to the owner, after the action (and its ack); none when owners
+    act on their own tokens. A failed DM is logged: the action itself stands."""
+    if notice is None or notice.owner == notice.actor:
+        return
+    message = owner_notice_message(actor=notice.actor, verb=notice.verb, label=notice.label,
+                                   masked=notice.masked, owner=notice.owner,
+                                   detail=notice.detail)
+    try:
+        client.chat_postMessage(channel=notice.owner, **message.payload())
+    except SlackApiError as error:
+        log.warning("Could not tell the owner by DM: %s", error.response.get("error"))

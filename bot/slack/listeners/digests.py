@@ -25,16 +25,17 @@ from bot.services import alerts
 from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId
-from bot.slack.listeners.common import actor_from, deps
+from bot.slack.listeners.common import OwnerNotice, actor_from, deps, tell_owner
 from bot.slack.state import ModalMetadata, Origin, OriginKind, mapping
 from bot.slack.views.digests import (
     AlertRef,
     DigestAudience,
     digest_blocks,
     digest_text,
+    expiry,
     redraw_item,
 )
-from bot.slack.views.formatting import date_short, escape
+from bot.slack.views.formatting import escape
 from bot.slack.views.modals import FormMode, token_form
 
 Body = dict[str, Any]
@@ -107,7 +108,7 @@ def _extend(session: Session, actor: svc.Actor, ref: AlertRef,
                               expected_version=ref.version, now=now)
     token = result.token
     assert token.expires_at is not None
-    text = f"Extended *{escape(token.label)}*: it now expires {date_short(token.expires_at)}."
+    text = f"Extended *{escape(token.label)}*: it now expires {expiry(token.expires_at)}."
     return token, alerts.ActedAction.EXTENDED, text
 
 
@@ -130,6 +131,9 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, AlertRef, dt.datetime],
 }
 
 
+_DONE = {ActionId.ALERT_EXTEND: "extended", ActionId.ALERT_DISABLE: "disabled"}
+
+
 @listener(*_CHANGES)
 def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
@@ -143,7 +147,9 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
         redrawn = redraw_digest(session, where=where, now=now, text=text)
+        told = OwnerNotice.of(token, actor=actor, verb=_DONE[action["action_id"]])
     redrawn.show(client)
+    tell_owner(client, told)
 
 
 @listener(ActionId.ALERT_EDIT)

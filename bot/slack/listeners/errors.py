@@ -16,7 +16,9 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import NotFoundError, NotOwnerError, StaleTokenError, TokenbotError
 from bot.logs import LogLimiter
 from bot.models import utcnow
+from bot.services.audit import last_change
 from bot.slack.actions import Place, place_of
+from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
     Deps,
     actor_from,
@@ -29,9 +31,9 @@ from bot.slack.listeners.common import (
 from bot.slack.listeners.digests import after_edit, redraw_digest, where_clicked
 from bot.slack.views.formatting import mention
 from bot.slack.views.home import home_notice_view
-from bot.slack.views.messages import notice_message
+from bot.slack.views.messages import change_text, notice_message
 from bot.slack.views.modals import notice_modal
-from bot.slack.state import ModalMetadata, OriginKind, RowRef, TableState, mapping
+from bot.slack.state import MenuChoice, ModalMetadata, OriginKind, RowRef, TableState, mapping
 from bot.slack.views.table import Notice, NoticeKind
 
 log = logging.getLogger("bot.errors")
@@ -90,12 +92,45 @@ def _first_action(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _state_of_action(body: dict[str, Any]) -> TableState:
-    value = _first_action(body).get("value")
+def _row_of_action(body: dict[str, Any]) -> RowRef | None:
+    """The row a button (or a "More…" choice) was on, if it was on one."""
+    action = _first_action(body)
     try:
-        return RowRef.decode(value).state
+        if action.get("action_id") == ActionId.ROW_MORE:
+            return MenuChoice.decode(mapping(action.get("selected_option")).get("value")).ref
+        return RowRef.decode(action.get("value"))
     except NotFoundError:
-        return TableState.decode(value)
+        return None
+
+
+def _state_of_action(body: dict[str, Any]) -> TableState:
+    row = _row_of_action(body)
+    return row.state if row is not None else TableState.decode(_first_action(body).get("value"))
+
+
+TABLE_TAIL = "Nothing was changed; here is the current table."
+FORM_TAIL = "Nothing was saved; what you typed is kept below."
+
+
+def what_changed(d: Deps, error: Exception, *, team_id: str, public_id: str | None,
+                 tail: str = TABLE_TAIL) -> str:
+    """For a stale or missing token: the notice naming what changed, who changed it and
+    when, from the audit log ("<@U2> disabled it 2 minutes ago"), then ``tail``; else the
+    error's text."""
+    text = user_text(error, on_table=tail == TABLE_TAIL)
+    if public_id is None or not isinstance(error, (StaleTokenError, NotFoundError)):
+        return text
+    with d.sessions.begin() as session:
+        event = last_change(session, team_id=team_id, token_public_id=public_id)
+        said = change_text(event) if event is not None else None
+    if said is None:
+        return text
+    head = (
+        "This token changed since you looked"
+        if isinstance(error, StaleTokenError)
+        else "That token was not found"
+    )
+    return f"{head}: {said}. {tail}"
 
 
 def handle_error(
@@ -172,17 +207,20 @@ def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClien
             with d.sessions.begin() as session:
                 redraw_digest(session, where=where, now=utcnow()).show(client)
         return None
-    text = user_text(error)
     origin = origin_of_action(body, _state_of_action(body))
-    notice = Notice(text, NoticeKind.ERROR)
     if domain and (place is not None or origin.kind == OriginKind.HOME):
-        redraw(d, client, actor=actor_from(body, d.settings), origin=origin, notice=notice)
+        actor = actor_from(body, d.settings)
+        row = _row_of_action(body)
+        text = what_changed(d, error, team_id=actor.team_id,
+                            public_id=row.public_id if row is not None else None)
+        redraw(d, client, actor=actor, origin=origin, notice=Notice(text, NoticeKind.ERROR))
     elif origin.kind == OriginKind.HOME:
         user = mapping(body.get("user")).get("id")
         if isinstance(user, str) and user:
+            notice = Notice(user_text(error), NoticeKind.ERROR)
             client.views_publish(user_id=user, view=home_notice_view(notice))
     else:
-        _tell(origin.response_url, text)
+        _tell(origin.response_url, user_text(error))
     return None
 
 

@@ -2,24 +2,34 @@
 
 Validation is the service's: its ValidationError names a field, which maps onto the
 modal's block, and the modal answers ``response_action: errors`` with nothing written.
-A submission is acknowledged once its transaction is over; what it draws afterwards (the
-table, the digest, the new secret) is returned, to run after the acknowledgement
-(``bot.slack.acks.run_then_draw``)."""
+Any other refusal (the token changed or went meanwhile, a rule without a field) answers
+on the form itself, redrawn with what the user typed and a notice on top; never a blank
+modal. A submission is acknowledged once its transaction is over; what it draws
+afterwards (the table, the digest, the new secret, the owner's DM) is returned, to run
+after the acknowledgement (``bot.slack.acks.run_then_draw``)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
 from slack_sdk import WebClient
 
-from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
+from bot.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    StaleTokenError,
+    TokenbotError,
+    ValidationError,
+)
 from bot.models import utcnow
 from bot.services import tokens as svc
 from bot.slack.background import Task
 from bot.slack.listeners.common import (
     Deps,
     Drawing,
+    OwnerNotice,
     actor_from,
     deps,
     draw_table,
@@ -27,36 +37,70 @@ from bot.slack.listeners.common import (
     respond_to,
     send,
     show,
+    tell_owner,
 )
 from bot.slack.listeners.digests import DigestRedraw, after_edit
+from bot.slack.listeners.errors import FORM_TAIL, user_text, what_changed
 from bot.slack.state import ModalMetadata, Origin, OriginKind
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
-from bot.slack.views.modals import field_errors, read_form
-from bot.slack.views.table import Notice
+from bot.slack.views.modals import FormMode, field_errors, read_form, token_form
+from bot.slack.views.table import Notice, NoticeKind
 
-def _answer_inline(ack: Ack, error: ValidationError | PermissionDeniedError) -> None:
-    """Show the error on the modal field it names; one that names none goes on to the
-    error path."""
-    errors = field_errors(error)
-    if errors is None:
-        raise error
-    ack(response_action="errors", errors=errors)
+
+def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: Deps,
+                    actor: svc.Actor, metadata: ModalMetadata) -> None:
+    """On the field it names; else the form again with what was typed and, on top, why
+    it was not saved (for a token changed meanwhile: what changed and who changed it)."""
+    errors = field_errors(error) if isinstance(error, (ValidationError,
+                                                      PermissionDeniedError)) else None
+    if errors is not None:
+        ack(response_action="errors", errors=errors)
+        return
+    if metadata.public_id is not None:
+        notice = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id,
+                              tail=FORM_TAIL)
+        with d.sessions.begin() as session:
+            try:
+                token = svc.get_token(session, team_id=actor.team_id,
+                                      public_id=metadata.public_id)
+                # a second submit applies the kept values over what is there now
+                metadata = replace(metadata, version=token.version)
+            except NotFoundError:
+                token = None
+            form = _form(view, metadata, token, notice, d.settings.tokenbot_scopes)
+    else:
+        form = _form(view, metadata, None, user_text(error, on_table=False),
+                     d.settings.tokenbot_scopes)
+    ack(response_action="update", view=form)
+
+
+def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str,
+          scopes: list[str]) -> Any:
+    """The same form, as the user filled it (what cannot be read is left empty)."""
+    mode = FormMode.EDIT if metadata.public_id is not None else FormMode.CREATE
+    try:
+        typed = read_form(view)
+    except ValidationError:
+        typed = None
+    return token_form(mode=mode, scopes=scopes, metadata=metadata, token=token, typed=typed,
+                      notice=notice)
 
 
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: BoltContext, client: WebClient) -> Task | None:
     d = deps(context)
     actor = actor_from(body, d.settings)
-    origin = ModalMetadata.decode(view.get("private_metadata")).origin
+    metadata = ModalMetadata.decode(view.get("private_metadata"))
+    origin = metadata.origin
     try:
         form = read_form(view)
         with d.sessions.begin() as session:
             created = svc.create_token(session, box=d.box, actor=actor,
                                        scopes=d.settings.tokenbot_scopes, now=utcnow(),
                                        **form.fields())
-    except (ValidationError, PermissionDeniedError) as error:
-        _answer_inline(ack, error)
+    except TokenbotError as error:
+        _answer_on_form(ack, error, view=view, d=d, actor=actor, metadata=metadata)
         return None
     ack()
     return lambda: deliver_created(d, client, actor=actor, origin=origin, created=created)
@@ -90,6 +134,8 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         form = read_form(view)
         now = utcnow()
         with d.sessions.begin() as session:
+            before = svc.get_token(session, team_id=actor.team_id, public_id=metadata.public_id)
+            told = OwnerNotice.of(before, actor=actor, verb="edited")
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
@@ -103,14 +149,40 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      result=result, now=now, text=text)
             else:
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
+                                     expiring_days=d.settings.expiring_days,
                                      notice=Notice(text))
-    except (ValidationError, PermissionDeniedError) as error:
-        _answer_inline(ack, error)
+    except TokenbotError as error:
+        _answer_on_form(ack, error, view=view, d=d, actor=actor, metadata=metadata)
+        if isinstance(error, (StaleTokenError, NotFoundError)):
+            refused = error  # (``error`` itself is unbound after the except block)
+            return lambda: _redraw_behind(d, client, actor=actor, metadata=metadata,
+                                          error=refused)
         return None
     ack()
-    if isinstance(drawing, DigestRedraw):
-        return lambda: drawing.show(client)
-    return lambda: show(drawing, client)
+
+    def then() -> None:
+        if isinstance(drawing, DigestRedraw):
+            drawing.show(client)
+        else:
+            show(drawing, client)
+        if result.changes:
+            tell_owner(client, replace(told, label=result.token.label,
+                                       detail=describe_changes(result.changes)))
+
+    return then
+
+
+def _redraw_behind(d: Deps, client: WebClient, *, actor: svc.Actor, metadata: ModalMetadata,
+                   error: TokenbotError) -> None:
+    """The table (or digest) behind the form, as the token now is."""
+    if metadata.origin.kind == OriginKind.DIGEST:
+        with d.sessions.begin() as session:
+            after_edit(session, origin=metadata.origin, actor=actor, result=None,
+                       now=utcnow()).show(client)
+        return
+    notice = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id)
+    redraw(d, client, actor=actor, origin=metadata.origin,
+           notice=Notice(notice, NoticeKind.ERROR))
 
 
 def _edited(result: svc.EditResult) -> str:

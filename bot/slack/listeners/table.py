@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt import BoltContext
@@ -18,6 +19,7 @@ from bot.slack.actions import listener
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
     Deps,
+    OwnerNotice,
     actor_from,
     deps,
     draw_table,
@@ -26,8 +28,9 @@ from bot.slack.listeners.common import (
     respond_to,
     send,
     show,
+    tell_owner,
 )
-from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState
+from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState, mapping
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
@@ -54,29 +57,37 @@ def _table(
     return d, actor, origin_of_action(body, TableState.decode(action.get("value")))
 
 
-def _disable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime) -> str:
+def _disable(session: Session, actor: svc.Actor, ref: RowRef,
+             now: dt.datetime) -> tuple[str, OwnerNotice]:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
-    return (
+    text = (
         f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
         "enable it to restore access."
     )
+    return text, OwnerNotice.of(token, actor=actor, verb="disabled")
 
 
-def _enable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime) -> str:
+def _enable(session: Session, actor: svc.Actor, ref: RowRef,
+            now: dt.datetime) -> tuple[str, OwnerNotice]:
     token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
-    return f"Enabled *{escape(token.label)}*. It is active again, immediately."
+    text = f"Enabled *{escape(token.label)}*. It is active again, immediately."
+    return text, OwnerNotice.of(token, actor=actor, verb="enabled")
 
 
-def _delete(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime) -> str:
+def _delete(session: Session, actor: svc.Actor, ref: RowRef,
+            now: dt.datetime) -> tuple[str, OwnerNotice]:
+    token = svc.get_token(session, team_id=actor.team_id, public_id=ref.public_id)
+    told = OwnerNotice.of(token, actor=actor, verb="deleted")  # before it is gone
     label = svc.delete_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
-    return f"Deleted *{escape(label)}* for good. Requests using it now fail."
+    return f"Deleted *{escape(label)}* for good. Requests using it now fail.", told
 
 
-# A change of one token, then the table redrawn with what it says.
-_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime], str]] = {
+# A change of one token, then the table redrawn with what it says, and its owner told.
+_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
+                              tuple[str, OwnerNotice]]] = {
     ActionId.DISABLE: _disable,
     ActionId.ENABLE: _enable,
     ActionId.DELETE: _delete,
@@ -89,9 +100,11 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
     d, actor, ref, origin = _row(body, action, context)
     change, now = _CHANGES[action["action_id"]], utcnow()
     with d.sessions.begin() as session:
-        text = change(session, actor, ref, now)
-        drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=Notice(text))
+        text, told = change(session, actor, ref, now)
+        drawing = draw_table(session, actor=actor, origin=origin, now=now,
+                             expiring_days=d.settings.expiring_days, notice=Notice(text))
     show(drawing, client)
+    tell_owner(client, told)
 
 
 @listener(ActionId.ROTATE)
@@ -110,9 +123,11 @@ def handle_rotate(body: Body, action: dict[str, Any], context: BoltContext,
             if origin.kind == OriginKind.HOME
             else ()
         )
-        drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=notice,
-                             panel=panel)
+        drawing = draw_table(session, actor=actor, origin=origin, now=now,
+                             expiring_days=d.settings.expiring_days, notice=notice, panel=panel)
+        told = OwnerNotice.of(rotated.token, actor=actor, verb="rotated")
     show(drawing, client)
+    tell_owner(client, told)
     if origin.kind != OriginKind.HOME:
         respond = respond_to(origin.response_url)
         if respond is not None:
@@ -130,20 +145,24 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
     with d.sessions.begin() as session:
         token, secret = svc.reveal_token(session, box=d.box, actor=actor,
                                          public_id=ref.public_id, now=now)
+        told = OwnerNotice.of(token, actor=actor, verb="copied")
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
                 session, actor=actor, origin=origin, now=now,
-                notice=Notice(f"Copied *{escape(token.label)}*: the token is shown above."),
+                expiring_days=d.settings.expiring_days,
+                notice=Notice(f"The full token *{escape(token.label)}* is shown above, "
+                              "only to you."),
                 panel=secret_blocks(token, secret, SecretReason.COPY, origin.state),
             )
     if drawing is not None:
         show(drawing, client)
-        return
-    respond = respond_to(origin.response_url)
-    if respond is not None:
-        send(respond, secret_message(token, secret, SecretReason.COPY, origin.state),
-             replace_original=False)
+    else:
+        respond = respond_to(origin.response_url)
+        if respond is not None:
+            send(respond, secret_message(token, secret, SecretReason.COPY, origin.state),
+                 replace_original=False)
+    tell_owner(client, told)
 
 
 @listener(ActionId.HIDE_SECRET)
@@ -159,12 +178,40 @@ def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
         respond(delete_original=True)
 
 
-@listener(ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH)
+@listener(ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH, ActionId.CLEAR_FILTER)
 def handle_page(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
-    """Previous / Next / Refresh: the same table at another page."""
+    """Previous / Next / Refresh / Clear filter: the table at the page and filter the
+    button carries."""
     d, actor, origin = _table(body, action, context)
     redraw(d, client, actor=actor, origin=origin)
+
+
+@listener(ActionId.HOME_STATUS, ActionId.HOME_OWNER)
+def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
+                       client: WebClient) -> None:
+    """Home's status menu and owner picker: the table from page 1 with that filter (the
+    rest of the filter is what the Home view remembers)."""
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    state = TableState.decode(mapping(body.get("view")).get("private_metadata"))
+    status, owner = state.status, state.owner
+    if action.get("action_id") == ActionId.HOME_OWNER:
+        owner = action.get("selected_user")  # read as a user id, or no owner filter
+    else:
+        status = mapping(action.get("selected_option")).get("value")  # "all": none
+    state = TableState.of([1, state.query, status, owner])
+    origin = Origin(kind=OriginKind.HOME, state=state)
+    redraw(d, client, actor=actor, origin=origin)
+
+
+@listener(ActionId.OPEN_TABLE)
+def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
+                      client: WebClient) -> None:
+    """The button of an owner's DM: the table filtered to that token, as a new message
+    only the owner sees (the DM itself stays)."""
+    d, actor, origin = _table(body, action, context)
+    redraw(d, client, actor=actor, origin=replace(origin, kind=OriginKind.COMMAND))
 
 
 @listener(ActionId.EDIT)

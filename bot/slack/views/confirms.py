@@ -4,9 +4,16 @@ Shared by every surface that offers these actions (the token table, the expiry d
 
 from __future__ import annotations
 
-from slack_sdk.models.blocks import ConfirmObject, PlainTextObject
+from slack_sdk.models.blocks import (
+    ConfirmObject,
+    MarkdownTextObject,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
 
-from bot.slack.views.formatting import truncate
+from bot.slack.ids import BlockId, CallbackId
+from bot.slack.views.formatting import code, escape, truncate
 from bot.texts import CONFIRMATIONS, Lifecycle
 
 DANGER = "danger"
@@ -28,4 +35,29 @@ def confirm_dialog(action: Lifecycle, label: str) -> ConfirmObject:
         confirm=PlainTextObject(text=text.confirm, emoji=False),
         deny=PlainTextObject(text="Cancel", emoji=False),
         style=style_of(action),
+    )
+
+
+def confirm_modal(action: Lifecycle, *, label: str, masked: str, metadata: str) -> View:
+    """The confirmation of a "More…" menu choice that cuts access (a menu has one confirm
+    for all its options): the guide's warnings, Cancel, and the guide's confirm label as
+    the submit button. ``metadata``: what the submission runs (``state.ModalMetadata``)."""
+    text = CONFIRMATIONS[action]
+    warnings = "\n".join(f"• {line}" for line in text.lines)
+    return View(
+        type="modal",
+        callback_id=CallbackId.CONFIRM,
+        title=PlainTextObject(text=f"{text.verb} token?", emoji=False),
+        submit=PlainTextObject(text=text.confirm, emoji=False),
+        close=PlainTextObject(text="Cancel", emoji=False),
+        private_metadata=metadata,
+        blocks=[
+            SectionBlock(
+                block_id=BlockId.CONFIRM_WARNING,
+                text=MarkdownTextObject(
+                    text=f":warning: *{text.verb} “{escape(label)}”* ({code(masked)})?\n"
+                    f"{warnings}"
+                ),
+            )
+        ],
     )

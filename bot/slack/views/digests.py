@@ -35,6 +35,7 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
+from bot.dates import date_text, expiry_date, relative_expiry
 from bot.errors import NotFoundError
 from bot.models import Alert, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
@@ -42,7 +43,7 @@ from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import number, token_value
 from bot.slack.views.confirms import confirm_dialog
-from bot.slack.views.formatting import code, date_short, escape, mention, truncate
+from bot.slack.views.formatting import code, escape, mention, truncate
 from bot.texts import Lifecycle
 
 MESSAGE_BLOCK_LIMIT = 50
@@ -117,27 +118,21 @@ def chunk_items(items: Sequence[DigestItem]) -> list[list[DigestItem]]:
     return [ordered[start : start + size] for start in range(0, len(ordered), size)]
 
 
+def expiry(expires_at: dt.datetime) -> str:
+    """The calendar date picked, as every surface writes it (``bot.dates``)."""
+    return date_text(expiry_date(expires_at))
+
+
 def how_far(expires_at: dt.datetime, now: dt.datetime) -> str:
-    """ "in 7 days", "in 5 hours", "expired 2 days ago" (rounded to the nearest unit)."""
-    delta = expires_at - now
-    seconds = delta.total_seconds()
-    if seconds <= 0:
-        days = int(-seconds // 86400)
-        if days == 0:
-            return "expired today"
-        return f"expired {days} day{'s' if days != 1 else ''} ago"
-    if seconds < 86400:
-        hours = max(1, math.ceil(seconds / 3600))
-        return f"in {hours} hour{'s' if hours != 1 else ''}"
-    days = max(1, int(seconds / 86400 + 0.5))
-    return f"in {days} day{'s' if days != 1 else ''}"
+    """ "in 7 days", "today", "expired 2 days ago": whole UTC days, as the table says."""
+    return relative_expiry(expiry_date(expires_at), now)
 
 
 def _outcome_text(item: DigestItem) -> str:
     by = f" by {mention(item.outcome_by)}" if item.outcome_by else ""
     if item.outcome == ActedAction.EXTENDED:
         until = (
-            f" to {date_short(item.current_expires_at)}" if item.current_expires_at else ""
+            f" to {expiry(item.current_expires_at)}" if item.current_expires_at else ""
         )
         return f":white_check_mark: Extended{until}{by}."
     if item.outcome == ActedAction.EDITED:
@@ -149,15 +144,15 @@ def _outcome_text(item: DigestItem) -> str:
 
 def _status_text(item: DigestItem, now: dt.datetime) -> str:
     if item.outcome is not None:  # the reminder has been dealt with
-        return f"Reminder about its expiry on {date_short(item.expires_at)}:"
+        return f"Reminder about its expiry on {expiry(item.expires_at)}:"
     if item.expired(now):
         return (
-            f":red_circle: *Expired* {date_short(item.expires_at)} "
+            f":red_circle: *Expired* {expiry(item.expires_at)} "
             f"({how_far(item.expires_at, now)}): *this token no longer works*; "
             "requests using it are refused. Extend it to restore access."
         )
     return (
-        f":hourglass_flowing_sand: Expires {date_short(item.expires_at)} "
+        f":hourglass_flowing_sand: Expires {expiry(item.expires_at)} "
         f"(*{how_far(item.expires_at, now)}*)"
     )
 
@@ -182,8 +177,8 @@ def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = Non
     else:
         new = extended_date(item.expires_at, now=now or item.expires_at)
         text = (
-            f"“{truncate(item.label, 100)}” will expire on {new.isoformat()} (UTC) instead of "
-            f"{item.expires_at.date().isoformat()}."
+            f"“{truncate(item.label, 100)}” will expire on {date_text(new)} (UTC) instead of "
+            f"{expiry(item.expires_at)}."
         )
         title = f"Extend by {EXTEND_DAYS} days?"
     return ConfirmObject(

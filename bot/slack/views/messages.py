@@ -17,12 +17,14 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.models import Token
+from bot.dates import EXPIRES_SOON_DAYS, UTC_RULE
+from bot.models import AuditEvent, Token
+from bot.services.actor import Actor
 from bot.services.listing import TokenPage
 from bot.slack.actions import ROW_ACTIONS
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import FIRST_PAGE, TableState
-from bot.slack.views.formatting import escape
+from bot.slack.views.formatting import ago, code, escape, mention
 from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, SECURITY_NOTE
 
@@ -38,11 +40,12 @@ class Message:
 
 
 def table_message(
-    page: TokenPage, *, now: dt.datetime, state: TableState, notice: Notice | None = None
+    page: TokenPage, *, now: dt.datetime, state: TableState, viewer: Actor,
+    notice: Notice | None = None,
 ) -> Message:
     return Message(
         text=fallback_text(page, notice),
-        blocks=table_blocks(page, now=now, state=state, notice=notice),
+        blocks=table_blocks(page, now=now, state=state, viewer=viewer, notice=notice),
     )
 
 
@@ -58,7 +61,8 @@ class SecretReason(enum.StrEnum):
 
 
 _SECRET_HEADINGS = {
-    SecretReason.COPY: "Copied: the full token *{label}*, shown only to you.",
+    SecretReason.COPY: "Here is the full token *{label}*, only you can see it; "
+    "select it to copy.",
     SecretReason.CREATE: "Created *{label}*. Here is its token, shown only to you. "
     "Copy it now and store it safely.",
     SecretReason.ROTATE: "Rotated *{label}*. Here is its new token, shown only to you; "
@@ -107,9 +111,16 @@ HELP_TEXT = "\n".join(
         "*`/tokens`* manages this workspace's access tokens.",
         "• `/tokens` or `/tokens list`: the table of tokens (only you see it)",
         "• `/tokens <text>` or `/tokens list <text>`: only tokens whose label contains the text",
+        "• `/tokens mine`: only your tokens; `/tokens @someone`: only theirs",
+        "• `/tokens active`, `disabled`, `expired` or `expiring` (active, expiring within the "
+        "largest reminder threshold): only tokens with that status",
+        "• Filters combine: `/tokens mine expiring deploy`. *Clear filter* on the table (or "
+        "plain `/tokens`) shows every token again; App Home has the same filters as menus.",
         "• `/tokens create`: create a token (label, scope, optional expiry and alert channel)",
         "• `/tokens help`: this help",
-        "Each row has buttons; only a token's owner or a workspace admin can act on it:",
+        f"{UTC_RULE} Tokens expiring within {EXPIRES_SOON_DAYS} days carry an "
+        "*Expires soon* badge.",
+        "A token's owner and workspace admins see its actions; others see who owns it:",
         *(f"• {action.help}" for action in ROW_ACTIONS if action.help),
     ]
 )
@@ -151,3 +162,44 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
         for name, (before, after) in changes.items()
     ]
     return ", ".join(parts)
+
+
+def owner_notice_message(*, actor: str, verb: str, label: str, masked: str,
+                         owner: str, detail: str = "") -> Message:
+    """The owner's DM: who did what to which token (``detail``: safe mrkdwn, e.g. what an
+    edit changed), and a button to open the table at it (filtered to its label and owner;
+    none after a delete). Never the secret."""
+    what = f"{mention(actor)} {verb} your token *{escape(label)}* ({code(masked)})."
+    if detail:
+        what += f"\n{detail}"
+    blocks: list[Block] = [
+        SectionBlock(block_id=BlockId.OWNER_NOTICE, text=MarkdownTextObject(text=what))
+    ]
+    if verb != "deleted":
+        state = TableState(query=label, owner=owner)
+        blocks.append(ActionsBlock(
+            block_id=BlockId.OWNER_NOTICE_ACTIONS,
+            elements=[ButtonElement(text=PlainTextObject(text="Open in the table", emoji=False),
+                                    action_id=ActionId.OPEN_TABLE, value=state.encode())],
+        ))
+    return Message(text=f"{mention(actor)} {verb} your token {escape(label)}.", blocks=blocks)
+
+
+_DONE = {"edit": "edited", "disable": "disabled", "enable": "enabled", "delete": "deleted",
+         "rotate": "rotated"}
+
+
+def change_text(event: AuditEvent) -> str | None:
+    """A change from the audit log in words: "<@U2> disabled it 2 minutes ago" (the time
+    each reader's client writes relative), and for an edit what it changed."""
+    verb = _DONE.get(str(event.action))
+    if verb is None:
+        return None
+    text = f"{mention(event.actor)} {verb} it {ago(event.at)}"
+    details = event.details if isinstance(event.details, dict) else {}
+    before, after = details.get("before"), details.get("after")
+    if verb == "edited" and isinstance(before, dict) and isinstance(after, dict):
+        changes = {name: (before.get(name), after.get(name)) for name in after}
+        if changes:
+            text += f" ({describe_changes(changes)})"
+    return text

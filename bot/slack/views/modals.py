@@ -59,11 +59,19 @@ def token_form(
     scopes: Sequence[str],
     metadata: ModalMetadata,
     token: Token | None = None,
+    typed: FormValues | None = None,
+    notice: str | None = None,
 ) -> View:
     """Label (required), scope (required), expiry (optional; clearing it removes expiry) and
-    an optional alert channel. On edit every field starts with the token's current value."""
+    an optional alert channel. On edit every field starts with the token's current value;
+    ``typed`` (what the user submitted) wins over it, so a form answered with ``notice``
+    (safe mrkdwn: why it was not saved) keeps what was typed."""
     title, submit, callback_id = _TITLES[mode]
     blocks: list[Block] = []
+    if notice is not None:
+        blocks.append(SectionBlock(block_id=BlockId.NOTICE,
+                                   text=MarkdownTextObject(text=f":warning: {notice}")))
+    shown = typed or (FormValues.of(token) if token is not None else None)
     if token is not None:
         blocks.append(
             ContextBlock(
@@ -81,7 +89,7 @@ def token_form(
             label=_plain("Label"),
             element=PlainTextInputElement(
                 action_id=ActionId.LABEL_INPUT,
-                initial_value=token.label if token is not None else None,
+                initial_value=shown.label if shown is not None and shown.label else None,
                 max_length=LABEL_MAX,
                 placeholder=_plain("e.g. CI deploy"),
             ),
@@ -90,8 +98,8 @@ def token_form(
     )
     options = [_scope_option(scope) for scope in scopes]
     initial = None
-    if token is not None and token.scope in scopes:
-        initial = _scope_option(token.scope)
+    if shown is not None and shown.scope in scopes:
+        initial = _scope_option(shown.scope)
     blocks.append(
         InputBlock(
             block_id=BlockId.SCOPE,
@@ -113,8 +121,8 @@ def token_form(
             element=DatePickerElement(
                 action_id=ActionId.EXPIRES_PICK,
                 initial_date=(
-                    token.expires_on.isoformat()
-                    if token is not None and token.expires_on is not None
+                    shown.expires_on.isoformat()
+                    if shown is not None and shown.expires_on is not None
                     else None
                 ),
                 placeholder=_plain("Never expires"),
@@ -143,7 +151,7 @@ def token_form(
             element=ConversationSelectElement(
                 action_id=ActionId.ALERT_CHANNEL_SELECT,
                 placeholder=_plain("The workspace's alert channel"),
-                initial_conversation=token.alert_channel if token is not None else None,
+                initial_conversation=shown.alert_channel if shown is not None else None,
                 filter=ConversationFilter(include=["public", "private"],
                                           exclude_bot_users=True),
             ),
@@ -192,6 +200,11 @@ class FormValues:
     def fields(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def of(cls, token: Token) -> FormValues:
+        return cls(label=token.label, scope=token.scope, expires_on=token.expires_on,
+                   alert_channel=token.alert_channel)
+
 
 Values = dict[str, Any]  # a submitted view's state: block id -> action id -> element state
 
@@ -200,13 +213,32 @@ def _element(values: Values, block: BlockId, action: ActionId) -> dict[str, Any]
     return mapping(mapping(values.get(block)).get(action))
 
 
-def _expires_on(values: Values) -> dt.date | None:
-    """The picked date, unless "Remove the expiry date" is ticked (then None)."""
+def _drawn_date(blocks: object) -> str | None:
+    """The date the form's picker was drawn with (the token's expiry when it opened)."""
+    for block in blocks if isinstance(blocks, list) else []:
+        if isinstance(block, dict) and block.get("block_id") == BlockId.EXPIRES:
+            drawn = mapping(block.get("element")).get("initial_date")
+            return drawn if isinstance(drawn, str) else None
+    return None
+
+
+def _expires_on(values: Values, drawn: str | None) -> dt.date | None:
+    """The picked date, unless "Remove the expiry date" is ticked (then None). Picking a
+    new date and ticking the box as well is refused on the field: which one was meant?"""
     raw_date = _element(values, BlockId.EXPIRES, ActionId.EXPIRES_PICK).get("selected_date")
     ticked = _element(values, BlockId.NO_EXPIRY, ActionId.NO_EXPIRY_CHECK).get(
         "selected_options") or []
-    if not raw_date or any(isinstance(option, dict) and option.get("value") == NO_EXPIRY_VALUE
-                           for option in ticked):
+    if isinstance(ticked, list) and any(
+        isinstance(option, dict) and option.get("value") == NO_EXPIRY_VALUE for option in ticked
+    ):
+        if raw_date and raw_date != drawn:
+            raise ValidationError(
+                "You picked a new date and ticked “Remove the expiry date”: clear the date "
+                "to remove the expiry, or untick the box to keep the new date.",
+                field="expires",
+            )
+        return None
+    if not raw_date:
         return None
     try:
         return dt.date.fromisoformat(str(raw_date))
@@ -231,7 +263,7 @@ def read_form(view: dict[str, Any]) -> FormValues:
     return FormValues(
         label=str(label),
         scope=str(scope) if scope else "",
-        expires_on=_expires_on(values),
+        expires_on=_expires_on(values, _drawn_date(view.get("blocks"))),
         alert_channel=_alert_channel(values),
     )
 

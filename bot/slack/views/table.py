@@ -15,17 +15,21 @@ from slack_sdk.models.blocks import (
     ContextBlock,
     DividerBlock,
     MarkdownTextObject,
+    Option,
+    OverflowMenuElement,
     PlainTextObject,
     SectionBlock,
 )
 
+from bot.dates import date_text, expires_soon, relative_expiry
 from bot.models import DisplayStatus
-from bot.services.listing import Listed, TokenPage
-from bot.slack.actions import ROW_ACTIONS, Action, Rows
+from bot.services.actor import Actor
+from bot.services.listing import Listed, StatusFilter, TokenPage
+from bot.slack.actions import ROW_BUTTONS, ROW_MENU, Action, Rows
 from bot.slack.ids import ActionId, BlockId, row_block_id
-from bot.slack.state import RowRef, TableState
+from bot.slack.state import MenuChoice, RowRef, TableState
 from bot.slack.views.confirms import confirm_dialog, style_of
-from bot.slack.views.formatting import ago, code, date_short, date_time, escape, mention
+from bot.slack.views.formatting import ago, code, date_time, escape, mention
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
@@ -36,10 +40,11 @@ class Surface(enum.StrEnum):
     HOME = "home"
 
 
-# Blocks around the rows: notice, header, summary, pager (+ on Home: title and a secret
-# panel of at most 3 blocks). Each row is its body, its buttons and a divider.
+# Blocks around the rows: notice, header, summary, pager (+ on Home: title, intro, filter
+# menus and a secret panel of at most 3 blocks). Each row is its body, its actions and a
+# divider.
 BLOCKS_PER_ROW = 3
-FIXED_BLOCKS = {Surface.MESSAGE: 4, Surface.HOME: 4 + 1 + 3}
+FIXED_BLOCKS = {Surface.MESSAGE: 4, Surface.HOME: 4 + 3 + 3}
 PAGE_SIZE = {Surface.MESSAGE: 10, Surface.HOME: 20}
 for _surface, _limit in ((Surface.MESSAGE, MESSAGE_BLOCK_LIMIT), (Surface.HOME, VIEW_BLOCK_LIMIT)):
     assert FIXED_BLOCKS[_surface] + BLOCKS_PER_ROW * PAGE_SIZE[_surface] <= _limit
@@ -97,22 +102,28 @@ def _button(
     )
 
 
-def _expires(token: Listed, status: DisplayStatus) -> str:
-    if token.expires_at is None:
+SOON_BADGE = ":hourglass_flowing_sand: *Expires soon*"
+
+
+def expiry_text(token: Listed, now: dt.datetime) -> str:
+    """The calendar date picked (``bot.dates``: the same text on every surface) and how
+    far away it is; never an instant drawn in the reader's time zone."""
+    if token.expires_on is None:
         return "Expires: Never"
-    if status == DisplayStatus.EXPIRED:
-        return f":warning: *Expired* {date_time(token.expires_at)}"
-    return f"Expires: {date_time(token.expires_at)}"
+    return f"Expires: {date_text(token.expires_on)} ({relative_expiry(token.expires_on, now)})"
 
 
-def row_text(token: Listed, status: DisplayStatus) -> str:
+def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
     last_used = f"Last used {ago(token.last_used_at)}" if token.last_used_at else "Never used"
+    badge = BADGES[status]
+    if status == DisplayStatus.ACTIVE and expires_soon(token.expires_on, now):
+        badge += f"  {SOON_BADGE}"
     return (
-        f"*{escape(token.label)}*   {BADGES[status]}\n"
+        f"*{escape(token.label)}*   {badge}\n"
         f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
         f"Owner: {mention(token.created_by)}\n"
-        f"Created: {date_short(token.created_at)}  ·  {_expires(token, status)}  ·  "
+        f"Created: {date_time(token.created_at)}  ·  {expiry_text(token, now)}  ·  "
         f"{last_used}"
     )
 
@@ -125,25 +136,42 @@ def _offered(action: Action, status: DisplayStatus) -> bool:
     return True
 
 
-def row_buttons(token: Listed, status: DisplayStatus, value: str) -> list[ButtonElement]:
-    """The row actions this token's status offers (``bot.slack.actions``); ``value`` is
-    what every button carries back (a ``RowRef``)."""
+def row_buttons(token: Listed, status: DisplayStatus, ref: RowRef) -> list[ButtonElement]:
+    """The guide's buttons this token's status offers (``bot.slack.actions``); each
+    carries the row (a ``RowRef``)."""
+    value = ref.encode()
     return [
         _button(
             action.button, action.id, value,
             style=style_of(action.confirm) if action.confirm else None,
             confirm=confirm_dialog(action.confirm, token.label) if action.confirm else None,
         )
-        for action in ROW_ACTIONS
+        for action in ROW_BUTTONS
         if _offered(action, status)
     ]
 
 
-def row_blocks(token: Listed, now: dt.datetime, state: TableState) -> list[Block]:
-    """A row's blocks: its body (muted when disabled), its buttons and a divider. The
-    buttons carry the token's version and the table's state."""
+def row_menu(status: DisplayStatus, ref: RowRef) -> OverflowMenuElement | None:
+    """Every other row action, in one overflow menu ("More…"). An option carries its
+    action and the row; the menu's listener runs it (after a confirmation modal where it
+    cuts access: a menu has one confirm for all its options)."""
+    options = [
+        Option(text=PlainTextObject(text=f"{action.button}…", emoji=False),
+               value=MenuChoice(action=action.id.value, ref=ref).encode())
+        for action in ROW_MENU
+        if _offered(action, status)
+    ]
+    if not options:
+        return None
+    return OverflowMenuElement(action_id=ActionId.ROW_MORE, options=options)
+
+
+def row_blocks(token: Listed, now: dt.datetime, state: TableState,
+               viewer: Actor) -> list[Block]:
+    """A row's blocks: its body (muted when disabled), its actions (only for its owner and
+    admins) and a divider. The actions carry the token's version and the table's state."""
     status = token.display_status(now)
-    text = MarkdownTextObject(text=row_text(token, status))
+    text = MarkdownTextObject(text=row_text(token, status, now))
     block_id = row_block_id(BlockId.ROW, token.public_id)
     body: Block
     if status == DisplayStatus.DISABLED:
@@ -151,11 +179,15 @@ def row_blocks(token: Listed, now: dt.datetime, state: TableState) -> list[Block
         body = ContextBlock(block_id=block_id, elements=[text])
     else:
         body = SectionBlock(block_id=block_id, text=text)
-    value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
-    actions = ActionsBlock(
-        block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),
-        elements=row_buttons(token, status, value),
-    )
+    if not viewer.may_manage(token.created_by):
+        return [body, DividerBlock()]  # the owner's mention says whom to ask
+    ref = RowRef(public_id=token.public_id, version=token.version, state=state)
+    elements: list[ButtonElement | OverflowMenuElement] = [*row_buttons(token, status, ref)]
+    menu = row_menu(status, ref)
+    if menu is not None:
+        elements.append(menu)
+    actions = ActionsBlock(block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),
+                           elements=elements)
     return [body, actions, DividerBlock()]
 
 
@@ -164,19 +196,41 @@ def summary_text(page: TokenPage) -> str:
     return f"Page {page.page} of {page.pages_text}, {page.total_text} {noun}"
 
 
-def _header(state: TableState) -> SectionBlock:
-    text = "*Access tokens*"
+_STATUS_WORDS = {
+    StatusFilter.ACTIVE: "active",
+    StatusFilter.DISABLED: "disabled",
+    StatusFilter.EXPIRED: "expired",
+    StatusFilter.EXPIRING: "expiring soon",
+}
+
+
+def filter_text(state: TableState, viewer: Actor) -> str:
+    """The filter in words (mrkdwn), e.g. "mine · expiring soon · labels containing “ci”"."""
+    parts: list[str] = []
+    if state.owner:
+        parts.append("mine" if state.owner == viewer.user_id else f"owned by {mention(state.owner)}")
+    if state.status:
+        parts.append(_STATUS_WORDS[state.status])
     if state.query:
-        text += f" with labels containing “{escape(state.query)}”"
-    return SectionBlock(block_id=BlockId.HEADER, text=MarkdownTextObject(text=text))
+        parts.append(f"labels containing “{escape(state.query)}”")
+    return " · ".join(parts)
+
+
+def _header(state: TableState, viewer: Actor) -> SectionBlock:
+    """The title, the filter that is on, and a "Clear filter" button."""
+    if not state.filters.active:
+        return SectionBlock(block_id=BlockId.HEADER,
+                            text=MarkdownTextObject(text="*Access tokens*"))
+    return SectionBlock(
+        block_id=BlockId.HEADER,
+        text=MarkdownTextObject(text=f"*Access tokens*: {filter_text(state, viewer)}"),
+        accessory=_button("Clear filter", ActionId.CLEAR_FILTER, TableState().encode()),
+    )
 
 
 def _empty(state: TableState) -> SectionBlock:
-    if state.query:
-        text = (
-            f"No tokens match “{escape(state.query)}”. `/tokens` shows them all; "
-            "`/tokens help` lists the subcommands."
-        )
+    if state.filters.active:
+        text = "No tokens match this filter."
     else:
         text = "No tokens yet. Create one with *Create token* below or `/tokens create`."
     return SectionBlock(block_id=BlockId.EMPTY, text=MarkdownTextObject(text=text))
@@ -201,17 +255,19 @@ def table_blocks(
     *,
     now: dt.datetime,
     state: TableState,
+    viewer: Actor,
     notice: Notice | None = None,
 ) -> list[Block]:
-    """The table for one page; ``state`` is what the buttons carry back."""
+    """The table for one page, as ``viewer`` may act on it; ``state`` is what the buttons
+    carry back."""
     state = replace(state, page=page.page)
     blocks: list[Block] = []
     if notice is not None:
         blocks.append(notice.block())
-    blocks.append(_header(state))
+    blocks.append(_header(state, viewer))
     if page.items:
         for token in page.items:
-            blocks.extend(row_blocks(token, now, state))
+            blocks.extend(row_blocks(token, now, state, viewer))
     else:
         blocks.append(_empty(state))
     summary = ContextBlock(block_id=BlockId.SUMMARY,

@@ -1,0 +1,104 @@
+"""Owners are told: when someone else (an admin) disables, enables, deletes, rotates,
+edits or copies a token, its owner gets one DM from the app naming who and what, with a
+button to open the table at that token; none when owners act on their own tokens; never
+the secret."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.slack.ids import ActionId
+from tests.slack.conftest import (
+    ADMIN,
+    OWNER,
+    choose_and_confirm,
+    form_values,
+    row_buttons,
+    seed,
+    texts,
+)
+
+
+def _dms(standin) -> list[dict]:
+    return [c.body for c in standin.calls_to("chat.postMessage")]
+
+
+def _act(bot, standin, table, db, action: str, user: str):
+    """Do ``action`` as ``user`` on a token of OWNER's; returns the token made."""
+    created = seed(db, label="owned <x>", owner=OWNER, disabled=action == "enable")
+    public_id = created.token.public_id
+    blocks = table(user=user)
+    if action == "rotate":
+        choose_and_confirm(bot, standin, blocks, public_id, ActionId.ROTATE, user=user)
+    elif action == "edit":
+        bot.click(row_buttons(blocks, public_id)[ActionId.EDIT], user=user)
+        view = standin.wait_for("views.open")[-1].body["view"]
+        bot.submit(view, form_values(label="renamed", scope="read"), user=user)
+    else:
+        bot.click(row_buttons(blocks, public_id)[ActionId(f"token_{action}")], user=user)
+    bot.settle()
+    return created
+
+
+@pytest.mark.parametrize(
+    ("action", "verb"),
+    [("disable", "disabled"), ("enable", "enabled"), ("delete", "deleted"),
+     ("rotate", "rotated"), ("edit", "edited"), ("copy", "copied")],
+)
+def test_the_owner_gets_one_dm_after_an_admins_action(bot, db, standin, table, action, verb):
+    created = _act(bot, standin, table, db, action, ADMIN)
+    (dm,) = _dms(standin)
+    assert dm["channel"] == OWNER  # a DM from the app: its Messages tab
+    said = texts(dm["blocks"])
+    label = "renamed" if action == "edit" else "owned &lt;x&gt;"
+    assert f"<@{ADMIN}> {verb} your token *{label}*" in said
+    if action != "rotate":  # a rotation names the new masked form
+        assert created.token.secret_masked in said
+    if action == "edit":  # what it changed
+        assert "label “owned &lt;x&gt;” → “renamed”" in said
+    assert f"<@{ADMIN}> {verb} your token {label}." == dm["text"]
+    # never the secret (the old one, or a new one from a rotation)
+    assert "tkb_" not in dm["text"] and created.secret not in str(dm)
+    assert str(dm).count("tkb_") == 1  # the masked form only
+    buttons = [e for b in dm["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    if action == "delete":
+        assert buttons == []  # nothing left to open
+    else:
+        assert [b["text"]["text"] for b in buttons] == ["Open in the table"]
+
+
+@pytest.mark.parametrize("action", ["disable", "enable", "delete", "rotate", "edit", "copy"])
+def test_no_dm_when_owners_act_on_their_own_tokens(bot, db, standin, table, action):
+    _act(bot, standin, table, db, action, OWNER)
+    assert _dms(standin) == []
+
+
+def test_the_dms_button_opens_the_table_at_that_token(bot, db, standin, table):
+    created = seed(db, label="payments", owner=OWNER)
+    seed(db, label="payments sandbox", owner=ADMIN)
+    seed(db, label="unrelated", owner=OWNER)
+    bot.click(row_buttons(table(user=ADMIN), created.token.public_id)[ActionId.DISABLE],
+              user=ADMIN)
+    (dm,) = _dms(standin)
+    button = dm["blocks"][1]["elements"][0]
+    before = len(standin.calls_to("response_url"))
+    bot.click(button, user=OWNER)
+    answer = standin.wait_for("response_url", before + 1)[-1].body
+    assert answer["replace_original"] is False  # the DM stays; the table comes under it
+    assert answer["response_type"] == "ephemeral"
+    shown = texts(answer["blocks"])
+    assert "*payments*" in shown and "sandbox" not in shown and "unrelated" not in shown
+    assert "Disabled" in shown
+    assert f"row_actions:{created.token.public_id}" in str(answer["blocks"])  # the owner acts
+
+
+def test_a_failed_dm_does_not_undo_or_hide_the_action(bot, db, standin, table):
+    from tests.support.slack_standin import Failure
+
+    created = seed(db, label="quiet", owner=OWNER)
+    standin.fail_next("chat.postMessage", Failure(status=200, body={"ok": False,
+                                                                     "error": "channel_not_found"}))
+    bot.click(row_buttons(table(user=ADMIN), created.token.public_id)[ActionId.DISABLE],
+              user=ADMIN)
+    redrawn = [c for c in standin.calls_to("response_url") if c.body.get("replace_original")]
+    assert "Disabled *quiet*" in texts(redrawn[-1].body["blocks"])
