@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections import Counter
 
 import pytest
@@ -202,7 +203,7 @@ def test_a_pass_that_lost_its_lease_posts_nothing(
     plans = stalled.prepare()
     assert run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE).sent == 2
     for plan in plans:
-        stalled.deliver(plan)
+        assert stalled.step(plan, 0) is False
         assert plan.report.sent == 0 and plan.report.error == "taken over by another pass"
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
 
@@ -273,3 +274,60 @@ def test_a_5xx_answer_is_uncertain_and_settled_by_the_next_pass(
     posts = standin.calls_to("chat.postMessage")[1:]  # the refused one is not a post
     assert Counter((c.body["channel"], i) for c in posts for i in posted_ids(c.body)) == Counter(
         {(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+
+
+# -- destinations side by side (bot/alerts/dispatch.py) ---------------------------------
+
+
+def test_a_slow_destination_holds_up_no_other() -> None:
+    """One destination's post hangs until every other destination has posted all of its
+    messages: they do, on the other thread."""
+    from bot.alerts.dispatch import run_paced
+
+    others_done = threading.Event()
+    done: list[tuple[str, int]] = []
+
+    def step(task: tuple[str, int], number: int) -> bool:
+        name, _count = task
+        if name == "slow":
+            done.append((name, int(others_done.wait(timeout=10))))
+            return True
+        done.append((name, number))
+        if sum(1 for n, _ in done if n != "slow") == 6:
+            others_done.set()
+        return True
+
+    run_paced([("slow", 1), ("b", 3), ("c", 3)], steps=lambda task: task[1], step=step,
+              threads=2, interval=0.01)
+    assert ("slow", 1) in done  # it was released by the others finishing, not the timeout
+    assert sorted(done) == [("b", 0), ("b", 1), ("b", 2), ("c", 0), ("c", 1), ("c", 2),
+                            ("slow", 1)]
+
+
+def test_every_destination_gets_its_first_message_before_any_gets_a_second() -> None:
+    from bot.alerts.dispatch import run_paced
+
+    order: list[tuple[str, int]] = []
+    run_paced([("a", 3), ("b", 1), ("c", 2)], steps=lambda task: task[1],
+              step=lambda task, number: order.append((task[0], number)) or True,
+              threads=1, interval=0.01)
+    assert order[:3] == [("a", 0), ("b", 0), ("c", 0)]
+    assert sorted(order[3:]) == [("a", 1), ("a", 2), ("c", 1)]
+    assert order.index(("a", 1)) < order.index(("a", 2))
+
+
+def test_a_destination_that_fails_stops_alone() -> None:
+    from bot.alerts.dispatch import run_paced
+
+    order: list[tuple[str, int]] = []
+
+    def step(task: tuple[str, int], number: int) -> bool:
+        order.append((task[0], number))
+        if task[0] == "raises":
+            raise RuntimeError("a bug")
+        return task[0] != "refused"
+
+    run_paced([("refused", 3), ("raises", 3), ("fine", 3)], steps=lambda task: task[1],
+              step=step, threads=2, interval=0.0)
+    assert sorted(order) == [("fine", 0), ("fine", 1), ("fine", 2), ("raises", 0),
+                             ("refused", 0)]

@@ -38,6 +38,7 @@ from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts.delivery import Courier, Outcome, error_text
+from bot.alerts.dispatch import run_paced
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertKind, Token, utcnow
@@ -136,25 +137,6 @@ def _describe(item: DigestItem) -> dict[str, Any]:
     }
 
 
-class _Pacer:
-    """At most one message per ``interval`` seconds to one destination: the next request
-    leaves ``interval`` after the previous one was answered, so it also reaches Slack at
-    least ``interval`` after the previous one did."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last: float | None = None
-
-    def wait(self) -> None:
-        if self.last is not None:
-            delay = self.last + self.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def done(self) -> None:
-        self.last = time.monotonic()
-
-
 class _Pass:
     def __init__(
         self,
@@ -221,8 +203,7 @@ class _Pass:
         settled = self._settle(rows, pool)
         with self.sessions.begin() as session:
             rows = service.load_claimed(session, worker=self.worker, now=self.now)
-            plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days,
-                                 post_interval=self.post_interval)
+            plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days)
             if skip:
                 service.mark_skipped(session, reasons=skip, worker=self.worker, now=self.now)
         return _with_settled(plans, settled)
@@ -256,14 +237,12 @@ class _Pass:
         mapper = pool.map if pool is not None else map
         return dict(zip(uncertain, mapper(settle, list(uncertain))))
 
-    def deliver(self, plan: _Plan) -> None:
-        """Post one destination's messages in order. A failure stops this destination
-        only: its later messages wait for a later pass."""
+    def step(self, plan: _Plan, number: int) -> bool:
+        """Post the ``number``-th message of one destination; False stops the destination
+        (only it: its later messages wait for a later pass)."""
         try:
-            for number in range(len(plan.chunks)):
-                self.renew()
-                if not self.post(plan, number):
-                    return
+            self.renew()
+            return self.post(plan, number)
         except (SQLAlchemyError, SlackClientError, OSError) as error:
             # The database stayed down through the retries: the alerts keep their lease
             # (and a post's attempt), and a later pass settles them once it runs out.
@@ -271,6 +250,7 @@ class _Pass:
             plan.report.failed = sum(len(chunk) for chunk in plan.chunks) - plan.report.sent
             log.warning("alert digest to %s %s: %s (%s)", plan.target.kind.value,
                         plan.target.destination, plan.report.error, error_text(error))
+            return False
 
     def post(self, plan: _Plan, number: int) -> bool:
         """Post the ``number``-th digest message of ``plan``; False when the destination
@@ -280,14 +260,12 @@ class _Pass:
         target, report = plan.target, plan.report
         audience = _audience(target.kind)
         ids = [plan.alert_of[item.public_id] for item in chunk]
-        plan.pacer.wait()
         with self._lock:
             self._calls += 1
         delivery = self.courier.post(
             target.destination, alert_ids=ids, text=digest_text(chunk, audience, self.now),
             blocks=digest_blocks(chunk, audience=audience, now=self.now),
         )
-        plan.pacer.done()
         if delivery.outcome == Outcome.SENT:
             report.sent += delivery.sent
             report.messages += 1
@@ -319,7 +297,6 @@ class _Plan:
     report: DestinationReport
     chunks: list[list[DigestItem]] = field(default_factory=list)
     alert_of: dict[str, int] = field(default_factory=dict)
-    pacer: _Pacer = field(default_factory=lambda: _Pacer(PER_CHANNEL_INTERVAL))
 
 
 def _with_settled(
@@ -341,19 +318,19 @@ def _with_settled(
 
 
 def _deliver_all(run: _Pass, threads: int) -> list[_Plan]:
-    """Destinations side by side, each one's messages in order: a destination's next
-    message waits at least the per-channel interval, and a slow or failing destination
-    holds up no other."""
+    """Destinations side by side, each one's messages in order (bot/alerts/dispatch.py):
+    a destination's next message waits at least the per-channel interval, the interval is
+    paid once per pass, and a slow or failing destination holds up no other."""
     with ThreadPoolExecutor(max_workers=max(1, threads),
                             thread_name_prefix="tokenbot-alerts") as pool:
         plans = run.prepare(pool)
-        list(pool.map(run.deliver, plans))
+    run_paced(plans, steps=lambda plan: len(plan.chunks), step=run.step, threads=threads,
+              interval=run.post_interval)
     return plans
 
 
 def _plans(
     rows: Sequence[tuple[Alert, Token | None]], *, now: dt.datetime, alert_days: Sequence[int],
-    post_interval: float = PER_CHANNEL_INTERVAL,
 ) -> tuple[list[_Plan], dict[int, str]]:
     """The digest messages each destination gets from these alerts, and the alerts to close
     without posting (with why)."""
@@ -373,8 +350,7 @@ def _plans(
             skipped=len(selection.skip),
         )
         plans.append(_Plan(target=target, report=report, chunks=chunks,
-                           alert_of={t.public_id: a.id for a, t in selection.post},
-                           pacer=_Pacer(post_interval)))
+                           alert_of={t.public_id: a.id for a, t in selection.post}))
     return plans, skip
 
 
