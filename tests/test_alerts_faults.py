@@ -33,7 +33,7 @@ from bot.db import Database, make_engine, upgrade
 from bot.models import Alert, AlertStatus
 from bot.services import alerts as service
 from bot.slack.client import make_web_client
-from tests.alerts_support import ALERTS, UTC, posted_ids, seed_token
+from tests.alerts_support import ALERTS, UTC, cli_environment, posted_ids, seed_token
 from tests.conftest import TEST_KEY
 from tests.support.slack_standin import SlackStandIn
 
@@ -73,18 +73,6 @@ def _assert_recorded_as_slack_has_them(db: Database, standin: SlackStandIn) -> N
     for alert_id, status, ts, attempted in rows:
         assert (status, attempted) == (AlertStatus.SENT, None)
         assert (ts, alert_id) in named
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "TOKENBOT_"))}
-    base.update({
-        "DATABASE_URL": settings.database_url,
-        "TOKENBOT_SECRET_KEYS": TEST_KEY,
-        "SLACK_API_URL": settings.slack_api_url,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "TOKENBOT_ALERT_CHANNEL": ALERTS,
-    })
-    return base
 
 
 class _Killer:
@@ -131,7 +119,7 @@ def test_a_pass_killed_at_any_point_posts_each_alert_exactly_once(
     standin.on_arrival, standin.on_answered = killer.on_arrival, killer.on_answered
     killer.proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "alerts", "run", "--now", NOW.isoformat(), "--json"],
-        env=_environment(asettings), cwd=tmp_path, stdout=subprocess.PIPE,
+        env={**os.environ, **cli_environment(asettings)}, cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
     )
     try:

@@ -8,6 +8,7 @@ to say (a message posted to it with the alerts' metadata, or none)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 from collections import Counter
@@ -24,7 +25,14 @@ from bot.db import Database
 from bot.models import Alert, AlertStatus
 from bot.services import alerts as service
 from bot.slack.client import make_web_client
-from tests.alerts_support import ALERTS, UTC, by_destination, posted_ids, seed_token
+from tests.alerts_support import (
+    ALERTS,
+    UTC,
+    by_destination,
+    cli_environment,
+    posted_ids,
+    seed_token,
+)
 from tests.support.slack_standin import Failure, SlackStandIn
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -331,3 +339,32 @@ def test_a_destination_that_fails_stops_alone() -> None:
               step=step, threads=2, interval=0.0)
     assert sorted(order) == [("fine", 0), ("fine", 1), ("fine", 2), ("raises", 0),
                              ("refused", 0)]
+
+
+def test_the_operator_sees_what_was_uncertain_and_what_was_found_posted(
+    asettings: Settings, adb: Database, standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tokenbot alerts run`: the pass after a dead one says what it found already posted
+    (JSON and text); an uncertain post makes the pass exit 1 and says so."""
+    from bot.cli import main
+
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
+    ids = _dead_pass(adb)
+    _slack_got(standin, make_web_client(asettings), ALERTS, ids[ALERTS])
+    for name, value in cli_environment(asettings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["alerts", "run", "--now", AFTER_LEASE.isoformat(), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["recovered"], report["sent"], report["uncertain"]) == (1, 1, 0)
+    channel = next(d for d in report["destinations"] if d["destination"] == ALERTS)
+    assert channel["recovered"] == 1 and channel["messages"] == 0
+
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=2)).date(), owner="U2",
+               label="late answer")
+    standin.fail_next("chat.postMessage", Failure(status=503), Failure(status=503))
+    later = (AFTER_LEASE + dt.timedelta(minutes=1)).isoformat()
+    assert main(["alerts", "run", "--now", later]) == 1
+    out = capsys.readouterr().out
+    assert "1 failed (HTTP 503: fatal_error), retried later (1 maybe posted" in out
+    assert "2 failed (retried on a later pass)" in out

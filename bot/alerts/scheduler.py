@@ -175,8 +175,9 @@ class _Pass:
                 return
             self._renewed = time.monotonic()
         at = self.clock()
-        with self.sessions.begin() as session:
-            service.renew(session, worker=self.worker, at=at)
+        if self.courier is not None:  # retried in place while the database restarts
+            self.courier.write("renewing the lease",
+                               lambda s: service.renew(s, worker=self.worker, at=at))
 
     def arm(self) -> int:
         with self.sessions.begin() as session:
