@@ -132,9 +132,11 @@ def _code(error: SlackApiError) -> str | None:
 
 
 def _refused(error: Exception) -> bool:
-    """Slack answered and said no (so it did not post)."""
-    return isinstance(error, SlackApiError) and (getattr(error.response, "status_code", 500)
-                                                 or 500) < 500
+    """Slack answered and said no (so it did not post): an API error below HTTP 500."""
+    if not isinstance(error, SlackApiError):
+        return False
+    status = getattr(error.response, "status_code", None)
+    return isinstance(status, int) and status < 500
 
 
 def find_posted(
@@ -227,8 +229,11 @@ class Courier:
         """Post one message about ``alert_ids`` to ``destination`` (a channel or a user)."""
         mine = self.write("recording a post attempt", lambda s: service.mark_attempted(
             s, ids=alert_ids, worker=self.worker, at=self.clock()))
-        if set(mine) != set(alert_ids):
-            return Delivery(Outcome.LOST)  # its lease ran out and another pass took over
+        if set(mine) != set(alert_ids):  # the lease ran out and another pass took over
+            if mine:  # (not all of them: what is still ours was not posted after all)
+                self.write("clearing post attempts", lambda s: service.clear_attempt(
+                    s, ids=mine, worker=self.worker))
+            return Delivery(Outcome.LOST)
         try:
             response = self.poster.chat_postMessage(
                 channel=destination, text=text, blocks=blocks, metadata=metadata(mine),
