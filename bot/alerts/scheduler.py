@@ -34,7 +34,6 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts.delivery import Courier, Outcome, error_text
@@ -244,7 +243,7 @@ class _Pass:
         try:
             self.renew()
             return self.post(plan, number)
-        except (SQLAlchemyError, SlackClientError, OSError) as error:
+        except SQLAlchemyError as error:
             # The database stayed down through the retries: the alerts keep their lease
             # (and a post's attempt), and a later pass settles them once it runs out.
             plan.report.error = f"{type(error).__name__}: left to a later pass"
