@@ -368,3 +368,21 @@ def test_the_operator_sees_what_was_uncertain_and_what_was_found_posted(
     out = capsys.readouterr().out
     assert "1 failed (HTTP 503: fatal_error), retried later (1 maybe posted" in out
     assert "2 failed (retried on a later pass)" in out
+
+
+def test_a_post_whose_connection_drops_unanswered_is_not_posted_again(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """Slack accepts the first digest and the connection is cut before the answer: the
+    client does not send it again (a reset connection is retried only for reads), and the
+    next pass finds it in the history."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings)
+    standin.drop_next("chat.postMessage")
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    assert (first.sent, first.uncertain) == (1, 1)
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=T0 + dt.timedelta(minutes=5))
+    assert (later.recovered, later.messages) == (1, 0)
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}

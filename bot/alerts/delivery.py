@@ -88,8 +88,7 @@ class Delivery:
 class Resolution:
     """What a destination's history said about its uncertain records."""
 
-    found: int = 0  # posted after all: now marked sent
-    repost: int = 0  # not posted: cleared, posted by this pass
+    found: int = 0  # posted after all: now marked sent (the others are posted as usual)
     waiting: int = 0  # Slack could not be asked: still uncertain
     error: str | None = None
 
@@ -288,7 +287,6 @@ class Courier:
         if missing:
             self.write("clearing post attempts", lambda s: service.clear_attempt(
                 s, ids=missing, worker=self.worker))
-        result.repost = len(missing)
         if result.found:
             log.info("alerts to %s: %d found posted in Slack's history, marked sent",
                      destination, result.found)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.error import URLError
 
 from slack_sdk import WebClient
@@ -11,6 +10,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from bot.config import Settings
 
@@ -32,9 +34,16 @@ def make_web_client(settings: Settings, *, max_retry_count: int = 2, timeout: in
 class _RefusedConnectionRetryHandler(ConnectionErrorRetryHandler):
     """Retries a connection that was refused: the request never reached Slack."""
 
-    def _can_retry(self, *, error: Exception | None = None, **_: Any) -> bool:
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
         reason = error.reason if isinstance(error, URLError) else error
-        return isinstance(reason, ConnectionRefusedError)
+        return response is None and isinstance(reason, ConnectionRefusedError)
 
 
 def without_blind_retries(client: WebClient, *, max_retry_count: int = 2) -> WebClient:

@@ -21,6 +21,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 
+DROPPED = 0  # _handle's status for a call answered by closing the connection
+
+
 @dataclass
 class Call:
     method: str  # Web API method ("chat.postMessage") or "response_url"
@@ -71,6 +74,10 @@ class SlackStandIn:
                 status, payload, headers = standin._handle(
                     self.path, dict(self.headers), raw, arrived
                 )
+                if status == DROPPED:  # accepted, then the connection is closed unanswered
+                    self.close_connection = True
+                    standin._answered(self.path)
+                    return
                 data = json.dumps(payload).encode("utf-8")
                 try:
                     self.send_response(status)
@@ -186,7 +193,8 @@ class SlackStandIn:
         if failure is not None:
             return failure.status, failure.body or {"ok": False, "error": "fatal_error"}, failure.headers
         answer = self._answer(method, body)
-        self._after_arrival(call)
+        if self._after_arrival(call):
+            return DROPPED, {}, {}
         return 200, answer, {}
 
     def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +231,7 @@ class SlackStandIn:
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.latency: dict[str, float] = {}  # method -> seconds every answer waits
         self._delays: dict[str, list[float]] = {}
+        self._drops: dict[str, int] = {}
         # Called in the server's thread: once a call arrived and was accepted (before any
         # delay), and once its answer was written (or the caller had gone).
         self.on_arrival: Callable[[Call], None] | None = None
@@ -239,6 +248,12 @@ class SlackStandIn:
         with self._lock:
             self._delays.setdefault(method, []).extend(seconds)
 
+    def drop_next(self, method: str, times: int = 1) -> None:
+        """The next calls to ``method`` are accepted, then the connection is closed
+        without an answer (a proxy or load balancer cutting it)."""
+        with self._lock:
+            self._drops[method] = self._drops.get(method, 0) + times
+
     def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
         """Messages kept (of one conversation, or all), oldest first."""
         with self._lock:
@@ -252,14 +267,19 @@ class SlackStandIn:
         with self._lock:
             self.messages.setdefault(self.conversation_of(channel), []).append(message)
 
-    def _after_arrival(self, call: Call) -> None:
+    def _after_arrival(self, call: Call) -> bool:
+        """Hooks and delays of an accepted call; True when it is to go unanswered."""
         if self.on_arrival is not None:
             self.on_arrival(call)
         with self._lock:
             queue = self._delays.get(call.method)
             delay = queue.pop(0) if queue else self.latency.get(call.method, 0.0)
+            drop = self._drops.get(call.method, 0) > 0
+            if drop:
+                self._drops[call.method] -= 1
         if delay:
             time.sleep(delay)
+        return drop
 
     def _answered(self, path: str) -> None:
         if self.on_answered is not None:
