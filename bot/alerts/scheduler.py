@@ -199,8 +199,8 @@ class _Pass:
         if not ids:
             return []  # nothing due, or another process took it
         with self.sessions() as session:
-            rows = service.load_claimed(session, worker=self.worker, now=self.now)
-        settled = self._settle(rows, pool)
+            uncertain = service.load_uncertain(session, worker=self.worker, now=self.now)
+        settled = self._settle(uncertain, pool)
         with self.sessions.begin() as session:
             rows = service.load_claimed(session, worker=self.worker, now=self.now)
             plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days)
@@ -209,15 +209,14 @@ class _Pass:
         return _with_settled(plans, settled)
 
     def _settle(
-        self, rows: Sequence[tuple[Alert, Token | None]], pool: ThreadPoolExecutor | None
+        self, alerts: Sequence[Alert], pool: ThreadPoolExecutor | None
     ) -> dict[service.Destination, DestinationReport]:
         """Resolve the claimed alerts whose post was attempted (uncertain) from their
         destinations' history, destinations side by side."""
         uncertain: dict[service.Destination, list[Alert]] = {}
-        for alert, _token in rows:
-            if alert.post_attempted_at is not None:
-                target = service.Destination(AlertKind(alert.kind), alert.destination)
-                uncertain.setdefault(target, []).append(alert)
+        for alert in alerts:
+            target = service.Destination(AlertKind(alert.kind), alert.destination)
+            uncertain.setdefault(target, []).append(alert)
         if not uncertain or self.courier is None:
             return {}
         courier = self.courier

@@ -262,6 +262,19 @@ def load_claimed(
     return [(alert, token) for alert, token in rows]
 
 
+def load_uncertain(session: Session, *, worker: str, now: dt.datetime) -> list[Alert]:
+    """Of the records :func:`claim` just leased to ``worker``, those whose earlier post
+    may have been made (``post_attempted_at`` is set): usually none."""
+    return list(session.scalars(
+        select(Alert).where(
+            Alert.claimed_by == worker,
+            Alert.claimed_at == now,
+            Alert.status == AlertStatus.PENDING,
+            Alert.post_attempted_at.is_not(None),
+        )
+    ))
+
+
 def load(session: Session, ids: Sequence[int]) -> list[tuple[Alert, Token | None]]:
     out: list[tuple[Alert, Token | None]] = []
     ids = list(ids)
