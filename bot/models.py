@@ -222,7 +222,8 @@ class Alert(Base):
     out once however many processes run the pass. The expiry is part of the key, so a token
     whose date changes gets fresh records (its thresholds are re-armed). ``claimed_by`` and
     ``claimed_at`` are a lease: a pass killed after claiming leaves records that a later pass
-    takes over once the lease has run out."""
+    takes over once the lease has run out; ``post_attempted_at`` marks a post whose outcome is
+    not known yet (see bot/alerts/delivery.py)."""
 
     __tablename__ = "alerts"
 
@@ -250,6 +251,9 @@ class Alert(Base):
     acted_action: Mapped[str | None] = mapped_column(String(16), default=None)
     acted_by: Mapped[str | None] = mapped_column(String(32), default=None)
     acted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set just before a post of this alert, cleared once its outcome is known: a record
+    # that still has it was perhaps posted, and its destination's history says whether.
+    post_attempted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __table_args__ = (
         UniqueConstraint(

@@ -97,3 +97,16 @@ def alert_settings(make_settings: Any, standin: SlackStandIn, **extra: object) -
     values.update(extra)
     settings: Settings = make_settings(**values)
     return settings
+
+
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """The environment a `tokenbot alerts run` needs to run against these settings."""
+    from tests.conftest import TEST_KEY
+
+    return {
+        "DATABASE_URL": settings.database_url,
+        "TOKENBOT_SECRET_KEYS": TEST_KEY,
+        "SLACK_API_URL": settings.slack_api_url,
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "TOKENBOT_ALERT_CHANNEL": ALERTS,
+    }

@@ -21,7 +21,8 @@ calls == messages needed, peak RSS <= 300 MB, nothing-due pass <= 1 s.
 
 Each channel gets at most one message per second, so a channel with 500 tokens (three
 digest messages of up to 240) needs at least two seconds whatever the hardware; the
-pass posts in rounds across channels so that floor is paid once, not per channel.
+pass posts destinations side by side, every first message before any second one
+(bot/alerts/dispatch.py), so that floor is paid once, not per channel.
 Not collected by pytest (the file name does not start with test_).
 """
 

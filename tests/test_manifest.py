@@ -43,6 +43,8 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     "chat_scheduleMessage": frozenset({"chat:write"}),
     "chat_getPermalink": frozenset(),
     "conversations_open": frozenset({"im:write"}),
+    # The alert pass reads back its own posts in channels (public, private) and DMs.
+    "conversations_history": frozenset({"channels:history", "groups:history", "im:history"}),
     "conversations_join": frozenset({"channels:join"}),
     "users_info": frozenset({"users:read"}),
     "views_open": frozenset(),

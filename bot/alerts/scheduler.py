@@ -1,11 +1,15 @@
 """The alert pass and its schedule.
 
 :func:`run_pass` is one pass: arm the alerts now due; claim every due alert (one
-statement, with a lease); drop those no longer wanted (token deleted, disabled,
+statement, with a lease); settle those whose earlier post may have been made, from the
+destination's Slack history; drop those no longer wanted (token deleted, disabled,
 re-dated, or a nearer threshold came first); cut the rest into digest messages per
-destination; post them in rounds across destinations (a few threads, at most one message
-per second to any one channel); and mark each message's alerts sent once Slack accepted
-it, or failed (retried by a later pass, with backoff).
+destination; and post each destination's messages in order, destinations side by side (a
+few threads, at most one message per second to any one channel, a failing destination
+stops only itself). Each message goes through :class:`bot.alerts.delivery.Courier`, which
+posts it exactly once (the protocol is in that module): sent once Slack accepted it,
+failed (retried by a later pass, with backoff) when Slack refused it, uncertain (resolved
+from history by a later pass) when nobody knows.
 
 :func:`start_scheduler` runs the pass every ``TOKENBOT_ALERT_INTERVAL_MINUTES`` in an
 APScheduler ``BackgroundScheduler`` (coalesced, one instance at a time, and a misfire grace
@@ -30,8 +34,10 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot.alerts.delivery import Courier, Outcome, error_text
+from bot.alerts.dispatch import run_paced
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertKind, Token, utcnow
@@ -65,7 +71,9 @@ class DestinationReport:
     messages: int = 0
     sent: int = 0
     skipped: int = 0
-    failed: int = 0
+    failed: int = 0  # retried by a later pass (includes the uncertain ones)
+    uncertain: int = 0  # maybe posted: a later pass reads Slack's history first
+    recovered: int = 0  # an earlier uncertain post found in Slack's history: marked sent
     error: str | None = None
 
 
@@ -95,10 +103,18 @@ class PassReport:
     def failed(self) -> int:
         return sum(d.failed for d in self.destinations)
 
+    @property
+    def uncertain(self) -> int:
+        return sum(d.uncertain for d in self.destinations)
+
+    @property
+    def recovered(self) -> int:
+        return sum(d.recovered for d in self.destinations)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.update(messages=self.messages, sent=self.sent, skipped=self.skipped,
-                    failed=self.failed)
+                    failed=self.failed, uncertain=self.uncertain, recovered=self.recovered)
         return data
 
 
@@ -118,33 +134,6 @@ def _describe(item: DigestItem) -> dict[str, Any]:
         "threshold_days": item.threshold_days,
         "expires_at": item.expires_at.isoformat(),
     }
-
-
-def _error_text(error: Exception) -> str:
-    if isinstance(error, SlackApiError):
-        status = getattr(error.response, "status_code", None)
-        code = error.response.get("error") if hasattr(error.response, "get") else None
-        return f"HTTP {status}: {code or 'error'}"
-    return f"{type(error).__name__}: {error}"[:200]
-
-
-class _Pacer:
-    """At most one message per ``interval`` seconds to one destination: the next request
-    leaves ``interval`` after the previous one was answered, so it also reaches Slack at
-    least ``interval`` after the previous one did."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.last: float | None = None
-
-    def wait(self) -> None:
-        if self.last is not None:
-            delay = self.last + self.interval - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-
-    def done(self) -> None:
-        self.last = time.monotonic()
 
 
 class _Pass:
@@ -169,16 +158,25 @@ class _Pass:
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._renewed = self._started
+        self.courier = None if client is None else Courier(
+            sessions=self.sessions, client=client, worker=self.worker, now=now,
+            clock=self.clock)
+
+    def clock(self) -> dt.datetime:
+        """The pass's time now: ``now`` plus the time the pass has taken so far."""
+        return self.now + dt.timedelta(seconds=time.monotonic() - self._started)
 
     def renew(self, every: float = 60.0) -> None:
         """Keep the lease of a long pass (thousands of messages, long Retry-After waits)
         from running out while it still posts: at most once a minute."""
-        if time.monotonic() - self._renewed < every:
-            return
-        self._renewed = time.monotonic()
-        at = self.now + dt.timedelta(seconds=self._renewed - self._started)
-        with self.sessions.begin() as session:
-            service.renew(session, worker=self.worker, at=at)
+        with self._lock:
+            if time.monotonic() - self._renewed < every:
+                return
+            self._renewed = time.monotonic()
+        at = self.clock()
+        if self.courier is not None:  # retried in place while the database restarts
+            self.courier.write("renewing the lease",
+                               lambda s: service.renew(s, worker=self.worker, at=at))
 
     def arm(self) -> int:
         with self.sessions.begin() as session:
@@ -192,64 +190,104 @@ class _Pass:
             service.prune(session, now=self.now)
         return created
 
-    def prepare(self) -> list[_Plan]:
-        """Claim every due alert at once (one statement), close those no longer wanted,
-        and cut the rest into digest messages per destination."""
+    def prepare(self, pool: ThreadPoolExecutor | None = None) -> list[_Plan]:
+        """Claim every due alert at once (one statement), settle those whose earlier post
+        may have been made, close those no longer wanted, and cut the rest into digest
+        messages per destination."""
         with self.sessions.begin() as session:
             ids = service.claim(session, now=self.now, worker=self.worker)
         if not ids:
             return []  # nothing due, or another process took it
+        with self.sessions() as session:
+            uncertain = service.load_uncertain(session, worker=self.worker, now=self.now)
+        settled = self._settle(uncertain, pool)
         with self.sessions.begin() as session:
             rows = service.load_claimed(session, worker=self.worker, now=self.now)
-            plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days,
-                                 post_interval=self.post_interval)
+            plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days)
             if skip:
                 service.mark_skipped(session, reasons=skip, worker=self.worker, now=self.now)
-        return plans
+        return _with_settled(plans, settled)
 
-    def post(self, plan: _Plan, number: int) -> None:
-        """Post one digest message of ``plan``; mark its alerts sent, or on failure mark
-        it and the destination's later messages failed (retried by a later pass)."""
-        assert self.client is not None
+    def _settle(
+        self, alerts: Sequence[Alert], pool: ThreadPoolExecutor | None
+    ) -> dict[service.Destination, DestinationReport]:
+        """Resolve the claimed alerts whose post was attempted (uncertain) from their
+        destinations' history, destinations side by side."""
+        uncertain: dict[service.Destination, list[Alert]] = {}
+        for alert in alerts:
+            target = service.Destination(AlertKind(alert.kind), alert.destination)
+            uncertain.setdefault(target, []).append(alert)
+        if not uncertain or self.courier is None:
+            return {}
+        courier = self.courier
+
+        def settle(target: service.Destination) -> DestinationReport:
+            report = DestinationReport(kind=target.kind.value, destination=target.destination)
+            try:
+                found = courier.resolve(target.kind, target.destination, uncertain[target])
+            except SQLAlchemyError as error:  # the database stayed down: after the lease
+                report.error = f"database: {type(error).__name__}: left to a later pass"
+                report.failed = report.uncertain = len(uncertain[target])
+                return report
+            report.recovered, report.error = found.found, found.error
+            report.failed = report.uncertain = found.waiting
+            return report
+
+        mapper = pool.map if pool is not None else map
+        return dict(zip(uncertain, mapper(settle, list(uncertain))))
+
+    def step(self, plan: _Plan, number: int) -> bool:
+        """Post the ``number``-th message of one destination; False stops the destination
+        (only it: its later messages wait for a later pass)."""
+        try:
+            self.renew()
+            return self.post(plan, number)
+        except SQLAlchemyError as error:
+            # The database stayed down through the retries: the alerts keep their lease
+            # (and a post's attempt), and a later pass settles them once it runs out.
+            plan.report.error = f"{type(error).__name__}: left to a later pass"
+            plan.report.failed = sum(len(chunk) for chunk in plan.chunks) - plan.report.sent
+            log.warning("alert digest to %s %s: %s (%s)", plan.target.kind.value,
+                        plan.target.destination, plan.report.error, error_text(error))
+            return False
+
+    def post(self, plan: _Plan, number: int) -> bool:
+        """Post the ``number``-th digest message of ``plan``; False when the destination
+        must stop (its unsent alerts are then marked failed, retried by a later pass)."""
+        assert self.courier is not None
         chunk = plan.chunks[number]
         target, report = plan.target, plan.report
         audience = _audience(target.kind)
-        plan.pacer.wait()
-        try:
-            with self._lock:
-                self._calls += 1
-            response = self.client.chat_postMessage(
-                channel=target.destination,
-                text=digest_text(chunk, audience, self.now),
-                blocks=digest_blocks(chunk, audience=audience, now=self.now),
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-        except (SlackClientError, OSError) as error:
-            plan.pacer.done()
-            # Slack refused or was unreachable (the retry handlers already tried).
-            rest = [plan.alert_of[item.public_id] for later in plan.chunks[number:]
-                    for item in later]
-            plan.failed = True
-            report.failed = len(rest)
-            report.error = _error_text(error)
-            log.warning(
-                "alert digest to %s %s failed (%s); %d alert(s) retried later",
-                target.kind.value, target.destination, report.error, len(rest),
-            )
-            with self.sessions.begin() as session:
-                service.mark_failed(session, ids=rest, worker=self.worker, now=self.now,
-                                    error=report.error)
-            return
-        plan.pacer.done()
-        channel = str(response.get("channel") or target.destination)
-        ts = str(response.get("ts") or "")
-        with self.sessions.begin() as session:
-            report.sent += service.mark_sent(
-                session, ids=[plan.alert_of[item.public_id] for item in chunk],
-                worker=self.worker, now=self.now, channel=channel, ts=ts,
-            )
-        report.messages += 1
+        ids = [plan.alert_of[item.public_id] for item in chunk]
+        with self._lock:
+            self._calls += 1
+        delivery = self.courier.post(
+            target.destination, alert_ids=ids, text=digest_text(chunk, audience, self.now),
+            blocks=digest_blocks(chunk, audience=audience, now=self.now),
+        )
+        if delivery.outcome == Outcome.SENT:
+            report.sent += delivery.sent
+            report.messages += 1
+            return True
+        report.error = delivery.error or "taken over by another pass"
+        if delivery.outcome == Outcome.LOST:
+            return False
+        rest = [plan.alert_of[item.public_id] for later in plan.chunks[number + 1:]
+                for item in later]
+        if rest:
+            self.courier.write("recording unsent alerts", lambda s: service.mark_failed(
+                s, ids=rest, worker=self.worker, now=self.now, error=report.error or ""))
+        report.failed += len(ids) + len(rest)
+        if delivery.outcome == Outcome.UNCERTAIN:
+            report.uncertain += len(ids)
+        log.warning(
+            "alert digest to %s %s %s (%s); %d alert(s) retried later%s",
+            target.kind.value, target.destination,
+            "may not have been posted" if delivery.outcome == Outcome.UNCERTAIN else "failed",
+            report.error, len(ids) + len(rest),
+            ", after Slack's history is read" if delivery.outcome == Outcome.UNCERTAIN else "",
+        )
+        return False
 
 
 @dataclass
@@ -258,31 +296,40 @@ class _Plan:
     report: DestinationReport
     chunks: list[list[DigestItem]] = field(default_factory=list)
     alert_of: dict[str, int] = field(default_factory=dict)
-    pacer: _Pacer = field(default_factory=lambda: _Pacer(PER_CHANNEL_INTERVAL))
-    failed: bool = False
+
+
+def _with_settled(
+    plans: list[_Plan], settled: dict[service.Destination, DestinationReport]
+) -> list[_Plan]:
+    """Fold what the history said into each destination's report (a destination whose
+    alerts were all found posted gets a plan with nothing left to post)."""
+    by_target = {plan.target: plan for plan in plans}
+    for target, found in settled.items():
+        plan = by_target.get(target)
+        if plan is None:
+            plans.append(_Plan(target=target, report=found))
+            continue
+        plan.report.recovered = found.recovered
+        plan.report.failed += found.failed
+        plan.report.uncertain += found.uncertain
+        plan.report.error = found.error
+    return plans
 
 
 def _deliver_all(run: _Pass, threads: int) -> list[_Plan]:
-    """Post in rounds: round *k* posts the *k*-th message of every destination that has
-    one, in parallel. A destination's next message waits at least the per-channel
-    interval, so a channel needing five messages costs about four seconds whatever the
-    number of channels."""
-    plans = run.prepare()
-    if not plans:
-        return []
-    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(plans))),
+    """Destinations side by side, each one's messages in order (bot/alerts/dispatch.py):
+    a destination's next message waits at least the per-channel interval, the interval is
+    paid once per pass, and a slow or failing destination holds up no other."""
+    with ThreadPoolExecutor(max_workers=max(1, threads),
                             thread_name_prefix="tokenbot-alerts") as pool:
-        rounds = max(len(plan.chunks) for plan in plans)
-        for number in range(rounds):
-            run.renew()
-            active = [p for p in plans if len(p.chunks) > number and not p.failed]
-            list(pool.map(lambda plan: run.post(plan, number), active))
+        plans = run.prepare(pool)
+    run_paced(plans, steps=lambda plan: len(plan.chunks), step=run.step, threads=threads,
+              interval=run.post_interval)
     return plans
 
 
 def _plans(
     rows: Sequence[tuple[Alert, Token | None]], *, now: dt.datetime, alert_days: Sequence[int],
-    post_interval: float = PER_CHANNEL_INTERVAL,
 ) -> tuple[list[_Plan], dict[int, str]]:
     """The digest messages each destination gets from these alerts, and the alerts to close
     without posting (with why)."""
@@ -302,8 +349,7 @@ def _plans(
             skipped=len(selection.skip),
         )
         plans.append(_Plan(target=target, report=report, chunks=chunks,
-                           alert_of={t.public_id: a.id for a, t in selection.post},
-                           pacer=_Pacer(post_interval)))
+                           alert_of={t.public_id: a.id for a, t in selection.post}))
     return plans, skip
 
 
@@ -346,13 +392,16 @@ def run_pass(
         report.armed = run.arm()
         report.destinations = [plan.report for plan in _deliver_all(run, threads)]
         report.slack_calls = run._calls
-    report.destinations = [d for d in report.destinations if d.tokens or d.skipped or d.failed]
+    report.destinations = [d for d in report.destinations
+                           if d.tokens or d.skipped or d.failed or d.recovered or d.error]
     report.seconds = round(time.perf_counter() - started, 3)
     if report.destinations or report.armed:
         log.info(
-            "alert pass%s: %d armed, %d message(s), %d sent, %d skipped, %d failed in %.2fs",
+            "alert pass%s: %d armed, %d message(s), %d sent, %d skipped, %d failed "
+            "(%d uncertain), %d found already posted, in %.2fs",
             " (dry run)" if dry_run else "", report.armed, report.messages, report.sent,
-            report.skipped, report.failed, report.seconds,
+            report.skipped, report.failed, report.uncertain, report.recovered,
+            report.seconds,
         )
     return report
 

@@ -34,8 +34,14 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
                 f"{len(dest['tokens'])} token(s)")
         if dest["skipped"]:
             line += f", skipped {dest['skipped']}"
+        if dest.get("recovered"):
+            line += f", {dest['recovered']} found already posted (marked sent)"
         if dest["failed"]:
             line += f", {dest['failed']} failed ({dest['error']}), retried later"
+            if dest.get("uncertain"):
+                line += f" ({dest['uncertain']} maybe posted: Slack's history is read first)"
+        elif dest.get("error"):
+            line += f" ({dest['error']})"
         print(line)
         for token in dest["tokens"]:
             when = "expired" if token["threshold_days"] == 0 else f"{token['threshold_days']}-day"
@@ -52,7 +58,8 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
         print(
             f"Alert pass at {report['now']}: {report['messages']} message(s) posted, "
             f"{report['sent']} alert(s) sent, {report['skipped']} skipped, "
-            f"{report['failed']} failed (retried on a later pass)."
+            f"{report['failed']} failed (retried on a later pass), "
+            f"{report['recovered']} found already posted."
         )
 
 

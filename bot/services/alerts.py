@@ -15,10 +15,14 @@ Exactly once, across processes:
    destination's). On PostgreSQL claims take turns under an advisory lock, so one pass
    gets all of a destination's alerts; on SQLite the statement holds the database's
    write lock, which is as atomic. A long pass renews its lease while it posts.
-3. **Post, then mark.** Records are marked sent only after Slack accepted the message;
-   a failure releases the lease and sets ``next_attempt_at`` with exponential backoff.
-   A pass killed in between leaves a lease that runs out after :data:`LEASE`, and a later
-   pass takes the records over.
+3. **Attempt, post, then mark.** Just before posting, :func:`mark_attempted` sets
+   ``post_attempted_at`` on the message's records (only those still leased to the pass: a
+   pass that lost its lease posts nothing). Records are marked sent only after Slack
+   accepted the message; a refusal releases the lease and sets ``next_attempt_at`` with
+   exponential backoff. A post whose outcome is unknown keeps ``post_attempted_at``; a
+   pass killed in between leaves a lease that runs out after :data:`LEASE`. The pass
+   that takes such records over asks Slack what was posted before posting anything
+   again (bot/alerts/delivery.py), then :func:`mark_sent` or :func:`clear_attempt`.
 """
 
 from __future__ import annotations
@@ -258,6 +262,19 @@ def load_claimed(
     return [(alert, token) for alert, token in rows]
 
 
+def load_uncertain(session: Session, *, worker: str, now: dt.datetime) -> list[Alert]:
+    """Of the records :func:`claim` just leased to ``worker``, those whose earlier post
+    may have been made (``post_attempted_at`` is set): usually none."""
+    return list(session.scalars(
+        select(Alert).where(
+            Alert.claimed_by == worker,
+            Alert.claimed_at == now,
+            Alert.status == AlertStatus.PENDING,
+            Alert.post_attempted_at.is_not(None),
+        )
+    ))
+
+
 def load(session: Session, ids: Sequence[int]) -> list[tuple[Alert, Token | None]]:
     out: list[tuple[Alert, Token | None]] = []
     ids = list(ids)
@@ -339,6 +356,30 @@ def mark_skipped(
         )
 
 
+def mark_attempted(
+    session: Session, *, ids: Sequence[int], worker: str, at: dt.datetime
+) -> list[int]:
+    """Record that a post of these records is about to be made; returns those still
+    leased to ``worker`` (the only ones it may post)."""
+    return sorted(session.scalars(
+        update(Alert)
+        .where(*_mine(ids, worker))
+        .values(post_attempted_at=at)
+        .returning(Alert.id)
+        .execution_options(synchronize_session=False)
+    ).all())
+
+
+def clear_attempt(session: Session, *, ids: Sequence[int], worker: str) -> None:
+    """The attempted post did not happen (Slack's history lacks it): post afresh."""
+    session.execute(
+        update(Alert)
+        .where(*_mine(ids, worker))
+        .values(post_attempted_at=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def mark_sent(
     session: Session,
     *,
@@ -358,6 +399,7 @@ def mark_sent(
             message_ts=ts,
             claimed_at=None,
             last_error=None,
+            post_attempted_at=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -365,9 +407,12 @@ def mark_sent(
 
 
 def mark_failed(
-    session: Session, *, ids: Sequence[int], worker: str, now: dt.datetime, error: str
+    session: Session, *, ids: Sequence[int], worker: str, now: dt.datetime, error: str,
+    uncertain: bool = False,
 ) -> None:
-    """Release the lease and schedule a retry with exponential backoff."""
+    """Release the lease and schedule a retry with exponential backoff. ``uncertain``:
+    the post may have been made, so ``post_attempted_at`` stays for the retry to check."""
+    cleared: dict[str, Any] = {} if uncertain else {"post_attempted_at": None}
     rows = session.execute(
         select(Alert.id, Alert.attempts).where(*_mine(ids, worker))
     ).all()
@@ -384,6 +429,7 @@ def mark_failed(
                 claimed_by=None,
                 claimed_at=None,
                 last_error=error[:200],
+                **cleared,
             )
             .execution_options(synchronize_session=False)
         )

@@ -3,7 +3,9 @@
 The bot reaches it through its configurable Slack API base URL (``SLACK_API_URL``), the
 way slack_sdk's own tests run against a mock server. It records every call and answers
 like Slack does; failures (HTTP 429 with Retry-After, 5xx, ``ok: false``) can be queued
-per method.
+per method. Messages posted with ``chat.postMessage`` are kept per conversation with their
+metadata and answered by ``conversations.history``; answers can be delayed (``latency``,
+``delay_next``) and watched (``on_arrival``, ``on_answered``) to stage faults.
 """
 
 from __future__ import annotations
@@ -14,8 +16,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+
+DROPPED = 0  # _handle's status for a call answered by closing the connection
 
 
 @dataclass
@@ -55,6 +61,7 @@ class SlackStandIn:
         self._lock = threading.Lock()
         self._ts = itertools.count(1)
         self._views = itertools.count(1)
+        self._init_history()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,14 +77,23 @@ class SlackStandIn:
                 status, payload, headers = standin._handle(
                     self.path, dict(self.headers), raw, arrived
                 )
+                if status == DROPPED:  # accepted, then the connection is closed unanswered
+                    self.close_connection = True
+                    standin._answered(self.path)
+                    return
                 data = json.dumps(payload).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                    self.wfile.flush()
+                except OSError:  # the caller gave up waiting (timeout) or died
+                    self.close_connection = True
+                standin._answered(self.path)
 
             do_GET = do_POST
 
@@ -162,6 +178,7 @@ class SlackStandIn:
             self._released.set()
             self._ts = itertools.count(1)
             self._views = itertools.count(1)
+        self._init_history()
 
     def wait_for(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
         """Calls to ``method`` once at least ``count`` arrived (the work after an
@@ -188,6 +205,8 @@ class SlackStandIn:
             body = json.loads(raw or b"{}")
         else:
             body = _decode_form(raw)
+        if parsed.query:  # GET methods (conversations.history) send their arguments here
+            body = {**_decode_form(parsed.query.encode("utf-8")), **body}
         if parsed.path.startswith("/response/"):
             method = "response_url"
         else:
@@ -198,6 +217,7 @@ class SlackStandIn:
             )
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
+            call = self.calls[-1]
             delay = self._delays.get(method, self._delays.get("*", 0.0))
             held = method in self._held
         if held:
@@ -206,7 +226,10 @@ class SlackStandIn:
             time.sleep(delay)
         if failure is not None:
             return failure.status, failure.body or {"ok": False, "error": "fatal_error"}, failure.headers
-        return 200, self._answer(method, body), {}
+        answer = self._answer(method, body)
+        if self._after_arrival(call):
+            return DROPPED, {}, {}
+        return 200, answer, {}
 
     def _answer(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
         if method == "response_url":
@@ -214,6 +237,8 @@ class SlackStandIn:
         if method in ("chat.postMessage", "chat.update"):
             channel = body.get("channel", "C000")
             ts = body.get("ts") or f"{int(time.time())}.{next(self._ts):06d}"
+            if method == "chat.postMessage":
+                self._keep(channel, ts, body)
             return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body.get("text")}}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
@@ -224,6 +249,93 @@ class SlackStandIn:
             return {"ok": True, "view": view}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(body.get("users", "U"))[:10]}}
+        if method == "conversations.history":
+            return self._history(body)
         if method == "auth.test":
             return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
         return {"ok": True}
+
+    # -- conversation history (alerts exactly once) ---------------------------
+    #
+    # Every message Slack accepted is kept under its conversation (a post to a user id
+    # lands in the DM ``conversations.open`` names) with its metadata, the moment it
+    # arrives: a client that dies or stops waiting before the answer still posted it.
+
+    def _init_history(self) -> None:
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.latency: dict[str, float] = {}  # method -> seconds every answer waits
+        self._delays: dict[str, list[float]] = {}
+        self._drops: dict[str, int] = {}
+        # Called in the server's thread: once a call arrived and was accepted (before any
+        # delay), and once its answer was written (or the caller had gone).
+        self.on_arrival: Callable[[Call], None] | None = None
+        self.on_answered: Callable[[str], None] | None = None
+
+    @staticmethod
+    def conversation_of(channel: str) -> str:
+        """Where a post to ``channel`` lands: a user id means the bot's DM with them, the
+        id ``conversations.open`` answers for that user."""
+        return "D" + channel[:10] if channel[:1] in ("U", "W") else channel
+
+    def delay_next(self, method: str, *seconds: float) -> None:
+        """The next calls to ``method`` are answered this late (after being accepted)."""
+        with self._lock:
+            self._delays.setdefault(method, []).extend(seconds)
+
+    def drop_next(self, method: str, times: int = 1) -> None:
+        """The next calls to ``method`` are accepted, then the connection is closed
+        without an answer (a proxy or load balancer cutting it)."""
+        with self._lock:
+            self._drops[method] = self._drops.get(method, 0) + times
+
+    def posted(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Messages kept (of one conversation, or all), oldest first."""
+        with self._lock:
+            if channel is not None:
+                return list(self.messages.get(self.conversation_of(channel), []))
+            return [m for kept in self.messages.values() for m in kept]
+
+    def _keep(self, channel: str, ts: str, body: dict[str, Any]) -> None:
+        message = {"type": "message", "ts": ts, "text": body.get("text"), "bot_id": "BBOT",
+                   "channel": channel, "metadata": body.get("metadata")}
+        with self._lock:
+            self.messages.setdefault(self.conversation_of(channel), []).append(message)
+
+    def _after_arrival(self, call: Call) -> bool:
+        """Hooks and delays of an accepted call; True when it is to go unanswered."""
+        if self.on_arrival is not None:
+            self.on_arrival(call)
+        with self._lock:
+            queue = self._delays.get(call.method)
+            delay = queue.pop(0) if queue else self.latency.get(call.method, 0.0)
+            drop = self._drops.get(call.method, 0) > 0
+            if drop:
+                self._drops[call.method] -= 1
+        if delay:
+            time.sleep(delay)
+        return drop
+
+    def _answered(self, path: str) -> None:
+        if self.on_answered is not None:
+            self.on_answered(urlparse(path).path.rsplit("/", 1)[-1])
+
+    def _history(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = str(body.get("channel") or "")
+        if channel[:1] in ("U", "W"):  # a user id is no conversation
+            return {"ok": False, "error": "channel_not_found"}
+        oldest = float(body.get("oldest") or 0)
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        with self._lock:
+            kept = [m for m in self.messages.get(channel, []) if float(m["ts"]) > oldest]
+        kept.reverse()  # newest first, as Slack answers
+        start = int(str(body.get("cursor") or "0").removeprefix("next:"))
+        limit = min(int(body.get("limit") or 100), 999)
+        page = kept[start : start + limit]
+        messages = [
+            {k: v for k, v in m.items()
+             if k != "channel" and (k != "metadata" or (with_metadata and v))}
+            for m in page
+        ]
+        more = start + limit < len(kept)
+        return {"ok": True, "messages": messages, "has_more": more,
+                "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""}}

@@ -1,0 +1,388 @@
+"""Alerts exactly once when a post's outcome is uncertain: the rules the next pass follows
+(bot/alerts/delivery.py), on SQLite and PostgreSQL, with Slack played by the stand-in.
+
+A "dead pass" is staged the way it leaves the database: alerts claimed by a worker that
+recorded a post attempt and then vanished; whether Slack got the message is the stand-in's
+to say (a message posted to it with the alerts' metadata, or none)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections import Counter
+
+import pytest
+from slack_sdk import WebClient
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+
+from bot.alerts import delivery
+from bot.alerts.scheduler import _Pass, run_pass
+from bot.config import Settings
+from bot.db import Database
+from bot.models import Alert, AlertStatus
+from bot.services import alerts as service
+from bot.slack.client import make_web_client
+from tests.alerts_support import (
+    ALERTS,
+    UTC,
+    by_destination,
+    cli_environment,
+    posted_ids,
+    seed_token,
+)
+from tests.support.slack_standin import Failure, SlackStandIn
+
+T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+AFTER_LEASE = T0 + service.LEASE + dt.timedelta(minutes=1)
+
+
+def _dead_pass(db: Database, *, attempted: bool = True) -> dict[str, int]:
+    """Arm and claim as a pass that then died, having recorded its post attempts; returns
+    destination -> alert id."""
+    with db.sessions.begin() as session:
+        service.arm(session, now=T0, alert_days=[30, 7, 1], default_channel=ALERTS)
+    with db.sessions.begin() as session:
+        ids = service.claim(session, now=T0, worker="dead")
+        if attempted:
+            service.mark_attempted(session, ids=ids, worker="dead", at=T0)
+        rows = session.execute(select(Alert.destination, Alert.id)).all()
+    return dict(rows)
+
+
+def _slack_got(standin: SlackStandIn, client: WebClient, channel: str, alert_id: int,
+               text: str = "the dead pass's digest") -> str:
+    """What the dead pass's post left in Slack: a message naming ``alert_id``."""
+    response = client.chat_postMessage(channel=channel, text=text,
+                                       metadata=delivery.metadata([alert_id]))
+    return str(response["ts"])
+
+
+def _statuses(db: Database) -> dict[str, tuple[str, str | None, str | None]]:
+    with db.sessions() as session:
+        rows = session.execute(select(Alert.destination, Alert.status, Alert.message_channel,
+                                      Alert.message_ts, Alert.post_attempted_at)).all()
+    assert all(attempted is None for *_rest, attempted in rows)  # every outcome known
+    return {dest: (status, channel, ts) for dest, status, channel, ts, _a in rows}
+
+
+def _digests(standin: SlackStandIn) -> Counter[tuple[str, str]]:
+    """(destination, token) of every digest that reached Slack."""
+    return Counter((call.body["channel"], public_id)
+                   for call in standin.calls_to("chat.postMessage")
+                   if call.body.get("blocks") for public_id in posted_ids(call.body))
+
+
+def test_every_digest_names_its_alerts_in_its_metadata(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                      now=T0)
+    assert report.sent == 2 and report.recovered == 0
+    statuses = _statuses(adb)
+    with adb.sessions() as session:
+        ids = dict(session.execute(select(Alert.destination, Alert.id)).all())
+    for destination in (ALERTS, "U1"):
+        [message] = standin.posted(destination)
+        assert message["metadata"] == {"event_type": "tokenbot_alert",
+                                       "event_payload": {"alert_ids": [ids[destination]]}}
+        assert statuses[destination] == (AlertStatus.SENT, destination, message["ts"])
+    assert by_destination(standin.calls_to("chat.postMessage")) == {
+        ALERTS: [token.public_id], "U1": [token.public_id]}
+
+
+def test_a_post_the_dead_pass_made_is_found_in_history_and_not_posted_again(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """The channel's digest reached Slack before the pass died, the owner's DM did not:
+    the next pass marks the first sent (with the message Slack has, so its buttons work)
+    and posts only the second."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    ids = _dead_pass(adb)
+    client = make_web_client(asettings)
+    ts = _slack_got(standin, client, ALERTS, ids[ALERTS])
+    # In the owner's DM: a message naming another alert, and one naming this one from
+    # before the attempt (a week ago): neither is taken for this attempt's post.
+    _slack_got(standin, client, "U1", ids[ALERTS] + 1000)
+    week_ago = (T0 - dt.timedelta(days=7)).timestamp()
+    standin._keep("U1", f"{week_ago:.6f}", {"text": "old", "metadata": delivery.metadata([ids["U1"]])})
+    report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    assert (report.recovered, report.sent, report.messages) == (1, 1, 1)
+    statuses = _statuses(adb)
+    assert statuses[ALERTS] == (AlertStatus.SENT, ALERTS, ts)
+    assert statuses["U1"][0] == AlertStatus.SENT
+    assert _digests(standin) == Counter({("U1", token.public_id): 1})
+    assert run_pass(settings=asettings, database=adb, client=client,
+                    now=AFTER_LEASE + dt.timedelta(hours=1)).messages == 0
+
+
+def test_history_is_read_past_its_first_pages(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """The dead pass's message lies under 450 later ones: every page is read."""
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
+    ids = _dead_pass(adb)
+    client = make_web_client(asettings)
+    ts = _slack_got(standin, client, ALERTS, ids[ALERTS])
+    for number in range(450):  # the channel's chatter since (kept as Slack keeps it)
+        standin._keep(ALERTS, f"{float(ts) + 1 + number:.6f}", {"text": f"hi {number}"})
+    standin.clear()
+    report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    assert report.recovered == 1 and _statuses(adb)[ALERTS][2] == ts
+    assert len(standin.calls_to("conversations.history")) >= 3  # 200 a page
+    assert [c.body["channel"] for c in standin.calls_to("chat.postMessage")] == ["U1"]
+
+
+def test_an_attempt_slack_never_got_is_posted_once(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    _dead_pass(adb)
+    client = make_web_client(asettings)
+    # While the lease holds, the dead pass might still be alive: nothing is touched.
+    assert run_pass(settings=asettings, database=adb, client=client,
+                    now=T0 + dt.timedelta(minutes=5)).messages == 0
+    report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    assert (report.recovered, report.sent) == (0, 2)
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+
+
+def test_when_slack_cannot_be_asked_the_uncertain_alerts_wait(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """History answers an error that is no refusal: nothing is posted (it may be there);
+    a later pass asks again and finds it."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    ids = _dead_pass(adb)
+    client = make_web_client(asettings)
+    _slack_got(standin, client, ALERTS, ids[ALERTS])
+    standin.fail_next("conversations.history",
+                      Failure(status=200, body={"ok": False, "error": "internal_error"}))
+    first = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    channel = next(d for d in first.destinations if d.destination == ALERTS)
+    assert (channel.uncertain, channel.failed, channel.sent) == (1, 1, 0)
+    assert "history unreadable" in (channel.error or "")
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=AFTER_LEASE + dt.timedelta(minutes=5))
+    assert later.recovered == 1 and later.messages == 0
+    assert _digests(standin) == Counter({("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+
+
+def test_without_the_history_scopes_alerts_are_at_least_once_and_it_is_logged_once(
+    asettings: Settings, adb: Database, standin: SlackStandIn,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(delivery, "_refusals_logged", set())
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    ids = _dead_pass(adb)
+    client = make_web_client(asettings)
+    _slack_got(standin, client, ALERTS, ids[ALERTS])
+    refused = Failure(status=200, body={"ok": False, "error": "missing_scope",
+                                        "needed": "channels:history"})
+    standin.fail_next("conversations.history", refused)
+    standin.fail_next("conversations.open", Failure(status=200, body={
+        "ok": False, "error": "missing_scope", "needed": "im:write"}))
+    with caplog.at_level(logging.WARNING, logger="bot.alerts"):
+        report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    assert report.sent == 2 and report.failed == 0
+    # The channel's digest is there twice: the at-least-once the README states.
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert len(standin.posted(ALERTS)) == 2
+    warnings = [r.getMessage() for r in caplog.records if "history" in r.getMessage()]
+    assert len(warnings) == 1 and "missing_scope" in warnings[0]
+    assert "at-least-once" in warnings[0] and "channels:history" in warnings[0]
+
+
+def test_a_pass_that_lost_its_lease_posts_nothing(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """A pass stalled past its lease (another took its alerts over and posted them) wakes
+    up and must not post them a second time."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings)
+    stalled = _Pass(settings=asettings, database=adb, client=client, now=T0, worker="stalled",
+                    post_interval=0.0)
+    stalled.arm()
+    plans = stalled.prepare()
+    assert run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE).sent == 2
+    for plan in plans:
+        assert stalled.step(plan, 0) is False
+        assert plan.report.sent == 0 and plan.report.error == "taken over by another pass"
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+
+
+def test_a_database_error_after_a_post_is_retried_in_place(
+    asettings: Settings, adb: Database, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording the channel's post fails twice (a database restart): the pass records it
+    on the third try instead of giving up, so nothing waits for a lease to run out."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    monkeypatch.setattr(delivery, "DB_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    real, failures = service.mark_sent, [2]
+
+    def flaky(session, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["channel"] == ALERTS and failures[0]:
+            failures[0] -= 1
+            raise OperationalError("UPDATE alerts", {}, ConnectionError("server restarting"))
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(service, "mark_sent", flaky)
+    report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                      now=T0)
+    assert (report.sent, report.failed, failures[0]) == (2, 0, 0)
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+
+
+def test_a_database_that_stays_down_after_a_post_holds_up_no_other_destination(
+    asettings: Settings, adb: Database, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel's post is accepted but cannot be recorded through all the retries: the
+    owner's DM still goes out, and the pass after the lease finds the channel's digest in
+    its history instead of posting it again."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    monkeypatch.setattr(delivery, "DB_RETRY_DELAYS", (0.01, 0.01))
+    real = service.mark_sent
+
+    def down(session, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["channel"] == ALERTS:
+            raise OperationalError("UPDATE alerts", {}, ConnectionError("connection refused"))
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(service, "mark_sent", down)
+    client = make_web_client(asettings)
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    channel = next(d for d in first.destinations if d.destination == ALERTS)
+    assert channel.sent == 0 and channel.failed == 1 and "OperationalError" in channel.error
+    assert first.sent == 1  # the owner's DM
+    monkeypatch.setattr(service, "mark_sent", real)
+    later = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    assert later.recovered == 1 and later.messages == 0
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+
+
+def test_a_5xx_answer_is_uncertain_and_settled_by_the_next_pass(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """Slack answered 500 to the channel's post (it may have posted it: it did not here)
+    and nothing is retried blindly; the next pass finds no such message and posts it."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings, max_retry_count=0)
+    standin.fail_next("chat.postMessage", Failure(status=500))
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    assert first.uncertain == 1 and first.sent == 1
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=T0 + dt.timedelta(minutes=5))
+    assert later.sent == 1 and later.recovered == 0
+    posts = standin.calls_to("chat.postMessage")[1:]  # the refused one is not a post
+    assert Counter((c.body["channel"], i) for c in posts for i in posted_ids(c.body)) == Counter(
+        {(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+
+
+# -- destinations side by side (bot/alerts/dispatch.py) ---------------------------------
+
+
+def test_a_slow_destination_holds_up_no_other() -> None:
+    """One destination's post hangs until every other destination has posted all of its
+    messages: they do, on the other thread."""
+    from bot.alerts.dispatch import run_paced
+
+    others_done = threading.Event()
+    done: list[tuple[str, int]] = []
+
+    def step(task: tuple[str, int], number: int) -> bool:
+        name, _count = task
+        if name == "slow":
+            done.append((name, int(others_done.wait(timeout=10))))
+            return True
+        done.append((name, number))
+        if sum(1 for n, _ in done if n != "slow") == 6:
+            others_done.set()
+        return True
+
+    run_paced([("slow", 1), ("b", 3), ("c", 3)], steps=lambda task: task[1], step=step,
+              threads=2, interval=0.01)
+    assert ("slow", 1) in done  # it was released by the others finishing, not the timeout
+    assert sorted(done) == [("b", 0), ("b", 1), ("b", 2), ("c", 0), ("c", 1), ("c", 2),
+                            ("slow", 1)]
+
+
+def test_every_destination_gets_its_first_message_before_any_gets_a_second() -> None:
+    from bot.alerts.dispatch import run_paced
+
+    order: list[tuple[str, int]] = []
+    run_paced([("a", 3), ("b", 1), ("c", 2)], steps=lambda task: task[1],
+              step=lambda task, number: order.append((task[0], number)) or True,
+              threads=1, interval=0.01)
+    assert order[:3] == [("a", 0), ("b", 0), ("c", 0)]
+    assert sorted(order[3:]) == [("a", 1), ("a", 2), ("c", 1)]
+    assert order.index(("a", 1)) < order.index(("a", 2))
+
+
+def test_a_destination_that_fails_stops_alone() -> None:
+    from bot.alerts.dispatch import run_paced
+
+    order: list[tuple[str, int]] = []
+
+    def step(task: tuple[str, int], number: int) -> bool:
+        order.append((task[0], number))
+        if task[0] == "raises":
+            raise RuntimeError("a bug")
+        return task[0] != "refused"
+
+    run_paced([("refused", 3), ("raises", 3), ("fine", 3)], steps=lambda task: task[1],
+              step=step, threads=2, interval=0.0)
+    assert sorted(order) == [("fine", 0), ("fine", 1), ("fine", 2), ("raises", 0),
+                             ("refused", 0)]
+
+
+def test_the_operator_sees_what_was_uncertain_and_what_was_found_posted(
+    asettings: Settings, adb: Database, standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`tokenbot alerts run`: the pass after a dead one says what it found already posted
+    (JSON and text); an uncertain post makes the pass exit 1 and says so."""
+    from bot.cli import main
+
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
+    ids = _dead_pass(adb)
+    _slack_got(standin, make_web_client(asettings), ALERTS, ids[ALERTS])
+    for name, value in cli_environment(asettings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["alerts", "run", "--now", AFTER_LEASE.isoformat(), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["recovered"], report["sent"], report["uncertain"]) == (1, 1, 0)
+    channel = next(d for d in report["destinations"] if d["destination"] == ALERTS)
+    assert channel["recovered"] == 1 and channel["messages"] == 0
+
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=2)).date(), owner="U2",
+               label="late answer")
+    standin.fail_next("chat.postMessage", Failure(status=503), Failure(status=503))
+    later = (AFTER_LEASE + dt.timedelta(minutes=1)).isoformat()
+    assert main(["alerts", "run", "--now", later]) == 1
+    out = capsys.readouterr().out
+    assert "1 failed (HTTP 503: fatal_error), retried later (1 maybe posted" in out
+    assert "2 failed (retried on a later pass)" in out
+
+
+def test_a_post_whose_connection_drops_unanswered_is_not_posted_again(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """Slack accepts the first digest and the connection is cut before the answer: the
+    client does not send it again (a reset connection is retried only for reads), and the
+    next pass finds it in the history."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings)
+    standin.drop_next("chat.postMessage")
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    assert (first.sent, first.uncertain) == (1, 1)
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=T0 + dt.timedelta(minutes=5))
+    assert (later.recovered, later.messages) == (1, 0)
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
