@@ -3,8 +3,8 @@
 An expiry is a calendar date: the token stops working at 00:00 UTC of that date. It is
 shown as that date (``2027-01-11``), never as the instant 00:00 UTC drawn in a reader's
 time zone (which west of UTC is the evening before), with how far away it is in whole UTC
-days ("in 3 days", "today", "expired 2 days ago"). Instants (created, last used) are a
-different thing and each surface shows them as instants."""
+days ("in 3 days", "expired today", "expired 2 days ago"). Instants (created, last used)
+are a different thing and each surface shows them as instants."""
 
 from __future__ import annotations
 
@@ -41,12 +41,13 @@ def _days(count: int) -> str:
 
 
 def relative_expiry(day: dt.date, now: dt.datetime) -> str:
-    """ "in 3 days", "today" (it stopped working at 00:00 UTC today), "expired 2 days ago"."""
+    """ "in 3 days", "expired today" (it stopped working at 00:00 UTC today), "expired 2
+    days ago"."""
     left = days_until(day, now)
     if left > 0:
         return f"in {_days(left)}"
     if left == 0:
-        return "today"
+        return "expired today"
     return f"expired {_days(-left)} ago"
 
 

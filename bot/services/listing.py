@@ -92,6 +92,7 @@ class TokenPage:
     per_page: int
     total_exact: bool = True
     has_next: bool = False
+    expiring_days: int = 0  # what "expiring" meant for this page's filter
 
     @property
     def pages(self) -> int:
@@ -210,4 +211,5 @@ def list_tokens(
         per_page=per_page,
         total_exact=total_exact,
         has_next=len(rows) > per_page,
+        expiring_days=expiring_days,
     )

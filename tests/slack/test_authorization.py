@@ -195,7 +195,7 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     assert fields["scope"]["element"]["initial_option"]["value"] == "write"
     notice = texts(form["blocks"][:1])
     assert f"This token changed since you looked: <@{ADMIN}> disabled it <!date^" in notice
-    assert "what you typed is kept below" in notice
+    assert "what you changed, and the current value of every field you left alone" in notice
     token = load(db, public_id)
     assert token.label == "shared" and token.scope == "read"
     text = texts(last_response(standin).body["blocks"])
@@ -211,9 +211,12 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     assert load(db, public_id).label == "shared"
 
 
-def test_a_stale_edit_submission_applies_when_submitted_again(bot, db, standin, table):
-    """The form answered with what changed carries the current version: a second submit
-    of the kept values applies them over the other person's change, knowingly."""
+def test_a_stale_edit_keeps_what_the_user_changed_and_shows_the_others_change(
+        bot, db, standin, table):
+    """An admin changed the scope while the owner renamed the token in an open form. The
+    form answers with the owner's new label and the admin's new scope (the field the
+    owner left alone), at the current version: submitting it again renames the token and
+    keeps the admin's change."""
     created = seed(db, label="shared")
     public_id = created.token.public_id
     bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
@@ -225,10 +228,27 @@ def test_a_stale_edit_submission_applies_when_submitted_again(bot, db, standin, 
     bot.submit(view, form_values(label="typed label", scope="read"))
     form = bot.acks[-1]["view"]
     assert "(scope “read” → “write”)" in texts(form["blocks"][:1])
+    fields = {b["block_id"]: b for b in form["blocks"] if b["type"] == "input"}
+    assert fields["label"]["element"]["initial_value"] == "typed label"
+    assert fields["scope"]["element"]["initial_option"]["value"] == "write"
     assert load(db, public_id).label == "shared"
-    bot.submit(form, form_values(label="typed label", scope="read"))
+    bot.submit(form, form_values(label="typed label", scope="write"))
     token = load(db, public_id)
-    assert (token.label, token.scope) == ("typed label", "read")
+    assert (token.label, token.scope) == ("typed label", "write")
+
+
+def test_a_stale_edit_keeps_a_field_both_changed_as_the_user_typed_it(bot, db, standin, table):
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with db.sessions.begin() as session:
+        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                       public_id=public_id, expected_version=created.token.version,
+                       scopes=["read", "write"], now=utcnow(), scope="write")
+    bot.submit(view, form_values(label="shared", scope="admin"))
+    fields = {b["block_id"]: b for b in bot.acks[-1]["view"]["blocks"] if b["type"] == "input"}
+    assert fields["scope"]["element"]["initial_option"]["value"] == "admin"
 
 
 def test_edit_submission_of_a_deleted_token(bot, db, standin, table):

@@ -1,6 +1,6 @@
 """Dates users can trust: the expiry date picked in the modal is the date every surface
 shows (the table, the edit modal, digests, the CLI), whatever the reader's time zone; how
-far away it is ("in 3 days", "today", "expired 2 days ago") and an "Expires soon" badge
+far away it is ("in 3 days", "expired today", "expired 2 days ago") and an "Expires soon" badge
 within 7 days; Created shows date and time."""
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_a_date_picked_in_the_modal_reads_the_same_everywhere_in_every_time_zone
 @pytest.mark.parametrize(
     ("offset", "relative", "soon"),
     [(40, "in 40 days", False), (8, "in 8 days", False), (7, "in 7 days", True),
-     (3, "in 3 days", True), (1, "in 1 day", True), (0, "today", False),
+     (3, "in 3 days", True), (1, "in 1 day", True), (0, "expired today", False),
      (-2, "expired 2 days ago", False)],
 )
 def test_rows_say_how_far_the_expiry_is_and_badge_the_soon_ones(bot, db, table, offset,
@@ -167,8 +167,8 @@ def test_relative_expiry_counts_utc_calendar_days():
     the 11th it has expired "today"."""
     day = dt.date(2027, 1, 11)
     assert relative_expiry(day, dt.datetime(2027, 1, 10, 23, 59, tzinfo=UTC)) == "in 1 day"
-    assert relative_expiry(day, dt.datetime(2027, 1, 11, 0, 0, tzinfo=UTC)) == "today"
+    assert relative_expiry(day, dt.datetime(2027, 1, 11, 0, 0, tzinfo=UTC)) == "expired today"
     # a reader's zone does not move the calendar: the same instant, written west of UTC
     late_west = dt.datetime(2027, 1, 10, 17, 0, tzinfo=WEST)  # 01:00 UTC on the 11th
-    assert relative_expiry(day, late_west) == "today"
+    assert relative_expiry(day, late_west) == "expired today"
     assert relative_expiry(day, dt.datetime(2027, 1, 13, 12, tzinfo=UTC)) == "expired 2 days ago"

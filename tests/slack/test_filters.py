@@ -67,7 +67,7 @@ def _header(blocks) -> dict:
         ("disabled", {"mine paused"}, "disabled"),
         ("expired", {"theirs old"}, "expired"),
         # expiring: active and within the largest alert threshold (30 days by default)
-        ("expiring", {"mine expiring deploy", "theirs deploy"}, "expiring soon"),
+        ("expiring", {"mine expiring deploy", "theirs deploy"}, "expiring within 30 days"),
         (f"<@{OTHER_USER}|bob>", {"theirs deploy", "theirs old"}, f"owned by <@{OTHER_USER}>"),
         ("deploy", {"mine deploy", "mine expiring deploy", "theirs deploy"},
          "labels containing “deploy”"),
@@ -76,9 +76,9 @@ def _header(blocks) -> dict:
          "mine · labels containing “deploy”"),
         ("deploy mine", {"mine deploy", "mine expiring deploy"},
          "mine · labels containing “deploy”"),
-        ("mine expiring", {"mine expiring deploy"}, "mine · expiring soon"),
+        ("mine expiring", {"mine expiring deploy"}, "mine · expiring within 30 days"),
         (f"expiring <@{OTHER_USER}|bob> deploy", {"theirs deploy"},
-         f"owned by <@{OTHER_USER}> · expiring soon · labels containing “deploy”"),
+         f"owned by <@{OTHER_USER}> · expiring within 30 days · labels containing “deploy”"),
         ("list Active MINE far", {"mine far"}, "mine · active · labels containing “far”"),
         (f"<@{THIRD}> disabled", set(), f"owned by <@{THIRD}> · disabled"),
     ],
@@ -137,6 +137,16 @@ def test_an_escaped_ampersand_in_the_command_text_finds_the_label(bot, db, table
     assert _labels(table("r&amp;d &lt;internal&gt;")) == {"R&amp;D &lt;internal&gt;"}
 
 
+@pytest.mark.parametrize("sent", ["<#C0123|deploys> ci", "<https://ci.example.com|ci.example.com>"])
+def test_a_channel_or_link_slack_escaped_is_searched_as_typed(bot, db, table, sent):
+    """With should_escape, Slack sends "#deploys" and a typed host as references."""
+    seed(db, label="#deploys ci")
+    seed(db, label="ci.example.com")
+    seed(db, label="other")
+    expected = {"#deploys ci"} if sent.startswith("<#") else {"ci.example.com"}
+    assert _labels(table(sent)) == expected
+
+
 def test_help_documents_the_filters_and_the_date_rule(bot):
     bot.command("help")
     text = texts(bot.acks[-1]["blocks"])
@@ -163,7 +173,7 @@ def test_home_has_the_filters_as_menus_and_the_disable_vs_delete_intro(bot, stan
     assert [o["value"] for o in status["options"]] == ["all", "active", "expiring", "expired",
                                                        "disabled"]
 
-    # choose "Expiring soon", then an owner: both apply, from page 1
+    # choose "Expiring within 30 days", then an owner: both apply, from page 1
     bot.click(status, home=True, view=view,
               selected_option=next(o for o in status["options"] if o["value"] == "expiring"))
     view = _home_view(standin, 2)
@@ -176,7 +186,7 @@ def test_home_has_the_filters_as_menus_and_the_disable_vs_delete_intro(bot, stan
     view = _home_view(standin, 3)
     assert _labels(view["blocks"]) == {"theirs deploy"}
     assert _header(view["blocks"])["text"]["text"] == (
-        f"*Access tokens*: owned by <@{OTHER_USER}> · expiring soon")
+        f"*Access tokens*: owned by <@{OTHER_USER}> · expiring within 30 days")
     status, owner = next(b for b in view["blocks"]
                          if b.get("block_id") == "home_filters")["elements"]
     assert owner["initial_user"] == OTHER_USER

@@ -49,11 +49,20 @@ def parse(text: str) -> tuple[str, str]:
 MINE = "mine"
 MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^>]*)?>")
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # how Slack sends & < >
+# With should_escape, Slack also turns "#general" and a typed link into references:
+# searched for as the user typed them.
+_REFERENCES = (
+    (re.compile(r"<#[CG][A-Z0-9]+\|([^>]*)>"), r"#\1"),
+    (re.compile(r"<((?:https?|mailto):[^|>]*)(?:\|([^>]*))?>"),
+     lambda m: m.group(2) or m.group(1)),
+)
 
 
 def parse_filter(text: str, *, user_id: str) -> TableState:
     """The table's filter from the words after ``/tokens`` (see the module's docstring)."""
     owner, status, words = "", None, []
+    for reference, typed in _REFERENCES:
+        text = reference.sub(typed, text)
     for word in MENTION.sub(lambda m: f" <@{m.group(1)}> ", text).split():
         mention = MENTION.fullmatch(word)
         if mention:

@@ -109,7 +109,10 @@ def _state_of_action(body: dict[str, Any]) -> TableState:
 
 
 TABLE_TAIL = "Nothing was changed; here is the current table."
-FORM_TAIL = "Nothing was saved; what you typed is kept below."
+FORM_TAIL = (
+    "Nothing was saved. Below: what you changed, and the current value of every field "
+    "you left alone."
+)
 
 
 def what_changed(d: Deps, error: Exception, *, team_id: str, public_id: str | None,

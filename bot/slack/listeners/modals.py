@@ -44,7 +44,14 @@ from bot.slack.listeners.errors import FORM_TAIL, user_text, what_changed
 from bot.slack.state import ModalMetadata, Origin, OriginKind
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
-from bot.slack.views.modals import FormMode, field_errors, read_form, token_form
+from bot.slack.views.modals import (
+    FormMode,
+    FormValues,
+    drawn_form,
+    field_errors,
+    read_form,
+    token_form,
+)
 from bot.slack.views.table import Notice, NoticeKind
 
 
@@ -68,7 +75,8 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
                 metadata = replace(metadata, version=token.version)
             except NotFoundError:
                 token = None
-            form = _form(view, metadata, token, notice, d.settings.tokenbot_scopes)
+            form = _form(view, metadata, token, notice, d.settings.tokenbot_scopes,
+                         changed_meanwhile=isinstance(error, StaleTokenError))
     else:
         form = _form(view, metadata, None, user_text(error, on_table=False),
                      d.settings.tokenbot_scopes)
@@ -76,13 +84,16 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
 
 
 def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str,
-          scopes: list[str]) -> Any:
-    """The same form, as the user filled it (what cannot be read is left empty)."""
+          scopes: list[str], *, changed_meanwhile: bool = False) -> Any:
+    """The same form, as the user filled it (what cannot be read is left empty); for a
+    token changed meanwhile, the fields the user left alone show its current values."""
     mode = FormMode.EDIT if metadata.public_id is not None else FormMode.CREATE
     try:
         typed = read_form(view)
     except ValidationError:
         typed = None
+    if typed is not None and token is not None and changed_meanwhile:
+        typed = typed.over(FormValues.of(token), drawn=drawn_form(view))
     return token_form(mode=mode, scopes=scopes, metadata=metadata, token=token, typed=typed,
                       notice=notice)
 

@@ -124,7 +124,7 @@ def expiry(expires_at: dt.datetime) -> str:
 
 
 def how_far(expires_at: dt.datetime, now: dt.datetime) -> str:
-    """ "in 7 days", "today", "expired 2 days ago": whole UTC days, as the table says."""
+    """ "in 7 days", "expired today", "expired 2 days ago": whole UTC days, as the table says."""
     return relative_expiry(expiry_date(expires_at), now)
 
 

@@ -32,14 +32,9 @@ def slack_date(moment: dt.datetime, tokens: str, fallback: str) -> str:
     return f"<!date^{_epoch(moment)}^{tokens}|{escape(fallback)}>"
 
 
-def date_short(moment: dt.datetime) -> str:
-    """A calendar date, e.g. "Nov 27, 2026" in the reader's time zone."""
-    utc = moment.astimezone(dt.timezone.utc)
-    return slack_date(moment, "{date_short}", utc.strftime("%Y-%m-%d"))
-
-
 def date_time(moment: dt.datetime) -> str:
-    """Date and time of day, in the reader's time zone (expiry is 00:00 UTC of a date)."""
+    """An instant (created, last used) as date and time of day in the reader's time zone
+    (an expiry is a calendar date instead: ``bot.dates``)."""
     utc = moment.astimezone(dt.timezone.utc)
     return slack_date(moment, "{date_short} {time}", utc.strftime("%Y-%m-%d %H:%M UTC"))
 

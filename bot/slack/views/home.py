@@ -25,17 +25,12 @@ from bot.services.actor import Actor
 from bot.services.listing import StatusFilter, TokenPage
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import TableState
-from bot.slack.views.table import Notice, table_blocks
+from bot.slack.views.table import Notice, status_words, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE
 
 ALL_STATUSES = "all"
-_STATUS_OPTIONS = {
-    ALL_STATUSES: "Any status",
-    StatusFilter.ACTIVE: "Active",
-    StatusFilter.EXPIRING: "Expiring soon",
-    StatusFilter.EXPIRED: "Expired",
-    StatusFilter.DISABLED: "Disabled",
-}
+_MENU_ORDER = (StatusFilter.ACTIVE, StatusFilter.EXPIRING, StatusFilter.EXPIRED,
+               StatusFilter.DISABLED)
 
 
 def _plain(text: str) -> PlainTextObject:
@@ -51,17 +46,19 @@ def intro_block() -> ContextBlock:
     )
 
 
-def _option(value: str) -> Option:
-    return Option(text=_plain(_STATUS_OPTIONS[value]), value=value)
+def _option(value: str, expiring_days: int) -> Option:
+    text = "Any status" if value == ALL_STATUSES else status_words(StatusFilter(value),
+                                                                    expiring_days)
+    return Option(text=_plain(text[:1].upper() + text[1:]), value=value)
 
 
-def filter_menus(state: TableState) -> ActionsBlock:
+def filter_menus(state: TableState, expiring_days: int) -> ActionsBlock:
     """A status menu and an owner picker: the filters ``/tokens`` takes as words."""
     status = StaticSelectElement(
         action_id=ActionId.HOME_STATUS,
         placeholder=_plain("Any status"),
-        options=[_option(value) for value in _STATUS_OPTIONS],
-        initial_option=_option(state.status.value) if state.status else None,
+        options=[_option(value, expiring_days) for value in (ALL_STATUSES, *_MENU_ORDER)],
+        initial_option=_option(state.status.value, expiring_days) if state.status else None,
     )
     owner = UserSelectElement(
         action_id=ActionId.HOME_OWNER,
@@ -84,7 +81,7 @@ def home_view(
     The view remembers the table's state (page and filter) for the filter menus."""
     blocks: list[Block] = [HeaderBlock(text=_plain("Tokenbot")), intro_block()]
     blocks.extend(panel)
-    blocks.append(filter_menus(state))
+    blocks.append(filter_menus(state, page.expiring_days))
     blocks.extend(table_blocks(page, now=now, state=state, viewer=viewer, notice=notice))
     return View(type="home", blocks=blocks, private_metadata=state.encode())
 

@@ -205,6 +205,13 @@ class FormValues:
         return cls(label=token.label, scope=token.scope, expires_on=token.expires_on,
                    alert_channel=token.alert_channel)
 
+    def over(self, current: FormValues, *, drawn: FormValues) -> FormValues:
+        """What the user changed from the form as it was ``drawn``, over the ``current``
+        values: a field they left alone shows what someone else changed it to meanwhile."""
+        mine, before, now = asdict(self), asdict(drawn), asdict(current)
+        return FormValues(**{name: mine[name] if mine[name] != before[name] else now[name]
+                             for name in mine})
+
 
 Values = dict[str, Any]  # a submitted view's state: block id -> action id -> element state
 
@@ -213,13 +220,33 @@ def _element(values: Values, block: BlockId, action: ActionId) -> dict[str, Any]
     return mapping(mapping(values.get(block)).get(action))
 
 
-def _drawn_date(blocks: object) -> str | None:
-    """The date the form's picker was drawn with (the token's expiry when it opened)."""
+def _drawn(blocks: object, block_id: BlockId, key: str) -> Any:
+    """An initial value the form was drawn with (the token's, when it opened)."""
     for block in blocks if isinstance(blocks, list) else []:
-        if isinstance(block, dict) and block.get("block_id") == BlockId.EXPIRES:
-            drawn = mapping(block.get("element")).get("initial_date")
-            return drawn if isinstance(drawn, str) else None
+        if isinstance(block, dict) and block.get("block_id") == block_id:
+            return mapping(block.get("element")).get(key)
     return None
+
+
+def _drawn_date(blocks: object) -> str | None:
+    drawn = _drawn(blocks, BlockId.EXPIRES, "initial_date")
+    return drawn if isinstance(drawn, str) else None
+
+
+def drawn_form(view: dict[str, Any]) -> FormValues:
+    """The values the submitted form was drawn with (what cannot be read is empty)."""
+    blocks = view.get("blocks")
+    label = _drawn(blocks, BlockId.LABEL, "initial_value")
+    scope = mapping(_drawn(blocks, BlockId.SCOPE, "initial_option")).get("value")
+    channel = _drawn(blocks, BlockId.ALERT_CHANNEL, "initial_conversation")
+    try:
+        expires_on = dt.date.fromisoformat(_drawn_date(blocks) or "")
+    except ValueError:
+        expires_on = None
+    return FormValues(label=label if isinstance(label, str) else "",
+                      scope=scope if isinstance(scope, str) else "",
+                      expires_on=expires_on,
+                      alert_channel=channel if isinstance(channel, str) else None)
 
 
 def _expires_on(values: Values, drawn: str | None) -> dt.date | None:

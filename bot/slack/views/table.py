@@ -196,34 +196,35 @@ def summary_text(page: TokenPage) -> str:
     return f"Page {page.page} of {page.pages_text}, {page.total_text} {noun}"
 
 
-_STATUS_WORDS = {
-    StatusFilter.ACTIVE: "active",
-    StatusFilter.DISABLED: "disabled",
-    StatusFilter.EXPIRED: "expired",
-    StatusFilter.EXPIRING: "expiring soon",
-}
+def status_words(status: StatusFilter, expiring_days: int) -> str:
+    """A status filter in words ("expiring" is within the largest alert threshold)."""
+    if status == StatusFilter.EXPIRING:
+        return f"expiring within {expiring_days} days"
+    return status.value
 
 
-def filter_text(state: TableState, viewer: Actor) -> str:
-    """The filter in words (mrkdwn), e.g. "mine · expiring soon · labels containing “ci”"."""
+def filter_text(state: TableState, viewer: Actor, expiring_days: int) -> str:
+    """The filter in words (mrkdwn), e.g. "mine · expiring within 30 days · labels
+    containing “ci”"."""
     parts: list[str] = []
     if state.owner:
         parts.append("mine" if state.owner == viewer.user_id else f"owned by {mention(state.owner)}")
     if state.status:
-        parts.append(_STATUS_WORDS[state.status])
+        parts.append(status_words(state.status, expiring_days))
     if state.query:
         parts.append(f"labels containing “{escape(state.query)}”")
     return " · ".join(parts)
 
 
-def _header(state: TableState, viewer: Actor) -> SectionBlock:
+def _header(state: TableState, viewer: Actor, expiring_days: int) -> SectionBlock:
     """The title, the filter that is on, and a "Clear filter" button."""
     if not state.filters.active:
         return SectionBlock(block_id=BlockId.HEADER,
                             text=MarkdownTextObject(text="*Access tokens*"))
     return SectionBlock(
         block_id=BlockId.HEADER,
-        text=MarkdownTextObject(text=f"*Access tokens*: {filter_text(state, viewer)}"),
+        text=MarkdownTextObject(
+            text=f"*Access tokens*: {filter_text(state, viewer, expiring_days)}"),
         accessory=_button("Clear filter", ActionId.CLEAR_FILTER, TableState().encode()),
     )
 
@@ -264,7 +265,7 @@ def table_blocks(
     blocks: list[Block] = []
     if notice is not None:
         blocks.append(notice.block())
-    blocks.append(_header(state, viewer))
+    blocks.append(_header(state, viewer, page.expiring_days))
     if page.items:
         for token in page.items:
             blocks.extend(row_blocks(token, now, state, viewer))
