@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot import dates
+
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
     """Stores UTC, always returns aware datetimes (SQLite keeps no zone of its own)."""
@@ -164,7 +166,7 @@ class Token(Base):
 
     @property
     def expires_on(self) -> dt.date | None:
-        return self.expires_at.date() if self.expires_at else None
+        return dates.expiry_date(self.expires_at) if self.expires_at else None
 
     def __repr__(self) -> str:  # never the secret
         return f"<Token {self.public_id} team={self.team_id} status={self.status}>"

@@ -15,6 +15,7 @@ from typing import Any, Final
 from sqlalchemy import and_, column, func, literal, select, table
 from sqlalchemy.orm import Session
 
+from bot import dates
 from bot.models import DisplayStatus, Token, shown_status, status_clause
 
 # Counting a team's tokens costs one index entry per token; nobody pages through more
@@ -46,7 +47,7 @@ class Listed:
 
     @property
     def expires_on(self) -> dt.date | None:
-        return self.expires_at.date() if self.expires_at else None
+        return dates.expiry_date(self.expires_at) if self.expires_at else None
 
 
 class StatusFilter(enum.StrEnum):

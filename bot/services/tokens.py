@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from bot import crypto
+from bot import crypto, dates
 from bot.errors import (
     InvalidStateError,
     NotFoundError,
@@ -102,7 +102,7 @@ def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime
         return None
     if isinstance(expires_on, dt.datetime):
         expires_on = expires_on.date()
-    if expires_on <= now.astimezone(dt.timezone.utc).date():
+    if expires_on <= dates.today(now):
         raise ValidationError(
             "The expiry date must be in the future (after today, UTC). "
             "Clear it for a token that never expires.",
@@ -215,9 +215,9 @@ def create_token(
     )
     session.add(token)
     session.flush()
+    expires_text = dates.expiry_date(expires_at).isoformat() if expires_at else None
     record(session, actor=actor, token=token, action=AuditAction.CREATE, now=now,
-           details={"label": label, "scope": scope,
-                    "expires_on": expires_at.date().isoformat() if expires_at else None})
+           details={"label": label, "scope": scope, "expires_on": expires_text})
     return CreatedToken(token=token, secret=secret)
 
 
@@ -273,8 +273,7 @@ def extended_date(
     """``days`` after the current expiry, or after today for a token already expired."""
     if expires_at is None:
         raise InvalidStateError("This token no longer expires; there is nothing to extend.")
-    today = now.astimezone(dt.timezone.utc).date()
-    return max(expires_at.date(), today) + dt.timedelta(days=days)
+    return max(dates.expiry_date(expires_at), dates.today(now)) + dt.timedelta(days=days)
 
 
 def extend_token(
