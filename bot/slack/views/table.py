@@ -205,8 +205,11 @@ _STATUS_WORDS = {
 
 
 def filter_text(state: TableState, viewer: Actor) -> str:
-    """The filter in words (mrkdwn), e.g. "mine · expiring soon · labels containing “ci”"."""
+    """The filter in words (mrkdwn), e.g. "mine · expiring soon · labels containing “ci”",
+    or "one token" (the table at a token, from an owner's DM)."""
     parts: list[str] = []
+    if state.token:
+        parts.append("one token")
     if state.owner:
         parts.append("mine" if state.owner == viewer.user_id else f"owned by {mention(state.owner)}")
     if state.status:
@@ -229,7 +232,9 @@ def _header(state: TableState, viewer: Actor) -> SectionBlock:
 
 
 def _empty(state: TableState) -> SectionBlock:
-    if state.filters.active:
+    if state.token:
+        text = "This token was not found: it may have been deleted."
+    elif state.filters.active:
         text = "No tokens match this filter."
     else:
         text = "No tokens yet. Create one with *Create token* below or `/tokens create`."
