@@ -247,6 +247,25 @@ def test_list_filters_by_owner_and_combines_filters(db, settings, now):
     assert [t.label for t in both.items] == ["mine deploy"] and both.total == 1
 
 
+def test_list_filters_to_one_token_by_its_public_id_whatever_its_label(db, settings, now):
+    wanted = create(db, settings, now, actor=OWNER, label="payments").token
+    create(db, settings, now, actor=OWNER, label="payments v2")
+    foreign = create(db, settings, now, actor=FOREIGN, label="payments").token
+
+    def by_id(public_id, team=TEAM, **kwargs):
+        filters = listing_svc.TokenFilter(public_id=public_id, **kwargs)
+        with db.sessions() as session:
+            return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters)
+
+    found = by_id(wanted.public_id)
+    assert [t.public_id for t in found.items] == [wanted.public_id] and found.total == 1
+    act(db, settings, now, "edit", wanted.public_id, wanted.version, label="billing")
+    assert [t.label for t in by_id(wanted.public_id).items] == ["billing"]  # renamed
+    assert by_id(wanted.public_id, search="payments").total == 0  # combines with the rest
+    assert by_id(foreign.public_id).total == 0  # another team's token is not there
+    assert by_id("tok_nosuchtoken").total == 0
+
+
 @pytest.mark.parametrize(
     ("search", "expected"),
     [

@@ -63,16 +63,18 @@ class StatusFilter(enum.StrEnum):
 
 @dataclass(frozen=True)
 class TokenFilter:
-    """Which tokens a list shows: a status, an owner, label text; all optional and
-    combinable. The one filter of the Slack table and the CLI."""
+    """Which tokens a list shows: a status, an owner, label text, one token (by its public
+    id, whatever its label is now); all optional and combinable. The one filter of the
+    Slack table and the CLI."""
 
     status: StatusFilter | None = None
     owner: str | None = None
     search: str = ""
+    public_id: str | None = None
 
     @property
     def active(self) -> bool:
-        return bool(self.status or self.owner or self.search)
+        return bool(self.status or self.owner or self.search or self.public_id)
 
 
 NO_FILTER: Final = TokenFilter()
@@ -181,6 +183,8 @@ def list_tokens(
         conditions.append(_status_condition(StatusFilter(filters.status), now, expiring_days))
     if filters.owner:
         conditions.append(_t.c.created_by == filters.owner)
+    if filters.public_id:
+        conditions.append(_t.c.public_id == filters.public_id)
     text = filters.search.strip()
     if text:
         conditions.extend(_label_conditions(session, text))

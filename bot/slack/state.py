@@ -18,6 +18,7 @@ from bot.services.tokens import NOT_IN_LABELS
 
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
 USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
+PUBLIC_ID = re.compile(r"[A-Za-z0-9_]{1,32}")  # a token's public id (``tok_…``)
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
 
 
@@ -69,15 +70,21 @@ def _user(value: Any) -> str:
     return value if isinstance(value, str) and USER_ID.fullmatch(value) else ""
 
 
+def _public_id(value: Any) -> str:
+    return value if isinstance(value, str) and PUBLIC_ID.fullmatch(value) else ""
+
+
 @dataclass(frozen=True)
 class TableState:
-    """The page and filter (label text, status, owner) of the table a user is looking
-    at."""
+    """The page and filter (label text, status, owner, one token) of the table a user is
+    looking at. ``token``: a token's public id, the table showing that token alone (the
+    button of an owner's DM), whatever its label has become."""
 
     page: int = 1
     query: str = ""
     status: StatusFilter | None = None
     owner: str = ""
+    token: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "page", min(max(1, self.page), NUMBER_MAX))
@@ -91,19 +98,25 @@ class TableState:
 
     @property
     def filters(self) -> TokenFilter:
-        return TokenFilter(status=self.status, owner=self.owner or None, search=self.query)
+        return TokenFilter(status=self.status, owner=self.owner or None, search=self.query,
+                           public_id=self.token or None)
 
     def parts(self) -> list[Any]:
+        """``[page, query]``, then ``status, owner`` and ``token`` only when set: the
+        common unfiltered value stays short, and older drawings' shorter lists still
+        decode (no drawing ever carried a fifth part)."""
         parts: list[Any] = [self.page, self.query]
-        if self.status or self.owner:  # the common unfiltered value stays short
+        if self.status or self.owner or self.token:
             parts += [self.status.value if self.status else "", self.owner]
+        if self.token:
+            parts.append(self.token)
         return parts
 
     @classmethod
     def of(cls, parts: list[Any]) -> TableState:
-        extra = [*parts[2:4], "", ""]
+        extra = [*parts[2:5], "", "", ""]
         return cls(page=_int(parts[0]), query=_str(parts[1]), status=_status(extra[0]),
-                   owner=_user(extra[1]))
+                   owner=_user(extra[1]), token=_public_id(extra[2]))
 
     def encode(self) -> str:
         return _dumps(self.parts())
@@ -161,8 +174,9 @@ OPTION_VALUE_MAX = 150  # Slack's limit on a menu option's value
 @dataclass(frozen=True)
 class MenuChoice:
     """An option's value in a row's "More…" menu: which row action, on which row. Slack
-    keeps an option's value to 150 characters, so a long label filter is shortened to fit
-    (the table drawn after the action then shows a little more than before)."""
+    keeps an option's value to 150 characters, so a long label filter is shortened to fit,
+    and next to a token filter the status and owner may go (the table drawn after the
+    action then shows a little more than before)."""
 
     action: str
     ref: RowRef
@@ -172,9 +186,14 @@ class MenuChoice:
         while True:
             text = _dumps([self.action, self.ref.public_id, self.ref.version, *state.parts()])
             excess = len(text) - OPTION_VALUE_MAX
-            if excess <= 0 or not state.query:
+            if excess <= 0:
                 return text
-            state = replace(state, query=state.query[: max(0, len(state.query) - excess)])
+            if state.query:
+                state = replace(state, query=state.query[: max(0, len(state.query) - excess)])
+            elif state.token and (state.status or state.owner):
+                state = replace(state, status=None, owner="")
+            else:
+                return text
 
     @classmethod
     def decode(cls, value: str | None) -> MenuChoice:
@@ -216,6 +235,8 @@ class ModalMetadata:
         data: dict[str, Any] = {"k": self.origin.kind.value, "p": state.page, "q": state.query}
         if state.status or state.owner:
             data["s"], data["o"] = state.status.value if state.status else "", state.owner
+        if state.token:
+            data["i"] = state.token
         if self.action:
             data["a"] = self.action
         if self.origin.response_url:
@@ -242,7 +263,8 @@ class ModalMetadata:
             kind = OriginKind.HOME  # a digest we cannot name: answer on the user's Home
         origin = Origin(
             kind=kind,
-            state=TableState.of([data.get("p"), data.get("q"), data.get("s"), data.get("o")]),
+            state=TableState.of([data.get("p"), data.get("q"), data.get("s"), data.get("o"),
+                                 data.get("i")]),
             response_url=url,
             channel=channel,
             ts=ts,

@@ -73,23 +73,104 @@ def test_no_dm_when_owners_act_on_their_own_tokens(bot, db, standin, table, acti
     assert _dms(standin) == []
 
 
-def test_the_dms_button_opens_the_table_at_that_token(bot, db, standin, table):
-    created = seed(db, label="payments", owner=OWNER)
-    seed(db, label="payments sandbox", owner=ADMIN)
-    seed(db, label="unrelated", owner=OWNER)
-    bot.click(row_buttons(table(user=ADMIN), created.token.public_id)[ActionId.DISABLE],
-              user=ADMIN)
+def _dm_button(standin) -> dict:
     (dm,) = _dms(standin)
-    button = dm["blocks"][1]["elements"][0]
+    (button,) = [e for b in dm["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    return button
+
+
+def _open(bot, standin, button) -> list[dict]:
+    """The owner clicks the DM's button; the table it opens (under the DM)."""
     before = len(standin.calls_to("response_url"))
     bot.click(button, user=OWNER)
     answer = standin.wait_for("response_url", before + 1)[-1].body
     assert answer["replace_original"] is False  # the DM stays; the table comes under it
     assert answer["response_type"] == "ephemeral"
-    shown = texts(answer["blocks"])
-    assert "*payments*" in shown and "sandbox" not in shown and "unrelated" not in shown
-    assert "Disabled" in shown
-    assert f"row_actions:{created.token.public_id}" in str(answer["blocks"])  # the owner acts
+    return answer["blocks"]
+
+
+def _rows(blocks: list[dict]) -> list[str]:
+    return [b["block_id"].split(":", 1)[1] for b in blocks
+            if b.get("block_id", "").startswith("row:")]
+
+
+def _header(blocks: list[dict]) -> dict:
+    (header,) = [b for b in blocks if b.get("block_id") == "table_header"]
+    return header
+
+
+def test_the_dms_button_opens_the_table_at_that_token(bot, db, standin, table):
+    created = seed(db, label="payments", owner=OWNER)
+    look_alike = seed(db, label="payments v2", owner=OWNER)  # same owner, label contains it
+    seed(db, label="unrelated", owner=OWNER)
+    bot.click(row_buttons(table(user=ADMIN), created.token.public_id)[ActionId.DISABLE],
+              user=ADMIN)
+    blocks = _open(bot, standin, _dm_button(standin))
+    assert _rows(blocks) == [created.token.public_id]  # that token, and only it
+    shown = texts(blocks)
+    assert "*payments*" in shown and "v2" not in shown and "unrelated" not in shown
+    assert "Disabled" in shown and "Page 1 of 1, 1 token" in shown
+    assert _header(blocks)["text"]["text"] == "*Access tokens*: one token"
+    clear = _header(blocks)["accessory"]
+    assert clear["text"]["text"] == "Clear filter"
+    # The owner acts there; the redrawn table stays at that token.
+    before = len(standin.calls_to("response_url"))
+    bot.click(row_buttons(blocks, created.token.public_id)[ActionId.ENABLE], user=OWNER)
+    redrawn = standin.wait_for("response_url", before + 1)[-1].body["blocks"]
+    assert "Enabled *payments*" in texts(redrawn)
+    assert _rows(redrawn) == [created.token.public_id]
+    assert _header(redrawn)["text"]["text"] == "*Access tokens*: one token"
+    # "Clear filter" shows them all again.
+    before = len(standin.calls_to("response_url"))
+    bot.click(clear, user=OWNER)
+    everything = standin.wait_for("response_url", before + 1)[-1].body["blocks"]
+    assert look_alike.token.public_id in _rows(everything) and len(_rows(everything)) == 3
+    assert _header(everything)["text"]["text"] == "*Access tokens*"
+
+
+def test_the_dms_button_finds_the_token_after_a_rename(bot, db, standin, table):
+    created = seed(db, label="payments", owner=OWNER)
+    seed(db, label="payments v2", owner=OWNER)
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(user=ADMIN), public_id)[ActionId.DISABLE], user=ADMIN)
+    button = _dm_button(standin)
+    # Then the owner renames it (their own edit: no second DM), and opens the first DM's button.
+    bot.click(row_buttons(table(user=OWNER), public_id)[ActionId.ENABLE], user=OWNER)
+    bot.click(row_buttons(table(user=OWNER), public_id)[ActionId.EDIT], user=OWNER)
+    view = standin.wait_for("views.open")[-1].body["view"]
+    bot.submit(view, form_values(label="billing", scope="read"), user=OWNER)
+    bot.settle()
+    blocks = _open(bot, standin, button)
+    assert _rows(blocks) == [public_id]
+    assert "*billing*" in texts(blocks) and "payments" not in texts(blocks)
+
+
+def test_the_dms_button_after_the_token_was_deleted_says_so_in_one_line(bot, db, standin,
+                                                                       table):
+    created = seed(db, label="payments", owner=OWNER)
+    seed(db, label="payments v2", owner=OWNER)
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(user=ADMIN), public_id)[ActionId.COPY], user=ADMIN)
+    button = _dm_button(standin)
+    bot.click(row_buttons(table(user=OWNER), public_id)[ActionId.DELETE], user=OWNER)
+    blocks = _open(bot, standin, button)
+    assert _rows(blocks) == []
+    (empty,) = [b for b in blocks if b.get("block_id") == "table_empty"]
+    assert empty["text"]["text"] == "This token was not found: it may have been deleted."
+    assert _header(blocks)["accessory"]["text"]["text"] == "Clear filter"
+
+
+def test_a_button_of_a_dm_sent_before_the_token_filter_still_opens_its_table(bot, db, standin):
+    """DMs already sent carry the older value: label text and owner."""
+    created = seed(db, label="payments", owner=OWNER)
+    seed(db, label="payments", owner=ADMIN)
+    seed(db, label="unrelated", owner=OWNER)
+    older = {"type": "button", "action_id": ActionId.OPEN_TABLE.value,
+             "text": {"type": "plain_text", "text": "Open in the table"},
+             "value": f'[1,"payments","","{OWNER}"]'}
+    blocks = _open(bot, standin, older)
+    assert _rows(blocks) == [created.token.public_id]
+    assert _header(blocks)["text"]["text"] == "*Access tokens*: mine · labels containing “payments”"
 
 
 def test_a_failed_dm_does_not_undo_or_hide_the_action(bot, db, standin, table):

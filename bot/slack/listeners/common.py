@@ -167,12 +167,13 @@ class OwnerNotice:
     verb: str  # "disabled", "copied", …
     label: str
     masked: str
+    public_id: str
     detail: str = ""  # safe mrkdwn, e.g. what an edit changed
 
     @classmethod
     def of(cls, token: Any, *, actor: svc.Actor, verb: str) -> OwnerNotice:
         return cls(owner=token.created_by, actor=actor.user_id, verb=verb, label=token.label,
-                   masked=token.secret_masked)
+                   masked=token.secret_masked, public_id=token.public_id)
 
 
 def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
@@ -181,7 +182,7 @@ def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
     if notice is None or notice.owner == notice.actor:
         return
     message = owner_notice_message(actor=notice.actor, verb=notice.verb, label=notice.label,
-                                   masked=notice.masked, owner=notice.owner,
+                                   masked=notice.masked, public_id=notice.public_id,
                                    detail=notice.detail)
     try:
         client.chat_postMessage(channel=notice.owner, **message.payload())

@@ -165,10 +165,11 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
 
 
 def owner_notice_message(*, actor: str, verb: str, label: str, masked: str,
-                         owner: str, detail: str = "") -> Message:
+                         public_id: str, detail: str = "") -> Message:
     """The owner's DM: who did what to which token (``detail``: safe mrkdwn, e.g. what an
-    edit changed), and a button to open the table at it (filtered to its label and owner;
-    none after a delete). Never the secret."""
+    edit changed), and a button to open the table at it (filtered to that one token by its
+    public id, so neither a look-alike label nor a later rename matters; none after a
+    delete). Never the secret."""
     what = f"{mention(actor)} {verb} your token *{escape(label)}* ({code(masked)})."
     if detail:
         what += f"\n{detail}"
@@ -176,7 +177,7 @@ def owner_notice_message(*, actor: str, verb: str, label: str, masked: str,
         SectionBlock(block_id=BlockId.OWNER_NOTICE, text=MarkdownTextObject(text=what))
     ]
     if verb != "deleted":
-        state = TableState(query=label, owner=owner)
+        state = TableState(token=public_id)
         blocks.append(ActionsBlock(
             block_id=BlockId.OWNER_NOTICE_ACTIONS,
             elements=[ButtonElement(text=PlainTextObject(text="Open in the table", emoji=False),

@@ -205,10 +205,13 @@ def status_words(status: StatusFilter, expiring_days: int) -> str:
 
 def filter_text(state: TableState, viewer: Actor, expiring_days: int) -> str:
     """The filter in words (mrkdwn), e.g. "mine · expiring within 30 days · labels
-    containing “ci”"."""
+    containing “ci”", or "one token" (the table at a token, from an owner's DM)."""
     parts: list[str] = []
+    if state.token:
+        parts.append("one token")
     if state.owner:
-        parts.append("mine" if state.owner == viewer.user_id else f"owned by {mention(state.owner)}")
+        mine = state.owner == viewer.user_id
+        parts.append("mine" if mine else f"owned by {mention(state.owner)}")
     if state.status:
         parts.append(status_words(state.status, expiring_days))
     if state.query:
@@ -230,7 +233,9 @@ def _header(state: TableState, viewer: Actor, expiring_days: int) -> SectionBloc
 
 
 def _empty(state: TableState) -> SectionBlock:
-    if state.filters.active:
+    if state.token:
+        text = "This token was not found: it may have been deleted."
+    elif state.filters.active:
         text = "No tokens match this filter."
     else:
         text = "No tokens yet. Create one with *Create token* below or `/tokens create`."
