@@ -55,7 +55,6 @@ class SlackStandIn:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self._failures: dict[str, list[Failure]] = {}
-        self._delays: dict[str, float] = {}  # method ("*" for all) -> seconds
         self._held: set[str] = set()
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -131,14 +130,14 @@ class SlackStandIn:
             self._failures.setdefault(method, []).extend(failures)
 
     def slow_down(self, seconds: float, *methods: str) -> None:
-        """Answer ``methods`` (every method and response_url when none is named) only
-        after ``seconds``, as a slow Slack does. ``slow_down(0)`` answers everything at
-        once again."""
+        """Answer ``methods`` (every method and response_url when none is named), refusals
+        included, only after ``seconds``, as a slow Slack does (``latency``).
+        ``slow_down(0)`` answers everything at once again."""
         with self._lock:
             if not methods and not seconds:
-                self._delays.clear()
+                self.latency.clear()
             for method in methods or ("*",):
-                self._delays[method] = seconds
+                self.latency[method] = seconds
 
     def hold(self, *methods: str) -> None:
         """Answer ``methods`` only once ``release()`` is called (at most 30 s later)."""
@@ -173,7 +172,6 @@ class SlackStandIn:
         with self._lock:
             self.calls.clear()
             self._failures.clear()
-            self._delays.clear()
             self._held.clear()
             self._released.set()
             self._ts = itertools.count(1)
@@ -218,13 +216,11 @@ class SlackStandIn:
             queue = self._failures.get(method)
             failure = queue.pop(0) if queue else None
             call = self.calls[-1]
-            delay = self._delays.get(method, self._delays.get("*", 0.0))
             held = method in self._held
         if held:
             self._released.wait(30)
-        if delay:
-            time.sleep(delay)
         if failure is not None:
+            time.sleep(self._latency_of(method))
             return failure.status, failure.body or {"ok": False, "error": "fatal_error"}, failure.headers
         answer = self._answer(method, body)
         if self._after_arrival(call):
@@ -263,8 +259,9 @@ class SlackStandIn:
 
     def _init_history(self) -> None:
         self.messages: dict[str, list[dict[str, Any]]] = {}
-        self.latency: dict[str, float] = {}  # method -> seconds every answer waits
-        self._delays: dict[str, list[float]] = {}
+        # method ("*" for all) -> seconds every answer waits (``slow_down``)
+        self.latency: dict[str, float] = {}
+        self._delays: dict[str, list[float]] = {}  # method -> the next answers' delays
         self._drops: dict[str, int] = {}
         # Called in the server's thread: once a call arrived and was accepted (before any
         # delay), and once its answer was written (or the caller had gone).
@@ -307,13 +304,16 @@ class SlackStandIn:
             self.on_arrival(call)
         with self._lock:
             queue = self._delays.get(call.method)
-            delay = queue.pop(0) if queue else self.latency.get(call.method, 0.0)
+            delay = queue.pop(0) if queue else self._latency_of(call.method)
             drop = self._drops.get(call.method, 0) > 0
             if drop:
                 self._drops[call.method] -= 1
         if delay:
             time.sleep(delay)
         return drop
+
+    def _latency_of(self, method: str) -> float:
+        return self.latency.get(method, self.latency.get("*", 0.0))
 
     def _answered(self, path: str) -> None:
         if self.on_answered is not None:
