@@ -8,6 +8,19 @@ import enum
 from dataclasses import dataclass
 
 
+# What someone did to a token, as the owner's DM and the "changed since you looked"
+# notices say it; keyed by the action (the audit log's names, and "extend").
+DONE: dict[str, str] = {
+    "edit": "edited",
+    "disable": "disabled",
+    "enable": "enabled",
+    "delete": "deleted",
+    "rotate": "rotated",
+    "reveal": "copied",
+    "extend": "extended",
+}
+
+
 class Lifecycle(enum.StrEnum):
     """The actions that ask for confirmation first."""
 

@@ -164,15 +164,15 @@ class OwnerNotice:
 
     owner: str
     actor: str
-    verb: str  # "disabled", "copied", …
+    action: str  # "disable", "reveal", … (its words: ``texts.DONE``)
     label: str
     masked: str
     public_id: str
     detail: str = ""  # safe mrkdwn, e.g. what an edit changed
 
     @classmethod
-    def of(cls, token: Any, *, actor: svc.Actor, verb: str) -> OwnerNotice:
-        return cls(owner=token.created_by, actor=actor.user_id, verb=verb, label=token.label,
+    def of(cls, token: Any, *, actor: svc.Actor, action: str) -> OwnerNotice:
+        return cls(owner=token.created_by, actor=actor.user_id, action=action, label=token.label,
                    masked=token.secret_masked, public_id=token.public_id)
 
 
@@ -181,7 +181,7 @@ def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
     act on their own tokens. A failed DM is logged: the action itself stands."""
     if notice is None or notice.owner == notice.actor:
         return
-    message = owner_notice_message(actor=notice.actor, verb=notice.verb, label=notice.label,
+    message = owner_notice_message(actor=notice.actor, action=notice.action, label=notice.label,
                                    masked=notice.masked, public_id=notice.public_id,
                                    detail=notice.detail)
     try:

@@ -131,7 +131,8 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, AlertRef, dt.datetime],
 }
 
 
-_DONE = {ActionId.ALERT_EXTEND: "extended", ActionId.ALERT_DISABLE: "disabled"}
+# What the owner is told each digest button did (``texts.DONE``).
+_TOLD = {ActionId.ALERT_EXTEND: "extend", ActionId.ALERT_DISABLE: "disable"}
 
 
 @listener(*_CHANGES)
@@ -147,7 +148,7 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
         redrawn = redraw_digest(session, where=where, now=now, text=text)
-        told = OwnerNotice.of(token, actor=actor, verb=_DONE[action["action_id"]])
+        told = OwnerNotice.of(token, actor=actor, action=_TOLD[action["action_id"]])
     redrawn.show(client)
     tell_owner(client, told)
 

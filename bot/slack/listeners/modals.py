@@ -146,7 +146,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         now = utcnow()
         with d.sessions.begin() as session:
             before = svc.get_token(session, team_id=actor.team_id, public_id=metadata.public_id)
-            told = OwnerNotice.of(before, actor=actor, verb="edited")
+            told = OwnerNotice.of(before, actor=actor, action="edit")
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,

@@ -65,7 +65,7 @@ def _disable(session: Session, actor: svc.Actor, ref: RowRef,
         f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
         "enable it to restore access."
     )
-    return text, OwnerNotice.of(token, actor=actor, verb="disabled")
+    return text, OwnerNotice.of(token, actor=actor, action="disable")
 
 
 def _enable(session: Session, actor: svc.Actor, ref: RowRef,
@@ -73,13 +73,13 @@ def _enable(session: Session, actor: svc.Actor, ref: RowRef,
     token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
     text = f"Enabled *{escape(token.label)}*. It is active again, immediately."
-    return text, OwnerNotice.of(token, actor=actor, verb="enabled")
+    return text, OwnerNotice.of(token, actor=actor, action="enable")
 
 
 def _delete(session: Session, actor: svc.Actor, ref: RowRef,
             now: dt.datetime) -> tuple[str, OwnerNotice]:
     token = svc.get_token(session, team_id=actor.team_id, public_id=ref.public_id)
-    told = OwnerNotice.of(token, actor=actor, verb="deleted")  # before it is gone
+    told = OwnerNotice.of(token, actor=actor, action="delete")  # before it is gone
     label = svc.delete_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
     return f"Deleted *{escape(label)}* for good. Requests using it now fail.", told
@@ -125,7 +125,7 @@ def handle_rotate(body: Body, action: dict[str, Any], context: BoltContext,
         )
         drawing = draw_table(session, actor=actor, origin=origin, now=now,
                              expiring_days=d.settings.expiring_days, notice=notice, panel=panel)
-        told = OwnerNotice.of(rotated.token, actor=actor, verb="rotated")
+        told = OwnerNotice.of(rotated.token, actor=actor, action="rotate")
     show(drawing, client)
     tell_owner(client, told)
     if origin.kind != OriginKind.HOME:
@@ -145,7 +145,7 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
     with d.sessions.begin() as session:
         token, secret = svc.reveal_token(session, box=d.box, actor=actor,
                                          public_id=ref.public_id, now=now)
-        told = OwnerNotice.of(token, actor=actor, verb="copied")
+        told = OwnerNotice.of(token, actor=actor, action="reveal")
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(

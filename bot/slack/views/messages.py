@@ -26,7 +26,7 @@ from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import FIRST_PAGE, TableState
 from bot.slack.views.formatting import ago, code, escape, mention
 from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
-from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, SECURITY_NOTE
+from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, DONE, SECURITY_NOTE
 
 
 @dataclass(frozen=True)
@@ -164,19 +164,20 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(parts)
 
 
-def owner_notice_message(*, actor: str, verb: str, label: str, masked: str,
+def owner_notice_message(*, actor: str, action: str, label: str, masked: str,
                          public_id: str, detail: str = "") -> Message:
     """The owner's DM: who did what to which token (``detail``: safe mrkdwn, e.g. what an
     edit changed), and a button to open the table at it (filtered to that one token by its
     public id, so neither a look-alike label nor a later rename matters; none after a
     delete). Never the secret."""
+    verb = DONE[action]
     what = f"{mention(actor)} {verb} your token *{escape(label)}* ({code(masked)})."
     if detail:
         what += f"\n{detail}"
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.OWNER_NOTICE, text=MarkdownTextObject(text=what))
     ]
-    if verb != "deleted":
+    if action != "delete":
         state = TableState(token=public_id)
         blocks.append(ActionsBlock(
             block_id=BlockId.OWNER_NOTICE_ACTIONS,
@@ -186,20 +187,20 @@ def owner_notice_message(*, actor: str, verb: str, label: str, masked: str,
     return Message(text=f"{mention(actor)} {verb} your token {escape(label)}.", blocks=blocks)
 
 
-_DONE = {"edit": "edited", "disable": "disabled", "enable": "enabled", "delete": "deleted",
-         "rotate": "rotated"}
+# The audit events that change a token (a copy changes nothing).
+_CHANGES = ("edit", "disable", "enable", "delete", "rotate")
 
 
 def change_text(event: AuditEvent) -> str | None:
     """A change from the audit log in words: "<@U2> disabled it 2 minutes ago" (the time
     each reader's client writes relative), and for an edit what it changed."""
-    verb = _DONE.get(str(event.action))
-    if verb is None:
+    action = str(event.action)
+    if action not in _CHANGES:
         return None
-    text = f"{mention(event.actor)} {verb} it {ago(event.at)}"
+    text = f"{mention(event.actor)} {DONE[action]} it {ago(event.at)}"
     details = event.details if isinstance(event.details, dict) else {}
     before, after = details.get("before"), details.get("after")
-    if verb == "edited" and isinstance(before, dict) and isinstance(after, dict):
+    if action == "edit" and isinstance(before, dict) and isinstance(after, dict):
         changes = {name: (before.get(name), after.get(name)) for name in after}
         if changes:
             text += f" ({describe_changes(changes)})"
