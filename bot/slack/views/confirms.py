@@ -41,7 +41,9 @@ def confirm_dialog(action: Lifecycle, label: str) -> ConfirmObject:
 def confirm_modal(action: Lifecycle, *, label: str, masked: str, metadata: str) -> View:
     """The confirmation of a "More…" menu choice that cuts access (a menu has one confirm
     for all its options): the guide's warnings, Cancel, and the guide's confirm label as
-    the submit button. ``metadata``: what the submission runs (``state.ModalMetadata``)."""
+    the submit button. Slack gives a modal's submit button no ``style`` (no red "danger"
+    as on a confirm dialog), so the warnings carry it. ``metadata``: what the submission
+    runs (``state.ModalMetadata``)."""
     text = CONFIRMATIONS[action]
     warnings = "\n".join(f"• {line}" for line in text.lines)
     return View(
