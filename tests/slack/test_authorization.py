@@ -211,26 +211,40 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     assert load(db, public_id).label == "shared"
 
 
+def _edit_form_then_an_admin(bot, db, standin, table, change=svc.edit_token, **values):
+    """The owner's open Edit form, and meanwhile an admin's ``change`` of the token."""
+    created = seed(db, label="shared")
+    public_id = created.token.public_id
+    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with db.sessions.begin() as session:
+        change(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+               public_id=public_id, expected_version=created.token.version, now=utcnow(),
+               **values)
+    return view, public_id
+
+
+def _edit_form_then_an_admin_sets_scope_write(bot, db, standin, table):
+    return _edit_form_then_an_admin(bot, db, standin, table, scopes=["read", "write"],
+                                    scope="write")
+
+
+def _inputs(form):
+    return {b["block_id"]: b["element"] for b in form["blocks"] if b["type"] == "input"}
+
+
 def test_a_stale_edit_keeps_what_the_user_changed_and_shows_the_others_change(
         bot, db, standin, table):
     """An admin changed the scope while the owner renamed the token in an open form. The
     form answers with the owner's new label and the admin's new scope (the field the
     owner left alone), at the current version: submitting it again renames the token and
     keeps the admin's change."""
-    created = seed(db, label="shared")
-    public_id = created.token.public_id
-    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
-    view = standin.wait_for("views.open")[-1].body["view"]
-    with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                       public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), scope="write")
+    view, public_id = _edit_form_then_an_admin_sets_scope_write(bot, db, standin, table)
     bot.submit(view, form_values(label="typed label", scope="read"))
     form = bot.acks[-1]["view"]
     assert "(scope “read” → “write”)" in texts(form["blocks"][:1])
-    fields = {b["block_id"]: b for b in form["blocks"] if b["type"] == "input"}
-    assert fields["label"]["element"]["initial_value"] == "typed label"
-    assert fields["scope"]["element"]["initial_option"]["value"] == "write"
+    assert _inputs(form)["label"]["initial_value"] == "typed label"
+    assert _inputs(form)["scope"]["initial_option"]["value"] == "write"
     assert load(db, public_id).label == "shared"
     bot.submit(form, form_values(label="typed label", scope="write"))
     token = load(db, public_id)
@@ -238,33 +252,17 @@ def test_a_stale_edit_keeps_what_the_user_changed_and_shows_the_others_change(
 
 
 def test_a_stale_edit_keeps_a_field_both_changed_as_the_user_typed_it(bot, db, standin, table):
-    created = seed(db, label="shared")
-    public_id = created.token.public_id
-    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
-    view = standin.wait_for("views.open")[-1].body["view"]
-    with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                       public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), scope="write")
+    view, _ = _edit_form_then_an_admin_sets_scope_write(bot, db, standin, table)
     bot.submit(view, form_values(label="shared", scope="admin"))
-    fields = {b["block_id"]: b for b in bot.acks[-1]["view"]["blocks"] if b["type"] == "input"}
-    assert fields["scope"]["element"]["initial_option"]["value"] == "admin"
+    assert _inputs(bot.acks[-1]["view"])["scope"]["initial_option"]["value"] == "admin"
 
 
 def test_edit_submission_of_a_deleted_token(bot, db, standin, table):
-    created = seed(db, label="shared")
-    public_id = created.token.public_id
-    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
-    view = standin.wait_for("views.open")[-1].body["view"]
-    with db.sessions.begin() as session:
-        svc.delete_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                         public_id=public_id, expected_version=created.token.version,
-                         now=utcnow())
+    view, public_id = _edit_form_then_an_admin(bot, db, standin, table, svc.delete_token)
     bot.submit(view, form_values(label="my edit", scope="write"))
     form = bot.acks[-1]["view"]
     assert f"That token was not found: <@{ADMIN}> deleted it" in texts(form["blocks"][:1])
-    assert {b["block_id"]: b for b in form["blocks"] if b["type"] == "input"}[
-        "label"]["element"]["initial_value"] == "my edit"
+    assert _inputs(form)["label"]["initial_value"] == "my edit"
     assert load(db, public_id) is None
 
 
