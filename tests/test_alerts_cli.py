@@ -23,21 +23,19 @@ from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.models import Alert
 from bot.slack.client import make_web_client
-from tests.alerts_support import ALERTS, UTC, alert_settings, posted_ids, seed_token, successful_posts
+from tests.alerts_support import (
+    ALERTS,
+    UTC,
+    alert_settings,
+    cli_environment,
+    posted_ids,
+    seed_token,
+    successful_posts,
+)
 from tests.conftest import TEST_KEY
 from tests.support.slack_standin import SlackStandIn
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    return {
-        "DATABASE_URL": settings.database_url,
-        "TOKENBOT_SECRET_KEYS": TEST_KEY,
-        "SLACK_API_URL": settings.slack_api_url,
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "TOKENBOT_ALERT_CHANNEL": ALERTS,
-    }
 
 
 def test_dry_run_prints_what_would_be_posted_and_posts_and_records_nothing(
@@ -45,7 +43,7 @@ def test_dry_run_prints_what_would_be_posted_and_posts_and_records_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     seed_token(adb, now=NOW, expires_on=(NOW + dt.timedelta(days=5)).date(), label="ci deploy")
-    for name, value in _environment(asettings).items():
+    for name, value in cli_environment(asettings).items():
         monkeypatch.setenv(name, value)
     assert main(["alerts", "run", "--dry-run", "--now", "2026-11-27T12:00:00Z"]) == 0
     out = capsys.readouterr().out
@@ -133,7 +131,7 @@ def test_three_processes_at_once_post_each_alert_exactly_once(
                 out[(owner, public_id)] += 1
         return out
 
-    env = _environment(settings)
+    env = cli_environment(settings)
     reports = _run_processes(env, NOW, tmp_path)
     assert _posted(standin) == due(NOW, None) and len(due(NOW, None)) == 240
     assert sum(int(r["sent"]) for r in reports) == 240  # type: ignore[call-overload]
