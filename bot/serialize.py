@@ -21,7 +21,12 @@ def iso_utc(value: dt.datetime | None) -> str | None:
 
 def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
     """A token as a JSON row: public id, label, masked secret, scope, displayed status
-    (``active`` / ``disabled`` / ``expired`` at ``now``) and its timestamps."""
+    (``active`` / ``disabled`` / ``expired`` at ``now``), its timestamps, the caller that
+    last used it, and a rotation's old secret while it still works (else null)."""
+    rotation = None
+    if token.rotating(now):
+        rotation = {"old_masked": token.previous_secret_masked,
+                    "old_works_until": iso_utc(token.rotation_until)}
     return {
         "id": token.public_id,
         "label": token.label,
@@ -32,6 +37,8 @@ def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
         "created_by": token.created_by,
         "expires_at": iso_utc(token.expires_at),
         "last_used_at": iso_utc(token.last_used_at),
+        "last_used_by": token.last_used_by if token.last_used_at else None,
+        "rotation": rotation,
     }
 
 

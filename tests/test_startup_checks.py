@@ -97,6 +97,8 @@ def test_an_explicit_sqlite_database_is_migrated_on_start(tmp_path):
 
 def test_a_schema_a_newer_version_upgraded_is_not_behind(database_url, make_settings):
     engine = make_engine(database_url)
+    with engine.connect() as connection:
+        head = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     try:
         with engine.begin() as connection:
             connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
@@ -104,7 +106,8 @@ def test_a_schema_a_newer_version_upgraded_is_not_behind(database_url, make_sett
         _open(make_settings, generate_key()).dispose()
     finally:
         with engine.begin() as connection:
-            connection.execute(text("UPDATE alembic_version SET version_num = '0003'"))
+            connection.execute(text("UPDATE alembic_version SET version_num = :head"),
+                               {"head": head})
         engine.dispose()
 
 
