@@ -75,6 +75,40 @@ CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
     ),
 }
 
+class Confirm(enum.StrEnum):
+    """Confirmations of the actions on a rotation with overlap."""
+
+    RETIRE_OLD = "retire_old"
+    CANCEL_ROTATION = "cancel_rotation"
+
+
+CONFIRMATIONS_MORE: dict[Confirm, Confirmation] = {
+    Confirm.RETIRE_OLD: Confirmation(
+        verb="Retire the old secret of",
+        lines=(
+            "The old secret stops working immediately; only the new one works.",
+            "Anything still using the old secret will fail to authenticate.",
+        ),
+        confirm="Retire Old Secret",
+        cuts_access=True,
+    ),
+    Confirm.CANCEL_ROTATION: Confirmation(
+        verb="Cancel the rotation of",
+        lines=(
+            "The old secret stays the token's secret.",
+            "The new secret is discarded and stops working immediately.",
+        ),
+        confirm="Cancel Rotation",
+        cuts_access=True,
+    ),
+}
+
+#: What the rotate modal offers besides the guide's rotate warning.
+ROTATE_OVERLAP_NOTE = (
+    "Or keep the old secret working until the new one is first used (at most the time "
+    "chosen), so nothing fails while services switch over."
+)
+
 SECURITY_NOTE = (
     "Security Note: Only copy tokens when necessary, and never share them publicly or "
     "commit them to version control."

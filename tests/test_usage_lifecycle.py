@@ -23,8 +23,10 @@ from bot.db import Database
 from bot.http.server import build_asgi_app
 from bot.models import AuditEvent, AuditSource, Token, utcnow
 from bot.services import rotation
+from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from bot.services import tokens as svc
 from tests.conftest import TEST_KEY
+from tests.support.blockkit import validate_slack_call
 from tests.support.serving import serving
 from tests.support.signing import form_body
 from tests.support.slack_standin import SlackStandIn
@@ -276,3 +278,149 @@ def test_disable_during_an_overlap_disables_both_and_delete_removes_both(
     for created in (one, two):
         assert server.introspect(created.secret) == {"active": False}
         assert server.introspect(rotated[created.token.public_id].secret) == {"active": False}
+
+
+# -- the scheduled pass: rotation notices, dead-secret alarms ------------------------------
+
+
+def posts(standin: SlackStandIn, start: int = 0) -> list[dict[str, Any]]:
+    """The chat.postMessage bodies so far (each one validated Block Kit)."""
+    bodies = [call.body for call in standin.calls_to("chat.postMessage")[start:]]
+    for body in bodies:
+        validate_slack_call("chat.postMessage", body)
+    return bodies
+
+
+def alarm_posts(standin: SlackStandIn) -> list[dict[str, Any]]:
+    """The dead-secret alarms posted so far."""
+    return [p for p in posts(standin)
+            if any(b.get("block_id") == "dead_secret" for b in p.get("blocks") or [])]
+
+
+def alerts_run(run: Cli, now: dt.datetime, *extra: str) -> dict[str, Any]:
+    code, out, err = run("alerts", "run", "--now", now.isoformat(), "--json", *extra)
+    assert code == 0, err
+    return json.loads(out)["lifecycle"]  # type: ignore[no-any-return]
+
+
+def test_first_use_of_the_new_secret_tells_the_owner_once(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    created = create(lc_db)
+    rotated = run.json("tokens", "rotate", created.token.public_id, "--overlap", "7d", "--yes")
+    first_use = utcnow()
+    assert server.introspect(rotated["secret"])["active"] is True
+    assert server.introspect(created.secret) == {"active": False}
+    assert posts(standin) == []  # the request path posts nothing
+    report = alerts_run(run, utcnow())
+    assert [n["kind"] for n in report["notices"]] == ["rotation_switched"]
+    (dm,) = posts(standin)
+    assert dm["channel"] == OWNER
+    assert f"switched at {first_use:%H:%M}" in dm["text"] or (
+        f"switched at {(first_use + dt.timedelta(minutes=1)):%H:%M}" in dm["text"])
+    assert "first used by ci-runner" in dm["text"]
+    assert created.secret not in json.dumps(dm) and rotated["secret"] not in json.dumps(dm)
+    assert alerts_run(run, utcnow())["notices"] == []  # once
+    assert len(posts(standin)) == 1
+
+
+def test_the_deadline_coming_first_ends_the_rotation_and_says_the_new_secret_was_unused(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    created = create(lc_db, label="nightly export")
+    started = utcnow() - dt.timedelta(hours=2)  # time travel: rotated two hours ago
+    with lc_db.sessions.begin() as session:
+        rotated = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=started,
+                                   public_id=created.token.public_id,
+                                   expected_version=created.token.version,
+                                   overlap=dt.timedelta(hours=1))
+    # past the deadline the old secret fails even before any pass ran
+    assert server.introspect(created.secret) == {"active": False}
+    dry = alerts_run(run, utcnow(), "--dry-run")
+    assert dry["rotations_ended"] == 1 and posts(standin) == []
+    report = alerts_run(run, utcnow())
+    assert report["rotations_ended"] == 1
+    (dm,) = posts(standin)
+    assert dm["channel"] == OWNER and "nightly export" in dm["text"]
+    assert "deadline passed at" in dm["text"] and "never used" in dm["text"]
+    deadline = started + dt.timedelta(hours=1)
+    assert f"{deadline:%H:%M} UTC" in dm["text"]
+    assert alerts_run(run, utcnow())["rotations_ended"] == 0 and len(posts(standin)) == 1
+    # the new secret works, the old one is rotated out; the audit says who ended it
+    assert server.introspect(rotated.secret)["active"] is True
+    assert ("retire_old", "scheduler") in audit_actions(lc_db, created.token.public_id)
+
+
+def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    now = utcnow()
+    disabled = create(lc_db, label="CI deploy", channel="CTEAM")
+    expired = create(lc_db, label="old job", now=now - dt.timedelta(days=10),
+                     expires_on=(now - dt.timedelta(days=4)).date())
+    deleted = create(lc_db, label="gone")
+    rotated_out = create(lc_db, label="rotated")
+    active = create(lc_db, label="healthy")
+    with lc_db.sessions.begin() as session:
+        svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                          expected_version=disabled.token.version,
+                          now=now - dt.timedelta(days=3))
+        svc.delete_token(session, actor=ACTOR, public_id=deleted.token.public_id,
+                         expected_version=deleted.token.version, now=now)
+        new = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                               public_id=rotated_out.token.public_id,
+                               expected_version=rotated_out.token.version)
+    for _ in range(14):
+        assert server.introspect(disabled.secret) == {"active": False}
+    for _ in range(3):
+        assert server.introspect(disabled.secret, auth=basic("x", "deploy-credential-456")) == (
+            {"active": False})
+    for secret in (expired.secret, deleted.secret, rotated_out.secret):
+        for _ in range(5):
+            assert server.introspect(secret) == {"active": False}
+    for _ in range(5):
+        assert server.introspect(active.secret)["active"] is True
+        assert server.introspect(new.secret)["active"] is True
+    server.settle()
+    report = alerts_run(run, utcnow())
+    by_label = {a["label"]: a for a in report["alarms"]}
+    assert set(by_label) == {"CI deploy", "old job", "gone", "rotated"}  # none for active
+    assert {label: a["state"] for label, a in by_label.items()} == {
+        "CI deploy": "disabled", "old job": "expired", "gone": "deleted",
+        "rotated": "rotated out"}
+    assert by_label["CI deploy"]["presented"] == 17
+    assert by_label["CI deploy"]["destinations"] == [OWNER, "CTEAM"]
+    assert by_label["gone"]["destinations"] == [OWNER, "CALERTS"]
+    sent = alarm_posts(standin)
+    assert len(sent) == 8  # four tokens, each to its owner and a channel
+    ci = [p for p in sent if "CI deploy" in p["text"]]
+    assert {p["channel"] for p in ci} == {OWNER, "CTEAM"}
+    text = ci[0]["text"]
+    assert text.startswith(f"`{disabled.token.secret_masked}` (CI deploy, disabled 3 days ago)")
+    assert "was presented 17 times in the last 24 hours by ci-runner (14) and deploy-bot (3)" in (
+        text)
+    buttons = [e["action_id"] for b in ci[0]["blocks"] if b["type"] == "actions"
+               for e in b["elements"]]
+    assert buttons == ["dead_secret_enable", "dead_secret_open_table"]
+    gone = next(p for p in sent if "gone" in p["text"])
+    assert "deleted" in gone["text"] and "by ci-runner" in gone["text"]
+    assert [e["action_id"] for b in gone["blocks"] if b["type"] == "actions"
+            for e in b["elements"]] == ["dead_secret_open_table"]
+    everything = json.dumps(sent)
+    for secret in (disabled.secret, expired.secret, deleted.secret, rotated_out.secret):
+        assert secret not in everything
+    # more presentations the same day: no second alarm
+    assert server.introspect(disabled.secret) == {"active": False}
+    server.settle()
+    assert alerts_run(run, utcnow())["alarms"] == []
+    assert len(alarm_posts(standin)) == 8
+    # the next day: nothing presented since, nothing to tell ...
+    tomorrow = utcnow() + dt.timedelta(days=1, minutes=1)
+    assert alerts_run(run, tomorrow)["alarms"] == []
+    # ... but presented again (counted by a process that day), it is told again, once
+    with lc_db.engine.begin() as connection:
+        add_presentations(connection, counts={
+            UseKey(TEAM, disabled.token.public_id, "ci-runner", hour_of(tomorrow)): 2})
+    again = alerts_run(run, tomorrow)["alarms"]
+    assert [(a["label"], a["presented"]) for a in again] == [("CI deploy", 2)]
+    assert alerts_run(run, tomorrow)["alarms"] == []

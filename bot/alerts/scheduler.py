@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot.alerts.lifecycle import lifecycle_pass
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertKind, Token, utcnow
@@ -78,6 +79,7 @@ class PassReport:
     destinations: list[DestinationReport] = field(default_factory=list)
     slack_calls: int = 0
     seconds: float = 0.0
+    lifecycle: dict[str, Any] = field(default_factory=dict)  # bot.alerts.lifecycle
 
     @property
     def messages(self) -> int:
@@ -347,6 +349,8 @@ def run_pass(
         report.destinations = [plan.report for plan in _deliver_all(run, threads)]
         report.slack_calls = run._calls
     report.destinations = [d for d in report.destinations if d.tokens or d.skipped or d.failed]
+    report.lifecycle = lifecycle_pass(settings=settings, database=database, client=client,
+                                      now=now, worker=run.worker, dry_run=dry_run).to_dict()
     report.seconds = round(time.perf_counter() - started, 3)
     if report.destinations or report.armed:
         log.info(

@@ -161,8 +161,11 @@ def claim_alarm(
     statement = insert(_alarms).values(
         team_id=report.team_id, token_public_id=report.public_id, day=now.date().isoformat(),
         claimed_by=worker, claimed_at=now, presented=report.presented,
-    ).on_conflict_do_nothing(index_elements=["team_id", "token_public_id", "day"])
-    return session.execute(statement).rowcount == 1
+    ).on_conflict_do_nothing(
+        index_elements=["team_id", "token_public_id", "day"]
+    ).returning(_alarms.c.id)
+    # RETURNING, not rowcount: the row comes back only to the one that inserted it.
+    return session.execute(statement).first() is not None
 
 
 def release_alarm(session: Session, *, report: DeadSecretReport, now: dt.datetime) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.slack.ids import ActionId
-from bot.texts import Lifecycle
+from bot.texts import Confirm, Lifecycle
 
 Listener = Callable[..., None]
 
@@ -24,6 +24,7 @@ class Place(enum.StrEnum):
     ROW = "row"  # a button on a token's row of the table
     TABLE = "table"  # the table's own buttons (pager, create, hide the secret)
     DIGEST = "digest"  # a button or menu of an expiry digest message
+    ALARM = "alarm"  # a button of a dead-secret alarm (DM or channel message)
 
 
 class Rows(enum.StrEnum):
@@ -32,6 +33,7 @@ class Rows(enum.StrEnum):
     ALL = "all"
     NOT_DISABLED = "not_disabled"  # the service refuses it on a disabled token anyway
     DISABLED = "disabled"
+    ROTATING = "rotating"  # a rotation with overlap whose old secret still works
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,8 @@ class Action:
     id: ActionId
     place: Place
     button: str = ""  # a row button's text
-    confirm: Lifecycle | None = None  # Slack's confirm dialog with the guide's warning
+    # Slack's confirm dialog with the guide's warning; Rotate's confirmation is its modal.
+    confirm: Lifecycle | Confirm | None = None
     rows: Rows = Rows.ALL
     help: str = ""  # its line in `/tokens help` (mrkdwn)
 
@@ -54,8 +57,15 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.ENABLE, Place.ROW, "Enable", Lifecycle.ENABLE, Rows.DISABLED),
     Action(ActionId.DELETE, Place.ROW, "Delete", Lifecycle.DELETE, Rows.NOT_DISABLED,
            help="*Delete* removes it for good"),
-    Action(ActionId.ROTATE, Place.ROW, "Rotate", Lifecycle.ROTATE,
-           help="*Rotate* gives it a new secret; the old one stops working"),
+    Action(ActionId.ROTATE, Place.ROW, "Rotate…",
+           help="*Rotate…* gives it a new secret; the old one stops at once or when the new "
+                "one is first used"),
+    Action(ActionId.ROTATION_RETIRE, Place.ROW, "Retire old secret now",
+           Confirm.RETIRE_OLD, Rows.ROTATING,
+           help="*Retire old secret now* ends a rotation's overlap: the old secret stops"),
+    Action(ActionId.ROTATION_CANCEL, Place.ROW, "Cancel rotation", Confirm.CANCEL_ROTATION,
+           Rows.ROTATING,
+           help="*Cancel rotation* keeps the old secret and discards the new one"),
     Action(ActionId.PAGE_PREVIOUS, Place.TABLE),
     Action(ActionId.PAGE_NEXT, Place.TABLE),
     Action(ActionId.REFRESH, Place.TABLE),
@@ -64,6 +74,8 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.ALERT_EXTEND, Place.DIGEST),
     Action(ActionId.ALERT_EDIT, Place.DIGEST),
     Action(ActionId.ALERT_DISABLE, Place.DIGEST),
+    Action(ActionId.DEAD_ENABLE, Place.ALARM),
+    Action(ActionId.DEAD_OPEN_TABLE, Place.ALARM),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)

@@ -17,7 +17,14 @@ from bot.errors import ConfigurationError
 from bot.slack.actions import ACTIONS, listener_of
 from bot.slack.client import make_web_client
 from bot.slack.ids import CallbackId
-from bot.slack.listeners import commands, digests, home, modals, table  # noqa: F401 - marks
+from bot.slack.listeners import (  # noqa: F401 - marks
+    commands,
+    digests,
+    home,
+    modals,
+    rotation,
+    table,
+)
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error, reporting
 
@@ -77,6 +84,7 @@ def create_app(
     app.command(commands.COMMAND)(reporting(commands.handle_tokens))
     app.view(CallbackId.CREATE)(reporting(modals.handle_create_submit))
     app.view(CallbackId.EDIT)(reporting(modals.handle_edit_submit))
+    app.view(CallbackId.ROTATE)(reporting(rotation.handle_rotate_submit))
     app.event("app_home_opened")(reporting(home.handle_home_opened))
     for action in ACTIONS:  # the table's, the digests': bot.slack.actions lists them all
         app.action(action.id)(reporting(listener_of(action)))

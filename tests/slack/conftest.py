@@ -448,3 +448,24 @@ def table(bot: SlackBot, standin: SlackStandIn) -> Callable[..., list[dict[str, 
         return calls[-1].body["blocks"]
 
     return draw
+
+
+def rotate_values(overlap: str | None = None) -> dict[str, Any]:
+    """The rotate modal's state: immediately, or keep the old secret (``1h``/``24h``/``7d``)."""
+    mode = "overlap" if overlap else "now"
+    return {
+        "rotate_mode": {ActionId.ROTATE_MODE: {"type": "radio_buttons",
+                                               "selected_option": {"value": mode}}},
+        "rotate_overlap": {ActionId.ROTATE_OVERLAP: {
+            "type": "static_select", "selected_option": {"value": overlap or "24h"}}},
+    }
+
+
+def rotate_by_modal(bot: SlackBot, standin: SlackStandIn, element: dict[str, Any],
+                    overlap: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Click "Rotate…" and submit its modal; returns the modal as drawn."""
+    before = len(standin.calls_to("views.open"))
+    bot.click(element, **kwargs)
+    view = standin.wait_for("views.open", before + 1)[-1].body["view"]
+    bot.submit(view, rotate_values(overlap), user=kwargs.get("user", OWNER))
+    return view  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from tests.slack.conftest import (
     form_values,
     last_response,
     load,
+    rotate_by_modal,
     row_buttons,
     seed,
     texts,
@@ -107,7 +108,8 @@ def test_rotate_shows_the_new_secret_once_and_the_old_one_stops_working(bot, db,
                                                                       table):
     created = seed(db, label="rotating")
     public_id = created.token.public_id
-    bot.click(row_buttons(table(), public_id)[ActionId.ROTATE])
+    modal = rotate_by_modal(bot, standin, row_buttons(table(), public_id)[ActionId.ROTATE])
+    assert "stops working immediately" in texts(modal["blocks"])
     calls = standin.calls_to("response_url")
     secret_call = next(c for c in calls if "secret" in [b.get("block_id") for b in
                                                         c.body.get("blocks", [])])

@@ -20,6 +20,7 @@ from tests.slack.conftest import (
     buttons,
     form_values,
     last_response,
+    rotate_by_modal,
     row_buttons,
     seed,
     texts,
@@ -46,7 +47,7 @@ def test_secrets_only_in_copy_and_creation_payloads_and_never_logged(bot, db, st
     blocks = table()
     public_id = seeded.token.public_id
     bot.click(row_buttons(blocks, public_id)[ActionId.COPY])
-    bot.click(row_buttons(blocks, public_id)[ActionId.ROTATE])
+    rotate_by_modal(bot, standin, row_buttons(blocks, public_id)[ActionId.ROTATE])
     blocks = table()
     bot.click(row_buttons(blocks, public_id)[ActionId.DISABLE])
     blocks = last_response(standin).body["blocks"]

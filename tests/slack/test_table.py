@@ -87,7 +87,7 @@ def test_row_buttons_and_their_confirmation_dialogs(bot, db, table):
     blocks = table()
     row = row_buttons(blocks, active.token.public_id)
     assert [b["text"]["text"] for b in row.values()] == ["Copy", "Edit", "Disable", "Delete",
-                                                          "Rotate"]
+                                                          "Rotate…"]
     assert "confirm" not in row[ActionId.COPY] and "confirm" not in row[ActionId.EDIT]
     disable = row[ActionId.DISABLE]["confirm"]
     assert disable["confirm"]["text"] == "Disable Token"
@@ -102,12 +102,12 @@ def test_row_buttons_and_their_confirmation_dialogs(bot, db, table):
     assert ("CI/CD pipelines, automation scripts, and integrations will fail"
             in delete["text"]["text"])
     assert row[ActionId.DELETE]["style"] == "danger" and delete["style"] == "danger"
-    rotate = row[ActionId.ROTATE]["confirm"]
-    assert rotate["confirm"]["text"] == "Rotate Token" and rotate["style"] == "danger"
-    assert "active one" in rotate["title"]["text"]
+    # Rotate's confirmation is its modal (the guide's warning, now or with overlap)
+    assert row[ActionId.ROTATE]["text"]["text"] == "Rotate…"
+    assert "confirm" not in row[ActionId.ROTATE]
 
     muted = row_buttons(blocks, disabled.token.public_id)
-    assert [b["text"]["text"] for b in muted.values()] == ["Copy", "Enable", "Rotate"]
+    assert [b["text"]["text"] for b in muted.values()] == ["Copy", "Enable", "Rotate…"]
     enable = muted[ActionId.ENABLE]["confirm"]
     assert enable["confirm"]["text"] == "Enable Token"
     assert "regain access" in enable["text"]["text"]

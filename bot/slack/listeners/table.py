@@ -95,34 +95,6 @@ def handle_change(ack: Ack, body: Body, action: dict[str, Any], context: BoltCon
     show(drawing, client)
 
 
-@listener(ActionId.ROTATE)
-def handle_rotate(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
-                  client: WebClient) -> None:
-    ack()
-    d, actor, ref, origin = _row(body, action, context)
-    now = utcnow()
-    with d.sessions.begin() as session:
-        rotated = svc.rotate_token(session, box=d.box, actor=actor, public_id=ref.public_id,
-                                   expected_version=ref.version, now=now)
-        notice = Notice(
-            f"Rotated *{escape(rotated.token.label)}*: the previous secret no longer works."
-        )
-        panel = (
-            secret_blocks(rotated.token, rotated.secret, SecretReason.ROTATE, origin.state)
-            if origin.kind == OriginKind.HOME
-            else ()
-        )
-        drawing = draw_table(session, actor=actor, origin=origin, now=now, notice=notice,
-                             panel=panel)
-    show(drawing, client)
-    if origin.kind != OriginKind.HOME:
-        respond = respond_to(origin.response_url)
-        if respond is not None:
-            message = secret_message(rotated.token, rotated.secret, SecretReason.ROTATE,
-                                     origin.state)
-            send(respond, message, replace_original=False)
-
-
 @listener(ActionId.COPY)
 def handle_copy(ack: Ack, body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:

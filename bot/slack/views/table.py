@@ -105,19 +105,31 @@ def _expires(token: Listed, status: DisplayStatus) -> str:
     return f"Expires: {date_time(token.expires_at)}"
 
 
-def row_text(token: Listed, status: DisplayStatus) -> str:
+def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
-    last_used = f"Last used {ago(token.last_used_at)}" if token.last_used_at else "Never used"
-    return (
+    last_used = "Never used"
+    if token.last_used_at:
+        last_used = f"Last used {ago(token.last_used_at)}"
+        if token.last_used_by:
+            last_used += f" by {escape(token.last_used_by)}"
+    text = (
         f"*{escape(token.label)}*   {BADGES[status]}\n"
         f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
         f"Owner: {mention(token.created_by)}\n"
         f"Created: {date_short(token.created_at)}  ·  {_expires(token, status)}  ·  "
         f"{last_used}"
     )
+    if token.rotation_until is not None and token.rotating(now):
+        text += (
+            f"\n:repeat: Rotating: old secret {code(token.previous_secret_masked or '')} works "
+            f"until {date_time(token.rotation_until)} or until the new one is used"
+        )
+    return text
 
 
-def _offered(action: Action, status: DisplayStatus) -> bool:
+def _offered(action: Action, status: DisplayStatus, rotating: bool) -> bool:
+    if action.rows == Rows.ROTATING:
+        return rotating
     if action.rows == Rows.NOT_DISABLED:
         return status != DisplayStatus.DISABLED
     if action.rows == Rows.DISABLED:
@@ -125,7 +137,9 @@ def _offered(action: Action, status: DisplayStatus) -> bool:
     return True
 
 
-def row_buttons(token: Listed, status: DisplayStatus, value: str) -> list[ButtonElement]:
+def row_buttons(
+    token: Listed, status: DisplayStatus, value: str, *, rotating: bool = False
+) -> list[ButtonElement]:
     """The row actions this token's status offers (``bot.slack.actions``); ``value`` is
     what every button carries back (a ``RowRef``)."""
     return [
@@ -135,7 +149,7 @@ def row_buttons(token: Listed, status: DisplayStatus, value: str) -> list[Button
             confirm=confirm_dialog(action.confirm, token.label) if action.confirm else None,
         )
         for action in ROW_ACTIONS
-        if _offered(action, status)
+        if _offered(action, status, rotating)
     ]
 
 
@@ -143,7 +157,7 @@ def row_blocks(token: Listed, now: dt.datetime, state: TableState) -> list[Block
     """A row's blocks: its body (muted when disabled), its buttons and a divider. The
     buttons carry the token's version and the table's state."""
     status = token.display_status(now)
-    text = MarkdownTextObject(text=row_text(token, status))
+    text = MarkdownTextObject(text=row_text(token, status, now))
     block_id = row_block_id(BlockId.ROW, token.public_id)
     body: Block
     if status == DisplayStatus.DISABLED:
@@ -154,7 +168,7 @@ def row_blocks(token: Listed, now: dt.datetime, state: TableState) -> list[Block
     value = RowRef(public_id=token.public_id, version=token.version, state=state).encode()
     actions = ActionsBlock(
         block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),
-        elements=row_buttons(token, status, value),
+        elements=row_buttons(token, status, value, rotating=token.rotating(now)),
     )
     return [body, actions, DividerBlock()]
 
