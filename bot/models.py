@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     not_,
     or_,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -82,7 +83,8 @@ class AuditAction(enum.StrEnum):
     ROTATE = "rotate"
     REVEAL = "reveal"
     # rotation with overlap (bot.services.rotation)
-    RETIRE_OLD = "retire_old"  # the old secret stopped: first use of the new one, deadline, or by hand
+    # the old secret stopped: the new one's first use, the deadline, or by hand
+    RETIRE_OLD = "retire_old"
     CANCEL_ROTATION = "cancel_rotation"
 
 
@@ -189,7 +191,11 @@ class Token(Base):
     __table_args__ = (
         UniqueConstraint("public_id", name="uq_tokens_public_id"),
         UniqueConstraint("secret_digest", name="uq_tokens_secret_digest"),
-        Index("uq_tokens_previous_secret_digest", "previous_secret_digest", unique=True),
+        # Partial: only rotating tokens are in it, so the planner knows it is selective
+        # (with every NULL in it, SQLite's statistics made it look useless: a table scan).
+        Index("uq_tokens_previous_secret_digest", "previous_secret_digest", unique=True,
+              sqlite_where=text("previous_secret_digest IS NOT NULL"),
+              postgresql_where=text("previous_secret_digest IS NOT NULL")),
         # The table's order (newest first) within a team, and the owner filter.
         Index("ix_tokens_team_created", "team_id", "created_at", "id"),
         Index("ix_tokens_team_owner_created", "team_id", "created_by", "created_at", "id"),

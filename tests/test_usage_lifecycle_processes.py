@@ -80,7 +80,9 @@ def env(database_url: str, standin: SlackStandIn) -> dict[str, str]:
 
 
 @pytest.fixture
-def serve(env: dict[str, str], tmp_path: Path) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
+def serve(
+    env: dict[str, str], tmp_path: Path
+) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
     started = []
     for name in "AB":
         port = free_port()

@@ -485,6 +485,12 @@ def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000)
                 .values(secret_encrypted=box.rotate(blob))
             )
             changed += result.rowcount
+    # The old secrets of rotations with overlap too (a cancelled rotation restores one).
+    for token in session.scalars(select(Token).where(Token.previous_secret_encrypted.is_not(None))):
+        blob = token.previous_secret_encrypted
+        if blob is not None and not box.is_current(blob):
+            token.previous_secret_encrypted = box.rotate(blob)
+            changed += 1
     # The key check value too (bot.db), or dropping the old key would fail start-up.
     for check in session.scalars(select(KeyCheck)):
         if not box.is_current(check.value):

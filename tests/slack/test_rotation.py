@@ -10,6 +10,7 @@ import datetime as dt
 from bot.alerts.lifecycle import lifecycle_pass
 from bot.config import Settings
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
+from bot.services.usage import record_use
 from bot.services.verification import verify
 from bot.slack.client import make_web_client
 from bot.slack.ids import ActionId
@@ -141,3 +142,12 @@ def test_the_alarms_buttons_enable_the_token_and_open_the_table(
                    client=make_web_client(slack_settings),
                    now=now + dt.timedelta(minutes=30), worker="w2")
     assert len(standin.calls_to("chat.postMessage")) == 1
+
+
+def test_the_row_names_the_caller_that_last_used_the_token(bot, db, standin, table):
+    created = seed(db, label="used")
+    with db.engine.begin() as connection:
+        record_use(connection, token_ids=[created.token.id],
+                   now=utcnow() - dt.timedelta(minutes=3), caller="ci-runner")
+    row = _row_text(table(), created.token.public_id)
+    assert "Last used <!date^" in row and "by ci-runner" in row

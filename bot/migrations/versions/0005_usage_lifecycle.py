@@ -39,8 +39,10 @@ def upgrade() -> None:
     # Plain ADD COLUMN and CREATE INDEX: SQLite keeps the table (and its search triggers).
     for column in _NEW_TOKEN_COLUMNS():
         op.add_column("tokens", column)
+    # Partial: only rotating tokens, so the planner sees it as selective.
+    rotating = sa.text("previous_secret_digest IS NOT NULL")
     op.create_index("uq_tokens_previous_secret_digest", "tokens", ["previous_secret_digest"],
-                    unique=True)
+                    unique=True, sqlite_where=rotating, postgresql_where=rotating)
     op.create_table(
         "retired_secrets",
         sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
