@@ -32,6 +32,8 @@ from bot.services.tombstones import dialect_insert
 
 #: The window an alarm counts presentations over.
 WINDOW: Final = dt.timedelta(hours=24)
+#: Rows per upsert statement (SQLite allows 32,766 bound values in one statement).
+UPSERT_ROWS: Final = 1000
 #: Counts and alarm claims older than this are purged by the scheduled pass.
 KEEP: Final = dt.timedelta(days=3)
 
@@ -53,21 +55,20 @@ def hour_of(now: dt.datetime) -> dt.datetime:
 
 
 def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -> None:
-    """Add these counts (one upsert for the lot)."""
-    if not counts:
-        return
+    """Add these counts (one upsert per :data:`UPSERT_ROWS` keys)."""
     insert = dialect_insert(connection)
     rows = [
         {"team_id": k.team_id, "token_public_id": k.public_id, "caller": k.caller[:100],
          "hour": k.hour, "count": n}
         for k, n in counts.items()
     ]
-    statement = insert(_uses).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=["team_id", "token_public_id", "caller", "hour"],
-        set_={"count": _uses.c.count + statement.excluded.count},
-    )
-    connection.execute(statement)
+    for start in range(0, len(rows), UPSERT_ROWS):
+        statement = insert(_uses).values(rows[start:start + UPSERT_ROWS])
+        statement = statement.on_conflict_do_update(
+            index_elements=["team_id", "token_public_id", "caller", "hour"],
+            set_={"count": _uses.c.count + statement.excluded.count},
+        )
+        connection.execute(statement)
 
 
 @dataclass
