@@ -424,3 +424,30 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     again = alerts_run(run, tomorrow)["alarms"]
     assert [(a["label"], a["presented"]) for a in again] == [("CI deploy", 2)]
     assert alerts_run(run, tomorrow)["alarms"] == []
+
+
+def test_keys_rotate_reencrypts_the_old_secret_a_cancelled_rotation_restores(
+    lc_db: Database, run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = create(lc_db, label="kept")
+    public_id = created.token.public_id
+    run.json("tokens", "rotate", public_id, "--overlap", "1h", "--yes")
+    _, new_key, _ = run("keys", "generate")
+    monkeypatch.setenv("TOKENBOT_SECRET_KEYS", f"{new_key.strip()},{TEST_KEY}")
+    code, out, _ = run("keys", "rotate")
+    assert code == 0 and "Re-encrypted 2 stored secrets" in out
+    monkeypatch.setenv("TOKENBOT_SECRET_KEYS", new_key.strip())
+    from bot.config import load_settings
+
+    database = Database(load_settings(_env_file=None, DATABASE_URL=lc_db.engine.url
+                                      .render_as_string(hide_password=False),
+                                      TOKENBOT_SECRET_KEYS=new_key.strip()), auto_upgrade=False)
+    try:
+        with database.sessions.begin() as session:
+            token = svc.get_token(session, team_id=TEAM, public_id=public_id)
+            rotation.cancel_rotation(session, actor=ACTOR, public_id=public_id,
+                                     expected_version=token.version, now=utcnow())
+    finally:
+        database.dispose()
+    code, out, _ = run("tokens", "reveal", public_id)
+    assert code == 0 and out.strip() == created.secret
