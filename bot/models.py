@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     not_,
     or_,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -83,6 +84,10 @@ class AuditAction(enum.StrEnum):
     DELETE = "delete"
     ROTATE = "rotate"
     REVEAL = "reveal"
+    # rotation with overlap (bot.services.rotation)
+    # the old secret stopped: the new one's first use, the deadline, or by hand
+    RETIRE_OLD = "retire_old"
+    CANCEL_ROTATION = "cancel_rotation"
 
 
 # An integer primary key keeps the b-tree small; the public id is what people see.
@@ -105,6 +110,32 @@ def has_expired(expires_at: dt.datetime | None, now: dt.datetime) -> bool:
 def is_usable(status: str, expires_at: dt.datetime | None, now: dt.datetime) -> bool:
     """Whether a token authenticates at ``now``: active, and not past its expiry."""
     return status == TokenStatus.ACTIVE and not has_expired(expires_at, now)
+
+
+def secret_is_usable(
+    status: str,
+    expires_at: dt.datetime | None,
+    now: dt.datetime,
+    *,
+    superseded_until: dt.datetime | None = None,
+) -> bool:
+    """Whether a presented secret authenticates at ``now``: the token is usable, and when
+    the secret is the old one of a rotation with overlap (``superseded_until`` is its
+    deadline), the deadline has not come."""
+    if not is_usable(status, expires_at, now):
+        return False
+    return superseded_until is None or superseded_until > now
+
+
+def old_secret_works(
+    status: str, expires_at: dt.datetime | None, rotation_until: dt.datetime | None,
+    now: dt.datetime,
+) -> bool:
+    """Whether a token under a rotation with overlap (``rotation_until`` set) still
+    accepts its old secret at ``now``."""
+    return rotation_until is not None and secret_is_usable(
+        status, expires_at, now, superseded_until=rotation_until
+    )
 
 
 def shown_status(
@@ -149,11 +180,24 @@ class Token(Base):
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     alert_channel: Mapped[str | None] = mapped_column(String(32), default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The name of the introspection caller that last presented it (with last_used_at).
+    last_used_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    # A rotation with overlap: the old secret keeps working until the new one is first
+    # presented or until ``rotation_until``, whichever comes first (bot.services.rotation).
+    previous_secret_digest: Mapped[str | None] = mapped_column(String(64), default=None)
+    previous_secret_masked: Mapped[str | None] = mapped_column(String(16), default=None)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    rotation_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         UniqueConstraint("public_id", name="uq_tokens_public_id"),
         UniqueConstraint("secret_digest", name="uq_tokens_secret_digest"),
+        # Partial: only rotating tokens are in it, so the planner knows it is selective
+        # (with every NULL in it, SQLite's statistics made it look useless: a table scan).
+        Index("uq_tokens_previous_secret_digest", "previous_secret_digest", unique=True,
+              sqlite_where=text("previous_secret_digest IS NOT NULL"),
+              postgresql_where=text("previous_secret_digest IS NOT NULL")),
         # The table's order (newest first) within a team, and the owner filter.
         Index("ix_tokens_team_created", "team_id", "created_at", "id"),
         Index("ix_tokens_team_owner_created", "team_id", "created_by", "created_at", "id"),
@@ -163,6 +207,10 @@ class Token(Base):
 
     def display_status(self, now: dt.datetime) -> DisplayStatus:
         return shown_status(self.status, self.expires_at, now)
+
+    def rotating(self, now: dt.datetime) -> bool:
+        """Whether the old secret of a rotation with overlap still works at ``now``."""
+        return old_secret_works(self.status, self.expires_at, self.rotation_until, now)
 
     @property
     def expires_on(self) -> dt.date | None:
@@ -272,3 +320,104 @@ class Alert(Base):
             f"<Alert {self.id} token={self.token_id} {self.threshold_days}d "
             f"{self.kind}:{self.destination} {self.status}>"
         )
+
+
+# -- the usage-aware lifecycle (bot.services.rotation, bot.services.dead_secrets) ---------
+
+
+class RetiredReason(enum.StrEnum):
+    ROTATED = "rotated"  # replaced by a rotation (or discarded by a cancelled one)
+    DELETED = "deleted"  # its token was deleted
+
+
+#: How long a retired secret's tombstone is kept (then purged by the scheduled pass).
+TOMBSTONE_DAYS = 90
+
+
+class RetiredSecret(Base):
+    """A tombstone: the digest of a secret that no longer belongs to a token (rotated out,
+    or its token deleted), kept so a presentation of it can be told to the owner. Nothing
+    secret: the digest, the masked prefix people already see, and who it was."""
+
+    __tablename__ = "retired_secrets"
+
+    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
+    secret_digest: Mapped[str] = mapped_column(String(64))
+    team_id: Mapped[str] = mapped_column(String(32))
+    token_public_id: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(100))
+    owner: Mapped[str] = mapped_column(String(32))
+    secret_masked: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[RetiredReason] = mapped_column(String(16))
+    retired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("secret_digest", name="uq_retired_secrets_digest"),
+        Index("ix_retired_secrets_retired_at", "retired_at"),
+        Index("ix_retired_secrets_token", "team_id", "token_public_id"),
+    )
+
+
+class DeadSecretUse(Base):
+    """How often a dead secret of a token was presented by one caller within one hour
+    (counts added by every process: ``count = count + n``)."""
+
+    __tablename__ = "dead_secret_uses"
+
+    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    token_public_id: Mapped[str] = mapped_column(String(32))
+    caller: Mapped[str] = mapped_column(String(100))
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("team_id", "token_public_id", "caller", "hour",
+                         name="uq_dead_secret_uses"),
+        Index("ix_dead_secret_uses_hour", "hour"),
+    )
+
+
+class DeadSecretAlarm(Base):
+    """One alarm per token per day: the row is the claim (unique), taken before posting."""
+
+    __tablename__ = "dead_secret_alarms"
+
+    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    token_public_id: Mapped[str] = mapped_column(String(32))
+    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD (UTC)
+    claimed_by: Mapped[str] = mapped_column(String(64))
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    presented: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("team_id", "token_public_id", "day", name="uq_dead_secret_alarms"),
+        Index("ix_dead_secret_alarms_claimed_at", "claimed_at"),
+    )
+
+
+class LifecycleNoticeKind(enum.StrEnum):
+    ROTATION_SWITCHED = "rotation_switched"  # the new secret was first used
+    ROTATION_DEADLINE = "rotation_deadline"  # the overlap ran out, the new secret unused
+
+
+class LifecycleNotice(Base):
+    """An outbox row: a direct message to a token's owner, written in the transaction of
+    the change it tells about and sent by the scheduled pass (claimed, so once)."""
+
+    __tablename__ = "lifecycle_notices"
+
+    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    token_public_id: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[LifecycleNoticeKind] = mapped_column(String(32))
+    caller: Mapped[str | None] = mapped_column(String(100), default=None)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    __table_args__ = (Index("ix_lifecycle_notices_pending", "sent_at", "claimed_at"),)

@@ -21,8 +21,13 @@ def iso_utc(value: dt.datetime | None) -> str | None:
 
 def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
     """A token as a JSON row: public id, label, masked secret, scope, displayed status
-    (``active`` / ``disabled`` / ``expired`` at ``now``), its timestamps and its expiry
-    date."""
+    (``active`` / ``disabled`` / ``expired`` at ``now``), its timestamps, its expiry
+    date, the caller that last used it, and a rotation's old secret while it still works
+    (else null)."""
+    rotation = None
+    if token.rotating(now):
+        rotation = {"old_masked": token.previous_secret_masked,
+                    "old_works_until": iso_utc(token.rotation_until)}
     return {
         "id": token.public_id,
         "label": token.label,
@@ -35,6 +40,8 @@ def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
         # the calendar date picked (it stops working at 00:00 UTC of it), as Slack shows it
         "expires_on": token.expires_on.isoformat() if token.expires_on else None,
         "last_used_at": iso_utc(token.last_used_at),
+        "last_used_by": token.last_used_by if token.last_used_at else None,
+        "rotation": rotation,
     }
 
 

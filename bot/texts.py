@@ -28,16 +28,21 @@ class Lifecycle(enum.StrEnum):
     ENABLE = "enable"
     DELETE = "delete"
     ROTATE = "rotate"
+    RETIRE_OLD = "retire_old"  # end a rotation's overlap now
+    CANCEL_ROTATION = "cancel_rotation"
 
 
 @dataclass(frozen=True)
 class Confirmation:
-    """A confirmation: its verb, the guide's warnings (one sentence each), the button."""
+    """A confirmation: its verb, the guide's warnings (one sentence each), the button,
+    and a title short enough for a modal (24 characters)."""
 
     verb: str
     lines: tuple[str, ...]
     confirm: str
     cuts_access: bool  # shown as a danger action
+    title: str
+    right: str  # the right it takes ("only the owner or an admin can <right> it")
 
     @property
     def text(self) -> str:
@@ -53,6 +58,8 @@ CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
             "This action can be reversed by enabling the token.",
         ),
         confirm="Disable Token",
+        title="Disable token?",
+        right="disable",
         cuts_access=True,
     ),
     Lifecycle.ENABLE: Confirmation(
@@ -62,6 +69,8 @@ CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
             "The token will be immediately active.",
         ),
         confirm="Enable Token",
+        title="Enable token?",
+        right="enable",
         cuts_access=False,
     ),
     Lifecycle.DELETE: Confirmation(
@@ -74,6 +83,8 @@ CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
             "re-enabled.",
         ),
         confirm="Delete Token",
+        title="Delete token?",
+        right="delete",
         cuts_access=True,
     ),
     Lifecycle.ROTATE: Confirmation(
@@ -84,9 +95,39 @@ CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
             "fail to authenticate until they are given the new one.",
         ),
         confirm="Rotate Token",
+        title="Rotate token?",
+        right="rotate",
         cuts_access=True,
     ),
+    Lifecycle.RETIRE_OLD: Confirmation(
+        verb="Retire the old secret of",
+        lines=(
+            "The old secret stops working immediately; only the new one works.",
+            "Anything still using the old secret will fail to authenticate.",
+        ),
+        confirm="Retire Old Secret",
+        cuts_access=True,
+        title="Retire old secret?",
+        right="rotate",
+    ),
+    Lifecycle.CANCEL_ROTATION: Confirmation(
+        verb="Cancel the rotation of",
+        lines=(
+            "The old secret stays the token's secret.",
+            "The new secret is discarded and stops working immediately.",
+        ),
+        confirm="Cancel Rotation",
+        cuts_access=True,
+        title="Cancel rotation?",
+        right="rotate",
+    ),
 }
+
+#: What the rotate modal offers besides the guide's rotate warning.
+ROTATE_OVERLAP_NOTE = (
+    "Or keep the old secret working until the new one is first used (at most the time "
+    "chosen), so nothing fails while services switch over."
+)
 
 SECURITY_NOTE = (
     "Security Note: Only copy tokens when necessary, and never share them publicly or "

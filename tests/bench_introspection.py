@@ -15,6 +15,11 @@ sending its next request as soon as the previous answer arrived. Per run it repo
 throughput (requests/s) and latency (median, p99, ms) of ``GET /healthz`` (the ceiling of
 the stack: routing and HTTP only) and of ``POST /introspect`` with an active token drawn
 from ``--hot`` tokens (so last-used writes happen, once a minute per token), and the ratio.
+``--mix half-dead`` (or ``both``, the default) also measures a load where every other
+request presents a dead secret (half of them of disabled tokens, half tombstones of
+rotated-out or deleted ones): answered ``{"active": false}`` and counted per token and
+caller in memory, written every few seconds (``bot.http.usage_writer``). The caller is a
+named credential (``bench-caller=…``), as ``last_used_by`` records it.
 
 Not collected by pytest (the file name does not start with ``test_``). The machine is
 shared: figures vary from run to run; compare the ratio within a run.
@@ -217,9 +222,10 @@ def postgresql_database() -> Iterator[str]:
         yield url
 
 
-def seed(url: str, key: str, count: int, hot: int) -> list[str]:
-    """``count`` tokens with real secrets (1 in 17 disabled, 1 in 3 expiring later);
-    returns ``hot`` secrets of active tokens for the load."""
+def seed(url: str, key: str, count: int, hot: int) -> tuple[list[str], list[str]]:
+    """``count`` tokens with real secrets (1 in 17 disabled, 1 in 3 expiring later) and
+    ``hot`` tombstones (rotated-out secrets); returns ``hot`` secrets of active tokens and
+    ``hot`` dead secrets (half of disabled tokens, half tombstoned) for the loads."""
     from bot import crypto
     from bot.crypto import SecretBox
     from bot.db import make_engine, upgrade
@@ -232,6 +238,7 @@ def seed(url: str, key: str, count: int, hot: int) -> list[str]:
     rng = random.Random(5)
     now = dt.datetime.now(dt.timezone.utc)
     active: list[str] = []
+    disabled_secrets: list[str] = []
     started = time.perf_counter()
 
     def rows() -> Iterator[dict[str, Any]]:
@@ -241,6 +248,8 @@ def seed(url: str, key: str, count: int, hot: int) -> list[str]:
             created = now - dt.timedelta(seconds=count - n)
             if not disabled:
                 active.append(secret)
+            else:
+                disabled_secrets.append(secret)
             yield dict(
                 public_id=f"tok_b{n:011d}", team_id=TEAM, label=f"bench {n}",
                 label_search=f"bench {n}", scope=rng.choice(["read", "write", "admin"]),
@@ -252,10 +261,23 @@ def seed(url: str, key: str, count: int, hot: int) -> list[str]:
             )
 
     insert_tokens(engine, rows())
+    from bot.models import RetiredReason, RetiredSecret
+
+    buried = [crypto.generate_secret() for _ in range(hot)]
+    with engine.begin() as connection:
+        connection.execute(RetiredSecret.__table__.insert(), [
+            dict(secret_digest=crypto.digest(secret), team_id=TEAM,
+                 token_public_id=f"tok_b{n:011d}", label=f"bench {n}", owner="U00001",
+                 secret_masked=crypto.mask(secret), reason=RetiredReason.ROTATED,
+                 retired_at=now) for n, secret in enumerate(buried)])
     analyze(engine)
     engine.dispose()
-    print(f"  seeded {count} tokens in {time.perf_counter() - started:.1f}s", flush=True)
-    return rng.sample(active, min(hot, len(active)))
+    print(f"  seeded {count} tokens and {hot} tombstones in "
+          f"{time.perf_counter() - started:.1f}s", flush=True)
+    half = hot // 2
+    dead = rng.sample(disabled_secrets, min(half, len(disabled_secrets))) + buried[:hot - half]
+    rng.shuffle(dead)
+    return rng.sample(active, min(hot, len(active))), dead
 
 
 # -- the server under test ---------------------------------------------------------------------
@@ -334,7 +356,7 @@ def server(
         **os.environ,
         "DATABASE_URL": url,
         "TOKENBOT_SECRET_KEYS": key,
-        "TOKENBOT_INTROSPECTION_SECRETS": INTROSPECTION_SECRET,
+        "TOKENBOT_INTROSPECTION_SECRETS": f"bench-caller={INTROSPECTION_SECRET}",
         "TOKENBOT_SCHEDULER": "off",
         "SLACK_BOT_TOKEN": "xoxb-bench",
         "SLACK_SIGNING_SECRET": "bench-signing-secret",
@@ -410,30 +432,39 @@ def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list
     database = sqlite_database(workdir) if backend == "sqlite" else postgresql_database()
     with database as url:
         print(f"{backend}:", flush=True)
-        hot = seed(url, key, args.tokens, args.hot)
-        introspect = [introspect_request(secret) for secret in hot]
+        hot, dead = seed(url, key, args.tokens, args.hot)
+        mixes = {"active": [introspect_request(secret) for secret in hot]}
+        # every other request a dead secret
+        mixes["half-dead"] = [introspect_request(secret) for pair in zip(hot, dead, strict=False)
+                              for secret in pair]
+        chosen = ["active", "half-dead"] if args.mix == "both" else [args.mix]
         for workers in args.workers:
             with server(args.server, url, key, workers, workdir) as (port, log_path):
                 load = dict(connections=args.connections, duration=args.duration,
                             warmup=args.warmup, workdir=workdir)
                 # Alternate the two, so drift in the machine's load hits both alike.
-                ceilings, results = [], []
+                ceilings: list[dict[str, Any]] = []
+                results: dict[str, list[dict[str, Any]]] = {mix: [] for mix in chosen}
                 for _ in range(args.rounds):
                     ceilings.append(run_load(port, [healthz_request()], **load))
-                    results.append(run_load(port, introspect, **load))
-            ceiling, result = _combine(ceilings), _combine(results)
-            ratio = result["rps"] / ceiling["rps"]
+                    for mix in chosen:
+                        results[mix].append(run_load(port, mixes[mix], **load))
+            ceiling = _combine(ceilings)
             print(f"  {workers} worker(s)  /healthz     {_fmt(ceiling)}", flush=True)
-            print(f"  {workers} worker(s)  /introspect  {_fmt(result)}  "
-                  f"ratio {ratio:.0%}", flush=True)
-            if set(result["statuses"]) != {"200"} or set(result["bodies"]) != {"active"}:
-                print(f"  !! unexpected answers: {result['statuses']} {result['bodies']}")
+            for mix in chosen:
+                result = _combine(results[mix])
+                ratio = result["rps"] / ceiling["rps"]
+                print(f"  {workers} worker(s)  /introspect  {_fmt(result)}  "
+                      f"ratio {ratio:.0%}  ({mix})", flush=True)
+                expected = {"active"} if mix == "active" else {"active", '{"active":false}'}
+                if set(result["statuses"]) != {"200"} or set(result["bodies"]) != expected:
+                    print(f"  !! unexpected answers: {result['statuses']} {result['bodies']}")
+                rows.append({"backend": backend, "workers": workers, "mix": mix,
+                             "healthz": ceiling, "introspect": result, "ratio": ratio,
+                             "rounds": {"healthz": ceilings, "introspect": results[mix]}})
             for line in log_path.read_text(errors="replace").splitlines():
                 if line.startswith("introspection stats"):
                     print(f"  {line}")
-            rows.append({"backend": backend, "workers": workers, "healthz": ceiling,
-                         "introspect": result, "ratio": ratio,
-                         "rounds": {"healthz": ceilings, "introspect": results}})
     return rows
 
 
@@ -459,6 +490,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lookup", choices=["loop", "thread"],
                         help="with --server minimal: where the read runs (default: loop on "
                              "SQLite, thread on PostgreSQL)")
+    parser.add_argument("--mix", choices=["active", "half-dead", "both"], default="both",
+                        help="the introspection load: active tokens only, every other "
+                             "request a dead secret, or both (default)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
     if args.lookup:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from sqlalchemy import select
 
+from bot.services import keys
 from bot import crypto
 from bot.config import load_settings
 from bot.crypto import SecretBox, generate_key
@@ -143,9 +144,9 @@ def test_reencrypt_all_moves_every_secret_to_the_newest_key(make_settings, now):
     both = Database(make_settings(TOKENBOT_SECRET_KEYS=f"{new},{old}"), auto_upgrade=False)
     try:
         with both.sessions.begin() as session:
-            assert svc.reencrypt_all(session, box=both.box, batch=3) == 7
+            assert keys.reencrypt_all(session, box=both.box, batch=3) == 7
         with both.sessions.begin() as session:
-            assert svc.reencrypt_all(session, box=both.box, batch=3) == 0  # idempotent
+            assert keys.reencrypt_all(session, box=both.box, batch=3) == 0  # idempotent
     finally:
         both.dispose()
 
@@ -257,7 +258,7 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
 
         monkeypatch.setattr(db.box, "rotate", rotate_with_a_user_in_between)
         with db.sessions.begin() as session:
-            svc.reencrypt_all(session, box=db.box)
+            keys.reencrypt_all(session, box=db.box)
         with db.sessions.begin() as session:
             _, revealed = svc.reveal_token(session, box=db.box, actor=OWNER, public_id=pid,
                                            now=now)

@@ -485,9 +485,12 @@ def test_the_log_names_the_caller_never_a_secret(
             introspect(handler, created.secret, auth=basic("billing-service", SECRET_A))
         introspect(handler, created.secret, auth=basic("intruder", "guess-" + SECRET_B))
     text = caplog.text
-    assert "billing-service" in text and created.token.public_id in text
+    # The caller is the credential's name (a bare entry: client-N by position); the Basic
+    # user name is not trusted for anything.
+    assert "client-1" in text and created.token.public_id in text
+    assert "billing-service" not in text
     first_sight = [r for r in caplog.records
-                   if r.levelno == logging.INFO and "billing-service" in r.getMessage()]
+                   if r.levelno == logging.INFO and "client-1" in r.getMessage()]
     assert len(first_sight) == 1
     assert "refused" in text
     for secret in (created.secret, SECRET_A, SECRET_B):

@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import delete, inspect, text
 
+from bot.services import keys
 from bot import cli
 from bot.config import Settings, load_settings
 from bot.crypto import generate_key
@@ -65,7 +66,7 @@ def test_after_keys_rotate_the_old_key_can_go(make_settings):
     _open(make_settings, old).dispose()
     both = _open(make_settings, new, old)
     with both.sessions.begin() as session:
-        svc.reencrypt_all(session, box=both.box)
+        keys.reencrypt_all(session, box=both.box)
     both.dispose()
     _open(make_settings, new).dispose()
 

@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts.delivery import Courier, Outcome, error_text
 from bot.alerts.dispatch import run_paced
+from bot.alerts.lifecycle import lifecycle_pass
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertKind, Token, utcnow
@@ -86,6 +87,7 @@ class PassReport:
     destinations: list[DestinationReport] = field(default_factory=list)
     slack_calls: int = 0
     seconds: float = 0.0
+    lifecycle: dict[str, Any] = field(default_factory=dict)  # bot.alerts.lifecycle
 
     @property
     def messages(self) -> int:
@@ -394,6 +396,8 @@ def run_pass(
         report.slack_calls = run._calls
     report.destinations = [d for d in report.destinations
                            if d.tokens or d.skipped or d.failed or d.recovered or d.error]
+    report.lifecycle = lifecycle_pass(settings=settings, database=database, client=client,
+                                      now=now, worker=run.worker, dry_run=dry_run).to_dict()
     report.seconds = round(time.perf_counter() - started, 3)
     if report.destinations or report.armed:
         log.info(

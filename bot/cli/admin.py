@@ -12,7 +12,7 @@ from bot import crypto
 from bot.cli.common import database_errors, quiet_migrations
 from bot.config import load_settings
 from bot.db import Database, make_engine, upgrade
-from bot.services.tokens import reencrypt_all
+from bot.services.keys import reencrypt_all
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -49,6 +49,7 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
                 f"  - {token['label']} ({token['id']}, {token['masked']}) "
                 f"expires {token['expires_at'][:10]}: {when} reminder"
             )
+    _print_lifecycle(report.get("lifecycle") or {}, dry_run)
     if dry_run:
         print(
             f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "
@@ -61,6 +62,23 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
             f"{report['failed']} failed (retried on a later pass), "
             f"{report['recovered']} found already posted."
         )
+
+
+def _print_lifecycle(lifecycle: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
+    """Rotations ended, rotation notices and dead-secret alarms (bot.alerts.lifecycle)."""
+    if lifecycle.get("rotations_ended"):
+        verb = "would end" if dry_run else "ended"
+        print(f"Rotations: {verb} {lifecycle['rotations_ended']} whose overlap ran out")
+    for notice in lifecycle.get("notices", ()):
+        state = "would send" if dry_run else ("sent" if notice["sent"] else "failed")
+        print(f"DM {notice['owner']}: rotation of {notice['label']} ({notice['token_id']}) "
+              f"{notice['kind'].replace('rotation_', '')}: {state}")
+    for alarm in lifecycle.get("alarms", ()):
+        state = "would post" if dry_run else ("posted" if alarm["sent"] else "failed")
+        callers = ", ".join(f"{c['caller']} ({c['presented']})" for c in alarm["callers"])
+        print(f"Dead secret {alarm['masked']} ({alarm['label']}, {alarm['state']}) presented "
+              f"{alarm['presented']} time(s) by {callers}: {state} to "
+              f"{', '.join(alarm['destinations'])}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -94,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_human(data, args.dry_run)
-    return 1 if report.failed else 0
+    return 1 if report.failed or report.lifecycle.get("failed") else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -107,7 +125,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run one alert pass now",
         description=(
             "Post the expiry reminders now due (digests per channel and DMs to owners), "
-            "exactly as the scheduler does. Safe to run while `tokenbot serve` runs: each "
+            "end rotations whose overlap ran out, send rotation notices and dead-secret "
+            "alarms, exactly as the scheduler does. Safe to run while `tokenbot serve` runs: each "
             "reminder is posted once. Exit status 1 when a post failed (it is retried on a "
             "later pass)."
         ),

@@ -60,6 +60,24 @@ def date_arg(text: str) -> dt.date:
 NUMBER_MAX = 1_000_000  # more pages or events than anyone has
 
 
+_DURATION_RE = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+_DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def duration_arg(text: str) -> dt.timedelta:
+    """``30m``, ``24h``, ``7d``: minutes, hours or days, at most 30 days; else a clear
+    argparse error."""
+    match = _DURATION_RE.fullmatch(text.strip().lower())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; write minutes, hours or days such as 30m, 24h or 7d"
+        )
+    value = dt.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
+    if value > dt.timedelta(days=30):
+        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most 30 days (30d)")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

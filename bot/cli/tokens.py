@@ -22,6 +22,7 @@ from bot.cli.common import (
     actor_parent,
     ago,
     date_arg,
+    duration_arg,
     format_table,
     ident_arg,
     json_parent,
@@ -130,6 +131,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         )
         p.add_argument("id", metavar="ID")
         p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+        if action is Lifecycle.ROTATE:
+            p.add_argument(
+                "--overlap", type=duration_arg, metavar="DURATION",
+                help="keep the old secret working until the new one is first used, at most "
+                     "this long (30m, 24h, 7d; at most 30d; default: it stops at once)")
         p.set_defaults(handler=_lifecycle_handler(action))
 
     p = commands.add_parser(
@@ -193,8 +199,12 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Created", f"{when(token.created_at)} UTC by {token.created_by}"),
         ("Expires", _expires_relative(token, now)
          + (" (stops working at 00:00 UTC)" if token.expires_on else "")),
-        ("Last used", _last_used(token, now, exact=True)),
+        ("Last used", _last_used(token, now, exact=True)
+         + (f" by {token.last_used_by}" if token.last_used_at and token.last_used_by else "")),
     ]
+    if token.rotating(now) and token.rotation_until is not None:
+        pairs.append(("Rotating", f"old secret {token.previous_secret_masked} works until "
+                                  f"{when(token.rotation_until)} UTC or until the new one is used"))
     return "\n".join(f"{name + ':':<11}{value}" for name, value in pairs)
 
 
@@ -327,7 +337,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 
 def _perform(
-    action: Lifecycle, session: Session, ctx: Context, public_id: str, version: int
+    action: Lifecycle, session: Session, ctx: Context, public_id: str, version: int,
+    overlap: dt.timedelta | None = None,
 ) -> tuple[Token | None, str | None]:
     """Run one lifecycle action through the services; (token or None, new secret or None)."""
     common: dict[str, Any] = dict(
@@ -341,16 +352,17 @@ def _perform(
         svc.delete_token(session, **common)
         return None, None
     if action is Lifecycle.ROTATE:
-        created = svc.rotate_token(session, box=ctx.db.box, **common)
+        created = svc.rotate_token(session, box=ctx.db.box, overlap=overlap, **common)
         return created.token, created.secret
     raise AssertionError(action)
 
 
-def _check_allowed(action: Lifecycle, ctx: Context, public_id: str, version: int) -> None:
+def _check_allowed(action: Lifecycle, ctx: Context, public_id: str, version: int,
+                   overlap: dt.timedelta | None) -> None:
     """Run the action's rules and roll back, so a refusal comes before the question."""
     session = ctx.db.sessions()
     try:
-        _perform(action, session, ctx, public_id, version)
+        _perform(action, session, ctx, public_id, version, overlap)
     finally:
         session.rollback()
         session.close()
@@ -379,13 +391,14 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
         with open_context(args) as ctx:
             with ctx.db.sessions.begin() as session:
                 seen = svc.get_token(session, team_id=ctx.team, public_id=args.id)
+            overlap = getattr(args, "overlap", None)
             if not args.yes:
-                _check_allowed(action, ctx, args.id, seen.version)
+                _check_allowed(action, ctx, args.id, seen.version, overlap)
                 if not confirm(action, seen, ctx.now):
                     print(f"Aborted: {_describe(seen)} was not changed.", file=sys.stderr)
                     return 1
             with ctx.db.sessions.begin() as session:
-                token, secret = _perform(action, session, ctx, args.id, seen.version)
+                token, secret = _perform(action, session, ctx, args.id, seen.version, overlap)
                 summary = token_summary(token, ctx.now) if token is not None else None
         if action is Lifecycle.ROTATE and token is not None and secret is not None:
             if getattr(args, "json", False):
@@ -393,7 +406,12 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                 print(SECURITY_NOTE, file=sys.stderr)
             else:
                 _print_secret(secret, token, verb="Rotated")
-                print("The previous secret no longer works.")
+                if token.rotation_until is not None:
+                    print(f"The previous secret keeps working until "
+                          f"{when(token.rotation_until)} UTC or until the new one is first "
+                          "used, whichever comes first.")
+                else:
+                    print("The previous secret no longer works.")
         elif action is Lifecycle.DISABLE:
             print(f"Disabled {_describe(seen)}: it no longer authenticates. "
                   f"`tokenbot tokens enable {seen.public_id}` reverses this.")

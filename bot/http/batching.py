@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-from sqlalchemy import Row
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.services.verification import Found
+
 #: The requests waiting for a read: each digest, and the futures of the requests that sent it.
-_Batch = dict[str, list[asyncio.Future[Row[Any] | None]]]
+_Batch = dict[str, list[asyncio.Future[Found | None]]]
 
 
 class LookupBatcher:
@@ -29,7 +28,7 @@ class LookupBatcher:
 
     def __init__(
         self,
-        run: Callable[[list[str]], dict[str, Row[Any]]],
+        run: Callable[[list[str]], dict[str, Found]],
         executor: ThreadPoolExecutor | None,
         *,
         max_batch: int = 256,
@@ -43,10 +42,10 @@ class LookupBatcher:
         self.batches = 0
         self.lookups = 0
 
-    async def get(self, digest: str) -> Row[Any] | None:
+    async def get(self, digest: str) -> Found | None:
         """The row with this secret digest, or None, from a read that starts after this call."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Row[Any] | None] = loop.create_future()
+        future: asyncio.Future[Found | None] = loop.create_future()
         self._pending.setdefault(digest, []).append(future)
         if not self._scheduled and not self._in_flight:
             self._scheduled = True
@@ -94,7 +93,7 @@ class LookupBatcher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
-    def _finished(self, batch: _Batch, result: asyncio.Future[dict[str, Row[Any]]]) -> None:
+    def _finished(self, batch: _Batch, result: asyncio.Future[dict[str, Found]]) -> None:
         self._in_flight = False
         if result.cancelled():
             self._fail(batch, asyncio.CancelledError())
@@ -106,7 +105,7 @@ class LookupBatcher:
             self._schedule()
 
     @staticmethod
-    def _resolve(batch: _Batch, rows: dict[str, Row[Any]]) -> None:
+    def _resolve(batch: _Batch, rows: dict[str, Found]) -> None:
         for digest, futures in batch.items():
             row = rows.get(digest)
             for future in futures:

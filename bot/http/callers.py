@@ -1,5 +1,10 @@
 """Who calls ``POST /introspect``: a presented credential checked against the configured
-``TOKENBOT_INTROSPECTION_SECRETS``, in constant time.
+``TOKENBOT_INTROSPECTION_SECRETS``, in constant time; the caller is the matching entry's name.
+
+An entry is ``name=secret`` (a name of letters, digits, ``.``, ``_``, ``-``, at most 64,
+starting with a letter) or a bare secret, named ``client-1``, ``client-2``, … by its
+position among the entries. An entry whose ``=`` is followed by another ``=`` (base64
+padding) or by nothing is a bare secret.
 
 Each side is reduced to HMAC-SHA-256 under a per-process random key (equal lengths, nothing
 about the secrets' lengths leaks); the presented value is compared with *every* secret
@@ -11,18 +16,36 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets as _random
 from dataclasses import dataclass
+from typing import Final
 
 from bot.http.common import form_unquote
 
 
+_NAME: Final = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,63}")
+
+
+def named_secrets(entries: list[str]) -> list[tuple[str, str]]:
+    """``(name, secret)`` for each non-empty entry: ``name=secret``, or a bare secret named
+    ``client-N`` by its position (1-based)."""
+    named: list[tuple[str, str]] = []
+    for position, entry in enumerate((e for e in entries if e), start=1):
+        name, equals, secret = entry.partition("=")
+        if equals and _NAME.fullmatch(name) and secret and not secret.startswith("="):
+            named.append((name, secret))
+        else:
+            named.append((f"client-{position}", entry))
+    return named
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated caller: how it authenticated, and its Basic user name if any."""
+    """An authenticated caller: how it authenticated, and the name of its credential."""
 
     scheme: str
-    name: str | None
+    name: str
 
 
 class CallerCheck:
@@ -30,7 +53,9 @@ class CallerCheck:
 
     def __init__(self, secrets: list[str]) -> None:
         self._key = _random.token_bytes(32)
-        self._digests = [self._mac(secret.encode("utf-8")) for secret in secrets if secret]
+        named = named_secrets(secrets)
+        self._names = [name for name, _ in named]
+        self._digests = [self._mac(secret.encode("utf-8")) for _, secret in named]
 
     def _mac(self, value: bytes) -> bytes:
         return hmac.new(self._key, value, hashlib.sha256).digest()
@@ -39,12 +64,18 @@ class CallerCheck:
     def configured(self) -> bool:
         return bool(self._digests)
 
-    def matches(self, presented: bytes) -> bool:
+    def match(self, presented: bytes) -> str | None:
+        """The name of the secret equal to ``presented``, or None; every secret is
+        compared (no early exit)."""
         mac = self._mac(presented)
-        found = False
-        for digest in self._digests:
-            found |= hmac.compare_digest(mac, digest)
-        return found and bool(self._digests)
+        found: str | None = None
+        for name, digest in zip(self._names, self._digests, strict=True):
+            if hmac.compare_digest(mac, digest):
+                found = name
+        return found
+
+    def matches(self, presented: bytes) -> bool:
+        return self.match(presented) is not None
 
     def authenticate(self, header: bytes | None) -> Caller | None:
         """The caller named by an ``Authorization`` header value, or None."""
@@ -56,24 +87,25 @@ class CallerCheck:
         if not credential:
             return None
         if scheme == b"bearer":
-            return Caller("bearer", None) if self.matches(credential) else None
+            name = self.match(credential)
+            return Caller("bearer", name) if name is not None else None
         if scheme == b"basic":
             return self._basic(credential)
         return None
 
     def _basic(self, credential: bytes) -> Caller | None:
-        """``base64(<client name>:<secret>)``: the password is checked, the name only logged."""
+        """``base64(<user>:<secret>)``: the password is checked; the user name is ignored
+        (the caller is the matching secret's name)."""
         try:
             decoded = base64.b64decode(credential, validate=True)
         except (binascii.Error, ValueError):
             return None
-        user, colon, password = decoded.partition(b":")
+        _user, colon, password = decoded.partition(b":")
         if not colon:
             return None
         # RFC 6749 §2.3.1 clients form-urlencode the password first: accept either form
         # (both always compared).
-        as_sent = self.matches(password)
-        decoded_form = self.matches(form_unquote(password))
-        if not (as_sent | decoded_form):
-            return None
-        return Caller("basic", form_unquote(user).decode("utf-8", errors="replace")[:100])
+        as_sent = self.match(password)
+        decoded_form = self.match(form_unquote(password))
+        name = as_sent or decoded_form
+        return Caller("basic", name) if name is not None else None

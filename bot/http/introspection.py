@@ -5,10 +5,13 @@ accepted and ignored). The caller authenticates with one of the configured
 ``TOKENBOT_INTROSPECTION_SECRETS`` (several, so a secret can be rotated without downtime):
 
 - ``Authorization: Bearer <secret>``, or
-- ``Authorization: Basic base64(<client name>:<secret>)``: the *password* must be a
-  configured secret (as sent, or form-url-decoded as RFC 6749 §2.3.1 clients send it); the
-  user name is free-form, names the caller in the log (INFO once per process, DEBUG per
-  request) and is never checked.
+- ``Authorization: Basic base64(<user>:<secret>)``: the *password* must be a configured
+  secret (as sent, or form-url-decoded as RFC 6749 §2.3.1 clients send it); the user name
+  is ignored.
+
+The caller is the matching entry's name (``name=secret``, or ``client-N`` for a bare
+secret, :mod:`bot.http.callers`): logged (INFO once per process, DEBUG per request) and
+recorded with the token's last use.
 
 The presented credential is compared with every configured secret in constant time
 (:mod:`bot.http.callers`). Anything else gets ``401`` with ``WWW-Authenticate``
@@ -20,6 +23,8 @@ Answers (every one with ``Cache-Control: no-store`` and ``Pragma: no-cache``):
 - ``200 {"active": true, "scope", "exp" (omitted when the token never expires), "iat",
   "token_type": "access_token", "sub" (owner's Slack user id), "client_id" (the token's
   public id), "team_id"}`` for an active, unexpired token;
+- the same for the old secret of a rotation with overlap, plus ``"rotation":
+  "superseded"``, its ``exp`` the overlap's deadline (when that comes first);
 - ``200 {"active": false}`` (exactly) for anything else: unknown, malformed, wrong format,
   disabled, expired, deleted, a rotated token's old secret, non-ASCII bytes;
 - ``400 {"error": "invalid_request", ...}`` (RFC 6749 §5.2 style) for a wrong content
@@ -39,8 +44,14 @@ read is in flight, the digests of requests arriving meanwhile go together in the
 There is no cache of answers, and a request never joins a read that already started, so a
 token disabled, deleted, rotated or expired through any surface of any process answers
 ``active: false`` on the very next request. A successful check records "last used" at
-most once a minute per token (:mod:`bot.services.usage`), in a worker thread, several
-tokens per ``UPDATE``.
+most once a minute per token, with the caller's name (:mod:`bot.services.usage`), in a
+worker thread, several tokens per ``UPDATE``. A dead secret of a known token (disabled,
+expired, deleted, rotated out) is counted in memory per token, caller and hour and the
+counts are added to the database every few seconds by the same worker
+(:mod:`bot.http.usage_writer`); the answer stays exactly ``{"active": false}``.
+The one write a request waits for: the first use of a rotated-in secret retires the old
+one (:func:`bot.services.rotation.retire_on_first_use`, once per rotation) before the
+answer, so the old secret fails from the next request on.
 
 The read runs on a connection the handler holds: directly in the event loop
 (``lookup="loop"``, the default on SQLite: an in-process read of microseconds, cheaper
@@ -51,16 +62,15 @@ PostgreSQL: the loop keeps serving HTTP during the network round trip);
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from bot.config import Settings
@@ -81,8 +91,15 @@ from bot.http.common import (
 )
 from bot.logs import LogLimiter
 from bot.models import utcnow
-from bot.services.usage import UsageMemo, record_use
-from bot.services.verification import ActiveToken, active_token, fetch_by_digests, lookup_key
+from bot.http.usage_writer import UsageWriter
+from bot.services.verification import (
+    ActiveToken,
+    Found,
+    Verdict,
+    fetch_by_digests,
+    judge,
+    lookup_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +239,6 @@ class IntrospectionHandler:
         self.callers = CallerCheck(
             [secret.get_secret_value() for secret in settings.tokenbot_introspection_secrets]
         )
-        self.usage = UsageMemo()
         if lookup is None:
             lookup = "loop" if self.engine.dialect.name == "sqlite" else "thread"
         self.lookup_mode: LookupMode = lookup
@@ -232,11 +248,9 @@ class IntrospectionHandler:
             else None
         )
         self.batcher = LookupBatcher(self._fetch, self._reader)
-        # Last-used writes: one thread, several tokens per UPDATE, off the request path.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenbot-usage")
-        self._due: dict[int, dt.datetime] = {}
-        self._due_lock = threading.Lock()
-        self._callers_seen: set[tuple[str, str | None]] = set()
+        # Last use, dead-secret counts, retirements: one writer thread, off the hot path.
+        self.writes = UsageWriter(database)
+        self._callers_seen: set[tuple[str, str]] = set()
         self._refusals = LogLimiter()
         self._local = threading.local()
         self._connections: list[Connection] = []
@@ -311,32 +325,36 @@ class IntrospectionHandler:
             return INACTIVE  # no token has such characters
         now = utcnow()
         try:
-            token = await self.lookup(secret, now)
+            verdict = await self.lookup(secret, now)
         except SQLAlchemyError as exc:
             log.error("introspection lookup failed: %s", type(exc).__name__)
             return UNAVAILABLE
-        if token is None:
+        if verdict.token is None:
+            if verdict.dead is not None:
+                self.writes.note_dead(verdict.dead, caller.name, now)
             return INACTIVE
-        return self._active(token, caller, now)
+        if verdict.retire is not None:
+            await self.writes.retire(verdict.token, verdict.retire, caller.name, now)
+        return self._active(verdict.token, caller, now)
 
     def _active(self, token: ActiveToken, caller: Caller, now: dt.datetime) -> Answer:
         """The claims of a working token, its use noted."""
-        self._note_use(token, now)
+        self.writes.note_use(token, caller.name, now)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "introspection by %s (%s): %s active",
-                caller.name or "-",
+                caller.name,
                 caller.scheme,
                 token.public_id,
             )
         return Answer(200, json.dumps(token.claims(), separators=(",", ":")).encode())
 
-    async def lookup(self, secret: str, now: dt.datetime) -> ActiveToken | None:
-        """The active token presented, or None (checksum first: no read for a bad one)."""
+    async def lookup(self, secret: str, now: dt.datetime) -> Verdict:
+        """What the presented secret is (checksum first: no read for a bad one)."""
         key = lookup_key(secret)
         if key is None:
-            return None
-        return active_token(await self.batcher.get(key), now=now)
+            return Verdict()
+        return judge(await self.batcher.get(key), now=now)
 
     def _note_caller(self, caller: Caller) -> None:
         """Log each caller once per process at INFO (every request at DEBUG)."""
@@ -346,7 +364,7 @@ class IntrospectionHandler:
         self._callers_seen.add(key)
         log.info(
             "introspection: first request from caller %s (%s auth)",
-            repr(caller.name) if caller.name is not None else "-",
+            caller.name,
             caller.scheme,
         )
 
@@ -373,7 +391,7 @@ class IntrospectionHandler:
             except SQLAlchemyError:
                 pass
 
-    def _fetch(self, digests: list[str]) -> dict[str, Row[Any]]:
+    def _fetch(self, digests: list[str]) -> dict[str, Found]:
         """One read on this thread's connection; a dropped connection is replaced once."""
         for attempt in (1, 2):
             connection = self._connection()
@@ -388,43 +406,15 @@ class IntrospectionHandler:
                     raise
         raise AssertionError("unreachable")
 
-    # -- last used -------------------------------------------------------------------------
-
-    def _note_use(self, token: ActiveToken, now: dt.datetime) -> None:
-        if not self.usage.claim(token.id, now=now, stored=token.last_used_at):
-            return
-        with self._due_lock:
-            first = not self._due
-            self._due[token.id] = now
-        if first:
-            self._writer.submit(self._write_uses)
-
-    def _write_uses(self) -> None:
-        with self._due_lock:
-            due, self._due = self._due, {}
-        by_time: dict[dt.datetime, list[int]] = {}
-        for token_id, when in due.items():
-            by_time.setdefault(when, []).append(token_id)
-        for when, token_ids in by_time.items():
-            try:
-                with self.engine.begin() as connection:
-                    record_use(connection, token_ids=token_ids, now=when)
-            except SQLAlchemyError as exc:
-                for token_id in token_ids:
-                    self.usage.forget(token_id)
-                log.warning(
-                    "could not record last use of %d token(s): %s",
-                    len(token_ids),
-                    type(exc).__name__,
-                )
+    # -- the write side ----------------------------------------------------------------------
 
     async def drain(self) -> None:
-        """Wait until queued last-used writes are done (tests and shutdown)."""
-        await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
+        """Wait until the queued writes are done (tests and shutdown)."""
+        await self.writes.drain()
 
     def close(self) -> None:
-        """Finish queued last-used writes and close the read connections."""
-        self._writer.shutdown(wait=True)
+        """Finish queued writes and close the read connections."""
+        self.writes.close()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
         with self._connections_lock:

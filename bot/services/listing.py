@@ -16,7 +16,7 @@ from sqlalchemy import and_, column, func, literal, select, table
 from sqlalchemy.orm import Session
 
 from bot import dates
-from bot.models import DisplayStatus, Token, shown_status, status_clause
+from bot.models import DisplayStatus, Token, old_secret_works, shown_status, status_clause
 
 # Counting a team's tokens costs one index entry per token; nobody pages through more
 # than a thousand, so counting stops there.
@@ -41,9 +41,16 @@ class Listed:
     last_used_at: dt.datetime | None
     status: str
     version: int
+    last_used_by: str | None
+    previous_secret_masked: str | None
+    rotation_until: dt.datetime | None
 
     def display_status(self, now: dt.datetime) -> DisplayStatus:
         return shown_status(self.status, self.expires_at, now)
+
+    def rotating(self, now: dt.datetime) -> bool:
+        """Whether a rotation's old secret still works at ``now``."""
+        return old_secret_works(self.status, self.expires_at, self.rotation_until, now)
 
     @property
     def expires_on(self) -> dt.date | None:

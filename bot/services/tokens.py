@@ -26,10 +26,11 @@ from bot.errors import (
     StaleTokenError,
     ValidationError,
 )
-from bot.models import AuditAction, KeyCheck, Token, TokenStatus
+from bot.models import AuditAction, RetiredReason, Token, TokenStatus, is_usable
 from bot.services.actor import Actor
 from bot.services.audit import record
 from bot.services.listing import search_key
+from bot.services.tombstones import bury
 
 LABEL_MAX = 100
 # Cc/Cs: control characters and lone surrogates; Zl/Zp: U+2028/U+2029 line breaks.
@@ -37,6 +38,8 @@ NOT_IN_LABELS: Final = frozenset({"Cc", "Cs", "Zl", "Zp"})
 ADMIN_SCOPE: Final = "admin"
 PUBLIC_ID_PREFIX: Final = "tok_"
 EXTEND_DAYS: Final = 30
+#: The longest a rotation may keep the old secret working.
+MAX_OVERLAP: Final = dt.timedelta(days=30)
 _PUBLIC_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 
@@ -370,9 +373,30 @@ def delete_token(
     label = token.label
     record(session, actor=actor, token=token, action=AuditAction.DELETE, now=now,
            details={"label": label, "scope": token.scope})
+    secrets = [(token.secret_digest, token.secret_masked)]
+    if token.previous_secret_digest is not None:
+        secrets.append((token.previous_secret_digest, token.previous_secret_masked or ""))
     session.delete(token)
     _flush(session)
+    # Tombstones: a deleted token's secrets (both, during a rotation) that are still
+    # presented can be told to its owner.
+    for digest, masked in secrets:
+        bury(session, token=token, digest=digest, masked=masked,
+             reason=RetiredReason.DELETED, now=now)
     return label
+
+
+def clean_overlap(overlap: dt.timedelta | None) -> dt.timedelta | None:
+    """None (an immediate rotation) or a positive overlap of at most :data:`MAX_OVERLAP`."""
+    if overlap is None:
+        return None
+    if overlap <= dt.timedelta(0):
+        raise ValidationError("The overlap must be longer than zero.", field="overlap")
+    if overlap > MAX_OVERLAP:
+        raise ValidationError(
+            f"The overlap can be at most {MAX_OVERLAP.days} days.", field="overlap"
+        )
+    return overlap
 
 
 def rotate_token(
@@ -383,21 +407,49 @@ def rotate_token(
     public_id: str,
     expected_version: int,
     now: dt.datetime,
+    overlap: dt.timedelta | None = None,
 ) -> CreatedToken:
-    """A new secret for the same token; the old one stops working at once."""
+    """A new secret for the same token. Without ``overlap`` the old one stops working at
+    once; with it, the old one keeps working until the new one is first presented or
+    ``overlap`` has passed, whichever comes first (:mod:`bot.services.rotation`). A secret
+    that stops working keeps a tombstone."""
+    overlap = clean_overlap(overlap)
     token = _load_for_change(
         session, actor=actor, public_id=public_id, expected_version=expected_version,
         verb="rotate",
     )
+    if overlap is not None and not is_usable(token.status, token.expires_at, now):
+        raise InvalidStateError(
+            "Only a working token can keep its old secret during a rotation; "
+            "rotate it immediately instead."
+        )
+    # A rotation still overlapping ends: its old secret stops now (tombstoned below).
+    retired: list[tuple[str, str]] = []
+    if token.previous_secret_digest is not None:
+        retired.append((token.previous_secret_digest, token.previous_secret_masked or ""))
+    old = (token.secret_digest, token.secret_masked, token.secret_encrypted)
+    if overlap is None:
+        retired.append((old[0], old[1]))
+        token.previous_secret_digest = token.previous_secret_masked = None
+        token.previous_secret_encrypted = token.rotation_until = None
+    else:
+        token.previous_secret_digest, token.previous_secret_masked = old[0], old[1]
+        token.previous_secret_encrypted, token.rotation_until = old[2], now + overlap
     secret = crypto.generate_secret()
-    old_masked = token.secret_masked
     token.secret_digest = crypto.digest(secret)
     token.secret_masked = crypto.mask(secret)
     token.secret_encrypted = box.encrypt(secret)
     token.updated_at = now
     _flush(session)
+    for digest, masked in retired:
+        bury(session, token=token, digest=digest, masked=masked, reason=RetiredReason.ROTATED,
+             now=now)
+    details: dict[str, Any] = {"before": {"masked": old[1]},
+                               "after": {"masked": token.secret_masked}}
+    if token.rotation_until is not None:
+        details["old_works_until"] = token.rotation_until.isoformat()
     record(session, actor=actor, token=token, action=AuditAction.ROTATE, now=now,
-           details={"before": {"masked": old_masked}, "after": {"masked": token.secret_masked}})
+           details=details)
     return CreatedToken(token=token, secret=secret)
 
 
@@ -411,39 +463,3 @@ def reveal_token(
     record(session, actor=actor, token=token, action=AuditAction.REVEAL, now=now,
            details={"masked": token.secret_masked})
     return token, secret
-
-
-def reencrypt_all(session: Session, *, box: crypto.SecretBox, batch: int = 1000) -> int:
-    """Re-encrypt every stored secret (and the key check value) under the newest key;
-    returns how many secrets changed."""
-    changed = 0
-    last_id = 0
-    while True:
-        rows = session.execute(
-            select(Token.id, Token.secret_encrypted)
-            .where(Token.id > last_id)
-            .order_by(Token.id)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
-        for row_id, blob in rows:
-            last_id = row_id
-            if box.is_current(blob):
-                continue
-            # Only if the blob is still the one read: a token rotated meanwhile keeps its
-            # new secret (written under the newest key already) instead of the old one.
-            result = session.execute(
-                Token.__table__.update()
-                .where(
-                    Token.__table__.c.id == row_id,
-                    Token.__table__.c.secret_encrypted == blob,
-                )
-                .values(secret_encrypted=box.rotate(blob))
-            )
-            changed += result.rowcount
-    # The key check value too (bot.db), or dropping the old key would fail start-up.
-    for check in session.scalars(select(KeyCheck)):
-        if not box.is_current(check.value):
-            check.value = box.rotate(check.value)
-    return changed

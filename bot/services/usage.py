@@ -36,11 +36,12 @@ def record_use(
     *,
     token_ids: Collection[int],
     now: dt.datetime,
+    caller: str | None = None,
     interval: dt.timedelta = LAST_USED_INTERVAL,
 ) -> int:
-    """Set these tokens' ``last_used_at`` to ``now``, except where it was set less than
-    ``interval`` ago. Returns how many rows changed. Never touches ``version`` or
-    ``updated_at``."""
+    """Set these tokens' ``last_used_at`` to ``now`` and ``last_used_by`` to ``caller`` (the
+    introspection caller's name), except where it was set less than ``interval`` ago.
+    Returns how many rows changed. Never touches ``version`` or ``updated_at``."""
     if not token_ids:
         return 0
     cutoff = now - interval
@@ -50,7 +51,7 @@ def record_use(
             _tokens.c.id.in_(list(token_ids)),
             or_(_tokens.c.last_used_at.is_(None), _tokens.c.last_used_at <= cutoff),
         )
-        .values(last_used_at=now)
+        .values(last_used_at=now, last_used_by=caller)
     )
     return result.rowcount
 

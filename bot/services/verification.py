@@ -1,26 +1,37 @@
 """Is this secret a working token, and what may it do? The one verification: ``verify``
 for one secret; ``POST /introspect`` takes the same steps (``lookup_key``, then
-``fetch_by_digests`` for the keys of concurrent requests together, then ``active_token``).
+``fetch_by_digests`` for the keys of concurrent requests together, then ``judge``).
 
 A malformed secret costs no query (the checksum first); then one indexed read by the
-secret's SHA-256 digest, of the few columns an answer needs. Nothing is decrypted."""
+secret's SHA-256 digest, of the few columns an answer needs; only digests not found there
+are looked up among the old secrets of rotations and the tombstones (``retired_secrets``).
+Nothing is decrypted.
+
+``judge`` tells what a presented secret is: a working token (the old secret of a rotation
+answers with ``rotation: superseded`` and the overlap's deadline as ``exp``), the first
+use of a rotated-in secret (the old one is to be retired), or a dead secret of a known
+token (disabled, expired, rotated out, deleted) whose presentation is counted."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, bindparam, select
+from sqlalchemy import Connection, Row, bindparam, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from bot import crypto
-from bot.models import Token, is_usable
+from bot.models import RetiredSecret, Token, secret_is_usable
 
 TOKEN_TYPE: Final = "access_token"
+#: The extension member the old secret's answer carries during a rotation's overlap.
+SUPERSEDED: Final = "superseded"
 
 _t = Token.__table__
+_r = RetiredSecret.__table__
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,42 +46,104 @@ class ActiveToken:
     created_at: dt.datetime
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None
+    # The old secret of a rotation with overlap: works until this deadline at the latest.
+    superseded_until: dt.datetime | None = None
 
     def claims(self) -> dict[str, Any]:
-        """The RFC 7662 response members for this token."""
+        """The RFC 7662 response members for this token (the old secret of a rotation:
+        ``exp`` is the overlap's deadline if that comes first, plus ``rotation``)."""
         claims: dict[str, Any] = {"active": True, "scope": self.scope}
-        if self.expires_at is not None:
-            claims["exp"] = int(self.expires_at.timestamp())
+        ends = [t for t in (self.expires_at, self.superseded_until) if t is not None]
+        if ends:
+            claims["exp"] = int(min(ends).timestamp())
         claims["iat"] = int(self.created_at.timestamp())
         claims["token_type"] = TOKEN_TYPE
         claims["sub"] = self.owner
         claims["client_id"] = self.public_id
         claims["team_id"] = self.team_id
+        if self.superseded_until is not None:
+            claims["rotation"] = SUPERSEDED
         return claims
+
+
+class Match(enum.Enum):
+    """Which secret of a row a digest is."""
+
+    CURRENT = "current"
+    PREVIOUS = "previous"  # the old secret of a rotation with overlap
+    RETIRED = "retired"  # a tombstone (rotated out, or its token deleted)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    match: Match
+    row: Row[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadToken:
+    """A known token whose presented secret no longer works."""
+
+    team_id: str
+    public_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a presented secret is: ``token`` when it works; ``retire`` (the old secret's
+    digest) when it is the first use of a rotated-in secret; ``dead`` when it is a dead
+    secret of a known token. All None: unknown."""
+
+    token: ActiveToken | None = None
+    retire: str | None = None
+    dead: DeadToken | None = None
+
+
+UNKNOWN: Final = Verdict()
 
 
 # Introspection runs this for every request: built once, it is compiled once and run with
 # its digests bound (building it anew costs about as much as an in-process SQLite read).
+# The hot read: the current secrets (one indexed IN lookup), with what tells whether a
+# rotation's old secret is to be retired.
 _BY_DIGESTS: Final = select(
-    _t.c.secret_digest, _t.c.id, _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status,
-    _t.c.created_by, _t.c.created_at, _t.c.expires_at, _t.c.last_used_at,
+    _t.c.secret_digest, _t.c.previous_secret_digest, _t.c.rotation_until, _t.c.id,
+    _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status, _t.c.created_by, _t.c.created_at,
+    _t.c.expires_at, _t.c.last_used_at,
 ).where(_t.c.secret_digest.in_(bindparam("digests", expanding=True)))
+# Only for the digests not found there: a rotation's old secret, or a tombstone (one
+# statement, two indexed lookups; the tombstone rows carry only who they were).
+_BY_OTHER_DIGESTS: Final = union_all(
+    select(
+        _t.c.previous_secret_digest.label("digest"), literal(False).label("retired"),
+        _t.c.rotation_until, _t.c.id, _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status,
+        _t.c.created_by, _t.c.created_at, _t.c.expires_at, _t.c.last_used_at,
+    ).where(_t.c.previous_secret_digest.in_(bindparam("digests", expanding=True))),
+    select(
+        _r.c.secret_digest, literal(True), null(), null(), _r.c.token_public_id, _r.c.team_id,
+        null(), null(), null(), null(), null(), null(),
+    ).where(_r.c.secret_digest.in_(bindparam("digests", expanding=True))),
+)
 
 
 def fetch_by_digests(
     connection: Connection | Session, *, digests: Sequence[str]
-) -> dict[str, Row[Any]]:
-    """The rows whose secret digest is one of ``digests`` (one indexed read), by digest."""
+) -> dict[str, Found]:
+    """What each of ``digests`` is, by digest (absent: unknown): one indexed read of the
+    current secrets, then (only if some were not found) one of old and retired secrets."""
     if not digests:
         return {}
-    rows = connection.execute(_BY_DIGESTS, {"digests": list(digests)})
-    return {row.secret_digest: row for row in rows}
+    wanted = list(digests)
+    found = {row.secret_digest: Found(Match.CURRENT, row)
+             for row in connection.execute(_BY_DIGESTS, {"digests": wanted})}
+    missing = [digest for digest in wanted if digest not in found]
+    if missing:
+        for row in connection.execute(_BY_OTHER_DIGESTS, {"digests": missing}):
+            found[row.digest] = Found(Match.RETIRED if row.retired else Match.PREVIOUS, row)
+    return found
 
 
-def active_token(row: Row[Any] | None, *, now: dt.datetime) -> ActiveToken | None:
-    """The row as an :class:`ActiveToken` when the token is usable at ``now``."""
-    if row is None or not is_usable(row.status, row.expires_at, now):
-        return None
+def _active(row: Row[Any], superseded_until: dt.datetime | None) -> ActiveToken:
     return ActiveToken(
         id=row.id,
         public_id=row.public_id,
@@ -80,7 +153,29 @@ def active_token(row: Row[Any] | None, *, now: dt.datetime) -> ActiveToken | Non
         created_at=row.created_at,
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,
+        superseded_until=superseded_until,
     )
+
+
+def judge(found: Found | None, *, now: dt.datetime) -> Verdict:
+    """What the presented secret is at ``now`` (see :class:`Verdict`)."""
+    if found is None:
+        return UNKNOWN
+    row = found.row
+    if found.match == Match.RETIRED:
+        return Verdict(dead=DeadToken(row.team_id, row.public_id))
+    superseded_until = row.rotation_until if found.match == Match.PREVIOUS else None
+    if not secret_is_usable(row.status, row.expires_at, now, superseded_until=superseded_until):
+        return Verdict(dead=DeadToken(row.team_id, row.public_id))
+    retire = None
+    if (
+        found.match == Match.CURRENT
+        and row.previous_secret_digest is not None
+        and row.rotation_until is not None
+        and row.rotation_until > now
+    ):
+        retire = row.previous_secret_digest
+    return Verdict(token=_active(row, superseded_until), retire=retire)
 
 
 def lookup_key(secret: str) -> str | None:
@@ -96,4 +191,4 @@ def verify(
     key = lookup_key(secret)
     if key is None:
         return None
-    return active_token(fetch_by_digests(connection, digests=[key]).get(key), now=now)
+    return judge(fetch_by_digests(connection, digests=[key]).get(key), now=now).token

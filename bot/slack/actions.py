@@ -24,6 +24,7 @@ class Place(enum.StrEnum):
     ROW = "row"  # a button on a token's row of the table
     TABLE = "table"  # the table's own buttons (pager, create, hide the secret)
     DIGEST = "digest"  # a button or menu of an expiry digest message
+    ALARM = "alarm"  # a button of a dead-secret alarm (DM or channel message)
 
 
 class Slot(enum.StrEnum):
@@ -40,6 +41,7 @@ class Rows(enum.StrEnum):
     ALL = "all"
     NOT_DISABLED = "not_disabled"  # the service refuses it on a disabled token anyway
     DISABLED = "disabled"
+    ROTATING = "rotating"  # a rotation with overlap whose old secret still works
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Action:
     place: Place
     button: str = ""  # a row button's text
     confirm: Lifecycle | None = None  # the guide's warning: Slack's confirm dialog on a
-    # button; a confirmation modal for a menu option that cuts access
+    # button; a confirmation modal for a menu option that cuts access. (Rotate has none:
+    # its own modal, which asks how, carries the warning.)
     rows: Rows = Rows.ALL
     help: str = ""  # its line in `/tokens help` (mrkdwn)
     slot: Slot = Slot.MENU  # row actions only: the guide's four are buttons
@@ -65,8 +68,17 @@ ACTIONS: tuple[Action, ...] = (
            slot=Slot.BUTTON),
     Action(ActionId.DELETE, Place.ROW, "Delete", Lifecycle.DELETE, Rows.NOT_DISABLED,
            slot=Slot.BUTTON, help="*Delete* removes it for good"),
-    Action(ActionId.ROTATE, Place.ROW, "Rotate", Lifecycle.ROTATE,
-           help="*Rotate* (under *More…*) gives it a new secret; the old one stops working"),
+    Action(ActionId.ROTATE, Place.ROW, "Rotate",
+           help="*Rotate…* (under *More…*) gives it a new secret; the old one stops at once "
+                "or when the new one is first used"),
+    Action(ActionId.ROTATION_RETIRE, Place.ROW, "Retire old secret now",
+           Lifecycle.RETIRE_OLD, Rows.ROTATING,
+           help="*Retire old secret now* (under *More…*) ends a rotation's overlap: the old "
+                "secret stops"),
+    Action(ActionId.ROTATION_CANCEL, Place.ROW, "Cancel rotation", Lifecycle.CANCEL_ROTATION,
+           Rows.ROTATING,
+           help="*Cancel rotation* (under *More…*) keeps the old secret and discards the new "
+                "one"),
     # The row's "More…" menu itself: its listener runs the chosen option's action.
     Action(ActionId.ROW_MORE, Place.TABLE),
     Action(ActionId.PAGE_PREVIOUS, Place.TABLE),
@@ -81,6 +93,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.ALERT_EXTEND, Place.DIGEST),
     Action(ActionId.ALERT_EDIT, Place.DIGEST),
     Action(ActionId.ALERT_DISABLE, Place.DIGEST),
+    Action(ActionId.DEAD_ENABLE, Place.ALARM),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)

@@ -20,7 +20,15 @@ from bot.slack.actions import ACTIONS, listener_of
 from bot.slack.background import Background
 from bot.slack.client import make_web_client
 from bot.slack.ids import CallbackId
-from bot.slack.listeners import commands, digests, home, menu, modals, table  # noqa: F401 - marks
+from bot.slack.listeners import (  # noqa: F401 - marks
+    commands,
+    digests,
+    home,
+    menu,
+    modals,
+    rotation,
+    table,
+)
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error
 
@@ -97,6 +105,7 @@ def create_app(
     app.view(CallbackId.CREATE)(run_then_draw(modals.handle_create_submit, work=work))
     app.view(CallbackId.EDIT)(run_then_draw(modals.handle_edit_submit, work=work))
     app.view(CallbackId.CONFIRM)(run_then_draw(menu.handle_confirm_submit, work=work))
+    app.view(CallbackId.ROTATE)(run_then_draw(rotation.handle_rotate_submit, work=work))
     app.event("app_home_opened")(ack_then_run(
         home.handle_home_opened, kind=Kind.EVENT, work=work))
     for action in ACTIONS:  # the table's, the digests': bot.slack.actions lists them all

@@ -30,6 +30,13 @@ class ActionId(enum.StrEnum):
     ALERT_EXTEND = "alert_extend"
     ALERT_EDIT = "alert_edit"
     ALERT_DISABLE = "alert_disable"
+    # rotation with overlap: the rotate modal's inputs, a rotating row's buttons
+    ROTATE_MODE = "rotate_mode"
+    ROTATE_OVERLAP = "rotate_overlap"
+    ROTATION_RETIRE = "token_rotation_retire"
+    ROTATION_CANCEL = "token_rotation_cancel"
+    # dead-secret alarms (a DM or channel message)
+    DEAD_ENABLE = "dead_secret_enable"
     # modal inputs
     LABEL_INPUT = "label_input"
     SCOPE_SELECT = "scope_select"
@@ -43,6 +50,7 @@ class CallbackId(enum.StrEnum):
     EDIT = "token_edit_modal"
     NOTICE = "tokenbot_notice_modal"
     CONFIRM = "token_confirm_modal"  # an overflow choice that cuts access, confirmed
+    ROTATE = "token_rotate_modal"
 
 
 class BlockId(enum.StrEnum):
@@ -79,10 +87,20 @@ class BlockId(enum.StrEnum):
     ALERT_ITEM_ACTIONS = "alert_item_actions"  # + ":" + public id
     ALERT_GROUP = "alert_group"  # + ":" + group number
     ALERT_GROUP_ACTIONS = "alert_group_actions"  # + ":" + group number
+    # the rotate modal
+    ROTATE_WARNING = "rotate_warning"
+    ROTATE_MODE = "rotate_mode"
+    ROTATE_OVERLAP = "rotate_overlap"
+    # dead-secret alarms and rotation notices
+    DEAD_SECRET = "dead_secret"
+    DEAD_SECRET_ACTIONS = "dead_secret_actions"
+    ROTATION_NOTICE = "rotation_notice"
 
 
 # Option values of our own inputs.
 NO_EXPIRY_VALUE = "no_expiry"
+ROTATE_NOW_VALUE = "now"
+ROTATE_OVERLAP_VALUE = "overlap"
 
 
 def row_block_id(prefix: BlockId, key: str | int) -> str:

@@ -396,14 +396,18 @@ def choose(bot: SlackBot, blocks: list[dict[str, Any]], public_id: str, action: 
 
 def choose_and_confirm(bot: SlackBot, standin: SlackStandIn, blocks: list[dict[str, Any]],
                        public_id: str, action: ActionId, *, user: str = OWNER,
-                       home: bool = False) -> dict[str, Any]:
-    """Choose a "More…" option that cuts access, then submit its confirmation modal;
+                       home: bool = False, values: dict[str, Any] | None = None,
+                       ) -> dict[str, Any]:
+    """Choose a "More…" option that asks first, then submit the modal it opens (the
+    confirmation, or Rotate's own modal: "immediately" unless ``values`` say otherwise);
     returns the modal as drawn."""
     opened = len(standin.calls_to("views.open"))
     choose(bot, blocks, public_id, action, user=user, home=home)
     modal = standin.wait_for("views.open", opened + 1)[-1].body["view"]
-    assert modal["callback_id"] == "token_confirm_modal"
-    bot.submit(modal, {}, user=user)
+    assert modal["callback_id"] in ("token_confirm_modal", "token_rotate_modal")
+    if values is None and modal["callback_id"] == "token_rotate_modal":
+        values = rotate_values(None)
+    bot.submit(modal, values or {}, user=user)
     return modal
 
 
@@ -473,3 +477,22 @@ def table(bot: SlackBot, standin: SlackStandIn) -> Callable[..., list[dict[str, 
         return calls[-1].body["blocks"]
 
     return draw
+
+
+def rotate_values(overlap: str | None = None) -> dict[str, Any]:
+    """The rotate modal's state: immediately, or keep the old secret (``1h``/``24h``/``7d``)."""
+    mode = "overlap" if overlap else "now"
+    return {
+        "rotate_mode": {ActionId.ROTATE_MODE: {"type": "radio_buttons",
+                                               "selected_option": {"value": mode}}},
+        "rotate_overlap": {ActionId.ROTATE_OVERLAP: {
+            "type": "static_select", "selected_option": {"value": overlap or "24h"}}},
+    }
+
+
+def rotate_by_modal(bot: SlackBot, standin: SlackStandIn, blocks: list[dict[str, Any]],
+                    public_id: str, overlap: str | None = None,
+                    **kwargs: Any) -> dict[str, Any]:
+    """Choose "Rotate…" in the row's menu and submit its modal; returns the modal."""
+    return choose_and_confirm(bot, standin, blocks, public_id, ActionId.ROTATE,
+                              values=rotate_values(overlap), **kwargs)

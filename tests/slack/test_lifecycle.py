@@ -13,10 +13,10 @@ from bot.services.verification import verify
 from tests.slack.conftest import (
     OWNER,
     audit_actions,
-    choose_and_confirm,
     form_values,
     last_response,
     load,
+    rotate_by_modal,
     row_buttons,
     seed,
     texts,
@@ -108,8 +108,9 @@ def test_rotate_shows_the_new_secret_once_and_the_old_one_stops_working(bot, db,
                                                                       table):
     created = seed(db, label="rotating")
     public_id = created.token.public_id
-    modal = choose_and_confirm(bot, standin, table(), public_id, ActionId.ROTATE)
+    modal = rotate_by_modal(bot, standin, table(), public_id)
     assert modal["submit"]["text"] == "Rotate Token"
+    assert "stops working immediately" in texts(modal["blocks"])
     calls = standin.calls_to("response_url")
     secret_call = next(c for c in calls if "secret" in [b.get("block_id") for b in
                                                         c.body.get("blocks", [])])

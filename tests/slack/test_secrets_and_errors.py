@@ -18,9 +18,9 @@ from tests.slack.conftest import (
     ADMIN,
     OTHER_USER,
     buttons,
-    choose_and_confirm,
     form_values,
     last_response,
+    rotate_by_modal,
     row_buttons,
     seed,
     texts,
@@ -47,7 +47,7 @@ def test_secrets_only_in_copy_and_creation_payloads_and_never_logged(bot, db, st
     blocks = table()
     public_id = seeded.token.public_id
     bot.click(row_buttons(blocks, public_id)[ActionId.COPY])
-    choose_and_confirm(bot, standin, blocks, public_id, ActionId.ROTATE)
+    rotate_by_modal(bot, standin, blocks, public_id)
     blocks = table()
     bot.click(row_buttons(blocks, public_id)[ActionId.DISABLE])
     blocks = last_response(standin).body["blocks"]

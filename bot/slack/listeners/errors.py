@@ -172,6 +172,7 @@ def _on_submission(error: Exception, body: dict[str, Any], d: Deps, client: WebC
     metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"))
     if isinstance(error, (StaleTokenError, NotFoundError)):
         actor = actor_from(body, d.settings)
+        text = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id)
 
         def redraw_behind() -> None:
             if metadata.origin.kind == OriginKind.DIGEST:
@@ -198,6 +199,9 @@ def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClien
     reason; anything else is told where the user looks."""
     domain = isinstance(error, TokenbotError)
     place = place_of(_first_action(body).get("action_id"))
+    if place == Place.ALARM:  # a message to many: the answer goes to the clicker only
+        _tell(body.get("response_url"), user_text(error, on_table=False))
+        return None
     if place == Place.DIGEST:
         text = user_text(error, on_table=False)
         where = where_clicked(body)

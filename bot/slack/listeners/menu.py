@@ -70,7 +70,8 @@ def handle_more(body: Body, action: dict[str, Any], context: BoltContext,
     ref = choice.ref
     with d.sessions.begin() as session:  # refused before the question, like Edit
         token = svc.check_change(session, actor=actor, public_id=ref.public_id,
-                                 expected_version=ref.version, verb=chosen.confirm.value)
+                                 expected_version=ref.version,
+                                 verb=CONFIRMATIONS[chosen.confirm].right)
         label, masked = token.label, token.secret_masked
     metadata = ModalMetadata(origin=origin, public_id=ref.public_id, version=ref.version,
                              action=chosen.id.value)

@@ -107,35 +107,6 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
     tell_owner(client, told)
 
 
-@listener(ActionId.ROTATE)
-def handle_rotate(body: Body, action: dict[str, Any], context: BoltContext,
-                  client: WebClient) -> None:
-    d, actor, ref, origin = _row(body, action, context)
-    now = utcnow()
-    with d.sessions.begin() as session:
-        rotated = svc.rotate_token(session, box=d.box, actor=actor, public_id=ref.public_id,
-                                   expected_version=ref.version, now=now)
-        notice = Notice(
-            f"Rotated *{escape(rotated.token.label)}*: the previous secret no longer works."
-        )
-        panel = (
-            secret_blocks(rotated.token, rotated.secret, SecretReason.ROTATE, origin.state)
-            if origin.kind == OriginKind.HOME
-            else ()
-        )
-        drawing = draw_table(session, actor=actor, origin=origin, now=now,
-                             expiring_days=d.settings.expiring_days, notice=notice, panel=panel)
-        told = OwnerNotice.of(rotated.token, actor=actor, action="rotate")
-    show(drawing, client)
-    tell_owner(client, told)
-    if origin.kind != OriginKind.HOME:
-        respond = respond_to(origin.response_url)
-        if respond is not None:
-            message = secret_message(rotated.token, rotated.secret, SecretReason.ROTATE,
-                                     origin.state)
-            send(respond, message, replace_original=False)
-
-
 @listener(ActionId.COPY)
 def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
@@ -208,8 +179,8 @@ def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
 @listener(ActionId.OPEN_TABLE)
 def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
                       client: WebClient) -> None:
-    """The button of an owner's DM: the table filtered to that token, as a new message
-    only the owner sees (the DM itself stays)."""
+    """The button of an owner's DM or a dead-secret alarm: the table filtered to that
+    token, as a new message only the clicker sees (the message itself stays)."""
     d, actor, origin = _table(body, action, context)
     redraw(d, client, actor=actor, origin=replace(origin, kind=OriginKind.COMMAND))
 

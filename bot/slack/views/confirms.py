@@ -19,7 +19,6 @@ from bot.texts import CONFIRMATIONS, Lifecycle
 DANGER = "danger"
 PRIMARY = "primary"
 
-
 def style_of(action: Lifecycle) -> str:
     """Danger where the action cuts access, primary where it gives it back."""
     return DANGER if CONFIRMATIONS[action].cuts_access else PRIMARY
@@ -49,7 +48,7 @@ def confirm_modal(action: Lifecycle, *, label: str, masked: str, metadata: str) 
     return View(
         type="modal",
         callback_id=CallbackId.CONFIRM,
-        title=PlainTextObject(text=f"{text.verb} token?", emoji=False),
+        title=PlainTextObject(text=text.title, emoji=False),
         submit=PlainTextObject(text=text.confirm, emoji=False),
         close=PlainTextObject(text="Cancel", emoji=False),
         private_metadata=metadata,

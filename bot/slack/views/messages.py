@@ -58,6 +58,7 @@ class SecretReason(enum.StrEnum):
     COPY = "copy"
     CREATE = "create"
     ROTATE = "rotate"
+    ROTATE_OVERLAP = "rotate_overlap"
 
 
 _SECRET_HEADINGS = {
@@ -67,6 +68,9 @@ _SECRET_HEADINGS = {
     "Copy it now and store it safely.",
     SecretReason.ROTATE: "Rotated *{label}*. Here is its new token, shown only to you; "
     "the previous one no longer works.",
+    SecretReason.ROTATE_OVERLAP: "Rotated *{label}*. Here is its new token, shown only to "
+    "you; the previous one keeps working until the new one is first used (or the time "
+    "chosen runs out).",
 }
 
 

@@ -115,20 +115,32 @@ def expiry_text(token: Listed, now: dt.datetime) -> str:
 
 def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
-    last_used = f"Last used {ago(token.last_used_at)}" if token.last_used_at else "Never used"
+    last_used = "Never used"
+    if token.last_used_at:
+        last_used = f"Last used {ago(token.last_used_at)}"
+        if token.last_used_by:
+            last_used += f" by {escape(token.last_used_by)}"
     badge = BADGES[status]
     if status == DisplayStatus.ACTIVE and expires_soon(token.expires_on, now):
         badge += f"  {SOON_BADGE}"
-    return (
+    text = (
         f"*{escape(token.label)}*   {badge}\n"
         f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
         f"Owner: {mention(token.created_by)}\n"
         f"Created: {date_time(token.created_at)}  ·  {expiry_text(token, now)}  ·  "
         f"{last_used}"
     )
+    if token.rotation_until is not None and token.rotating(now):
+        text += (
+            f"\n:repeat: Rotating: old secret {code(token.previous_secret_masked or '')} works "
+            f"until {date_time(token.rotation_until)} or until the new one is used"
+        )
+    return text
 
 
-def _offered(action: Action, status: DisplayStatus) -> bool:
+def _offered(action: Action, status: DisplayStatus, rotating: bool) -> bool:
+    if action.rows == Rows.ROTATING:
+        return rotating
     if action.rows == Rows.NOT_DISABLED:
         return status != DisplayStatus.DISABLED
     if action.rows == Rows.DISABLED:
@@ -136,7 +148,8 @@ def _offered(action: Action, status: DisplayStatus) -> bool:
     return True
 
 
-def row_buttons(token: Listed, status: DisplayStatus, ref: RowRef) -> list[ButtonElement]:
+def row_buttons(token: Listed, status: DisplayStatus, ref: RowRef,
+                rotating: bool = False) -> list[ButtonElement]:
     """The guide's buttons this token's status offers (``bot.slack.actions``); each
     carries the row (a ``RowRef``)."""
     value = ref.encode()
@@ -147,11 +160,12 @@ def row_buttons(token: Listed, status: DisplayStatus, ref: RowRef) -> list[Butto
             confirm=confirm_dialog(action.confirm, token.label) if action.confirm else None,
         )
         for action in ROW_BUTTONS
-        if _offered(action, status)
+        if _offered(action, status, rotating)
     ]
 
 
-def row_menu(status: DisplayStatus, ref: RowRef) -> OverflowMenuElement | None:
+def row_menu(status: DisplayStatus, ref: RowRef,
+             rotating: bool = False) -> OverflowMenuElement | None:
     """Every other row action, in one overflow menu ("More…"). An option carries its
     action and the row; the menu's listener runs it (after a confirmation modal where it
     cuts access: a menu has one confirm for all its options)."""
@@ -159,7 +173,7 @@ def row_menu(status: DisplayStatus, ref: RowRef) -> OverflowMenuElement | None:
         Option(text=PlainTextObject(text=f"{action.button}…", emoji=False),
                value=MenuChoice(action=action.id.value, ref=ref).encode())
         for action in ROW_MENU
-        if _offered(action, status)
+        if _offered(action, status, rotating)
     ]
     if not options:
         return None
@@ -182,8 +196,10 @@ def row_blocks(token: Listed, now: dt.datetime, state: TableState,
     if not viewer.may_manage(token.created_by):
         return [body, DividerBlock()]  # the owner's mention says whom to ask
     ref = RowRef(public_id=token.public_id, version=token.version, state=state)
-    elements: list[ButtonElement | OverflowMenuElement] = [*row_buttons(token, status, ref)]
-    menu = row_menu(status, ref)
+    rotating = token.rotating(now)
+    elements: list[ButtonElement | OverflowMenuElement] = [
+        *row_buttons(token, status, ref, rotating)]
+    menu = row_menu(status, ref, rotating)
     if menu is not None:
         elements.append(menu)
     actions = ActionsBlock(block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),

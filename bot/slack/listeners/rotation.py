@@ -1,0 +1,154 @@
+"""Rotation with overlap and dead-secret alarms in Slack: the row's "Rotate…" opens the
+rotate modal (its submission rotates and shows the new secret to the user only), the
+rotating row's "Retire old secret now" and "Cancel rotation", and the alarm's "Enable"
+button (its "Open table" is the table's ``OPEN_TABLE``). Thin: parse, call a service,
+draw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt import Ack, BoltContext
+from slack_sdk import WebClient
+
+from bot.errors import NotFoundError, ValidationError
+from bot.models import utcnow
+from bot.services import rotation
+from bot.services import tokens as svc
+from bot.slack.actions import listener
+from bot.slack.ids import ActionId, BlockId
+from bot.slack.background import Task
+from bot.slack.listeners.common import (
+    OwnerNotice,
+    actor_from,
+    deps,
+    draw_table,
+    origin_of_action,
+    respond_to,
+    send,
+    show,
+    tell_owner,
+)
+from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef
+from bot.slack.views.formatting import escape
+from bot.slack.views.lifecycle import read_rotate_form, rotate_modal
+from bot.slack.views.messages import (
+    SecretReason,
+    notice_message,
+    secret_blocks,
+    secret_message,
+)
+from bot.slack.views.table import Notice, NoticeKind
+
+Body = dict[str, Any]
+
+
+@listener(ActionId.ROTATE)
+def handle_rotate_open(body: Body, action: dict[str, Any], context: BoltContext,
+                       client: WebClient) -> None:
+    """Check first (owner or admin, unchanged), then open the rotate modal: it is the
+    confirmation, with the guide's warning."""
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    ref = RowRef.decode(action.get("value"))
+    origin = origin_of_action(body, ref.state)
+    with d.sessions.begin() as session:
+        token = rotation.load_for_rotation(session, actor=actor, public_id=ref.public_id,
+                                           expected_version=ref.version)
+        view = rotate_modal(label=token.label, masked=token.secret_masked,
+                            metadata=ModalMetadata(origin=origin, public_id=token.public_id,
+                                                   version=token.version))
+    client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: BoltContext,
+                         client: WebClient) -> Task | None:
+    """Rotate (now or with overlap), then acknowledge; the new secret goes to this user
+    only, after the acknowledgement (with the table, and the owner's DM)."""
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    metadata = ModalMetadata.decode(view.get("private_metadata"))
+    if metadata.public_id is None:
+        raise NotFoundError()
+    try:
+        overlap = read_rotate_form(view)
+    except ValidationError as error:
+        ack(response_action="errors", errors={BlockId.ROTATE_OVERLAP: str(error)})
+        return None
+    now, origin = utcnow(), metadata.origin
+    with d.sessions.begin() as session:
+        rotated = svc.rotate_token(session, box=d.box, actor=actor,
+                                   public_id=metadata.public_id,
+                                   expected_version=metadata.version or 0, now=now,
+                                   overlap=overlap)
+        label = escape(rotated.token.label)
+        if overlap is None:
+            reason = SecretReason.ROTATE
+            notice = Notice(f"Rotated *{label}*: the previous secret no longer works.")
+        else:
+            reason = SecretReason.ROTATE_OVERLAP
+            notice = Notice(f"Rotated *{label}*: the previous secret works until the new one "
+                            "is first used.")
+        respond = respond_to(origin.response_url)
+        home = origin.kind == OriginKind.HOME or respond is None
+        drawing = draw_table(
+            session, actor=actor, now=now, notice=notice,
+            expiring_days=d.settings.expiring_days,
+            origin=origin if not home else Origin(kind=OriginKind.HOME, state=origin.state),
+            panel=secret_blocks(rotated.token, rotated.secret, reason, origin.state)
+            if home else (),
+        )
+        told = OwnerNotice.of(rotated.token, actor=actor, action="rotate")
+    ack()
+
+    def then() -> None:
+        if home or origin.kind == OriginKind.MESSAGE:
+            show(drawing, client)
+        if not home and respond is not None:
+            send(respond, secret_message(rotated.token, rotated.secret, reason, origin.state),
+                 replace_original=False)
+        tell_owner(client, told)
+
+    return then
+
+
+@listener(ActionId.ROTATION_RETIRE, ActionId.ROTATION_CANCEL)
+def handle_rotation_end(body: Body, action: dict[str, Any], context: BoltContext,
+                        client: WebClient) -> None:
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    ref = RowRef.decode(action.get("value"))
+    origin = origin_of_action(body, ref.state)
+    now = utcnow()
+    with d.sessions.begin() as session:
+        if action["action_id"] == ActionId.ROTATION_RETIRE:
+            token = rotation.retire_now(session, actor=actor, public_id=ref.public_id,
+                                        expected_version=ref.version, now=now)
+            text = f"Retired the old secret of *{escape(token.label)}*: only the new one works."
+        else:
+            token = rotation.cancel_rotation(session, actor=actor, public_id=ref.public_id,
+                                             expected_version=ref.version, now=now)
+            text = (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
+                    "the new one no longer works.")
+        drawing = draw_table(session, actor=actor, origin=origin, now=now,
+                             expiring_days=d.settings.expiring_days, notice=Notice(text))
+    show(drawing, client)
+
+
+# -- the dead-secret alarm's buttons -----------------------------------------------------------
+
+
+@listener(ActionId.DEAD_ENABLE)
+def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext,
+                        client: WebClient) -> None:
+    """Enable the token the alarm is about; the answer goes to the clicker only."""
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    ref = RowRef.decode(action.get("value"))
+    with d.sessions.begin() as session:
+        token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
+                                 expected_version=ref.version, now=utcnow())
+        text = f"Enabled *{escape(token.label)}*. It is active again, immediately."
+    respond = respond_to(body.get("response_url"))
+    if respond is not None:
+        send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)

@@ -1,0 +1,184 @@
+"""The usage-aware lifecycle's Slack surfaces: the "Rotate…" modal, the owner's direct
+messages about a rotation's end, and the dead-secret alarm. Pure builders."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextObject,
+    RadioButtonsElement,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.errors import ValidationError
+from bot.models import LifecycleNotice, LifecycleNoticeKind
+from bot.services.dead_secrets import DeadSecretReport
+from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
+from bot.slack.state import FIRST_PAGE, ModalMetadata, RowRef, TableState, mapping
+from bot.slack.views.formatting import code, escape, truncate
+from bot.texts import CONFIRMATIONS, ROTATE_OVERLAP_NOTE, Lifecycle
+
+#: The overlaps the modal offers: (value, label, duration).
+OVERLAPS: tuple[tuple[str, str, dt.timedelta], ...] = (
+    ("1h", "1 hour", dt.timedelta(hours=1)),
+    ("24h", "24 hours", dt.timedelta(hours=24)),
+    ("7d", "7 days", dt.timedelta(days=7)),
+)
+_OVERLAP_BY_VALUE = {value: duration for value, _, duration in OVERLAPS}
+
+
+def _plain(text: str) -> PlainTextObject:
+    return PlainTextObject(text=text, emoji=False)
+
+
+# -- the "Rotate…" modal ---------------------------------------------------------------------
+
+
+def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata) -> View:
+    """Rotate now, or keep the old secret until the new one is first used (at most 1 hour,
+    24 hours or 7 days); the guide's rotate warning; the guide's confirm label on the
+    submit button (Slack cannot make a modal's submit red)."""
+    warning = CONFIRMATIONS[Lifecycle.ROTATE]
+    now_option = Option(value=ROTATE_NOW_VALUE, text=_plain("Immediately"))
+    overlap_option = Option(
+        value=ROTATE_OVERLAP_VALUE,
+        text=_plain("Keep the old secret working until the new one is first used"),
+    )
+    overlaps = [Option(value=value, text=_plain(f"at most {text}"))
+                for value, text, _ in OVERLAPS]
+    blocks: list[Block] = [
+        SectionBlock(
+            block_id=BlockId.ROTATE_WARNING,
+            text=MarkdownTextObject(
+                text=f"*{escape(label)}* ({code(masked)})\n"
+                + "\n".join(f":warning: {escape(line)}" for line in warning.lines)
+                + f"\n{escape(ROTATE_OVERLAP_NOTE)}"
+            ),
+        ),
+        InputBlock(
+            block_id=BlockId.ROTATE_MODE,
+            label=_plain("When does the old secret stop?"),
+            element=RadioButtonsElement(action_id=ActionId.ROTATE_MODE,
+                                        options=[now_option, overlap_option],
+                                        initial_option=now_option),
+        ),
+        InputBlock(
+            block_id=BlockId.ROTATE_OVERLAP,
+            label=_plain("Keep it working at most"),
+            element=StaticSelectElement(action_id=ActionId.ROTATE_OVERLAP, options=overlaps,
+                                        initial_option=overlaps[1]),
+            hint=_plain("Only used when the old secret is kept working."),
+        ),
+    ]
+    return View(
+        type="modal",
+        callback_id=CallbackId.ROTATE,
+        title=_plain(warning.title),
+        submit=_plain(warning.confirm),
+        close=_plain("Cancel"),
+        private_metadata=metadata.encode(),
+        blocks=blocks,
+        # Block Kit has no style on a modal's submit; the warning is in the body.
+    )
+
+
+def read_rotate_form(view: dict[str, object]) -> dt.timedelta | None:
+    """The overlap chosen (None: immediately); an unknown choice is a ValidationError."""
+    values = mapping(mapping(view.get("state")).get("values"))
+    mode = mapping(mapping(mapping(values.get(BlockId.ROTATE_MODE)).get(ActionId.ROTATE_MODE))
+                   .get("selected_option")).get("value")
+    if mode in (None, ROTATE_NOW_VALUE):
+        return None
+    chosen = mapping(mapping(mapping(values.get(BlockId.ROTATE_OVERLAP))
+                             .get(ActionId.ROTATE_OVERLAP)).get("selected_option")).get("value")
+    if mode != ROTATE_OVERLAP_VALUE or not isinstance(chosen, str) or (
+            chosen not in _OVERLAP_BY_VALUE):
+        raise ValidationError("Choose how long the old secret may keep working.",
+                              field=BlockId.ROTATE_OVERLAP)
+    return _OVERLAP_BY_VALUE[chosen]
+
+
+# -- direct messages and alarms ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Post:
+    """A message to post: fallback text and blocks."""
+
+    text: str
+    blocks: list[Block]
+
+
+def _hhmm(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%H:%M UTC")
+
+
+def rotation_notice_post(notice: LifecycleNotice) -> Post:
+    """The owner's DM about how a rotation ended."""
+    name = f"*{escape(notice.label)}* ({code(notice.token_public_id)})"
+    if notice.kind == LifecycleNoticeKind.ROTATION_SWITCHED:
+        text = (f"Rotation of {name}: switched at {_hhmm(notice.at)}, first used by "
+                f"{escape(notice.caller or 'a caller')}. The old secret no longer works.")
+    else:
+        text = (f"Rotation of {name}: the deadline passed at {_hhmm(notice.at)} and the new "
+                "secret was never used; something is likely still on the old one, which no "
+                "longer works.")
+    block = SectionBlock(block_id=BlockId.ROTATION_NOTICE, text=MarkdownTextObject(text=text))
+    return Post(text=text, blocks=[block])
+
+
+def _age(since: dt.datetime | None, now: dt.datetime) -> str:
+    if since is None:
+        return "some time ago"
+    seconds = max(0, int((now - since).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def _callers(callers: list[tuple[str, int]]) -> str:
+    if len(callers) == 1:
+        return escape(callers[0][0])
+    named = [f"{escape(name)} ({count})" for name, count in callers[:5]]
+    if len(callers) > 5:
+        named.append(f"{len(callers) - 5} more")
+    return ", ".join(named[:-1]) + " and " + named[-1]
+
+
+def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime) -> Post:
+    """"`tkb_ab12cd…` (CI deploy, disabled 3 days ago) was presented 14 times in the last
+    24 hours by ci-runner", with Enable (a disabled token) and Open table. Never the
+    secret: its masked prefix only."""
+    times = "once" if report.presented == 1 else f"{report.presented} times"
+    text = (f"{code(report.masked)} ({escape(truncate(report.label, 100))}, {report.state} "
+            f"{_age(report.since, now)}) was presented {times} in the last 24 hours by "
+            f"{_callers(report.callers)}")
+    buttons: list[ButtonElement] = []
+    if report.disabled and report.version is not None:
+        buttons.append(ButtonElement(
+            text=_plain("Enable"), action_id=ActionId.DEAD_ENABLE, style="primary",
+            value=RowRef(public_id=report.public_id, version=report.version,
+                         state=FIRST_PAGE).encode(),
+        ))
+    buttons.append(ButtonElement(
+        text=_plain("Open table"), action_id=ActionId.OPEN_TABLE,
+        value=TableState(token=report.public_id).encode(),
+    ))
+    blocks: list[Block] = [
+        SectionBlock(block_id=BlockId.DEAD_SECRET,
+                     text=MarkdownTextObject(text=f":rotating_light: {text}")),
+        ActionsBlock(block_id=BlockId.DEAD_SECRET_ACTIONS, elements=buttons),
+    ]
+    return Post(text=text, blocks=blocks)

@@ -1,0 +1,453 @@
+"""Issue 12, the usage-aware lifecycle, through HTTP (the product's ASGI application under
+uvicorn, as ``tokenbot serve`` runs it) on SQLite and PostgreSQL: named introspection
+callers and "last used by", rotation with overlap (CLI, services), its endings and the
+owner's direct messages, dead secrets still presented and their daily alarm."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import http.client
+import io
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot import cli
+from bot.config import Settings
+from bot.db import Database
+from bot.http.server import build_asgi_app
+from bot.models import AuditEvent, AuditSource, utcnow
+from bot.services import rotation
+from bot.services.dead_secrets import UseKey, add_presentations, hour_of
+from bot.services import tokens as svc
+from tests.conftest import TEST_KEY
+from tests.support.blockkit import validate_slack_call
+from tests.support.serving import serving
+from tests.support.signing import form_body
+from tests.support.slack_standin import SlackStandIn
+
+TEAM = "T1"
+OWNER = "UOWNER"
+CI_SECRET = "ci-runner-credential-0123"
+BARE_SECRET = "a-bare-credential=="
+SECRETS = f"ci-runner={CI_SECRET},{BARE_SECRET},deploy-bot=deploy-credential-456"
+FORM = "application/x-www-form-urlencoded"
+ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.SLACK)
+
+
+# -- plumbing ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def lc_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
+    return make_settings(
+        SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="lifecycle-signing-secret",
+        SLACK_API_URL=standin.api_url, TOKENBOT_SCHEDULER="off",
+        TOKENBOT_INTROSPECTION_SECRETS=SECRETS, TOKENBOT_ALERT_CHANNEL="CALERTS",
+    )
+
+
+@pytest.fixture
+def lc_db(lc_settings: Settings) -> Iterator[Database]:
+    database = Database(lc_settings, auto_upgrade=False)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def server(lc_settings: Settings, lc_db: Database) -> Iterator[Any]:
+    app = build_asgi_app(settings=lc_settings, database=lc_db)
+    with serving(app) as address:
+        yield Server(address, app)
+
+
+class Server:
+    def __init__(self, address: tuple[str, int], app: Any) -> None:
+        self.address = address
+        self.app = app
+
+    def introspect(self, secret: str, *, auth: str = f"Bearer {CI_SECRET}") -> dict[str, Any]:
+        connection = http.client.HTTPConnection(*self.address, timeout=10)
+        try:
+            connection.request("POST", "/introspect", body=form_body({"token": secret}),
+                               headers={"Authorization": auth, "Content-Type": FORM})
+            response = connection.getresponse()
+            body = response.read()
+        finally:
+            connection.close()
+        assert response.status == 200, body
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    def settle(self) -> None:
+        """Wait for the writes queued by requests so far (last use, dead-secret counts)."""
+        self.app.introspection.writes.flush().result(10)
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+        self.capsys = capsys
+        self.monkeypatch = monkeypatch
+
+    def __call__(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        self.monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        captured = self.capsys.readouterr()
+        assert "Traceback" not in captured.err
+        return code, captured.out, captured.err
+
+    def json(self, *argv: str) -> Any:
+        code, out, err = self(*argv, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def run(lc_settings: Settings, lc_db: Database, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> Cli:
+    for name, value in {
+        "DATABASE_URL": lc_settings.database_url, "TOKENBOT_SECRET_KEYS": TEST_KEY,
+        "TOKENBOT_TEAM_ID": TEAM, "SLACK_API_URL": lc_settings.slack_api_url,
+        "SLACK_BOT_TOKEN": "xoxb-test", "TOKENBOT_ALERT_CHANNEL": "CALERTS",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Cli(capsys, monkeypatch)
+
+
+def create(database: Database, *, label: str = "CI deploy", channel: str | None = None,
+           now: dt.datetime | None = None, expires_on: dt.date | None = None
+           ) -> svc.CreatedToken:
+    with database.sessions.begin() as session:
+        return svc.create_token(session, box=database.box, actor=ACTOR, label=label,
+                                scope="write", scopes=["read", "write"], now=now or utcnow(),
+                                alert_channel=channel, expires_on=expires_on)
+
+
+def version(database: Database, public_id: str) -> int:
+    with database.sessions() as session:
+        return svc.get_token(session, team_id=TEAM, public_id=public_id).version
+
+
+def audit_actions(database: Database, public_id: str) -> list[tuple[str, str]]:
+    with database.sessions() as session:
+        events = session.scalars(select(AuditEvent).where(
+            AuditEvent.token_public_id == public_id).order_by(AuditEvent.id)).all()
+        return [(str(e.action), e.actor) for e in events]
+
+
+# -- named callers -------------------------------------------------------------------------
+
+
+def test_the_caller_is_the_credentials_name_over_bearer_and_basic(
+    server: Server, lc_db: Database, run: Cli
+) -> None:
+    by_bearer, by_basic, by_bare = create(lc_db, label="one"), create(lc_db, label="two"), (
+        create(lc_db, label="three"))
+    assert server.introspect(by_bearer.secret)["active"] is True
+    # Basic: the user name is ignored; the password's entry names the caller.
+    assert server.introspect(by_basic.secret,
+                             auth=basic("pretends-to-be-ci", "deploy-credential-456"))["active"]
+    assert server.introspect(by_bare.secret, auth=f"Bearer {BARE_SECRET}")["active"]
+    # a Basic user name with a wrong password is refused, whatever the name
+    connection = http.client.HTTPConnection(*server.address, timeout=10)
+    connection.request("POST", "/introspect", body=form_body({"token": by_bare.secret}),
+                       headers={"Authorization": basic("ci-runner", "deploy-bot"),
+                                "Content-Type": FORM})
+    assert connection.getresponse().status == 401
+    connection.close()
+    server.settle()
+    shown = {t["label"]: t for t in run.json("tokens", "list")["tokens"]}
+    assert shown["one"]["last_used_by"] == "ci-runner"
+    assert shown["two"]["last_used_by"] == "deploy-bot"
+    assert shown["three"]["last_used_by"] == "client-2"  # a bare entry, by position
+    code, out, _ = run("tokens", "show", by_bearer.token.public_id)
+    assert code == 0 and "by ci-runner" in out
+
+
+# -- rotation with overlap: CLI, introspection, endings ------------------------------------
+
+
+def test_overlap_rotation_by_cli_keeps_both_secrets_until_the_new_one_is_used(
+    server: Server, lc_db: Database, run: Cli
+) -> None:
+    created = create(lc_db)
+    public_id, old = created.token.public_id, created.secret
+    rotated = run.json("tokens", "rotate", public_id, "--overlap", "24h", "--yes")
+    new = rotated["secret"]
+    assert rotated["rotation"]["old_masked"] == created.token.secret_masked
+    deadline = dt.datetime.fromisoformat(rotated["rotation"]["old_works_until"])
+    # both work, same token and scope; the old one says so, with the overlap's deadline
+    old_answer = server.introspect(old)
+    assert old_answer["active"] is True and old_answer["rotation"] == "superseded"
+    assert old_answer["exp"] == int(deadline.timestamp())
+    assert old_answer["client_id"] == public_id and old_answer["scope"] == "write"
+    assert server.introspect(old)["active"] is True  # still, as often as it is used
+    # the first use of the new one answers normally ...
+    new_answer = server.introspect(new, auth=basic("x", "deploy-credential-456"))
+    assert new_answer["active"] is True and "rotation" not in new_answer
+    assert new_answer["client_id"] == public_id
+    # ... and from the next request on the old one is dead
+    assert server.introspect(old) == {"active": False}
+    assert server.introspect(new)["active"] is True
+    assert ("retire_old", "deploy-bot") in audit_actions(lc_db, public_id)
+    shown = run.json("tokens", "show", public_id)
+    assert shown["rotation"] is None
+
+
+@pytest.mark.parametrize("bad", ["31d", "0m", "soon", "-5h", "24", "1w"])
+def test_a_bad_overlap_is_one_line_and_changes_nothing(
+    lc_db: Database, run: Cli, bad: str
+) -> None:
+    created = create(lc_db)
+    before = version(lc_db, created.token.public_id)
+    code, out, err = run("tokens", "rotate", created.token.public_id, "--overlap", bad, "--yes")
+    assert code != 0 and out == ""
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--overlap" in errors[0]
+    assert version(lc_db, created.token.public_id) == before
+
+
+def test_retire_now_and_cancel(server: Server, lc_db: Database) -> None:
+    first, second = create(lc_db, label="retire me"), create(lc_db, label="cancel me")
+    now = utcnow()
+    with lc_db.sessions.begin() as session:
+        r1 = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                              public_id=first.token.public_id,
+                              expected_version=first.token.version,
+                              overlap=dt.timedelta(days=7))
+        r2 = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                              public_id=second.token.public_id,
+                              expected_version=second.token.version,
+                              overlap=dt.timedelta(hours=1))
+        v1, v2 = r1.token.version, r2.token.version
+    with lc_db.sessions.begin() as session:
+        rotation.retire_now(session, actor=ACTOR, public_id=first.token.public_id,
+                            expected_version=v1, now=now)
+        kept = rotation.cancel_rotation(session, actor=ACTOR,
+                                        public_id=second.token.public_id,
+                                        expected_version=v2, now=now)
+        assert kept.secret_masked == second.token.secret_masked
+    assert server.introspect(first.secret) == {"active": False}
+    assert server.introspect(r1.secret)["active"] is True
+    # cancel keeps the old secret (no longer "superseded") and discards the new one
+    kept_answer = server.introspect(second.secret)
+    assert kept_answer["active"] is True and "rotation" not in kept_answer
+    assert server.introspect(r2.secret) == {"active": False}
+    with lc_db.sessions() as session:
+        again = svc.reveal_token(session, box=lc_db.box, actor=ACTOR,
+                                 public_id=second.token.public_id, now=now)[1]
+    assert again == second.secret
+    assert [a for a, _ in audit_actions(lc_db, first.token.public_id)][-1] == "retire_old"
+    assert [a for a, _ in audit_actions(lc_db, second.token.public_id)][-1] == (
+        "cancel_rotation")
+
+
+def test_disable_during_an_overlap_disables_both_and_delete_removes_both(
+    server: Server, lc_db: Database
+) -> None:
+    one, two = create(lc_db, label="disable me"), create(lc_db, label="delete me")
+    now = utcnow()
+    rotated = {}
+    with lc_db.sessions.begin() as session:
+        for created in (one, two):
+            rotated[created.token.public_id] = svc.rotate_token(
+                session, box=lc_db.box, actor=ACTOR, now=now, public_id=created.token.public_id,
+                expected_version=created.token.version, overlap=dt.timedelta(hours=24))
+    for created in (one, two):
+        assert server.introspect(created.secret)["rotation"] == "superseded"
+    with lc_db.sessions.begin() as session:
+        r1 = rotated[one.token.public_id].token
+        svc.disable_token(session, actor=ACTOR, public_id=r1.public_id,
+                          expected_version=version(lc_db, r1.public_id), now=now)
+        svc.delete_token(session, actor=ACTOR, public_id=two.token.public_id,
+                         expected_version=version(lc_db, two.token.public_id), now=now)
+    for created in (one, two):
+        assert server.introspect(created.secret) == {"active": False}
+        assert server.introspect(rotated[created.token.public_id].secret) == {"active": False}
+
+
+# -- the scheduled pass: rotation notices, dead-secret alarms ------------------------------
+
+
+def posts(standin: SlackStandIn, start: int = 0) -> list[dict[str, Any]]:
+    """The chat.postMessage bodies so far (each one validated Block Kit)."""
+    bodies = [call.body for call in standin.calls_to("chat.postMessage")[start:]]
+    for body in bodies:
+        validate_slack_call("chat.postMessage", body)
+    return bodies
+
+
+def alarm_posts(standin: SlackStandIn) -> list[dict[str, Any]]:
+    """The dead-secret alarms posted so far."""
+    return [p for p in posts(standin)
+            if any(b.get("block_id") == "dead_secret" for b in p.get("blocks") or [])]
+
+
+def alerts_run(run: Cli, now: dt.datetime, *extra: str) -> dict[str, Any]:
+    code, out, err = run("alerts", "run", "--now", now.isoformat(), "--json", *extra)
+    assert code == 0, err
+    return json.loads(out)["lifecycle"]  # type: ignore[no-any-return]
+
+
+def test_first_use_of_the_new_secret_tells_the_owner_once(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    created = create(lc_db)
+    rotated = run.json("tokens", "rotate", created.token.public_id, "--overlap", "7d", "--yes")
+    first_use = utcnow()
+    assert server.introspect(rotated["secret"])["active"] is True
+    assert server.introspect(created.secret) == {"active": False}
+    assert posts(standin) == []  # the request path posts nothing
+    report = alerts_run(run, utcnow())
+    assert [n["kind"] for n in report["notices"]] == ["rotation_switched"]
+    (dm,) = posts(standin)
+    assert dm["channel"] == OWNER
+    assert f"switched at {first_use:%H:%M}" in dm["text"] or (
+        f"switched at {(first_use + dt.timedelta(minutes=1)):%H:%M}" in dm["text"])
+    assert "first used by ci-runner" in dm["text"]
+    assert created.secret not in json.dumps(dm) and rotated["secret"] not in json.dumps(dm)
+    assert alerts_run(run, utcnow())["notices"] == []  # once
+    assert len(posts(standin)) == 1
+
+
+def test_the_deadline_coming_first_ends_the_rotation_and_says_the_new_secret_was_unused(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    created = create(lc_db, label="nightly export")
+    started = utcnow() - dt.timedelta(hours=2)  # time travel: rotated two hours ago
+    with lc_db.sessions.begin() as session:
+        rotated = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=started,
+                                   public_id=created.token.public_id,
+                                   expected_version=created.token.version,
+                                   overlap=dt.timedelta(hours=1))
+    # past the deadline the old secret fails even before any pass ran
+    assert server.introspect(created.secret) == {"active": False}
+    dry = alerts_run(run, utcnow(), "--dry-run")
+    assert dry["rotations_ended"] == 1 and posts(standin) == []
+    report = alerts_run(run, utcnow())
+    assert report["rotations_ended"] == 1
+    (dm,) = posts(standin)
+    assert dm["channel"] == OWNER and "nightly export" in dm["text"]
+    assert "deadline passed at" in dm["text"] and "never used" in dm["text"]
+    deadline = started + dt.timedelta(hours=1)
+    assert f"{deadline:%H:%M} UTC" in dm["text"]
+    assert alerts_run(run, utcnow())["rotations_ended"] == 0 and len(posts(standin)) == 1
+    # the new secret works, the old one is rotated out; the audit says who ended it
+    assert server.introspect(rotated.secret)["active"] is True
+    assert ("retire_old", "scheduler") in audit_actions(lc_db, created.token.public_id)
+
+
+def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    now = utcnow()
+    disabled = create(lc_db, label="CI deploy", channel="CTEAM")
+    expired = create(lc_db, label="old job", now=now - dt.timedelta(days=10),
+                     expires_on=(now - dt.timedelta(days=4)).date())
+    deleted = create(lc_db, label="gone")
+    rotated_out = create(lc_db, label="rotated")
+    active = create(lc_db, label="healthy")
+    with lc_db.sessions.begin() as session:
+        svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                          expected_version=disabled.token.version,
+                          now=now - dt.timedelta(days=3))
+        svc.delete_token(session, actor=ACTOR, public_id=deleted.token.public_id,
+                         expected_version=deleted.token.version, now=now)
+        new = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                               public_id=rotated_out.token.public_id,
+                               expected_version=rotated_out.token.version)
+    for _ in range(14):
+        assert server.introspect(disabled.secret) == {"active": False}
+    for _ in range(3):
+        assert server.introspect(disabled.secret, auth=basic("x", "deploy-credential-456")) == (
+            {"active": False})
+    for secret in (expired.secret, deleted.secret, rotated_out.secret):
+        for _ in range(5):
+            assert server.introspect(secret) == {"active": False}
+    for _ in range(5):
+        assert server.introspect(active.secret)["active"] is True
+        assert server.introspect(new.secret)["active"] is True
+    server.settle()
+    report = alerts_run(run, utcnow())
+    by_label = {a["label"]: a for a in report["alarms"]}
+    assert set(by_label) == {"CI deploy", "old job", "gone", "rotated"}  # none for active
+    assert {label: a["state"] for label, a in by_label.items()} == {
+        "CI deploy": "disabled", "old job": "expired", "gone": "deleted",
+        "rotated": "rotated out"}
+    assert by_label["CI deploy"]["presented"] == 17
+    assert by_label["CI deploy"]["destinations"] == [OWNER, "CTEAM"]
+    assert by_label["gone"]["destinations"] == [OWNER, "CALERTS"]
+    sent = alarm_posts(standin)
+    assert len(sent) == 8  # four tokens, each to its owner and a channel
+    ci = [p for p in sent if "CI deploy" in p["text"]]
+    assert {p["channel"] for p in ci} == {OWNER, "CTEAM"}
+    text = ci[0]["text"]
+    assert text.startswith(f"`{disabled.token.secret_masked}` (CI deploy, disabled 3 days ago)")
+    assert "was presented 17 times in the last 24 hours by ci-runner (14) and deploy-bot (3)" in (
+        text)
+    buttons = [e["action_id"] for b in ci[0]["blocks"] if b["type"] == "actions"
+               for e in b["elements"]]
+    assert buttons == ["dead_secret_enable", "table_open"]
+    gone = next(p for p in sent if "gone" in p["text"])
+    assert "deleted" in gone["text"] and "by ci-runner" in gone["text"]
+    assert [e["action_id"] for b in gone["blocks"] if b["type"] == "actions"
+            for e in b["elements"]] == ["table_open"]
+    everything = json.dumps(sent)
+    for secret in (disabled.secret, expired.secret, deleted.secret, rotated_out.secret):
+        assert secret not in everything
+    # more presentations the same day: no second alarm
+    assert server.introspect(disabled.secret) == {"active": False}
+    server.settle()
+    assert alerts_run(run, utcnow())["alarms"] == []
+    assert len(alarm_posts(standin)) == 8
+    # the next day: nothing presented since, nothing to tell ...
+    tomorrow = utcnow() + dt.timedelta(days=1, minutes=1)
+    assert alerts_run(run, tomorrow)["alarms"] == []
+    # ... but presented again (counted by a process that day), it is told again, once
+    with lc_db.engine.begin() as connection:
+        add_presentations(connection, counts={
+            UseKey(TEAM, disabled.token.public_id, "ci-runner", hour_of(tomorrow)): 2})
+    again = alerts_run(run, tomorrow)["alarms"]
+    assert [(a["label"], a["presented"]) for a in again] == [("CI deploy", 2)]
+    assert alerts_run(run, tomorrow)["alarms"] == []
+
+
+def test_keys_rotate_reencrypts_the_old_secret_a_cancelled_rotation_restores(
+    lc_db: Database, run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = create(lc_db, label="kept")
+    public_id = created.token.public_id
+    run.json("tokens", "rotate", public_id, "--overlap", "1h", "--yes")
+    _, new_key, _ = run("keys", "generate")
+    monkeypatch.setenv("TOKENBOT_SECRET_KEYS", f"{new_key.strip()},{TEST_KEY}")
+    code, out, _ = run("keys", "rotate")
+    assert code == 0 and "Re-encrypted 2 stored secrets" in out
+    monkeypatch.setenv("TOKENBOT_SECRET_KEYS", new_key.strip())
+    from bot.config import load_settings
+
+    database = Database(load_settings(_env_file=None, DATABASE_URL=lc_db.engine.url
+                                      .render_as_string(hide_password=False),
+                                      TOKENBOT_SECRET_KEYS=new_key.strip()), auto_upgrade=False)
+    try:
+        with database.sessions.begin() as session:
+            token = svc.get_token(session, team_id=TEAM, public_id=public_id)
+            rotation.cancel_rotation(session, actor=ACTOR, public_id=public_id,
+                                     expected_version=token.version, now=utcnow())
+    finally:
+        database.dispose()
+    code, out, _ = run("tokens", "reveal", public_id)
+    assert code == 0 and out.strip() == created.secret

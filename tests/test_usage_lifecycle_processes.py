@@ -1,0 +1,190 @@
+"""Issue 12 end to end with real processes, on SQLite and PostgreSQL: two ``tokenbot serve``
+processes answer introspection for named callers (Bearer and Basic); a rotation with
+overlap switches over across processes (the new secret's first use through one process
+retires the old one for the other from the next request on); dead-secret presentations
+counted by both processes add up; then three ``tokenbot alerts run`` processes race and
+each alarm and rotation notice goes out exactly once."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.db import Database
+from bot.models import AuditSource
+from bot.services import tokens as svc
+from tests.conftest import TEST_KEY
+from tests.support.blockkit import validate_message_blocks
+from tests.support.signing import form_body
+from tests.support.slack_standin import SlackStandIn
+
+pytestmark = pytest.mark.slow  # starts `tokenbot serve` and `tokenbot alerts run` processes
+
+TOKENBOT = Path(sys.executable).parent / "tokenbot"
+TEAM, OWNER = "T1", "UOWNER"
+CI, DEPLOY = "ci-runner-secret-0001", "deploy-bot-secret-0002"
+ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.CLI)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def introspect(port: int, secret: str, auth: str) -> dict[str, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("POST", "/introspect", body=form_body({"token": secret}),
+                           headers={"Authorization": auth,
+                                    "Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 200, body
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+BEARER = f"Bearer {CI}"
+BASIC = "Basic " + base64.b64encode(f"anything:{DEPLOY}".encode()).decode()
+
+
+@pytest.fixture
+def env(database_url: str, standin: SlackStandIn) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "TOKENBOT_", "DATABASE_URL"))}
+    base.update({
+        "DATABASE_URL": database_url, "TOKENBOT_SECRET_KEYS": TEST_KEY,
+        "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "processes-signing-secret",
+        "SLACK_API_URL": standin.api_url, "TOKENBOT_SCHEDULER": "off",
+        "TOKENBOT_ALERT_CHANNEL": "CALERTS",
+        "TOKENBOT_INTROSPECTION_SECRETS": f"ci-runner={CI},deploy-bot={DEPLOY}",
+    })
+    return base
+
+
+@pytest.fixture
+def serve(
+    env: dict[str, str], tmp_path: Path
+) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
+    started = []
+    for name in "AB":
+        port = free_port()
+        with (tmp_path / f"serve-{name}.log").open("wb") as out:
+            popen = subprocess.Popen(
+                [str(TOKENBOT), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        started.append((port, popen))
+    try:
+        deadline = time.monotonic() + 60
+        for port, popen in started:
+            while True:
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                    connection.request("GET", "/healthz")
+                    if connection.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                assert popen.poll() is None, "serve exited"
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        yield started
+    finally:
+        stop(started)
+
+
+def stop(started: list[tuple[int, subprocess.Popen[bytes]]]) -> None:
+    """SIGTERM: each process writes what it counted before it exits."""
+    for _, popen in started:
+        if popen.poll() is None:
+            popen.send_signal(signal.SIGTERM)
+    for _, popen in started:
+        try:
+            popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
+def alarm_and_notice_posts(standin: SlackStandIn) -> Counter[tuple[str, str]]:
+    out: Counter[tuple[str, str]] = Counter()
+    for call in standin.calls_to("chat.postMessage"):
+        validate_message_blocks(call.body["blocks"])
+        kinds = {b.get("block_id") for b in call.body["blocks"]}
+        kind = "alarm" if "dead_secret" in kinds else "notice" if "rotation_notice" in kinds else ""
+        if kind:
+            label = call.body["text"].split("(", 1)[1].split(",")[0] if kind == "alarm" else (
+                call.body["text"])
+            out[(kind, f"{call.body['channel']}:{label[:40]}")] += 1
+    return out
+
+
+def test_named_callers_overlap_and_dead_secret_alarms_across_processes(
+    serve: list[tuple[int, subprocess.Popen[bytes]]], env: dict[str, str], settings: Settings,
+    standin: SlackStandIn, tmp_path: Path,
+) -> None:
+    (a, _), (b, _) = serve
+    database = Database(settings, auto_upgrade=False)
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        with database.sessions.begin() as session:
+            make = dict(box=database.box, actor=ACTOR, scope="write", scopes=["write"], now=now)
+            disabled = svc.create_token(session, label="CI deploy", **make)
+            moving = svc.create_token(session, label="moving", **make)
+            svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                              expected_version=disabled.token.version, now=now)
+            rotated = svc.rotate_token(session, box=database.box, actor=ACTOR, now=now,
+                                       public_id=moving.token.public_id,
+                                       expected_version=moving.token.version,
+                                       overlap=dt.timedelta(hours=24))
+    finally:
+        database.dispose()
+    # the overlap, across processes
+    assert introspect(a, moving.secret, BEARER)["rotation"] == "superseded"
+    assert introspect(b, moving.secret, BASIC)["rotation"] == "superseded"
+    assert "rotation" not in introspect(b, rotated.secret, BASIC)  # first use, through B
+    assert introspect(a, moving.secret, BEARER) == {"active": False}  # A: the next request
+    # dead secrets presented through both processes, by two callers
+    for _ in range(10):
+        assert introspect(a, disabled.secret, BEARER) == {"active": False}
+    for _ in range(4):
+        assert introspect(b, disabled.secret, BASIC) == {"active": False}
+    stop(serve)
+
+    now_text = dt.datetime.now(dt.timezone.utc).isoformat()
+    procs = [subprocess.Popen([str(TOKENBOT), "alerts", "run", "--now", now_text, "--json"],
+                              env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+        reports.append(json.loads(out)["lifecycle"])
+    alarms = [alarm for report in reports for alarm in report["alarms"]]
+    assert sorted((a["label"], a["state"], a["presented"]) for a in alarms) == [
+        ("CI deploy", "disabled", 14), ("moving", "rotated out", 1)]
+    (ci,) = [a for a in alarms if a["label"] == "CI deploy"]
+    assert ci["callers"] == [{"caller": "ci-runner", "presented": 10},
+                             {"caller": "deploy-bot", "presented": 4}]
+    notices = [n for report in reports for n in report["notices"]]
+    assert [(n["kind"], n["caller"]) for n in notices] == [("rotation_switched", "deploy-bot")]
+    posted = alarm_and_notice_posts(standin)
+    assert set(posted.values()) == {1}  # each exactly once
+    assert len(posted) == 2 * 2 + 1  # two alarms to owner and channel, one DM
