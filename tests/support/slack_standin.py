@@ -298,6 +298,8 @@ class SlackStandIn:
     def _keep(self, channel: str, ts: str, body: dict[str, Any]) -> None:
         message = {"type": "message", "ts": ts, "text": body.get("text"), "bot_id": "BBOT",
                    "channel": channel, "metadata": body.get("metadata")}
+        if body.get("blocks"):
+            message["blocks"] = body["blocks"]
         with self._lock:
             self.messages.setdefault(self.conversation_of(channel), []).append(message)
 
