@@ -168,10 +168,10 @@ def _refused(error: Exception) -> bool:
     return status == 429 or (bool(code) and code not in MAYBE_DONE)
 
 
-def _reading(call: Callable[..., Any], **arguments: Any) -> Any:
+def _reading(call: Callable[[], T]) -> T:
     """A read of Slack; the workspace's refusal to show it raises :class:`HistoryRefused`."""
     try:
-        return call(**arguments)
+        return call()
     except SlackApiError as error:
         if _code(error) in HISTORY_REFUSALS | USER_GONE:
             raise HistoryRefused(str(_code(error))) from error
@@ -187,9 +187,10 @@ def find_posted(
     wanted, found = set(alert_ids), {}
     cursor: str | None = None
     for _page in range(HISTORY_PAGES):
-        page = _reading(client.conversations_history, channel=conversation,
-                        oldest=f"{since.timestamp():.6f}", include_all_metadata=True,
-                        limit=HISTORY_PAGE, cursor=cursor)
+        page = _reading(lambda: client.conversations_history(
+            channel=conversation, oldest=f"{since.timestamp():.6f}",
+            include_all_metadata=True, limit=HISTORY_PAGE, cursor=cursor,
+        ))
         for message in page.get("messages") or []:
             for alert_id in named_alerts(message) & wanted:
                 found.setdefault(alert_id, str(message.get("ts")))
@@ -289,7 +290,7 @@ class Courier:
         if kind != AlertKind.OWNER:
             return destination
         # a user id: history is read from the bot's DM with them
-        opened = _reading(self.client.conversations_open, users=destination)
+        opened = _reading(lambda: self.client.conversations_open(users=destination))
         return str(opened["channel"]["id"])
 
     def resolve(self, kind: AlertKind, destination: str, alerts: Sequence[Alert]) -> Resolution:
