@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -24,9 +25,12 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import Alert, AlertStatus
 from bot.services import alerts as service
+from bot.services import tokens
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
+    ADMIN,
     ALERTS,
+    TEAM,
     UTC,
     by_destination,
     cli_environment,
@@ -212,7 +216,7 @@ def test_a_pass_that_lost_its_lease_posts_nothing(
     assert run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE).sent == 2
     for plan in plans:
         assert stalled.step(plan, 0) is False
-        assert plan.report.sent == 0 and plan.report.error == "taken over by another pass"
+        assert plan.report.sent == 0 and plan.report.error.startswith("lease run out")
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
 
 
@@ -386,3 +390,187 @@ def test_a_post_whose_connection_drops_unanswered_is_not_posted_again(
     assert (later.recovered, later.messages) == (1, 0)
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
     assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+
+
+# -- the review's faults: stalls, long histories, Slack failing midway, unwanted alerts ----
+
+
+def _stall(run: _Pass, for_: dt.timedelta) -> None:
+    """The pass is frozen for ``for_`` (a suspended VM, a long GC pause): its clock jumps."""
+    run._started -= for_.total_seconds()
+    run._renewed -= for_.total_seconds()
+
+
+def test_a_pass_stalled_until_its_lease_is_nearly_out_posts_nothing_more(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """Its lease has less left than a post may take (a post started now could still be in
+    flight when another pass takes over): it neither renews nor posts, and the pass that
+    takes over once the lease ran out posts each digest once."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings)
+    stalled = _Pass(settings=asettings, database=adb, client=client, now=T0, worker="stalled",
+                    post_interval=0.0)
+    stalled.arm()
+    plans = stalled.prepare()
+    _stall(stalled, service.LEASE - service.IN_FLIGHT + dt.timedelta(seconds=30))
+    for plan in plans:
+        assert stalled.step(plan, 0) is False
+        assert plan.report.sent == 0 and plan.report.error.startswith("lease run out")
+    assert standin.calls_to("chat.postMessage") == []
+    assert run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE).sent == 2
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+
+
+def test_a_429_asking_for_a_long_wait_is_not_slept_on_mid_post(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """A post must end within its budget, or it could land after its lease: a 429 whose
+    Retry-After is longer than the post may wait is a refusal for now, retried later."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings)
+    standin.fail_next("chat.postMessage", Failure(
+        status=429, body={"ok": False, "error": "ratelimited"}, headers={"Retry-After": "40"}))
+    started = time.monotonic()
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    assert time.monotonic() - started < 20  # did not wait the 40 s
+    assert (first.sent, first.failed, first.uncertain) == (1, 1, 0)
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=T0 + dt.timedelta(minutes=2))
+    assert later.sent == 1 and not standin.calls_to("conversations.history")
+    assert [len(standin.posted(d)) for d in (ALERTS, "U1")] == [1, 1]  # the 429 posted nothing
+    assert set(_digests(standin)) == {(ALERTS, token.public_id), ("U1", token.public_id)}
+
+
+def test_an_uncertain_post_is_not_settled_while_it_may_still_be_in_flight(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """Slack took the post but the answer timed out: a pass one backoff (a minute) later
+    leaves it alone, as Slack may still be working on it; a pass after that finds it."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings, timeout=1)
+    standin.delay_next("chat.postMessage", 1.5)
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0, post_interval=0.0)
+    assert (first.sent, first.uncertain) == (1, 1)
+    soon = run_pass(settings=asettings, database=adb, client=client,
+                    now=T0 + dt.timedelta(minutes=2))
+    assert (soon.messages, soon.recovered) == (0, 0)
+    assert not standin.calls_to("conversations.history")
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=T0 + service.IN_FLIGHT + dt.timedelta(minutes=1))
+    assert (later.recovered, later.messages) == (1, 0)
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+
+
+def test_a_history_too_long_to_read_to_the_attempt_leaves_the_alert_waiting(
+    asettings: Settings, adb: Database, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More messages since the attempt than the pages a pass reads: not finding the
+    digest proves nothing, so it is not posted again; once it can be read, it is found."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    ids = _dead_pass(adb)
+    client = make_web_client(asettings)
+    ts = _slack_got(standin, client, ALERTS, ids[ALERTS])
+    for number in range(450):
+        standin._keep(ALERTS, f"{float(ts) + 1 + number:.6f}", {"text": f"hi {number}"})
+    monkeypatch.setattr(delivery, "HISTORY_PAGES", 2)  # 400 messages
+    first = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    channel = next(d for d in first.destinations if d.destination == ALERTS)
+    assert (channel.uncertain, channel.messages) == (1, 0)
+    assert "history unreadable" in (channel.error or "")
+    monkeypatch.setattr(delivery, "HISTORY_PAGES", 100)
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=AFTER_LEASE + service.IN_FLIGHT + dt.timedelta(minutes=1))
+    assert (later.recovered, later.messages) == (1, 0)
+    assert _digests(standin) == Counter({("U1", token.public_id): 1})
+    assert _statuses(adb)[ALERTS] == (AlertStatus.SENT, ALERTS, ts)
+
+
+@pytest.mark.parametrize("code", ["fatal_error", "internal_error", "service_unavailable",
+                                  "request_timeout"])
+def test_slack_failing_midway_at_http_200_is_uncertain_not_a_refusal(
+    code: str, asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """``ok: false`` with an error meaning Slack failed midway: the message may be there
+    (here it is), so the next pass reads the history instead of posting it again."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    client = make_web_client(asettings)
+    standin.fail_next("chat.postMessage", Failure(status=200, accepted=True,
+                                                  body={"ok": False, "error": code}))
+    first = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    assert (first.sent, first.uncertain) == (1, 1)
+    later = run_pass(settings=asettings, database=adb, client=client,
+                     now=T0 + service.IN_FLIGHT + dt.timedelta(minutes=1))
+    assert (later.recovered, later.messages) == (1, 0)
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+
+
+@pytest.mark.parametrize("change", ["disable", "extend"])
+def test_an_uncertain_alert_no_longer_wanted_is_closed_without_asking_slack(
+    change: str, asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """The token was disabled (or re-dated) after a dead pass's attempt: its alerts are
+    never posted again whatever the history says, so it is not read; they are closed."""
+    created = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
+    _dead_pass(adb)
+    actor = tokens.Actor(TEAM, ADMIN, True)
+    with adb.sessions.begin() as session:
+        if change == "disable":
+            tokens.disable_token(session, actor=actor, public_id=created.token.public_id,
+                                 expected_version=created.token.version, now=T0)
+        else:
+            tokens.extend_token(session, actor=actor, public_id=created.token.public_id,
+                                expected_version=created.token.version, now=T0)
+    report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                      now=AFTER_LEASE)
+    assert (report.skipped, report.failed, report.messages) == (2, 0, 0)
+    assert [c.method for c in standin.calls] == []
+    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SKIPPED}
+
+
+@pytest.mark.parametrize("code", ["user_not_found", "user_disabled", "cannot_dm_bot"])
+def test_an_owner_who_takes_no_dm_closes_their_uncertain_alert(
+    code: str, asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """Their DM cannot be opened (account gone): the alert is closed, not retried for
+    ever; the channel's is settled as usual."""
+    token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
+    _dead_pass(adb)
+    client = make_web_client(asettings)
+    standin.fail_next("conversations.open", Failure(status=200, body={"ok": False, "error": code}))
+    report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
+    owner = next(d for d in report.destinations if d.destination == "U1")
+    assert (owner.skipped, owner.failed) == (1, 0) and code in (owner.error or "")
+    assert report.failed == 0 and report.sent == 1
+    assert run_pass(settings=asettings, database=adb, client=client,
+                    now=AFTER_LEASE + dt.timedelta(days=1)).messages == 0
+    assert _digests(standin) == Counter({(ALERTS, token.public_id): 1})
+    assert _statuses(adb)["U1"][0] == AlertStatus.SKIPPED
+
+
+def test_the_report_counts_every_failure_of_a_destination(
+    asettings: Settings, adb: Database, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel has an uncertain alert Slack cannot be asked about and a new one whose
+    post cannot be recorded (the database stays down): both are counted as failed."""
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
+    _dead_pass(adb)
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=2)).date(), owner="U2",
+               label="second")
+    monkeypatch.setattr(delivery, "DB_RETRY_DELAYS", (0.01,))
+    real = service.mark_sent
+
+    def down(session, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs["channel"] == ALERTS:
+            raise OperationalError("UPDATE alerts", {}, ConnectionError("connection refused"))
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(service, "mark_sent", down)
+    unreadable = Failure(status=200, body={"ok": False, "error": "internal_error"})
+    standin.fail_next("conversations.history", unreadable, unreadable)  # the channel, U1's DM
+    report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
+                      now=AFTER_LEASE)
+    channel = next(d for d in report.destinations if d.destination == ALERTS)
+    assert (channel.uncertain, channel.failed, channel.sent) == (1, 2, 0), report.to_dict()

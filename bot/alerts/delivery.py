@@ -6,14 +6,17 @@ database failed after Slack accepted it). The third is resolved by asking Slack 
 anything is posted again. Per message (its records are the ``alerts`` rows it is about):
 
 1. **Attempt.** ``post_attempted_at`` is set on the records and committed *before* the
-   post, only on records still leased to this pass (a pass that lost its lease posts
-   nothing). A record that keeps it is a post whose outcome is not known.
+   post, only on records still leased to this pass with room for the post (the lease
+   has :data:`~bot.services.alerts.IN_FLIGHT` left: a pass that stalled or lost its
+   lease posts nothing). A record that keeps it is a post whose outcome is not known.
 2. **Post** with Slack message metadata: ``event_type`` ``tokenbot_alert`` and the record
    ids in ``event_payload.alert_ids``. The post is never retried blindly: the client
-   retries only a 429 and a refused connection, which Slack did not act on.
-3. **Mark.** Accepted: sent, with the message's channel and ts. Refused (Slack answered,
-   below HTTP 500): failed, the attempt cleared, retried later with backoff. Anything
-   else: *uncertain*, failed with the attempt kept. Each of these writes is retried in
+   retries only a refused connection and a 429 asking for a short wait, which Slack did
+   not act on, and ends within :data:`~bot.services.alerts.POST_BUDGET`.
+3. **Mark.** Accepted: sent, with the message's channel and ts. Refused (Slack answered
+   with an error code, below HTTP 500, other than one meaning it failed midway):
+   failed, the attempt cleared, retried later with backoff. Anything else: *uncertain*,
+   failed with the attempt kept. Each of these writes is retried in
    place with backoff (:data:`DB_RETRY_DELAYS`, about 6 s: a database restart), so a post
    Slack accepted is normally recorded by the same pass.
 4. **Resolve before posting again.** A pass that claims records that still have
@@ -22,9 +25,16 @@ anything is posted again. Per message (its records are the ``alerts`` rows it is
    attempt (``conversations.history`` with ``include_all_metadata``, every page; an owner's
    DM is found with ``conversations.open``). Records a message's metadata names are marked
    sent with that message's ts; the others have their attempt cleared and are posted as
-   usual. When Slack cannot be asked, they stay uncertain for a later pass. When the
-   workspace does not let the bot read the history (``missing_scope``, ``not_allowed``,
-   ``not_in_channel``…), they are posted again: at-least-once, logged once per process.
+   usual. An attempt younger than :data:`~bot.services.alerts.IN_FLIGHT` may still be
+   in flight, and a history that could not be read to its end (an error, or more pages
+   than :data:`HISTORY_PAGES`) proves nothing: those stay uncertain for a later pass.
+   When the workspace does not let the bot read the history (``missing_scope``,
+   ``not_allowed``, ``not_in_channel``…), they are posted again: at-least-once, logged
+   once per process. An owner whose account is gone (``conversations.open``:
+   ``user_not_found``, ``user_disabled``, ``cannot_dm_bot``) gets nothing: skipped.
+
+Records no longer wanted (token deleted, disabled, re-dated) are closed by the caller
+before any of this: they are never posted again, so their history is not read.
 
 :class:`Courier` does all of this for any message about alert records; what the message
 says (a digest) is the caller's.
@@ -57,8 +67,13 @@ T = TypeVar("T")
 EVENT_TYPE: Final = "tokenbot_alert"
 # Waits between tries of one database write (then the error is raised).
 DB_RETRY_DELAYS: Final = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
-# History is read from this long before the earliest attempt (our clock against Slack's).
-CLOCK_SKEW: Final = dt.timedelta(minutes=2)
+# One post: each try waits at most POST_TIMEOUT seconds for the answer; a refused
+# connection or a 429 asking for at most MAX_RETRY_AFTER seconds is tried again, twice.
+POST_TIMEOUT: Final = 10
+MAX_RETRY_AFTER: Final = 25
+POST_RETRIES: Final = 2
+assert (POST_RETRIES + 1) * POST_TIMEOUT + POST_RETRIES * (MAX_RETRY_AFTER + 1) \
+    <= service.POST_BUDGET.total_seconds(), "a post must end within its budget"
 HISTORY_PAGE: Final = 200
 HISTORY_PAGES: Final = 100
 # Slack's answers meaning "this bot may not read that history" (not "try again").
@@ -66,13 +81,19 @@ HISTORY_REFUSALS: Final = frozenset({
     "missing_scope", "not_allowed", "not_allowed_token_type", "not_in_channel",
     "channel_not_found", "no_permission", "access_denied", "team_access_not_granted",
 })
+# conversations.open's answers meaning "this user takes no DM from the bot, ever".
+USER_GONE: Final = frozenset({"user_not_found", "user_disabled", "cannot_dm_bot"})
+# ok:false answers meaning Slack failed midway: the post may have been made.
+MAYBE_DONE: Final = frozenset({
+    "fatal_error", "internal_error", "service_unavailable", "request_timeout",
+})
 
 
 class Outcome(enum.StrEnum):
     SENT = "sent"
     REFUSED = "refused"  # Slack answered no: retried later
     UNCERTAIN = "uncertain"  # maybe posted: resolved from history by a later pass
-    LOST = "lost"  # another pass took the records over: not posted by this one
+    TAKEN_OVER = "taken_over"  # the lease ran out or another pass took the records: not posted
 
 
 @dataclass
@@ -89,7 +110,8 @@ class Resolution:
     """What a destination's history said about its uncertain records."""
 
     found: int = 0  # posted after all: now marked sent (the others are posted as usual)
-    waiting: int = 0  # Slack could not be asked: still uncertain
+    waiting: int = 0  # in flight, or Slack could not be asked: still uncertain
+    gone: int = 0  # the owner takes no DM from the bot: skipped
     error: str | None = None
 
 
@@ -99,6 +121,10 @@ class HistoryRefused(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
+
+
+class HistoryIncomplete(Exception):
+    """The history was not read to its end: what it lacks proves nothing."""
 
 
 def metadata(alert_ids: Sequence[int]) -> dict[str, Any]:
@@ -131,36 +157,47 @@ def _code(error: SlackApiError) -> str | None:
 
 
 def _refused(error: Exception) -> bool:
-    """Slack answered and said no (so it did not post): an API error below HTTP 500."""
+    """Slack answered and said no, so it did not post: a 429, or an error code below
+    HTTP 500 other than one meaning Slack failed midway (:data:`MAYBE_DONE`). A 4xx
+    without Slack's error code is a proxy's, which may have passed the post on."""
     if not isinstance(error, SlackApiError):
         return False
-    status = getattr(error.response, "status_code", None)
-    return isinstance(status, int) and status < 500
+    status, code = getattr(error.response, "status_code", None), _code(error)
+    if not isinstance(status, int) or status >= 500:
+        return False
+    return status == 429 or (bool(code) and code not in MAYBE_DONE)
+
+
+def _reading(call: Callable[[], T]) -> T:
+    """A read of Slack; the workspace's refusal to show it raises :class:`HistoryRefused`."""
+    try:
+        return call()
+    except SlackApiError as error:
+        if _code(error) in HISTORY_REFUSALS | USER_GONE:
+            raise HistoryRefused(str(_code(error))) from error
+        raise
 
 
 def find_posted(
     client: WebClient, *, conversation: str, alert_ids: Collection[int], since: dt.datetime
 ) -> dict[int, str]:
-    """alert id -> ts of the message in ``conversation`` since ``since`` that names it."""
+    """alert id -> ts of the message in ``conversation`` since ``since`` that names it.
+    Raises :class:`HistoryIncomplete` when more than :data:`HISTORY_PAGES` pages would be
+    needed to tell."""
     wanted, found = set(alert_ids), {}
     cursor: str | None = None
     for _page in range(HISTORY_PAGES):
-        try:
-            page = client.conversations_history(
-                channel=conversation, oldest=f"{since.timestamp():.6f}",
-                include_all_metadata=True, limit=HISTORY_PAGE, cursor=cursor,
-            )
-        except SlackApiError as error:
-            if _code(error) in HISTORY_REFUSALS:
-                raise HistoryRefused(str(_code(error))) from error
-            raise
+        page = _reading(lambda: client.conversations_history(
+            channel=conversation, oldest=f"{since.timestamp():.6f}",
+            include_all_metadata=True, limit=HISTORY_PAGE, cursor=cursor,
+        ))
         for message in page.get("messages") or []:
             for alert_id in named_alerts(message) & wanted:
                 found.setdefault(alert_id, str(message.get("ts")))
         cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
         if not page.get("has_more") or cursor is None or wanted <= found.keys():
-            break
-    return found
+            return found
+    raise HistoryIncomplete(f"more than {HISTORY_PAGES * HISTORY_PAGE} messages since the attempt")
 
 
 _refusals_logged: set[str] = set()
@@ -195,7 +232,9 @@ class Courier:
     ) -> None:
         self.sessions = sessions
         self.client = client  # reads: history, conversations.open (retried as usual)
-        self.poster = without_blind_retries(client)
+        self.poster = without_blind_retries(client, timeout=POST_TIMEOUT,
+                                            max_retry_after=MAX_RETRY_AFTER,
+                                            max_retry_count=POST_RETRIES)
         self.worker = worker
         self.now = now
         self.clock = clock
@@ -228,11 +267,11 @@ class Courier:
         """Post one message about ``alert_ids`` to ``destination`` (a channel or a user)."""
         mine = self.write("recording a post attempt", lambda s: service.mark_attempted(
             s, ids=alert_ids, worker=self.worker, at=self.clock()))
-        if set(mine) != set(alert_ids):  # the lease ran out and another pass took over
+        if set(mine) != set(alert_ids):  # the lease ran (nearly) out, or another pass took over
             if mine:  # (not all of them: what is still ours was not posted after all)
                 self.write("clearing post attempts", lambda s: service.clear_attempt(
                     s, ids=mine, worker=self.worker))
-            return Delivery(Outcome.LOST)
+            return Delivery(Outcome.TAKEN_OVER)
         try:
             response = self.poster.chat_postMessage(
                 channel=destination, text=text, blocks=blocks, metadata=metadata(mine),
@@ -250,44 +289,68 @@ class Courier:
     def _conversation(self, kind: AlertKind, destination: str) -> str:
         if kind != AlertKind.OWNER:
             return destination
-        try:  # a user id: history is read from the bot's DM with them
-            opened = self.client.conversations_open(users=destination)
-        except SlackApiError as error:
-            if _code(error) in HISTORY_REFUSALS:
-                raise HistoryRefused(str(_code(error))) from error
-            raise
+        # a user id: history is read from the bot's DM with them
+        opened = _reading(lambda: self.client.conversations_open(users=destination))
         return str(opened["channel"]["id"])
 
     def resolve(self, kind: AlertKind, destination: str, alerts: Sequence[Alert]) -> Resolution:
         """Settle the records among ``alerts`` whose post may have been made."""
-        attempted = {a.id: a.post_attempted_at for a in alerts if a.post_attempted_at}
-        if not attempted:
-            return Resolution()
-        since = min(attempted.values()) - CLOCK_SKEW  # type: ignore[type-var]
         result = Resolution()
+        attempted = self._settled_in_time(alerts, result)
+        if not attempted:
+            return result
+        since = min(attempted.values()) - service.CLOCK_SKEW  # type: ignore[type-var]
         try:
             conversation = self._conversation(kind, destination)
             found = find_posted(self.client, conversation=conversation,
                                 alert_ids=attempted, since=since)
         except HistoryRefused as refusal:
+            if kind == AlertKind.OWNER and refusal.code in USER_GONE:
+                return self._gone(list(attempted), refusal.code, result)
             _log_refusal_once(refusal.code)
             conversation, found = destination, {}
             result.error = f"history not readable ({refusal.code}): posted again"
-        except (SlackClientError, OSError) as error:
-            result.error = f"history unreadable ({error_text(error)}): retried later"
+        except (HistoryIncomplete, SlackClientError, OSError) as error:
+            why = str(error) if isinstance(error, HistoryIncomplete) else error_text(error)
+            result.error = f"history unreadable ({why}): retried later"
             self._fail(list(attempted), result.error, uncertain=True)
-            result.waiting = len(attempted)
+            result.waiting += len(attempted)
             return result
-        by_message: dict[str, list[int]] = {}
-        for alert_id, ts in found.items():
-            by_message.setdefault(ts, []).append(alert_id)
-        for ts, ids in by_message.items():
-            result.found += self._sent(sorted(ids), conversation, ts)
-        missing = sorted(set(attempted) - found.keys())
-        if missing:
-            self.write("clearing post attempts", lambda s: service.clear_attempt(
-                s, ids=missing, worker=self.worker))
+        result.found = self._record(conversation, found, missing=set(attempted) - found.keys())
         if result.found:
             log.info("alerts to %s: %d found posted in Slack's history, marked sent",
                      destination, result.found)
+        return result
+
+    def _settled_in_time(
+        self, alerts: Sequence[Alert], result: Resolution
+    ) -> dict[int, dt.datetime]:
+        """The attempts old enough to be settled now (alert id -> when); the younger ones
+        may still be on their way to Slack: they wait for a later pass."""
+        attempted = {a.id: a.post_attempted_at for a in alerts if a.post_attempted_at}
+        young = [i for i, at in attempted.items() if at > self.clock() - service.IN_FLIGHT]
+        if young:
+            self._fail(young, "a post may still be in flight: retried later", uncertain=True)
+            result.waiting = len(young)
+        return {i: at for i, at in attempted.items() if i not in young}
+
+    def _record(self, conversation: str, found: dict[int, str], *, missing: set[int]) -> int:
+        """Mark sent what the history showed (with its message); clear the attempts of
+        the ``missing`` (posted as usual). Returns how many were marked sent."""
+        by_message: dict[str, list[int]] = {}
+        for alert_id, ts in found.items():
+            by_message.setdefault(ts, []).append(alert_id)
+        marked = sum(self._sent(sorted(ids), conversation, ts) for ts, ids in by_message.items())
+        if missing:
+            self.write("clearing post attempts", lambda s: service.clear_attempt(
+                s, ids=sorted(missing), worker=self.worker))
+        return marked
+
+    def _gone(self, ids: list[int], code: str, result: Resolution) -> Resolution:
+        """The owner takes no DM from the bot (deactivated, deleted): nothing will reach
+        them, so their alerts are closed instead of retried for ever."""
+        self.write("closing alerts to a gone user", lambda s: service.mark_skipped(
+            s, reasons=dict.fromkeys(ids, service.SkipReason.UNREACHABLE),
+            worker=self.worker, now=self.now))
+        result.gone, result.error = len(ids), f"no DM possible ({code}): skipped"
         return result

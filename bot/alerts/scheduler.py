@@ -1,9 +1,10 @@
 """The alert pass and its schedule.
 
 :func:`run_pass` is one pass: arm the alerts now due; claim every due alert (one
-statement, with a lease); settle those whose earlier post may have been made, from the
-destination's Slack history; drop those no longer wanted (token deleted, disabled,
-re-dated, or a nearer threshold came first); cut the rest into digest messages per
+statement, with a lease); drop those no longer wanted (token deleted, disabled,
+re-dated, or a nearer threshold came first: never posted again, whatever was attempted);
+settle those whose earlier post may have been made, from the destination's Slack
+history; cut the rest into digest messages per
 destination; and post each destination's messages in order, destinations side by side (a
 few threads, at most one message per second to any one channel, a failing destination
 stops only itself). Each message goes through :class:`bot.alerts.delivery.Courier`, which
@@ -62,6 +63,7 @@ PER_CHANNEL_INTERVAL = 1.0
 DESTINATION_THREADS = 4
 MISFIRE_GRACE_SECONDS = 24 * 3600
 FIRST_RUN_DELAY = dt.timedelta(seconds=10)
+LEASE_LOST = "lease run out or taken over by another pass: not posted by this one"
 
 
 @dataclass
@@ -193,22 +195,29 @@ class _Pass:
         return created
 
     def prepare(self, pool: ThreadPoolExecutor | None = None) -> list[_Plan]:
-        """Claim every due alert at once (one statement), settle those whose earlier post
-        may have been made, close those no longer wanted, and cut the rest into digest
+        """Claim every due alert at once (one statement), close those no longer wanted,
+        settle those whose earlier post may have been made, and cut the rest into digest
         messages per destination."""
         with self.sessions.begin() as session:
             ids = service.claim(session, now=self.now, worker=self.worker)
         if not ids:
             return []  # nothing due, or another process took it
+        plans = self._plan()
         with self.sessions() as session:
-            uncertain = service.load_uncertain(session, worker=self.worker, now=self.now)
-        settled = self._settle(uncertain, pool)
+            uncertain = service.load_uncertain(session, worker=self.worker)
+        if not uncertain:
+            return plans
+        settled = self._settle(uncertain, pool)  # found ones are sent, gone ones skipped
+        return _with_settled(self._plan(), plans, settled)
+
+    def _plan(self) -> list[_Plan]:
+        """Close the leased alerts no longer wanted; plan the digests of the others."""
         with self.sessions.begin() as session:
-            rows = service.load_claimed(session, worker=self.worker, now=self.now)
+            rows = service.load_claimed(session, worker=self.worker)
             plans, skip = _plans(rows, now=self.now, alert_days=self.alert_days)
             if skip:
                 service.mark_skipped(session, reasons=skip, worker=self.worker, now=self.now)
-        return _with_settled(plans, settled)
+        return plans
 
     def _settle(
         self, alerts: Sequence[Alert], pool: ThreadPoolExecutor | None
@@ -226,6 +235,7 @@ class _Pass:
         def settle(target: service.Destination) -> DestinationReport:
             report = DestinationReport(kind=target.kind.value, destination=target.destination)
             try:
+                self.renew()  # reading many histories may take a while
                 found = courier.resolve(target.kind, target.destination, uncertain[target])
             except SQLAlchemyError as error:  # the database stayed down: after the lease
                 report.error = f"database: {type(error).__name__}: left to a later pass"
@@ -233,6 +243,7 @@ class _Pass:
                 return report
             report.recovered, report.error = found.found, found.error
             report.failed = report.uncertain = found.waiting
+            report.skipped = found.gone
             return report
 
         mapper = pool.map if pool is not None else map
@@ -248,7 +259,7 @@ class _Pass:
             # The database stayed down through the retries: the alerts keep their lease
             # (and a post's attempt), and a later pass settles them once it runs out.
             plan.report.error = f"{type(error).__name__}: left to a later pass"
-            plan.report.failed = sum(len(chunk) for chunk in plan.chunks) - plan.report.sent
+            plan.report.failed += sum(len(chunk) for chunk in plan.chunks[number:])
             log.warning("alert digest to %s %s: %s (%s)", plan.target.kind.value,
                         plan.target.destination, plan.report.error, error_text(error))
             return False
@@ -271,8 +282,8 @@ class _Pass:
             report.sent += delivery.sent
             report.messages += 1
             return True
-        report.error = delivery.error or "taken over by another pass"
-        if delivery.outcome == Outcome.LOST:
+        report.error = delivery.error or LEASE_LOST
+        if delivery.outcome == Outcome.TAKEN_OVER:
             return False
         rest = [plan.alert_of[item.public_id] for later in plan.chunks[number + 1:]
                 for item in later]
@@ -301,20 +312,24 @@ class _Plan:
 
 
 def _with_settled(
-    plans: list[_Plan], settled: dict[service.Destination, DestinationReport]
+    plans: list[_Plan], before: list[_Plan],
+    settled: dict[service.Destination, DestinationReport],
 ) -> list[_Plan]:
-    """Fold what the history said into each destination's report (a destination whose
-    alerts were all found posted gets a plan with nothing left to post)."""
+    """Fold what was skipped before settling (the reports of ``before``, the plans then:
+    nothing else had happened) and what the history said into each destination's report (a destination whose alerts were all
+    settled gets a plan with nothing left to post)."""
     by_target = {plan.target: plan for plan in plans}
-    for target, found in settled.items():
+    for target, found in [*((p.target, p.report) for p in before), *settled.items()]:
         plan = by_target.get(target)
         if plan is None:
-            plans.append(_Plan(target=target, report=found))
-            continue
-        plan.report.recovered = found.recovered
+            plan = by_target[target] = _Plan(target=target, report=DestinationReport(
+                kind=target.kind.value, destination=target.destination))
+            plans.append(plan)
+        plan.report.skipped += found.skipped
+        plan.report.recovered += found.recovered
         plan.report.failed += found.failed
         plan.report.uncertain += found.uncertain
-        plan.report.error = found.error
+        plan.report.error = found.error or plan.report.error
     return plans
 
 

@@ -16,8 +16,10 @@ Exactly once, across processes:
    gets all of a destination's alerts; on SQLite the statement holds the database's
    write lock, which is as atomic. A long pass renews its lease while it posts.
 3. **Attempt, post, then mark.** Just before posting, :func:`mark_attempted` sets
-   ``post_attempted_at`` on the message's records (only those still leased to the pass: a
-   pass that lost its lease posts nothing). Records are marked sent only after Slack
+   ``post_attempted_at`` on the message's records, only those still leased to the pass
+   with at least :data:`IN_FLIGHT` of the lease left, so the post ends before any other
+   pass may take them over (a pass that stalled posts nothing more; renewals are fenced
+   the same way). Records are marked sent only after Slack
    accepted the message; a refusal releases the lease and sets ``next_attempt_at`` with
    exponential backoff. A post whose outcome is unknown keeps ``post_attempted_at``; a
    pass killed in between leaves a lease that runs out after :data:`LEASE`. The pass
@@ -44,6 +46,15 @@ DAY: Final = dt.timedelta(days=1)
 EXPIRED_NOTICE_WINDOW: Final = dt.timedelta(days=7)
 # A claim older than this is presumed abandoned (its pass died) and may be taken over.
 LEASE: Final = dt.timedelta(minutes=10)
+# The longest one post may take, its retries and Retry-After waits included (the Slack
+# client of bot/alerts/delivery.py is sized to fit).
+POST_BUDGET: Final = dt.timedelta(minutes=2)
+# How far the hosts' clocks may disagree (leases and attempts are stamped by each
+# pass's clock, history is read by Slack's).
+CLOCK_SKEW: Final = dt.timedelta(minutes=2)
+# A post starts only with this much of its lease left, and an attempt younger than this
+# may still be in flight (not resolved yet).
+IN_FLIGHT: Final = POST_BUDGET + CLOCK_SKEW
 BACKOFF_BASE: Final = dt.timedelta(minutes=1)
 BACKOFF_MAX: Final = dt.timedelta(hours=6)
 # Records of expiries longer ago than this are deleted (nothing will ever read them).
@@ -58,6 +69,7 @@ class SkipReason:
     DISABLED = "disabled"
     REDATED = "redated"  # expiry changed or cleared since the alert was armed
     SUPERSEDED = "superseded"  # a nearer threshold was crossed before this one went out
+    UNREACHABLE = "unreachable"  # the owner's account is gone or takes no DM from the bot
 
 
 class ActedAction(enum.StrEnum):
@@ -229,11 +241,18 @@ def claim(
     return sorted(session.scalars(statement).all())
 
 
+def _room_for_a_post(at: dt.datetime) -> Any:
+    """The lease has at least :data:`IN_FLIGHT` left at ``at``."""
+    return Alert.claimed_at > at - (LEASE - IN_FLIGHT)
+
+
 def renew(session: Session, *, worker: str, at: dt.datetime) -> None:
-    """Move the lease of ``worker``'s unfinished records to ``at``."""
+    """Move the lease of ``worker``'s unfinished records to ``at``; a lease with less
+    than :data:`IN_FLIGHT` left is not renewed (the pass stalled: it is given up)."""
     session.execute(
         update(Alert)
-        .where(Alert.claimed_by == worker, Alert.status == AlertStatus.PENDING)
+        .where(Alert.claimed_by == worker, Alert.status == AlertStatus.PENDING,
+               _room_for_a_post(at))
         .values(claimed_at=at)
         .execution_options(synchronize_session=False)
     )
@@ -246,29 +265,23 @@ def pending(session: Session, *, now: dt.datetime, limit: int = CLAIM_LIMIT) -> 
     )
 
 
-def load_claimed(
-    session: Session, *, worker: str, now: dt.datetime
-) -> list[tuple[Alert, Token | None]]:
-    """The records :func:`claim` just leased to ``worker``, with their tokens."""
+def load_claimed(session: Session, *, worker: str) -> list[tuple[Alert, Token | None]]:
+    """The unfinished records leased to ``worker`` (a pass: its id is its own), with
+    their tokens."""
     rows = session.execute(
         select(Alert, Token)
         .outerjoin(Token, Token.id == Alert.token_id)
-        .where(
-            Alert.claimed_by == worker,
-            Alert.claimed_at == now,
-            Alert.status == AlertStatus.PENDING,
-        )
+        .where(Alert.claimed_by == worker, Alert.status == AlertStatus.PENDING)
     ).all()
     return [(alert, token) for alert, token in rows]
 
 
-def load_uncertain(session: Session, *, worker: str, now: dt.datetime) -> list[Alert]:
-    """Of the records :func:`claim` just leased to ``worker``, those whose earlier post
-    may have been made (``post_attempted_at`` is set): usually none."""
+def load_uncertain(session: Session, *, worker: str) -> list[Alert]:
+    """Of the records leased to ``worker``, those whose earlier post may have been made
+    (``post_attempted_at`` is set): usually none."""
     return list(session.scalars(
         select(Alert).where(
             Alert.claimed_by == worker,
-            Alert.claimed_at == now,
             Alert.status == AlertStatus.PENDING,
             Alert.post_attempted_at.is_not(None),
         )
@@ -351,7 +364,8 @@ def mark_skipped(
         session.execute(
             update(Alert)
             .where(*_mine(ids, worker))
-            .values(status=AlertStatus.SKIPPED, skip_reason=reason, claimed_at=None)
+            .values(status=AlertStatus.SKIPPED, skip_reason=reason, claimed_at=None,
+                    post_attempted_at=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -360,10 +374,10 @@ def mark_attempted(
     session: Session, *, ids: Sequence[int], worker: str, at: dt.datetime
 ) -> list[int]:
     """Record that a post of these records is about to be made; returns those still
-    leased to ``worker`` (the only ones it may post)."""
+    leased to ``worker`` with room for the post (the only ones it may post)."""
     return sorted(session.scalars(
         update(Alert)
-        .where(*_mine(ids, worker))
+        .where(*_mine(ids, worker), _room_for_a_post(at))
         .values(post_attempted_at=at)
         .returning(Alert.id)
         .execution_options(synchronize_session=False)
@@ -411,21 +425,25 @@ def mark_failed(
     uncertain: bool = False,
 ) -> None:
     """Release the lease and schedule a retry with exponential backoff. ``uncertain``:
-    the post may have been made, so ``post_attempted_at`` stays for the retry to check."""
+    the post may have been made, so ``post_attempted_at`` stays for the retry to check,
+    which is not before the attempt is :data:`IN_FLIGHT` old."""
     cleared: dict[str, Any] = {} if uncertain else {"post_attempted_at": None}
     rows = session.execute(
-        select(Alert.id, Alert.attempts).where(*_mine(ids, worker))
+        select(Alert.id, Alert.attempts, Alert.post_attempted_at).where(*_mine(ids, worker))
     ).all()
-    by_attempts: dict[int, list[int]] = {}
-    for alert_id, attempts in rows:
-        by_attempts.setdefault(attempts + 1, []).append(alert_id)
-    for attempts, group in by_attempts.items():
+    by_retry: dict[tuple[int, dt.datetime], list[int]] = {}
+    for alert_id, attempts, attempted in rows:
+        retry = now + backoff(attempts + 1)
+        if uncertain and attempted is not None:
+            retry = max(retry, attempted + IN_FLIGHT)
+        by_retry.setdefault((attempts + 1, retry), []).append(alert_id)
+    for (attempts, retry), group in by_retry.items():
         session.execute(
             update(Alert)
             .where(Alert.id.in_(group))
             .values(
                 attempts=attempts,
-                next_attempt_at=now + backoff(attempts),
+                next_attempt_at=retry,
                 claimed_by=None,
                 claimed_at=None,
                 last_error=error[:200],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from urllib.error import URLError
 
 from slack_sdk import WebClient
@@ -46,20 +48,42 @@ class _RefusedConnectionRetryHandler(ConnectionErrorRetryHandler):
         return response is None and isinstance(reason, ConnectionRefusedError)
 
 
-def without_blind_retries(client: WebClient, *, max_retry_count: int = 2) -> WebClient:
-    """A copy of ``client`` for a call that must not be repeated blindly (a post): it
-    retries only what Slack certainly did not act on, a 429 and a refused connection. A
-    timeout, a dropped connection or a 5xx after the request left may have been acted on:
-    the caller resolves those (bot/alerts/delivery.py)."""
-    return WebClient(
-        token=client.token,
-        base_url=client.base_url,
-        timeout=client.timeout,
-        ssl=client.ssl,
-        proxy=client.proxy,
-        headers=client.headers,
-        retry_handlers=[
-            _RefusedConnectionRetryHandler(max_retry_count=max_retry_count),
-            RateLimitErrorRetryHandler(max_retry_count=max_retry_count),
-        ],
-    )
+class _ShortRateLimitRetryHandler(RateLimitErrorRetryHandler):
+    """Retries a 429 only when its ``Retry-After`` is at most ``max_wait`` seconds (a
+    longer one is left to the caller: the post is refused for now)."""
+
+    def __init__(self, *, max_retry_count: int, max_wait: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.max_wait = max_wait
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        headers = {name.lower(): values for name, values in response.headers.items()}
+        wait = (headers.get("retry-after") or ["1"])[0]
+        return wait.isdigit() and int(wait) <= self.max_wait
+
+
+def without_blind_retries(
+    client: WebClient, *, timeout: int, max_retry_after: int, max_retry_count: int = 2
+) -> WebClient:
+    """``client`` (same token, URL, proxy, logger…) for a call that must not be repeated
+    blindly (a post) and must end in bounded time: each try waits at most ``timeout``
+    seconds, and it retries only what Slack certainly did not act on, a refused
+    connection and a 429 whose ``Retry-After`` is at most ``max_retry_after``. A timeout,
+    a dropped connection or a 5xx after the request left may have been acted on: the
+    caller resolves those (bot/alerts/delivery.py)."""
+    poster = copy.copy(client)
+    poster.timeout = min(client.timeout, timeout)
+    poster.retry_handlers = [
+        _RefusedConnectionRetryHandler(max_retry_count=max_retry_count),
+        _ShortRateLimitRetryHandler(max_retry_count=max_retry_count, max_wait=max_retry_after),
+    ]
+    return poster

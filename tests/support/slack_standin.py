@@ -38,6 +38,7 @@ class Failure:
     status: int = 500
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    accepted: bool = False  # Slack did the work (a post is kept), then answered this
 
 
 def _decode_form(raw: bytes) -> dict[str, Any]:
@@ -220,6 +221,8 @@ class SlackStandIn:
         if held:
             self._released.wait(30)
         if failure is not None:
+            if failure.accepted:
+                self._answer(method, body)
             time.sleep(self._latency_of(method))
             return failure.status, failure.body or {"ok": False, "error": "fatal_error"}, failure.headers
         answer = self._answer(method, body)
@@ -295,6 +298,8 @@ class SlackStandIn:
     def _keep(self, channel: str, ts: str, body: dict[str, Any]) -> None:
         message = {"type": "message", "ts": ts, "text": body.get("text"), "bot_id": "BBOT",
                    "channel": channel, "metadata": body.get("metadata")}
+        if body.get("blocks"):
+            message["blocks"] = body["blocks"]
         with self._lock:
             self.messages.setdefault(self.conversation_of(channel), []).append(message)
 
