@@ -451,3 +451,34 @@ def test_keys_rotate_reencrypts_the_old_secret_a_cancelled_rotation_restores(
         database.dispose()
     code, out, _ = run("tokens", "reveal", public_id)
     assert code == 0 and out.strip() == created.secret
+
+
+def test_a_first_use_read_before_a_cancel_and_a_new_rotation_retires_nothing(
+    lc_db: Database,
+) -> None:
+    """A request presented rotation 1's new secret; before its retirement was written,
+    the rotation was cancelled and a second one started from the same old secret. That
+    late retirement must not end rotation 2's overlap (its new secret is another one)."""
+    created = create(lc_db)
+    public_id, old_digest = created.token.public_id, created.token.secret_digest
+    actor, now = ACTOR, utcnow()
+    with lc_db.sessions.begin() as session:
+        first = svc.rotate_token(session, box=lc_db.box, actor=actor, public_id=public_id,
+                                 expected_version=version(lc_db, public_id), now=now,
+                                 overlap=dt.timedelta(hours=1))
+        first_digest, token_id = first.token.secret_digest, first.token.id
+    with lc_db.sessions.begin() as session:
+        rotation.cancel_rotation(session, actor=actor, public_id=public_id,
+                                 expected_version=version(lc_db, public_id), now=now)
+    with lc_db.sessions.begin() as session:
+        second = svc.rotate_token(session, box=lc_db.box, actor=actor, public_id=public_id,
+                                  expected_version=version(lc_db, public_id), now=now,
+                                  overlap=dt.timedelta(hours=1))
+    with lc_db.sessions.begin() as session:
+        assert not rotation.retire_on_first_use(session, token_id=token_id,
+                                                old_digest=old_digest, new_digest=first_digest,
+                                                caller="late", now=now)
+    with lc_db.sessions.begin() as session:
+        assert rotation.retire_on_first_use(session, token_id=token_id, old_digest=old_digest,
+                                            new_digest=second.token.secret_digest,
+                                            caller="ci-runner", now=now)

@@ -334,7 +334,8 @@ class IntrospectionHandler:
                 self.writes.note_dead(verdict.dead, caller.name, now)
             return INACTIVE
         if verdict.retire is not None:
-            await self.writes.retire(verdict.token, verdict.retire, caller.name, now)
+            await self.writes.retire(verdict.token, verdict.retire, lookup_key(secret),
+                                     caller.name, now)
         return self._active(verdict.token, caller, now)
 
     def _active(self, token: ActiveToken, caller: Caller, now: dt.datetime) -> Answer:

@@ -53,7 +53,7 @@ class UsageWriter:
 
     # -- rotation: the first use of a new secret retires the old one -------------------------
 
-    async def retire(self, token: ActiveToken, old_digest: str, caller: str,
+    async def retire(self, token: ActiveToken, old_digest: str, new_digest: str, caller: str,
                      now: dt.datetime) -> None:
         """Retire the old secret before the answer goes out (once per rotation in this
         process; the conditional UPDATE makes it once across processes). A failure is
@@ -63,7 +63,7 @@ class UsageWriter:
         if pending is None:
             loop = asyncio.get_running_loop()
             pending = loop.run_in_executor(self._writer, self._retire_write, token.id,
-                                           old_digest, caller, now)
+                                           old_digest, new_digest, caller, now)
             self._retiring[old_digest] = pending
             pending.add_done_callback(lambda _: self._retiring.pop(old_digest, None))
         try:
@@ -72,11 +72,11 @@ class UsageWriter:
             log.warning("could not retire the old secret of %s: %s", token.public_id,
                         type(exc).__name__)
 
-    def _retire_write(self, token_id: int, old_digest: str, caller: str,
+    def _retire_write(self, token_id: int, old_digest: str, new_digest: str, caller: str,
                       now: dt.datetime) -> bool:
         with self.sessions.begin() as session:
             return retire_on_first_use(session, token_id=token_id, old_digest=old_digest,
-                                       caller=caller, now=now)
+                                       new_digest=new_digest, caller=caller, now=now)
 
     # -- dead secrets ----------------------------------------------------------------------
 

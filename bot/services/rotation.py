@@ -54,14 +54,18 @@ def _end(
     old_digest: str,
     now: dt.datetime,
     expected_version: int | None = None,
+    new_digest: str | None = None,
     restore: bool = False,
 ) -> bool:
     """Clear the rotation of ``token`` if its old secret is still ``old_digest`` (and its
-    version ``expected_version``, when given). ``restore``: the old secret becomes the
-    token's secret again (a cancelled rotation). True when this call ended it."""
+    version ``expected_version``, its new secret ``new_digest``, when given). ``restore``:
+    the old secret becomes the token's secret again (a cancelled rotation). True when this
+    call ended it."""
     rules = [_t.c.id == token.id, _t.c.previous_secret_digest == old_digest]
     if expected_version is not None:
         rules.append(_t.c.version == expected_version)
+    if new_digest is not None:
+        rules.append(_t.c.secret_digest == new_digest)
     values: dict[str, object] = {
         "previous_secret_digest": None, "previous_secret_masked": None,
         "previous_secret_encrypted": None, "rotation_until": None,
@@ -86,15 +90,18 @@ def _notice(session: Session, token: Token, kind: LifecycleNoticeKind, *, caller
 
 
 def retire_on_first_use(
-    session: Session, *, token_id: int, old_digest: str, caller: str, now: dt.datetime
+    session: Session, *, token_id: int, old_digest: str, new_digest: str, caller: str,
+    now: dt.datetime,
 ) -> bool:
-    """The new secret of ``token_id`` was just presented by ``caller``: its old secret
-    (``old_digest``) stops working. True when this call retired it (once, whoever races)."""
+    """The new secret of ``token_id`` (``new_digest``) was just presented by ``caller``: its
+    old secret (``old_digest``) stops working. True when this call retired it (once,
+    whoever races). Only while that secret is still the new one: a rotation cancelled and
+    started again meanwhile has another new secret, and is left alone."""
     token = session.get(Token, token_id)
     if token is None or token.previous_secret_digest != old_digest:
         return False
     masked = token.previous_secret_masked or ""
-    if not _end(session, token=token, old_digest=old_digest, now=now):
+    if not _end(session, token=token, old_digest=old_digest, new_digest=new_digest, now=now):
         return False
     bury(session, token=token, digest=old_digest, masked=masked,
          reason=RetiredReason.ROTATED, now=now)
