@@ -18,6 +18,8 @@ DONE: dict[str, str] = {
     "rotate": "rotated",
     "reveal": "copied",
     "extend": "extended",
+    "retire_old": "retired the old secret of",
+    "cancel_rotation": "cancelled the rotation of",
 }
 
 

@@ -50,8 +50,9 @@ def list_events(
 
 # What counts as a change someone else may have made since a view was drawn (a copy or a
 # creation is not one).
+# The events that change a token (its version): what "changed since you looked" names.
 CHANGES = (AuditAction.EDIT, AuditAction.DISABLE, AuditAction.ENABLE, AuditAction.DELETE,
-           AuditAction.ROTATE)
+           AuditAction.ROTATE, AuditAction.RETIRE_OLD, AuditAction.CANCEL_ROTATION)
 
 
 def last_change(session: Session, *, team_id: str, token_public_id: str) -> AuditEvent | None:

@@ -9,6 +9,7 @@ import datetime as dt
 
 from bot.alerts.lifecycle import lifecycle_pass
 from bot.config import Settings
+from bot.services import rotation
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from bot.services.usage import record_use
 from bot.services.verification import verify
@@ -22,9 +23,11 @@ from tests.slack.conftest import (
     audit_actions,
     choose,
     choose_and_confirm,
+    form_values,
     last_response,
     load,
     rotate_by_modal,
+    row_buttons,
     row_menu,
     seed,
     texts,
@@ -154,3 +157,27 @@ def test_the_row_names_the_caller_that_last_used_the_token(bot, db, standin, tab
                    now=utcnow() - dt.timedelta(minutes=3), caller="ci-runner")
     row = _row_text(table(), created.token.public_id)
     assert "Last used <!date^" in row and "by ci-runner" in row
+
+
+def test_an_edit_made_stale_by_the_new_secrets_first_use_names_the_caller(
+    bot, db, standin, table
+):
+    """A service's first use of the new secret ends the overlap (a change of the token):
+    an Edit form opened before it is answered with that, naming the caller, not a user."""
+    created = seed(db, label="ci deploy")
+    public_id = created.token.public_id
+    rotate_by_modal(bot, standin, table(), public_id, overlap="24h")
+    new_secret = _secret_shown(standin)
+    bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with db.sessions.begin() as session:
+        token = load(db, public_id)
+        found = verify(session, secret=new_secret, now=utcnow())
+        assert found is not None and token is not None
+        assert rotation.retire_on_first_use(
+            session, token_id=token.id, old_digest=token.previous_secret_digest,
+            new_digest=token.secret_digest, caller="ci-runner", now=utcnow())
+    bot.submit(view, form_values(label="renamed", scope="read"))
+    notice = texts(bot.acks[-1]["view"]["blocks"][:1])
+    said = "This token changed since you looked: *ci-runner* retired the old secret of it"
+    assert said in notice

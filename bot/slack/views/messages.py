@@ -18,8 +18,9 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.dates import EXPIRES_SOON_DAYS, UTC_RULE
-from bot.models import AuditEvent, Token
+from bot.models import AuditEvent, AuditSource, Token
 from bot.services.actor import Actor
+from bot.services.audit import CHANGES
 from bot.services.listing import TokenPage
 from bot.slack.actions import ROW_ACTIONS
 from bot.slack.ids import ActionId, BlockId
@@ -191,17 +192,21 @@ def owner_notice_message(*, actor: str, action: str, label: str, masked: str,
     return Message(text=f"{mention(actor)} {verb} your token {escape(label)}.", blocks=blocks)
 
 
-# The audit events that change a token (a copy changes nothing).
-_CHANGES = ("edit", "disable", "enable", "delete", "rotate")
+def _who(event: AuditEvent) -> str:
+    """A Slack user as a mention; the scheduler or an introspection caller (a rotation
+    that ended on the new secret's first use) by name."""
+    if event.source in (AuditSource.API, AuditSource.SCHEDULER):
+        return f"*{escape(event.actor)}*"
+    return mention(event.actor)
 
 
 def change_text(event: AuditEvent) -> str | None:
     """A change from the audit log in words: "<@U2> disabled it 2 minutes ago" (the time
     each reader's client writes relative), and for an edit what it changed."""
     action = str(event.action)
-    if action not in _CHANGES:
+    if action not in CHANGES:
         return None
-    text = f"{mention(event.actor)} {DONE[action]} it {ago(event.at)}"
+    text = f"{_who(event)} {DONE[action]} it {ago(event.at)}"
     details = event.details if isinstance(event.details, dict) else {}
     before, after = details.get("before"), details.get("after")
     if action == "edit" and isinstance(before, dict) and isinstance(after, dict):
