@@ -236,14 +236,21 @@ def pending_notices(session: Session) -> list[LifecycleNotice]:
     ))
 
 
-def mark_sent(session: Session, *, notice_id: int, now: dt.datetime) -> None:
-    session.execute(update(LifecycleNotice.__table__)
-                    .where(LifecycleNotice.__table__.c.id == notice_id)
-                    .values(sent_at=now))
+def mark_sent(session: Session, *, notice_id: int, worker: str, now: dt.datetime) -> bool:
+    """The notice was sent (or may have been) by ``worker``; False (nothing written) when
+    its claim is no longer ``worker``'s."""
+    table = LifecycleNotice.__table__
+    result = session.execute(update(table)
+                             .where(table.c.id == notice_id, table.c.claimed_by == worker,
+                                    table.c.sent_at.is_(None))
+                             .values(sent_at=now))
+    return bool(result.rowcount == 1)
 
 
-def release(session: Session, *, notice_id: int) -> None:
-    """Sending failed: a later pass tries again."""
-    session.execute(update(LifecycleNotice.__table__)
-                    .where(LifecycleNotice.__table__.c.id == notice_id)
+def release(session: Session, *, notice_id: int, worker: str) -> None:
+    """Slack refused it: a later pass tries again (only if ``worker`` still holds it)."""
+    table = LifecycleNotice.__table__
+    session.execute(update(table)
+                    .where(table.c.id == notice_id, table.c.claimed_by == worker,
+                           table.c.sent_at.is_(None))
                     .values(claimed_by=None, claimed_at=None))
