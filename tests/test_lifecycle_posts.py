@@ -187,3 +187,32 @@ def test_a_notice_slack_refused_is_sent_by_a_later_pass(
     assert [(n["sent"], n["uncertain"]) for n in again.notices] == [(True, False)]
     assert len(_notice_posts(standin)) == 2  # the refused try, then the one that went out
     assert _pass(lc_settings, lc_db, now + LATER, worker="w3").notices == []
+
+
+def test_an_alarm_whose_posts_are_uncertain_is_not_posted_again_that_day(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn
+) -> None:
+    now = utcnow().replace(hour=10)
+    _dead_secret_presented(lc_db, now)
+    standin.fail_next("chat.postMessage", UNCERTAIN["HTTP 500"])
+    standin.drop_next("chat.postMessage")
+    (alarm,) = _pass(lc_settings, lc_db, now).alarms
+    assert (alarm["sent"], alarm["uncertain"]) == (True, True)
+    assert _pass(lc_settings, lc_db, now + dt.timedelta(minutes=30), worker="w2").alarms == []
+    assert len(standin.calls_to("chat.postMessage")) == 2  # once to each, never again
+
+
+def test_an_alarm_refused_everywhere_is_posted_by_a_later_pass_that_day(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn
+) -> None:
+    now = utcnow().replace(hour=10)
+    _dead_secret_presented(lc_db, now)
+    refused = Failure(status=200, body={"ok": False, "error": "channel_not_found"})
+    standin.fail_next("chat.postMessage", refused, refused)
+    first = _pass(lc_settings, lc_db, now)
+    assert [a["sent"] for a in first.alarms] == [False] and first.failed == 1
+    (again,) = _pass(lc_settings, lc_db, now + dt.timedelta(minutes=30), worker="w2").alarms
+    assert (again["sent"], again["uncertain"]) == (True, False)
+    assert {p["channel"] for p in alarm_posts(standin)[2:]} == {OWNER, "CALERTS"}
+    assert _pass(lc_settings, lc_db, now + dt.timedelta(minutes=60), worker="w3").alarms == []
+    assert len(alarm_posts(standin)) == 4

@@ -12,8 +12,8 @@
 4. forget old counts, claims, sent notices and tombstones past 90 days.
 
 A post ends one of three ways (the rules of :mod:`bot.alerts.delivery`): **sent**;
-**refused** (Slack answered no, so nothing was posted): the notice or today's alarm is
-released and a later pass tries again; **uncertain** (a timeout, a dropped connection, a
+**refused** (Slack answered no, so nothing was posted): the notice, or today's alarm when
+every destination refused it, is released and a later pass tries again; **uncertain** (a timeout, a dropped connection, a
 5xx, or an ``ok: false`` meaning Slack failed midway): it may have been posted, so it
 counts as sent and is never posted again (logged as uncertain). A duplicated message is
 worse than a rare missing one: each notice, and each token's alarm per UTC day, goes out
@@ -158,11 +158,43 @@ def _settle_notice(database: Database, notice: LifecycleNotice, outcome: Outcome
 
 
 def _alarm_row(item: dead_secrets.DeadSecretReport, destinations: list[str],
-               sent: bool) -> dict[str, Any]:
+               outcomes: list[Outcome] | None) -> dict[str, Any]:
+    """``outcomes``: one per destination (None: a dry run, nothing posted)."""
+    done = outcomes or []
     return {"token_id": item.public_id, "label": item.label, "masked": item.masked,
             "state": item.state, "presented": item.presented,
             "callers": [{"caller": name, "presented": count} for name, count in item.callers],
-            "destinations": destinations, "sent": sent}
+            "destinations": destinations,
+            "sent": any(o != Outcome.REFUSED for o in done),
+            "uncertain": Outcome.UNCERTAIN in done}
+
+
+def _send_alarm(database: Database, client: WebClient, item: dead_secrets.DeadSecretReport,
+                destinations: list[str], *, now: dt.datetime, worker: str,
+                report: LifecycleReport) -> None:
+    """Claim today's alarm for ``item``'s token, post it, and release the claim only if
+    every destination refused it (nothing was posted: a later pass may try again today).
+    A post that may have been made keeps the claim: at most once per token per day."""
+    if not _write(database, "claiming a dead-secret alarm", lambda s: dead_secrets.claim_alarm(
+            s, report=item, worker=worker, now=now)):
+        return  # another pass has it
+    post = dead_secret_post(item, now=now)
+    results = [(where, *_post(client, where, post)) for where in destinations]
+    outcomes = [outcome for _, outcome, _ in results]
+    for where, outcome, error in results:
+        if outcome == Outcome.REFUSED:
+            log.warning("dead-secret alarm for %s to %s refused: %s", item.public_id, where,
+                        error)
+        elif outcome == Outcome.UNCERTAIN:
+            log.warning("dead-secret alarm for %s to %s may or may not have been posted (%s):"
+                        " counted as posted, not posted again today", item.public_id, where,
+                        error)
+    if Outcome.REFUSED in outcomes:
+        report.failed += 1
+    if all(outcome == Outcome.REFUSED for outcome in outcomes):
+        _write(database, "releasing a dead-secret alarm", lambda s: dead_secrets.release_alarm(
+            s, report=item, worker=worker, now=now))
+    report.alarms.append(_alarm_row(item, destinations, outcomes))
 
 
 def _send_alarms(settings: Settings, database: Database, client: WebClient | None,
@@ -173,22 +205,15 @@ def _send_alarms(settings: Settings, database: Database, client: WebClient | Non
         channel = item.alert_channel or settings.tokenbot_alert_channel
         destinations = [item.owner] + ([channel] if channel else [])
         if client is None:
-            report.alarms.append(_alarm_row(item, destinations, False))
+            report.alarms.append(_alarm_row(item, destinations, None))
             continue
-        with database.sessions.begin() as session:
-            if not dead_secrets.claim_alarm(session, report=item, worker=worker, now=now):
-                continue  # another pass has it
-        post = dead_secret_post(item, now=now)
-        errors = [e for o, e in (_post(client, where, post) for where in destinations)
-                  if o != Outcome.SENT]
-        if len(errors) == len(destinations):  # nobody was told: a later pass tries again
-            with database.sessions.begin() as session:
-                dead_secrets.release_alarm(session, report=item, now=now)
-        if errors:
+        try:
+            _send_alarm(database, client, item, destinations, now=now, worker=worker,
+                        report=report)
+        except SQLAlchemyError as exc:
             report.failed += 1
-            log.warning("dead-secret alarm for %s: %d post(s) failed (%s)", item.public_id,
-                        len(errors), errors[0])
-        report.alarms.append(_alarm_row(item, destinations, len(errors) < len(destinations)))
+            log.error("dead-secret alarm for %s: the database failed (%s)", item.public_id,
+                      type(exc).__name__)
 
 
 def lifecycle_pass(*, settings: Settings, database: Database, client: WebClient | None,

@@ -7,7 +7,8 @@ Counting stays off the request path: each process adds up presentations in memor
 (an upsert on the (token, caller, hour) row), so the counts of several processes add up.
 The alarm is claimed before it is posted (:func:`claim_alarm`: one row per token and UTC
 day under a unique constraint), so it goes out at most once per token per day however many
-passes race. Plain functions, ``now`` passed in, no commit."""
+passes race; the claim is released (:func:`release_alarm`) only when Slack refused every
+post of it. Plain functions, ``now`` passed in, no commit."""
 
 from __future__ import annotations
 
@@ -169,11 +170,14 @@ def claim_alarm(
     return session.execute(statement).first() is not None
 
 
-def release_alarm(session: Session, *, report: DeadSecretReport, now: dt.datetime) -> None:
-    """Posting failed: a later pass may try again today."""
+def release_alarm(
+    session: Session, *, report: DeadSecretReport, worker: str, now: dt.datetime
+) -> None:
+    """Slack refused every post of it (nothing was posted): a later pass may try again
+    today. Only ``worker``'s own claim is released."""
     session.execute(delete(_alarms).where(
         _alarms.c.team_id == report.team_id, _alarms.c.token_public_id == report.public_id,
-        _alarms.c.day == now.date().isoformat(),
+        _alarms.c.day == now.date().isoformat(), _alarms.c.claimed_by == worker,
     ))
 
 
