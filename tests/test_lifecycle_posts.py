@@ -69,7 +69,8 @@ def _dead_secret_presented(database: Database, now: dt.datetime, label: str = "C
                           expected_version=created.token.version, now=now)
     with database.engine.begin() as connection:
         add_presentations(connection, counts={
-            UseKey(TEAM, created.token.public_id, "ci-runner", hour_of(now)): 3})
+            UseKey(TEAM, created.token.public_id, "ci-runner", hour_of(now), "disabled",
+                   created.token.secret_masked): 3})
     return created.token.public_id
 
 

@@ -119,8 +119,9 @@ def test_the_alarms_buttons_enable_the_token_and_open_the_table(
     public_id = created.token.public_id
     now = utcnow()
     with db.engine.begin() as connection:
-        add_presentations(connection, counts={UseKey(TEAM, public_id, "ci-runner",
-                                                     hour_of(now)): 14})
+        add_presentations(connection, counts={UseKey(
+            TEAM, public_id, "ci-runner", hour_of(now), "disabled",
+            created.token.secret_masked): 14})
     report = lifecycle_pass(settings=slack_settings, database=db,
                             client=make_web_client(slack_settings), now=now, worker="w")
     assert [a["label"] for a in report.alarms] == ["CI deploy"]
