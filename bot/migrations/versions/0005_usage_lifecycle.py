@@ -1,7 +1,7 @@
 """usage-aware lifecycle: named last use, rotation with overlap, dead-secret alarms
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02
 
 - ``tokens``: ``last_used_by`` (the introspection caller's name) and the old secret of a
