@@ -8,6 +8,7 @@ pass."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import pytest
@@ -49,10 +50,11 @@ def _notice_posts(standin: SlackStandIn) -> list[dict[str, Any]]:
             if any(b.get("block_id") == "rotation_notice" for b in p.get("blocks") or [])]
 
 
-def _overdue_rotation(database: Database, now: dt.datetime) -> str:
+def _overdue_rotation(database: Database, now: dt.datetime, label: str = "nightly export"
+                      ) -> str:
     """A rotation whose overlap ran out with the new secret unused: the next pass ends it
     and DMs the owner."""
-    created = create(database, label="nightly export")
+    created = create(database, label=label)
     with database.sessions.begin() as session:
         svc.rotate_token(session, box=database.box, actor=ACTOR,
                          now=now - dt.timedelta(hours=2), public_id=created.token.public_id,
@@ -217,3 +219,28 @@ def test_an_alarm_refused_everywhere_is_posted_by_a_later_pass_that_day(
     assert {p["channel"] for p in alarm_posts(standin)[2:]} == {OWNER, "CALERTS"}
     assert _pass(lc_settings, lc_db, now + dt.timedelta(minutes=60), worker="w3").alarms == []
     assert len(alarm_posts(standin)) == 4
+
+
+@pytest.mark.slow  # real time: a post held for seconds while another pass runs
+def test_a_pass_that_stalled_past_its_claims_does_not_post_what_another_pass_took_over(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = utcnow()
+    for label in ("first", "second"):
+        _overdue_rotation(lc_db, now, label=label)
+    monkeypatch.setattr(rotation, "NOTICE_LEASE", dt.timedelta(seconds=2))
+    standin.delay_next("chat.postMessage", 3)  # the stalled pass's first post hangs 3 s
+    stalled = threading.Thread(target=_pass, args=(lc_settings, lc_db, now, "w1"))
+    stalled.start()
+    standin.wait_for("chat.postMessage")
+    # its claims have run out: another pass takes both over and sends them
+    taken = _pass(lc_settings, lc_db, now + dt.timedelta(seconds=2.5), worker="w2")
+    assert sorted(n["label"] for n in taken.notices) == ["first", "second"]
+    stalled.join(timeout=30)
+    assert not stalled.is_alive()
+    texts = [p["text"] for p in _notice_posts(standin)]
+    # the notice in flight in the stalled pass when it was taken over is posted twice (the
+    # one window a claim cannot close); the other one, not yet posted then, once
+    assert sorted(len([t for t in texts if f"*{label}*" in t])
+                  for label in ("first", "second")) == [1, 2]

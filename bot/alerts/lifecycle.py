@@ -5,7 +5,9 @@
 1. end the rotations whose overlap ran out with the new secret unused
    (:func:`bot.services.rotation.end_overdue_rotations`);
 2. send the owners' direct messages waiting in the outbox (a rotation switched, or ran
-   out), each claimed first so it goes out once however many passes race;
+   out), each claimed first so it goes out once however many passes race; the claim is
+   renewed just before each post, so a pass that stalled past it (and lost it to another
+   pass) posts nothing more;
 3. the dead-secret alarms (:mod:`bot.services.dead_secrets`): for each token whose dead
    secret was presented in the last 24 hours, claim today's alarm (a unique row), then
    post it to the owner (DM) and the token's alert channel (else the default one);
@@ -126,22 +128,46 @@ def _send_notices(database: Database, client: WebClient | None, now: dt.datetime
         session.expunge_all()
         return claimed
 
-    for notice in _write(database, "claiming rotation notices", claim):
-        outcome, error = _post(client, notice.owner, rotation_notice_post(notice))
-        if outcome == Outcome.REFUSED:
-            report.failed += 1
-            log.warning("could not send a rotation notice to %s: %s", notice.owner, error)
-        elif outcome == Outcome.UNCERTAIN:
-            log.warning("a rotation notice to %s may or may not have been sent (%s): counted "
-                        "as sent, not sent again", notice.owner, error)
+    started = time.monotonic()
+    try:
+        claimed = _write(database, "claiming rotation notices", claim)
+    except SQLAlchemyError as exc:
+        report.failed += 1
+        log.error("could not claim rotation notices (%s): a later pass sends them",
+                  type(exc).__name__)
+        return
+    for notice in claimed:
+        # the pass's clock (``now`` may be given): its start plus the time taken so far
+        at = now + dt.timedelta(seconds=time.monotonic() - started)
         try:
-            _settle_notice(database, notice, outcome, worker=worker, now=now)
+            _send_notice(database, client, notice, worker=worker, now=now, at=at,
+                         report=report)
         except SQLAlchemyError as exc:
             report.failed += 1
             log.error("could not record the rotation notice %d to %s (%s): it may be sent "
                       "again after its claim runs out", notice.id, notice.owner,
                       type(exc).__name__)
-        report.notices.append(_notice_row(notice, outcome))
+
+
+def _send_notice(database: Database, client: WebClient, notice: LifecycleNotice, *,
+                 worker: str, now: dt.datetime, at: dt.datetime,
+                 report: LifecycleReport) -> None:
+    """Post one claimed notice, if the claim is still this pass's (renewed at ``at``: a
+    pass that stalled past its claim, which another pass took over, posts nothing)."""
+    if not _write(database, "renewing a rotation notice's claim", lambda s: rotation.renew_claim(
+            s, notice_id=notice.id, worker=worker, at=at)):
+        log.info("the rotation notice %d was taken over by another pass: not sent by this one",
+                 notice.id)
+        return
+    outcome, error = _post(client, notice.owner, rotation_notice_post(notice))
+    if outcome == Outcome.REFUSED:
+        report.failed += 1
+        log.warning("could not send a rotation notice to %s: %s", notice.owner, error)
+    elif outcome == Outcome.UNCERTAIN:
+        log.warning("a rotation notice to %s may or may not have been sent (%s): counted "
+                    "as sent, not sent again", notice.owner, error)
+    report.notices.append(_notice_row(notice, outcome))
+    _settle_notice(database, notice, outcome, worker=worker, now=now)
 
 
 def _settle_notice(database: Database, notice: LifecycleNotice, outcome: Outcome, *,
