@@ -15,14 +15,14 @@
 
 A post ends one of three ways (the rules of :mod:`bot.alerts.delivery`): **sent**;
 **refused** (Slack answered no, so nothing was posted): the notice, or today's alarm when
-every destination refused it, is released and a later pass tries again; **uncertain** (a timeout, a dropped connection, a
-5xx, or an ``ok: false`` meaning Slack failed midway): it may have been posted, so it
-counts as sent and is never posted again (logged as uncertain). A duplicated message is
-worse than a rare missing one: each notice, and each token's alarm per UTC day, goes out
-at most once. Posts are never retried blindly (only a refused connection or a short 429).
-Recording the outcome is retried in place while the database is unreachable; if it still
-fails, the error is logged and counted and the rest of the pass goes on. Never the secret:
-masked prefixes only."""
+every destination refused it, is released and a later pass tries again; **uncertain** (a
+timeout, a dropped connection, a 5xx, or an ``ok: false`` meaning Slack failed midway): it
+may have been posted, so it counts as sent and is never posted again (logged as
+uncertain). A duplicated message is worse than a rare missing one: each notice, and each
+token's alarm per UTC day, goes out at most once. Posts are never retried blindly (only a
+refused connection or a short 429). Recording the outcome is retried in place while the
+database is unreachable; if it still fails, the error is logged and counted and the rest
+of the pass goes on. Never the secret: masked prefixes only."""
 
 from __future__ import annotations
 
@@ -47,7 +47,6 @@ from bot.alerts.delivery import (
     _refused,
     error_text,
 )
-
 from bot.config import Settings
 from bot.db import Database
 from bot.models import LifecycleNotice
@@ -109,18 +108,19 @@ def _write(database: Database, what: str, work: Callable[[Any], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def _notice_row(notice: LifecycleNotice, outcome: Outcome) -> dict[str, Any]:
+def _notice_row(notice: LifecycleNotice, outcome: Outcome | None) -> dict[str, Any]:
+    """``outcome`` None: a dry run, nothing posted."""
     return {"token_id": notice.token_public_id, "label": notice.label, "owner": notice.owner,
             "kind": str(notice.kind), "caller": notice.caller,
-            "sent": outcome != Outcome.REFUSED, "uncertain": outcome == Outcome.UNCERTAIN}
+            "sent": outcome in (Outcome.SENT, Outcome.UNCERTAIN),
+            "uncertain": outcome == Outcome.UNCERTAIN}
 
 
 def _send_notices(database: Database, client: WebClient | None, now: dt.datetime,
                   worker: str, report: LifecycleReport) -> None:
     if client is None:  # a dry run: what would be sent
         with database.sessions() as session:
-            report.notices = [_notice_row(n, Outcome.REFUSED)
-                              for n in rotation.pending_notices(session)]
+            report.notices = [_notice_row(n, None) for n in rotation.pending_notices(session)]
         return
 
     def claim(session: Any) -> list[LifecycleNotice]:
