@@ -360,7 +360,9 @@ class RetiredSecret(Base):
 
 class DeadSecretUse(Base):
     """How often a dead secret of a token was presented by one caller within one hour
-    (counts added by every process: ``count = count + n``)."""
+    (counts added by every process: ``count = count + n``), with what was presented: why
+    that secret did not work then (``reason``: disabled, expired, deleted, rotated out)
+    and its masked prefix."""
 
     __tablename__ = "dead_secret_uses"
 
@@ -369,10 +371,12 @@ class DeadSecretUse(Base):
     token_public_id: Mapped[str] = mapped_column(String(32))
     caller: Mapped[str] = mapped_column(String(100))
     hour: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(String(16))
+    masked: Mapped[str] = mapped_column(String(16))
     count: Mapped[int] = mapped_column(BigInteger, default=0)
 
     __table_args__ = (
-        UniqueConstraint("team_id", "token_public_id", "caller", "hour",
+        UniqueConstraint("team_id", "token_public_id", "caller", "hour", "reason", "masked",
                          name="uq_dead_secret_uses"),
         Index("ix_dead_secret_uses_hour", "hour"),
     )

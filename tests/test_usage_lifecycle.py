@@ -420,7 +420,8 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     # ... but presented again (counted by a process that day), it is told again, once
     with lc_db.engine.begin() as connection:
         add_presentations(connection, counts={
-            UseKey(TEAM, disabled.token.public_id, "ci-runner", hour_of(tomorrow)): 2})
+            UseKey(TEAM, disabled.token.public_id, "ci-runner", hour_of(tomorrow), "disabled",
+                   disabled.token.secret_masked): 2})
     again = alerts_run(run, tomorrow)["alarms"]
     assert [(a["label"], a["presented"]) for a in again] == [("CI deploy", 2)]
     assert alerts_run(run, tomorrow)["alarms"] == []

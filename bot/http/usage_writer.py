@@ -4,8 +4,9 @@ what requests noted.
 - last use (:mod:`bot.services.usage`): at most once a minute per token, with the
   caller's name, several tokens per ``UPDATE``;
 - dead-secret presentations (:mod:`bot.services.dead_secrets`): counted in memory per
-  token, caller and hour, added to the database every :data:`DEAD_FLUSH_SECONDS` (and at
-  shutdown) in one upsert, ``count = count + n``;
+  token, caller, hour and presented secret (why it is dead, its masked prefix), added to
+  the database every :data:`DEAD_FLUSH_SECONDS` (and at shutdown) in one upsert,
+  ``count = count + n``;
 - the retirement of a rotation's old secret at the new one's first use
   (:func:`bot.services.rotation.retire_on_first_use`): the one write a request waits for,
   once per rotation in this process (concurrent requests share it).
@@ -83,7 +84,8 @@ class UsageWriter:
     def note_dead(self, dead: DeadToken, caller: str, now: dt.datetime) -> None:
         """Count one presentation (in the event loop; written within seconds)."""
         with self._dead_lock:
-            self._dead[UseKey(dead.team_id, dead.public_id, caller, hour_of(now))] += 1
+            self._dead[UseKey(dead.team_id, dead.public_id, caller, hour_of(now),
+                              dead.reason, dead.masked)] += 1
         if self._dead_flush is None:
             loop = asyncio.get_running_loop()
             self._dead_flush = loop.call_later(DEAD_FLUSH_SECONDS, self._on_timer)

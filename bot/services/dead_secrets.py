@@ -1,34 +1,41 @@
 """Dead secrets still in use: presentations to ``POST /introspect`` of a secret that no
 longer works (its token disabled, expired or deleted, or the secret rotated out), counted
-per token, caller and hour, and the daily alarm about them.
+per token, caller, hour and secret presented (why it did not work then, its masked
+prefix: known when it is presented), and the daily alarm about them.
 
 Counting stays off the request path: each process adds up presentations in memory and
 :func:`add_presentations` writes them in one statement per batch, ``count = count + n``
 (an upsert on the (token, caller, hour) row), so the counts of several processes add up.
 The alarm is claimed before it is posted (:func:`claim_alarm`: one row per token and UTC
 day under a unique constraint), so it goes out at most once per token per day however many
-passes race. Plain functions, ``now`` passed in, no commit."""
+passes race; the claim is released (:func:`release_alarm`) only when Slack refused every
+post of it. Plain functions, ``now`` passed in, no commit."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, Row, delete, func, select
 from sqlalchemy.orm import Session
 
 from bot.models import (
+    AuditAction,
+    AuditEvent,
     DeadSecretAlarm,
     DeadSecretUse,
-    DisplayStatus,
     RetiredReason,
+    RetiredSecret,
     Token,
+    TokenStatus,
     is_usable,
 )
 from bot.services import tombstones
 from bot.services.tombstones import dialect_insert
+from bot.services.verification import DeadReason
 
 #: The window an alarm counts presentations over.
 WINDOW: Final = dt.timedelta(hours=24)
@@ -42,16 +49,22 @@ _alarms = DeadSecretAlarm.__table__
 
 
 class UseKey(NamedTuple):
-    """What a presentation is counted under."""
+    """What a presentation is counted under: the token, the caller, the hour, and the
+    secret presented (why it did not work then, its masked prefix)."""
 
     team_id: str
     public_id: str
     caller: str
     hour: dt.datetime
+    reason: str  # a DeadReason
+    masked: str
 
 
 def hour_of(now: dt.datetime) -> dt.datetime:
     return now.replace(minute=0, second=0, microsecond=0)
+
+
+_KEY_COLUMNS: Final = ["team_id", "token_public_id", "caller", "hour", "reason", "masked"]
 
 
 def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -> None:
@@ -59,13 +72,13 @@ def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -
     insert = dialect_insert(connection)
     rows = [
         {"team_id": k.team_id, "token_public_id": k.public_id, "caller": k.caller[:100],
-         "hour": k.hour, "count": n}
+         "hour": k.hour, "reason": str(k.reason)[:16], "masked": k.masked[:16], "count": n}
         for k, n in counts.items()
     ]
     for start in range(0, len(rows), UPSERT_ROWS):
         statement = insert(_uses).values(rows[start:start + UPSERT_ROWS])
         statement = statement.on_conflict_do_update(
-            index_elements=["team_id", "token_public_id", "caller", "hour"],
+            index_elements=_KEY_COLUMNS,
             set_={"count": _uses.c.count + statement.excluded.count},
         )
         connection.execute(statement)
@@ -73,53 +86,78 @@ def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -
 
 @dataclass
 class DeadSecretReport:
-    """One token whose dead secret was presented in the last 24 hours."""
+    """One token whose dead secret was presented in the last 24 hours: the secret
+    presented most (its masked prefix, why it did not work when presented), how often and
+    by whom."""
 
     team_id: str
     public_id: str
     label: str
     owner: str
     masked: str
-    state: str  # disabled / expired / deleted / rotated out
+    state: str  # a DeadReason: disabled / expired / deleted / rotated out
     since: dt.datetime | None  # when it became so (None: unknown)
     presented: int
     callers: list[tuple[str, int]] = field(default_factory=list)  # most first
     alert_channel: str | None = None
     version: int | None = None  # the token's version (None: deleted)
-
-    @property
-    def disabled(self) -> bool:
-        return self.state == DisplayStatus.DISABLED
+    enable: bool = False  # the token is disabled now: the alarm offers Enable
 
 
-def _describe(session: Session, report: DeadSecretReport, now: dt.datetime) -> bool:
-    """Fill in what the token is now; False when there is nothing to tell (the token
-    works again and none of its secrets was rotated out)."""
+def _since(session: Session, token: Token | None, *, team_id: str, public_id: str,
+           reason: str, masked: str) -> dt.datetime | None:
+    """When the presented secret stopped working: the token's last disable (audit log),
+    its expiry, or its tombstone's time (None: not known)."""
+    if reason == DeadReason.DISABLED:
+        return session.scalar(select(func.max(AuditEvent.at)).where(
+            AuditEvent.team_id == team_id, AuditEvent.token_public_id == public_id,
+            AuditEvent.action == AuditAction.DISABLE))
+    if reason == DeadReason.EXPIRED:
+        return token.expires_at if token is not None else None
+    buried = session.scalar(select(func.max(RetiredSecret.retired_at)).where(
+        RetiredSecret.team_id == team_id, RetiredSecret.token_public_id == public_id,
+        RetiredSecret.secret_masked == masked,
+        RetiredSecret.reason == (RetiredReason.DELETED if reason == DeadReason.DELETED
+                                 else RetiredReason.ROTATED)))
+    if buried is None and token is not None and token.previous_secret_masked == masked:
+        return token.rotation_until  # an overlap that ran out, not yet ended by a pass
+    return buried
+
+
+def _report(session: Session, team_id: str, public_id: str, rows: list[Row[Any]],
+            now: dt.datetime) -> DeadSecretReport | None:
+    """The alarm about these counts of one token (None: nothing to tell: the secrets
+    presented work again, e.g. the token was re-enabled)."""
     token = session.scalars(
-        select(Token).where(Token.team_id == report.team_id,
-                            Token.public_id == report.public_id)
+        select(Token).where(Token.team_id == team_id, Token.public_id == public_id)
     ).one_or_none()
-    tomb = tombstones.latest(session, team_id=report.team_id, public_id=report.public_id)
+    if token is not None and is_usable(token.status, token.expires_at, now):
+        rows = [r for r in rows if r.reason not in (DeadReason.DISABLED, DeadReason.EXPIRED)]
+    tomb = None if token is not None else tombstones.latest(
+        session, team_id=team_id, public_id=public_id)
+    if not rows or (token is None and tomb is None):
+        return None
+    by_secret: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        by_secret[(row.reason, row.masked)] += int(row.presented)
+    reason, masked = max(by_secret, key=lambda k: (by_secret[k], k))
+    callers: Counter[str] = Counter()
+    for row in rows:
+        if (row.reason, row.masked) == (reason, masked):
+            callers[row.caller] += int(row.presented)
+    report = DeadSecretReport(
+        team_id=team_id, public_id=public_id, label="", owner="", masked=masked, state=reason,
+        since=_since(session, token, team_id=team_id, public_id=public_id, reason=reason,
+                     masked=masked),
+        presented=by_secret[(reason, masked)],
+        callers=sorted(callers.items(), key=lambda item: (-item[1], item[0])))
     if token is not None:
         report.label, report.owner = token.label, token.created_by
         report.alert_channel, report.version = token.alert_channel, token.version
-        report.masked = token.secret_masked
-        if token.status == DisplayStatus.DISABLED:
-            report.state, report.since = "disabled", token.updated_at
-            return True
-        if not is_usable(token.status, token.expires_at, now):
-            report.state, report.since = "expired", token.expires_at
-            return True
-        if tomb is None or tomb.reason != RetiredReason.ROTATED:
-            return False
-        report.state, report.since, report.masked = "rotated out", tomb.retired_at, (
-            tomb.secret_masked)
-        return True
-    if tomb is None:
-        return False
-    report.label, report.owner, report.masked = tomb.label, tomb.owner, tomb.secret_masked
-    report.state, report.since = "deleted", tomb.retired_at
-    return True
+        report.enable = token.status == TokenStatus.DISABLED
+    elif tomb is not None:
+        report.label, report.owner = tomb.label, tomb.owner
+    return report
 
 
 def dead_secret_reports(session: Session, *, now: dt.datetime) -> list[DeadSecretReport]:
@@ -130,28 +168,23 @@ def dead_secret_reports(session: Session, *, now: dt.datetime) -> list[DeadSecre
         _alarms.c.team_id == _uses.c.team_id, _alarms.c.day == day
     )
     rows = session.execute(
-        select(_uses.c.team_id, _uses.c.token_public_id, _uses.c.caller,
-               func.sum(_uses.c.count).label("presented"))
+        select(_uses.c.team_id, _uses.c.token_public_id, _uses.c.caller, _uses.c.reason,
+               _uses.c.masked, func.sum(_uses.c.count).label("presented"))
         .where(_uses.c.hour > now - WINDOW, _uses.c.hour <= now,
                _uses.c.token_public_id.not_in(alarmed))
-        .group_by(_uses.c.team_id, _uses.c.token_public_id, _uses.c.caller)
+        .group_by(_uses.c.team_id, _uses.c.token_public_id, _uses.c.caller, _uses.c.reason,
+                  _uses.c.masked)
     ).all()
-    reports: dict[tuple[str, str], DeadSecretReport] = {}
+    by_token: dict[tuple[str, str], list[Row[Any]]] = {}
     for row in rows:
-        key = (row.team_id, row.token_public_id)
-        report = reports.get(key)
-        if report is None:
-            report = reports[key] = DeadSecretReport(
-                team_id=row.team_id, public_id=row.token_public_id, label="", owner="",
-                masked="", state="", since=None, presented=0)
-        report.presented += int(row.presented)
-        report.callers.append((row.caller, int(row.presented)))
-    described = []
-    for report in reports.values():
-        if report.presented and _describe(session, report, now):
-            report.callers.sort(key=lambda item: (-item[1], item[0]))
-            described.append(report)
-    return sorted(described, key=lambda r: (r.team_id, r.public_id))
+        if row.presented:
+            by_token.setdefault((row.team_id, row.token_public_id), []).append(row)
+    reports = []
+    for (team_id, public_id), token_rows in sorted(by_token.items()):
+        report = _report(session, team_id, public_id, token_rows, now)
+        if report is not None:
+            reports.append(report)
+    return reports
 
 
 def claim_alarm(
@@ -169,11 +202,14 @@ def claim_alarm(
     return session.execute(statement).first() is not None
 
 
-def release_alarm(session: Session, *, report: DeadSecretReport, now: dt.datetime) -> None:
-    """Posting failed: a later pass may try again today."""
+def release_alarm(
+    session: Session, *, report: DeadSecretReport, worker: str, now: dt.datetime
+) -> None:
+    """Slack refused every post of it (nothing was posted): a later pass may try again
+    today. Only ``worker``'s own claim is released."""
     session.execute(delete(_alarms).where(
         _alarms.c.team_id == report.team_id, _alarms.c.token_public_id == report.public_id,
-        _alarms.c.day == now.date().isoformat(),
+        _alarms.c.day == now.date().isoformat(), _alarms.c.claimed_by == worker,
     ))
 
 

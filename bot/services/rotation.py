@@ -200,7 +200,8 @@ def claim_notices(
     session: Session, *, worker: str, now: dt.datetime, limit: int = 200
 ) -> list[LifecycleNotice]:
     """The unsent notices this pass takes (claimed for :data:`NOTICE_LEASE`); the caller
-    commits the claim before sending and calls :func:`mark_sent` after."""
+    commits the claim, renews it just before each post (:func:`renew_claim`) and calls
+    :func:`mark_sent` (or :func:`release`) after."""
     stale = now - NOTICE_LEASE
     candidates = session.scalars(
         select(LifecycleNotice.id)
@@ -236,14 +237,34 @@ def pending_notices(session: Session) -> list[LifecycleNotice]:
     ))
 
 
-def mark_sent(session: Session, *, notice_id: int, now: dt.datetime) -> None:
-    session.execute(update(LifecycleNotice.__table__)
-                    .where(LifecycleNotice.__table__.c.id == notice_id)
-                    .values(sent_at=now))
+def renew_claim(session: Session, *, notice_id: int, worker: str, at: dt.datetime) -> bool:
+    """Just before posting: True when the notice is still unsent and ``worker``'s, its claim
+    not run out by ``at``; its :data:`NOTICE_LEASE` then starts again at ``at``. (Another
+    pass takes a claim over only once it ran out: at most one of them gets True.)"""
+    table = LifecycleNotice.__table__
+    result = session.execute(update(table)
+                             .where(table.c.id == notice_id, table.c.claimed_by == worker,
+                                    table.c.sent_at.is_(None),
+                                    table.c.claimed_at >= at - NOTICE_LEASE)
+                             .values(claimed_at=at))
+    return bool(result.rowcount == 1)
 
 
-def release(session: Session, *, notice_id: int) -> None:
-    """Sending failed: a later pass tries again."""
-    session.execute(update(LifecycleNotice.__table__)
-                    .where(LifecycleNotice.__table__.c.id == notice_id)
+def mark_sent(session: Session, *, notice_id: int, worker: str, now: dt.datetime) -> bool:
+    """The notice was sent (or may have been) by ``worker``; False (nothing written) when
+    its claim is no longer ``worker``'s."""
+    table = LifecycleNotice.__table__
+    result = session.execute(update(table)
+                             .where(table.c.id == notice_id, table.c.claimed_by == worker,
+                                    table.c.sent_at.is_(None))
+                             .values(sent_at=now))
+    return bool(result.rowcount == 1)
+
+
+def release(session: Session, *, notice_id: int, worker: str) -> None:
+    """Slack refused it: a later pass tries again (only if ``worker`` still holds it)."""
+    table = LifecycleNotice.__table__
+    session.execute(update(table)
+                    .where(table.c.id == notice_id, table.c.claimed_by == worker,
+                           table.c.sent_at.is_(None))
                     .values(claimed_by=None, claimed_at=None))

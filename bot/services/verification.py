@@ -10,7 +10,8 @@ Nothing is decrypted.
 ``judge`` tells what a presented secret is: a working token (the old secret of a rotation
 answers with ``rotation: superseded`` and the overlap's deadline as ``exp``), the first
 use of a rotated-in secret (the old one is to be retired), or a dead secret of a known
-token (disabled, expired, rotated out, deleted) whose presentation is counted."""
+token (disabled, expired, rotated out, deleted) whose presentation is counted with why
+and the masked prefix of the secret presented."""
 
 from __future__ import annotations
 
@@ -24,7 +25,14 @@ from sqlalchemy import Connection, Row, bindparam, literal, null, select, union_
 from sqlalchemy.orm import Session
 
 from bot import crypto
-from bot.models import RetiredSecret, Token, secret_is_usable
+from bot.models import (
+    RetiredReason,
+    RetiredSecret,
+    Token,
+    TokenStatus,
+    is_usable,
+    secret_is_usable,
+)
 
 TOKEN_TYPE: Final = "access_token"
 #: The extension member the old secret's answer carries during a rotation's overlap.
@@ -80,12 +88,24 @@ class Found:
     row: Row[Any]
 
 
+class DeadReason(enum.StrEnum):
+    """Why a presented secret of a known token does not work (as the alarm says it)."""
+
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+    ROTATED_OUT = "rotated out"
+
+
 @dataclass(frozen=True, slots=True)
 class DeadToken:
-    """A known token whose presented secret no longer works."""
+    """A known token whose presented secret no longer works, why, and the masked prefix
+    of the secret presented (never the secret)."""
 
     team_id: str
     public_id: str
+    reason: DeadReason
+    masked: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +129,7 @@ UNKNOWN: Final = Verdict()
 _BY_DIGESTS: Final = select(
     _t.c.secret_digest, _t.c.previous_secret_digest, _t.c.rotation_until, _t.c.id,
     _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status, _t.c.created_by, _t.c.created_at,
-    _t.c.expires_at, _t.c.last_used_at,
+    _t.c.expires_at, _t.c.last_used_at, _t.c.secret_masked.label("masked"),
 ).where(_t.c.secret_digest.in_(bindparam("digests", expanding=True)))
 # Only for the digests not found there: a rotation's old secret, or a tombstone (one
 # statement, two indexed lookups; the tombstone rows carry only who they were).
@@ -118,10 +138,11 @@ _BY_OTHER_DIGESTS: Final = union_all(
         _t.c.previous_secret_digest.label("digest"), literal(False).label("retired"),
         _t.c.rotation_until, _t.c.id, _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status,
         _t.c.created_by, _t.c.created_at, _t.c.expires_at, _t.c.last_used_at,
+        _t.c.previous_secret_masked.label("masked"), null().label("reason"),
     ).where(_t.c.previous_secret_digest.in_(bindparam("digests", expanding=True))),
     select(
         _r.c.secret_digest, literal(True), null(), null(), _r.c.token_public_id, _r.c.team_id,
-        null(), null(), null(), null(), null(), null(),
+        null(), null(), null(), null(), null(), null(), _r.c.secret_masked, _r.c.reason,
     ).where(_r.c.secret_digest.in_(bindparam("digests", expanding=True))),
 )
 
@@ -157,16 +178,31 @@ def _active(row: Row[Any], superseded_until: dt.datetime | None) -> ActiveToken:
     )
 
 
+def _dead(found: Found, now: dt.datetime) -> DeadToken:
+    """Why the presented secret (``found``, not usable at ``now``) does not work."""
+    row = found.row
+    if found.match == Match.RETIRED:
+        reason = (DeadReason.ROTATED_OUT if row.reason == RetiredReason.ROTATED
+                  else DeadReason.DELETED)
+    elif row.status == TokenStatus.DISABLED:
+        reason = DeadReason.DISABLED
+    elif not is_usable(row.status, row.expires_at, now):
+        reason = DeadReason.EXPIRED
+    else:  # the old secret of a rotation whose deadline has come
+        reason = DeadReason.ROTATED_OUT
+    return DeadToken(row.team_id, row.public_id, reason, row.masked or "")
+
+
 def judge(found: Found | None, *, now: dt.datetime) -> Verdict:
     """What the presented secret is at ``now`` (see :class:`Verdict`)."""
     if found is None:
         return UNKNOWN
     row = found.row
     if found.match == Match.RETIRED:
-        return Verdict(dead=DeadToken(row.team_id, row.public_id))
+        return Verdict(dead=_dead(found, now))
     superseded_until = row.rotation_until if found.match == Match.PREVIOUS else None
     if not secret_is_usable(row.status, row.expires_at, now, superseded_until=superseded_until):
-        return Verdict(dead=DeadToken(row.team_id, row.public_id))
+        return Verdict(dead=_dead(found, now))
     retire = None
     if (
         found.match == Match.CURRENT

@@ -121,15 +121,28 @@ def test_the_alarms_buttons_enable_the_token_and_open_the_table(
     created = seed(db, label="CI deploy", disabled=True)
     public_id = created.token.public_id
     now = utcnow()
-    with db.engine.begin() as connection:
-        add_presentations(connection, counts={UseKey(TEAM, public_id, "ci-runner",
-                                                     hour_of(now)): 14})
-    report = lifecycle_pass(settings=slack_settings, database=db,
-                            client=make_web_client(slack_settings), now=now, worker="w")
-    assert [a["label"] for a in report.alarms] == ["CI deploy"]
+
+    def present(times: int, at: dt.datetime) -> None:
+        with db.engine.begin() as connection:
+            add_presentations(connection, counts={UseKey(
+                TEAM, public_id, "ci-runner", hour_of(at), "disabled",
+                created.token.secret_masked): times})
+
+    def run_pass(at: dt.datetime, worker: str) -> list[str]:
+        report = lifecycle_pass(settings=slack_settings, database=db,
+                                client=make_web_client(slack_settings), now=at, worker=worker)
+        return [a["label"] for a in report.alarms]
+
+    present(14, now)
+    assert run_pass(now, "w") == ["CI deploy"]
     (dm,) = [c.body for c in standin.calls_to("chat.postMessage")]
     assert dm["channel"] == OWNER
     assert "was presented 14 times in the last 24 hours by ci-runner" in dm["text"]
+    # presented again while still disabled, a second pass the same day: no second alarm
+    later = now + dt.timedelta(minutes=30)
+    present(3, later)
+    assert run_pass(later, "w2") == []
+    assert len(standin.calls_to("chat.postMessage")) == 1
     buttons = {e["action_id"]: e for b in dm["blocks"] if b["type"] == "actions"
                for e in b["elements"]}
     bot.click(buttons[ActionId.OPEN_TABLE])
@@ -143,11 +156,6 @@ def test_the_alarms_buttons_enable_the_token_and_open_the_table(
     assert load(db, public_id).status == TokenStatus.ACTIVE
     assert "Enabled *CI deploy*" in texts(last_response(standin).body["blocks"])
     assert last_response(standin).body["replace_original"] is False
-    # a second pass the same day: no second alarm
-    lifecycle_pass(settings=slack_settings, database=db,
-                   client=make_web_client(slack_settings),
-                   now=now + dt.timedelta(minutes=30), worker="w2")
-    assert len(standin.calls_to("chat.postMessage")) == 1
 
 
 def test_the_row_names_the_caller_that_last_used_the_token(bot, db, standin, table):

@@ -1,13 +1,14 @@
 """usage-aware lifecycle: named last use, rotation with overlap, dead-secret alarms
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02
 
 - ``tokens``: ``last_used_by`` (the introspection caller's name) and the old secret of a
   rotation with overlap (``previous_secret_*``, ``rotation_until``).
 - ``retired_secrets``: tombstones of rotated-out secrets and deleted tokens (90 days).
-- ``dead_secret_uses``: presentations of dead secrets per token, caller and hour.
+- ``dead_secret_uses``: presentations of dead secrets per token, caller, hour and secret
+  presented (why it was dead, its masked prefix).
 - ``dead_secret_alarms``: one claim row per token and day (the alarm goes out once).
 - ``lifecycle_notices``: the outbox of direct messages about rotations.
 """
@@ -66,8 +67,10 @@ def upgrade() -> None:
         sa.Column("token_public_id", sa.String(32), nullable=False),
         sa.Column("caller", sa.String(100), nullable=False),
         sa.Column("hour", UTCDateTime(), nullable=False),
+        sa.Column("reason", sa.String(16), nullable=False),
+        sa.Column("masked", sa.String(16), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
-        sa.UniqueConstraint("team_id", "token_public_id", "caller", "hour",
+        sa.UniqueConstraint("team_id", "token_public_id", "caller", "hour", "reason", "masked",
                             name="uq_dead_secret_uses"),
     )
     op.create_index("ix_dead_secret_uses_hour", "dead_secret_uses", ["hour"])

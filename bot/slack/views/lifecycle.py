@@ -138,14 +138,15 @@ def rotation_notice_post(notice: LifecycleNotice) -> Post:
 
 
 def _age(since: dt.datetime | None, now: dt.datetime) -> str:
+    """" 3 days ago" (nothing when not known)."""
     if since is None:
-        return "some time ago"
+        return ""
     seconds = max(0, int((now - since).total_seconds()))
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
+            return f" {count} {unit}{'s' if count != 1 else ''} ago"
+    return " just now"
 
 
 def _callers(callers: list[tuple[str, int]]) -> str:
@@ -162,11 +163,11 @@ def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime) -> Post:
     24 hours by ci-runner", with Enable (a disabled token) and Open table. Never the
     secret: its masked prefix only."""
     times = "once" if report.presented == 1 else f"{report.presented} times"
-    text = (f"{code(report.masked)} ({escape(truncate(report.label, 100))}, {report.state} "
+    text = (f"{code(report.masked)} ({escape(truncate(report.label, 100))}, {report.state}"
             f"{_age(report.since, now)}) was presented {times} in the last 24 hours by "
             f"{_callers(report.callers)}")
     buttons: list[ButtonElement] = []
-    if report.disabled and report.version is not None:
+    if report.enable and report.version is not None:
         buttons.append(ButtonElement(
             text=_plain("Enable"), action_id=ActionId.DEAD_ENABLE, style="primary",
             value=RowRef(public_id=report.public_id, version=report.version,
