@@ -29,6 +29,7 @@ from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import AuditEvent, AuditSource, Token, utcnow
 from bot.services.actor import Actor
+from bot.services.tokens import MAX_OVERLAP
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,9 @@ def duration_arg(text: str) -> dt.timedelta:
             f"{text!r} is not a duration; write minutes, hours or days such as 30m, 24h or 7d"
         )
     value = dt.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
-    if value > dt.timedelta(days=30):
-        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most 30 days (30d)")
+    if value > MAX_OVERLAP:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is too long: at most {MAX_OVERLAP.days} days ({MAX_OVERLAP.days}d)")
     return value
 
 

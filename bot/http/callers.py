@@ -74,9 +74,6 @@ class CallerCheck:
                 found = name
         return found
 
-    def matches(self, presented: bytes) -> bool:
-        return self.match(presented) is not None
-
     def authenticate(self, header: bytes | None) -> Caller | None:
         """The caller named by an ``Authorization`` header value, or None."""
         if not header or not self._digests:

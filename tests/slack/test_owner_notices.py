@@ -13,6 +13,7 @@ from tests.slack.conftest import (
     OWNER,
     choose_and_confirm,
     form_values,
+    rotate_by_modal,
     row_buttons,
     seed,
     texts,
@@ -183,3 +184,20 @@ def test_a_failed_dm_does_not_undo_or_hide_the_action(bot, db, standin, table):
               user=ADMIN)
     redrawn = [c for c in standin.calls_to("response_url") if c.body.get("replace_original")]
     assert "Disabled *quiet*" in texts(redrawn[-1].body["blocks"])
+
+
+@pytest.mark.parametrize(
+    ("action", "verb"),
+    [(ActionId.ROTATION_RETIRE, "retired the old secret of"),
+     (ActionId.ROTATION_CANCEL, "cancelled the rotation of")],
+)
+def test_the_owner_is_told_when_an_admin_ends_their_rotation(bot, db, standin, table,
+                                                             action, verb):
+    created = seed(db, label="ci deploy", owner=OWNER)
+    public_id = created.token.public_id
+    rotate_by_modal(bot, standin, table(user=OWNER), public_id, overlap="24h", user=OWNER)
+    choose_and_confirm(bot, standin, table(user=ADMIN), public_id, action, user=ADMIN)
+    bot.settle()
+    (dm,) = _dms(standin)  # the owner's own rotation told nobody
+    assert dm["channel"] == OWNER
+    assert f"<@{ADMIN}> {verb} your token *ci deploy*" in texts(dm["blocks"])

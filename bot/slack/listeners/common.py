@@ -12,7 +12,7 @@ from typing import Any
 from slack_bolt import BoltContext
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from sqlalchemy.orm import Session, sessionmaker
@@ -188,3 +188,5 @@ def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
         client.chat_postMessage(channel=notice.owner, **message.payload())
     except SlackApiError as error:
         log.warning("Could not tell the owner by DM: %s", error.response.get("error"))
+    except (SlackClientError, OSError) as error:  # unreachable, timed out
+        log.warning("Could not tell the owner by DM: %s", type(error).__name__)

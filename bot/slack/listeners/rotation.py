@@ -17,6 +17,7 @@ from bot.services import rotation
 from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId, BlockId
+from bot.slack.listeners import table
 from bot.slack.background import Task
 from bot.slack.listeners.common import (
     OwnerNotice,
@@ -125,14 +126,17 @@ def handle_rotation_end(body: Body, action: dict[str, Any], context: BoltContext
             token = rotation.retire_now(session, actor=actor, public_id=ref.public_id,
                                         expected_version=ref.version, now=now)
             text = f"Retired the old secret of *{escape(token.label)}*: only the new one works."
+            told = OwnerNotice.of(token, actor=actor, action="retire_old")
         else:
             token = rotation.cancel_rotation(session, actor=actor, public_id=ref.public_id,
                                              expected_version=ref.version, now=now)
             text = (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
                     "the new one no longer works.")
+            told = OwnerNotice.of(token, actor=actor, action="cancel_rotation")
         drawing = draw_table(session, actor=actor, origin=origin, now=now,
                              expiring_days=d.settings.expiring_days, notice=Notice(text))
     show(drawing, client)
+    tell_owner(client, told)
 
 
 # -- the dead-secret alarm's buttons -----------------------------------------------------------
@@ -146,9 +150,8 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
     actor = actor_from(body, d.settings)
     ref = RowRef.decode(action.get("value"))
     with d.sessions.begin() as session:
-        token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
-                                 expected_version=ref.version, now=utcnow())
-        text = f"Enabled *{escape(token.label)}*. It is active again, immediately."
+        text, told = table.enable(session, actor, ref, utcnow())
     respond = respond_to(body.get("response_url"))
     if respond is not None:
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)
+    tell_owner(client, told)

@@ -68,8 +68,9 @@ def _disable(session: Session, actor: svc.Actor, ref: RowRef,
     return text, OwnerNotice.of(token, actor=actor, action="disable")
 
 
-def _enable(session: Session, actor: svc.Actor, ref: RowRef,
-            now: dt.datetime) -> tuple[str, OwnerNotice]:
+def enable(session: Session, actor: svc.Actor, ref: RowRef,
+           now: dt.datetime) -> tuple[str, OwnerNotice]:
+    """Also the dead-secret alarm's Enable (``listeners/rotation``)."""
     token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
     text = f"Enabled *{escape(token.label)}*. It is active again, immediately."
@@ -89,7 +90,7 @@ def _delete(session: Session, actor: svc.Actor, ref: RowRef,
 _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
                               tuple[str, OwnerNotice]]] = {
     ActionId.DISABLE: _disable,
-    ActionId.ENABLE: _enable,
+    ActionId.ENABLE: enable,
     ActionId.DELETE: _delete,
 }
 
