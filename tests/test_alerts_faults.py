@@ -134,7 +134,7 @@ def _killed_pass(
     if when == "attempted":  # the first post is held, then refused: it never reaches Slack
         standin.fail_next(method, Failure(status=500))
         standin.hold(method)
-    standin.latency["chat.postMessage"] = ANSWER
+    standin.slow_down(ANSWER, "chat.postMessage")
     standin.on_arrival, standin.on_answered = on_arrival, on_answered
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "alerts", "run", "--now", now.isoformat(), "--json"],
@@ -152,7 +152,7 @@ def _killed_pass(
             proc.kill()
         proc.wait()
         standin.on_arrival = standin.on_answered = None
-        standin.latency.clear()
+        standin.slow_down(0)
         standin.release()
     assert proc.returncode == -signal.SIGKILL, f"not killed at {when}-{n}: {err[-2000:]}"
 
@@ -324,14 +324,14 @@ def test_a_postgresql_restart_mid_pass_posts_each_alert_exactly_once(
             back.start()
             restarts.append(back)
 
-        standin.latency["chat.postMessage"] = ANSWER
+        standin.slow_down(ANSWER, "chat.postMessage")
         standin.on_arrival = restart
         try:
             report = run_pass(settings=settings, database=db, client=make_web_client(settings),
                               now=NOW, post_interval=0.0)
         finally:
             standin.on_arrival = None
-            standin.latency.clear()
+            standin.slow_down(0)
             for thread in restarts:
                 thread.join()
         assert restarts, "the server was not restarted"

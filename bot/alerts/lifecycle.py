@@ -11,7 +11,8 @@
 3. the dead-secret alarms (:mod:`bot.services.dead_secrets`): for each token whose dead
    secret was presented in the last 24 hours, claim today's alarm (a unique row), then
    post it to the owner (DM) and the token's alert channel (else the default one);
-4. forget old counts, claims, sent notices and tombstones past 90 days.
+4. forget what is no longer needed: counts and alarm claims after 3 days, sent notices
+   after 30, tombstones after 90.
 
 A post ends one of three ways (the rules of :mod:`bot.alerts.delivery`): **sent**;
 **refused** (Slack answered no, so nothing was posted): the notice, or today's alarm when

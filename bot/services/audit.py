@@ -48,9 +48,8 @@ def list_events(
     )
 
 
-# What counts as a change someone else may have made since a view was drawn (a copy or a
-# creation is not one).
-# The events that change a token (its version): what "changed since you looked" names.
+# The events that change a token (its version; a copy or a creation is not one): what
+# "changed since you looked" names.
 CHANGES = (AuditAction.EDIT, AuditAction.DISABLE, AuditAction.ENABLE, AuditAction.DELETE,
            AuditAction.ROTATE, AuditAction.RETIRE_OLD, AuditAction.CANCEL_ROTATION)
 

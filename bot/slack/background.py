@@ -81,7 +81,7 @@ class _Lane:
                 self.give_back()
 
 
-class Slot:
+class Reservation:
     """Room for one task, taken before the request is acknowledged: a request told "yes"
     always gets its work done. Run it or release it, once."""
 
@@ -97,7 +97,7 @@ class Slot:
     def _take(self) -> _Lane:
         lane, self._lane = self._lane, None
         if lane is None:
-            raise RuntimeError("a slot runs or is released once")
+            raise RuntimeError("a reservation runs or is released once")
         return lane
 
 
@@ -106,9 +106,9 @@ class Background:
         self._work = _Lane(workers=workers, waiting=queue, name=name)
         self._notices = _Lane(workers=1, waiting=queue, name=f"{name}-notice")
 
-    def reserve(self) -> Slot | None:
+    def reserve(self) -> Reservation | None:
         """Room for one more task, or None when the threads and the queue are full."""
-        return Slot(self._work) if self._work.take_room() else None
+        return Reservation(self._work) if self._work.take_room() else None
 
     def submit(self, task: Task) -> bool:
         """Run ``task`` if there is room; False (and nothing run) when there is none."""

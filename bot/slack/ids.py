@@ -6,7 +6,7 @@ import enum
 
 
 class ActionId(enum.StrEnum):
-    # row buttons of the token table
+    # row actions of the token table (the guide's four are buttons, the rest "More…")
     COPY = "token_copy"
     EDIT = "token_edit"
     DISABLE = "token_disable"
@@ -30,7 +30,7 @@ class ActionId(enum.StrEnum):
     ALERT_EXTEND = "alert_extend"
     ALERT_EDIT = "alert_edit"
     ALERT_DISABLE = "alert_disable"
-    # rotation with overlap: the rotate modal's inputs, a rotating row's buttons
+    # rotation with overlap: the rotate modal's inputs, a rotating row's menu options
     ROTATE_MODE = "rotate_mode"
     ROTATE_OVERLAP = "rotate_overlap"
     ROTATION_RETIRE = "token_rotation_retire"

@@ -132,13 +132,14 @@ class SlackStandIn:
 
     def slow_down(self, seconds: float, *methods: str) -> None:
         """Answer ``methods`` (every method and response_url when none is named), refusals
-        included, only after ``seconds``, as a slow Slack does (``latency``).
+        included, only after ``seconds``, as a slow Slack does (``delay_next`` delays only the
+        next few; ``hold`` until ``release``).
         ``slow_down(0)`` answers everything at once again."""
         with self._lock:
             if not methods and not seconds:
-                self.latency.clear()
+                self._latency.clear()
             for method in methods or ("*",):
-                self.latency[method] = seconds
+                self._latency[method] = seconds
 
     def hold(self, *methods: str) -> None:
         """Answer ``methods`` only once ``release()`` is called (at most 30 s later)."""
@@ -262,8 +263,8 @@ class SlackStandIn:
 
     def _init_history(self) -> None:
         self.messages: dict[str, list[dict[str, Any]]] = {}
-        # method ("*" for all) -> seconds every answer waits (``slow_down``)
-        self.latency: dict[str, float] = {}
+        # method ("*" for all) -> seconds every answer waits: set with ``slow_down``
+        self._latency: dict[str, float] = {}
         self._delays: dict[str, list[float]] = {}  # method -> the next answers' delays
         self._drops: dict[str, int] = {}
         # Called in the server's thread: once a call arrived and was accepted (before any
@@ -318,7 +319,7 @@ class SlackStandIn:
         return drop
 
     def _latency_of(self, method: str) -> float:
-        return self.latency.get(method, self.latency.get("*", 0.0))
+        return self._latency.get(method, self._latency.get("*", 0.0))
 
     def _answered(self, path: str) -> None:
         if self.on_answered is not None:

@@ -1,4 +1,6 @@
-"""Slack's native confirmation dialogs, with the guide's warnings (``bot.texts``).
+"""Confirmations with the guide's warnings (``bot.texts``): Slack's native dialog on a
+button, and the modal a "More…" choice that cuts access opens (a menu carries one confirm
+for all its options).
 
 Shared by every surface that offers these actions (the token table, the expiry digests)."""
 
