@@ -20,8 +20,11 @@ from sqlalchemy import create_engine, delete, text
 from bot.config import Settings, load_settings
 from bot.crypto import generate_key
 from bot.db import Database, make_engine, upgrade
+from bot.http.server import build_asgi_app
 from bot.models import Base
+from tests.lifecycle_support import SECRETS, TEAM, Cli, Server
 from tests.support.databases import throwaway_postgresql
+from tests.support.serving import serving
 from tests.support.slack_standin import SlackStandIn
 
 PG_ADMIN_URL = os.environ.get(
@@ -191,3 +194,43 @@ def _processes_are_marked_slow(request: pytest.FixtureRequest) -> Iterator[None]
             f"{request.node.nodeid} starts processes but is not marked slow: "
             f"{started[:3]}. Add @pytest.mark.slow."
         )
+
+
+# -- the usage-lifecycle tests (issue 12; their helpers: tests/lifecycle_support.py) -------
+
+
+@pytest.fixture
+def lc_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
+    return make_settings(
+        SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="lifecycle-signing-secret",
+        SLACK_API_URL=standin.api_url, TOKENBOT_SCHEDULER="off",
+        TOKENBOT_INTROSPECTION_SECRETS=SECRETS, TOKENBOT_ALERT_CHANNEL="CALERTS",
+    )
+
+
+@pytest.fixture
+def lc_db(lc_settings: Settings) -> Iterator[Database]:
+    database = Database(lc_settings, auto_upgrade=False)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def server(lc_settings: Settings, lc_db: Database) -> Iterator[Any]:
+    app = build_asgi_app(settings=lc_settings, database=lc_db)
+    with serving(app) as address:
+        yield Server(address, app)
+
+
+@pytest.fixture
+def run(lc_settings: Settings, lc_db: Database, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> Cli:
+    for name, value in {
+        "DATABASE_URL": lc_settings.database_url, "TOKENBOT_SECRET_KEYS": TEST_KEY,
+        "TOKENBOT_TEAM_ID": TEAM, "SLACK_API_URL": lc_settings.slack_api_url,
+        "SLACK_BOT_TOKEN": "xoxb-test", "TOKENBOT_ALERT_CHANNEL": "CALERTS",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return Cli(capsys, monkeypatch)

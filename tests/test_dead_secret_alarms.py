@@ -11,20 +11,16 @@ from bot.db import Database
 from bot.models import utcnow
 from bot.services import rotation
 from bot.services import tokens as svc
-from tests.support.slack_standin import SlackStandIn
-from tests.test_usage_lifecycle import (  # noqa: F401  (fixtures)
+from tests.lifecycle_support import (
     ACTOR,
     Cli,
     Server,
     alarm_posts,
     alerts_run,
     create,
-    lc_db,
-    lc_settings,
-    run,
-    server,
     version,
 )
+from tests.support.slack_standin import SlackStandIn
 
 
 def test_a_secret_that_works_again_is_not_told_and_the_rotated_out_one_is(

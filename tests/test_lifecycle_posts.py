@@ -23,17 +23,15 @@ from bot.services import rotation
 from bot.services import tokens as svc
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from bot.slack.client import make_web_client
-from tests.support.slack_standin import Failure, SlackStandIn
-from tests.test_usage_lifecycle import (  # noqa: F401  (fixtures)
+from tests.lifecycle_support import (
     ACTOR,
     OWNER,
     TEAM,
     alarm_posts,
     create,
-    lc_db,
-    lc_settings,
     posts,
 )
+from tests.support.slack_standin import Failure, SlackStandIn
 
 #: A pass after the claim of a notice whose pass died has run out.
 LATER = rotation.NOTICE_LEASE + dt.timedelta(minutes=1)

@@ -5,148 +5,36 @@ owner's direct messages, dead secrets still presented and their daily alarm."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import http.client
-import io
 import json
-import sys
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from bot import cli
-from bot.config import Settings
 from bot.db import Database
-from bot.http.server import build_asgi_app
-from bot.models import AuditEvent, AuditSource, utcnow
+from bot.models import utcnow
 from bot.services import rotation
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from bot.services import tokens as svc
+from tests.lifecycle_support import (
+    ACTOR,
+    BARE_SECRET,
+    FORM,
+    OWNER,
+    TEAM,
+    Cli,
+    Server,
+    alarm_posts,
+    alerts_run,
+    audit_actions,
+    basic,
+    create,
+    posts,
+    version,
+)
 from tests.conftest import TEST_KEY
-from tests.support.blockkit import validate_slack_call
-from tests.support.serving import serving
 from tests.support.signing import form_body
 from tests.support.slack_standin import SlackStandIn
-
-TEAM = "T1"
-OWNER = "UOWNER"
-CI_SECRET = "ci-runner-credential-0123"
-BARE_SECRET = "a-bare-credential=="
-SECRETS = f"ci-runner={CI_SECRET},{BARE_SECRET},deploy-bot=deploy-credential-456"
-FORM = "application/x-www-form-urlencoded"
-ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.SLACK)
-
-
-# -- plumbing ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def lc_settings(make_settings: Callable[..., Settings], standin: SlackStandIn) -> Settings:
-    return make_settings(
-        SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="lifecycle-signing-secret",
-        SLACK_API_URL=standin.api_url, TOKENBOT_SCHEDULER="off",
-        TOKENBOT_INTROSPECTION_SECRETS=SECRETS, TOKENBOT_ALERT_CHANNEL="CALERTS",
-    )
-
-
-@pytest.fixture
-def lc_db(lc_settings: Settings) -> Iterator[Database]:
-    database = Database(lc_settings, auto_upgrade=False)
-    try:
-        yield database
-    finally:
-        database.dispose()
-
-
-@pytest.fixture
-def server(lc_settings: Settings, lc_db: Database) -> Iterator[Any]:
-    app = build_asgi_app(settings=lc_settings, database=lc_db)
-    with serving(app) as address:
-        yield Server(address, app)
-
-
-class Server:
-    def __init__(self, address: tuple[str, int], app: Any) -> None:
-        self.address = address
-        self.app = app
-
-    def introspect(self, secret: str, *, auth: str = f"Bearer {CI_SECRET}") -> dict[str, Any]:
-        connection = http.client.HTTPConnection(*self.address, timeout=10)
-        try:
-            connection.request("POST", "/introspect", body=form_body({"token": secret}),
-                               headers={"Authorization": auth, "Content-Type": FORM})
-            response = connection.getresponse()
-            body = response.read()
-        finally:
-            connection.close()
-        assert response.status == 200, body
-        return json.loads(body)  # type: ignore[no-any-return]
-
-    def settle(self) -> None:
-        """Wait for the writes queued by requests so far (last use, dead-secret counts)."""
-        self.app.introspection.writes.flush().result(10)
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-class Cli:
-    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-        self.capsys = capsys
-        self.monkeypatch = monkeypatch
-
-    def __call__(self, *argv: str) -> tuple[int, str, str]:
-        self.capsys.readouterr()
-        self.monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-        try:
-            code = cli.main(list(argv))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        captured = self.capsys.readouterr()
-        assert "Traceback" not in captured.err
-        return code, captured.out, captured.err
-
-    def json(self, *argv: str) -> Any:
-        code, out, err = self(*argv, "--json")
-        assert code == 0, err
-        return json.loads(out)
-
-
-@pytest.fixture
-def run(lc_settings: Settings, lc_db: Database, capsys: pytest.CaptureFixture[str],
-        monkeypatch: pytest.MonkeyPatch) -> Cli:
-    for name, value in {
-        "DATABASE_URL": lc_settings.database_url, "TOKENBOT_SECRET_KEYS": TEST_KEY,
-        "TOKENBOT_TEAM_ID": TEAM, "SLACK_API_URL": lc_settings.slack_api_url,
-        "SLACK_BOT_TOKEN": "xoxb-test", "TOKENBOT_ALERT_CHANNEL": "CALERTS",
-    }.items():
-        monkeypatch.setenv(name, value)
-    return Cli(capsys, monkeypatch)
-
-
-def create(database: Database, *, label: str = "CI deploy", channel: str | None = None,
-           now: dt.datetime | None = None, expires_on: dt.date | None = None
-           ) -> svc.CreatedToken:
-    with database.sessions.begin() as session:
-        return svc.create_token(session, box=database.box, actor=ACTOR, label=label,
-                                scope="write", scopes=["read", "write"], now=now or utcnow(),
-                                alert_channel=channel, expires_on=expires_on)
-
-
-def version(database: Database, public_id: str) -> int:
-    with database.sessions() as session:
-        return svc.get_token(session, team_id=TEAM, public_id=public_id).version
-
-
-def audit_actions(database: Database, public_id: str) -> list[tuple[str, str]]:
-    with database.sessions() as session:
-        events = session.scalars(select(AuditEvent).where(
-            AuditEvent.token_public_id == public_id).order_by(AuditEvent.id)).all()
-        return [(str(e.action), e.actor) for e in events]
 
 
 # -- named callers -------------------------------------------------------------------------
@@ -281,26 +169,6 @@ def test_disable_during_an_overlap_disables_both_and_delete_removes_both(
 
 
 # -- the scheduled pass: rotation notices, dead-secret alarms ------------------------------
-
-
-def posts(standin: SlackStandIn, start: int = 0) -> list[dict[str, Any]]:
-    """The chat.postMessage bodies so far (each one validated Block Kit)."""
-    bodies = [call.body for call in standin.calls_to("chat.postMessage")[start:]]
-    for body in bodies:
-        validate_slack_call("chat.postMessage", body)
-    return bodies
-
-
-def alarm_posts(standin: SlackStandIn) -> list[dict[str, Any]]:
-    """The dead-secret alarms posted so far."""
-    return [p for p in posts(standin)
-            if any(b.get("block_id") == "dead_secret" for b in p.get("blocks") or [])]
-
-
-def alerts_run(run: Cli, now: dt.datetime, *extra: str) -> dict[str, Any]:
-    code, out, err = run("alerts", "run", "--now", now.isoformat(), "--json", *extra)
-    assert code == 0, err
-    return json.loads(out)["lifecycle"]  # type: ignore[no-any-return]
 
 
 def test_first_use_of_the_new_secret_tells_the_owner_once(
