@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bot.alerts import lifecycle
+from bot.alerts import delivery
 from bot.alerts.lifecycle import LifecycleReport, lifecycle_pass
 from bot.config import Settings
 from bot.db import Database
@@ -76,7 +76,7 @@ def _dead_secret_presented(database: Database, now: dt.datetime, label: str = "C
 
 def _database_down(monkeypatch: pytest.MonkeyPatch, times: int) -> list[int]:
     """Recording a sent notice fails ``times`` times (then works); the count left."""
-    monkeypatch.setattr(lifecycle, "DB_RETRY_DELAYS", (0.01, 0.01, 0.01))
+    monkeypatch.setattr(delivery, "DB_RETRY_DELAYS", (0.01, 0.01, 0.01))
     real, left = rotation.mark_sent, [times]
 
     def flaky(session, **kwargs):  # type: ignore[no-untyped-def]

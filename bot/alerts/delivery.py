@@ -156,7 +156,7 @@ def _code(error: SlackApiError) -> str | None:
     return response.get("error") if hasattr(response, "get") else None
 
 
-def _refused(error: Exception) -> bool:
+def refused(error: Exception) -> bool:
     """Slack answered and said no, so it did not post: a 429, or an error code below
     HTTP 500 other than one meaning Slack failed midway (:data:`MAYBE_DONE`). A 4xx
     without Slack's error code is a proxy's, which may have passed the post on."""
@@ -217,6 +217,23 @@ def _log_refusal_once(code: str) -> None:
     )
 
 
+def write_retrying(sessions: sessionmaker[Session], what: str,
+                   work: Callable[[Session], T]) -> T:
+    """One transaction, tried again in place while the database is unreachable (then the
+    error is raised): a post Slack accepted is recorded by the same pass."""
+    for delay in (*DB_RETRY_DELAYS, None):
+        try:
+            with sessions.begin() as session:
+                return work(session)
+        except (OperationalError, InterfaceError) as error:
+            if delay is None:
+                raise
+            log.warning("database error while %s (%s); trying again in %.1fs",
+                        what, type(error.orig).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 class Courier:
     """Posts messages about alert records and resolves uncertain posts (see the module).
     Shared by the pass's threads."""
@@ -240,18 +257,7 @@ class Courier:
         self.clock = clock
 
     def write(self, what: str, work: Callable[[Session], T]) -> T:
-        """One transaction, tried again in place while the database is unreachable."""
-        for delay in (*DB_RETRY_DELAYS, None):
-            try:
-                with self.sessions.begin() as session:
-                    return work(session)
-            except (OperationalError, InterfaceError) as error:
-                if delay is None:
-                    raise
-                log.warning("database error while %s (%s); trying again in %.1fs",
-                            what, type(error.orig).__name__, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        return write_retrying(self.sessions, what, work)
 
     def _fail(self, ids: Sequence[int], error: str, *, uncertain: bool) -> None:
         self.write("recording a failed post", lambda s: service.mark_failed(
@@ -278,7 +284,7 @@ class Courier:
                 unfurl_links=False, unfurl_media=False,
             )
         except (SlackClientError, OSError) as error:
-            uncertain = not _refused(error)
+            uncertain = not refused(error)
             self._fail(mine, error_text(error), uncertain=uncertain)
             return Delivery(Outcome.UNCERTAIN if uncertain else Outcome.REFUSED,
                             error=error_text(error))

@@ -38,14 +38,14 @@ from typing import Any, TypeVar
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackClientError
 from sqlalchemy import delete
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.alerts.delivery import (
-    DB_RETRY_DELAYS,
     MAX_RETRY_AFTER,
     POST_RETRIES,
     POST_TIMEOUT,
-    _refused,
+    refused,
+    write_retrying,
     error_text,
 )
 from bot.config import Settings
@@ -89,24 +89,12 @@ def _post(client: WebClient, channel: str, post: Post) -> tuple[Outcome, str | N
                                 blocks=[block.to_dict() for block in post.blocks],
                                 unfurl_links=False, unfurl_media=False)
     except (SlackClientError, OSError) as exc:
-        return (Outcome.REFUSED if _refused(exc) else Outcome.UNCERTAIN), error_text(exc)
+        return (Outcome.REFUSED if refused(exc) else Outcome.UNCERTAIN), error_text(exc)
     return Outcome.SENT, None
 
 
 def _write(database: Database, what: str, work: Callable[[Any], T]) -> T:
-    """One transaction, tried again in place while the database is unreachable (then the
-    error is raised)."""
-    for delay in (*DB_RETRY_DELAYS, None):
-        try:
-            with database.sessions.begin() as session:
-                return work(session)
-        except (OperationalError, InterfaceError) as error:
-            if delay is None:
-                raise
-            log.warning("database error while %s (%s); trying again in %.1fs",
-                        what, type(error.orig).__name__, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+    return write_retrying(database.sessions, what, work)
 
 
 def _notice_row(notice: LifecycleNotice, outcome: Outcome | None) -> dict[str, Any]:
