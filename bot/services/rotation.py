@@ -36,7 +36,7 @@ from bot.models import (
 )
 from bot.services.actor import Actor
 from bot.services.audit import record
-from bot.services.tokens import _load_for_change
+from bot.services.tokens import check_change
 from bot.services.tombstones import bury
 
 #: A claimed notice whose pass died is taken over after this long.
@@ -140,19 +140,10 @@ def end_overdue_rotations(session: Session, *, now: dt.datetime, dry_run: bool =
     return ended
 
 
-def load_for_rotation(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int
-) -> Token:
-    """The token as the rotate modal shows it: the actor may rotate it, the version is the
-    one they saw (checked before the modal opens)."""
-    return _load_for_change(session, actor=actor, public_id=public_id,
-                            expected_version=expected_version, verb="rotate")
-
-
 def _rotating(session: Session, *, actor: Actor, public_id: str, expected_version: int,
               verb: str) -> tuple[Token, str]:
-    token = _load_for_change(session, actor=actor, public_id=public_id,
-                             expected_version=expected_version, verb=verb)
+    token = check_change(session, actor=actor, public_id=public_id,
+                         expected_version=expected_version, verb=verb)
     if token.previous_secret_digest is None:
         raise InvalidStateError("This token is not being rotated (any more).")
     return token, token.previous_secret_digest

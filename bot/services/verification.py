@@ -31,6 +31,7 @@ from bot.models import (
     Token,
     TokenStatus,
     is_usable,
+    old_secret_works,
     secret_is_usable,
 )
 
@@ -204,12 +205,9 @@ def judge(found: Found | None, *, now: dt.datetime) -> Verdict:
     if not secret_is_usable(row.status, row.expires_at, now, superseded_until=superseded_until):
         return Verdict(dead=_dead(found, now))
     retire = None
-    if (
-        found.match == Match.CURRENT
-        and row.previous_secret_digest is not None
-        and row.rotation_until is not None
-        and row.rotation_until > now
-    ):
+    if found.match == Match.CURRENT and row.previous_secret_digest is not None and (
+        old_secret_works(row.status, row.expires_at, row.rotation_until, now)
+    ):  # the new secret's first use while the old one still works: it stops now
         retire = row.previous_secret_digest
     return Verdict(token=_active(row, superseded_until), retire=retire)
 

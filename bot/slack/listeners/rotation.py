@@ -54,8 +54,8 @@ def handle_rotate_open(body: Body, action: dict[str, Any], context: BoltContext,
     ref = RowRef.decode(action.get("value"))
     origin = origin_of_action(body, ref.state)
     with d.sessions.begin() as session:
-        token = rotation.load_for_rotation(session, actor=actor, public_id=ref.public_id,
-                                           expected_version=ref.version)
+        token = svc.check_change(session, actor=actor, public_id=ref.public_id,
+                                 expected_version=ref.version, verb="rotate")
         view = rotate_modal(label=token.label, masked=token.secret_masked,
                             metadata=ModalMetadata(origin=origin, public_id=token.public_id,
                                                    version=token.version))
