@@ -159,7 +159,28 @@ def status_clause(status: DisplayStatus, now: dt.datetime) -> ColumnElement[bool
     return and_(Token.status == TokenStatus.ACTIVE, unexpired)
 
 
-class Token(Base):
+class TokenRules:
+    """The rules above as a token row answers them (a ``Token``, or a listed row with the
+    same ``status``, ``expires_at`` and ``rotation_until``)."""
+
+    __slots__ = ()
+
+    def display_status(self, now: dt.datetime) -> DisplayStatus:
+        return shown_status(self.status, self.expires_at, now)  # type: ignore[attr-defined]
+
+    def rotating(self, now: dt.datetime) -> bool:
+        """Whether the old secret of a rotation with overlap still works at ``now``."""
+        return old_secret_works(self.status, self.expires_at,  # type: ignore[attr-defined]
+                                self.rotation_until, now)  # type: ignore[attr-defined]
+
+    @property
+    def expires_on(self) -> dt.date | None:
+        """The calendar date picked (``bot.dates``), or None."""
+        expires_at = self.expires_at  # type: ignore[attr-defined]
+        return dates.expiry_date(expires_at) if expires_at else None
+
+
+class Token(TokenRules, Base):
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
@@ -204,17 +225,6 @@ class Token(Base):
         Index("ix_tokens_team_status_created", "team_id", "status", "created_at", "id"),
         Index("ix_tokens_expires_at", "expires_at"),
     )
-
-    def display_status(self, now: dt.datetime) -> DisplayStatus:
-        return shown_status(self.status, self.expires_at, now)
-
-    def rotating(self, now: dt.datetime) -> bool:
-        """Whether the old secret of a rotation with overlap still works at ``now``."""
-        return old_secret_works(self.status, self.expires_at, self.rotation_until, now)
-
-    @property
-    def expires_on(self) -> dt.date | None:
-        return dates.expiry_date(self.expires_at) if self.expires_at else None
 
     def __repr__(self) -> str:  # never the secret
         return f"<Token {self.public_id} team={self.team_id} status={self.status}>"

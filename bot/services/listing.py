@@ -15,8 +15,7 @@ from typing import Any, Final
 from sqlalchemy import and_, column, func, literal, select, table
 from sqlalchemy.orm import Session
 
-from bot import dates
-from bot.models import DisplayStatus, Token, old_secret_works, shown_status, status_clause
+from bot.models import DisplayStatus, Token, TokenRules, status_clause
 
 # Counting a team's tokens costs one index entry per token; nobody pages through more
 # than a thousand, so counting stops there.
@@ -27,7 +26,7 @@ FTS_SELECTIVE: Final = 2_000
 
 
 @dataclass(frozen=True, slots=True)
-class Listed:
+class Listed(TokenRules):
     """A token as a list shows it (never the secret)."""
 
     public_id: str
@@ -45,16 +44,6 @@ class Listed:
     previous_secret_masked: str | None
     rotation_until: dt.datetime | None
 
-    def display_status(self, now: dt.datetime) -> DisplayStatus:
-        return shown_status(self.status, self.expires_at, now)
-
-    def rotating(self, now: dt.datetime) -> bool:
-        """Whether a rotation's old secret still works at ``now``."""
-        return old_secret_works(self.status, self.expires_at, self.rotation_until, now)
-
-    @property
-    def expires_on(self) -> dt.date | None:
-        return dates.expiry_date(self.expires_at) if self.expires_at else None
 
 
 class StatusFilter(enum.StrEnum):
