@@ -1,8 +1,8 @@
 """Rotation with overlap and dead-secret alarms in Slack: the row's "Rotate…" opens the
-rotate modal (its submission rotates and shows the new secret to the user only), the
-rotating row's "Retire old secret now" and "Cancel rotation", and the alarm's "Enable"
-button (its "Open table" is the table's ``OPEN_TABLE``). Thin: parse, call a service,
-draw."""
+rotate modal (its submission rotates and shows the new secret to the user only), and the
+alarm's "Enable" button (its "Open table" is the table's ``OPEN_TABLE``). A rotating row's
+"Retire old secret now" and "Cancel rotation" are changes of one token, in
+``listeners/table.handle_change``. Thin: parse, call a service, draw."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, ValidationError
 from bot.models import utcnow
-from bot.services import rotation
 from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId, BlockId
@@ -111,32 +110,6 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
         tell_owner(client, told)
 
     return then
-
-
-@listener(ActionId.ROTATION_RETIRE, ActionId.ROTATION_CANCEL)
-def handle_rotation_end(body: Body, action: dict[str, Any], context: BoltContext,
-                        client: WebClient) -> None:
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    ref = RowRef.decode(action.get("value"))
-    origin = origin_of_action(body, ref.state)
-    now = utcnow()
-    with d.sessions.begin() as session:
-        if action["action_id"] == ActionId.ROTATION_RETIRE:
-            token = rotation.retire_now(session, actor=actor, public_id=ref.public_id,
-                                        expected_version=ref.version, now=now)
-            text = f"Retired the old secret of *{escape(token.label)}*: only the new one works."
-            told = OwnerNotice.of(token, actor=actor, action="retire_old")
-        else:
-            token = rotation.cancel_rotation(session, actor=actor, public_id=ref.public_id,
-                                             expected_version=ref.version, now=now)
-            text = (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
-                    "the new one no longer works.")
-            told = OwnerNotice.of(token, actor=actor, action="cancel_rotation")
-        drawing = draw_table(session, actor=actor, origin=origin, now=now,
-                             expiring_days=d.settings.expiring_days, notice=Notice(text))
-    show(drawing, client)
-    tell_owner(client, told)
 
 
 # -- the dead-secret alarm's buttons -----------------------------------------------------------

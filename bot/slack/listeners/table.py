@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from bot.models import utcnow
+from bot.services import rotation
 from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId
@@ -86,12 +87,31 @@ def _delete(session: Session, actor: svc.Actor, ref: RowRef,
     return f"Deleted *{escape(label)}* for good. Requests using it now fail.", told
 
 
+def _retire_old(session: Session, actor: svc.Actor, ref: RowRef,
+                now: dt.datetime) -> tuple[str, OwnerNotice]:
+    token = rotation.retire_now(session, actor=actor, public_id=ref.public_id,
+                                expected_version=ref.version, now=now)
+    text = f"Retired the old secret of *{escape(token.label)}*: only the new one works."
+    return text, OwnerNotice.of(token, actor=actor, action="retire_old")
+
+
+def _cancel_rotation(session: Session, actor: svc.Actor, ref: RowRef,
+                     now: dt.datetime) -> tuple[str, OwnerNotice]:
+    token = rotation.cancel_rotation(session, actor=actor, public_id=ref.public_id,
+                                     expected_version=ref.version, now=now)
+    text = (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
+            "the new one no longer works.")
+    return text, OwnerNotice.of(token, actor=actor, action="cancel_rotation")
+
+
 # A change of one token, then the table redrawn with what it says, and its owner told.
 _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
                               tuple[str, OwnerNotice]]] = {
     ActionId.DISABLE: _disable,
     ActionId.ENABLE: enable,
     ActionId.DELETE: _delete,
+    ActionId.ROTATION_RETIRE: _retire_old,
+    ActionId.ROTATION_CANCEL: _cancel_rotation,
 }
 
 
