@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets as _random
 import zlib
 from pathlib import Path
@@ -30,6 +31,8 @@ SECRET_LENGTH = len(PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
 SCANNER_REGEX = r"\btkb_[0-9A-Za-z]{40}\b"
 MASK_VISIBLE = 10
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: The whole candidate has the secret's shape (the scanner's pattern, anchored).
+_SHAPE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}")
 
 
 def _base62(number: int, width: int) -> str:
@@ -51,12 +54,10 @@ def generate_secret() -> str:
 
 def has_valid_checksum(candidate: str) -> bool:
     """True if ``candidate`` has the secret's shape and its checksum matches."""
-    if len(candidate) != SECRET_LENGTH or not candidate.startswith(PREFIX):
+    if _SHAPE.fullmatch(candidate) is None:
         return False
     body = candidate[len(PREFIX) : len(PREFIX) + RANDOM_LENGTH]
     tail = candidate[len(PREFIX) + RANDOM_LENGTH :]
-    if any(ch not in ALPHABET for ch in body + tail):
-        return False
     return _random.compare_digest(_checksum(body), tail)
 
 

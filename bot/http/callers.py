@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 import secrets as _random
@@ -58,7 +57,7 @@ class CallerCheck:
         self._digests = [self._mac(secret.encode("utf-8")) for _, secret in named]
 
     def _mac(self, value: bytes) -> bytes:
-        return hmac.new(self._key, value, hashlib.sha256).digest()
+        return hmac.digest(self._key, value, "sha256")
 
     @property
     def configured(self) -> bool:
