@@ -16,17 +16,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db import Database
-from bot.models import AuditSource
+from bot.models import AuditAction, AuditEvent, AuditSource, LifecycleNotice, RetiredSecret
 from bot.services import tokens as svc
 from tests.conftest import TEST_KEY
 from tests.support.blockkit import validate_message_blocks
@@ -39,6 +42,7 @@ TOKENBOT = Path(sys.executable).parent / "tokenbot"
 TEAM, OWNER = "T1", "UOWNER"
 CI, DEPLOY = "ci-runner-secret-0001", "deploy-bot-secret-0002"
 ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.CLI)
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -188,3 +192,107 @@ def test_named_callers_overlap_and_dead_secret_alarms_across_processes(
     posted = alarm_and_notice_posts(standin)
     assert set(posted.values()) == {1}  # each exactly once
     assert len(posted) == 2 * 2 + 1  # two alarms to owner and channel, one DM
+
+
+def rotate_with_overlap(settings: Settings, overlap: dt.timedelta) -> tuple[str, str, str]:
+    """A token rotated with ``overlap``: its public id, old secret and new secret."""
+    database = Database(settings, auto_upgrade=False)
+    now = dt.datetime.now(dt.timezone.utc)
+    try:
+        with database.sessions.begin() as session:
+            created = svc.create_token(session, box=database.box, actor=ACTOR, label="racing",
+                                       scope="write", scopes=["write"], now=now)
+            rotated = svc.rotate_token(session, box=database.box, actor=ACTOR, now=now,
+                                       public_id=created.token.public_id,
+                                       expected_version=created.token.version,
+                                       overlap=overlap)
+    finally:
+        database.dispose()
+    return created.token.public_id, created.secret, rotated.secret
+
+
+def rotation_ends(settings: Settings, public_id: str) -> tuple[int, int, list[str]]:
+    """How many times the rotation of ``public_id`` was ended: audit rows, tombstones,
+    and the kinds of the owner's notices."""
+    database = Database(settings, auto_upgrade=False)
+    try:
+        with database.sessions() as session:
+            audits = session.scalars(select(AuditEvent).where(
+                AuditEvent.token_public_id == public_id,
+                AuditEvent.action == AuditAction.RETIRE_OLD)).all()
+            buried = session.scalars(select(RetiredSecret).where(
+                RetiredSecret.token_public_id == public_id)).all()
+            notices = session.scalars(select(LifecycleNotice).where(
+                LifecycleNotice.token_public_id == public_id)).all()
+            return len(audits), len(buried), sorted(str(n.kind) for n in notices)
+    finally:
+        database.dispose()
+
+
+def rotation_notices(standin: SlackStandIn) -> list[str]:
+    """The texts of the rotation notices posted to the owner."""
+    return [call.body["text"] for call in standin.calls_to("chat.postMessage")
+            if call.body["channel"] == OWNER
+            and any(b.get("block_id") == "rotation_notice" for b in call.body["blocks"])]
+
+
+def at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """Run ``calls`` in threads released together."""
+    barrier = threading.Barrier(len(calls))
+
+    def released(call: Callable[[], T]) -> T:
+        barrier.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(released, calls))
+
+
+def test_concurrent_first_uses_through_two_processes_end_the_rotation_once(
+    serve: list[tuple[int, subprocess.Popen[bytes]]], env: dict[str, str], settings: Settings,
+    standin: SlackStandIn, tmp_path: Path,
+) -> None:
+    (a, _), (b, _) = serve
+    public_id, old, new = rotate_with_overlap(settings, dt.timedelta(hours=24))
+    assert introspect(a, old, BEARER)["rotation"] == "superseded"
+    answers = at_once([lambda port=port, auth=auth: introspect(port, new, auth)
+                       for port, auth in [(a, BEARER), (b, BASIC)] * 8])
+    assert all(answer["active"] and "rotation" not in answer for answer in answers)
+    assert introspect(a, old, BEARER) == {"active": False}
+    assert introspect(b, old, BASIC) == {"active": False}
+    assert rotation_ends(settings, public_id) == (1, 1, ["rotation_switched"])
+    stop(serve)
+
+    run = subprocess.run([str(TOKENBOT), "alerts", "run", "--json"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (notice,) = rotation_notices(standin)
+    assert "first used by" in notice
+
+
+def test_a_first_use_racing_the_deadline_passes_ends_the_rotation_once(
+    serve: list[tuple[int, subprocess.Popen[bytes]]], env: dict[str, str], settings: Settings,
+    standin: SlackStandIn, tmp_path: Path,
+) -> None:
+    """Three passes that see the overlap run out (``--now`` past the deadline) race first
+    uses of the new secret (for the servers the overlap is still on): one of them ends
+    the rotation, and the owner hears of it once."""
+    (a, _), (b, _) = serve
+    public_id, _old, new = rotate_with_overlap(settings, dt.timedelta(hours=1))
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)).isoformat()
+
+    def alerts_run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(TOKENBOT), "alerts", "run", "--now", later, "--json"],
+                              env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+
+    results = at_once([alerts_run] * 3 + [lambda port=port, auth=auth: introspect(port, new, auth)
+                                          for port, auth in [(a, BEARER), (b, BASIC)] * 3])
+    for run in results[:3]:
+        assert run.returncode == 0, run.stderr[-2000:]
+    assert all(answer["active"] for answer in results[3:])
+    audits, buried, notices = rotation_ends(settings, public_id)
+    assert (audits, buried, len(notices)) == (1, 1, 1)
+    stop(serve)
+    assert alerts_run().returncode == 0  # sends the notice if a server wrote it late
+    assert len(rotation_notices(standin)) == 1
