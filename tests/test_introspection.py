@@ -32,7 +32,7 @@ from bot.db import Database
 from bot.http.introspection import IntrospectionHandler
 from bot.models import AuditSource, Token
 from bot.services import tokens as svc
-from bot.services.usage import UsageMemo, record_use
+from bot.services.usage import UsageMemo, Use, record_uses
 from bot.services.verification import verify
 from tests.conftest import TEST_KEY
 from tests.support.serving import serving
@@ -619,18 +619,25 @@ def test_failed_and_inactive_checks_do_not_touch_last_used(
     assert stored(intro_db, created.token.public_id).last_used_at is None
 
 
-def test_record_use_is_conditional(intro_db: Database, now: dt.datetime) -> None:
+def test_record_uses_is_conditional_and_keeps_each_use(intro_db: Database,
+                                                       now: dt.datetime) -> None:
     first = create(intro_db, now)
     second = create(intro_db, now)
-    ids = [stored(intro_db, c.token.public_id).id for c in (first, second)]
+    a, b = (stored(intro_db, c.token.public_id).id for c in (first, second))
+    later = now + dt.timedelta(seconds=5)
     with intro_db.engine.begin() as connection:
-        assert record_use(connection, token_ids=ids, now=now) == 2
+        assert record_uses(connection, uses=[Use(a, now, "ci"), Use(b, later, "deploy")]) == 2
+    with intro_db.engine.begin() as connection:  # within the minute: nothing changes
+        assert record_uses(connection, uses=[Use(a, now + dt.timedelta(seconds=30), "x"),
+                                             Use(b, now + dt.timedelta(seconds=30), "x")]) == 0
     with intro_db.engine.begin() as connection:
-        assert record_use(connection, token_ids=ids, now=now + dt.timedelta(seconds=30)) == 0
-    with intro_db.engine.begin() as connection:
-        assert record_use(connection, token_ids=ids[:1], now=now + dt.timedelta(minutes=1)) == 1
-    assert stored(intro_db, first.token.public_id).last_used_at == now + dt.timedelta(minutes=1)
-    assert stored(intro_db, second.token.public_id).last_used_at == now
+        assert record_uses(connection, uses=[Use(a, now + dt.timedelta(minutes=1), "ci"),
+                                             Use(b, now + dt.timedelta(minutes=1), "x")]) == 1
+    assert (stored(intro_db, first.token.public_id).last_used_at,
+            stored(intro_db, first.token.public_id).last_used_by) == (
+        now + dt.timedelta(minutes=1), "ci")
+    assert (stored(intro_db, second.token.public_id).last_used_at,
+            stored(intro_db, second.token.public_id).last_used_by) == (later, "deploy")
     assert stored(intro_db, second.token.public_id).version == 1
 
 

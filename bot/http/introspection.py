@@ -45,7 +45,7 @@ There is no cache of answers, and a request never joins a read that already star
 token disabled, deleted, rotated or expired through any surface of any process answers
 ``active: false`` on the very next request. A successful check records "last used" at
 most once a minute per token, with the caller's name (:mod:`bot.services.usage`), in a
-worker thread, several tokens per ``UPDATE``. A dead secret of a known token (disabled,
+worker thread, what was noted meanwhile in one statement. A dead secret of a known token (disabled,
 expired, deleted, rotated out) is counted in memory per token, caller and hour and the
 counts are added to the database every few seconds by the same worker
 (:mod:`bot.http.usage_writer`); the answer stays exactly ``{"active": false}``.

@@ -2,7 +2,7 @@
 what requests noted.
 
 - last use (:mod:`bot.services.usage`): at most once a minute per token, with the
-  caller's name, several tokens per ``UPDATE``;
+  caller's name; the uses noted while the writer was busy go in one statement;
 - dead-secret presentations (:mod:`bot.services.dead_secrets`): counted in memory per
   token, caller, hour and presented secret (why it is dead, its masked prefix), added to
   the database every :data:`DEAD_FLUSH_SECONDS` (and at shutdown) in one upsert,
@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.db import Database
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from bot.services.rotation import retire_on_first_use
-from bot.services.usage import UsageMemo, record_use
+from bot.services.usage import UsageMemo, Use, record_uses
 from bot.services.verification import ActiveToken, DeadToken
 
 log = logging.getLogger("bot.http.introspection")
@@ -129,21 +129,15 @@ class UsageWriter:
     def _write_uses(self) -> None:
         with self._due_lock:
             due, self._due = self._due, {}
-        by_use: dict[tuple[dt.datetime, str], list[int]] = {}
-        for token_id, use in due.items():
-            by_use.setdefault(use, []).append(token_id)
-        for (when, caller), token_ids in by_use.items():
-            try:
-                with self.engine.begin() as connection:
-                    record_use(connection, token_ids=token_ids, now=when, caller=caller)
-            except SQLAlchemyError as exc:
-                for token_id in token_ids:
-                    self.usage.forget(token_id)
-                log.warning(
-                    "could not record last use of %d token(s): %s",
-                    len(token_ids),
-                    type(exc).__name__,
-                )
+        uses = [Use(token_id, at, caller) for token_id, (at, caller) in due.items()]
+        try:
+            with self.engine.begin() as connection:
+                record_uses(connection, uses=uses)
+        except SQLAlchemyError as exc:
+            for use in uses:
+                self.usage.forget(use.token_id)
+            log.warning("could not record last use of %d token(s): %s", len(uses),
+                        type(exc).__name__)
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -5,9 +5,10 @@ kept to the minute and written at most once a minute per token:
 
 - :class:`UsageMemo` is an in-process memory of when this process last wrote (or saw)
   a token's ``last_used_at``; it answers "is a write due?" without touching the database.
-- :func:`record_use` is the write itself: one conditional ``UPDATE`` that changes the row
-  only when its ``last_used_at`` is unset or older than the interval, so several processes
-  racing on one token write it once a minute between them.
+- :func:`record_uses` is the write itself: a conditional ``UPDATE`` per use, all in one
+  statement and one transaction, that changes a row only when its ``last_used_at`` is
+  unset or older than the interval, so several processes racing on one token write it
+  once a minute between them.
 
 The update is SQLAlchemy Core on the table, not the ORM: it leaves the optimistic-concurrency
 ``version`` column (and ``updated_at``) alone, so a person's open Slack view of the token
@@ -19,9 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import Connection, or_, update
+from sqlalchemy import Connection, bindparam, or_, update
 
 from bot.models import Token
 
@@ -31,28 +33,41 @@ LAST_USED_INTERVAL: Final = dt.timedelta(minutes=1)
 _tokens = Token.__table__
 
 
-def record_use(
-    connection: Connection,
-    *,
-    token_ids: Collection[int],
-    now: dt.datetime,
-    caller: str | None = None,
-    interval: dt.timedelta = LAST_USED_INTERVAL,
-) -> int:
-    """Set these tokens' ``last_used_at`` to ``now`` and ``last_used_by`` to ``caller`` (the
-    introspection caller's name), except where it was set less than ``interval`` ago.
-    Returns how many rows changed. Never touches ``version`` or ``updated_at``."""
-    if not token_ids:
-        return 0
-    cutoff = now - interval
-    result = connection.execute(
-        update(_tokens)
-        .where(
-            _tokens.c.id.in_(list(token_ids)),
-            or_(_tokens.c.last_used_at.is_(None), _tokens.c.last_used_at <= cutoff),
-        )
-        .values(last_used_at=now, last_used_by=caller)
+@dataclass(frozen=True, slots=True)
+class Use:
+    """A successful check of a token: when, and by which caller (None: not named)."""
+
+    token_id: int
+    at: dt.datetime
+    caller: str | None = None
+
+
+# Built once: each use binds its token, time, caller and the cutoff.
+_RECORD_USE: Final = (
+    update(_tokens)
+    .where(
+        _tokens.c.id == bindparam("token_id"),
+        or_(_tokens.c.last_used_at.is_(None), _tokens.c.last_used_at <= bindparam("cutoff")),
     )
+    .values(last_used_at=bindparam("used_at"), last_used_by=bindparam("caller"))
+)
+
+
+def record_uses(
+    connection: Connection, *, uses: Collection[Use], interval: dt.timedelta = LAST_USED_INTERVAL
+) -> int:
+    """Set each used token's ``last_used_at`` to the use's time and ``last_used_by`` to its
+    caller (the introspection caller's name), except where it was set less than
+    ``interval`` before that use. One statement for all of them (executed once per use, in
+    the caller's transaction). Returns how many rows changed. Never touches ``version``
+    or ``updated_at``."""
+    if not uses:
+        return 0
+    result = connection.execute(_RECORD_USE, [
+        {"token_id": use.token_id, "used_at": use.at, "cutoff": use.at - interval,
+         "caller": use.caller}
+        for use in uses
+    ])
     return result.rowcount
 
 

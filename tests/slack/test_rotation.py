@@ -11,7 +11,7 @@ from bot.alerts.lifecycle import lifecycle_pass
 from bot.config import Settings
 from bot.services import rotation
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
-from bot.services.usage import record_use
+from bot.services.usage import Use, record_uses
 from bot.services.verification import verify
 from bot.slack.client import make_web_client
 from bot.slack.ids import ActionId
@@ -161,8 +161,8 @@ def test_the_alarms_buttons_enable_the_token_and_open_the_table(
 def test_the_row_names_the_caller_that_last_used_the_token(bot, db, standin, table):
     created = seed(db, label="used")
     with db.engine.begin() as connection:
-        record_use(connection, token_ids=[created.token.id],
-                   now=utcnow() - dt.timedelta(minutes=3), caller="ci-runner")
+        record_uses(connection, uses=[Use(created.token.id, utcnow() - dt.timedelta(minutes=3),
+                                          "ci-runner")])
     row = _row_text(table(), created.token.public_id)
     assert "Last used <!date^" in row and "by ci-runner" in row
 
