@@ -655,3 +655,11 @@ def test_installed_script_runs_on_the_embedded_default_from_a_fresh_directory(
     assert secret.encode() not in (tmp_path / "tokenbot.db").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("tokenbot.db-")) \
         == ["tokenbot.db", "tokenbot.key"]
+
+
+@pytest.mark.parametrize("workers", ["0", "65"])
+def test_serve_refuses_a_worker_count_out_of_range_in_one_line(run: Cli, workers: str) -> None:
+    result = run("serve", "--workers", workers)
+    assert result.code != 0
+    assert result.err.strip().splitlines() == [
+        "tokenbot: --workers must be from 1 to 64"]

@@ -142,10 +142,14 @@ def stopped_by_signals(name: str) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+#: More worker processes than any machine this serves from has cores for.
+MAX_WORKERS = 64
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    if args.workers < 1:
-        raise ConfigurationError("--workers must be at least 1")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigurationError(f"--workers must be from 1 to {MAX_WORKERS}")
     with stopped_by_signals("serve"):
         _serve(settings, args)
     return 0
@@ -244,7 +248,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int,
         default=1,
         metavar="N",
-        help="worker processes (default 1); use PostgreSQL when N > 1",
+        help=f"worker processes, 1 to {MAX_WORKERS} (default 1); use PostgreSQL when N > 1",
     )
     serve.add_argument(
         "--access-log",
