@@ -283,13 +283,37 @@ def seed(url: str, key: str, count: int, hot: int) -> tuple[list[str], list[str]
 # -- the server under test ---------------------------------------------------------------------
 
 
+#: ``--server floor``: the answer of a working token, sent without looking anything up.
+FLOOR_ANSWER = (b'{"active":true,"scope":"read","exp":1798761600,"iat":1764633600,'
+                b'"token_type":"access_token","sub":"U0BENCH","client_id":"tok_bench00000",'
+                b'"team_id":"TBENCH"}')
+
+
 def minimal_app() -> Any:
     """``--server minimal``: /healthz and the introspection handler under plain uvicorn
-    (a uvicorn factory, so it also runs with several workers)."""
+    (a uvicorn factory, so it also runs with several workers). ``--server floor``: the
+    same, but /introspect only reads the body and sends a fixed answer of the same size
+    and headers (no authentication, no lookup): what HTTP alone costs."""
     from bot.config import load_settings
     from bot.db import Database
-    from bot.http.common import send_text
-    from bot.http.introspection import IntrospectionHandler
+    from bot.http.common import MAX_BODY_BYTES, read_body, send_text
+    from bot.http.introspection import Answer, IntrospectionHandler
+
+    if os.environ.get("BENCH_FLOOR") == "1":
+        fixed = Answer(200, FLOOR_ANSWER)
+
+        async def floor(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                while (await receive())["type"] != "lifespan.shutdown":
+                    await send({"type": "lifespan.startup.complete"})
+                await send({"type": "lifespan.shutdown.complete"})
+            elif scope["path"] == "/introspect":
+                await read_body(receive, MAX_BODY_BYTES)
+                await fixed.respond(send)
+            else:
+                await send_text(send, 200, "ok")
+
+        return floor
 
     settings = load_settings()
     database = Database(settings)
@@ -362,6 +386,7 @@ def server(
         "SLACK_SIGNING_SECRET": "bench-signing-secret",
         "SLACK_API_URL": "http://127.0.0.1:9/api/",
         "PYTHONPATH": str(ROOT),
+        "BENCH_FLOOR": "1" if kind == "floor" else "0",
     }
     if kind == "tokenbot":
         command = [str(Path(sys.executable).parent / "tokenbot"), "serve", "--host",
@@ -456,7 +481,8 @@ def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list
                 ratio = result["rps"] / ceiling["rps"]
                 print(f"  {workers} worker(s)  /introspect  {_fmt(result)}  "
                       f"ratio {ratio:.0%}  ({mix})", flush=True)
-                expected = {"active"} if mix == "active" else {"active", '{"active":false}'}
+                expected = ({"active"} if mix == "active" or args.server == "floor"
+                            else {"active", '{"active":false}'})
                 if set(result["statuses"]) != {"200"} or set(result["bodies"]) != expected:
                     print(f"  !! unexpected answers: {result['statuses']} {result['bodies']}")
                 rows.append({"backend": backend, "workers": workers, "mix": mix,
@@ -485,8 +511,10 @@ def main(argv: list[str]) -> int:
                         help="alternating /healthz and /introspect measurements (default 3)")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
                         default=[1, 2], help="comma-separated worker counts (default 1,2)")
-    parser.add_argument("--server", choices=["tokenbot", "minimal"], default="tokenbot",
-                        help="tokenbot serve (default) or the handler alone under uvicorn")
+    parser.add_argument("--server", choices=["tokenbot", "minimal", "floor"],
+                        default="tokenbot",
+                        help="tokenbot serve (default), the handler alone under uvicorn, or "
+                             "a fixed answer instead of the handler (what HTTP alone costs)")
     parser.add_argument("--lookup", choices=["loop", "thread"],
                         help="with --server minimal: where the read runs (default: loop on "
                              "SQLite, thread on PostgreSQL)")

@@ -18,9 +18,10 @@ Another method on a known path: 405 with ``Allow``. Anything else: 404. Every re
 is limited to :data:`~bot.http.common.MAX_BODY_BYTES` (413 beyond), read by
 :func:`bot.http.common.read_body` like the introspection handler's.
 
-:func:`serve` runs the application under uvicorn; with ``workers > 1`` uvicorn starts that
-many processes from the import string :data:`FACTORY_IMPORT_STRING`, each building its own
-application (Bolt app, database pool) from the environment.
+:func:`serve` runs the application under uvicorn (with its httptools parser); with
+``workers > 1`` uvicorn starts that many processes from the import string
+:data:`FACTORY_IMPORT_STRING`, each building its own application (Bolt app, database pool)
+from the environment.
 """
 
 from __future__ import annotations
@@ -70,6 +71,9 @@ INTROSPECT_PATH = "/introspect"
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
+#: uvicorn's HTTP/1.1 implementation: httptools (C) serves about twice the requests per
+#: second of h11 (pure Python); ``docs/BENCHMARKS.md`` has the figures.
+HTTP_PARSER = "httptools"
 
 
 class BadSlackRequest(Exception):
@@ -357,6 +361,7 @@ def serve(
             access_log=access_log,
             log_level=log_level,
             lifespan="on",
+            http=HTTP_PARSER,
         )
         _serve_processes(config, host=host, port=port, sock=sock)
         return
@@ -371,7 +376,8 @@ def serve(
         on_shutdown=[owned.dispose] if owned is not None else [],
     )
     config = uvicorn.Config(
-        app, host=host, port=port, access_log=access_log, log_level=log_level, lifespan="on"
+        app, host=host, port=port, access_log=access_log, log_level=log_level, lifespan="on",
+        http=HTTP_PARSER,
     )
     server = uvicorn.Server(config)
     try:
