@@ -147,3 +147,41 @@ def test_stale_loser_can_retry_with_the_fresh_version(db, settings, now):
         svc.disable_token(session, actor=ADMIN, public_id=pid,
                           expected_version=fresh.version, now=now)
     assert stored(db, pid).version == 3
+
+
+def test_two_processes_recording_the_same_uses_in_opposite_orders_both_succeed(db, now):
+    """Two introspection processes note the same hot tokens in different orders and write
+    their uses at the same moment: both writes go through (rows are locked in token
+    order), and each token ends with one of the two uses."""
+    import datetime as dt
+
+    from bot.services.usage import Use, record_uses
+
+    with db.sessions.begin() as session:
+        ids = [svc.create_token(session, box=db.box, actor=OWNER, label=f"hot {n}",
+                                scope="read", scopes=["read"], now=now).token.id
+               for n in range(150)]
+    for round_ in range(ROUNDS):
+        at = now + dt.timedelta(minutes=2 * (round_ + 1))
+        orders = {"A": ids, "B": ids[::-1]}
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def write(name: str) -> None:
+            try:
+                with db.engine.begin() as connection:
+                    barrier.wait(timeout=20)
+                    record_uses(connection, uses=[Use(i, at, name) for i in orders[name]])
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=write, args=(name,)) for name in orders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        with db.sessions() as session:
+            rows = session.execute(select(Token.last_used_at, Token.last_used_by)
+                                   .where(Token.id.in_(ids))).all()
+        assert {used for used, _ in rows} == {at} and {by for _, by in rows} <= {"A", "B"}

@@ -248,7 +248,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int,
         default=1,
         metavar="N",
-        help=f"worker processes, 1 to {MAX_WORKERS} (default 1); use PostgreSQL when N > 1",
+        help=f"worker processes, 1 to {MAX_WORKERS} (default 1); beyond one machine, "
+        "use PostgreSQL",
     )
     serve.add_argument(
         "--access-log",

@@ -5,10 +5,10 @@ kept to the minute and written at most once a minute per token:
 
 - :class:`UsageMemo` is an in-process memory of when this process last wrote (or saw)
   a token's ``last_used_at``; it answers "is a write due?" without touching the database.
-- :func:`record_uses` is the write itself: a conditional ``UPDATE`` per use, all in one
-  statement and one transaction, that changes a row only when its ``last_used_at`` is
-  unset or older than the interval, so several processes racing on one token write it
-  once a minute between them.
+- :func:`record_uses` is the write itself: one conditional ``UPDATE`` statement, executed
+  for each use (``executemany``) in the caller's transaction, that changes a row only when
+  its ``last_used_at`` is unset or older than the interval, so several processes racing
+  on one token write it once a minute between them.
 
 The update is SQLAlchemy Core on the table, not the ORM: it leaves the optimistic-concurrency
 ``version`` column (and ``updated_at``) alone, so a person's open Slack view of the token
@@ -21,6 +21,7 @@ import datetime as dt
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Final
 
 from sqlalchemy import Connection, bindparam, or_, update
@@ -58,15 +59,17 @@ def record_uses(
 ) -> int:
     """Set each used token's ``last_used_at`` to the use's time and ``last_used_by`` to its
     caller (the introspection caller's name), except where it was set less than
-    ``interval`` before that use. One statement for all of them (executed once per use, in
-    the caller's transaction). Returns how many rows changed. Never touches ``version``
-    or ``updated_at``."""
+    ``interval`` before that use. One statement, executed for each use, in the caller's
+    transaction. Returns how many rows changed. Never touches ``version`` or
+    ``updated_at``."""
     if not uses:
         return 0
+    # In token order: two processes writing the same tokens lock their rows in the same
+    # order, so they wait for each other instead of deadlocking.
     result = connection.execute(_RECORD_USE, [
         {"token_id": use.token_id, "used_at": use.at, "cutoff": use.at - interval,
          "caller": use.caller}
-        for use in uses
+        for use in sorted(uses, key=attrgetter("token_id"))
     ])
     return result.rowcount
 
