@@ -5,6 +5,9 @@ Each side opens its own transaction, reads the token (the version its view was d
 from), waits at a barrier so that both UPDATE/DELETE statements race, and then acts.
 Exactly one wins; the other gets the clear "changed since you looked" error; the row and
 the audit log show the winner's action once.
+
+Then two introspection processes writing the same rows at once (last uses, dead-secret
+counts), in opposite orders: both writes go through, neither deadlocks.
 """
 
 from __future__ import annotations
@@ -185,3 +188,37 @@ def test_two_processes_recording_the_same_uses_in_opposite_orders_both_succeed(d
             rows = session.execute(select(Token.last_used_at, Token.last_used_by)
                                    .where(Token.id.in_(ids))).all()
         assert {used for used, _ in rows} == {at} and {by for _, by in rows} <= {"A", "B"}
+
+
+def test_two_processes_adding_dead_secret_counts_in_opposite_orders_both_succeed(db, now):
+    """The same keys counted by two processes, written at the same moment in different
+    orders: both upserts go through and the counts add up."""
+    from collections import Counter
+
+    from bot.models import DeadSecretUse
+    from bot.services.dead_secrets import UseKey, add_presentations, hour_of
+
+    keys = [UseKey(TEAM, f"tok_{n:04d}", "ci", hour_of(now), "disabled", "tkb_ab…")
+            for n in range(150)]
+    orders = {"A": keys, "B": keys[::-1]}
+    for _ in range(ROUNDS):
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def add(name: str) -> None:
+            try:
+                with db.engine.begin() as connection:
+                    barrier.wait(timeout=20)
+                    add_presentations(connection, counts=Counter(dict.fromkeys(orders[name], 1)))
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=add, args=(name,)) for name in orders]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+    with db.sessions() as session:
+        counts = session.scalars(select(DeadSecretUse.count)).all()
+    assert len(counts) == len(keys) and set(counts) == {2 * ROUNDS}

@@ -68,12 +68,13 @@ _KEY_COLUMNS: Final = ["team_id", "token_public_id", "caller", "hour", "reason",
 
 
 def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -> None:
-    """Add these counts (one upsert per :data:`UPSERT_ROWS` keys)."""
+    """Add these counts (one upsert per :data:`UPSERT_ROWS` keys, in key order: two
+    processes adding to the same rows wait for each other instead of deadlocking)."""
     insert = dialect_insert(connection)
     rows = [
         {"team_id": k.team_id, "token_public_id": k.public_id, "caller": k.caller[:100],
          "hour": k.hour, "reason": str(k.reason)[:16], "masked": k.masked[:16], "count": n}
-        for k, n in counts.items()
+        for k, n in sorted(counts.items())
     ]
     for start in range(0, len(rows), UPSERT_ROWS):
         statement = insert(_uses).values(rows[start:start + UPSERT_ROWS])
