@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db import Database
+from bot.alerts.lifecycle import lifecycle_pass
 from bot.models import AuditAction, AuditEvent, AuditSource, LifecycleNotice, RetiredSecret
 from bot.services import tokens as svc
 from tests.conftest import TEST_KEY
@@ -270,29 +271,34 @@ def test_concurrent_first_uses_through_two_processes_end_the_rotation_once(
     assert "first used by" in notice
 
 
-def test_a_first_use_racing_the_deadline_passes_ends_the_rotation_once(
+def test_first_uses_racing_deadline_passes_end_each_rotation_once(
     serve: list[tuple[int, subprocess.Popen[bytes]]], env: dict[str, str], settings: Settings,
     standin: SlackStandIn, tmp_path: Path,
 ) -> None:
-    """Three passes that see the overlap run out (``--now`` past the deadline) race first
-    uses of the new secret (for the servers the overlap is still on): one of them ends
-    the rotation, and the owner hears of it once."""
+    """Three lifecycle passes that see the overlaps run out (their ``now`` is past the
+    deadlines) race first uses of the new secrets through two servers (for which the
+    overlaps still run): whichever ends a rotation, it ends once, and its owner hears of it
+    once. The passes run in threads here, so they start as the requests do."""
     (a, _), (b, _) = serve
-    public_id, _old, new = rotate_with_overlap(settings, dt.timedelta(hours=1))
-    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)).isoformat()
-
-    def alerts_run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(TOKENBOT), "alerts", "run", "--now", later, "--json"],
-                              env=env, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120)
-
-    results = at_once([alerts_run] * 3 + [lambda port=port, auth=auth: introspect(port, new, auth)
-                                          for port, auth in [(a, BEARER), (b, BASIC)] * 3])
-    for run in results[:3]:
-        assert run.returncode == 0, run.stderr[-2000:]
+    rotated = [rotate_with_overlap(settings, dt.timedelta(hours=1)) for _ in range(4)]
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
+    database = Database(settings, auto_upgrade=False)
+    try:
+        passes = [lambda n=n: lifecycle_pass(settings=settings, database=database, client=None,
+                                             now=later, worker=f"racer-{n}")
+                  for n in range(3)]
+        uses = [lambda port=port, auth=auth, new=new: introspect(port, new, auth)
+                for _public_id, _old, new in rotated for port, auth in [(a, BEARER), (b, BASIC)]]
+        results = at_once([*passes, *uses])
+    finally:
+        database.dispose()
+    assert sum(report.rotations_ended for report in results[:3]) <= len(rotated)
     assert all(answer["active"] for answer in results[3:])
-    audits, buried, notices = rotation_ends(settings, public_id)
-    assert (audits, buried, len(notices)) == (1, 1, 1)
+    for public_id, _old, _new in rotated:
+        audits, buried, notices = rotation_ends(settings, public_id)
+        assert (audits, buried, len(notices)) == (1, 1, 1), public_id
     stop(serve)
-    assert alerts_run().returncode == 0  # sends the notice if a server wrote it late
-    assert len(rotation_notices(standin)) == 1
+    run = subprocess.run([str(TOKENBOT), "alerts", "run", "--json"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(rotation_notices(standin)) == len(rotated)  # one DM a rotation
