@@ -3,7 +3,9 @@ processes answer introspection for named callers (Bearer and Basic); a rotation 
 overlap switches over across processes (the new secret's first use through one process
 retires the old one for the other from the next request on); dead-secret presentations
 counted by both processes add up; then three ``tokenbot alerts run`` processes race and
-each alarm and rotation notice goes out exactly once."""
+each alarm and rotation notice goes out exactly once. Races that end a rotation: first
+uses of the new secret through both processes at once, and first uses against lifecycle
+passes that see the deadline passed: each rotation ends once, with one DM."""
 
 from __future__ import annotations
 
