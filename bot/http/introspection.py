@@ -45,9 +45,9 @@ There is no cache of answers, and a request never joins a read that already star
 token disabled, deleted, rotated or expired through any surface of any process answers
 ``active: false`` on the very next request. A successful check records "last used" at
 most once a minute per token, with the caller's name (:mod:`bot.services.usage`), in a
-worker thread, what was noted meanwhile in one statement. A dead secret of a known token (disabled,
-expired, deleted, rotated out) is counted in memory per token, caller and hour and the
-counts are added to the database every few seconds by the same worker
+worker thread (what was noted meanwhile in one statement). A dead secret of a known token
+(disabled, expired, deleted, rotated out) is counted in memory per token, caller and hour
+and the counts are added to the database every few seconds by the same worker
 (:mod:`bot.http.usage_writer`); the answer stays exactly ``{"active": false}``.
 The one write a request waits for: the first use of a rotated-in secret retires the old
 one (:func:`bot.services.rotation.retire_on_first_use`, once per rotation) before the

@@ -130,6 +130,8 @@ class UsageWriter:
         with self._due_lock:
             due, self._due = self._due, {}
         uses = [Use(token_id, at, caller) for token_id, (at, caller) in due.items()]
+        if not uses:
+            return
         try:
             with self.engine.begin() as connection:
                 record_uses(connection, uses=uses)
