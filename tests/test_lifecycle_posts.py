@@ -242,3 +242,30 @@ def test_a_pass_that_stalled_past_its_claims_does_not_post_what_another_pass_too
     # one window a claim cannot close); the other one, not yet posted then, once
     assert sorted(len([t for t in texts if f"*{label}*" in t])
                   for label in ("first", "second")) == [1, 2]
+
+
+def test_an_alarm_the_owner_cannot_be_sent_tells_the_channel_so(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn
+) -> None:
+    """The owner left (their DM is refused): the channel's alarm says the owner was not
+    told, so someone there can act; the alarm counts as sent for the day."""
+    now = utcnow().replace(hour=10)
+    _dead_secret_presented(lc_db, now)
+    standin.fail_next("chat.postMessage",
+                      Failure(status=200, body={"ok": False, "error": "user_not_found"}))
+    (alarm,) = _pass(lc_settings, lc_db, now).alarms
+    assert alarm["sent"] is True
+    (to_channel,) = [p for p in alarm_posts(standin) if p["channel"] == "CALERTS"]
+    assert f"<@{OWNER}>, could not be sent a direct message" in to_channel["text"]
+    assert f"<@{OWNER}>, could not be sent a direct message" in str(to_channel["blocks"])
+    assert _pass(lc_settings, lc_db, now + dt.timedelta(minutes=30), worker="w2").alarms == []
+
+
+def test_an_alarm_the_owner_was_sent_does_not_mention_the_dm(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn
+) -> None:
+    now = utcnow().replace(hour=10)
+    _dead_secret_presented(lc_db, now)
+    _pass(lc_settings, lc_db, now)
+    assert {p["channel"] for p in alarm_posts(standin)} == {OWNER, "CALERTS"}
+    assert not any("direct message" in p["text"] for p in alarm_posts(standin))

@@ -187,14 +187,17 @@ def _alarm_row(item: dead_secrets.DeadSecretReport, destinations: list[str],
 def _send_alarm(database: Database, client: WebClient, item: dead_secrets.DeadSecretReport,
                 destinations: list[str], *, now: dt.datetime, worker: str,
                 report: LifecycleReport) -> None:
-    """Claim today's alarm for ``item``'s token, post it, and release the claim only if
+    """Claim today's alarm for ``item``'s token, post it (to the owner first: when the
+    owner's DM is refused, the channel's copy says so), and release the claim only if
     every destination refused it (nothing was posted: a later pass may try again today).
     A post that may have been made keeps the claim: at most once per token per day."""
     if not _write(database, "claiming a dead-secret alarm", lambda s: dead_secrets.claim_alarm(
             s, report=item, worker=worker, now=now)):
         return  # another pass has it
-    post = dead_secret_post(item, now=now)
-    results = [(where, *_post(client, where, post)) for where in destinations]
+    owner, *channels = destinations
+    results = [(owner, *_post(client, owner, dead_secret_post(item, now=now)))]
+    post = dead_secret_post(item, now=now, owner_unreached=results[0][1] == Outcome.REFUSED)
+    results += [(where, *_post(client, where, post)) for where in channels]
     outcomes = [outcome for _, outcome, _ in results]
     for where, outcome, error in results:
         if outcome == Outcome.REFUSED:
