@@ -269,3 +269,18 @@ def test_an_alarm_the_owner_was_sent_does_not_mention_the_dm(
     _pass(lc_settings, lc_db, now)
     assert {p["channel"] for p in alarm_posts(standin)} == {OWNER, "CALERTS"}
     assert not any("direct message" in p["text"] for p in alarm_posts(standin))
+
+
+def test_an_alarm_whose_dm_is_uncertain_does_not_say_the_owner_was_not_told(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn
+) -> None:
+    """Slack failed midway on the DM: it may well have arrived, so the channel is not told
+    otherwise."""
+    now = utcnow().replace(hour=10)
+    _dead_secret_presented(lc_db, now)
+    standin.fail_next("chat.postMessage",
+                      Failure(status=200, body={"ok": False, "error": "internal_error"}))
+    (alarm,) = _pass(lc_settings, lc_db, now).alarms
+    assert (alarm["sent"], alarm["uncertain"]) == (True, True)
+    (to_channel,) = [p for p in alarm_posts(standin) if p["channel"] == "CALERTS"]
+    assert "direct message" not in to_channel["text"]

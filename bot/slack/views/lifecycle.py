@@ -25,7 +25,7 @@ from bot.models import LifecycleNotice, LifecycleNoticeKind
 from bot.services.dead_secrets import DeadSecretReport
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
 from bot.slack.state import FIRST_PAGE, ModalMetadata, RowRef, TableState, mapping
-from bot.slack.views.formatting import code, escape, truncate
+from bot.slack.views.formatting import code, escape, mention, truncate
 from bot.texts import CONFIRMATIONS, ROTATE_OVERLAP_NOTE, Lifecycle
 
 #: The overlaps the modal offers: (value, label, duration).
@@ -169,8 +169,8 @@ def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime,
             f"{_age(report.since, now)}) was presented {times} in the last 24 hours by "
             f"{_callers(report.callers)}")
     if owner_unreached:
-        text += (f"\n_Its owner, <@{report.owner}>, could not be sent a direct message "
-                 "about this._")
+        text += (f"\n_Its owner, {mention(report.owner)}, could not be sent a direct "
+                 "message about this._")
     buttons: list[ButtonElement] = []
     if report.enable and report.version is not None:
         buttons.append(ButtonElement(
