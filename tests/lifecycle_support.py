@@ -33,22 +33,27 @@ FORM = "application/x-www-form-urlencoded"
 ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.SLACK)
 
 
+def introspect_at(address: tuple[str, int], secret: str, auth: str) -> dict[str, Any]:
+    """``POST /introspect`` of ``secret`` at ``address`` with ``auth``: the 200 answer."""
+    connection = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        connection.request("POST", "/introspect", body=form_body({"token": secret}),
+                           headers={"Authorization": auth, "Content-Type": FORM})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 200, body
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
 class Server:
     def __init__(self, address: tuple[str, int], app: Any) -> None:
         self.address = address
         self.app = app
 
     def introspect(self, secret: str, *, auth: str = f"Bearer {CI_SECRET}") -> dict[str, Any]:
-        connection = http.client.HTTPConnection(*self.address, timeout=10)
-        try:
-            connection.request("POST", "/introspect", body=form_body({"token": secret}),
-                               headers={"Authorization": auth, "Content-Type": FORM})
-            response = connection.getresponse()
-            body = response.read()
-        finally:
-            connection.close()
-        assert response.status == 200, body
-        return json.loads(body)  # type: ignore[no-any-return]
+        return introspect_at(self.address, secret, auth)
 
     def settle(self) -> None:
         """Wait for the writes queued by requests so far (last use, dead-secret counts)."""

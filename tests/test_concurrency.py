@@ -152,6 +152,28 @@ def test_stale_loser_can_retry_with_the_fresh_version(db, settings, now):
     assert stored(db, pid).version == 3
 
 
+def at_once_in_transactions(db, writes: dict[str, Any]) -> list[BaseException]:
+    """Run each write (a function of a connection) in its own thread and transaction,
+    all released together, as processes writing at the same moment; the errors raised."""
+    barrier = threading.Barrier(len(writes))
+    errors: list[BaseException] = []
+
+    def run(write: Any) -> None:
+        try:
+            with db.engine.begin() as connection:
+                barrier.wait(timeout=20)
+                write(connection)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(write,)) for write in writes.values()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return errors
+
+
 def test_two_processes_recording_the_same_uses_in_opposite_orders_both_succeed(db, now):
     """Two introspection processes note the same hot tokens in different orders and write
     their uses at the same moment: both writes go through (rows are locked in token
@@ -167,23 +189,10 @@ def test_two_processes_recording_the_same_uses_in_opposite_orders_both_succeed(d
     for round_ in range(ROUNDS):
         at = now + dt.timedelta(minutes=2 * (round_ + 1))
         orders = {"A": ids, "B": ids[::-1]}
-        barrier = threading.Barrier(2)
-        errors: list[BaseException] = []
-
-        def write(name: str) -> None:
-            try:
-                with db.engine.begin() as connection:
-                    barrier.wait(timeout=20)
-                    record_uses(connection, uses=[Use(i, at, name) for i in orders[name]])
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=write, args=(name,)) for name in orders]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert errors == []
+        assert at_once_in_transactions(db, {
+            name: lambda connection, name=name, order=order, at=at: record_uses(
+                connection, uses=[Use(i, at, name) for i in order])
+            for name, order in orders.items()}) == []
         with db.sessions() as session:
             rows = session.execute(select(Token.last_used_at, Token.last_used_by)
                                    .where(Token.id.in_(ids))).all()
@@ -202,23 +211,10 @@ def test_two_processes_adding_dead_secret_counts_in_opposite_orders_both_succeed
             for n in range(150)]
     orders = {"A": keys, "B": keys[::-1]}
     for _ in range(ROUNDS):
-        barrier = threading.Barrier(2)
-        errors: list[BaseException] = []
-
-        def add(name: str) -> None:
-            try:
-                with db.engine.begin() as connection:
-                    barrier.wait(timeout=20)
-                    add_presentations(connection, counts=Counter(dict.fromkeys(orders[name], 1)))
-            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=add, args=(name,)) for name in orders]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert errors == []
+        assert at_once_in_transactions(db, {
+            name: lambda connection, order=order: add_presentations(
+                connection, counts=Counter(dict.fromkeys(order, 1)))
+            for name, order in orders.items()}) == []
     with db.sessions() as session:
         counts = session.scalars(select(DeadSecretUse.count)).all()
     assert len(counts) == len(keys) and set(counts) == {2 * ROUNDS}

@@ -35,8 +35,8 @@ from bot.alerts.lifecycle import lifecycle_pass
 from bot.models import AuditAction, AuditEvent, AuditSource, LifecycleNotice, RetiredSecret
 from bot.services import tokens as svc
 from tests.conftest import TEST_KEY
+from tests.lifecycle_support import introspect_at
 from tests.support.blockkit import validate_message_blocks
-from tests.support.signing import form_body
 from tests.support.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.slow  # starts `tokenbot serve` and `tokenbot alerts run` processes
@@ -55,17 +55,7 @@ def free_port() -> int:
 
 
 def introspect(port: int, secret: str, auth: str) -> dict[str, Any]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("POST", "/introspect", body=form_body({"token": secret}),
-                           headers={"Authorization": auth,
-                                    "Content-Type": "application/x-www-form-urlencoded"})
-        response = connection.getresponse()
-        body = response.read()
-    finally:
-        connection.close()
-    assert response.status == 200, body
-    return json.loads(body)  # type: ignore[no-any-return]
+    return introspect_at(("127.0.0.1", port), secret, auth)
 
 
 BEARER = f"Bearer {CI}"
