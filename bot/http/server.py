@@ -71,10 +71,9 @@ INTROSPECT_PATH = "/introspect"
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
-#: uvicorn's HTTP/1.1 implementation: httptools (C) serves 1.4–1.9 times the introspection
-#: requests a second of h11 (pure Python); ``docs/BENCHMARKS.md`` has the figures. Named,
-#: not left to uvicorn's "auto", so a missing httptools stops the start instead of
-#: quietly serving with h11.
+#: uvicorn's HTTP/1.1 implementation: httptools (C), faster than h11 (pure Python);
+#: ``docs/BENCHMARKS.md`` has the figures. Named, not left to uvicorn's "auto", so a missing
+#: httptools stops the start instead of quietly serving with h11.
 HTTP_PARSER = "httptools"
 
 
