@@ -9,7 +9,8 @@ For each backend (SQLite file, PostgreSQL throw-away database on the local serve
 ``TOKENBOT_TEST_POSTGRES_URL``) it seeds ``--tokens`` tokens (100,000 by default) with
 real secrets, starts the server as a subprocess (``tokenbot serve --no-access-log`` with
 1, then 2 worker processes; ``--server minimal`` serves only the introspection handler and
-``/healthz`` under plain uvicorn), and drives it from a load generator in another process:
+``/healthz`` under plain uvicorn, ``--server unrecorded`` the same handler recording
+nothing: the two side by side show what recording costs), and drives it from a load generator in another process:
 a small asyncio HTTP/1.1 client with ``--connections`` keep-alive connections (50), each
 sending its next request as soon as the previous answer arrived. Per run it reports
 throughput (requests/s) and latency (median, p99, ms) of ``GET /healthz`` (the ceiling of
@@ -289,11 +290,31 @@ FLOOR_ANSWER = (b'{"active":true,"scope":"read","exp":1798761600,"iat":176463360
                 b'"team_id":"TBENCH"}')
 
 
+class _NoRecording:
+    """``--server unrecorded``: the handler's writer, minus the writes. Nothing is noted:
+    no last use, no caller, no dead-secret count (the loads rotate nothing, so no
+    retirement is ever asked for)."""
+
+    def note_use(self, *args: Any) -> None:
+        pass
+
+    def note_dead(self, *args: Any) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def minimal_app() -> Any:
     """``--server minimal``: /healthz and the introspection handler under plain uvicorn
-    (a uvicorn factory, so it also runs with several workers). ``--server floor``: the
-    same, but /introspect only reads the body and sends a fixed answer of the same size
-    and headers (no authentication, no lookup): what HTTP alone costs."""
+    (a uvicorn factory, so it also runs with several workers). ``--server unrecorded``:
+    the same handler, recording nothing (what recording costs is the difference).
+    ``--server floor``: the same, but /introspect only reads the body and sends a fixed
+    answer of the same size and headers (no authentication, no lookup): what HTTP alone
+    costs."""
     from bot.config import load_settings
     from bot.db import Database
     from bot.http.common import MAX_BODY_BYTES, read_body, send_text
@@ -320,6 +341,9 @@ def minimal_app() -> Any:
     handler = IntrospectionHandler(
         settings=settings, database=database, lookup=os.environ.get("BENCH_LOOKUP") or None
     )
+    if os.environ.get("BENCH_RECORDING") == "0":
+        handler.writes.close()
+        handler.writes = _NoRecording()  # type: ignore[assignment]
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -387,6 +411,7 @@ def server(
         "SLACK_API_URL": "http://127.0.0.1:9/api/",
         "PYTHONPATH": str(ROOT),
         "BENCH_FLOOR": "1" if kind == "floor" else "0",
+        "BENCH_RECORDING": "0" if kind == "unrecorded" else "1",
     }
     if kind == "tokenbot":
         command = [str(Path(sys.executable).parent / "tokenbot"), "serve", "--host",
@@ -511,12 +536,14 @@ def main(argv: list[str]) -> int:
                         help="alternating /healthz and /introspect measurements (default 3)")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
                         default=[1, 2], help="comma-separated worker counts (default 1,2)")
-    parser.add_argument("--server", choices=["tokenbot", "minimal", "floor"],
+    parser.add_argument("--server", choices=["tokenbot", "minimal", "unrecorded", "floor"],
                         default="tokenbot",
-                        help="tokenbot serve (default), the handler alone under uvicorn, or "
-                             "a fixed answer instead of the handler (what HTTP alone costs)")
+                        help="tokenbot serve (default), the handler alone under uvicorn, "
+                             "the handler recording nothing (no last use, no dead-secret "
+                             "count), or a fixed answer instead of the handler (what HTTP "
+                             "alone costs)")
     parser.add_argument("--lookup", choices=["loop", "thread"],
-                        help="with --server minimal: where the read runs (default: loop on "
+                        help="with --server minimal or unrecorded: where the read runs (default: loop on "
                              "SQLite, thread on PostgreSQL)")
     parser.add_argument("--mix", choices=["active", "half-dead", "both"], default="both",
                         help="the introspection load: active tokens only, every other "
