@@ -109,6 +109,22 @@ def test_a_bad_overlap_is_one_line_and_changes_nothing(
     assert version(lc_db, created.token.public_id) == before
 
 
+@pytest.mark.parametrize(("given", "overlap"), [
+    ("30m", dt.timedelta(minutes=30)), ("30d", dt.timedelta(days=30)),
+    ("720h", dt.timedelta(hours=720)),
+])
+def test_an_overlap_of_up_to_30_days_keeps_the_old_secret_that_long(
+    server: Server, lc_db: Database, run: Cli, given: str, overlap: dt.timedelta
+) -> None:
+    created = create(lc_db)
+    before = utcnow()
+    rotated = run.json("tokens", "rotate", created.token.public_id, "--overlap", given, "--yes")
+    deadline = dt.datetime.fromisoformat(rotated["rotation"]["old_works_until"])
+    assert before + overlap <= deadline <= utcnow() + overlap
+    answer = server.introspect(created.secret)
+    assert answer["rotation"] == "superseded" and answer["exp"] == int(deadline.timestamp())
+
+
 def test_retire_now_and_cancel(server: Server, lc_db: Database) -> None:
     first, second = create(lc_db, label="retire me"), create(lc_db, label="cancel me")
     now = utcnow()
@@ -270,6 +286,11 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     buttons = [e["action_id"] for b in ci[0]["blocks"] if b["type"] == "actions"
                for e in b["elements"]]
     assert buttons == ["dead_secret_enable", "table_open"]
+    old_job = next(p for p in sent if "old job" in p["text"])
+    days = (utcnow() - expired.token.expires_at).days
+    assert f"(old job, expired {days} days ago) was presented 5 times" in old_job["text"]
+    assert [e["action_id"] for b in old_job["blocks"] if b["type"] == "actions"
+            for e in b["elements"]] == ["table_open"]  # Enable is for a disabled token
     gone = next(p for p in sent if "gone" in p["text"])
     assert "deleted" in gone["text"] and "by ci-runner" in gone["text"]
     assert [e["action_id"] for b in gone["blocks"] if b["type"] == "actions"
@@ -293,6 +314,48 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     again = alerts_run(run, tomorrow)["alarms"]
     assert [(a["label"], a["presented"]) for a in again] == [("CI deploy", 2)]
     assert alerts_run(run, tomorrow)["alarms"] == []
+
+
+def test_a_dry_run_lists_the_alarm_and_posts_nothing_the_real_run_then_sends_it(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    disabled = create(lc_db, label="CI deploy")
+    with lc_db.sessions.begin() as session:
+        svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                          expected_version=disabled.token.version, now=utcnow())
+    for _ in range(3):
+        assert server.introspect(disabled.secret) == {"active": False}
+    server.settle()
+    for _ in range(2):  # a dry run claims nothing: the second one lists it again
+        dry = alerts_run(run, utcnow(), "--dry-run")["alarms"]
+        assert [(a["label"], a["presented"], a["sent"]) for a in dry] == [
+            ("CI deploy", 3, False)]
+    assert posts(standin) == []
+    real = alerts_run(run, utcnow())["alarms"]
+    assert [(a["label"], a["presented"], a["sent"]) for a in real] == [("CI deploy", 3, True)]
+    assert {p["channel"] for p in alarm_posts(standin)} == {OWNER, "CALERTS"}
+
+
+def test_a_deleted_tokens_tombstone_is_kept_90_days_then_its_secret_is_unknown(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    now = utcnow()
+    recent = create(lc_db, label="deleted 89 days ago", now=now - dt.timedelta(days=100))
+    old = create(lc_db, label="deleted 91 days ago", now=now - dt.timedelta(days=100))
+    with lc_db.sessions.begin() as session:
+        for created, days in ((recent, 89), (old, 91)):
+            svc.delete_token(session, actor=ACTOR, public_id=created.token.public_id,
+                             expected_version=created.token.version,
+                             now=now - dt.timedelta(days=days))
+    assert alerts_run(run, utcnow())["purged"] == 1  # the older tombstone
+    for created in (recent, old):
+        for _ in range(2):
+            assert server.introspect(created.secret) == {"active": False}
+    server.settle()
+    alarms = alerts_run(run, utcnow())["alarms"]
+    assert [(a["label"], a["state"]) for a in alarms] == [("deleted 89 days ago", "deleted")]
+    (owner_post,) = [p for p in alarm_posts(standin) if p["channel"] == OWNER]
+    assert "(deleted 89 days ago, deleted 89 days ago)" in owner_post["text"]
 
 
 def test_keys_rotate_reencrypts_the_old_secret_a_cancelled_rotation_restores(
