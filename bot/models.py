@@ -138,6 +138,16 @@ def old_secret_works(
     )
 
 
+def old_secret_until(
+    expires_at: dt.datetime | None, rotation_until: dt.datetime | None
+) -> dt.datetime | None:
+    """When the old secret of a rotation with overlap stops at the latest: the overlap's
+    deadline, or the token's expiry when that comes first (None: no rotation)."""
+    if rotation_until is None:
+        return None
+    return rotation_until if expires_at is None else min(expires_at, rotation_until)
+
+
 def shown_status(
     status: str, expires_at: dt.datetime | None, now: dt.datetime
 ) -> DisplayStatus:
@@ -172,6 +182,12 @@ class TokenRules:
         """Whether the old secret of a rotation with overlap still works at ``now``."""
         return old_secret_works(self.status, self.expires_at,  # type: ignore[attr-defined]
                                 self.rotation_until, now)  # type: ignore[attr-defined]
+
+    @property
+    def old_secret_until(self) -> dt.datetime | None:
+        """When a rotation's old secret stops at the latest (:func:`old_secret_until`)."""
+        return old_secret_until(self.expires_at,  # type: ignore[attr-defined]
+                                self.rotation_until)  # type: ignore[attr-defined]
 
     @property
     def expires_on(self) -> dt.date | None:

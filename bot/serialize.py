@@ -27,7 +27,7 @@ def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
     rotation = None
     if token.rotating(now):
         rotation = {"old_masked": token.previous_secret_masked,
-                    "old_works_until": iso_utc(token.rotation_until)}
+                    "old_works_until": iso_utc(token.old_secret_until)}
     return {
         "id": token.public_id,
         "label": token.label,

@@ -131,6 +131,22 @@ ROTATE_OVERLAP_NOTE = (
     "chosen), so nothing fails while services switch over."
 )
 
+#: Instead of the guide's rotate warning, when the old secret is kept working (the CLI's
+#: ``rotate --overlap``; the Slack modal offers both and shows the note above).
+ROTATE_OVERLAP_LINES = (
+    "A new secret replaces the current one, which keeps working until the new one is first "
+    "used, and at most for the overlap chosen.",
+    "After that, anything still using the current secret fails to authenticate until it is "
+    "given the new one.",
+)
+
+#: Rotating a token whose earlier rotation still keeps an old secret working: that secret
+#: stops at once, whether the new rotation is immediate or keeps the current one working.
+ROTATION_IN_PROGRESS_NOTE = (
+    "A rotation is already in progress: its old secret stops working now, whichever you "
+    "choose."
+)
+
 SECURITY_NOTE = (
     "Security Note: Only copy tokens when necessary, and never share them publicly or "
     "commit them to version control."

@@ -9,6 +9,7 @@ import datetime as dt
 import http.client
 import io
 import json
+import re
 import sys
 from typing import Any
 
@@ -113,6 +114,14 @@ def posts(standin: SlackStandIn, start: int = 0) -> list[dict[str, Any]]:
     for body in bodies:
         validate_slack_call("chat.postMessage", body)
     return bodies
+
+
+def time_after(text: str, words: str) -> dt.datetime:
+    """The instant ``words`` are followed by in ``text``: Slack's ``<!date^epoch^{time}|…>``,
+    which each reader sees as the time of day in their own time zone."""
+    match = re.search(re.escape(words) + r" <!date\^(\d+)\^\{time\}\|\d\d:\d\d UTC>", text)
+    assert match, text
+    return dt.datetime.fromtimestamp(int(match.group(1)), dt.timezone.utc)
 
 
 def alarm_posts(standin: SlackStandIn) -> list[dict[str, Any]]:

@@ -27,6 +27,8 @@ from bot.texts import (
     CONFIRMATIONS,
     DISABLE_VS_DELETE,
     DISABLE_VS_DELETE_TITLE,
+    ROTATE_OVERLAP_LINES,
+    ROTATION_IN_PROGRESS_NOTE,
     SECURITY_NOTE,
     Lifecycle,
 )
@@ -333,6 +335,24 @@ def test_lifecycle_commands_with_yes(run: Cli) -> None:
     actions = [e["action"] for e in reversed(_audit(run, "--token", tid))]
     assert actions == ["create", "disable", "enable", "rotate", "reveal", "rotate", "delete"]
     assert token["secret"] not in run.ok("audit").out
+
+
+def test_the_rotate_prompt_says_what_an_overlap_keeps_and_what_a_rotation_in_progress_loses(
+    run: Cli,
+) -> None:
+    token = run.create("overlapping")
+    tid, first_masked = token["id"], token["masked"]
+    asked = run("tokens", "rotate", tid, "--overlap", "24h", stdin=TTYInput("n\n"))
+    assert asked.code != 0 and run.show(tid)["masked"] == first_masked
+    for line in ROTATE_OVERLAP_LINES:
+        assert f"  - {line}" in asked.err
+    assert "stops working immediately" not in asked.err
+    assert ROTATION_IN_PROGRESS_NOTE not in asked.err
+    assert run("tokens", "rotate", tid, "--overlap", "24h", stdin=TTYInput("y\n")).code == 0
+    # rotating again while the first rotation keeps the first secret working
+    again = run("tokens", "rotate", tid, stdin=TTYInput("n\n"))
+    assert f"  - {ROTATION_IN_PROGRESS_NOTE} ({first_masked})" in again.err
+    assert CONFIRMATIONS[Lifecycle.ROTATE].lines[0] in again.err  # immediately, as asked
 
 
 @pytest.mark.parametrize("action", ["disable", "enable", "delete", "rotate"])

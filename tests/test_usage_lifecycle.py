@@ -12,6 +12,7 @@ import json
 import pytest
 
 from bot.db import Database
+from bot.errors import InvalidStateError
 from bot.models import utcnow
 from bot.services import rotation
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
@@ -30,6 +31,7 @@ from tests.lifecycle_support import (
     basic,
     create,
     posts,
+    time_after,
     version,
 )
 from tests.conftest import TEST_KEY
@@ -94,6 +96,19 @@ def test_overlap_rotation_by_cli_keeps_both_secrets_until_the_new_one_is_used(
     assert ("retire_old", "deploy-bot") in audit_actions(lc_db, public_id)
     shown = run.json("tokens", "show", public_id)
     assert shown["rotation"] is None
+
+
+def test_the_old_secret_is_said_to_work_until_the_token_expires_when_that_comes_first(
+    server: Server, lc_db: Database, run: Cli
+) -> None:
+    created = create(lc_db, label="expiring", expires_on=(utcnow() + dt.timedelta(days=2)).date())
+    public_id, expiry = created.token.public_id, created.token.expires_at
+    assert expiry is not None
+    rotated = run.json("tokens", "rotate", public_id, "--overlap", "7d", "--yes")
+    assert dt.datetime.fromisoformat(rotated["rotation"]["old_works_until"]) == expiry
+    assert server.introspect(created.secret)["exp"] == int(expiry.timestamp())
+    code, out, _ = run("tokens", "show", public_id)
+    assert code == 0 and f"works until {expiry:%Y-%m-%d %H:%M} UTC" in out
 
 
 @pytest.mark.parametrize("bad", ["31d", "0m", "soon", "-5h", "24", "1w"])
@@ -192,7 +207,7 @@ def test_first_use_of_the_new_secret_tells_the_owner_once(
 ) -> None:
     created = create(lc_db)
     rotated = run.json("tokens", "rotate", created.token.public_id, "--overlap", "7d", "--yes")
-    first_use = utcnow()
+    first_use = utcnow().replace(microsecond=0)
     assert server.introspect(rotated["secret"])["active"] is True
     assert server.introspect(created.secret) == {"active": False}
     assert posts(standin) == []  # the request path posts nothing
@@ -200,8 +215,7 @@ def test_first_use_of_the_new_secret_tells_the_owner_once(
     assert [n["kind"] for n in report["notices"]] == ["rotation_switched"]
     (dm,) = posts(standin)
     assert dm["channel"] == OWNER
-    assert f"switched at {first_use:%H:%M}" in dm["text"] or (
-        f"switched at {(first_use + dt.timedelta(minutes=1)):%H:%M}" in dm["text"])
+    assert first_use <= time_after(dm["text"], "switched at") <= utcnow()
     assert "first used by ci-runner" in dm["text"]
     assert created.secret not in json.dumps(dm) and rotated["secret"] not in json.dumps(dm)
     assert alerts_run(run, utcnow())["notices"] == []  # once
@@ -228,11 +242,77 @@ def test_the_deadline_coming_first_ends_the_rotation_and_says_the_new_secret_was
     assert dm["channel"] == OWNER and "nightly export" in dm["text"]
     assert "deadline passed at" in dm["text"] and "never used" in dm["text"]
     deadline = started + dt.timedelta(hours=1)
-    assert f"{deadline:%H:%M} UTC" in dm["text"]
+    assert time_after(dm["text"], "deadline passed at") == deadline.replace(microsecond=0)
     assert alerts_run(run, utcnow())["rotations_ended"] == 0 and len(posts(standin)) == 1
     # the new secret works, the old one is rotated out; the audit says who ended it
     assert server.introspect(rotated.secret)["active"] is True
     assert ("retire_old", "scheduler") in audit_actions(lc_db, created.token.public_id)
+
+
+def _rotated_two_hours_ago(lc_db: Database, label: str) -> tuple[svc.CreatedToken,
+                                                                  svc.CreatedToken]:
+    """A token rotated two hours ago with a 1-hour overlap: the deadline has passed, and no
+    pass has ended the rotation yet. Returns (before, after) the rotation."""
+    created = create(lc_db, label=label)
+    with lc_db.sessions.begin() as session:
+        rotated = svc.rotate_token(session, box=lc_db.box, actor=ACTOR,
+                                   now=utcnow() - dt.timedelta(hours=2),
+                                   public_id=created.token.public_id,
+                                   expected_version=created.token.version,
+                                   overlap=dt.timedelta(hours=1))
+    return created, rotated
+
+
+def test_a_first_use_after_the_deadline_but_before_any_pass_is_told_as_a_switch(
+    server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
+) -> None:
+    created, rotated = _rotated_two_hours_ago(lc_db, "late switch")
+    assert server.introspect(created.secret) == {"active": False}
+    first_use = utcnow().replace(microsecond=0)
+    assert server.introspect(rotated.secret)["active"] is True
+    report = alerts_run(run, utcnow())
+    assert report["rotations_ended"] == 0  # the first use ended it
+    assert [n["kind"] for n in report["notices"]] == ["rotation_switched"]
+    (dm,) = posts(standin)
+    assert "first used by ci-runner" in dm["text"] and "never used" not in dm["text"]
+    assert time_after(dm["text"], "switched at") >= first_use
+    assert ("retire_old", "ci-runner") in audit_actions(lc_db, created.token.public_id)
+
+
+def test_past_the_deadline_cancel_and_retire_now_are_refused_and_change_nothing(
+    server: Server, lc_db: Database
+) -> None:
+    created, rotated = _rotated_two_hours_ago(lc_db, "overdue")
+    public_id = created.token.public_id
+    for end in (rotation.cancel_rotation, rotation.retire_now):
+        with pytest.raises(InvalidStateError, match="not being rotated"):
+            with lc_db.sessions.begin() as session:
+                end(session, actor=ACTOR, public_id=public_id,
+                    expected_version=version(lc_db, public_id), now=utcnow())
+    # a cancel would have brought the dead secret back and cut off the working one
+    assert server.introspect(created.secret) == {"active": False}
+    assert server.introspect(rotated.secret)["active"] is True
+
+
+@pytest.mark.parametrize("overlap", [None, "24h"])
+def test_rotating_again_during_an_overlap_stops_the_earlier_old_secret_and_says_so(
+    server: Server, lc_db: Database, run: Cli, overlap: str | None
+) -> None:
+    created = create(lc_db, label="twice")
+    public_id = created.token.public_id
+    first = run.json("tokens", "rotate", public_id, "--overlap", "7d", "--yes")
+    again = run.json("tokens", "rotate", public_id, "--yes",
+                     *(("--overlap", overlap) if overlap else ()))
+    assert server.introspect(created.secret) == {"active": False}  # stops either way
+    if overlap:  # the first rotation's new secret is now the one kept working
+        assert server.introspect(first["secret"])["rotation"] == "superseded"
+    else:
+        assert server.introspect(first["secret"]) == {"active": False}
+    assert server.introspect(again["secret"])["active"] is True
+    code, out, _ = run("audit", "--token", public_id)
+    rotate_line = next(line for line in out.splitlines()
+                       if " rotate " in line and "also_retired" in line)
+    assert f"also_retired={created.token.secret_masked}" in rotate_line
 
 
 def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(

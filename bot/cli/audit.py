@@ -32,13 +32,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def audit_details(details: dict[str, Any]) -> str:
-    """An event's details in one line: "label: a → b; scope: …" for an edit."""
+    """An event's details in one line: "label: a → b; scope: …" for what changed, then
+    the rest ("old_works_until=…")."""
     before, after = details.get("before"), details.get("after")
+    changes = ""
     if isinstance(before, dict) and isinstance(after, dict):
-        return "; ".join(
+        changes = "; ".join(
             f"{key}: {plain(before.get(key))} → {plain(after.get(key))}" for key in after
         )
-    return ", ".join(f"{key}={plain(value)}" for key, value in details.items())
+        details = {k: v for k, v in details.items() if k not in ("before", "after")}
+    rest = ", ".join(f"{key}={plain(value)}" for key, value in details.items())
+    return "; ".join(part for part in (changes, rest) if part)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

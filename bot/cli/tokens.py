@@ -45,6 +45,8 @@ from bot.texts import (
     CONFIRMATIONS,
     DISABLE_VS_DELETE,
     DISABLE_VS_DELETE_TITLE,
+    ROTATE_OVERLAP_LINES,
+    ROTATION_IN_PROGRESS_NOTE,
     SECURITY_NOTE,
     Lifecycle,
 )
@@ -202,9 +204,10 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Last used", _last_used(token, now, exact=True)
          + (f" by {token.last_used_by}" if token.last_used_at and token.last_used_by else "")),
     ]
-    if token.rotating(now) and token.rotation_until is not None:
+    if token.rotating(now) and token.old_secret_until is not None:
         pairs.append(("Rotating", f"old secret {token.previous_secret_masked} works until "
-                                  f"{when(token.rotation_until)} UTC or until the new one is used"))
+                                  f"{when(token.old_secret_until)} UTC or until the new one is "
+                                  "used"))
     return "\n".join(f"{name + ':':<11}{value}" for name, value in pairs)
 
 
@@ -368,9 +371,18 @@ def _check_allowed(action: Lifecycle, ctx: Context, public_id: str, version: int
         session.close()
 
 
-def confirm(action: Lifecycle, token: Token, now: dt.datetime) -> bool:
-    """Show the guide's warning and ask; only y / yes (any case) goes ahead."""
+def confirm(action: Lifecycle, token: Token, now: dt.datetime,
+            overlap: dt.timedelta | None = None) -> bool:
+    """Show the guide's warning and ask; only y / yes (any case) goes ahead. A rotation
+    that keeps the old secret working (``overlap``) says so instead, and rotating a token
+    whose earlier rotation is in progress says that rotation's old secret stops."""
     text = CONFIRMATIONS[action]
+    lines = list(text.lines)
+    if action is Lifecycle.ROTATE:
+        if overlap is not None:
+            lines = [*ROTATE_OVERLAP_LINES]
+        if token.rotating(now):
+            lines.append(f"{ROTATION_IN_PROGRESS_NOTE} ({token.previous_secret_masked})")
     if not sys.stdin or not sys.stdin.isatty():
         raise ConfirmationRequired(
             f"Refusing to {action.value} {token.public_id} without confirmation: stdin is not "
@@ -379,7 +391,7 @@ def confirm(action: Lifecycle, token: Token, now: dt.datetime) -> bool:
     err = sys.stderr
     print(f"{text.verb} this token? {_describe(token)} ({token.secret_masked}, "
           f"scope {token.scope}, {token.display_status(now)})", file=err)
-    for warning in text.lines:
+    for warning in lines:
         print(f"  - {warning}", file=err)
     print(f"{text.confirm}? [y/N] ", end="", file=err, flush=True)
     answer = sys.stdin.readline()
@@ -394,7 +406,7 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
             overlap = getattr(args, "overlap", None)
             if not args.yes:
                 _check_allowed(action, ctx, args.id, seen.version, overlap)
-                if not confirm(action, seen, ctx.now):
+                if not confirm(action, seen, ctx.now, overlap):
                     print(f"Aborted: {_describe(seen)} was not changed.", file=sys.stderr)
                     return 1
             with ctx.db.sessions.begin() as session:
@@ -406,9 +418,9 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                 print(SECURITY_NOTE, file=sys.stderr)
             else:
                 _print_secret(secret, token, verb="Rotated")
-                if token.rotation_until is not None:
+                if token.old_secret_until is not None:
                     print(f"The previous secret keeps working until "
-                          f"{when(token.rotation_until)} UTC or until the new one is first "
+                          f"{when(token.old_secret_until)} UTC or until the new one is first "
                           "used, whichever comes first.")
                 else:
                     print("The previous secret no longer works.")

@@ -5,11 +5,13 @@
 says ``rotation: superseded``) until ``rotation_until``. It stops at the first of:
 
 - the new secret's first presentation (:func:`retire_on_first_use`, run by
-  ``POST /introspect`` before it answers, so the old one fails from the next request on);
+  ``POST /introspect`` before it answers, so the old one fails from the next request on;
+  also when the deadline came first but no pass has ended the rotation yet: the owner is
+  then told the new secret was used, not that it never was);
 - the deadline (:func:`end_overdue_rotations`, the scheduled pass; the old secret already
   fails at the deadline itself: ``bot.models.secret_is_usable``);
 - a person: :func:`retire_now` ("Retire old secret now") or :func:`cancel_rotation` (keeps
-  the old secret, discards the new one).
+  the old secret, discards the new one), while the old secret still works.
 
 Each ending is one conditional ``UPDATE`` (where the old digest is still the one
 expected), so however many requests and processes race, one of them ends it: it alone
@@ -141,10 +143,14 @@ def end_overdue_rotations(session: Session, *, now: dt.datetime, dry_run: bool =
 
 
 def _rotating(session: Session, *, actor: Actor, public_id: str, expected_version: int,
-              verb: str) -> tuple[Token, str]:
+              now: dt.datetime) -> tuple[Token, str]:
+    """The token and its old secret, while that still works (as the table offers these
+    actions): past the deadline, the old secret is already dead and the new one may be in
+    use, so neither ending applies any more (the scheduled pass or the new secret's first
+    use ends the rotation)."""
     token = check_change(session, actor=actor, public_id=public_id,
-                         expected_version=expected_version, verb=verb)
-    if token.previous_secret_digest is None:
+                         expected_version=expected_version, verb="rotate")
+    if token.previous_secret_digest is None or not token.rotating(now):
         raise InvalidStateError("This token is not being rotated (any more).")
     return token, token.previous_secret_digest
 
@@ -154,7 +160,7 @@ def retire_now(
 ) -> Token:
     """"Retire old secret now": the old secret of the rotation stops working at once."""
     token, old_digest = _rotating(session, actor=actor, public_id=public_id,
-                                  expected_version=expected_version, verb="rotate")
+                                  expected_version=expected_version, now=now)
     masked = token.previous_secret_masked or ""
     if not _end(session, token=token, old_digest=old_digest, now=now,
                 expected_version=expected_version):
@@ -173,7 +179,7 @@ def cancel_rotation(
     """"Cancel rotation": the old secret stays the token's secret, the new one is discarded
     (and stops working at once)."""
     token, old_digest = _rotating(session, actor=actor, public_id=public_id,
-                                  expected_version=expected_version, verb="rotate")
+                                  expected_version=expected_version, now=now)
     new_digest, new_masked = token.secret_digest, token.secret_masked
     old_masked = token.previous_secret_masked or ""
     if not _end(session, token=token, old_digest=old_digest, now=now,

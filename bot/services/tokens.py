@@ -411,8 +411,9 @@ def rotate_token(
 ) -> CreatedToken:
     """A new secret for the same token. Without ``overlap`` the old one stops working at
     once; with it, the old one keeps working until the new one is first presented or
-    ``overlap`` has passed, whichever comes first (:mod:`bot.services.rotation`). A secret
-    that stops working keeps a tombstone."""
+    ``overlap`` has passed, whichever comes first (:mod:`bot.services.rotation`). The old
+    secret of a rotation still in progress stops at once either way (the audit event names
+    it). A secret that stops working keeps a tombstone."""
     overlap = clean_overlap(overlap)
     token = _load_for_change(
         session, actor=actor, public_id=public_id, expected_version=expected_version,
@@ -423,8 +424,9 @@ def rotate_token(
             "Only a working token can keep its old secret during a rotation; "
             "rotate it immediately instead."
         )
-    # A rotation still overlapping ends: its old secret stops now (tombstoned below).
+    # A rotation still overlapping ends: its old secret stops now (tombstoned, audited below).
     retired: list[tuple[str, str]] = []
+    earlier = token.previous_secret_masked if token.rotating(now) else None
     if token.previous_secret_digest is not None:
         retired.append((token.previous_secret_digest, token.previous_secret_masked or ""))
     old = (token.secret_digest, token.secret_masked, token.secret_encrypted)
@@ -446,8 +448,10 @@ def rotate_token(
              now=now)
     details: dict[str, Any] = {"before": {"masked": old[1]},
                                "after": {"masked": token.secret_masked}}
-    if token.rotation_until is not None:
-        details["old_works_until"] = token.rotation_until.isoformat()
+    if token.old_secret_until is not None:
+        details["old_works_until"] = token.old_secret_until.isoformat()
+    if earlier is not None:  # the masked old secret of the rotation this one ended
+        details["also_retired"] = earlier
     record(session, actor=actor, token=token, action=AuditAction.ROTATE, now=now,
            details=details)
     return CreatedToken(token=token, secret=secret)

@@ -31,7 +31,7 @@ from bot.models import (
     Token,
     TokenStatus,
     is_usable,
-    old_secret_works,
+    old_secret_until,
     secret_is_usable,
 )
 
@@ -62,9 +62,9 @@ class ActiveToken:
         """The RFC 7662 response members for this token (the old secret of a rotation:
         ``exp`` is the overlap's deadline if that comes first, plus ``rotation``)."""
         claims: dict[str, Any] = {"active": True, "scope": self.scope}
-        ends = [t for t in (self.expires_at, self.superseded_until) if t is not None]
-        if ends:
-            claims["exp"] = int(min(ends).timestamp())
+        ends = old_secret_until(self.expires_at, self.superseded_until) or self.expires_at
+        if ends is not None:
+            claims["exp"] = int(ends.timestamp())
         claims["iat"] = int(self.created_at.timestamp())
         claims["token_type"] = TOKEN_TYPE
         claims["sub"] = self.owner
@@ -205,9 +205,9 @@ def judge(found: Found | None, *, now: dt.datetime) -> Verdict:
     if not secret_is_usable(row.status, row.expires_at, now, superseded_until=superseded_until):
         return Verdict(dead=_dead(found, now))
     retire = None
-    if found.match == Match.CURRENT and row.previous_secret_digest is not None and (
-        old_secret_works(row.status, row.expires_at, row.rotation_until, now)
-    ):  # the new secret's first use while the old one still works: it stops now
+    if found.match == Match.CURRENT and row.previous_secret_digest is not None:
+        # The new secret's first use ends the rotation (its old one stops now), also when
+        # the deadline came first but no pass has ended it yet: it was used after all.
         retire = row.previous_secret_digest
     return Verdict(token=_active(row, superseded_until), retire=retire)
 

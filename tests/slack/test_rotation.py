@@ -16,6 +16,7 @@ from bot.services.verification import verify
 from bot.slack.client import make_web_client
 from bot.slack.ids import ActionId
 from bot.models import TokenStatus
+from bot.texts import ROTATION_IN_PROGRESS_NOTE
 from tests.slack.conftest import (
     OTHER_USER,
     OWNER,
@@ -189,3 +190,15 @@ def test_an_edit_made_stale_by_the_new_secrets_first_use_names_the_caller(
     notice = texts(bot.acks[-1]["view"]["blocks"][:1])
     said = "This token changed since you looked: *ci-runner* retired the old secret of it"
     assert said in notice
+
+
+def test_rotating_during_a_rotation_warns_that_its_old_secret_stops(bot, db, standin, table):
+    created = seed(db, label="twice")
+    public_id = created.token.public_id
+    first = rotate_by_modal(bot, standin, table(), public_id, overlap="24h")
+    assert ROTATION_IN_PROGRESS_NOTE not in texts(first["blocks"])
+    second = rotate_by_modal(bot, standin, table(), public_id)  # immediately
+    assert f"{ROTATION_IN_PROGRESS_NOTE} (`{created.token.secret_masked}`)" in texts(
+        second["blocks"])
+    with db.sessions.begin() as session:
+        assert verify(session, secret=created.secret, now=utcnow()) is None

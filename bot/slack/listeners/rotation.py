@@ -57,7 +57,9 @@ def handle_rotate_open(body: Body, action: dict[str, Any], context: BoltContext,
                                  expected_version=ref.version, verb="rotate")
         view = rotate_modal(label=token.label, masked=token.secret_masked,
                             metadata=ModalMetadata(origin=origin, public_id=token.public_id,
-                                                   version=token.version))
+                                                   version=token.version),
+                            retiring=token.previous_secret_masked
+                            if token.rotating(utcnow()) else None)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

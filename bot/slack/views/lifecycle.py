@@ -25,8 +25,13 @@ from bot.models import LifecycleNotice, LifecycleNoticeKind
 from bot.services.dead_secrets import DeadSecretReport
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
 from bot.slack.state import FIRST_PAGE, ModalMetadata, RowRef, TableState, mapping
-from bot.slack.views.formatting import code, escape, mention, truncate
-from bot.texts import CONFIRMATIONS, ROTATE_OVERLAP_NOTE, Lifecycle
+from bot.slack.views.formatting import code, escape, mention, slack_date, truncate
+from bot.texts import (
+    CONFIRMATIONS,
+    ROTATE_OVERLAP_NOTE,
+    ROTATION_IN_PROGRESS_NOTE,
+    Lifecycle,
+)
 
 #: The overlaps the modal offers: (value, label, duration).
 OVERLAPS: tuple[tuple[str, str, dt.timedelta], ...] = (
@@ -44,11 +49,16 @@ def _plain(text: str) -> PlainTextObject:
 # -- the "Rotate…" modal ---------------------------------------------------------------------
 
 
-def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata) -> View:
+def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata,
+                 retiring: str | None = None) -> View:
     """Rotate now, or keep the old secret until the new one is first used (at most 1 hour,
     24 hours or 7 days); the guide's rotate warning; the guide's confirm label on the
-    submit button (Slack cannot make a modal's submit red)."""
+    submit button (Slack cannot make a modal's submit red). ``retiring``: the masked old
+    secret of a rotation in progress, which stops either way (said so)."""
     warning = CONFIRMATIONS[Lifecycle.ROTATE]
+    lines = [f":warning: {escape(line)}" for line in warning.lines]
+    if retiring is not None:
+        lines.append(f":warning: {escape(ROTATION_IN_PROGRESS_NOTE)} ({code(retiring)})")
     now_option = Option(value=ROTATE_NOW_VALUE, text=_plain("Immediately"))
     overlap_option = Option(
         value=ROTATE_OVERLAP_VALUE,
@@ -60,8 +70,7 @@ def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata) -> View:
         SectionBlock(
             block_id=BlockId.ROTATE_WARNING,
             text=MarkdownTextObject(
-                text=f"*{escape(label)}* ({code(masked)})\n"
-                + "\n".join(f":warning: {escape(line)}" for line in warning.lines)
+                text=f"*{escape(label)}* ({code(masked)})\n" + "\n".join(lines)
                 + f"\n{escape(ROTATE_OVERLAP_NOTE)}"
             ),
         ),
@@ -120,7 +129,9 @@ class Post:
 
 
 def _hhmm(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%H:%M UTC")
+    """The time of day in the reader's time zone (UTC as the fallback text)."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return slack_date(moment, "{time}", utc.strftime("%H:%M UTC"))
 
 
 def rotation_notice_post(notice: LifecycleNotice) -> Post:

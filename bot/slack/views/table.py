@@ -130,10 +130,10 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
         f"Created: {date_time(token.created_at)}  ·  {expiry_text(token, now)}  ·  "
         f"{last_used}"
     )
-    if token.rotation_until is not None and token.rotating(now):
+    if token.old_secret_until is not None and token.rotating(now):
         text += (
             f"\n:repeat: Rotating: old secret {code(token.previous_secret_masked or '')} works "
-            f"until {date_time(token.rotation_until)} or until the new one is used"
+            f"until {date_time(token.old_secret_until)} or until the new one is used"
         )
     return text
 
