@@ -5,6 +5,7 @@ Kit payload validated (recorded calls at teardown, ack bodies as they come back)
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import itertools
 import json
 import time
@@ -21,15 +22,17 @@ from bot.slack.app import create_app, work_pool
 from bot.slack.background import Background
 from bot.config import Settings
 from bot.db import Database
-from bot.http.server import BadSlackRequest, to_bolt_request
+from bot.http.server import BadSlackRequest, build_asgi_app, to_bolt_request
 from bot.slack.ids import ActionId
 from bot.models import AuditEvent, Token
 from bot.services import tokens as svc
 from tests.support.blockkit import validate_message_blocks, validate_slack_call, validate_view
+from tests.support.serving import serving
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.slack_standin import Call, SlackStandIn
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+INTROSPECTION_SECRET = "slack-tests-introspection-credential"
 TEAM = "T1"
 OTHER_TEAM = "T2"
 OWNER = "U1"
@@ -44,6 +47,7 @@ def slack_settings(make_settings: Callable[..., Settings], standin: SlackStandIn
         SLACK_API_URL=standin.api_url,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_BOT_TOKEN="xoxb-test",
+        TOKENBOT_INTROSPECTION_SECRETS=f"ci-runner={INTROSPECTION_SECRET}",
     )
 
 
@@ -295,6 +299,47 @@ def running_bot(settings: Settings, db: Database, standin: SlackStandIn) -> Iter
             validate_slack_call(call.method, call.body)
     finally:
         pool.close(timeout=10)
+
+
+class HttpSlackBot(SlackBot):
+    """Sends what Slack sends over HTTP to the served app (``/slack/events`` of the
+    product's ASGI application under uvicorn), and times each answer."""
+
+    def __init__(self, address: tuple[str, int], *args: Any) -> None:
+        super().__init__(*args)
+        self.address = address
+        self.seconds: list[float] = []
+
+    def send(self, body: str, *, content_type: str = FORM, **_: Any) -> BoltResponse:
+        headers = signed_headers(self.verifier.signing_secret, body, content_type=content_type)
+        connection = http.client.HTTPConnection(*self.address, timeout=10)
+        started = time.monotonic()
+        try:
+            connection.request("POST", "/slack/events", body=body.encode(), headers=headers)
+            response = connection.getresponse()
+            answer = response.read().decode()
+        finally:
+            connection.close()
+        self.seconds.append(time.monotonic() - started)
+        bolt_response = BoltResponse(status=response.status, body=answer)
+        self._check_ack(bolt_response)
+        return bolt_response
+
+
+@pytest.fixture
+def served(slack_settings: Settings, db: Database, standin: SlackStandIn,
+           work: Background) -> Iterator[HttpSlackBot]:
+    """The Slack app behind the product's HTTP server (introspection included)."""
+    app = create_app(settings=slack_settings, database=db, work=work)
+    with serving(build_asgi_app(settings=slack_settings, database=db, bolt_app=app)) as address:
+        yield HttpSlackBot(address, app, standin, work)
+        sent = list(standin.calls)
+        # What was acknowledged still runs; let it finish against an answering Slack, so
+        # that no late call reaches the next test.
+        standin.reset()
+        assert work.wait_idle(timeout=30)
+    for call in sent:  # every payload the bot sent Slack is valid Block Kit
+        validate_slack_call(call.method, call.body)
 
 
 @pytest.fixture

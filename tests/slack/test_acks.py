@@ -4,19 +4,16 @@ the acknowledgement cannot be taken on, the user is told "busy" and nothing is d
 
 from __future__ import annotations
 
-import http.client
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from slack_bolt import BoltResponse
 from sqlalchemy import func, select
 
 from bot.config import Settings
 from bot.db import Database
-from bot.http.server import build_asgi_app
 from bot.models import Token, TokenStatus
 from bot.slack.app import WORK_THREADS, create_app
 from bot.slack.background import Background
@@ -25,7 +22,7 @@ from bot.slack.listeners.errors import BUSY_TEXT
 from bot.slack.state import ModalMetadata, Origin, OriginKind, TableState
 from bot.slack.views.modals import FormMode, token_form
 from tests.slack.conftest import (
-    FORM,
+    HttpSlackBot,
     SlackBot,
     form_values,
     load,
@@ -33,8 +30,6 @@ from tests.slack.conftest import (
     seed,
     texts,
 )
-from tests.support.serving import serving
-from tests.support.signing import signed_headers
 from tests.support.slack_standin import Failure, SlackStandIn
 
 REFRESH = {"action_id": ActionId.REFRESH, "value": TableState().encode()}
@@ -49,40 +44,6 @@ def create_view(settings: Settings) -> dict[str, Any]:
 def created(db: Database) -> int:
     with db.sessions.begin() as session:
         return session.scalar(select(func.count()).select_from(Token)) or 0
-
-
-class HttpSlackBot(SlackBot):
-    """Sends what Slack sends over HTTP to the served app, and times each answer."""
-
-    def __init__(self, address: tuple[str, int], *args: Any) -> None:
-        super().__init__(*args)
-        self.address = address
-        self.seconds: list[float] = []
-
-    def send(self, body: str, *, content_type: str = FORM, **_: Any) -> BoltResponse:
-        headers = signed_headers(self.verifier.signing_secret, body, content_type=content_type)
-        connection = http.client.HTTPConnection(*self.address, timeout=10)
-        started = time.monotonic()
-        try:
-            connection.request("POST", "/slack/events", body=body.encode(), headers=headers)
-            response = connection.getresponse()
-            answer = response.read().decode()
-        finally:
-            connection.close()
-        self.seconds.append(time.monotonic() - started)
-        return BoltResponse(status=response.status, body=answer)
-
-
-@pytest.fixture
-def served(slack_settings: Settings, db: Database, standin: SlackStandIn,
-           work: Background) -> Iterator[HttpSlackBot]:
-    app = create_app(settings=slack_settings, database=db, work=work)
-    with serving(build_asgi_app(settings=slack_settings, database=db, bolt_app=app)) as address:
-        yield HttpSlackBot(address, app, standin, work)
-        # What was acknowledged still runs; let it finish against an answering Slack, so
-        # that no late call reaches the next test.
-        standin.reset()
-        assert work.wait_idle(timeout=30)
 
 
 SLOW_SLACKS = {

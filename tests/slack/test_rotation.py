@@ -17,7 +17,9 @@ from bot.slack.client import make_web_client
 from bot.slack.ids import ActionId
 from bot.models import TokenStatus
 from bot.texts import ROTATION_IN_PROGRESS_NOTE
+from tests.lifecycle_support import introspect_at
 from tests.slack.conftest import (
+    INTROSPECTION_SECRET,
     OTHER_USER,
     OWNER,
     TEAM,
@@ -202,3 +204,26 @@ def test_rotating_during_a_rotation_warns_that_its_old_secret_stops(bot, db, sta
         second["blocks"])
     with db.sessions.begin() as session:
         assert verify(session, secret=created.secret, now=utcnow()) is None
+
+
+def test_the_rotate_modal_over_http_keeps_the_old_secret_for_the_time_chosen(
+    served, db, standin
+):
+    """Through the product's HTTP server: the table, "Rotate…", its modal submitted with
+    "at most 24 hours", then /introspect of both secrets on the same server."""
+    created = seed(db, label="ci deploy")
+    public_id = created.token.public_id
+    served.command("")
+    blocks = standin.wait_for("response_url", 1)[-1].body["blocks"]
+    before = utcnow()
+    rotate_by_modal(served, standin, blocks, public_id, overlap="24h")
+    after = utcnow()
+    new_secret = _secret_shown(standin)
+    auth = f"Bearer {INTROSPECTION_SECRET}"
+    old = introspect_at(served.address, created.secret, auth)
+    assert old["active"] is True and old["rotation"] == "superseded"
+    assert int((before + dt.timedelta(hours=24)).timestamp()) <= old["exp"] <= int(
+        (after + dt.timedelta(hours=24)).timestamp())
+    new = introspect_at(served.address, new_secret, auth)
+    assert new["active"] is True and "rotation" not in new and new["client_id"] == public_id
+    assert introspect_at(served.address, created.secret, auth) == {"active": False}
