@@ -66,6 +66,9 @@ def test_the_caller_is_the_credentials_name_over_bearer_and_basic(
     assert shown["three"]["last_used_by"] == "client-2"  # a bare entry, by position
     code, out, _ = run("tokens", "show", by_bearer.token.public_id)
     assert code == 0 and "by ci-runner" in out
+    code, out, _ = run("tokens", "list")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:]}
+    assert code == 0 and rows[by_basic.token.public_id].rstrip().endswith(" by deploy-bot")
 
 
 # -- rotation with overlap: CLI, introspection, endings ------------------------------------

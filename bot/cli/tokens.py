@@ -153,11 +153,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 def _last_used(
     token: Token | listing.Listed, now: dt.datetime, *, exact: bool = False
 ) -> str:
-    """When the token was last used: relative (and the UTC time when ``exact``), or never."""
+    """When the token was last used: relative (and the UTC time when ``exact``) and by which
+    introspection caller, or never."""
     if token.last_used_at is None:
         return "never"
-    relative = ago(token.last_used_at, now)
-    return f"{relative} ({when(token.last_used_at)} UTC)" if exact else relative
+    text = ago(token.last_used_at, now)
+    if exact:
+        text += f" ({when(token.last_used_at)} UTC)"
+    return f"{text} by {token.last_used_by}" if token.last_used_by else text
 
 
 def _expires(token: Token | listing.Listed) -> str:
@@ -201,8 +204,7 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Created", f"{when(token.created_at)} UTC by {token.created_by}"),
         ("Expires", _expires_relative(token, now)
          + (" (stops working at 00:00 UTC)" if token.expires_on else "")),
-        ("Last used", _last_used(token, now, exact=True)
-         + (f" by {token.last_used_by}" if token.last_used_at and token.last_used_by else "")),
+        ("Last used", _last_used(token, now, exact=True)),
     ]
     if token.rotating(now) and token.old_secret_until is not None:
         pairs.append(("Rotating", f"old secret {token.previous_secret_masked} works until "
