@@ -143,8 +143,7 @@ ROTATE_OVERLAP_LINES = (
 #: Rotating a token whose earlier rotation still keeps an old secret working: that secret
 #: stops at once, whether the new rotation is immediate or keeps the current one working.
 ROTATION_IN_PROGRESS_NOTE = (
-    "A rotation is already in progress: its old secret stops working now, whichever you "
-    "choose."
+    "A rotation is already in progress: its old secret stops working now too."
 )
 
 SECURITY_NOTE = (

@@ -318,6 +318,22 @@ def test_rotating_again_during_an_overlap_stops_the_earlier_old_secret_and_says_
     assert f"also_retired={created.token.secret_masked}" in rotate_line
 
 
+def test_rotating_a_token_disabled_during_an_overlap_audits_the_old_secret_it_retires(
+    server: Server, lc_db: Database, run: Cli
+) -> None:
+    """Enable would have brought the old secret back; a rotation tombstones it instead, and
+    the audit says so."""
+    created = create(lc_db, label="disabled midway")
+    public_id = created.token.public_id
+    run.json("tokens", "rotate", public_id, "--overlap", "7d", "--yes")
+    assert run("tokens", "disable", public_id, "--yes")[0] == 0
+    run.json("tokens", "rotate", public_id, "--yes")
+    assert run("tokens", "enable", public_id, "--yes")[0] == 0
+    assert server.introspect(created.secret) == {"active": False}
+    code, out, _ = run("audit", "--token", public_id)
+    assert f"also_retired={created.token.secret_masked}" in out
+
+
 def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
 ) -> None:

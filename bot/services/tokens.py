@@ -426,7 +426,7 @@ def rotate_token(
         )
     # A rotation still overlapping ends: its old secret stops now (tombstoned, audited below).
     retired: list[tuple[str, str]] = []
-    earlier = token.previous_secret_masked if token.rotating(now) else None
+    earlier = token.previous_secret_masked if token.previous_secret_digest else None
     if token.previous_secret_digest is not None:
         retired.append((token.previous_secret_digest, token.previous_secret_masked or ""))
     old = (token.secret_digest, token.secret_masked, token.secret_encrypted)

@@ -338,6 +338,7 @@ def served(slack_settings: Settings, db: Database, standin: SlackStandIn,
         # that no late call reaches the next test.
         standin.reset()
         assert work.wait_idle(timeout=30)
+        sent += standin.calls
     for call in sent:  # every payload the bot sent Slack is valid Block Kit
         validate_slack_call(call.method, call.body)
 
