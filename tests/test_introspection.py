@@ -600,10 +600,10 @@ def test_the_cli_shows_when_a_token_was_last_used(
         never = capsys.readouterr().out
         assert cli.main(["tokens", "list"]) == 0
         listed = capsys.readouterr().out
-    assert "Last used: 3 days ago (2026-11-27 12:00 UTC)" in shown
+    assert "Last used: 3 days ago (2026-11-27 12:00 UTC) by client-1" in shown
     assert "Last used: never" in never
     row = next(line for line in listed.splitlines() if used.token.public_id in line)
-    assert row.endswith("3 days ago")
+    assert row.endswith("3 days ago by client-1")
     row = next(line for line in listed.splitlines() if unused.token.public_id in line)
     assert row.endswith("never")
 
