@@ -10,11 +10,11 @@ For each backend (SQLite file, PostgreSQL throw-away database on the local serve
 real secrets, starts the server as a subprocess (``tokenbot serve --no-access-log`` with
 1, then 2 worker processes; ``--server minimal`` serves only the introspection handler and
 ``/healthz`` under plain uvicorn, ``--server unrecorded`` the same handler recording
-nothing: the two side by side show what recording costs), and drives it from a load generator in another process:
-a small asyncio HTTP/1.1 client with ``--connections`` keep-alive connections (50), each
-sending its next request as soon as the previous answer arrived. Per run it reports
-throughput (requests/s) and latency (median, p99, ms) of ``GET /healthz`` (the ceiling of
-the stack: routing and HTTP only) and of ``POST /introspect`` with an active token drawn
+nothing: the two side by side show what recording costs), and drives it from a load
+generator in another process: a small asyncio HTTP/1.1 client with ``--connections``
+keep-alive connections (50), each sending its next request as soon as the previous answer
+arrived. Per run it reports throughput (requests/s) and latency (median, p99, ms) of
+``GET /healthz`` (the ceiling of the stack: routing and HTTP only) and of ``POST /introspect`` with an active token drawn
 from ``--hot`` tokens (so last-used writes happen, once a minute per token), and the ratio.
 ``--mix half-dead`` (or ``both``, the default) also measures a load where every other
 request presents a dead secret (half of them of disabled tokens, half tombstones of
@@ -543,8 +543,8 @@ def main(argv: list[str]) -> int:
                              "count), or a fixed answer instead of the handler (what HTTP "
                              "alone costs)")
     parser.add_argument("--lookup", choices=["loop", "thread"],
-                        help="with --server minimal or unrecorded: where the read runs (default: loop on "
-                             "SQLite, thread on PostgreSQL)")
+                        help="with --server minimal or unrecorded: where the read runs "
+                             "(default: loop on SQLite, thread on PostgreSQL)")
     parser.add_argument("--mix", choices=["active", "half-dead", "both"], default="both",
                         help="the introspection load: active tokens only, every other "
                              "request a dead secret, or both (default)")
@@ -554,7 +554,8 @@ def main(argv: list[str]) -> int:
         os.environ["BENCH_LOOKUP"] = args.lookup
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"{args.tokens} tokens, {args.hot} hot, {args.connections} connections, "
-          f"{args.rounds} rounds of {args.duration:g}s per measurement, server: {args.server}", flush=True)
+          f"{args.rounds} rounds of {args.duration:g}s per measurement, server: {args.server}",
+          flush=True)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows = []
     with tempfile.TemporaryDirectory(prefix="tokenbot-bench-") as tmp:

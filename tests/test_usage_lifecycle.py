@@ -313,6 +313,7 @@ def test_rotating_again_during_an_overlap_stops_the_earlier_old_secret_and_says_
         assert server.introspect(first["secret"]) == {"active": False}
     assert server.introspect(again["secret"])["active"] is True
     code, out, _ = run("audit", "--token", public_id)
+    assert code == 0
     rotate_line = next(line for line in out.splitlines()
                        if " rotate " in line and "also_retired" in line)
     assert f"also_retired={created.token.secret_masked}" in rotate_line
@@ -331,7 +332,7 @@ def test_rotating_a_token_disabled_during_an_overlap_audits_the_old_secret_it_re
     assert run("tokens", "enable", public_id, "--yes")[0] == 0
     assert server.introspect(created.secret) == {"active": False}
     code, out, _ = run("audit", "--token", public_id)
-    assert f"also_retired={created.token.secret_masked}" in out
+    assert code == 0 and f"also_retired={created.token.secret_masked}" in out
 
 
 def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
