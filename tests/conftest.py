@@ -32,7 +32,8 @@ PG_ADMIN_URL = os.environ.get(
 )
 TEST_KEY = generate_key()
 
-BACKENDS = ["sqlite", "postgresql"]
+# The fast loop (`-m "not slow"`) runs on SQLite; the full run (CI) runs every test on both.
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
 
 pytest_plugins = ("tests.alerts_support",)  # the expiry-alert tests' asettings / adb
 

@@ -20,7 +20,7 @@ from bot.models import Base
 from bot.services import tokens as svc
 from bot.services.verification import verify
 from bot.services import listing
-from tests.conftest import PG_ADMIN_URL
+from tests.conftest import BACKENDS, PG_ADMIN_URL
 from tests.support.databases import throwaway_postgresql
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
@@ -31,7 +31,7 @@ APP_TABLES = {"tokens", "audit_events", "retired_secrets", "dead_secret_uses",
 OUTSIDE_METADATA = ("tokens_label_fts", "ix_tokens_label_trgm")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def empty_url(request, tmp_path) -> Iterator[str]:
     """A brand-new database with no tables at all."""
     if request.param == "sqlite":
