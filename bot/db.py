@@ -11,7 +11,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +24,13 @@ from bot.models import KeyCheck, Token
 log = logging.getLogger(__name__)
 
 SessionFactory = sessionmaker[Session]
+
+
+def dialect_insert(bind: Connection | Session) -> Any:
+    """``insert`` of the database's dialect, for ``ON CONFLICT`` clauses (both SQLite and
+    PostgreSQL have them)."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -276,76 +276,91 @@ class KeyCheck(Base):
     value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-# -- expiry alerts (bot/alerts) ------------------------------------------------
+# -- the outbox: every message Tokenbot posts on its own (bot/outbox) -----------------
 
-class AlertKind(enum.StrEnum):
-    """Where an alert goes: the token's alert channel, or its owner by direct message."""
+
+class MessageKind(enum.StrEnum):
+    """What an outbox message is; its builder and its rules are in ``bot.outbox.kinds``."""
+
+    EXPIRY = "expiry"  # an expiry reminder: one token, in a digest per destination
+    OWNER_NOTICE = "owner_notice"  # someone else acted on your token
+    ROTATION_NOTICE = "rotation_notice"  # how a rotation with overlap ended
+    DEAD_SECRET_ALARM = "dead_secret_alarm"  # a dead secret is still presented
+
+
+class Audience(enum.StrEnum):
+    """Where a message goes: a channel, or a token's owner by direct message."""
 
     CHANNEL = "channel"
     OWNER = "owner"
 
 
-class AlertStatus(enum.StrEnum):
+class OutboxStatus(enum.StrEnum):
     PENDING = "pending"  # due, or waiting for a retry (next_attempt_at)
     SENT = "sent"  # Slack accepted the message (message_channel, message_ts)
-    SKIPPED = "skipped"  # token deleted, disabled, re-dated or a nearer threshold came first
+    SKIPPED = "skipped"  # no longer wanted (skip_reason), never posted
 
 
-class Alert(Base):
-    """One reminder of one token's expiry to one destination.
+class OutboxMessage(Base):
+    """One thing to post once: queued in the transaction of what causes it, claimed with a
+    lease (``claimed_by``, ``claimed_at``), its attempt recorded (``post_attempted_at``),
+    then sent, failed (retried with backoff) or settled from Slack's history. Several
+    rows of one kind and destination may go out as one message (a digest); the message's
+    metadata names them. The protocol is in ``bot.outbox``; ``docs/ARCHITECTURE.md``."""
 
-    Unique per (token, threshold, expiry, kind): the constraint is what makes a reminder go
-    out once however many processes run the pass. The expiry is part of the key, so a token
-    whose date changes gets fresh records (its thresholds are re-armed). ``claimed_by`` and
-    ``claimed_at`` are a lease: a pass killed after claiming leaves records that a later pass
-    takes over once the lease has run out; ``post_attempted_at`` marks a post whose outcome is
-    not known yet (see bot/alerts/delivery.py)."""
-
-    __tablename__ = "alerts"
+    __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
-    token_id: Mapped[int] = mapped_column(
-        _BigIntPK, ForeignKey("tokens.id", ondelete="CASCADE", name="fk_alerts_token")
-    )
+    kind: Mapped[MessageKind] = mapped_column(String(32))
     team_id: Mapped[str] = mapped_column(String(32))
-    threshold_days: Mapped[int] = mapped_column(Integer)  # 0: the moment of expiry
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    kind: Mapped[AlertKind] = mapped_column(String(16))
-    destination: Mapped[str] = mapped_column(String(32))  # channel id, or the owner's user id
-    status: Mapped[AlertStatus] = mapped_column(String(16), default=AlertStatus.PENDING)
+    audience: Mapped[Audience] = mapped_column(String(16))
+    destination: Mapped[str] = mapped_column(String(32))  # channel id, or a user id
+    # Queued at most once per key (a dead-secret alarm: token, day and audience).
+    key: Mapped[str | None] = mapped_column(String(200), default=None)
+    token_public_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # What the builder needs besides the token (never a secret).
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=dict)
+    # An expiry reminder: its token (deleting the token deletes them), threshold, expiry.
+    token_id: Mapped[int | None] = mapped_column(
+        _BigIntPK, ForeignKey("tokens.id", ondelete="CASCADE", name="fk_outbox_token"),
+        default=None)
+    threshold_days: Mapped[int | None] = mapped_column(Integer, default=None)  # 0: at expiry
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    status: Mapped[OutboxStatus] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Set just before a post, cleared once its outcome is known: a row that still has it
+    # was perhaps posted, and its destination's history says whether.
+    post_attempted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     message_channel: Mapped[str | None] = mapped_column(String(32), default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     last_error: Mapped[str | None] = mapped_column(String(200), default=None)
     skip_reason: Mapped[str | None] = mapped_column(String(32), default=None)
-    # What someone did from the digest message, shown when it is redrawn.
+    # What someone did from the posted message (a digest's buttons), shown when redrawn.
     acted_action: Mapped[str | None] = mapped_column(String(16), default=None)
     acted_by: Mapped[str | None] = mapped_column(String(32), default=None)
     acted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
-    # Set just before a post of this alert, cleared once its outcome is known: a record
-    # that still has it was perhaps posted, and its destination's history says whether.
-    post_attempted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __table_args__ = (
-        UniqueConstraint(
-            "token_id", "threshold_days", "expires_at", "kind", name="uq_alerts_once"
-        ),
-        Index("ix_alerts_due", "status", "next_attempt_at"),
-        Index("ix_alerts_destination", "destination", "status"),
-        Index("ix_alerts_message", "message_channel", "message_ts"),
-        Index("ix_alerts_expires_at", "expires_at"),
+        # An expiry reminder goes out once however many processes arm it; keyed by the
+        # expiry, so a token whose date changes is re-armed. (NULLs never conflict: the
+        # other kinds are not constrained by it.)
+        UniqueConstraint("token_id", "threshold_days", "expires_at", "audience",
+                         name="uq_outbox_expiry"),
+        UniqueConstraint("key", name="uq_outbox_key"),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_message", "message_channel", "message_ts"),
+        Index("ix_outbox_expires_at", "expires_at"),
+        Index("ix_outbox_created_at", "created_at"),
     )
 
     def __repr__(self) -> str:
-        return (
-            f"<Alert {self.id} token={self.token_id} {self.threshold_days}d "
-            f"{self.kind}:{self.destination} {self.status}>"
-        )
+        return (f"<OutboxMessage {self.id} {self.kind} {self.audience}:{self.destination} "
+                f"{self.status}>")
 
 
 # -- the usage-aware lifecycle (bot.services.rotation, bot.services.dead_secrets) ---------
@@ -406,48 +421,3 @@ class DeadSecretUse(Base):
                          name="uq_dead_secret_uses"),
         Index("ix_dead_secret_uses_hour", "hour"),
     )
-
-
-class DeadSecretAlarm(Base):
-    """One alarm per token per day: the row is the claim (unique), taken before posting."""
-
-    __tablename__ = "dead_secret_alarms"
-
-    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
-    team_id: Mapped[str] = mapped_column(String(32))
-    token_public_id: Mapped[str] = mapped_column(String(32))
-    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD (UTC)
-    claimed_by: Mapped[str] = mapped_column(String(64))
-    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    presented: Mapped[int] = mapped_column(BigInteger, default=0)
-
-    __table_args__ = (
-        UniqueConstraint("team_id", "token_public_id", "day", name="uq_dead_secret_alarms"),
-        Index("ix_dead_secret_alarms_claimed_at", "claimed_at"),
-    )
-
-
-class LifecycleNoticeKind(enum.StrEnum):
-    ROTATION_SWITCHED = "rotation_switched"  # the new secret was first used
-    ROTATION_DEADLINE = "rotation_deadline"  # the overlap ran out, the new secret unused
-
-
-class LifecycleNotice(Base):
-    """An outbox row: a direct message to a token's owner, written in the transaction of
-    the change it tells about and sent by the scheduled pass (claimed, so once)."""
-
-    __tablename__ = "lifecycle_notices"
-
-    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
-    team_id: Mapped[str] = mapped_column(String(32))
-    token_public_id: Mapped[str] = mapped_column(String(32))
-    owner: Mapped[str] = mapped_column(String(32))
-    label: Mapped[str] = mapped_column(String(100))
-    kind: Mapped[LifecycleNoticeKind] = mapped_column(String(32))
-    caller: Mapped[str | None] = mapped_column(String(100), default=None)
-    at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
-    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
-    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
-
-    __table_args__ = (Index("ix_lifecycle_notices_pending", "sent_at", "claimed_at"),)

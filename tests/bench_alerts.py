@@ -22,7 +22,7 @@ calls == messages needed, peak RSS <= 300 MB, nothing-due pass <= 1 s.
 Each channel gets at most one message per second, so a channel with 500 tokens (three
 digest messages of up to 240) needs at least two seconds whatever the hardware; the
 pass posts destinations side by side, every first message before any second one
-(bot/alerts/dispatch.py), so that floor is paid once, not per channel.
+(bot/outbox/dispatch.py), so that floor is paid once, not per channel.
 Not collected by pytest (the file name does not start with test_).
 """
 
@@ -52,7 +52,7 @@ from sqlalchemy import insert, text  # noqa: E402
 from bot.services.alerts import current_stage  # noqa: E402
 from bot.crypto import SecretBox, generate_key  # noqa: E402
 from bot.db import make_engine, upgrade  # noqa: E402
-from bot.models import Alert, AlertKind, AlertStatus, Token, TokenStatus  # noqa: E402
+from bot.models import OutboxMessage, Audience, OutboxStatus, Token, TokenStatus  # noqa: E402
 from bot.slack.views.digests import COMPACT_LAYOUT_MAX, FULL_LAYOUT_MAX  # noqa: E402
 from tests.support.databases import throwaway_postgresql  # noqa: E402
 
@@ -92,11 +92,11 @@ def _token_row(n: int, *, expires: dt.datetime | None, channel: str | None,
     )
 
 
-def _alert_row(token_id: int, *, days: int, expires: dt.datetime, kind: AlertKind,
+def _alert_row(token_id: int, *, days: int, expires: dt.datetime, kind: Audience,
                destination: str) -> dict[str, object]:
     return dict(
         token_id=token_id, team_id=TEAM, threshold_days=days, expires_at=expires,
-        kind=kind, destination=destination, status=AlertStatus.SENT, attempts=0,
+        kind=kind, destination=destination, status=OutboxStatus.SENT, attempts=0,
         next_attempt_at=NOW - dt.timedelta(days=1), created_at=NOW - dt.timedelta(days=1),
         sent_at=NOW - dt.timedelta(days=1), message_channel=destination, message_ts="1.1",
     )
@@ -120,7 +120,7 @@ def seed(url: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
             tokens.clear()
         if alerts and force:
             with engine.begin() as connection:
-                connection.execute(insert(Alert), alerts)
+                connection.execute(insert(OutboxMessage), alerts)
             alerts.clear()
 
     crossing = NOW + dt.timedelta(days=7) - dt.timedelta(minutes=10)
@@ -129,7 +129,7 @@ def seed(url: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
         if n < args.due:
             channel = f"C{n % args.channels:03d}"
             tokens.append(_token_row(n, expires=crossing, channel=channel, owner=owner))
-            for kind, dest in ((AlertKind.CHANNEL, channel), (AlertKind.OWNER, owner)):
+            for kind, dest in ((Audience.CHANNEL, channel), (Audience.OWNER, owner)):
                 alerts.append(_alert_row(n + 1, days=30, expires=crossing, kind=kind,
                                          destination=dest))
                 expected[dest] = expected.get(dest, 0) + 1
@@ -142,7 +142,7 @@ def seed(url: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
             tokens.append(_token_row(n, expires=expires, channel=None, owner=owner))
             stage = current_stage(expires, now=NOW, alert_days=DAYS)
             assert stage is not None
-            for kind, dest in ((AlertKind.CHANNEL, DEFAULT_CHANNEL), (AlertKind.OWNER, owner)):
+            for kind, dest in ((Audience.CHANNEL, DEFAULT_CHANNEL), (Audience.OWNER, owner)):
                 alerts.append(_alert_row(n + 1, days=stage, expires=expires, kind=kind,
                                          destination=dest))
         else:

@@ -11,11 +11,12 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from bot.services import alerts as service
+from bot.services import alerts
+from bot.services import outbox as service
 from bot.alerts.scheduler import run_pass
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Alert, AlertStatus
+from bot.models import OutboxMessage, OutboxStatus
 from bot.services import tokens as svc
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
@@ -134,7 +135,7 @@ def test_after_downtime_only_the_nearest_threshold_is_posted(
     assert "in 5 days" in texts[0]
     assert "this token no longer works" in texts[1]
     with adb.sessions() as session:
-        thresholds = sorted(session.scalars(select(Alert.threshold_days).distinct()))
+        thresholds = sorted(session.scalars(select(OutboxMessage.threshold_days).distinct()))
     assert thresholds == [0, 7]
 
 
@@ -144,7 +145,7 @@ def test_a_token_without_expiry_or_disabled_never_alerts(
     seed_token(adb, now=T0, expires_on=None)
     disabled = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
     with adb.sessions.begin() as session:
-        svc.disable_token(session, actor=svc.Actor(TEAM, ADMIN, True),
+        svc.disable_token(session, actor=svc.Actor(TEAM, "U1"),
                           public_id=disabled.token.public_id,
                           expected_version=disabled.token.version, now=T0)
     passes = Passes(asettings, adb, standin)
@@ -253,8 +254,8 @@ def test_failed_posts_are_retried_and_arrive_exactly_once(
     per = by_destination(successful_posts(standin, failures))
     assert per == {ALERTS: [token.public_id], "U1": [token.public_id]}
     with adb.sessions() as session:
-        statuses = session.execute(select(Alert.status, Alert.attempts)).all()
-    assert sorted(s for s, _a in statuses) == [AlertStatus.SENT, AlertStatus.SENT]
+        statuses = session.execute(select(OutboxMessage.status, OutboxMessage.attempts)).all()
+    assert sorted(s for s, _a in statuses) == [OutboxStatus.SENT, OutboxStatus.SENT]
     attempts = {429: [0, 0], 500: [1, 1], 200: [0, 1]}[failure.status]
     assert sorted(a for _s, a in statuses) == attempts
 
@@ -264,7 +265,7 @@ def test_a_pass_killed_between_claiming_and_posting_is_completed_by_a_later_pass
 ) -> None:
     token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=6)).date()).token
     with adb.sessions.begin() as session:  # what the dead pass managed to do
-        service.arm(session, now=T0, alert_days=[30, 7, 1], default_channel=ALERTS)
+        alerts.arm(session, now=T0, alert_days=[30, 7, 1], default_channel=ALERTS)
     with adb.sessions.begin() as session:
         claimed = service.claim(session, now=T0, worker="dead")
     assert len(claimed) == 2  # the channel's and the owner's
@@ -307,12 +308,12 @@ def test_a_pending_alert_is_not_posted_once_its_token_is_disabled_deleted_or_ext
     assert successful_posts(standin, failures=2) == []
     assert report.messages == 0
     with adb.sessions() as session:
-        rows = session.execute(select(Alert.status, Alert.skip_reason)).all()
+        rows = session.execute(select(OutboxMessage.status, OutboxMessage.skip_reason)).all()
     if change == "delete":
         assert rows == []  # the records went with the token
     else:
         expected = "disabled" if change == "disable" else "redated"
-        assert sorted(rows) == [(AlertStatus.SKIPPED, expected)] * 2
+        assert sorted(rows) == [(OutboxStatus.SKIPPED, expected)] * 2
 
 
 def test_a_pass_over_tokens_nowhere_near_expiry_writes_nothing(
@@ -325,7 +326,7 @@ def test_a_pass_over_tokens_nowhere_near_expiry_writes_nothing(
                       now=T0)
     assert report.armed == 0 and report.messages == 0
     with adb.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Alert)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
 @pytest.mark.slow
@@ -353,12 +354,13 @@ def test_a_long_pass_keeps_its_lease(
 ) -> None:
     """A pass still posting when its lease would run out renews it, so another process
     does not take its alerts over and post them a second time."""
-    from bot.alerts.scheduler import _Pass
+    from bot.outbox.run import Delivery
 
     seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
-    run = _Pass(settings=asettings, database=adb, client=make_web_client(asettings), now=T0,
-                worker="slow", post_interval=0.0)
-    run.arm()
+    with adb.sessions.begin() as session:
+        alerts.arm(session, now=T0, alert_days=[30, 7, 1], default_channel=ALERTS)
+    run = Delivery(sessions=adb.sessions, client=make_web_client(asettings), now=T0,
+                   worker="slow", alert_days=[30, 7, 1], post_interval=0.0)
     assert len(run.prepare()) == 2  # claimed, not yet posted
     for _minute in range(11):  # eleven minutes later, still going (renewing as it goes)
         run._started -= 60

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from bot.alerts.scheduler import run_pass
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Alert, AuditAction, AuditEvent, Token, TokenStatus
+from bot.models import OutboxMessage, AuditAction, AuditEvent, Token, TokenStatus
 from bot.slack.client import make_web_client
 from tests.alerts_support import ALERTS, seed_token
 from tests.slack.conftest import SlackBot, form_values, mrkdwn_texts, running_bot, texts
@@ -44,7 +44,7 @@ def _posted(adb: Database, asettings: Settings, standin: SlackStandIn,
     body = next(c.body for c in standin.calls_to("chat.postMessage")
                 if c.body["channel"] == channel)
     with adb.sessions() as session:
-        ts = session.scalar(select(Alert.message_ts).where(Alert.message_channel == channel))
+        ts = session.scalar(select(OutboxMessage.message_ts).where(OutboxMessage.message_channel == channel))
     assert ts
     return body, ts
 

@@ -21,7 +21,7 @@ from bot.services.alerts import current_stage
 from bot.cli import main
 from bot.config import Settings, load_settings
 from bot.db import Database
-from bot.models import Alert
+from bot.models import OutboxMessage
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
     ALERTS,
@@ -52,7 +52,7 @@ def test_dry_run_prints_what_would_be_posted_and_posts_and_records_nothing(
     assert "ci deploy" in out and "7-day reminder" in out and "nothing was posted" in out
     assert standin.calls == []
     with adb.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Alert)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
     assert main(["alerts", "run", "--now", "2026-11-27T12:00:00Z", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

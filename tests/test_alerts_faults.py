@@ -27,13 +27,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.alerts import delivery
-from bot.alerts.delivery import named_alerts
+from bot.outbox import delivery
+from bot.outbox.delivery import named_rows
 from bot.alerts.scheduler import run_pass
 from bot.config import Settings, load_settings
 from bot.db import Database, make_engine, upgrade
-from bot.models import Alert, AlertStatus
-from bot.services import alerts as service
+from bot.models import OutboxMessage, OutboxStatus
+from bot.services import outbox as service
 from bot.slack.client import make_web_client
 from tests.alerts_support import ALERTS, UTC, cli_environment, posted_ids, seed_token
 from tests.conftest import TEST_KEY
@@ -67,13 +67,13 @@ def _digests(standin: SlackStandIn) -> Counter[tuple[str, str]]:
 
 def _assert_recorded_as_slack_has_them(db: Database, standin: SlackStandIn) -> None:
     """Every alert is sent, and names the message Slack holds for it (its buttons work)."""
-    named = {(m["ts"], alert_id) for m in standin.posted() for alert_id in named_alerts(m)}
+    named = {(m["ts"], alert_id) for m in standin.posted() for alert_id in named_rows(m)}
     with db.sessions() as session:
-        rows = session.execute(select(Alert.id, Alert.status, Alert.message_ts,
-                                      Alert.post_attempted_at)).all()
+        rows = session.execute(select(OutboxMessage.id, OutboxMessage.status, OutboxMessage.message_ts,
+                                      OutboxMessage.post_attempted_at)).all()
     assert len(rows) == 10
     for alert_id, status, ts, attempted in rows:
-        assert (status, attempted) == (AlertStatus.SENT, None)
+        assert (status, attempted) == (OutboxStatus.SENT, None)
         assert (ts, alert_id) in named
 
 

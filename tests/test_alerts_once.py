@@ -1,5 +1,5 @@
 """Alerts exactly once when a post's outcome is uncertain: the rules the next pass follows
-(bot/alerts/delivery.py), on SQLite and PostgreSQL, with Slack played by the stand-in.
+(bot/outbox/delivery.py), on SQLite and PostgreSQL, with Slack played by the stand-in.
 
 A "dead pass" is staged the way it leaves the database: alerts claimed by a worker that
 recorded a post attempt and then vanished; whether Slack got the message is the stand-in's
@@ -19,12 +19,14 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from bot.alerts import delivery
-from bot.alerts.scheduler import _Pass, run_pass
+from bot.outbox import delivery
+from bot.alerts.scheduler import run_pass
+from bot.outbox.run import Delivery
 from bot.config import Settings
 from bot.db import Database
-from bot.models import Alert, AlertStatus
-from bot.services import alerts as service
+from bot.models import OutboxMessage, OutboxStatus
+from bot.services import alerts
+from bot.services import outbox as service
 from bot.services import tokens
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
@@ -47,12 +49,12 @@ def _dead_pass(db: Database, *, attempted: bool = True) -> dict[str, int]:
     """Arm and claim as a pass that then died, having recorded its post attempts; returns
     destination -> alert id."""
     with db.sessions.begin() as session:
-        service.arm(session, now=T0, alert_days=[30, 7, 1], default_channel=ALERTS)
+        alerts.arm(session, now=T0, alert_days=[30, 7, 1], default_channel=ALERTS)
     with db.sessions.begin() as session:
         ids = service.claim(session, now=T0, worker="dead")
         if attempted:
             service.mark_attempted(session, ids=ids, worker="dead", at=T0)
-        rows = session.execute(select(Alert.destination, Alert.id)).all()
+        rows = session.execute(select(OutboxMessage.destination, OutboxMessage.id)).all()
     return dict(rows)
 
 
@@ -66,8 +68,8 @@ def _slack_got(standin: SlackStandIn, client: WebClient, channel: str, alert_id:
 
 def _statuses(db: Database) -> dict[str, tuple[str, str | None, str | None]]:
     with db.sessions() as session:
-        rows = session.execute(select(Alert.destination, Alert.status, Alert.message_channel,
-                                      Alert.message_ts, Alert.post_attempted_at)).all()
+        rows = session.execute(select(OutboxMessage.destination, OutboxMessage.status, OutboxMessage.message_channel,
+                                      OutboxMessage.message_ts, OutboxMessage.post_attempted_at)).all()
     assert all(attempted is None for *_rest, attempted in rows)  # every outcome known
     return {dest: (status, channel, ts) for dest, status, channel, ts, _a in rows}
 
@@ -88,12 +90,12 @@ def test_every_digest_names_its_alerts_in_its_metadata(
     assert report.sent == 2 and report.recovered == 0
     statuses = _statuses(adb)
     with adb.sessions() as session:
-        ids = dict(session.execute(select(Alert.destination, Alert.id)).all())
+        ids = dict(session.execute(select(OutboxMessage.destination, OutboxMessage.id)).all())
     for destination in (ALERTS, "U1"):
         [message] = standin.posted(destination)
-        assert message["metadata"] == {"event_type": "tokenbot_alert",
-                                       "event_payload": {"alert_ids": [ids[destination]]}}
-        assert statuses[destination] == (AlertStatus.SENT, destination, message["ts"])
+        assert message["metadata"] == {"event_type": "tokenbot_outbox",
+                                       "event_payload": {"outbox_ids": [ids[destination]]}}
+        assert statuses[destination] == (OutboxStatus.SENT, destination, message["ts"])
     assert by_destination(standin.calls_to("chat.postMessage")) == {
         ALERTS: [token.public_id], "U1": [token.public_id]}
 
@@ -116,8 +118,8 @@ def test_a_post_the_dead_pass_made_is_found_in_history_and_not_posted_again(
     report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
     assert (report.recovered, report.sent, report.messages) == (1, 1, 1)
     statuses = _statuses(adb)
-    assert statuses[ALERTS] == (AlertStatus.SENT, ALERTS, ts)
-    assert statuses["U1"][0] == AlertStatus.SENT
+    assert statuses[ALERTS] == (OutboxStatus.SENT, ALERTS, ts)
+    assert statuses["U1"][0] == OutboxStatus.SENT
     assert _digests(standin) == Counter({("U1", token.public_id): 1})
     assert run_pass(settings=asettings, database=adb, client=client,
                     now=AFTER_LEASE + dt.timedelta(hours=1)).messages == 0
@@ -152,7 +154,7 @@ def test_an_attempt_slack_never_got_is_posted_once(
     report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
     assert (report.recovered, report.sent) == (0, 2)
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SENT}
 
 
 def test_when_slack_cannot_be_asked_the_uncertain_alerts_wait(
@@ -178,7 +180,7 @@ def test_when_slack_cannot_be_asked_the_uncertain_alerts_wait(
                      now=AFTER_LEASE + dt.timedelta(minutes=5))
     assert later.recovered == 1 and later.messages == 0
     assert _digests(standin) == Counter({("U1", token.public_id): 1})
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SENT}
 
 
 def test_without_the_history_scopes_alerts_are_at_least_once_and_it_is_logged_once(
@@ -195,7 +197,7 @@ def test_without_the_history_scopes_alerts_are_at_least_once_and_it_is_logged_on
     standin.fail_next("conversations.history", refused)
     standin.fail_next("conversations.open", Failure(status=200, body={
         "ok": False, "error": "missing_scope", "needed": "im:write"}))
-    with caplog.at_level(logging.WARNING, logger="bot.alerts"):
+    with caplog.at_level(logging.WARNING, logger="bot.outbox"):
         report = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
     assert report.sent == 2 and report.failed == 0
     # The channel's digest is there twice: the at-least-once the README states.
@@ -213,9 +215,7 @@ def test_a_pass_that_lost_its_lease_posts_nothing(
     up and must not post them a second time."""
     token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
     client = make_web_client(asettings)
-    stalled = _Pass(settings=asettings, database=adb, client=client, now=T0, worker="stalled",
-                    post_interval=0.0)
-    stalled.arm()
+    stalled = _stalled(asettings, adb, client)
     plans = stalled.prepare()
     assert run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE).sent == 2
     for plan in plans:
@@ -271,7 +271,7 @@ def test_a_database_that_stays_down_after_a_post_holds_up_no_other_destination(
     later = run_pass(settings=asettings, database=adb, client=client, now=AFTER_LEASE)
     assert later.recovered == 1 and later.messages == 0
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SENT}
 
 
 def test_a_5xx_answer_is_uncertain_and_settled_by_the_next_pass(
@@ -292,13 +292,13 @@ def test_a_5xx_answer_is_uncertain_and_settled_by_the_next_pass(
         {(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
 
 
-# -- destinations side by side (bot/alerts/dispatch.py) ---------------------------------
+# -- destinations side by side (bot/outbox/dispatch.py) ---------------------------------
 
 
 def test_a_slow_destination_holds_up_no_other() -> None:
     """One destination's post hangs until every other destination has posted all of its
     messages: they do, on the other thread."""
-    from bot.alerts.dispatch import run_paced
+    from bot.outbox.dispatch import run_paced
 
     others_done = threading.Event()
     done: list[tuple[str, int]] = []
@@ -321,7 +321,7 @@ def test_a_slow_destination_holds_up_no_other() -> None:
 
 
 def test_every_destination_gets_its_first_message_before_any_gets_a_second() -> None:
-    from bot.alerts.dispatch import run_paced
+    from bot.outbox.dispatch import run_paced
 
     order: list[tuple[str, int]] = []
     run_paced([("a", 3), ("b", 1), ("c", 2)], steps=lambda task: task[1],
@@ -333,7 +333,7 @@ def test_every_destination_gets_its_first_message_before_any_gets_a_second() -> 
 
 
 def test_a_destination_that_fails_stops_alone() -> None:
-    from bot.alerts.dispatch import run_paced
+    from bot.outbox.dispatch import run_paced
 
     order: list[tuple[str, int]] = []
 
@@ -393,13 +393,22 @@ def test_a_post_whose_connection_drops_unanswered_is_not_posted_again(
                      now=T0 + dt.timedelta(minutes=5))
     assert (later.recovered, later.messages) == (1, 0)
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SENT}
 
 
 # -- the review's faults: stalls, long histories, Slack failing midway, unwanted alerts ----
 
 
-def _stall(run: _Pass, for_: dt.timedelta) -> None:
+def _stalled(asettings: Settings, adb: Database, client: WebClient) -> Delivery:
+    """A delivery at T0 of what is armed then, to be driven step by step."""
+    with adb.sessions.begin() as session:
+        alerts.arm(session, now=T0, alert_days=asettings.tokenbot_alert_days,
+                   default_channel=asettings.tokenbot_alert_channel)
+    return Delivery(sessions=adb.sessions, client=client, now=T0, worker="stalled",
+                    alert_days=asettings.tokenbot_alert_days, post_interval=0.0)
+
+
+def _stall(run: Delivery, for_: dt.timedelta) -> None:
     """The pass is frozen for ``for_`` (a suspended VM, a long GC pause): its clock jumps."""
     run._started -= for_.total_seconds()
     run._renewed -= for_.total_seconds()
@@ -413,9 +422,7 @@ def test_a_pass_stalled_until_its_lease_is_nearly_out_posts_nothing_more(
     takes over once the lease ran out posts each digest once."""
     token = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date()).token
     client = make_web_client(asettings)
-    stalled = _Pass(settings=asettings, database=adb, client=client, now=T0, worker="stalled",
-                    post_interval=0.0)
-    stalled.arm()
+    stalled = _stalled(asettings, adb, client)
     plans = stalled.prepare()
     _stall(stalled, service.LEASE - service.IN_FLIGHT + dt.timedelta(seconds=30))
     for plan in plans:
@@ -464,7 +471,7 @@ def test_an_uncertain_post_is_not_settled_while_it_may_still_be_in_flight(
                      now=T0 + service.IN_FLIGHT + dt.timedelta(minutes=1))
     assert (later.recovered, later.messages) == (1, 0)
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SENT}
 
 
 def test_a_history_too_long_to_read_to_the_attempt_leaves_the_alert_waiting(
@@ -488,7 +495,7 @@ def test_a_history_too_long_to_read_to_the_attempt_leaves_the_alert_waiting(
                      now=AFTER_LEASE + service.IN_FLIGHT + dt.timedelta(minutes=1))
     assert (later.recovered, later.messages) == (1, 0)
     assert _digests(standin) == Counter({("U1", token.public_id): 1})
-    assert _statuses(adb)[ALERTS] == (AlertStatus.SENT, ALERTS, ts)
+    assert _statuses(adb)[ALERTS] == (OutboxStatus.SENT, ALERTS, ts)
 
 
 @pytest.mark.parametrize("code", ["fatal_error", "internal_error", "service_unavailable",
@@ -508,7 +515,7 @@ def test_slack_failing_midway_at_http_200_is_uncertain_not_a_refusal(
                      now=T0 + service.IN_FLIGHT + dt.timedelta(minutes=1))
     assert (later.recovered, later.messages) == (1, 0)
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1, ("U1", token.public_id): 1})
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SENT}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SENT}
 
 
 @pytest.mark.parametrize("change", ["disable", "extend"])
@@ -519,7 +526,7 @@ def test_an_uncertain_alert_no_longer_wanted_is_closed_without_asking_slack(
     never posted again whatever the history says, so it is not read; they are closed."""
     created = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
     _dead_pass(adb)
-    actor = tokens.Actor(TEAM, ADMIN, True)
+    actor = tokens.Actor(TEAM, "U1")  # its owner: nobody else is told
     with adb.sessions.begin() as session:
         if change == "disable":
             tokens.disable_token(session, actor=actor, public_id=created.token.public_id,
@@ -531,7 +538,7 @@ def test_an_uncertain_alert_no_longer_wanted_is_closed_without_asking_slack(
                       now=AFTER_LEASE)
     assert (report.skipped, report.failed, report.messages) == (2, 0, 0)
     assert [c.method for c in standin.calls] == []
-    assert {s for s, _c, _t in _statuses(adb).values()} == {AlertStatus.SKIPPED}
+    assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SKIPPED}
 
 
 @pytest.mark.parametrize("code", ["user_not_found", "user_disabled", "cannot_dm_bot"])
@@ -551,7 +558,7 @@ def test_an_owner_who_takes_no_dm_closes_their_uncertain_alert(
     assert run_pass(settings=asettings, database=adb, client=client,
                     now=AFTER_LEASE + dt.timedelta(days=1)).messages == 0
     assert _digests(standin) == Counter({(ALERTS, token.public_id): 1})
-    assert _statuses(adb)["U1"][0] == AlertStatus.SKIPPED
+    assert _statuses(adb)["U1"][0] == OutboxStatus.SKIPPED
 
 
 def test_the_report_counts_every_failure_of_a_destination(

@@ -25,6 +25,15 @@ def _moment(text: str) -> dt.datetime:
     return value.astimezone(dt.timezone.utc)
 
 
+def _about(token: dict) -> str:  # type: ignore[type-arg]
+    """One line about what a message tells of a token."""
+    name = f"{token['label']} ({token['id']}"
+    if token["kind"] != "expiry":
+        return f"{name}): {token['kind'].replace('_', ' ')}"
+    when = "expired" if token["threshold_days"] == 0 else f"{token['threshold_days']}-day"
+    return f"{name}, {token['masked']}) expires {token['expires_at'][:10]}: {when} reminder"
+
+
 def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     verb = "would post" if dry_run else "posted"
     for dest in report["destinations"]:
@@ -44,12 +53,10 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
             line += f" ({dest['error']})"
         print(line)
         for token in dest["tokens"]:
-            when = "expired" if token["threshold_days"] == 0 else f"{token['threshold_days']}-day"
-            print(
-                f"  - {token['label']} ({token['id']}, {token['masked']}) "
-                f"expires {token['expires_at'][:10]}: {when} reminder"
-            )
-    _print_lifecycle(report.get("lifecycle") or {}, dry_run)
+            print(f"  - {_about(token)}")
+    if report.get("rotations_ended"):
+        verb = "would end" if dry_run else "ended"
+        print(f"Rotations: {verb} {report['rotations_ended']} whose overlap ran out")
     if dry_run:
         print(
             f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "
@@ -62,23 +69,6 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
             f"{report['failed']} failed (retried on a later pass), "
             f"{report['recovered']} found already posted."
         )
-
-
-def _print_lifecycle(lifecycle: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
-    """Rotations ended, rotation notices and dead-secret alarms (bot.alerts.lifecycle)."""
-    if lifecycle.get("rotations_ended"):
-        verb = "would end" if dry_run else "ended"
-        print(f"Rotations: {verb} {lifecycle['rotations_ended']} whose overlap ran out")
-    for notice in lifecycle.get("notices", ()):
-        state = "would send" if dry_run else ("sent" if notice["sent"] else "failed")
-        print(f"DM {notice['owner']}: rotation of {notice['label']} ({notice['token_id']}) "
-              f"{notice['kind'].replace('rotation_', '')}: {state}")
-    for alarm in lifecycle.get("alarms", ()):
-        state = "would post" if dry_run else ("posted" if alarm["sent"] else "failed")
-        callers = ", ".join(f"{c['caller']} ({c['presented']})" for c in alarm["callers"])
-        print(f"Dead secret {alarm['masked']} ({alarm['label']}, {alarm['state']}) presented "
-              f"{alarm['presented']} time(s) by {callers}: {state} to "
-              f"{', '.join(alarm['destinations'])}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -112,7 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         _print_human(data, args.dry_run)
-    return 1 if report.failed or report.lifecycle.get("failed") else 0
+    return 1 if report.failed else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

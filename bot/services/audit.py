@@ -8,8 +8,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import AuditAction, AuditEvent, Token
+from bot.models import Audience, AuditAction, AuditEvent, AuditSource, MessageKind, Token
+from bot.services import outbox
 from bot.services.actor import Actor
+
+# What a person may do to someone else's token that its owner is told about.
+_TOLD: frozenset[AuditAction] = frozenset(AuditAction) - {AuditAction.CREATE}
+
+
+def _tells_owner(actor: Actor, token: Token, action: AuditAction) -> bool:
+    return (action in _TOLD and actor.source in (AuditSource.SLACK, AuditSource.CLI)
+            and actor.user_id != token.created_by)
 
 
 def record(
@@ -22,7 +31,18 @@ def record(
     details: dict[str, Any],
 ) -> None:
     """Add one event to the caller's transaction, which commits or drops it together with
-    the change it describes."""
+    the change it describes; when a person other than the token's owner made the change,
+    the owner's direct message about it goes into the outbox in the same transaction."""
+    if _tells_owner(actor, token, action):
+        edited = action == AuditAction.EDIT  # what an edit changed is told too
+        outbox.queue(session, kind=MessageKind.OWNER_NOTICE, team_id=token.team_id,
+                     audience=Audience.OWNER, destination=token.created_by, now=now,
+                     token_public_id=token.public_id,
+                     payload={"actor": actor.user_id, "source": actor.source.value,
+                              "action": action.value, "label": token.label,
+                              "masked": token.secret_masked,
+                              "before": details.get("before") if edited else None,
+                              "after": details.get("after") if edited else None})
     session.add(
         AuditEvent(
             team_id=token.team_id,

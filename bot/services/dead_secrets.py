@@ -6,17 +6,15 @@ prefix: known when it is presented), and the daily alarm about them.
 Counting stays off the request path: each process adds up presentations in memory and
 :func:`add_presentations` writes them in one statement per batch, ``count = count + n``
 (an upsert on the (token, caller, hour) row), so the counts of several processes add up.
-The alarm is claimed before it is posted (:func:`claim_alarm`: one row per token and UTC
-day under a unique constraint), so it goes out at most once per token per day however many
-passes race; the claim is released (:func:`release_alarm`) only when Slack refused every
-post of it. Plain functions, ``now`` passed in, no commit."""
+The alarm is queued into the outbox (:func:`queue_alarm`) at most once per token and UTC
+day. Plain functions, ``now`` passed in, no commit."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Connection, Row, delete, func, select
@@ -24,17 +22,19 @@ from sqlalchemy.orm import Session
 
 from bot.models import (
     AuditAction,
+    Audience,
     AuditEvent,
-    DeadSecretAlarm,
     DeadSecretUse,
+    MessageKind,
+    OutboxMessage,
     RetiredReason,
     RetiredSecret,
     Token,
     TokenStatus,
     is_usable,
 )
-from bot.services import tombstones
-from bot.services.tombstones import dialect_insert
+from bot.services import outbox, tombstones
+from bot.db import dialect_insert
 from bot.services.verification import DeadReason
 
 #: The window an alarm counts presentations over.
@@ -45,7 +45,6 @@ UPSERT_ROWS: Final = 1000
 KEEP: Final = dt.timedelta(days=3)
 
 _uses = DeadSecretUse.__table__
-_alarms = DeadSecretAlarm.__table__
 
 
 class UseKey(NamedTuple):
@@ -103,6 +102,19 @@ class DeadSecretReport:
     alert_channel: str | None = None
     version: int | None = None  # the token's version (None: deleted)
     enable: bool = False  # the token is disabled now: the alarm offers Enable
+
+    def to_payload(self) -> dict[str, Any]:
+        """What the outbox keeps of it (never a secret: the masked prefix only)."""
+        data = asdict(self)
+        data["since"] = self.since.isoformat() if self.since else None
+        data["callers"] = [list(caller) for caller in self.callers]
+        return data
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> DeadSecretReport:
+        since = data.get("since")
+        return cls(**{**data, "since": dt.datetime.fromisoformat(since) if since else None,
+                      "callers": [(str(n), int(c)) for n, c in data.get("callers") or []]})
 
 
 def _since(session: Session, token: Token | None, *, team_id: str, public_id: str,
@@ -164,10 +176,10 @@ def _report(session: Session, team_id: str, public_id: str, rows: list[Row[Any]]
 def dead_secret_reports(session: Session, *, now: dt.datetime) -> list[DeadSecretReport]:
     """The tokens whose dead secrets were presented in the 24 hours before ``now`` and
     that have had no alarm yet today (UTC), with counts per caller."""
-    day = now.date().isoformat()
-    alarmed = select(_alarms.c.token_public_id).where(
-        _alarms.c.team_id == _uses.c.team_id, _alarms.c.day == day
-    )
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    alarmed = select(OutboxMessage.token_public_id).where(
+        OutboxMessage.kind == MessageKind.DEAD_SECRET_ALARM,
+        OutboxMessage.team_id == _uses.c.team_id, OutboxMessage.created_at >= today)
     rows = session.execute(
         select(_uses.c.team_id, _uses.c.token_public_id, _uses.c.caller, _uses.c.reason,
                _uses.c.masked, func.sum(_uses.c.count).label("presented"))
@@ -188,35 +200,24 @@ def dead_secret_reports(session: Session, *, now: dt.datetime) -> list[DeadSecre
     return reports
 
 
-def claim_alarm(
-    session: Session, *, report: DeadSecretReport, worker: str, now: dt.datetime
-) -> bool:
-    """Take today's alarm for this token; True for exactly one claimer."""
-    insert = dialect_insert(session)
-    statement = insert(_alarms).values(
-        team_id=report.team_id, token_public_id=report.public_id, day=now.date().isoformat(),
-        claimed_by=worker, claimed_at=now, presented=report.presented,
-    ).on_conflict_do_nothing(
-        index_elements=["team_id", "token_public_id", "day"]
-    ).returning(_alarms.c.id)
-    # RETURNING, not rowcount: the row comes back only to the one that inserted it.
-    return session.execute(statement).first() is not None
-
-
-def release_alarm(
-    session: Session, *, report: DeadSecretReport, worker: str, now: dt.datetime
-) -> None:
-    """Slack refused every post of it (nothing was posted): a later pass may try again
-    today. Only ``worker``'s own claim is released."""
-    session.execute(delete(_alarms).where(
-        _alarms.c.team_id == report.team_id, _alarms.c.token_public_id == report.public_id,
-        _alarms.c.day == now.date().isoformat(), _alarms.c.claimed_by == worker,
-    ))
+def queue_alarm(session: Session, *, report: DeadSecretReport, channel: str | None,
+                now: dt.datetime) -> bool:
+    """Queue today's alarm about ``report``'s token: to its owner, and to ``channel`` (its
+    alert channel, else the default one) if any. At most once per token per UTC day,
+    however many passes race (the outbox key); True when this call queued it."""
+    day, payload = now.date().isoformat(), report.to_payload()
+    targets = [(Audience.OWNER, report.owner)] + ([(Audience.CHANNEL, channel)] if channel else [])
+    queued = False
+    for audience, destination in targets:
+        queued |= outbox.queue(
+            session, kind=MessageKind.DEAD_SECRET_ALARM, team_id=report.team_id,
+            audience=audience, destination=destination, now=now,
+            token_public_id=report.public_id, payload=payload,
+            key=f"{MessageKind.DEAD_SECRET_ALARM}:{report.team_id}:{report.public_id}:"
+                f"{day}:{audience}")
+    return queued
 
 
 def purge(session: Session, *, now: dt.datetime) -> int:
-    """Forget counts and claims past :data:`KEEP`; returns how many rows."""
-    cutoff = now - KEEP
-    gone = session.execute(delete(_uses).where(_uses.c.hour < cutoff)).rowcount or 0
-    gone += session.execute(delete(_alarms).where(_alarms.c.claimed_at < cutoff)).rowcount or 0
-    return int(gone)
+    """Forget counts past :data:`KEEP`; returns how many rows."""
+    return int(session.execute(delete(_uses).where(_uses.c.hour < now - KEEP)).rowcount or 0)

@@ -16,37 +16,43 @@ says ``rotation: superseded``) until ``rotation_until``. It stops at the first o
 Each ending is one conditional ``UPDATE`` (where the old digest is still the one
 expected), so however many requests and processes race, one of them ends it: it alone
 keeps the tombstone, writes the audit event and, for the first two, the owner's direct
-message into the outbox (``lifecycle_notices``), sent once by the scheduled pass
-(:func:`claim_notices`). Plain functions, ``now`` passed in, no commit."""
+message into the outbox. Plain functions, ``now`` passed in, no commit."""
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Final
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.errors import InvalidStateError, StaleTokenError
 from bot.models import (
+    Audience,
     AuditAction,
     AuditSource,
-    LifecycleNotice,
-    LifecycleNoticeKind,
+    MessageKind,
     RetiredReason,
     Token,
 )
+from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
 from bot.services.tokens import check_change
 from bot.services.tombstones import bury
 
-#: A claimed notice whose pass died is taken over after this long.
-NOTICE_LEASE: Final = dt.timedelta(minutes=10)
 #: The actor of the scheduled pass in the audit log.
 SCHEDULER_ACTOR: Final = "scheduler"
 
 _t = Token.__table__
+
+
+class RotationEnding(enum.StrEnum):
+    """How a rotation with overlap ended, as its owner is told."""
+
+    SWITCHED = "rotation_switched"  # the new secret was first used
+    DEADLINE = "rotation_deadline"  # the overlap ran out, the new secret unused
 
 
 def _end(
@@ -83,12 +89,14 @@ def _end(
     return True
 
 
-def _notice(session: Session, token: Token, kind: LifecycleNoticeKind, *, caller: str | None,
+def _notice(session: Session, token: Token, ending: RotationEnding, *, caller: str | None,
             now: dt.datetime) -> None:
-    session.add(LifecycleNotice(
-        team_id=token.team_id, token_public_id=token.public_id, owner=token.created_by,
-        label=token.label, kind=kind, caller=caller, at=now,
-    ))
+    """The owner's direct message about how the rotation ended, into the outbox."""
+    outbox.queue(session, kind=MessageKind.ROTATION_NOTICE, team_id=token.team_id,
+                 audience=Audience.OWNER, destination=token.created_by, now=now,
+                 token_public_id=token.public_id,
+                 payload={"label": token.label, "ending": ending.value, "caller": caller,
+                          "at": now.isoformat()})
 
 
 def retire_on_first_use(
@@ -110,7 +118,7 @@ def retire_on_first_use(
     record(session, actor=Actor(token.team_id, caller, source=AuditSource.API), token=token,
            action=AuditAction.RETIRE_OLD, now=now,
            details={"masked": masked, "why": "new secret first used", "caller": caller})
-    _notice(session, token, LifecycleNoticeKind.ROTATION_SWITCHED, caller=caller, now=now)
+    _notice(session, token, RotationEnding.SWITCHED, caller=caller, now=now)
     return True
 
 
@@ -137,7 +145,7 @@ def end_overdue_rotations(session: Session, *, now: dt.datetime, dry_run: bool =
                                     source=AuditSource.SCHEDULER),
                token=token, action=AuditAction.RETIRE_OLD, now=now,
                details={"masked": masked, "why": "deadline passed, new secret never used"})
-        _notice(session, token, LifecycleNoticeKind.ROTATION_DEADLINE, caller=None,
+        _notice(session, token, RotationEnding.DEADLINE, caller=None,
                 now=until or now)
     return ended
 
@@ -191,77 +199,3 @@ def cancel_rotation(
            details={"kept": {"masked": old_masked}, "discarded": {"masked": new_masked}})
     session.refresh(token)
     return token
-
-
-def claim_notices(
-    session: Session, *, worker: str, now: dt.datetime, limit: int = 200
-) -> list[LifecycleNotice]:
-    """The unsent notices this pass takes (claimed for :data:`NOTICE_LEASE`); the caller
-    commits the claim, renews it just before each post (:func:`renew_claim`) and calls
-    :func:`mark_sent` (or :func:`release`) after."""
-    stale = now - NOTICE_LEASE
-    candidates = session.scalars(
-        select(LifecycleNotice.id)
-        .where(LifecycleNotice.sent_at.is_(None),
-               or_(LifecycleNotice.claimed_at.is_(None), LifecycleNotice.claimed_at < stale))
-        .order_by(LifecycleNotice.id).limit(limit)
-    ).all()
-    claimed: list[int] = []
-    table = LifecycleNotice.__table__
-    for notice_id in candidates:
-        result = session.execute(
-            update(table)
-            .where(table.c.id == notice_id, table.c.sent_at.is_(None),
-                   or_(table.c.claimed_at.is_(None), table.c.claimed_at < stale))
-            .values(claimed_by=worker, claimed_at=now)
-        )
-        if result.rowcount == 1:
-            claimed.append(notice_id)
-    if not claimed:
-        return []
-    return list(session.scalars(
-        select(LifecycleNotice).where(LifecycleNotice.id.in_(claimed))
-        .order_by(LifecycleNotice.id)
-        .execution_options(populate_existing=True)
-    ))
-
-
-def pending_notices(session: Session) -> list[LifecycleNotice]:
-    """Every unsent notice (what a dry run would send)."""
-    return list(session.scalars(
-        select(LifecycleNotice).where(LifecycleNotice.sent_at.is_(None))
-        .order_by(LifecycleNotice.id)
-    ))
-
-
-def renew_claim(session: Session, *, notice_id: int, worker: str, at: dt.datetime) -> bool:
-    """Just before posting: True when the notice is still unsent and ``worker``'s, its claim
-    not run out by ``at``; its :data:`NOTICE_LEASE` then starts again at ``at``. (Another
-    pass takes a claim over only once it ran out: at most one of them gets True.)"""
-    table = LifecycleNotice.__table__
-    result = session.execute(update(table)
-                             .where(table.c.id == notice_id, table.c.claimed_by == worker,
-                                    table.c.sent_at.is_(None),
-                                    table.c.claimed_at >= at - NOTICE_LEASE)
-                             .values(claimed_at=at))
-    return bool(result.rowcount == 1)
-
-
-def mark_sent(session: Session, *, notice_id: int, worker: str, now: dt.datetime) -> bool:
-    """The notice was sent (or may have been) by ``worker``; False (nothing written) when
-    its claim is no longer ``worker``'s."""
-    table = LifecycleNotice.__table__
-    result = session.execute(update(table)
-                             .where(table.c.id == notice_id, table.c.claimed_by == worker,
-                                    table.c.sent_at.is_(None))
-                             .values(sent_at=now))
-    return bool(result.rowcount == 1)
-
-
-def release(session: Session, *, notice_id: int, worker: str) -> None:
-    """Slack refused it: a later pass tries again (only if ``worker`` still holds it)."""
-    table = LifecycleNotice.__table__
-    session.execute(update(table)
-                    .where(table.c.id == notice_id, table.c.claimed_by == worker,
-                           table.c.sent_at.is_(None))
-                    .values(claimed_by=None, claimed_at=None))

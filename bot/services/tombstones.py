@@ -8,20 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from typing import Any
-
-from sqlalchemy import Connection, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from bot.db import dialect_insert
 from bot.models import TOMBSTONE_DAYS, RetiredReason, RetiredSecret, Token
-
-
-def dialect_insert(bind: Connection | Session) -> Any:
-    """``insert`` of the database's dialect, for ``ON CONFLICT`` clauses (both SQLite and
-    PostgreSQL have them)."""
-    engine = bind.get_bind() if isinstance(bind, Session) else bind
-    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
 def bury(

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from slack_bolt import App, BoltContext
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk import WebClient
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError
+from bot.outbox.run import Drain
 from bot.slack.acks import Kind, ack_then_run, run_then_draw
 from bot.slack.actions import ACTIONS, listener_of
 from bot.slack.background import Background
@@ -99,6 +102,7 @@ def create_app(
         next()
 
     app.middleware(inject_dependencies)
+    _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
     app.command(commands.COMMAND)(ack_then_run(
         commands.handle_tokens, kind=Kind.COMMAND, work=work, answer=commands.answer))
@@ -112,6 +116,21 @@ def create_app(
         app.action(action.id)(ack_then_run(
             listener_of(action), kind=Kind.ACTION, work=work))
     return app
+
+
+def _drain_after_commit(database: Database, client: WebClient, settings: Settings,
+                        work: Background) -> None:
+    """Whatever a listener's transaction queued in the outbox (an owner's notice) is
+    posted right after it commits, on the work pool (the scheduled pass posts what this
+    could not)."""
+    drain = Drain(sessions=database.sessions, client=client,
+                  alert_days=settings.tokenbot_alert_days, submit=work.submit)
+
+    def after_commit(session: Session) -> None:
+        if session.info.pop("outbox_queued", False):
+            drain.kick()
+
+    event.listen(database.sessions, "after_commit", after_commit)
 
 
 def _template(client: WebClient) -> WebClient:

@@ -79,7 +79,7 @@ def without_blind_retries(
     seconds, and it retries only what Slack certainly did not act on, a refused
     connection and a 429 whose ``Retry-After`` is at most ``max_retry_after``. A timeout,
     a dropped connection or a 5xx after the request left may have been acted on: the
-    caller resolves those (bot/alerts/delivery.py)."""
+    caller settles those (bot/outbox/delivery.py)."""
     poster = copy.copy(client)
     poster.timeout = min(client.timeout, timeout)
     poster.retry_handlers = [

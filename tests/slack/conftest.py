@@ -488,8 +488,9 @@ def seed(
             scopes=["read", "write", "admin"], now=utcnow(), expires_on=expires_on,
             owner=owner,
         )
-        if disabled:
-            svc.disable_token(session, actor=actor, public_id=created.token.public_id,
+        if disabled:  # by its owner: nobody else acted, so nobody is told
+            svc.disable_token(session, actor=svc.Actor(team_id=team, user_id=owner),
+                              public_id=created.token.public_id,
                               expected_version=created.token.version, now=utcnow())
     return created
 

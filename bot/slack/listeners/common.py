@@ -156,37 +156,3 @@ def redraw(
                              expiring_days=deps_.settings.expiring_days, notice=notice,
                              panel=panel)
     show(drawing, client)
-
-
-@dataclass(frozen=True)
-class OwnerNotice:
-    """What a token's owner is told when someone else acted on it (never the secret)."""
-
-    owner: str
-    actor: str
-    action: str  # "disable", "reveal", … (its words: ``texts.DONE``)
-    label: str
-    masked: str
-    public_id: str
-    detail: str = ""  # safe mrkdwn, e.g. what an edit changed
-
-    @classmethod
-    def of(cls, token: Any, *, actor: svc.Actor, action: str) -> OwnerNotice:
-        return cls(owner=token.created_by, actor=actor.user_id, action=action, label=token.label,
-                   masked=token.secret_masked, public_id=token.public_id)
-
-
-def tell_owner(client: WebClient, notice: OwnerNotice | None) -> None:
-    """One DM from the app to the owner, after the action (and its ack); none when owners
-    act on their own tokens. A failed DM is logged: the action itself stands."""
-    if notice is None or notice.owner == notice.actor:
-        return
-    message = owner_notice_message(actor=notice.actor, action=notice.action, label=notice.label,
-                                   masked=notice.masked, public_id=notice.public_id,
-                                   detail=notice.detail)
-    try:
-        client.chat_postMessage(channel=notice.owner, **message.payload())
-    except SlackApiError as error:
-        log.warning("Could not tell the owner by DM: %s", error.response.get("error"))
-    except (SlackClientError, OSError) as error:  # unreachable, timed out
-        log.warning("Could not tell the owner by DM: %s", type(error).__name__)

@@ -20,12 +20,12 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from bot.errors import NotFoundError
-from bot.models import AlertKind, Token, utcnow
+from bot.models import Audience, Token, utcnow
 from bot.services import alerts
 from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId
-from bot.slack.listeners.common import OwnerNotice, actor_from, deps, tell_owner
+from bot.slack.listeners.common import actor_from, deps
 from bot.slack.state import ModalMetadata, Origin, OriginKind, mapping
 from bot.slack.views.digests import (
     AlertRef,
@@ -94,7 +94,7 @@ def redraw_digest(session: Session, *, where: Where, now: dt.datetime,
     if not items:
         return DigestRedraw(where=where, update={}, text=text)
     audience = (
-        DigestAudience.OWNER if rows[0][0].kind == AlertKind.OWNER else DigestAudience.CHANNEL
+        DigestAudience.OWNER if rows[0][0].audience == Audience.OWNER else DigestAudience.CHANNEL
     )
     update = {"channel": where.channel, "ts": where.ts,
               "text": digest_text(items, audience, now),
@@ -131,8 +131,6 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, AlertRef, dt.datetime],
 }
 
 
-# What the owner is told each digest button did (``texts.DONE``).
-_TOLD = {ActionId.ALERT_EXTEND: "extend", ActionId.ALERT_DISABLE: "disable"}
 
 
 @listener(*_CHANGES)
@@ -148,9 +146,7 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
         redrawn = redraw_digest(session, where=where, now=now, text=text)
-        told = OwnerNotice.of(token, actor=actor, action=_TOLD[action["action_id"]])
     redrawn.show(client)
-    tell_owner(client, told)
 
 
 @listener(ActionId.ALERT_EDIT)

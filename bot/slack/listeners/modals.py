@@ -29,7 +29,6 @@ from bot.slack.background import Task
 from bot.slack.listeners.common import (
     Deps,
     Drawing,
-    OwnerNotice,
     actor_from,
     deps,
     draw_table,
@@ -37,7 +36,6 @@ from bot.slack.listeners.common import (
     respond_to,
     send,
     show,
-    tell_owner,
 )
 from bot.slack.listeners.digests import DigestRedraw, after_edit
 from bot.slack.listeners.errors import FORM_TAIL, user_text, what_changed
@@ -146,7 +144,6 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         now = utcnow()
         with d.sessions.begin() as session:
             before = svc.get_token(session, team_id=actor.team_id, public_id=metadata.public_id)
-            told = OwnerNotice.of(before, actor=actor, action="edit")
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
@@ -176,9 +173,6 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
             drawing.show(client)
         else:
             show(drawing, client)
-        if result.changes:
-            tell_owner(client, replace(told, label=result.token.label,
-                                       detail=describe_changes(result.changes)))
 
     return then
 

@@ -19,7 +19,6 @@ from bot.slack.ids import ActionId, BlockId
 from bot.slack.listeners import table
 from bot.slack.background import Task
 from bot.slack.listeners.common import (
-    OwnerNotice,
     actor_from,
     deps,
     draw_table,
@@ -27,7 +26,6 @@ from bot.slack.listeners.common import (
     respond_to,
     send,
     show,
-    tell_owner,
 )
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef
 from bot.slack.views.formatting import escape
@@ -100,7 +98,6 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
             panel=secret_blocks(rotated.token, rotated.secret, reason, origin.state)
             if home else (),
         )
-        told = OwnerNotice.of(rotated.token, actor=actor, action="rotate")
     ack()
 
     def then() -> None:
@@ -109,7 +106,6 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
         if not home and respond is not None:
             send(respond, secret_message(rotated.token, rotated.secret, reason, origin.state),
                  replace_original=False)
-        tell_owner(client, told)
 
     return then
 
@@ -125,8 +121,7 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
     actor = actor_from(body, d.settings)
     ref = RowRef.decode(action.get("value"))
     with d.sessions.begin() as session:
-        text, told = table.enable(session, actor, ref, utcnow())
+        text = table.enable(session, actor, ref, utcnow())
     respond = respond_to(body.get("response_url"))
     if respond is not None:
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)
-    tell_owner(client, told)

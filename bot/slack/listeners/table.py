@@ -20,7 +20,6 @@ from bot.slack.actions import listener
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
     Deps,
-    OwnerNotice,
     actor_from,
     deps,
     draw_table,
@@ -29,7 +28,6 @@ from bot.slack.listeners.common import (
     respond_to,
     send,
     show,
-    tell_owner,
 )
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState, mapping
 from bot.slack.views.formatting import escape
@@ -59,54 +57,47 @@ def _table(
 
 
 def _disable(session: Session, actor: svc.Actor, ref: RowRef,
-             now: dt.datetime) -> tuple[str, OwnerNotice]:
+             now: dt.datetime) -> str:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
-    text = (
-        f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
-        "enable it to restore access."
-    )
-    return text, OwnerNotice.of(token, actor=actor, action="disable")
+    return (f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
+            "enable it to restore access.")
 
 
 def enable(session: Session, actor: svc.Actor, ref: RowRef,
-           now: dt.datetime) -> tuple[str, OwnerNotice]:
+           now: dt.datetime) -> str:
     """Also the dead-secret alarm's Enable (``listeners/rotation``)."""
     token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
-    text = f"Enabled *{escape(token.label)}*. It is active again, immediately."
-    return text, OwnerNotice.of(token, actor=actor, action="enable")
+    return f"Enabled *{escape(token.label)}*. It is active again, immediately."
 
 
 def _delete(session: Session, actor: svc.Actor, ref: RowRef,
-            now: dt.datetime) -> tuple[str, OwnerNotice]:
-    token = svc.get_token(session, team_id=actor.team_id, public_id=ref.public_id)
-    told = OwnerNotice.of(token, actor=actor, action="delete")  # before it is gone
+            now: dt.datetime) -> str:
     label = svc.delete_token(session, actor=actor, public_id=ref.public_id,
                              expected_version=ref.version, now=now)
-    return f"Deleted *{escape(label)}* for good. Requests using it now fail.", told
+    return f"Deleted *{escape(label)}* for good. Requests using it now fail."
 
 
 def _retire_old(session: Session, actor: svc.Actor, ref: RowRef,
-                now: dt.datetime) -> tuple[str, OwnerNotice]:
+                now: dt.datetime) -> str:
     token = rotation.retire_now(session, actor=actor, public_id=ref.public_id,
                                 expected_version=ref.version, now=now)
-    text = f"Retired the old secret of *{escape(token.label)}*: only the new one works."
-    return text, OwnerNotice.of(token, actor=actor, action="retire_old")
+    return f"Retired the old secret of *{escape(token.label)}*: only the new one works."
 
 
 def _cancel_rotation(session: Session, actor: svc.Actor, ref: RowRef,
-                     now: dt.datetime) -> tuple[str, OwnerNotice]:
+                     now: dt.datetime) -> str:
     token = rotation.cancel_rotation(session, actor=actor, public_id=ref.public_id,
                                      expected_version=ref.version, now=now)
-    text = (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
+    return (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
             "the new one no longer works.")
-    return text, OwnerNotice.of(token, actor=actor, action="cancel_rotation")
 
 
-# A change of one token, then the table redrawn with what it says, and its owner told.
+# A change of one token, then the table redrawn with what it says (its owner is told
+# through the outbox: ``services.audit.record``).
 _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
-                              tuple[str, OwnerNotice]]] = {
+                              str]] = {
     ActionId.DISABLE: _disable,
     ActionId.ENABLE: enable,
     ActionId.DELETE: _delete,
@@ -121,11 +112,10 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
     d, actor, ref, origin = _row(body, action, context)
     change, now = _CHANGES[action["action_id"]], utcnow()
     with d.sessions.begin() as session:
-        text, told = change(session, actor, ref, now)
+        text = change(session, actor, ref, now)
         drawing = draw_table(session, actor=actor, origin=origin, now=now,
                              expiring_days=d.settings.expiring_days, notice=Notice(text))
     show(drawing, client)
-    tell_owner(client, told)
 
 
 @listener(ActionId.COPY)
@@ -137,7 +127,6 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
     with d.sessions.begin() as session:
         token, secret = svc.reveal_token(session, box=d.box, actor=actor,
                                          public_id=ref.public_id, now=now)
-        told = OwnerNotice.of(token, actor=actor, action="reveal")
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
@@ -154,7 +143,6 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
         if respond is not None:
             send(respond, secret_message(token, secret, SecretReason.COPY, origin.state),
                  replace_original=False)
-    tell_owner(client, told)
 
 
 @listener(ActionId.HIDE_SECRET)

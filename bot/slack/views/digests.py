@@ -37,7 +37,7 @@ from slack_sdk.models.blocks import (
 
 from bot.dates import date_text, expiry_date, relative_expiry
 from bot.errors import NotFoundError
-from bot.models import Alert, Token, TokenStatus, has_expired
+from bot.models import OutboxMessage, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
@@ -323,7 +323,7 @@ def digest_blocks(
     return [header, *body]
 
 
-def item_for(alert: Alert, token: Token) -> DigestItem:
+def item_for(alert: OutboxMessage, token: Token) -> DigestItem:
     """How a token looks in a digest as it goes out."""
     return DigestItem(
         public_id=token.public_id,
@@ -337,7 +337,7 @@ def item_for(alert: Alert, token: Token) -> DigestItem:
     )
 
 
-def redraw_item(alert: Alert, token: Token | None) -> DigestItem | None:
+def redraw_item(alert: OutboxMessage, token: Token | None) -> DigestItem | None:
     """How a posted token looks when its digest is redrawn: what was done from the message
     and by whom, or what became of it elsewhere (disabled, re-dated)."""
     if token is None:  # deleted: its alerts went with it (ON DELETE CASCADE)

@@ -21,8 +21,8 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.errors import ValidationError
-from bot.models import LifecycleNotice, LifecycleNoticeKind
 from bot.services.dead_secrets import DeadSecretReport
+from bot.services.rotation import RotationEnding
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
 from bot.slack.state import FIRST_PAGE, ModalMetadata, RowRef, TableState, mapping
 from bot.slack.views.formatting import code, escape, mention, slack_date, truncate
@@ -134,14 +134,15 @@ def _hhmm(moment: dt.datetime) -> str:
     return slack_date(moment, "{time}", utc.strftime("%H:%M UTC"))
 
 
-def rotation_notice_post(notice: LifecycleNotice) -> Post:
-    """The owner's DM about how a rotation ended."""
-    name = f"*{escape(notice.label)}* ({code(notice.token_public_id)})"
-    if notice.kind == LifecycleNoticeKind.ROTATION_SWITCHED:
-        text = (f"Rotation of {name}: switched at {_hhmm(notice.at)}, first used by "
-                f"{escape(notice.caller or 'a caller')}. The old secret no longer works.")
+def rotation_notice_post(*, label: str, public_id: str, ending: str, caller: str | None,
+                         at: dt.datetime) -> Post:
+    """The owner's DM about how a rotation ended (``ending``: a ``RotationEnding``)."""
+    name = f"*{escape(label)}* ({code(public_id)})"
+    if ending == RotationEnding.SWITCHED:
+        text = (f"Rotation of {name}: switched at {_hhmm(at)}, first used by "
+                f"{escape(caller or 'a caller')}. The old secret no longer works.")
     else:
-        text = (f"Rotation of {name}: the deadline passed at {_hhmm(notice.at)} and the new "
+        text = (f"Rotation of {name}: the deadline passed at {_hhmm(at)} and the new "
                 "secret was never used; something is likely still on the old one, which no "
                 "longer works.")
     block = SectionBlock(block_id=BlockId.ROTATION_NOTICE, text=MarkdownTextObject(text=text))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ from bot.slack.state import FIRST_PAGE, TableState
 from bot.slack.views.formatting import ago, code, escape, mention
 from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, DONE, SECURITY_NOTE
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 @dataclass(frozen=True)
@@ -169,16 +172,19 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(parts)
 
 
-def owner_notice_message(*, actor: str, action: str, label: str, masked: str,
-                         public_id: str, detail: str = "") -> Message:
-    """The owner's DM: who did what to which token (``detail``: safe mrkdwn, e.g. what an
-    edit changed), and a button to open the table at it (filtered to that one token by its
-    public id, so neither a look-alike label nor a later rename matters; none after a
-    delete). Never the secret."""
-    verb = DONE[action]
-    what = f"{mention(actor)} {verb} your token *{escape(label)}* ({code(masked)})."
-    if detail:
-        what += f"\n{detail}"
+def owner_notice_message(*, actor: str, source: str, action: str, label: str, masked: str,
+                         public_id: str, before: dict[str, Any] | None = None,
+                         after: dict[str, Any] | None = None) -> Message:
+    """The owner's DM: who did what to which token (an edit: what it changed), and a
+    button to open the table at it (filtered to that one token by its public id, so
+    neither a look-alike label nor a later rename matters; none after a delete). Never
+    the secret."""
+    verb = DONE.get(action, action)
+    who = actor_text(actor, source)
+    what = f"{who} {verb} your token *{escape(label)}* ({code(masked)})."
+    if isinstance(before, dict) and isinstance(after, dict):
+        what += "\n" + describe_changes({name: (before.get(name), after.get(name))
+                                         for name in after})
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.OWNER_NOTICE, text=MarkdownTextObject(text=what))
     ]
@@ -189,15 +195,21 @@ def owner_notice_message(*, actor: str, action: str, label: str, masked: str,
             elements=[ButtonElement(text=PlainTextObject(text="Open in the table", emoji=False),
                                     action_id=ActionId.OPEN_TABLE, value=state.encode())],
         ))
-    return Message(text=f"{mention(actor)} {verb} your token {escape(label)}.", blocks=blocks)
+    return Message(text=f"{who} {verb} your token {escape(label)}.", blocks=blocks)
+
+
+def actor_text(actor: str, source: str) -> str:
+    """Who acted, as mrkdwn: a Slack user as a mention; an operator at the CLI without
+    ``--as`` as such; the scheduler or an introspection caller by name."""
+    if source == AuditSource.CLI and not _USER_ID.fullmatch(actor):
+        return "an operator (CLI)"
+    if source in (AuditSource.API, AuditSource.SCHEDULER):
+        return f"*{escape(actor)}*"
+    return mention(actor)
 
 
 def _who(event: AuditEvent) -> str:
-    """A Slack user as a mention; the scheduler or an introspection caller (a rotation
-    that ended on the new secret's first use) by name."""
-    if event.source in (AuditSource.API, AuditSource.SCHEDULER):
-        return f"*{escape(event.actor)}*"
-    return mention(event.actor)
+    return actor_text(event.actor, str(event.source))
 
 
 def change_text(event: AuditEvent) -> str | None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-log = logging.getLogger("bot.alerts")
+log = logging.getLogger("bot.outbox")
 
 T = TypeVar("T")
 
