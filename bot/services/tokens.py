@@ -99,6 +99,18 @@ def clean_scope(scope: str | None, *, scopes: Sequence[str], actor: Actor) -> st
     return scope
 
 
+def grantable_scopes(*, scopes: Sequence[str], actor: Actor,
+                     current: str | None = None) -> list[str]:
+    """The scopes ``actor`` may choose (``clean_scope``'s rules), and the token's
+    ``current`` one (an admin-scope token edited by its owner keeps its value listed)."""
+    return [scope for scope in scopes
+            if scope != ADMIN_SCOPE or actor.is_admin or scope == current]
+
+
+#: A past expiry date; each surface adds how it makes a token never expire.
+PAST_EXPIRY: Final = "The expiry date must be in the future (after today, UTC)."
+
+
 def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime | None:
     """A date later than today (UTC) becomes 00:00 UTC of that date; None clears expiry."""
     if expires_on is None:
@@ -106,11 +118,7 @@ def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime
     if isinstance(expires_on, dt.datetime):
         expires_on = expires_on.date()
     if expires_on <= dates.today(now):
-        raise ValidationError(
-            "The expiry date must be in the future (after today, UTC). "
-            "Clear it for a token that never expires.",
-            field="expires",
-        )
+        raise ValidationError(PAST_EXPIRY, field="expires")
     return dt.datetime.combine(expires_on, dt.time(0, 0), tzinfo=dt.timezone.utc)
 
 

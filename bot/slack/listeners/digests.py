@@ -168,8 +168,9 @@ def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
         origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
                                  version=token.version)
-        view = token_form(mode=FormMode.EDIT, scopes=d.settings.tokenbot_scopes,
-                          metadata=metadata, token=token)
+        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
+                                      current=token.scope)
+        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

@@ -216,16 +216,16 @@ def handle_edit_open(body: Body, action: dict[str, Any], context: BoltContext,
                                   expected_version=ref.version)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
                                  version=token.version)
-        view = token_form(mode=FormMode.EDIT, scopes=d.settings.tokenbot_scopes,
-                          metadata=metadata, token=token)
+        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
+                                      current=token.scope)
+        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 @listener(ActionId.CREATE_OPEN)
 def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
-    d = deps(context)
-    origin = origin_of_action(body, TableState.decode(action.get("value")))
-    view = token_form(mode=FormMode.CREATE, scopes=d.settings.tokenbot_scopes,
-                      metadata=ModalMetadata(origin=origin))
+    d, actor, origin = _table(body, action, context)
+    scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
+    view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin))
     client.views_open(trigger_id=body["trigger_id"], view=view)

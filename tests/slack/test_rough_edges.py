@@ -1,0 +1,114 @@
+"""Issue 20's Slack items: a stale edit re-submitted as Slack keeps the form, forms that
+offer only what may be chosen, words that say what happened and who did it, digests whose
+headline follows their rows, and posts that go only to Slack."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from bot.services import tokens as svc
+from bot.slack.ids import ActionId
+from tests.slack.conftest import (
+    ADMIN,
+    OTHER_USER,
+    TEAM,
+    form_values,
+    load,
+    row_buttons,
+    seed,
+    texts,
+    utcnow,
+)
+from tests.support.slack_standin import modal_state
+
+
+def _open_edit(bot, standin, table, public_id, *, user=None):
+    kwargs = {"user": user} if user else {}
+    opened = len(standin.calls_to("views.open"))
+    bot.click(row_buttons(table(**kwargs), public_id)[ActionId.EDIT], **kwargs)
+    return standin.wait_for("views.open", opened + 1)[-1].body["view"]
+
+
+def _inputs(view):
+    return {b["block_id"].split(":")[0]: b for b in view["blocks"] if b["type"] == "input"}
+
+
+# -- 1. a stale edit re-submitted keeps the other person's change ------------------------
+
+
+def test_a_stale_edit_submitted_again_as_slack_keeps_it_keeps_the_admins_scope(
+        bot, db, standin, table):
+    """The owner renames in an open form while an admin sets the scope to write. The form
+    comes back showing write; Slack keeps what an input held unless its block changed, so
+    submitting it again as Slack sends it must not put the scope back to read."""
+    created = seed(db, label="shared", scope="read")
+    public_id = created.token.public_id
+    view = _open_edit(bot, standin, table, public_id)
+    with db.sessions.begin() as session:
+        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                       public_id=public_id, expected_version=created.token.version,
+                       scopes=["read", "write"], now=utcnow(), scope="write")
+    first = modal_state(view, typed={"label": form_values(label="renamed")["label"]})
+    bot.submit(view, first)
+    form = bot.acks[-1]["view"]
+    assert "(scope “read” → “write”)" in texts(form["blocks"][:1])
+    assert load(db, public_id).label == "shared"
+
+    bot.submit(form, modal_state(form, previous=first))  # what Slack sends back
+    token = load(db, public_id)
+    assert (token.label, token.scope) == ("renamed", "write")
+
+
+# -- 2. the scope menu offers what the viewer may grant ------------------------------------
+
+
+def _offered(view):
+    return [o["value"] for o in _inputs(view)["scope"]["element"]["options"]]
+
+
+def test_the_scope_menu_offers_admin_only_to_admins(bot, db, standin, table):
+    created = seed(db, label="mine")
+    assert _offered(_open_edit(bot, standin, table, created.token.public_id)) == [
+        "read", "write"]
+    bot.command("create")
+    assert _offered(standin.wait_for("views.open", 2)[-1].body["view"]) == ["read", "write"]
+    assert _offered(_open_edit(bot, standin, table, created.token.public_id, user=ADMIN)) == [
+        "read", "write", "admin"]
+
+
+def test_an_admin_scope_token_edited_by_its_owner_keeps_its_scope_listed(
+        bot, db, standin, table):
+    created = seed(db, label="strong", scope="admin")
+    view = _open_edit(bot, standin, table, created.token.public_id)
+    assert _offered(view) == ["read", "write", "admin"]
+    assert _inputs(view)["scope"]["element"]["initial_option"]["value"] == "admin"
+    bot.submit(view, modal_state(view, typed={"label": form_values(label="renamed")["label"]}))
+    token = load(db, created.token.public_id)
+    assert (token.label, token.scope) == ("renamed", "admin")
+
+
+# -- 3. the expiry hint names the way to clear it ------------------------------------------
+
+
+def test_a_dated_tokens_form_says_to_tick_remove_the_expiry_date(bot, db, standin, table):
+    today = utcnow().date()
+    created = seed(db, label="dated", expires_on=today + dt.timedelta(days=10))
+    view = _open_edit(bot, standin, table, created.token.public_id)
+    hint = _inputs(view)["expires"]["hint"]["text"]
+    assert "tick “Remove the expiry date”" in hint and "Leave it empty" not in hint
+    past = (today - dt.timedelta(days=1)).isoformat()
+    bot.submit(view, modal_state(view, typed={"expires": form_values(expires=past)["expires"]}))
+    error = bot.acks[-1]["errors"]["expires"]
+    assert error.startswith("The expiry date must be in the future")
+    assert "tick “Remove the expiry date”" in error and "Clear it" not in error
+    assert load(db, created.token.public_id).expires_on == today + dt.timedelta(days=10)
+
+
+def test_an_undated_form_says_to_leave_the_date_empty(bot, db, standin, table):
+    bot.command("create")
+    view = standin.wait_for("views.open")[-1].body["view"]
+    assert "Leave it empty for a token that never expires" in _inputs(view)["expires"][
+        "hint"]["text"]
+    bot.submit(view, form_values(label="new", expires="2020-01-01"))
+    error = bot.acks[-1]["errors"]["expires"]
+    assert "Leave it empty for a token that never expires" in error
