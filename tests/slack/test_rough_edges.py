@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+from bot.cli.common import DEFAULT_ACTOR
+from bot.models import AuditSource
 from bot.services import tokens as svc
 from bot.slack.ids import ActionId
+from bot.slack.views.messages import owner_notice_message
 from tests.slack.conftest import (
     ADMIN,
     OTHER_USER,
     TEAM,
     form_values,
+    last_response,
     load,
     row_buttons,
     seed,
@@ -112,3 +116,39 @@ def test_an_undated_form_says_to_leave_the_date_empty(bot, db, standin, table):
     bot.submit(view, form_values(label="new", expires="2020-01-01"))
     error = bot.acks[-1]["errors"]["expires"]
     assert "Leave it empty for a token that never expires" in error
+
+
+# -- 4. changes made from the CLI are named properly ---------------------------------------
+
+
+def _stale_click_after_cli_edit(bot, db, standin, table, cli_user):
+    created = seed(db, label="ci")
+    blocks = table()
+    with db.sessions.begin() as session:
+        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=cli_user, is_admin=True,
+                                                source=AuditSource.CLI),
+                       public_id=created.token.public_id,
+                       expected_version=created.token.version, scopes=[], now=utcnow(),
+                       label="renamed")
+    bot.click(row_buttons(blocks, created.token.public_id)[ActionId.DISABLE])
+    return texts(last_response(standin).body["blocks"][:1])
+
+
+def test_a_change_from_the_cli_without_as_is_an_operator_not_a_broken_mention(
+        bot, db, standin, table):
+    notice = _stale_click_after_cli_edit(bot, db, standin, table, DEFAULT_ACTOR)
+    assert "This token changed since you looked: an operator (CLI) edited it" in notice
+    assert "<@operator>" not in notice
+
+
+def test_a_change_from_the_cli_as_a_slack_user_mentions_them(bot, db, standin, table):
+    notice = _stale_click_after_cli_edit(bot, db, standin, table, ADMIN)
+    assert f"This token changed since you looked: <@{ADMIN}> edited it" in notice
+
+
+def test_the_owners_dm_names_the_cli_operator():
+    message = owner_notice_message(actor=DEFAULT_ACTOR, action="disable", label="ci",
+                                   masked="tkb_…abcd", public_id="tok_1",
+                                   source=AuditSource.CLI)
+    assert message.text == "an operator (CLI) disabled your token ci."
+    assert "<@" not in texts([block.to_dict() for block in message.blocks])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from slack_sdk.models.blocks import (
 
 from bot.dates import EXPIRES_SOON_DAYS, UTC_RULE
 from bot.models import AuditEvent, AuditSource, Token
-from bot.services.actor import Actor
+from bot.services.actor import CLI_OPERATOR, Actor
 from bot.services.audit import CHANGES
 from bot.services.listing import TokenPage
 from bot.slack.actions import ROW_ACTIONS
@@ -170,13 +171,14 @@ def describe_changes(changes: dict[str, tuple[Any, Any]]) -> str:
 
 
 def owner_notice_message(*, actor: str, action: str, label: str, masked: str,
-                         public_id: str, detail: str = "") -> Message:
+                         public_id: str, detail: str = "",
+                         source: AuditSource = AuditSource.SLACK) -> Message:
     """The owner's DM: who did what to which token (``detail``: safe mrkdwn, e.g. what an
     edit changed), and a button to open the table at it (filtered to that one token by its
     public id, so neither a look-alike label nor a later rename matters; none after a
     delete). Never the secret."""
-    verb = DONE[action]
-    what = f"{mention(actor)} {verb} your token *{escape(label)}* ({code(masked)})."
+    verb, who = DONE[action], actor_text(actor, source)
+    what = f"{who} {verb} your token *{escape(label)}* ({code(masked)})."
     if detail:
         what += f"\n{detail}"
     blocks: list[Block] = [
@@ -189,15 +191,22 @@ def owner_notice_message(*, actor: str, action: str, label: str, masked: str,
             elements=[ButtonElement(text=PlainTextObject(text="Open in the table", emoji=False),
                                     action_id=ActionId.OPEN_TABLE, value=state.encode())],
         ))
-    return Message(text=f"{mention(actor)} {verb} your token {escape(label)}.", blocks=blocks)
+    return Message(text=f"{who} {verb} your token {escape(label)}.", blocks=blocks)
 
 
-def _who(event: AuditEvent) -> str:
-    """A Slack user as a mention; the scheduler or an introspection caller (a rotation
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+
+
+def actor_text(actor: str, source: AuditSource | str) -> str:
+    """Who acted, as the audit log records it, in mrkdwn: a Slack user as a mention (also
+    the CLI's ``--as U…``); the CLI without ``--as`` as "an operator (CLI)", with ``--as``
+    some other name as that name; the scheduler or an introspection caller (a rotation
     that ended on the new secret's first use) by name."""
-    if event.source in (AuditSource.API, AuditSource.SCHEDULER):
-        return f"*{escape(event.actor)}*"
-    return mention(event.actor)
+    if source in (AuditSource.API, AuditSource.SCHEDULER):
+        return f"*{escape(actor)}*"
+    if source == AuditSource.CLI and not SLACK_USER_ID.fullmatch(actor):
+        return "an operator (CLI)" if actor == CLI_OPERATOR else f"*{escape(actor)}* (CLI)"
+    return mention(actor)
 
 
 def change_text(event: AuditEvent) -> str | None:
@@ -206,7 +215,7 @@ def change_text(event: AuditEvent) -> str | None:
     action = str(event.action)
     if action not in CHANGES:
         return None
-    text = f"{_who(event)} {DONE[action]} it {ago(event.at)}"
+    text = f"{actor_text(event.actor, event.source)} {DONE[action]} it {ago(event.at)}"
     details = event.details if isinstance(event.details, dict) else {}
     before, after = details.get("before"), details.get("after")
     if action == "edit" and isinstance(before, dict) and isinstance(after, dict):
