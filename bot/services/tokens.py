@@ -164,15 +164,17 @@ def check_change(
 
 
 def load_for_edit(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int
+    session: Session, *, actor: Actor, public_id: str, expected_version: int,
+    verb: str = "edit",
 ) -> Token:
     """The token as an edit form shows it: the actor may edit it, the version is the one
     they saw, and it is not disabled (checked before a form is even opened)."""
     token = _load_for_change(
-        session, actor=actor, public_id=public_id, expected_version=expected_version, verb="edit"
+        session, actor=actor, public_id=public_id, expected_version=expected_version, verb=verb
     )
     if token.status == TokenStatus.DISABLED:
-        raise InvalidStateError("A disabled token cannot be edited. Enable it first, then edit.")
+        raise InvalidStateError(
+            f"A disabled token cannot be {verb}ed. Enable it first, then {verb} it.")
     return token
 
 
@@ -296,9 +298,10 @@ def extend_token(
     now: dt.datetime,
     days: int = EXTEND_DAYS,
 ) -> EditResult:
-    """Move the expiry ``days`` later: an edit of the expiry, under the same rules."""
+    """Move the expiry ``days`` later: an edit of the expiry, under the same rules (a
+    refusal names the extension)."""
     token = load_for_edit(session, actor=actor, public_id=public_id,
-                          expected_version=expected_version)
+                          expected_version=expected_version, verb="extend")
     return edit_token(session, actor=actor, public_id=public_id,
                       expected_version=expected_version, scopes=(), now=now,
                       expires_on=extended_date(token.expires_at, now=now, days=days))
