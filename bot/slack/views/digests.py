@@ -293,25 +293,25 @@ def _soon(item: DigestItem, now: dt.datetime) -> bool:
     return expires_soon(expiry_date(item.expires_at), now)
 
 
-def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
-    """The headline, also the notification / fallback text (no user-supplied text in it):
-    what is still to do, counted as it now is ("expiring soon" as the table's badge; later
-    ones by their reminder's window), and what was dealt with."""
+def _counts(items: Sequence[DigestItem], now: dt.datetime) -> list[str]:
+    """What is still to do, as it now is ("expiring soon" as the table's badge; later ones
+    by their reminder's window), and what was dealt with: "2 expiring soon", …"""
     waiting = [item for item in items if item.actionable]
-    expired = sum(1 for item in waiting if item.expired(now))
-    soon = sum(1 for item in waiting if not item.expired(now) and _soon(item, now))
-    later = [item for item in waiting if not item.expired(now) and not _soon(item, now)]
-    parts = []
-    if soon:
-        parts.append(f"{soon} expiring soon")
-    if later:
-        window = max(max(item.threshold_days for item in later),
-                     *(days_until(expiry_date(item.expires_at), now) for item in later))
-        parts.append(f"{len(later)} expiring within {window} days")
-    if expired:
-        parts.append(f"{expired} expired and no longer working")
-    if len(waiting) < len(items):
-        parts.append(f"{len(items) - len(waiting)} dealt with")
+    expired = [item for item in waiting if item.expired(now)]
+    soon = [item for item in waiting if item not in expired and _soon(item, now)]
+    later = [item for item in waiting if item not in expired and item not in soon]
+    window = max((max(item.threshold_days, days_until(expiry_date(item.expires_at), now))
+                  for item in later), default=0)
+    counts = [(len(soon), "expiring soon"), (len(later), f"expiring within {window} days"),
+              (len(expired), "expired and no longer working"),
+              (len(items) - len(waiting), "dealt with")]
+    return [f"{count} {words}" for count, words in counts if count]
+
+
+def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
+    """The headline, also the notification / fallback text (no user-supplied text in it),
+    redrawn with the rows."""
+    parts = _counts(items, now)
     noun = "Your access tokens" if audience == DigestAudience.OWNER else "Access tokens"
     return f"{noun}: {', '.join(parts)}" if parts else noun
 

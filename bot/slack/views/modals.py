@@ -131,37 +131,12 @@ def token_form(
             hint=_plain("Required: the role / permission level of the token."),
         )
     )
-    has_box = token is not None and token.expires_on is not None
-    blocks.append(
-        InputBlock(
-            block_id=block_id(BlockId.EXPIRES, "expires_on"),
-            label=_plain("Expiry date"),
-            optional=True,
-            element=DatePickerElement(
-                action_id=ActionId.EXPIRES_PICK,
-                initial_date=(
-                    shown.expires_on.isoformat()
-                    if shown is not None and shown.expires_on is not None
-                    else None
-                ),
-                placeholder=_plain("Never expires"),
-            ),
-            hint=_plain(
-                "Optional: must be a future date; the token stops working at 00:00 UTC "
-                f"of that day. {never_expires_way(has_box)}"
-            ),
-        )
-    )
-    if has_box:
-        never = Option(text=_plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
-        blocks.append(
-            InputBlock(
-                block_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
-                label=_plain("Clear expiry"),
-                optional=True,
-                element=CheckboxesElement(action_id=ActionId.NO_EXPIRY_CHECK, options=[never]),
-            )
-        )
+    blocks.extend(_expiry_blocks(
+        shown.expires_on if shown is not None else None,
+        dated=token is not None and token.expires_on is not None,
+        block_id=block_id(BlockId.EXPIRES, "expires_on"),
+        box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
+    ))
     blocks.append(
         InputBlock(
             block_id=block_id(BlockId.ALERT_CHANNEL, "alert_channel"),
@@ -189,6 +164,39 @@ def token_form(
         private_metadata=metadata.encode(),
         blocks=blocks,
     )
+
+
+def _expiry_blocks(day: dt.date | None, *, dated: bool, block_id: str,
+                   box_id: str) -> list[Block]:
+    """The date picker, and for a token that has an expiry (``dated``) the box that
+    removes it: a picker drawn with a date cannot be emptied."""
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=block_id,
+            label=_plain("Expiry date"),
+            optional=True,
+            element=DatePickerElement(
+                action_id=ActionId.EXPIRES_PICK,
+                initial_date=day.isoformat() if day is not None else None,
+                placeholder=_plain("Never expires"),
+            ),
+            hint=_plain(
+                "Optional: must be a future date; the token stops working at 00:00 UTC "
+                f"of that day. {never_expires_way(dated)}"
+            ),
+        )
+    ]
+    if dated:
+        never = Option(text=_plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
+        blocks.append(
+            InputBlock(
+                block_id=box_id,
+                label=_plain("Clear expiry"),
+                optional=True,
+                element=CheckboxesElement(action_id=ActionId.NO_EXPIRY_CHECK, options=[never]),
+            )
+        )
+    return blocks
 
 
 REMOVE_EXPIRY = "Remove the expiry date (never expires)"
