@@ -5,15 +5,19 @@ headline follows their rows, and posts that go only to Slack."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+
+import pytest
 
 from bot.cli.common import DEFAULT_ACTOR
 from bot.models import AuditSource
 from bot.services import tokens as svc
 from bot.slack.ids import ActionId
+from bot.slack.listeners.common import is_slack_url
 from bot.slack.views.messages import owner_notice_message
 from tests.slack.conftest import (
     ADMIN,
-    OTHER_USER,
+    OWNER,
     TEAM,
     form_values,
     last_response,
@@ -152,3 +156,54 @@ def test_the_owners_dm_names_the_cli_operator():
                                    source=AuditSource.CLI)
     assert message.text == "an operator (CLI) disabled your token ci."
     assert "<@" not in texts([block.to_dict() for block in message.blocks])
+
+
+# -- 10. posts go only to Slack ----------------------------------------------------------
+
+
+def _crafted(standin) -> str:
+    """The stand-in reached under another origin: posted to, it would be recorded."""
+    return standin.base_url.replace("127.0.0.1", "localhost") + "response/crafted"
+
+
+@pytest.mark.parametrize("url, slacks", [
+    ("https://hooks.slack.com/actions/T1/1/abc", True),
+    ("https://hooks.slack.com.evil.example/actions/T1/1/abc", False),
+    ("https://hooks.slack.com@evil.example/actions", False),
+    ("http://hooks.slack.com/actions/T1/1/abc", False),
+    ("https://evil.example/?https://hooks.slack.com/", False),
+    ("https://slack.com/api/", True),  # the Web API's own origin
+    ("not a url", False),
+])
+def test_only_slacks_response_urls_are_slacks(url, slacks):
+    assert is_slack_url(url, api_url="https://slack.com/api/") is slacks
+
+
+def test_a_crafted_response_url_of_a_command_is_never_posted_to(bot, db, standin):
+    seed(db, label="ci")
+    bot.command("", response_url=_crafted(standin))
+    bot.command("")  # the stand-in's own url works as before
+    calls = standin.calls_to("response_url")
+    assert len(calls) == 1 and "crafted" not in calls[0].path
+    assert "ci" in texts(calls[0].body["blocks"])
+
+
+def test_a_crafted_response_url_never_gets_a_secret(bot, db, standin, table):
+    created = seed(db, label="ci")
+    blocks = table()
+    bot.click(row_buttons(blocks, created.token.public_id)[ActionId.COPY],
+              response_url=_crafted(standin))
+    assert all(created.secret not in json.dumps(call.body) for call in standin.calls)
+    assert all("crafted" not in call.path for call in standin.calls)
+
+
+def test_a_crafted_url_carried_in_private_metadata_gets_nothing(bot, db, standin):
+    """``/tokens create`` from a command whose response_url was crafted: the new secret is
+    shown on the creator's Home instead, and the crafted url gets nothing."""
+    bot.command("create", response_url=_crafted(standin))
+    view = standin.wait_for("views.open")[-1].body["view"]
+    bot.submit(view, form_values(label="made"))
+    assert all("crafted" not in call.path for call in standin.calls)
+    home = standin.wait_for("views.publish")[-1].body
+    assert home["user_id"] == OWNER and "Created *made*" in texts(home["view"]["blocks"])
+    assert "```tkb_" in json.dumps(home["view"]["blocks"])

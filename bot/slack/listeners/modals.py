@@ -128,7 +128,7 @@ def deliver_created(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Ori
     """The new secret reaches its creator only: where they came from, else on Home."""
     token, secret = created.token, created.secret
     notice = Notice(f"Created *{escape(token.label)}*.")
-    respond = respond_to(origin.response_url)
+    respond = respond_to(origin.response_url, client)
     if origin.kind == OriginKind.HOME or respond is None:
         home = Origin(kind=OriginKind.HOME, state=origin.state)
         redraw(d, client, actor=actor, origin=home, notice=notice,

@@ -150,7 +150,7 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
     if drawing is not None:
         show(drawing, client)
     else:
-        respond = respond_to(origin.response_url)
+        respond = respond_to(origin.response_url, client)
         if respond is not None:
             send(respond, secret_message(token, secret, SecretReason.COPY, origin.state),
                  replace_original=False)
@@ -165,7 +165,7 @@ def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
     if origin.kind == OriginKind.HOME:
         redraw(d, client, actor=actor, origin=origin)
         return
-    respond = respond_to(origin.response_url)
+    respond = respond_to(origin.response_url, client)
     if respond is not None:
         respond(delete_original=True)
 
