@@ -207,3 +207,24 @@ def test_a_crafted_url_carried_in_private_metadata_gets_nothing(bot, db, standin
     home = standin.wait_for("views.publish")[-1].body
     assert home["user_id"] == OWNER and "Created *made*" in texts(home["view"]["blocks"])
     assert "```tkb_" in json.dumps(home["view"]["blocks"])
+
+
+def test_an_error_on_a_reset_field_is_shown_on_that_field(bot, db, standin, table):
+    """A field reset after a stale refusal has a new block id; an error on it still
+    lands on it (Slack refuses errors keyed by a block the view does not have)."""
+    created = seed(db, label="shared", scope="read")
+    public_id = created.token.public_id
+    view = _open_edit(bot, standin, table, public_id)
+    with db.sessions.begin() as session:
+        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                       public_id=public_id, expected_version=created.token.version,
+                       scopes=[], now=utcnow(), label="admin's")
+    first = modal_state(view, typed={"scope": form_values(scope="write")["scope"]})
+    bot.submit(view, first)
+    form = bot.acks[-1]["view"]
+    label_block = next(b["block_id"] for b in form["blocks"] if b["type"] == "input")
+    assert label_block.startswith("label:")
+    bot.submit(form, modal_state(form, previous=first,
+                                 typed={"label": form_values(label="   ")["label"]}))
+    assert list(bot.acks[-1]["errors"]) == [label_block]
+    assert load(db, public_id).scope == "read"
