@@ -182,7 +182,7 @@ def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = Non
     else:
         new = extended_date(item.expires_at, now=now or item.expires_at)
         moved = moved_text(expiry_date(item.expires_at), new)
-        text = f"The expiry of “{truncate(item.label, 100)}” will be {moved}, UTC."
+        text = f"The expiry of “{truncate(item.label, 100)}” (a UTC date) will be {moved}."
     return ConfirmObject(
         title=PlainTextObject(text=title, emoji=False),
         text=PlainTextObject(text=text, emoji=False),
