@@ -45,6 +45,7 @@ class Confirmation:
     cuts_access: bool  # shown as a danger action
     title: str
     right: str  # the right it takes ("only the owner or an admin can <right> it")
+    keep: str = "Back"  # a confirmation modal's close button: leave without doing it
 
     @property
     def text(self) -> str:
@@ -122,6 +123,7 @@ CONFIRMATIONS: dict[Lifecycle, Confirmation] = {
         cuts_access=True,
         title="Cancel rotation?",
         right="rotate",
+        keep="Keep rotating",  # not a second "Cancel" beside "Cancel Rotation"
     ),
 }
 

@@ -79,7 +79,8 @@ def test_a_token_is_reminded_at_30_7_1_days_and_at_expiry_once_each(
     for destination in (ALERTS, "U1"):
         assert _alert_times(passes, destination) == expected
         texts = [text for _when, text in passes.at(destination)]
-        assert all("expiring soon" in text for text in texts[:3])
+        assert "1 expiring within 30 days" in texts[0]  # not "soon": the badge's 7 days
+        assert all("1 expiring soon" in text for text in texts[1:3])
         assert "expired and no longer working" in texts[3]
     assert {tuple(ids) for _w, _c, ids, _t in passes.log} == {(created.token.public_id,)}
     bodies = [call.body for call in successful_posts(standin)]

@@ -274,3 +274,92 @@ def test_extending_an_expired_token_from_its_notice_restores_it_for_30_days(
     assert _token(adb, token.public_id).expires_at == dt.datetime.combine(
         today + dt.timedelta(days=30), dt.time(0), tzinfo=UTC)
     assert "Extended to" in texts(standin.wait_for("chat.update", 1)[-1].body["blocks"])
+
+
+def _headline(blocks: list[dict[str, Any]]) -> str:
+    return next(b["text"]["text"] for b in blocks if b["block_id"] == "alert_header")
+
+
+def test_expiring_soon_in_a_digest_is_the_badges_seven_days(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    """3 days is "expiring soon" (the table's badge); 8 and 12 days are within the 30-day
+    reminder, and the headline says so."""
+    now = _now()
+    for n in (3, 8, 12):
+        seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=n)).date(),
+                   label=f"in {n}", owner="U1")
+    seed_token(adb, now=now - dt.timedelta(days=9),
+               expires_on=(now - dt.timedelta(days=1)).date(), owner="U1")
+    body, _ = _posted(adb, asettings, standin)
+    expected = ("Access tokens: 1 expiring soon, 2 expiring within 30 days, "
+                "1 expired and no longer working")
+    assert body["text"] == expected
+    assert _headline(body["blocks"]).startswith(f":alarm_clock: *{expected}*")
+
+
+def test_a_digests_headline_is_redrawn_with_its_rows(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    """Extend and Disable from the digest: the headline counts what is left to do, and
+    what was dealt with."""
+    now = _now()
+    first, second = (seed_token(adb, now=now, label=f"t{n}", owner="U1",
+                                expires_on=(now + dt.timedelta(days=n)).date()).token
+                     for n in (3, 5))
+    body, ts = _posted(adb, asettings, standin)
+    assert body["text"] == "Access tokens: 2 expiring soon"
+
+    _click(bot, _element(body["blocks"], first.public_id, "alert_extend"), ts=ts, user="U1")
+    update = standin.wait_for("chat.update", 1)[-1].body
+    assert update["text"] == "Access tokens: 1 expiring soon, 1 dealt with"
+    assert update["text"] in _headline(update["blocks"])
+
+    _click(bot, _element(body["blocks"], second.public_id, "alert_disable"), ts=ts, user="U1")
+    update = standin.wait_for("chat.update", 2)[-1].body
+    assert update["text"] == "Access tokens: 2 dealt with"
+    assert update["text"] in _headline(update["blocks"])
+
+
+def test_extend_says_from_which_date_to_which(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    old = (now + dt.timedelta(days=3)).date()
+    token = seed_token(adb, now=now, expires_on=old, owner="U1").token
+    new = old + dt.timedelta(days=30)
+    body, ts = _posted(adb, asettings, standin)
+    extend = _element(body["blocks"], token.public_id, "alert_extend")
+    moved = f"moved from {old.isoformat()} to {new.isoformat()} (30 days after the old date)"
+    assert moved in extend["confirm"]["text"]["text"]
+    _click(bot, extend, ts=ts, user="U1")
+    told = standin.wait_for("chat.postEphemeral", 1)[-1].body
+    assert told["user"] == "U1" and moved in told["text"]
+
+
+def test_extending_an_expired_token_says_thirty_days_from_today(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    old = (now - dt.timedelta(days=2)).date()
+    token = seed_token(adb, now=now - dt.timedelta(days=10), expires_on=old, owner="U1").token
+    body, ts = _posted(adb, asettings, standin)
+    extend = _element(body["blocks"], token.public_id, "alert_extend")
+    new = now.date() + dt.timedelta(days=30)
+    moved = f"moved from {old.isoformat()} to {new.isoformat()} (30 days from today)"
+    assert moved in extend["confirm"]["text"]["text"]
+    _click(bot, extend, ts=ts, user="U1")
+    assert moved in standin.wait_for("chat.postEphemeral", 1)[-1].body["text"]
+
+
+def test_extend_refused_to_someone_else_names_extending(
+    bot: SlackBot, adb: Database, asettings: Settings, standin: SlackStandIn
+) -> None:
+    now = _now()
+    token = seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=3)).date(),
+                       owner="U1").token
+    body, ts = _posted(adb, asettings, standin)
+    _click(bot, _element(body["blocks"], token.public_id, "alert_extend"), ts=ts, user="U2")
+    refusal = standin.wait_for("chat.postEphemeral", 1)[-1].body["text"]
+    assert "Only the token's owner (<@U1>) or a workspace admin can extend it." in refusal
+    assert _token(adb, token.public_id).expires_at == token.expires_at

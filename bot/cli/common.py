@@ -28,12 +28,12 @@ from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import AuditEvent, AuditSource, Token, utcnow
-from bot.services.actor import Actor
+from bot.services.actor import CLI_OPERATOR, Actor
 from bot.services.tokens import MAX_OVERLAP
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ACTOR = "operator"
+DEFAULT_ACTOR = CLI_OPERATOR
 LABEL_COLUMN_MAX = 40
 PER_PAGE_MAX = 1000
 ID_MAX = 32

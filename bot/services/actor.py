@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from bot.models import AuditSource
 
+#: Who the CLI acts as without ``--as`` (the audit log's actor of source ``cli``).
+CLI_OPERATOR = "operator"
+
 
 @dataclass(frozen=True)
 class Actor:

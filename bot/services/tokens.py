@@ -99,6 +99,18 @@ def clean_scope(scope: str | None, *, scopes: Sequence[str], actor: Actor) -> st
     return scope
 
 
+def grantable_scopes(*, scopes: Sequence[str], actor: Actor,
+                     current: str | None = None) -> list[str]:
+    """The scopes ``actor`` may choose (``clean_scope``'s rules), and the token's
+    ``current`` one (an admin-scope token edited by its owner keeps its value listed)."""
+    return [scope for scope in scopes
+            if scope != ADMIN_SCOPE or actor.is_admin or scope == current]
+
+
+#: A past expiry date; each surface adds how it makes a token never expire.
+PAST_EXPIRY: Final = "The expiry date must be in the future (after today, UTC)."
+
+
 def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime | None:
     """A date later than today (UTC) becomes 00:00 UTC of that date; None clears expiry."""
     if expires_on is None:
@@ -106,11 +118,7 @@ def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime
     if isinstance(expires_on, dt.datetime):
         expires_on = expires_on.date()
     if expires_on <= dates.today(now):
-        raise ValidationError(
-            "The expiry date must be in the future (after today, UTC). "
-            "Clear it for a token that never expires.",
-            field="expires",
-        )
+        raise ValidationError(PAST_EXPIRY, field="expires")
     return dt.datetime.combine(expires_on, dt.time(0, 0), tzinfo=dt.timezone.utc)
 
 
@@ -156,15 +164,17 @@ def check_change(
 
 
 def load_for_edit(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int
+    session: Session, *, actor: Actor, public_id: str, expected_version: int,
+    verb: str = "edit",
 ) -> Token:
     """The token as an edit form shows it: the actor may edit it, the version is the one
     they saw, and it is not disabled (checked before a form is even opened)."""
     token = _load_for_change(
-        session, actor=actor, public_id=public_id, expected_version=expected_version, verb="edit"
+        session, actor=actor, public_id=public_id, expected_version=expected_version, verb=verb
     )
     if token.status == TokenStatus.DISABLED:
-        raise InvalidStateError("A disabled token cannot be edited. Enable it first, then edit.")
+        raise InvalidStateError(
+            f"A disabled token cannot be {verb}ed. Enable it first, then {verb} it.")
     return token
 
 
@@ -288,9 +298,10 @@ def extend_token(
     now: dt.datetime,
     days: int = EXTEND_DAYS,
 ) -> EditResult:
-    """Move the expiry ``days`` later: an edit of the expiry, under the same rules."""
+    """Move the expiry ``days`` later: an edit of the expiry, under the same rules (a
+    refusal names the extension)."""
     token = load_for_edit(session, actor=actor, public_id=public_id,
-                          expected_version=expected_version)
+                          expected_version=expected_version, verb="extend")
     return edit_token(session, actor=actor, public_id=public_id,
                       expected_version=expected_version, scopes=(), now=now,
                       expires_on=extended_date(token.expires_at, now=now, days=days))

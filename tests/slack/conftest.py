@@ -114,7 +114,7 @@ class SlackBot:
     # -- Slack's payloads -------------------------------------------------------
 
     def command(self, text: str = "", *, user: str = OWNER, team: str = TEAM,
-                settle: bool = True) -> BoltResponse:
+                settle: bool = True, response_url: str | None = None) -> BoltResponse:
         body = form_body(
             {
                 "token": "legacy-verification-token",
@@ -128,7 +128,7 @@ class SlackBot:
                 "text": text,
                 "api_app_id": "A1",
                 "is_enterprise_install": "false",
-                "response_url": self.next_response_url(),
+                "response_url": response_url or self.next_response_url(),
                 "trigger_id": f"{next(self._urls)}.1.trigger",
             }
         )
@@ -148,10 +148,12 @@ class SlackBot:
         settle: bool = True,
         selected_option: dict[str, Any] | None = None,
         view: dict[str, Any] | None = None,
+        response_url: str | None = None,
     ) -> BoltResponse:
         """Click a button (an element dict as drawn) on an ephemeral message or on Home;
         with ``selected_option``, choose that option of a menu (``element`` the menu).
-        ``view``: the Home view clicked (its private_metadata comes back)."""
+        ``view``: the Home view clicked (its private_metadata comes back).
+        ``response_url``: instead of the stand-in's next one (e.g. a crafted one)."""
         payload: dict[str, Any] = {
             "type": "block_actions",
             "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": team},
@@ -191,7 +193,7 @@ class SlackBot:
             payload["container"] = {"type": "message", "message_ts": "1.1", "channel_id": "C1",
                                     "is_ephemeral": True}
             payload["channel"] = {"id": "C1", "name": "general"}
-            payload["response_url"] = self.next_response_url()
+            payload["response_url"] = response_url or self.next_response_url()
         response = self.send(interactive_body(payload))
         if settle:
             self.settle()

@@ -100,6 +100,9 @@ def test_cancel_rotation_keeps_the_old_secret(bot, db, standin, table):
     new_secret = _secret_shown(standin)
     modal = choose_and_confirm(bot, standin, table(), public_id, ActionId.ROTATION_CANCEL)
     assert "discarded" in texts(modal["blocks"])
+    # one "Cancel" only: the close button says what it keeps
+    assert (modal["close"]["text"], modal["submit"]["text"]) == ("Keep rotating",
+                                                                 "Cancel Rotation")
     redrawn = last_response(standin).body["blocks"]
     assert "Cancelled the rotation of *nightly*" in texts(redrawn)
     with db.sessions.begin() as session:

@@ -345,3 +345,47 @@ class SlackStandIn:
         more = start + limit < len(kept)
         return {"ok": True, "messages": messages, "has_more": more,
                 "response_metadata": {"next_cursor": f"next:{start + limit}" if more else ""}}
+
+
+# -- what a modal's inputs hold, as Slack keeps it ----------------------------------------
+
+_INITIAL_STATE = {  # element type -> (its initial key, the state key Slack sends)
+    "plain_text_input": ("initial_value", "value"),
+    "static_select": ("initial_option", "selected_option"),
+    "radio_buttons": ("initial_option", "selected_option"),
+    "datepicker": ("initial_date", "selected_date"),
+    "conversations_select": ("initial_conversation", "selected_conversation"),
+    "checkboxes": ("initial_options", "selected_options"),
+}
+
+
+def _base(block_id: str) -> str:
+    return block_id.split(":", 1)[0]
+
+
+def modal_state(view: dict[str, Any], *, previous: dict[str, Any] | None = None,
+                typed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``view.state.values`` as Slack sends them for ``view`` as drawn (by ``views.open``,
+    ``views.update`` or ``response_action: update``). Slack keeps what an input held in
+    the ``previous`` view while its block_id and action_id stay the same, whatever the new
+    view's initial value says; any other input starts at its initial value. ``typed``:
+    what the user then changes, ``{block id (without a ":…" suffix): {action id: state}}``
+    (``form_values``' shape)."""
+    values: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        if block.get("type") != "input":
+            continue
+        element, block_id = block["element"], block["block_id"]
+        action_id, kind = element["action_id"], element["type"]
+        kept = (previous or {}).get(block_id, {}).get(action_id)
+        if kept is not None:
+            state = dict(kept)
+        else:
+            initial, key = _INITIAL_STATE[kind]
+            default: Any = [] if kind == "checkboxes" else None
+            state = {"type": kind, key: element.get(initial, default)}
+        change = (typed or {}).get(_base(block_id), {}).get(action_id)
+        if change is not None:
+            state = dict(change)
+        values[block_id] = {action_id: state}
+    return values

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 
 from bot.models import utcnow
 from bot.services.listing import StatusFilter
+from bot.services import tokens as svc
 from bot.slack.listeners.common import actor_from, deps, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
@@ -98,8 +99,8 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
     if subcommand == CREATE:
         # views.open as the first Web API call after ack(), while the trigger id is fresh.
         metadata = ModalMetadata(origin=Origin(kind=OriginKind.COMMAND, response_url=response_url))
-        view = token_form(mode=FormMode.CREATE, scopes=d.settings.tokenbot_scopes,
-                          metadata=metadata)
+        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
+        view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=metadata)
         client.views_open(trigger_id=command["trigger_id"], view=view)
         return
     state = parse_filter(argument, user_id=actor.user_id)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from slack_bolt import BoltContext
 from slack_bolt.context.respond import Respond
@@ -112,11 +113,38 @@ def draw_table(
     return Drawing(origin=origin, user_id=actor.user_id, total=page.total, message=message)
 
 
-def respond_to(response_url: object) -> Respond | None:
-    """Where to answer a request that carried a response_url (a crafted one may not)."""
-    if isinstance(response_url, str) and response_url:
-        return Respond(response_url=response_url)
-    return None
+SLACK_HOOKS = "https://hooks.slack.com/"
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None] | None:
+    """scheme, host and port of ``url``; None for one that names a user or cannot be read."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is not None or parts.password is not None or not parts.hostname:
+            return None
+        return parts.scheme.lower(), parts.hostname.lower(), parts.port
+    except ValueError:
+        return None
+
+
+def is_slack_url(url: str, *, api_url: str) -> bool:
+    """Slack's own response_url: on https://hooks.slack.com/, or at the origin of the Web
+    API Slack is reached at (``SLACK_API_URL``: a local stand-in in the tests)."""
+    origin = _origin(url)
+    return origin is not None and origin in (_origin(SLACK_HOOKS), _origin(api_url))
+
+
+def respond_to(response_url: object, client: WebClient) -> Respond | None:
+    """Where to answer a request that carried a response_url: only Slack's (``is_slack_url``,
+    against ``client``'s Web API). A crafted one, in a payload or carried in
+    private_metadata, is never posted to, so nothing (a secret least of all) goes
+    anywhere but Slack."""
+    if not isinstance(response_url, str) or not response_url:
+        return None
+    if not is_slack_url(response_url, api_url=client.base_url):
+        log.warning("Ignored a response_url that is not Slack's")  # never the url itself
+        return None
+    return Respond(response_url=response_url)
 
 
 def send(respond: Respond, message: Message, *, replace_original: bool) -> None:
@@ -135,7 +163,7 @@ def show(drawing: Drawing, client: WebClient) -> None:
     if drawing.view is not None:
         client.views_publish(user_id=drawing.user_id, view=drawing.view)
         return
-    respond = respond_to(drawing.origin.response_url)
+    respond = respond_to(drawing.origin.response_url, client)
     if respond is None or drawing.message is None:
         return
     replace_original = drawing.origin.kind == OriginKind.MESSAGE

@@ -32,7 +32,7 @@ from bot.slack.views.digests import (
     DigestAudience,
     digest_blocks,
     digest_text,
-    expiry,
+    moved_text,
     redraw_item,
 )
 from bot.slack.views.formatting import escape
@@ -107,8 +107,8 @@ def _extend(session: Session, actor: svc.Actor, ref: AlertRef,
     result = svc.extend_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
     token = result.token
-    assert token.expires_at is not None
-    text = f"Extended *{escape(token.label)}*: it now expires {expiry(token.expires_at)}."
+    old, new = (dt.date.fromisoformat(day) for day in result.changes["expires_on"])
+    text = f"Extended *{escape(token.label)}*: its expiry {moved_text(old, new)}."
     return token, alerts.ActedAction.EXTENDED, text
 
 
@@ -164,8 +164,9 @@ def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
         origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
                                  version=token.version)
-        view = token_form(mode=FormMode.EDIT, scopes=d.settings.tokenbot_scopes,
-                          metadata=metadata, token=token)
+        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
+                                      current=token.scope)
+        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

@@ -200,13 +200,13 @@ def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClien
     domain = isinstance(error, TokenbotError)
     place = place_of(_first_action(body).get("action_id"))
     if place == Place.ALARM:  # a message to many: the answer goes to the clicker only
-        _tell(body.get("response_url"), user_text(error, on_table=False))
+        _tell(body.get("response_url"), user_text(error, on_table=False), client)
         return None
     if place == Place.DIGEST:
         text = user_text(error, on_table=False)
         where = where_clicked(body)
         if where is None:
-            _tell(body.get("response_url"), text)
+            _tell(body.get("response_url"), text, client)
             return None
         client.chat_postEphemeral(channel=where.channel, user=where.user_id,
                                   text=f":warning: {text}")
@@ -227,13 +227,13 @@ def _on_action(error: Exception, body: dict[str, Any], d: Deps, client: WebClien
             notice = Notice(user_text(error), NoticeKind.ERROR)
             client.views_publish(user_id=user, view=home_notice_view(notice))
     else:
-        _tell(origin.response_url, user_text(error))
+        _tell(origin.response_url, user_text(error), client)
     return None
 
 
 def _on_command(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
                 response: BoltResponse | None) -> None:
-    _tell(body.get("response_url"), user_text(error))
+    _tell(body.get("response_url"), user_text(error), client)
 
 
 def _on_event(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
@@ -253,8 +253,8 @@ _ANSWERS: dict[str, Callable[..., BoltResponse | None]] = {
 }
 
 
-def _tell(response_url: object, text: str) -> None:
-    respond = respond_to(response_url)
+def _tell(response_url: object, text: str, client: WebClient) -> None:
+    respond = respond_to(response_url, client)
     if respond is not None:
         send(respond, notice_message(text), replace_original=False)
 

@@ -48,6 +48,7 @@ from bot.slack.views.modals import (
     drawn_form,
     field_errors,
     read_form,
+    reset_fields,
     token_form,
 )
 from bot.slack.views.table import Notice, NoticeKind
@@ -57,8 +58,8 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
                     actor: svc.Actor, metadata: ModalMetadata) -> None:
     """On the field it names; else the form again with what was typed and, on top, why
     it was not saved (for a token changed meanwhile: what changed and who changed it)."""
-    errors = field_errors(error) if isinstance(error, (ValidationError,
-                                                      PermissionDeniedError)) else None
+    errors = field_errors(error, view) if isinstance(error, (ValidationError,
+                                                            PermissionDeniedError)) else None
     if errors is not None:
         ack(response_action="errors", errors=errors)
         return
@@ -73,27 +74,32 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
                 metadata = replace(metadata, version=token.version)
             except NotFoundError:
                 token = None
-            form = _form(view, metadata, token, notice, d.settings.tokenbot_scopes,
+            form = _form(view, metadata, token, notice, actor, d.settings.tokenbot_scopes,
                          changed_meanwhile=isinstance(error, StaleTokenError))
     else:
-        form = _form(view, metadata, None, user_text(error, on_table=False),
+        form = _form(view, metadata, None, user_text(error, on_table=False), actor,
                      d.settings.tokenbot_scopes)
     ack(response_action="update", view=form)
 
 
 def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str,
-          scopes: list[str], *, changed_meanwhile: bool = False) -> Any:
+          actor: svc.Actor, scopes: list[str], *, changed_meanwhile: bool = False) -> Any:
     """The same form, as the user filled it (what cannot be read is left empty); for a
-    token changed meanwhile, the fields the user left alone show its current values."""
+    token changed meanwhile, the fields the user left alone show its current values (under
+    new block ids: Slack would keep showing what they held)."""
     mode = FormMode.EDIT if metadata.public_id is not None else FormMode.CREATE
     try:
         typed = read_form(view)
     except ValidationError:
         typed = None
+    reset: set[str] = set()
     if typed is not None and token is not None and changed_meanwhile:
-        typed = typed.over(FormValues.of(token), drawn=drawn_form(view))
-    return token_form(mode=mode, scopes=scopes, metadata=metadata, token=token, typed=typed,
-                      notice=notice)
+        shown = typed.over(FormValues.of(token), drawn=drawn_form(view))
+        reset, typed = reset_fields(typed, shown), shown
+    offered = svc.grantable_scopes(scopes=scopes, actor=actor,
+                                   current=token.scope if token is not None else None)
+    return token_form(mode=mode, scopes=offered, metadata=metadata, token=token, typed=typed,
+                      notice=notice, reset=reset)
 
 
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
@@ -120,7 +126,7 @@ def deliver_created(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Ori
     """The new secret reaches its creator only: where they came from, else on Home."""
     token, secret = created.token, created.secret
     notice = Notice(f"Created *{escape(token.label)}*.")
-    respond = respond_to(origin.response_url)
+    respond = respond_to(origin.response_url, client)
     if origin.kind == OriginKind.HOME or respond is None:
         home = Origin(kind=OriginKind.HOME, state=origin.state)
         redraw(d, client, actor=actor, origin=home, notice=notice,

@@ -89,7 +89,7 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
             reason = SecretReason.ROTATE_OVERLAP
             notice = Notice(f"Rotated *{label}*: the previous secret works until the new one "
                             "is first used.")
-        respond = respond_to(origin.response_url)
+        respond = respond_to(origin.response_url, client)
         home = origin.kind == OriginKind.HOME or respond is None
         drawing = draw_table(
             session, actor=actor, now=now, notice=notice,
@@ -122,6 +122,6 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
     ref = RowRef.decode(action.get("value"))
     with d.sessions.begin() as session:
         text = table.enable(session, actor, ref, utcnow())
-    respond = respond_to(body.get("response_url"))
+    respond = respond_to(body.get("response_url"), client)
     if respond is not None:
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)

@@ -139,7 +139,7 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
     if drawing is not None:
         show(drawing, client)
     else:
-        respond = respond_to(origin.response_url)
+        respond = respond_to(origin.response_url, client)
         if respond is not None:
             send(respond, secret_message(token, secret, SecretReason.COPY, origin.state),
                  replace_original=False)
@@ -153,7 +153,7 @@ def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
     if origin.kind == OriginKind.HOME:
         redraw(d, client, actor=actor, origin=origin)
         return
-    respond = respond_to(origin.response_url)
+    respond = respond_to(origin.response_url, client)
     if respond is not None:
         respond(delete_original=True)
 
@@ -204,16 +204,16 @@ def handle_edit_open(body: Body, action: dict[str, Any], context: BoltContext,
                                   expected_version=ref.version)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
                                  version=token.version)
-        view = token_form(mode=FormMode.EDIT, scopes=d.settings.tokenbot_scopes,
-                          metadata=metadata, token=token)
+        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
+                                      current=token.scope)
+        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 @listener(ActionId.CREATE_OPEN)
 def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
-    d = deps(context)
-    origin = origin_of_action(body, TableState.decode(action.get("value")))
-    view = token_form(mode=FormMode.CREATE, scopes=d.settings.tokenbot_scopes,
-                      metadata=ModalMetadata(origin=origin))
+    d, actor, origin = _table(body, action, context)
+    scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
+    view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin))
     client.views_open(trigger_id=body["trigger_id"], view=view)

@@ -41,7 +41,8 @@ def confirm_dialog(action: Lifecycle, label: str) -> ConfirmObject:
 
 def confirm_modal(action: Lifecycle, *, label: str, masked: str, metadata: str) -> View:
     """The confirmation of a "More…" menu choice that cuts access (a menu has one confirm
-    for all its options): the guide's warnings, Cancel, and the guide's confirm label as
+    for all its options): the guide's warnings, a close button saying what it keeps
+    ("Keep rotating", else "Back"), and the guide's confirm label as
     the submit button. Slack gives a modal's submit button no ``style`` (no red "danger"
     as on a confirm dialog), so the warnings carry it. ``metadata``: what the submission
     runs (``state.ModalMetadata``)."""
@@ -52,7 +53,7 @@ def confirm_modal(action: Lifecycle, *, label: str, masked: str, metadata: str) 
         callback_id=CallbackId.CONFIRM,
         title=PlainTextObject(text=text.title, emoji=False),
         submit=PlainTextObject(text=text.confirm, emoji=False),
-        close=PlainTextObject(text="Cancel", emoji=False),
+        close=PlainTextObject(text=text.keep, emoji=False),
         private_metadata=metadata,
         blocks=[
             SectionBlock(

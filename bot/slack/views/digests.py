@@ -35,7 +35,7 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
-from bot.dates import date_text, expiry_date, relative_expiry
+from bot.dates import date_text, days_until, expires_soon, expiry_date, relative_expiry
 from bot.errors import NotFoundError
 from bot.models import OutboxMessage, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
@@ -151,10 +151,8 @@ def _status_text(item: DigestItem, now: dt.datetime) -> str:
             f"({how_far(item.expires_at, now)}): *this token no longer works*; "
             "requests using it are refused. Extend it to restore access."
         )
-    return (
-        f":hourglass_flowing_sand: Expires {expiry(item.expires_at)} "
-        f"(*{how_far(item.expires_at, now)}*)"
-    )
+    emoji = ":hourglass_flowing_sand:" if _soon(item, now) else ":calendar:"
+    return f"{emoji} Expires {expiry(item.expires_at)} (*{how_far(item.expires_at, now)}*)"
 
 
 def item_text(item: DigestItem, now: dt.datetime) -> str:
@@ -166,21 +164,25 @@ def item_text(item: DigestItem, now: dt.datetime) -> str:
     return "\n".join(lines)
 
 
+def moved_text(old: dt.date, new: dt.date) -> str:
+    """What an extension does to the expiry: "moved from 2026-12-10 to 2027-01-09 (30 days
+    after the old date)", or for a token already expired "(30 days from today)"."""
+    since = "after the old date" if new - old == dt.timedelta(days=EXTEND_DAYS) else "from today"
+    return f"moved from {date_text(old)} to {date_text(new)} ({EXTEND_DAYS} days {since})"
+
+
 def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = None) -> ConfirmObject:
     """Plain text (nothing parsed); names the token and the new date when known."""
+    title = f"Extend by {EXTEND_DAYS} days?"
     if item is None:
         text = (
             f"The chosen token's expiry moves {EXTEND_DAYS} days later "
             f"({EXTEND_DAYS} days from today if it has already expired)."
         )
-        title = f"Extend by {EXTEND_DAYS} days?"
     else:
         new = extended_date(item.expires_at, now=now or item.expires_at)
-        text = (
-            f"“{truncate(item.label, 100)}” will expire on {date_text(new)} (UTC) instead of "
-            f"{expiry(item.expires_at)}."
-        )
-        title = f"Extend by {EXTEND_DAYS} days?"
+        moved = moved_text(expiry_date(item.expires_at), new)
+        text = f"The expiry of “{truncate(item.label, 100)}” (a UTC date) will be {moved}."
     return ConfirmObject(
         title=PlainTextObject(text=title, emoji=False),
         text=PlainTextObject(text=text, emoji=False),
@@ -286,15 +288,30 @@ def _compact(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
     return blocks
 
 
+def _soon(item: DigestItem, now: dt.datetime) -> bool:
+    """Expiring soon as the table's badge means it (``bot.dates.expires_soon``)."""
+    return expires_soon(expiry_date(item.expires_at), now)
+
+
+def _counts(items: Sequence[DigestItem], now: dt.datetime) -> list[str]:
+    """What is still to do, as it now is ("expiring soon" as the table's badge; later ones
+    by their reminder's window), and what was dealt with: "2 expiring soon", …"""
+    waiting = [item for item in items if item.actionable]
+    expired = [item for item in waiting if item.expired(now)]
+    soon = [item for item in waiting if item not in expired and _soon(item, now)]
+    later = [item for item in waiting if item not in expired and item not in soon]
+    window = max((max(item.threshold_days, days_until(expiry_date(item.expires_at), now))
+                  for item in later), default=0)
+    counts = [(len(soon), "expiring soon"), (len(later), f"expiring within {window} days"),
+              (len(expired), "expired and no longer working"),
+              (len(items) - len(waiting), "dealt with")]
+    return [f"{count} {words}" for count, words in counts if count]
+
+
 def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
-    """The headline, also the notification / fallback text (no user-supplied text in it)."""
-    expired = sum(1 for item in items if item.expired(now))
-    soon = len(items) - expired
-    parts = []
-    if soon:
-        parts.append(f"{soon} expiring soon")
-    if expired:
-        parts.append(f"{expired} expired and no longer working")
+    """The headline, also the notification / fallback text (no user-supplied text in it),
+    redrawn with the rows."""
+    parts = _counts(items, now)
     noun = "Your access tokens" if audience == DigestAudience.OWNER else "Access tokens"
     return f"{noun}: {', '.join(parts)}" if parts else noun
 

@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
 
 from bot.dates import EXPIRES_SOON_DAYS, UTC_RULE
 from bot.models import AuditEvent, AuditSource, Token
-from bot.services.actor import Actor
+from bot.services.actor import CLI_OPERATOR, Actor
 from bot.services.audit import CHANGES
 from bot.services.listing import TokenPage
 from bot.slack.actions import ROW_ACTIONS
@@ -29,8 +29,6 @@ from bot.slack.state import FIRST_PAGE, TableState
 from bot.slack.views.formatting import ago, code, escape, mention
 from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, DONE, SECURITY_NOTE
-
-_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 @dataclass(frozen=True)
@@ -198,18 +196,19 @@ def owner_notice_message(*, actor: str, source: str, action: str, label: str, ma
     return Message(text=f"{who} {verb} your token {escape(label)}.", blocks=blocks)
 
 
-def actor_text(actor: str, source: str) -> str:
-    """Who acted, as mrkdwn: a Slack user as a mention; an operator at the CLI without
-    ``--as`` as such; the scheduler or an introspection caller by name."""
-    if source == AuditSource.CLI and not _USER_ID.fullmatch(actor):
-        return "an operator (CLI)"
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+
+
+def actor_text(actor: str, source: AuditSource | str) -> str:
+    """Who acted, as the audit log records it, in mrkdwn: a Slack user as a mention (also
+    the CLI's ``--as U…``); the CLI without ``--as`` as "an operator (CLI)", with ``--as``
+    some other name as that name; the scheduler or an introspection caller (a rotation
+    that ended on the new secret's first use) by name."""
     if source in (AuditSource.API, AuditSource.SCHEDULER):
         return f"*{escape(actor)}*"
+    if source == AuditSource.CLI and not SLACK_USER_ID.fullmatch(actor):
+        return "an operator (CLI)" if actor == CLI_OPERATOR else f"*{escape(actor)}* (CLI)"
     return mention(actor)
-
-
-def _who(event: AuditEvent) -> str:
-    return actor_text(event.actor, str(event.source))
 
 
 def change_text(event: AuditEvent) -> str | None:
@@ -218,7 +217,7 @@ def change_text(event: AuditEvent) -> str | None:
     action = str(event.action)
     if action not in CHANGES:
         return None
-    text = f"{_who(event)} {DONE[action]} it {ago(event.at)}"
+    text = f"{actor_text(event.actor, event.source)} {DONE[action]} it {ago(event.at)}"
     details = event.details if isinstance(event.details, dict) else {}
     before, after = details.get("before"), details.get("after")
     if action == "edit" and isinstance(before, dict) and isinstance(after, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,10 +26,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId
+from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId, row_block_id
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import Token
-from bot.services.tokens import LABEL_MAX
+from bot.services.tokens import LABEL_MAX, PAST_EXPIRY
 from bot.slack.views.formatting import code, mention
 from bot.slack.state import ModalMetadata, mapping
 
@@ -53,6 +53,16 @@ def _scope_option(scope: str) -> Option:
     return Option(text=_plain(scope), value=scope)
 
 
+# The input block of each field (``FormValues``' names).
+_FIELD_BLOCKS = {"label": BlockId.LABEL, "scope": BlockId.SCOPE, "expires_on": BlockId.EXPIRES,
+                 "alert_channel": BlockId.ALERT_CHANNEL}
+
+
+def _is_block(block_id: object, base: BlockId) -> bool:
+    """``base`` itself, or ``base`` renamed for a reset (``scope:4``)."""
+    return isinstance(block_id, str) and (block_id == base or block_id.startswith(f"{base}:"))
+
+
 def token_form(
     *,
     mode: FormMode,
@@ -61,12 +71,20 @@ def token_form(
     token: Token | None = None,
     typed: FormValues | None = None,
     notice: str | None = None,
+    reset: Collection[str] = (),
 ) -> View:
-    """Label (required), scope (required), expiry (optional; clearing it removes expiry) and
-    an optional alert channel. On edit every field starts with the token's current value;
-    ``typed`` (what the user submitted) wins over it, so a form answered with ``notice``
-    (safe mrkdwn: why it was not saved) keeps what was typed."""
+    """Label (required), scope (required), expiry (optional) and an optional alert
+    channel. On edit every field starts with the token's current value; ``typed`` (what
+    the user submitted) wins over it, so a form answered with ``notice`` (safe mrkdwn: why
+    it was not saved) keeps what was typed. ``scopes``: what the viewer may choose.
+    ``reset``: fields shown at a value other than what the user's form held; Slack keeps
+    what an input held while its block and action ids stay, so these get new block ids."""
     title, submit, callback_id = _TITLES[mode]
+    generation = token.version if token is not None else 0
+
+    def block_id(base: BlockId, name: str) -> str:
+        return row_block_id(base, generation) if name in reset else base
+
     blocks: list[Block] = []
     if notice is not None:
         blocks.append(SectionBlock(block_id=BlockId.NOTICE,
@@ -85,7 +103,7 @@ def token_form(
         )
     blocks.append(
         InputBlock(
-            block_id=BlockId.LABEL,
+            block_id=block_id(BlockId.LABEL, "label"),
             label=_plain("Label"),
             element=PlainTextInputElement(
                 action_id=ActionId.LABEL_INPUT,
@@ -102,7 +120,7 @@ def token_form(
         initial = _scope_option(shown.scope)
     blocks.append(
         InputBlock(
-            block_id=BlockId.SCOPE,
+            block_id=block_id(BlockId.SCOPE, "scope"),
             label=_plain("Scope"),
             element=StaticSelectElement(
                 action_id=ActionId.SCOPE_SELECT,
@@ -113,39 +131,15 @@ def token_form(
             hint=_plain("Required: the role / permission level of the token."),
         )
     )
+    blocks.extend(_expiry_blocks(
+        shown.expires_on if shown is not None else None,
+        dated=token is not None and token.expires_on is not None,
+        block_id=block_id(BlockId.EXPIRES, "expires_on"),
+        box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
+    ))
     blocks.append(
         InputBlock(
-            block_id=BlockId.EXPIRES,
-            label=_plain("Expiry date"),
-            optional=True,
-            element=DatePickerElement(
-                action_id=ActionId.EXPIRES_PICK,
-                initial_date=(
-                    shown.expires_on.isoformat()
-                    if shown is not None and shown.expires_on is not None
-                    else None
-                ),
-                placeholder=_plain("Never expires"),
-            ),
-            hint=_plain(
-                "Optional: must be a future date; the token stops working at 00:00 UTC "
-                "of that day. Leave it empty for a token that never expires."
-            ),
-        )
-    )
-    if token is not None and token.expires_on is not None:
-        never = Option(text=_plain("Remove the expiry date (never expires)"), value=NO_EXPIRY_VALUE)
-        blocks.append(
-            InputBlock(
-                block_id=BlockId.NO_EXPIRY,
-                label=_plain("Clear expiry"),
-                optional=True,
-                element=CheckboxesElement(action_id=ActionId.NO_EXPIRY_CHECK, options=[never]),
-            )
-        )
-    blocks.append(
-        InputBlock(
-            block_id=BlockId.ALERT_CHANNEL,
+            block_id=block_id(BlockId.ALERT_CHANNEL, "alert_channel"),
             label=_plain("Alert channel"),
             optional=True,
             element=ConversationSelectElement(
@@ -170,6 +164,50 @@ def token_form(
         private_metadata=metadata.encode(),
         blocks=blocks,
     )
+
+
+def _expiry_blocks(day: dt.date | None, *, dated: bool, block_id: str,
+                   box_id: str) -> list[Block]:
+    """The date picker, and for a token that has an expiry (``dated``) the box that
+    removes it: a picker drawn with a date cannot be emptied."""
+    blocks: list[Block] = [
+        InputBlock(
+            block_id=block_id,
+            label=_plain("Expiry date"),
+            optional=True,
+            element=DatePickerElement(
+                action_id=ActionId.EXPIRES_PICK,
+                initial_date=day.isoformat() if day is not None else None,
+                placeholder=_plain("Never expires"),
+            ),
+            hint=_plain(
+                "Optional: must be a future date; the token stops working at 00:00 UTC "
+                f"of that day. {never_expires_way(dated)}"
+            ),
+        )
+    ]
+    if dated:
+        never = Option(text=_plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
+        blocks.append(
+            InputBlock(
+                block_id=box_id,
+                label=_plain("Clear expiry"),
+                optional=True,
+                element=CheckboxesElement(action_id=ActionId.NO_EXPIRY_CHECK, options=[never]),
+            )
+        )
+    return blocks
+
+
+REMOVE_EXPIRY = "Remove the expiry date (never expires)"
+
+
+def never_expires_way(has_box: bool) -> str:
+    """How this form makes a token never expire: the picker of a dated token is filled in
+    and cannot be emptied, so the box; otherwise leaving the date empty."""
+    if has_box:
+        return "For a token that never expires, tick “Remove the expiry date” below."
+    return "Leave it empty for a token that never expires."
 
 
 def notice_modal(text: str) -> View:
@@ -217,13 +255,14 @@ Values = dict[str, Any]  # a submitted view's state: block id -> action id -> el
 
 
 def _element(values: Values, block: BlockId, action: ActionId) -> dict[str, Any]:
-    return mapping(mapping(values.get(block)).get(action))
+    found = next((value for key, value in values.items() if _is_block(key, block)), None)
+    return mapping(mapping(found).get(action))
 
 
 def _drawn(blocks: object, block_id: BlockId, key: str) -> Any:
     """An initial value the form was drawn with (the token's, when it opened)."""
     for block in blocks if isinstance(blocks, list) else []:
-        if isinstance(block, dict) and block.get("block_id") == block_id:
+        if isinstance(block, dict) and _is_block(block.get("block_id"), block_id):
             return mapping(block.get("element")).get(key)
     return None
 
@@ -295,8 +334,25 @@ def read_form(view: dict[str, Any]) -> FormValues:
     )
 
 
-def field_errors(error: ValidationError | PermissionDeniedError) -> dict[str, str] | None:
+def field_errors(error: ValidationError | PermissionDeniedError,
+                 view: dict[str, Any]) -> dict[str, str] | None:
     """``{block_id: message}`` when the error names one of the form's fields: a service's
-    field name is its input block's id (``BlockId``)."""
+    field name is its input block's id (``BlockId``), as drawn in ``view`` (perhaps
+    renamed). A past date says how this form makes a token never expire."""
     field = getattr(error, "field", None)
-    return {field: str(error)} if field in set(BlockId) else None
+    if field not in set(BlockId):
+        return None
+    blocks = [b for b in view.get("blocks") or [] if isinstance(b, dict)]
+    drawn = next((b.get("block_id") for b in blocks if _is_block(b.get("block_id"),
+                                                                  BlockId(field))), field)
+    text = str(error)
+    if field == BlockId.EXPIRES and text == PAST_EXPIRY:
+        has_box = any(_is_block(b.get("block_id"), BlockId.NO_EXPIRY) for b in blocks)
+        text = f"{text} {never_expires_way(has_box)}"
+    return {str(drawn): text}
+
+
+def reset_fields(typed: FormValues, shown: FormValues) -> set[str]:
+    """The fields ``shown`` at another value than the user's form held."""
+    mine, now = asdict(typed), asdict(shown)
+    return {name for name in _FIELD_BLOCKS if mine[name] != now[name]}
