@@ -127,8 +127,8 @@ def team_parent() -> argparse.ArgumentParser:
         "--team",
         type=ident_arg,
         metavar="T",
-        help="Slack team id to act on (default: TOKENBOT_TEAM_ID, else the only team in "
-        "the database)",
+        help="Slack team id to act on, one the database has tokens or audit events of "
+        "(default: TOKENBOT_TEAM_ID, else the only team with tokens)",
     )
     return parent
 

@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--owner", type=ident_arg, metavar="U", help="only tokens created by U")
     p.add_argument("--search", metavar="T", help="label contains T (literally, any case)")
     p.add_argument("--page", type=positive_int, default=1, metavar="N",
-                   help="page number, newest tokens first (default: 1)")
+                   help="page number, newest tokens first (default: 1); a page past the "
+                   "end is empty")
     p.add_argument("--per-page", type=per_page_arg, default=20, metavar="N",
                    help=f"tokens per page, from 1 to {PER_PAGE_MAX:,} (default: 20)")
     p.set_defaults(handler=cmd_list)
@@ -143,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             p.add_argument(
                 "--overlap", type=duration_arg, metavar="DURATION",
                 help="keep the old secret working until the new one is first used, at most "
-                     "this long (30m, 24h, 7d; at most 30d; default: it stops at once)")
+                     "this long (30m, 24h, 7d; from 1m to 30d; default: it stops at once)")
         p.set_defaults(handler=_lifecycle_handler(action))
 
     p = commands.add_parser(
