@@ -837,3 +837,18 @@ def test_every_json_timestamp_is_utc_whole_seconds_with_z(run: Cli) -> None:
     (rotation,) = [event for event in events if event["action"] == "rotate"]
     assert rotation["details"]["old_works_until"] == rotated["rotation"]["old_works_until"]
     assert f"old_works_until={rotated['rotation']['old_works_until']}" in run.ok("audit").out
+
+
+@pytest.mark.slow
+def test_output_cut_short_by_its_reader_is_no_traceback(run: Cli) -> None:
+    """`tokenbot audit | head -1`: the reader leaves before the output is written."""
+    for number in range(30):
+        run.create(f"token {number}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "audit", "--json"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before the command has printed anything
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err
