@@ -261,7 +261,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="log one line per request (default: on)",
+        help="log one line per request, on stderr as every log line (default: on)",
     )
     serve.set_defaults(handler=cmd_serve)
 
