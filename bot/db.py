@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -91,6 +90,37 @@ def is_up_to_date(engine: Engine) -> bool:
     return bool(current) and (current == set(scripts.get_heads()) or not current <= known)
 
 
+#: What DATABASE_URL may name: (backend, driver) pairs this install can open.
+SUPPORTED_URLS = "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+_SUPPORTED = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
+
+
+def check_database_url(settings: Settings) -> None:
+    """DATABASE_URL names a database Tokenbot can open (SQLite or PostgreSQL through
+    psycopg) and, for a SQLite file, a folder that exists: a typo in the path is refused
+    rather than a new empty database created somewhere unexpected."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"DATABASE_URL is not a database URL: use {SUPPORTED_URLS}."
+        ) from None
+    if (url.get_backend_name(), url.get_driver_name()) not in _SUPPORTED:
+        raise ConfigurationError(
+            f"DATABASE_URL names an unsupported database ({url.drivername}): use "
+            f"{SUPPORTED_URLS}."
+        )
+    path = settings.sqlite_path
+    if path is not None and not path.parent.is_dir():
+        raise ConfigurationError(
+            f"DATABASE_URL names a SQLite file in a folder that does not exist "
+            f"({path.parent}): create the folder, or fix the path."
+        )
+
+
 SCHEMA_BEHIND = (
     "The database schema is behind this version of Tokenbot: run `tokenbot db upgrade` "
     "(with the same DATABASE_URL), then start again."
@@ -121,6 +151,7 @@ class Database:
     keys must open the database's key check value (written under them on first use)."""
 
     def __init__(self, settings: Settings, *, auto_upgrade: bool | None = None) -> None:
+        check_database_url(settings)
         self.settings = settings
         self.box = secret_box(settings)
         self.engine = make_engine(settings.database_url)
@@ -128,9 +159,6 @@ class Database:
         if auto_upgrade is None:
             auto_upgrade = self.engine.dialect.name == "sqlite"
         if auto_upgrade:
-            path: Path | None = settings.sqlite_path
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
             upgrade(self.engine)
         try:
             if not is_up_to_date(self.engine):

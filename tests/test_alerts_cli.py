@@ -73,6 +73,40 @@ def test_a_bad_now_is_refused_with_a_clear_message(capsys: pytest.CaptureFixture
     assert "not an ISO-8601 date-time" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_a_now_too_far_out_is_one_line_not_a_traceback(
+    asettings: Settings, adb: Database, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], moment: str,
+) -> None:
+    seed_token(adb, now=NOW, expires_on=(NOW + dt.timedelta(days=5)).date(), label="ci")
+    for name, value in cli_environment(asettings).items():
+        monkeypatch.setenv(name, value)
+    for extra in (["--dry-run"], ["--dry-run", "--json"], []):
+        assert main(["alerts", "run", "--now", moment, *extra]) == 2
+        captured = capsys.readouterr()
+        (line,) = captured.err.strip().splitlines()
+        assert "--now" in line and "out of range" in line and captured.out == ""
+    with adb.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Alert)) == 0
+
+
+def test_the_json_report_writes_moments_as_the_other_json_outputs_do(
+    asettings: Settings, adb: Database, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """UTC, whole seconds, ``Z`` (bot.serialize.timestamp), as `tokens list --json`."""
+    seed_token(adb, now=NOW, expires_on=(NOW + dt.timedelta(days=5)).date(), label="ci")
+    for name, value in cli_environment(asettings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["alerts", "run", "--dry-run", "--json", "--now",
+                 "2026-11-27T13:00:00.250+01:00"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["now"] == "2026-11-27T12:00:00Z"
+    expiries = {token["expires_at"] for dest in report["destinations"]
+                for token in dest["tokens"]}
+    assert expiries == {"2026-12-02T00:00:00Z"}
+
+
 def _run_processes(
     env: dict[str, str], now: dt.datetime, cwd: Path, count: int = 3
 ) -> list[dict[str, object]]:

@@ -479,6 +479,7 @@ def test_refusals_go_to_stderr_with_a_nonzero_exit(run: Cli, monkeypatch) -> Non
 
     # another team's token behaves as unknown, for every command
     run.ok("tokens", "enable", tid, "--yes")
+    theirs = run.create("theirs", "--team", "T2", "--new-team")
     for argv in [
         ("tokens", "show", tid),
         ("tokens", "disable", tid, "--yes"),
@@ -488,8 +489,9 @@ def test_refusals_go_to_stderr_with_a_nonzero_exit(run: Cli, monkeypatch) -> Non
     ]:
         result = run(*argv, "--team", "T2")
         assert result.code == 1 and "not found" in result.err, argv
-    assert run.ok("tokens", "list", "--json", "--team", "T2").json()["total"] == 0
-    assert _audit(run, "--team", "T2") == []
+    listed = run.ok("tokens", "list", "--json", "--team", "T2").json()["tokens"]
+    assert [row["id"] for row in listed] == [theirs["id"]]
+    assert [event["token_id"] for event in _audit(run, "--team", "T2")] == [theirs["id"]]
     shown = run.show(tid)
     assert (shown["status"], shown["label"]) == ("active", "refuse")
 
@@ -572,11 +574,11 @@ def test_db_upgrade_on_a_migrated_database_says_there_is_nothing_to_do(run: Cli)
 def test_db_upgrade_creates_a_fresh_sqlite_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/sub/fresh.db")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/fresh.db")
     run = Cli(capsys, monkeypatch)
     out = run.ok("db", "upgrade").out
     assert f"upgraded from revision (empty database) to {_head()}" in out
-    assert (tmp_path / "sub" / "fresh.db").exists()
+    assert (tmp_path / "fresh.db").exists()
     assert "nothing to do" in run.ok("db", "upgrade").out
 
 
@@ -608,12 +610,12 @@ def test_the_team_defaults_to_the_only_one_in_the_database(
         assert result.code == 2
         assert "--team" in result.err and "TOKENBOT_TEAM_ID" in result.err
 
-    first = run.create("first", "--team", "TA")
+    first = run.create("first", "--team", "TA")  # the first team needs no --new-team
     assert run.ok("tokens", "list", "--json").json()["tokens"][0]["id"] == first["id"]
     second = run.create("second")  # no --team: the only team there is
     assert run.show(second["id"], "--team", "TA")["label"] == "second"
 
-    run.create("elsewhere", "--team", "TB")
+    run.create("elsewhere", "--team", "TB", "--new-team")
     several = run("tokens", "list")
     assert several.code == 2 and "several teams" in several.err
     assert "TA" in several.err and "TB" in several.err
@@ -683,3 +685,170 @@ def test_serve_refuses_a_worker_count_out_of_range_in_one_line(run: Cli, workers
     assert result.code != 0
     assert result.err.strip().splitlines() == [
         "tokenbot: --workers must be from 1 to 64"]
+
+
+# -- issue 20: rough edges a new user hit -----------------------------------------------
+
+WHOLE_SECONDS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+@pytest.mark.parametrize("url", ["mysql://u@127.0.0.1/tokenbot", "oracle://u@h/db", "nonsense"])
+def test_an_unsupported_database_url_is_one_line_naming_the_supported_ones(
+    run: Cli, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", url)
+    for argv in (("tokens", "list"), ("audit",), ("db", "upgrade"), ("keys", "rotate")):
+        result = run(*argv)
+        assert result.code == 2, argv
+        (line,) = result.err.strip().splitlines()
+        assert "DATABASE_URL" in line and "sqlite:///" in line
+        assert "postgresql+psycopg://" in line
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_refused(
+    run: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/typo/tokenbot.db")
+    for argv in (("tokens", "list"), ("db", "upgrade"),
+                 ("tokens", "create", "--label", "x", "--scope", "read", "--owner", "U1")):
+        result = run(*argv)
+        assert result.code == 2, argv
+        (line,) = result.err.strip().splitlines()
+        assert "does not exist" in line and str(tmp_path / "typo") in line
+    assert not (tmp_path / "typo").exists()
+
+    # the embedded default, in the working directory, still needs nothing
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.delenv("TOKENBOT_SECRET_KEYS")
+    assert run.ok("tokens", "list").out.startswith("No tokens.")
+    assert (tmp_path / "tokenbot.db").exists()
+
+
+def test_an_unknown_team_is_refused_and_a_new_team_is_asked_for(
+    run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = run.create("ours")  # TOKENBOT_TEAM_ID=T1: the first team needs no flag
+    for argv in (("tokens", "list", "--team", "T1X"), ("audit", "--team", "T1X"),
+                 ("tokens", "show", ours["id"], "--team", "T1X")):
+        result = run(*argv)
+        assert result.code == 2, argv
+        assert "Unknown team T1X" in result.err and "T1" in result.err
+
+    # a typo on create does not start a second team for ever
+    typo = run("tokens", "create", "--team", "T1X", "--label", "x", "--scope", "read",
+               "--owner", "U1")
+    assert typo.code == 2 and "--new-team" in typo.err
+    assert run("tokens", "list", "--team", "T1X").code == 2  # still unknown: nothing made
+    theirs = run.create("theirs", "--team", "T2", "--new-team")
+    assert [t["id"] for t in run.ok("tokens", "list", "--team", "T2", "--json")
+            .json()["tokens"]] == [theirs["id"]]
+
+    # once its last token is deleted, a team no longer makes "which team" ambiguous
+    monkeypatch.delenv("TOKENBOT_TEAM_ID")
+    assert "several teams" in run("tokens", "list").err
+    run.ok("tokens", "delete", theirs["id"], "--team", "T2", "--yes")
+    assert [t["id"] for t in run.ok("tokens", "list", "--json").json()["tokens"]] == [ours["id"]]
+    # its history is still there to read
+    assert run.ok("tokens", "list", "--team", "T2").out.startswith("No tokens.")
+    assert {e["action"] for e in _audit(run, "--team", "T2")} == {"create", "delete"}
+
+
+def test_per_page_limits_are_worded_once_and_a_page_past_the_end_is_empty(run: Cli) -> None:
+    for argv in (("tokens", "list", "--per-page", "0"), ("tokens", "list", "--per-page", "1001"),
+                 ("audit", "--limit", "1001")):
+        result = run(*argv)
+        assert result.code == 2
+        assert "is not a whole number from 1 to 1,000" in result.err, argv
+
+    made = {run.create(f"t{n}")["id"] for n in range(3)}
+    past = run.ok("tokens", "list", "--per-page", "2", "--page", "3", "--json").json()
+    assert past["tokens"] == [] and past["page"] == 3
+    assert (past["pages"], past["total"], past["total_exact"]) == (2, 3, True)
+    assert run.ok("tokens", "list", "--per-page", "2", "--page", "3").out.strip() == (
+        "Page 3 is past the end: there are 2 pages, 3 tokens.")
+
+    # a script reading pages until an empty one stops, having seen every token once
+    seen: list[str] = []
+    for number in range(1, 10):
+        rows = run.ok("tokens", "list", "--per-page", "2", "--page", str(number),
+                      "--json").json()["tokens"]
+        if not rows:
+            break
+        seen += [row["id"] for row in rows]
+    assert number == 3 and sorted(seen) == sorted(made)
+
+
+@pytest.mark.parametrize("overlap", ["-5m", "0m", "0h", "31d", "43201m"])
+def test_an_overlap_out_of_range_is_a_clear_error(run: Cli, overlap: str) -> None:
+    token = run.create("rotating")
+    result = run("tokens", "rotate", token["id"], "--yes", "--overlap", overlap)
+    assert result.code == 2
+    assert "the overlap must be between 1 minute and 30 days" in result.err
+    assert run.show(token["id"])["masked"] == token["masked"]
+
+
+def test_edit_with_nothing_to_change_is_a_usage_error(run: Cli) -> None:
+    token = run.create("unchanged")
+    result = run("tokens", "edit", token["id"])
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    assert "Nothing to change" in line and "--label" in line
+    assert _audit(run)[0]["action"] == "create"
+
+
+def test_version_prints_the_packages_version(run: Cli) -> None:
+    from importlib.metadata import version
+
+    assert run.ok("--version").out.strip() == f"tokenbot {version('tokenbot')}"
+
+
+def test_rotate_with_yes_during_an_overlap_says_the_earlier_old_secret_stopped(
+    run: Cli,
+) -> None:
+    token = run.create("rotating")
+    run.ok("tokens", "rotate", token["id"], "--yes", "--overlap", "1h")
+    earlier = run.show(token["id"])["rotation"]["old_masked"]
+    again = run.ok("tokens", "rotate", token["id"], "--yes")
+    assert f"The earlier rotation's old secret ({earlier}) was stopped" in again.out
+
+    run.ok("tokens", "rotate", token["id"], "--yes", "--overlap", "1h")
+    earlier = run.show(token["id"])["rotation"]["old_masked"]
+    as_json = run.ok("tokens", "rotate", token["id"], "--yes", "--overlap", "1h", "--json")
+    assert f"The earlier rotation's old secret ({earlier}) was stopped" in as_json.err
+    assert as_json.json()["rotation"]["old_masked"] != earlier
+
+    # an ordinary rotation says nothing of the kind
+    plain_token = run.create("plain")
+    assert "earlier rotation" not in run.ok("tokens", "rotate", plain_token["id"], "--yes").out
+
+
+def test_every_json_timestamp_is_utc_whole_seconds_with_z(run: Cli) -> None:
+    token = run.create("stamped", "--expires", _later(5))
+    rotated = run.ok("tokens", "rotate", token["id"], "--yes", "--overlap", "2h", "--json").json()
+    listed = run.ok("tokens", "list", "--json").json()["tokens"][0]
+    for row in (token, rotated, listed, run.show(token["id"])):
+        for name in ("created_at", "expires_at"):
+            assert WHOLE_SECONDS_UTC.match(row[name]), (name, row[name])
+    assert WHOLE_SECONDS_UTC.match(rotated["rotation"]["old_works_until"])
+
+    events = _audit(run)
+    assert all(WHOLE_SECONDS_UTC.match(event["at"]) for event in events)
+    (rotation,) = [event for event in events if event["action"] == "rotate"]
+    assert rotation["details"]["old_works_until"] == rotated["rotation"]["old_works_until"]
+    assert f"old_works_until={rotated['rotation']['old_works_until']}" in run.ok("audit").out
+
+
+@pytest.mark.slow
+def test_output_cut_short_by_its_reader_is_no_traceback(run: Cli) -> None:
+    """`tokenbot audit | head -1`: the reader leaves before the output is written."""
+    for number in range(30):
+        run.create(f"token {number}")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "audit", "--json"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before the command has printed anything
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err

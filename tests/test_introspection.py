@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus
 
@@ -971,10 +972,11 @@ def test_a_dropped_database_connection_is_replaced(
 
 
 def test_an_unreachable_database_answers_503_never_active(
-    make_settings: Callable[..., Settings], now: dt.datetime, clock: Any, database_url: str
+    make_settings: Callable[..., Settings], now: dt.datetime, clock: Any, database_url: str,
+    tmp_path: Path,
 ) -> None:
     if database_url.startswith("sqlite"):
-        url = "sqlite:////nonexistent-dir/tokenbot.db"
+        url = f"sqlite:///{tmp_path}"  # a folder: SQLite cannot open it
     else:
         url = "postgresql+psycopg://postgres@127.0.0.1:9/nothing?connect_timeout=2"
     broken = make_settings(DATABASE_URL=url, TOKENBOT_INTROSPECTION_SECRETS=SECRET_A)

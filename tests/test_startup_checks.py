@@ -5,8 +5,12 @@ database whose schema is behind the code (SQLite databases are simply brought up
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -25,7 +29,14 @@ from bot.services.actor import Actor
 from tests.conftest import PG_ADMIN_URL
 from tests.support.databases import throwaway_postgresql
 from tests.support.serving import serving
-from tests.test_server import SIGNING_SECRET, probe_app, request
+from tests.test_server import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    cli_env,
+    free_port,
+    probe_app,
+    request,
+)
 
 
 def _open(make_settings: Callable[..., Settings], *keys: str) -> Database:
@@ -162,3 +173,40 @@ def test_readyz_is_503_with_the_reason_while_the_schema_is_behind(
             engine.dispose()
     assert behind.status == 503 and "tokenbot db upgrade" in behind.body
     assert again.status == 200
+
+
+@pytest.mark.slow
+def test_serve_with_slack_unreachable_warns_once_and_logs_requests_to_stderr(
+    tmp_path: Path,
+) -> None:
+    """Start-up with Slack down is one warning (not slack_sdk's ERROR line per try, nor
+    Bolt's note that the token goes unused); the access log is on stderr, as every log."""
+    port = free_port()
+    env = cli_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                  SLACK_API_URL=f"http://127.0.0.1:{free_port()}/api/",
+                  TOKENBOT_SCHEDULER="off")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.communicate()
+            try:
+                if request(("127.0.0.1", port), "GET", "/healthz").status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "tokenbot serve did not start"
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    lines = err.splitlines()
+    assert len([line for line in lines if "could not reach Slack" in line]) == 1
+    assert not [line for line in lines if " ERROR " in line]
+    assert "will be unused" not in err
+    assert out == ""
+    assert '"GET /healthz HTTP/1.1" 200' in err

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from bot import logs
 from bot.errors import ConfigurationError, TokenbotError
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
+
+
+def version() -> str:
+    """The installed package's version (its metadata), or "unknown" outside an install."""
+    try:
+        return metadata.version("tokenbot")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,18 +37,37 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tokenbot: issue and manage your team's access tokens from Slack.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    parser.add_argument("--version", action="version", version=f"tokenbot {version()}",
+                        help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (tokens, audit, admin, alerts, serve):
         module.register(subparsers)
     return parser
 
 
+def _negative_values(argv: Sequence[str]) -> list[str]:
+    """``--overlap -5m`` as ``--overlap=-5m``: argparse takes "-5m" for an option and
+    answers "expected one argument" instead of saying what the overlap may be."""
+    joined: list[str] = []
+    for arg in argv:
+        if joined and joined[-1] == "--overlap" and arg[:1] == "-" and arg[1:2].isdigit():
+            joined[-1] = f"--overlap={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else argv))
     logs.configure(logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr)
+    from bot.cli.common import UsageError
+
     try:
         return int(args.handler(args) or 0)
+    except UsageError as exc:
+        print(f"tokenbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except ConfigurationError as exc:
         print(f"tokenbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -48,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tokenbot: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `tokenbot audit | head`: the reader left; stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def run() -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from bot import crypto
 from bot.cli.common import database_errors, quiet_migrations
 from bot.config import load_settings
-from bot.db import Database, make_engine, upgrade
+from bot.db import Database, check_database_url, make_engine, upgrade
 from bot.services.keys import reencrypt_all
 
 
@@ -46,10 +46,9 @@ def _revision(engine: Engine) -> str | None:
 def db_upgrade(args: argparse.Namespace) -> int:
     quiet_migrations(args)
     settings = load_settings()
+    check_database_url(settings)
     with database_errors():
         shown = make_url(settings.database_url).render_as_string(hide_password=True)
-        if settings.sqlite_path is not None:
-            settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url)
         try:
             before = _revision(engine)

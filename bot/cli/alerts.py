@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import sys
 
 from bot.config import load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import utcnow
+from bot.serialize import timestamp, timestamps
+
+#: The moments a pass may be run as: its date arithmetic (thresholds, leases, 90-day
+#: purges) stays well inside what a date can hold.
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def _moment(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"not an ISO-8601 date-time: {text!r} (e.g. 2026-12-24T09:00:00Z)"
         ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+    return value
 
 
 def _about(token: dict) -> str:  # type: ignore[type-arg]
@@ -73,9 +78,14 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.alerts.scheduler import run_pass
-    from bot.cli.common import database_errors, quiet_migrations
+    from bot.cli.common import database_errors, print_json, quiet_migrations
     from bot.slack.client import make_web_client
 
+    if args.now is not None and not EARLIEST <= args.now < LATEST:
+        raise ConfigurationError(
+            f"--now {timestamp(args.now)} is out of range: give a moment from "
+            f"{EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}."
+        )
     settings = load_settings()
     client = None
     if not args.dry_run:
@@ -94,12 +104,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                 settings=settings, database=database, client=client, now=now,
                 dry_run=args.dry_run,
             )
+        except OverflowError:  # --now with TOKENBOT_ALERT_DAYS thresholds past year 9999
+            if args.now is None:
+                raise
+            raise ConfigurationError(
+                f"--now {now:%Y-%m-%d} is too far out for the alert thresholds "
+                "(TOKENBOT_ALERT_DAYS): the dates they give do not exist."
+            ) from None
         finally:
             database.dispose()
-    data = report.to_dict()
+    # Every moment in the report as the other JSON outputs write it (bot.serialize).
+    data = timestamps(report.to_dict())
     if args.json:
-        json.dump(data, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(data)
     else:
         _print_human(data, args.dry_run)
     return 1 if report.failed else 0

@@ -15,7 +15,7 @@ from bot.cli.common import (
     team_parent,
     when,
 )
-from bot.serialize import audit_summary
+from bot.serialize import audit_summary, timestamps
 from bot.services import audit as audit_svc
 
 AUDIT_HEADERS = ("TIME", "ACTOR", "SOURCE", "ACTION", "TOKEN", "DETAILS")
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     p.add_argument("--token", metavar="ID", help="only events of this token")
     p.add_argument("--limit", type=per_page_arg, default=50, metavar="N",
-                   help="at most N events (default: 50)")
+                   help="at most N events, from 1 to 1,000 (default: 50)")
     p.set_defaults(handler=cmd_audit)
 
 
@@ -67,7 +67,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     str(event.source),
                     str(event.action),
                     event.token_public_id or "-",
-                    audit_details(event.details or {}),
+                    audit_details(timestamps(event.details or {})),
                 ]
                 for event in events
             ],

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select, union
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from bot.config import Settings, load_settings
@@ -37,6 +37,11 @@ DEFAULT_ACTOR = CLI_OPERATOR
 LABEL_COLUMN_MAX = 40
 PER_PAGE_MAX = 1000
 ID_MAX = 32
+
+
+class UsageError(Exception):
+    """A command line that is valid to argparse but asks for nothing (exit status 2, as
+    argparse's own usage errors)."""
 
 
 # -- argument types -------------------------------------------------------------------
@@ -61,42 +66,44 @@ def date_arg(text: str) -> dt.date:
 NUMBER_MAX = 1_000_000  # more pages or events than anyone has
 
 
-_DURATION_RE = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+_DURATION_RE = re.compile(r"([+-]?[0-9]{1,9})([mhd])")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+OVERLAP_RANGE = f"the overlap must be between 1 minute and {MAX_OVERLAP.days} days"
 
 
 def duration_arg(text: str) -> dt.timedelta:
-    """``30m``, ``24h``, ``7d``: minutes, hours or days, at most 30 days; else a clear
-    argparse error."""
+    """``30m``, ``24h``, ``7d``: minutes, hours or days, from 1 minute to 30 days; else a
+    clear argparse error."""
     match = _DURATION_RE.fullmatch(text.strip().lower())
     if match is None:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration; write minutes, hours or days such as 30m, 24h or 7d"
+            f"{text!r} is not a duration; write minutes, hours or days such as 30m, 24h or "
+            f"7d ({OVERLAP_RANGE})"
         )
     value = dt.timedelta(**{_DURATION_UNITS[match[2]]: int(match[1])})
-    if value > MAX_OVERLAP:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is too long: at most {MAX_OVERLAP.days} days ({MAX_OVERLAP.days}d)")
+    if not dt.timedelta(minutes=1) <= value <= MAX_OVERLAP:
+        raise argparse.ArgumentTypeError(f"{text!r}: {OVERLAP_RANGE} (30m, 24h, 7d, 30d)")
     return value
 
 
-def positive_int(text: str) -> int:
+def _whole_number(text: str, most: int) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if not 1 <= value <= NUMBER_MAX:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a whole number from 1 to {NUMBER_MAX:,}"
-        )
+    if not 1 <= value <= most:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to {most:,}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_number(text, NUMBER_MAX)
 
 
 def per_page_arg(text: str) -> int:
-    value = positive_int(text)
-    if value > PER_PAGE_MAX:
-        raise argparse.ArgumentTypeError(f"at most {PER_PAGE_MAX} tokens per page")
-    return value
+    """A page size (or a number of events): from 1 to ``PER_PAGE_MAX``, worded as every
+    other number's limits."""
+    return _whole_number(text, PER_PAGE_MAX)
 
 
 def ident_arg(text: str) -> str:
@@ -120,8 +127,8 @@ def team_parent() -> argparse.ArgumentParser:
         "--team",
         type=ident_arg,
         metavar="T",
-        help="Slack team id to act on (default: TOKENBOT_TEAM_ID, else the only team in "
-        "the database)",
+        help="Slack team id to act on, one the database has tokens or audit events of "
+        "(default: TOKENBOT_TEAM_ID, else the only team with tokens)",
     )
     return parent
 
@@ -159,18 +166,47 @@ class Context:
 
 
 def _teams_in(session: Session) -> list[str]:
-    query = union(
-        select(Token.team_id).distinct(), select(AuditEvent.team_id).distinct()
-    ).limit(3)
-    return sorted(session.scalars(query))
+    """The teams that have tokens (up to three): a team whose last token was deleted no
+    longer counts when the CLI picks "the only team"."""
+    return sorted(session.scalars(select(Token.team_id).distinct().limit(3)))
 
 
-def resolve_team(db: Database, settings: Settings, explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    if settings.tokenbot_team_id:
-        return settings.tokenbot_team_id
+def _known(session: Session, team: str) -> bool:
+    """Whether the database has anything of ``team``: a token, or audit events."""
+    return bool(session.scalar(select(
+        exists().where(Token.team_id == team) | exists().where(AuditEvent.team_id == team)
+    )))
+
+
+def _check_known(session: Session, team: str, *, new_team: bool | None) -> None:
+    """``team`` (from --team or TOKENBOT_TEAM_ID) must be one the database knows, so a typo
+    neither lists nothing nor starts a second team for ever. A database with no team yet
+    takes any; ``new_team`` True (``tokens create --new-team``) starts another on purpose,
+    False offers it (``tokens create``), None is a command that cannot start a team."""
+    if new_team or _known(session, team):
+        return
+    held = _teams_in(session) or sorted(session.scalars(
+        select(AuditEvent.team_id).distinct().limit(3)))
+    if not held:
+        return
+    shown = ", ".join(held[:2]) + (", …" if len(held) > 2 else "")
+    hint = " To start a new team with this token, add --new-team." if new_team is False else ""
+    raise ConfigurationError(
+        f"Unknown team {team}: this database has no token or audit event of it (it holds "
+        f"{shown}). Check --team or TOKENBOT_TEAM_ID.{hint}"
+    )
+
+
+def resolve_team(
+    db: Database, settings: Settings, explicit: str | None, *, new_team: bool | None = None
+) -> str:
+    """The team to act on: ``explicit`` (--team), else TOKENBOT_TEAM_ID, else the only team
+    with tokens. A named team must be known (:func:`_check_known`)."""
+    named = explicit or settings.tokenbot_team_id
     with db.sessions() as session:
+        if named:
+            _check_known(session, named, new_team=new_team)
+            return named
         teams = _teams_in(session)
     if len(teams) == 1:
         return teams[0]
@@ -214,7 +250,8 @@ def open_context(args: argparse.Namespace) -> Iterator[Context]:
     with database_errors():
         database = Database(settings)
         try:
-            team = resolve_team(database, settings, getattr(args, "team", None))
+            team = resolve_team(database, settings, getattr(args, "team", None),
+                                new_team=getattr(args, "new_team", None))
             actor = Actor(
                 team_id=team,
                 user_id=getattr(args, "as_user", DEFAULT_ACTOR),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import signal
 import threading
@@ -16,6 +17,7 @@ from bot.db import Database
 from bot.errors import ConfigurationError
 
 log = logging.getLogger("bot.serve")
+_QUIET_SLACK = logging.getLogger("bot.serve.auth_test")  # tries of auth.test: -v shows them
 
 REQUIRED = {
     "serve": ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"),
@@ -65,8 +67,12 @@ def check_bot_token(client: Any, settings: Settings) -> None:
     and every call to it is retried."""
     from slack_sdk.errors import SlackApiError
 
+    # slack_sdk logs each failed try at ERROR: the one warning below says it all.
+    quiet = copy.copy(client)
+    quiet._logger = _QUIET_SLACK
+    _QUIET_SLACK.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL)
     try:
-        answer = client.auth_test()
+        answer = quiet.auth_test()
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response is not None else None
         if error in _REFUSED_TOKEN:
@@ -255,7 +261,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--access-log",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="log one line per request (default: on)",
+        help="log one line per request, on stderr as every log line (default: on)",
     )
     serve.set_defaults(handler=cmd_serve)
 

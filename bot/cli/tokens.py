@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bot.cli.common import (
     PER_PAGE_MAX,
     Context,
+    UsageError,
     actor_parent,
     ago,
     date_arg,
@@ -88,9 +89,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--owner", type=ident_arg, metavar="U", help="only tokens created by U")
     p.add_argument("--search", metavar="T", help="label contains T (literally, any case)")
     p.add_argument("--page", type=positive_int, default=1, metavar="N",
-                   help="page number, newest tokens first (default: 1)")
+                   help="page number, newest tokens first (default: 1); a page past the "
+                   "end is empty")
     p.add_argument("--per-page", type=per_page_arg, default=20, metavar="N",
-                   help=f"tokens per page (default: 20, at most {PER_PAGE_MAX})")
+                   help=f"tokens per page, from 1 to {PER_PAGE_MAX:,} (default: 20)")
     p.set_defaults(handler=cmd_list)
 
     p = commands.add_parser(
@@ -103,6 +105,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="stops working at 00:00 UTC of this date (default: never)")
     p.add_argument("--owner", required=True, type=ident_arg, metavar="U",
                    help="the Slack user id who owns the token")
+    p.add_argument("--new-team", action="store_true",
+                   help="the team (--team or TOKENBOT_TEAM_ID) is new to this database: "
+                   "start it with this token (without it an unknown team is refused, so a "
+                   "typo does not start a second team)")
     p.set_defaults(handler=cmd_create)
 
     p = commands.add_parser("show", parents=[team, as_json], help="one token's details")
@@ -110,7 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(handler=cmd_show)
 
     p = commands.add_parser(
-        "edit", parents=[team, actor, as_json], help="change label, scope or expiry"
+        "edit", parents=[team, actor, as_json],
+        help="change label, scope or expiry (give at least one)",
     )
     p.add_argument("id", metavar="ID")
     p.add_argument("--label", metavar="L")
@@ -137,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             p.add_argument(
                 "--overlap", type=duration_arg, metavar="DURATION",
                 help="keep the old secret working until the new one is first used, at most "
-                     "this long (30m, 24h, 7d; at most 30d; default: it stops at once)")
+                     "this long (30m, 24h, 7d; from 1m to 30d; default: it stops at once)")
         p.set_defaults(handler=_lifecycle_handler(action))
 
     p = commands.add_parser(
@@ -227,26 +234,49 @@ def _print_secret(secret: str, token: Token, *, verb: str) -> None:
 # -- commands -------------------------------------------------------------------------
 
 
+def _read_page(session: Session, ctx: Context, args: argparse.Namespace) -> listing.TokenPage:
+    return listing.list_tokens(
+        session,
+        team_id=ctx.team,
+        now=ctx.now,
+        filters=listing.TokenFilter(
+            status=listing.StatusFilter(args.status) if args.status else None,
+            owner=args.owner,
+            search=args.search or "",
+        ),
+        expiring_days=ctx.settings.expiring_days,
+        page=args.page,
+        per_page=args.per_page,
+    )
+
+
+def _print_page(page: listing.TokenPage, rows: list[list[str]], args: argparse.Namespace,
+                *, past_end: bool) -> None:
+    noun = "token" if page.total == 1 else "tokens"
+    if past_end:
+        pages = "page" if page.pages_text == "1" else "pages"
+        print(f"Page {args.page:,} is past the end: there are {page.pages_text} {pages}, "
+              f"{page.total_text} {noun}.")
+        return
+    if rows:
+        print(format_table(TOKEN_HEADERS, rows))
+    else:
+        print("No tokens match." if (args.status or args.owner or args.search) else "No tokens.")
+    print(f"page {page.page} of {page.pages_text}, {page.total_text} {noun}")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
-        page = listing.list_tokens(
-            session,
-            team_id=ctx.team,
-            now=ctx.now,
-            filters=listing.TokenFilter(
-                status=listing.StatusFilter(args.status) if args.status else None,
-                owner=args.owner,
-                search=args.search or "",
-            ),
-            expiring_days=ctx.settings.expiring_days,
-            page=args.page,
-            per_page=args.per_page,
-        )
+        page = _read_page(session, ctx, args)
+        # The service shows the last page for a page past the end (the table shrank under
+        # a Slack user); here the page asked is answered, empty, so a loop stops.
+        past_end = page.page != args.page or (args.page > 1 and not page.items)
+        items = [] if past_end else page.items
         if args.json:
             print_json(
                 {
-                    "tokens": [token_summary(token, ctx.now) for token in page.items],
-                    "page": page.page,
+                    "tokens": [token_summary(token, ctx.now) for token in items],
+                    "page": args.page,
                     "pages": page.pages,
                     "per_page": page.per_page,
                     "total": page.total,
@@ -254,13 +284,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        rows = [token_row(token, ctx.now) for token in page.items]
-    if rows:
-        print(format_table(TOKEN_HEADERS, rows))
-    else:
-        print("No tokens match." if (args.status or args.owner or args.search) else "No tokens.")
-    noun = "token" if page.total == 1 else "tokens"
-    print(f"page {page.page} of {page.pages_text}, {page.total_text} {noun}")
+        rows = [token_row(token, ctx.now) for token in items]
+    _print_page(page, rows, args, past_end=past_end)
     return 0
 
 
@@ -308,7 +333,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     elif args.expires is not None:
         changes["expires_on"] = args.expires
     if not changes:
-        raise TokenbotError(
+        raise UsageError(
             "Nothing to change: give --label, --scope, --expires YYYY-MM-DD or --no-expiry."
         )
     with open_context(args) as ctx:
@@ -415,9 +440,14 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                 token, secret = _perform(action, session, ctx, args.id, seen.version, overlap)
                 summary = token_summary(token, ctx.now) if token is not None else None
         if action is Lifecycle.ROTATE and token is not None and secret is not None:
+            stopped = (f"The earlier rotation's old secret ({seen.previous_secret_masked}) "
+                       "was stopped: it no longer works."
+                       if seen.rotating(ctx.now) else None)
             if getattr(args, "json", False):
                 print_json({**(summary or {}), "secret": secret})
                 print(SECURITY_NOTE, file=sys.stderr)
+                if stopped:
+                    print(stopped, file=sys.stderr)
             else:
                 _print_secret(secret, token, verb="Rotated")
                 if token.old_secret_until is not None:
@@ -426,6 +456,8 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                           "used, whichever comes first.")
                 else:
                     print("The previous secret no longer works.")
+                if stopped:
+                    print(stopped)
         elif action is Lifecycle.DISABLE:
             print(f"Disabled {_describe(seen)}: it no longer authenticates. "
                   f"`tokenbot tokens enable {seen.public_id}` reverses this.")

@@ -361,6 +361,7 @@ def serve(
             workers=workers,
             access_log=access_log,
             log_level=log_level,
+            log_config=None,  # uvicorn's lines (access log included) go to our handlers
             lifespan="on",
             http=HTTP_PARSER,
         )
@@ -376,9 +377,11 @@ def serve(
         client=client,
         on_shutdown=[owned.dispose] if owned is not None else [],
     )
+    # log_config=None: uvicorn's own handlers would write its access log to stdout; its
+    # loggers propagate instead to the root logger's (stderr, secrets masked).
     config = uvicorn.Config(
         app, host=host, port=port, access_log=access_log, log_level=log_level, lifespan="on",
-        http=HTTP_PARSER,
+        http=HTTP_PARSER, log_config=None,
     )
     server = uvicorn.Server(config)
     try:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from slack_bolt import App, BoltContext
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk import WebClient
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -36,6 +37,17 @@ from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error
 
 log = logging.getLogger("bot.slack.app")
+
+
+class _TokenFromAuthorize(logging.Filter):
+    """Bolt takes SLACK_BOT_TOKEN from the environment when its client has none, then warns
+    on every start that the token goes unused: it does, by design (``authorize`` gives it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+logging.getLogger("slack_bolt.App").addFilter(_TokenFromAuthorize())
 
 # The work after an acknowledgement: threads for slow Web API calls, and how many more
 # requests may wait for one before users are told "busy, try again".
