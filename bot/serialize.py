@@ -27,13 +27,13 @@ def timestamp(value: dt.datetime | str | None) -> str | None:
 
 
 def _is_moment_key(key: object) -> bool:
-    return isinstance(key, str) and (key in ("at", "now") or key.endswith(("_at", "_until")))
+    return isinstance(key, str) and (key in ("at", "now", "since") or key.endswith(("_at", "_until")))
 
 
 def timestamps(value: Any) -> Any:
     """``value`` (a JSON-ready dict or list) with every moment written by
     :func:`timestamp`: a datetime anywhere, and a string under a key that names a moment
-    (``now``, ``at``, ``…_at``, ``…_until``); other strings (labels) are left as they are.
+    (``now``, ``at``, ``since``, ``…_at``, ``…_until``); other strings (labels) are left as they are.
     Audit details and the alert pass report go through it before they are printed."""
     if isinstance(value, dict):
         return {key: _moment(key, item) for key, item in value.items()}

@@ -87,7 +87,7 @@ def test_a_now_too_far_out_is_one_line_not_a_traceback(
         (line,) = captured.err.strip().splitlines()
         assert "--now" in line and "out of range" in line and captured.out == ""
     with adb.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Alert)) == 0
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
 
 
 def test_the_json_report_writes_moments_as_the_other_json_outputs_do(
