@@ -852,3 +852,22 @@ def test_output_cut_short_by_its_reader_is_no_traceback(run: Cli) -> None:
     process.stdout.close()  # before the command has printed anything
     _, err = process.communicate(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_a_change_from_the_cli_tells_the_owner_by_the_next_pass(
+    run: Cli, standin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator disables someone's token: the owner's DM is queued with the change and
+    the next pass posts it, naming the operator, never as a broken mention."""
+    token = run.create(owner="U1")
+    run.ok("tokens", "disable", token["id"], "--yes")
+    run.ok("tokens", "enable", token["id"], "--yes", "--as", "UADMIN2")
+    monkeypatch.setenv("SLACK_API_URL", standin.api_url)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    run.ok("alerts", "run")
+    dms = [c.body["text"] for c in standin.calls_to("chat.postMessage")
+           if c.body["channel"] == "U1"]
+    assert dms == ["an operator (CLI) disabled your token ci deploy.",
+                   "<@UADMIN2> enabled your token ci deploy."]
+    run.ok("alerts", "run")  # once
+    assert len(standin.calls_to("chat.postMessage")) == 2
