@@ -1,11 +1,5 @@
 """Logging set-up for every entry point: one format, and a filter on each handler that
-keeps secrets out of log lines whatever logged them.
-
-Tokenbot itself logs no payloads, but libraries do at DEBUG: slack_sdk logs the body of
-every request, and the copy, creation and rotation messages carry a full token. So every
-handler Tokenbot sets up masks Tokenbot tokens and Slack tokens in each record's message
-and traceback before it is written.
-"""
+masks Tokenbot and Slack tokens in every line and traceback, whatever logged them."""
 
 from __future__ import annotations
 

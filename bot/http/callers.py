@@ -1,14 +1,7 @@
-"""Who calls ``POST /introspect``: a presented credential checked against the configured
-``TOKENBOT_INTROSPECTION_SECRETS``, in constant time; the caller is the matching entry's name.
-
-An entry is ``name=secret`` (a name of letters, digits, ``.``, ``_``, ``-``, at most 64,
-starting with a letter) or a bare secret, named ``client-1``, ``client-2``, … by its
-position among the entries. An entry whose ``=`` is followed by another ``=`` (base64
-padding) or by nothing is a bare secret.
-
-Each side is reduced to HMAC-SHA-256 under a per-process random key (equal lengths, nothing
-about the secrets' lengths leaks); the presented value is compared with *every* secret
-(:func:`hmac.compare_digest`), the results OR-ed, no early exit."""
+"""Who calls ``POST /introspect``: the presented credential checked against every entry of
+``TOKENBOT_INTROSPECTION_SECRETS`` in constant time (HMAC-SHA-256 under a per-process key,
+every entry compared, no early exit); the caller is the matching entry's name
+(``name=secret``, or ``client-N`` for a bare secret by its position)."""
 
 from __future__ import annotations
 

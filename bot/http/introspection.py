@@ -1,64 +1,8 @@
-"""``POST /introspect``: RFC 7662 token introspection for other services.
-
-Request: ``application/x-www-form-urlencoded`` body with ``token`` (``token_type_hint`` is
-accepted and ignored). The caller authenticates with one of the configured
-``TOKENBOT_INTROSPECTION_SECRETS`` (several, so a secret can be rotated without downtime):
-
-- ``Authorization: Bearer <secret>``, or
-- ``Authorization: Basic base64(<user>:<secret>)``: the *password* must be a configured
-  secret (as sent, or form-url-decoded as RFC 6749 §2.3.1 clients send it); the user name
-  is ignored.
-
-The caller is the matching entry's name (``name=secret``, or ``client-N`` for a bare
-secret, :mod:`bot.http.callers`): logged (INFO once per process, DEBUG per request) and
-recorded with the token's last use.
-
-The presented credential is compared with every configured secret in constant time
-(:mod:`bot.http.callers`). Anything else gets ``401`` with ``WWW-Authenticate``
-challenges, before the body is read and before anything is looked up; with no secrets
-configured every request gets ``401``.
-
-Answers (every one with ``Cache-Control: no-store`` and ``Pragma: no-cache``):
-
-- ``200 {"active": true, "scope", "exp" (omitted when the token never expires), "iat",
-  "token_type": "access_token", "sub" (owner's Slack user id), "client_id" (the token's
-  public id), "team_id"}`` for an active, unexpired token;
-- the same for the old secret of a rotation with overlap, plus ``"rotation":
-  "superseded"``, its ``exp`` the overlap's deadline (when that comes first);
-- ``200 {"active": false}`` (exactly) for anything else: unknown, malformed, wrong format,
-  disabled, expired, deleted, a rotated token's old secret, non-ASCII bytes;
-- ``400 {"error": "invalid_request", ...}`` (RFC 6749 §5.2 style) for a wrong content
-  type, a missing ``token`` field, a repeated field or a malformed Content-Length;
-- ``413`` for a body over 1 MiB (refused from Content-Length before reading, and counted
-  while reading);
-- ``503 {"error": "temporarily_unavailable"}`` when the database cannot be reached.
-
-Never a 500, never ``active: true`` for anything but a real active token.
-
-Lookup: the verification of :mod:`bot.services.verification`, the one there is: the
-checksum first (no database work for a malformed token), then one indexed ``SELECT`` of the
-needed columns by the secret's SHA-256 digest; nothing is ever decrypted or scanned.
-Concurrent requests are coalesced (:class:`bot.http.batching.LookupBatcher`): while one
-read is in flight, the digests of requests arriving meanwhile go together in the next
-``IN (...)`` read.
-There is no cache of answers, and a request never joins a read that already started, so a
-token disabled, deleted, rotated or expired through any surface of any process answers
-``active: false`` on the very next request. A successful check records "last used" at
-most once a minute per token, with the caller's name (:mod:`bot.services.usage`), in a
-worker thread (what was noted meanwhile in one statement). A dead secret of a known token
-(disabled, expired, deleted, rotated out) is counted in memory per token, caller and hour
-and the counts are added to the database every few seconds by the same worker
-(:mod:`bot.http.usage_writer`); the answer stays exactly ``{"active": false}``.
-The one write a request waits for: the first use of a rotated-in secret retires the old
-one (:func:`bot.services.rotation.retire_on_first_use`, once per rotation) before the
-answer, so the old secret fails from the next request on.
-
-The read runs on a connection the handler holds: directly in the event loop
-(``lookup="loop"``, the default on SQLite: an in-process read of microseconds, cheaper
-than a hop to a thread) or in one reader thread (``lookup="thread"``, the default on
-PostgreSQL: the loop keeps serving HTTP during the network round trip);
-``docs/BENCHMARKS.md`` has the figures behind the defaults.
-"""
+"""``POST /introspect``: RFC 7662 token introspection for other services (the contract
+is the README's "Introspection for other services"; how a lookup is made and what it
+writes, docs/ARCHITECTURE.md's "Introspection"): authenticate the caller, read the form,
+verify through the batcher, answer; never a 500, never ``active: true`` but for a real
+active token."""
 
 from __future__ import annotations
 

@@ -1,28 +1,8 @@
-"""HTTP mode for production: a small ASGI application served by uvicorn.
-
-Routes (a table of paths, each with its methods; no web framework):
-
-- ``POST /slack/events``: Slack's slash commands, interactivity and events, handed to the
-  Bolt app. The ASGI request becomes a :class:`slack_bolt.request.BoltRequest` and
-  ``App.dispatch`` runs in a worker thread (it returns with the acknowledgement; the work
-  after it runs on the Bolt app's background pool, ``bot.slack.acks``). The signature and
-  its timestamp are checked here, on the raw bytes, before anything is parsed (401
-  otherwise; the Bolt app itself does not check them again), and a body that is no Slack
-  payload is 400: never a traceback, one log line a minute.
-- ``GET /healthz``: liveness; touches nothing.
-- ``GET /readyz``: readiness: the database answers and its schema is current (200), or
-  503 with the reason.
-- ``POST /introspect``: RFC 7662 introspection (:mod:`bot.http.introspection`).
-
-Another method on a known path: 405 with ``Allow``. Anything else: 404. Every request body
-is limited to :data:`~bot.http.common.MAX_BODY_BYTES` (413 beyond), read by
-:func:`bot.http.common.read_body` like the introspection handler's.
-
-:func:`serve` runs the application under uvicorn (with its httptools parser); with
-``workers > 1`` uvicorn starts that many processes from the import string
-:data:`FACTORY_IMPORT_STRING`, each building its own application (Bolt app, database pool)
-from the environment.
-"""
+"""HTTP mode: a small ASGI application served by uvicorn. Routes: ``POST /slack/events``
+(the signature checked on the raw bytes, then Bolt's ``dispatch`` in a worker thread),
+``GET /healthz``, ``GET /readyz``, ``POST /introspect``; 405 with ``Allow`` for another
+method, 404 otherwise, 413 past :data:`~bot.http.common.MAX_BODY_BYTES`. :func:`serve`
+runs it (``workers > 1``: one application per process, from :data:`FACTORY_IMPORT_STRING`)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,7 @@
-"""The write side of ``POST /introspect``, off the request path: one worker thread writes
-what requests noted.
-
-- last use (:mod:`bot.services.usage`): at most once a minute per token, with the
-  caller's name; the uses noted while the writer was busy go in one statement;
-- dead-secret presentations (:mod:`bot.services.dead_secrets`): counted in memory per
-  token, caller, hour and presented secret (why it is dead, its masked prefix), added to
-  the database every :data:`DEAD_FLUSH_SECONDS` (and at shutdown) in one upsert,
-  ``count = count + n``;
-- the retirement of a rotation's old secret at the new one's first use
-  (:func:`bot.services.rotation.retire_on_first_use`): the one write a request waits for,
-  once per rotation in this process (concurrent requests share it).
-"""
+"""The write side of ``POST /introspect``, in one worker thread off the request path: last
+uses (the ones noted meanwhile in one statement), dead-secret counts (added every
+:data:`DEAD_FLUSH_SECONDS` in one upsert), and the retirement of a rotation's old secret
+at the new one's first use (the one write a request waits for)."""
 
 from __future__ import annotations
 

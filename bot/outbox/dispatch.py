@@ -1,13 +1,7 @@
-"""Sequences of steps run side by side, each in order and paced: how the alert pass posts.
-
-Each task (a destination) has a number of steps (its messages). Step *k + 1* of a task
-starts no sooner than ``interval`` seconds after step *k* ended (Slack takes about one
-message per second per channel), at most ``threads`` steps run at once, and the step that
-has been ready longest goes first, so every destination's first message goes out before
-any second one and the per-channel interval is paid once per pass, not once per channel.
-A step that is slow occupies one thread only; a step that returns False (or raises) ends
-its own task only.
-"""
+"""Sequences of steps run side by side, each in order and paced: how a delivery posts
+(step *k + 1* of a destination no sooner than ``interval`` after step *k*, at most
+``threads`` at once, the step ready longest first; a step that returns False or raises
+ends its own destination only)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
-"""Dead secrets still in use: presentations to ``POST /introspect`` of a secret that no
-longer works (its token disabled, expired or deleted, or the secret rotated out), counted
-per token, caller, hour and secret presented (why it did not work then, its masked
-prefix: known when it is presented), and the daily alarm about them.
-
-Counting stays off the request path: each process adds up presentations in memory and
-:func:`add_presentations` writes them in one statement per batch, ``count = count + n``
-(an upsert on the (token, caller, hour) row), so the counts of several processes add up.
-The alarm is queued into the outbox (:func:`queue_alarm`) at most once per token and UTC
-day. Plain functions, ``now`` passed in, no commit."""
+"""Dead secrets still presented to ``POST /introspect`` (disabled, expired, deleted, rotated
+out): counted per token, caller, hour and secret presented (:func:`add_presentations`,
+``count = count + n`` so every process's counts add up), and the daily alarm about them
+(:func:`queue_alarm`, once per token and UTC day). Plain functions, ``now`` passed in,
+no commit."""
 
 from __future__ import annotations
 

@@ -1,22 +1,9 @@
-"""Rotation with overlap: how the old secret of a rotation stops working.
-
-``tokens.rotate_token(overlap=...)`` starts it: the old secret moves to
-``previous_secret_*`` and keeps working (same token, same scope; its introspection answer
-says ``rotation: superseded``) until ``rotation_until``. It stops at the first of:
-
-- the new secret's first presentation (:func:`retire_on_first_use`, run by
-  ``POST /introspect`` before it answers, so the old one fails from the next request on;
-  also when the deadline came first but no pass has ended the rotation yet: the owner is
-  then told the new secret was used, not that it never was);
-- the deadline (:func:`end_overdue_rotations`, the scheduled pass; the old secret already
-  fails at the deadline itself: ``bot.models.secret_is_usable``);
-- a person: :func:`retire_now` ("Retire old secret now") or :func:`cancel_rotation` (keeps
-  the old secret, discards the new one), while the old secret still works.
-
-Each ending is one conditional ``UPDATE`` (where the old digest is still the one
-expected), so however many requests and processes race, one of them ends it: it alone
-keeps the tombstone, writes the audit event and, for the first two, the owner's direct
-message into the outbox. Plain functions, ``now`` passed in, no commit."""
+"""Rotation with overlap: how the old secret of a rotation stops working, at the first of
+the new secret's first presentation (:func:`retire_on_first_use`), the deadline
+(:func:`end_overdue_rotations`), or a person (:func:`retire_now`, :func:`cancel_rotation`).
+Each ending is one conditional ``UPDATE``, so one of any number of racers ends it and
+alone keeps the tombstone, the audit event and the owner's DM. Plain functions, ``now``
+passed in, no commit."""
 
 from __future__ import annotations
 

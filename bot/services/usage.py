@@ -1,19 +1,8 @@
-"""Last-used tracking: when a service last presented a token successfully.
-
-Introspection may run thousands of times a second for the same token, so "last used" is
-kept to the minute and written at most once a minute per token:
-
-- :class:`UsageMemo` is an in-process memory of when this process last wrote (or saw)
-  a token's ``last_used_at``; it answers "is a write due?" without touching the database.
-- :func:`record_uses` is the write itself: one conditional ``UPDATE`` statement, executed
-  for each use (``executemany``) in the caller's transaction, that changes a row only when
-  its ``last_used_at`` is unset or older than the interval, so several processes racing
-  on one token write it once a minute between them.
-
-The update is SQLAlchemy Core on the table, not the ORM: it leaves the optimistic-concurrency
-``version`` column (and ``updated_at``) alone, so a person's open Slack view of the token
-does not turn stale because a service used it. Plain functions, ``now`` passed in, no commit.
-"""
+"""Last used: when (to the minute) and by which caller a token was last presented
+successfully. :class:`UsageMemo` tells, in memory, whether a write is due; :func:`record_uses`
+writes with one conditional ``UPDATE`` per use (at most once a minute per token, however
+many processes race), leaving ``version`` and ``updated_at`` alone so nobody's open view
+turns stale. Plain functions, ``now`` passed in, no commit."""
 
 from __future__ import annotations
 

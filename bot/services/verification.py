@@ -1,17 +1,7 @@
-"""Is this secret a working token, and what may it do? The one verification: ``verify``
-for one secret; ``POST /introspect`` takes the same steps (``lookup_key``, then
-``fetch_by_digests`` for the keys of concurrent requests together, then ``judge``).
-
-A malformed secret costs no query (the checksum first); then one indexed read by the
-secret's SHA-256 digest, of the few columns an answer needs; only digests not found there
-are looked up among the old secrets of rotations and the tombstones (``retired_secrets``).
-Nothing is decrypted.
-
-``judge`` tells what a presented secret is: a working token (the old secret of a rotation
-answers with ``rotation: superseded`` and the overlap's deadline as ``exp``), the first
-use of a rotated-in secret (the old one is to be retired), or a dead secret of a known
-token (disabled, expired, rotated out, deleted) whose presentation is counted with why
-and the masked prefix of the secret presented."""
+"""Is this secret a working token, and what may it do? The one verification: ``verify`` for
+one secret; ``POST /introspect`` takes the same steps for concurrent requests together
+(``lookup_key``, ``fetch_by_digests``, ``judge``). The checksum first, then one indexed
+read by digest, then the old secrets of rotations and the tombstones; nothing decrypted."""
 
 from __future__ import annotations
 
