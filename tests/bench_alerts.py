@@ -52,7 +52,14 @@ from sqlalchemy import insert, text  # noqa: E402
 from bot.services.alerts import current_stage  # noqa: E402
 from bot.crypto import SecretBox, generate_key  # noqa: E402
 from bot.db import make_engine, upgrade  # noqa: E402
-from bot.models import OutboxMessage, Audience, OutboxStatus, Token, TokenStatus  # noqa: E402
+from bot.models import (  # noqa: E402
+    Audience,
+    MessageKind,
+    OutboxMessage,
+    OutboxStatus,
+    Token,
+    TokenStatus,
+)
 from bot.slack.views.digests import COMPACT_LAYOUT_MAX, FULL_LAYOUT_MAX  # noqa: E402
 from tests.support.databases import throwaway_postgresql  # noqa: E402
 
@@ -96,7 +103,8 @@ def _alert_row(token_id: int, *, days: int, expires: dt.datetime, kind: Audience
                destination: str) -> dict[str, object]:
     return dict(
         token_id=token_id, team_id=TEAM, threshold_days=days, expires_at=expires,
-        kind=kind, destination=destination, status=OutboxStatus.SENT, attempts=0,
+        kind=MessageKind.EXPIRY, audience=kind, destination=destination,
+        status=OutboxStatus.SENT, attempts=0,
         next_attempt_at=NOW - dt.timedelta(days=1), created_at=NOW - dt.timedelta(days=1),
         sent_at=NOW - dt.timedelta(days=1), message_channel=destination, message_ts="1.1",
     )
