@@ -12,10 +12,10 @@ import socket
 import ssl
 import threading
 import time
-from urllib.error import URLError
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
+from urllib.error import URLError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -67,7 +67,9 @@ class WhenUnknown(enum.StrEnum):
 
 
 @dataclass
-class Delivery:
+class Posted:
+    """How one post ended, and where the message is when it was sent."""
+
     outcome: Outcome
     channel: str | None = None
     ts: str | None = None
@@ -77,7 +79,7 @@ class Delivery:
 
 @dataclass
 class Resolution:
-    """What a destination's history said about its uncertain records."""
+    """What a destination's history said about its uncertain rows."""
 
     found: int = 0  # posted after all: now marked sent (the others are posted as usual)
     waiting: int = 0  # in flight, or Slack could not be asked: still uncertain
@@ -242,7 +244,7 @@ class Courier:
             s, ids=ids, worker=self.worker, now=self.now, channel=channel, ts=ts))
 
     def post(self, destination: str, *, ids: Sequence[int], text: str,
-             blocks: Sequence[Any]) -> Delivery:
+             blocks: Sequence[Any]) -> Posted:
         """Post one message about the rows ``ids`` to ``destination`` (a channel or a user)."""
         mine = self.write("recording a post attempt", lambda s: service.mark_attempted(
             s, ids=ids, worker=self.worker, at=self.clock()))
@@ -250,7 +252,7 @@ class Courier:
             if mine:  # (not all of them: what is still ours was not posted after all)
                 self.write("clearing post attempts", lambda s: service.clear_attempt(
                     s, ids=mine, worker=self.worker))
-            return Delivery(Outcome.TAKEN_OVER)
+            return Posted(Outcome.TAKEN_OVER)
         try:
             response = self.poster.chat_postMessage(
                 channel=destination, text=text, blocks=blocks, metadata=metadata(mine),
@@ -258,11 +260,11 @@ class Courier:
         except (SlackClientError, OSError) as error:
             uncertain = not refused(error)
             self._fail(mine, error_text(error), uncertain=uncertain)
-            return Delivery(Outcome.UNCERTAIN if uncertain else Outcome.FAILED,
+            return Posted(Outcome.UNCERTAIN if uncertain else Outcome.FAILED,
                             error=error_text(error))
         channel = str(response.get("channel") or destination)
         ts = str(response.get("ts") or "")
-        return Delivery(Outcome.SENT, channel, ts, sent=self._sent(mine, channel, ts))
+        return Posted(Outcome.SENT, channel, ts, sent=self._sent(mine, channel, ts))
 
     def _conversation(self, audience: Audience, destination: str) -> str:
         if audience != Audience.OWNER:

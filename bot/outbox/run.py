@@ -210,15 +210,15 @@ class Delivery:
         text, blocks = draft.drawn(context)
         with self._lock:
             self.calls += 1
-        delivery = self.courier.post(each.destination, ids=draft.ids, text=text, blocks=blocks)
-        if delivery.outcome == Outcome.SENT:
-            report.sent += delivery.sent
+        posted = self.courier.post(each.destination, ids=draft.ids, text=text, blocks=blocks)
+        if posted.outcome == Outcome.SENT:
+            report.sent += posted.sent
             report.messages += 1
             return True
-        report.error = delivery.error or LEASE_LOST
-        if delivery.outcome == Outcome.TAKEN_OVER:
+        report.error = posted.error or LEASE_LOST
+        if posted.outcome == Outcome.TAKEN_OVER:
             return False
-        if delivery.outcome == Outcome.FAILED and each.audience == Audience.OWNER:
+        if posted.outcome == Outcome.FAILED and each.audience == Audience.OWNER:
             with self._lock:
                 self.unreached.add(each.destination)
         rest = [i for later in each.drafts[number + 1:] for i in later.ids]
@@ -226,7 +226,7 @@ class Delivery:
             self.courier.write("recording unsent messages", lambda s: service.mark_failed(
                 s, ids=rest, worker=self.worker, now=self.now, error=report.error or ""))
         report.failed += len(draft.ids) + len(rest)
-        uncertain = delivery.outcome == Outcome.UNCERTAIN
+        uncertain = posted.outcome == Outcome.UNCERTAIN
         if uncertain:
             report.uncertain += len(draft.ids)
         log.warning("message to %s %s %s (%s); %d row(s) retried later%s",

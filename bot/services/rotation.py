@@ -32,7 +32,7 @@ from bot.services.tombstones import bury
 #: The actor of the scheduled pass in the audit log.
 SCHEDULER_ACTOR: Final = "scheduler"
 
-_t = Token.__table__
+_tokens = Token.__table__
 
 
 class RotationEnding(enum.StrEnum):
@@ -56,21 +56,21 @@ def _end(
     version ``expected_version``, its new secret ``new_digest``, when given). ``restore``:
     the old secret becomes the token's secret again (a cancelled rotation). True when this
     call ended it."""
-    rules = [_t.c.id == token.id, _t.c.previous_secret_digest == old_digest]
+    rules = [_tokens.c.id == token.id, _tokens.c.previous_secret_digest == old_digest]
     if expected_version is not None:
-        rules.append(_t.c.version == expected_version)
+        rules.append(_tokens.c.version == expected_version)
     if new_digest is not None:
-        rules.append(_t.c.secret_digest == new_digest)
+        rules.append(_tokens.c.secret_digest == new_digest)
     values: dict[str, object] = {
         "previous_secret_digest": None, "previous_secret_masked": None,
         "previous_secret_encrypted": None, "rotation_until": None,
-        "version": _t.c.version + 1, "updated_at": now,
+        "version": _tokens.c.version + 1, "updated_at": now,
     }
     if restore:
-        values.update(secret_digest=_t.c.previous_secret_digest,
-                      secret_masked=_t.c.previous_secret_masked,
-                      secret_encrypted=_t.c.previous_secret_encrypted)
-    result = session.execute(update(_t).where(*rules).values(**values))
+        values.update(secret_digest=_tokens.c.previous_secret_digest,
+                      secret_masked=_tokens.c.previous_secret_masked,
+                      secret_encrypted=_tokens.c.previous_secret_encrypted)
+    result = session.execute(update(_tokens).where(*rules).values(**values))
     if result.rowcount != 1:
         return False
     return True
@@ -109,15 +109,13 @@ def retire_on_first_use(
     return True
 
 
-def end_overdue_rotations(session: Session, *, now: dt.datetime, dry_run: bool = False) -> int:
+def end_overdue_rotations(session: Session, *, now: dt.datetime) -> int:
     """End the rotations whose deadline has come without the new secret being used (the
-    owner is told); returns how many (``dry_run``: would end, nothing written)."""
+    owner is told); returns how many."""
     overdue = list(session.scalars(
         select(Token).where(Token.previous_secret_digest.is_not(None),
                             Token.rotation_until <= now)
     ))
-    if dry_run:
-        return len(overdue)
     ended = 0
     for token in overdue:
         old_digest, masked = token.previous_secret_digest, token.previous_secret_masked or ""
