@@ -158,3 +158,48 @@ def test_default_database_is_created_in_wal_mode_with_foreign_keys(tmp_path):
                                  public_id=created.token.public_id).label == "embedded"
     finally:
         again.dispose()
+
+
+def test_upgrading_to_the_outbox_keeps_what_was_waiting_to_be_posted(engine):
+    """0005 → 0006: a pending (perhaps attempted) reminder keeps its state, an unsent
+    rotation notice is still to be posted, and today's dead-secret alarm is not posted
+    again; what was sent stays sent."""
+    command.upgrade(alembic_config(engine), "0005")
+    at = "2026-12-07 08:00:00"
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO tokens (public_id, team_id, label, label_search, scope, status, "
+            "secret_digest, secret_masked, secret_encrypted, created_at, created_by, "
+            "updated_at, expires_at, version) VALUES ('tok_1', 'T1', 'ci', 'ci', 'read', "
+            "'active', 'd1', 'tkb_ab12cd…', :blob, :at, 'U1', :at, '2026-12-10 00:00:00', 1)"),
+            {"blob": b"x", "at": at})
+        token_id = connection.execute(text("SELECT id FROM tokens")).scalar()
+        for kind, status, attempted in (("channel", "pending", at), ("owner", "sent", None)):
+            connection.execute(text(
+                "INSERT INTO alerts (token_id, team_id, threshold_days, expires_at, kind, "
+                "destination, status, attempts, next_attempt_at, created_at, "
+                "post_attempted_at) VALUES (:token, 'T1', 7, '2026-12-10 00:00:00', :kind, "
+                "'C1', :status, 1, :at, :at, :attempted)"),
+                {"token": token_id, "kind": kind, "status": status, "at": at,
+                 "attempted": attempted})
+        connection.execute(text(
+            "INSERT INTO lifecycle_notices (team_id, token_public_id, owner, label, kind, "
+            "caller, at) VALUES ('T1', 'tok_1', 'U1', 'ci', 'rotation_switched', 'ci-runner', "
+            ":at)"), {"at": at})
+        connection.execute(text(
+            "INSERT INTO dead_secret_alarms (team_id, token_public_id, day, claimed_by, "
+            "claimed_at, presented) VALUES ('T1', 'tok_1', '2026-12-07', 'w', :at, 3)"),
+            {"at": at})
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT kind, audience, status, post_attempted_at IS NOT NULL, payload, key "
+            "FROM outbox ORDER BY id")).all()
+    expiry = [(r[1], r[2], r[3]) for r in rows if r[0] == "expiry"]
+    assert expiry == [("channel", "pending", True), ("owner", "sent", False)]
+    (notice,) = [r for r in rows if r[0] == "rotation_notice"]
+    assert notice[2] == "pending" and "ci-runner" in str(notice[4])
+    alarms = sorted((r[1], r[2], r[5]) for r in rows if r[0] == "dead_secret_alarm")
+    assert alarms == [
+        ("channel", "sent", "dead_secret_alarm:T1:tok_1:2026-12-07:channel"),
+        ("owner", "sent", "dead_secret_alarm:T1:tok_1:2026-12-07:owner")]

@@ -6,7 +6,9 @@ Create Date: 2026-12-07
 
 ``outbox`` replaces ``alerts`` (expiry reminders, copied as they are), ``lifecycle_notices``
 (rotation notices: the unsent ones are copied) and ``dead_secret_alarms`` (today's and
-recent claims become sent alarm rows under their once-per-day key).
+recent claims become sent alarm rows under their once-per-day key). A reminder whose post
+was uncertain at the upgrade is settled from history under its new id, so it is not found
+there: it may be posted once more.
 """
 
 import datetime as dt
@@ -80,7 +82,8 @@ def upgrade() -> None:
              "destination": n.owner, "token_public_id": n.token_public_id,
              "payload": {"label": n.label, "ending": n.kind, "caller": n.caller,
                          "at": _iso(n.at)},
-             "status": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now}
+             "key": None, "status": "pending", "attempts": 0, "next_attempt_at": now,
+             "created_at": now, "sent_at": None}
             for n in notices]
     alarms = connection.execute(sa.text(
         "SELECT team_id, token_public_id, day, claimed_at FROM dead_secret_alarms")).all()
