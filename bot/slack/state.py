@@ -9,14 +9,14 @@ import enum
 import unicodedata
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from bot.errors import NotFoundError
 from bot.services.listing import StatusFilter, TokenFilter
 from bot.services.tokens import NOT_IN_LABELS
 
-VALUE_MAX, OPTION_VALUE_MAX, METADATA_MAX = 2000, 150, 3000  # Slack's limits
+OPTION_VALUE_MAX, METADATA_MAX = 150, 3000  # Slack's limits (a button's value: 2,000)
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
 Number = Annotated[int, Field(strict=True, ge=0, le=NUMBER_MAX)]
