@@ -4,7 +4,6 @@ fixtures reach them through ``pytest_plugins`` in tests/conftest.py."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from bot.config import Settings
 from bot.db import Database
 from bot.services import tokens as svc
+from bot.slack.state import RowRef
 from tests.support.blockkit import validate_message_blocks
 from tests.support.slack_standin import Call, SlackStandIn
 
@@ -50,7 +50,7 @@ def posted_ids(body: dict[str, Any]) -> list[str]:
             ids.append(block_id.split(":", 1)[1])
         elif block_id.startswith("alert_group_actions:"):
             menu = next(e for e in block["elements"] if e["action_id"] == "alert_edit")
-            ids.extend(json.loads(option["value"])[0] for option in menu["options"])
+            ids.extend(RowRef.decode(option["value"]).public_id for option in menu["options"])
     return ids
 
 

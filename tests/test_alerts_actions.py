@@ -17,6 +17,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import OutboxMessage, AuditAction, AuditEvent, Token, TokenStatus
 from bot.slack.client import make_web_client
+from bot.slack.state import RowRef
 from tests.alerts_support import ALERTS, seed_token
 from tests.slack.conftest import SlackBot, form_values, mrkdwn_texts, running_bot, texts
 from tests.support.signing import interactive_body
@@ -232,7 +233,7 @@ def test_large_digests_act_through_menus(
     extend_menu = next(e for e in menus[0]["elements"] if e["action_id"] == "alert_extend")
     assert extend_menu["type"] == "static_select" and "confirm" in extend_menu
     option = extend_menu["options"][0]
-    chosen = json.loads(option["value"])[0]
+    chosen = RowRef.decode(option["value"]).public_id
     _click(bot, extend_menu, ts=ts, user="U1", option=option)
     before = next(t for t in tokens if t.public_id == chosen)
     assert before.expires_at is not None

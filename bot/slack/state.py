@@ -1,40 +1,27 @@
-"""What the bot remembers between a drawing and the click on it, kept in Slack itself:
-button values (token id, version seen, table page and filter) and modals'
-``private_metadata`` (where the user came from). Compact JSON; decoded defensively,
-and never trusted for authorization (listeners re-check user and team every time)."""
+"""What a drawing carries to the click on it: button values, menu option values and
+modals' ``private_metadata``, as pydantic models with short keys and one codec
+(``Carried``). A value that does not decode is ``NotFoundError``; none is trusted for
+authorization."""
 
 from __future__ import annotations
 
 import enum
-import json
-import re
 import unicodedata
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from bot.errors import NotFoundError
 from bot.services.listing import StatusFilter, TokenFilter
 from bot.services.tokens import NOT_IN_LABELS
 
+OPTION_VALUE_MAX, METADATA_MAX = 150, 3000  # Slack's limits (a button's value: 2,000)
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
-USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
-PUBLIC_ID = re.compile(r"[A-Za-z0-9_]{1,32}")  # a token's public id (``tok_…``)
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _loads(value: object) -> Any:
-    """Our JSON, or None for anything else (not text, malformed, or nested past the
-    parser's depth)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return json.loads(value)
-    except (ValueError, RecursionError):
-        return None
+Number = Annotated[int, Field(strict=True, ge=0, le=NUMBER_MAX)]
+UserId = Annotated[str, Field(pattern=r"^(?:[UW][A-Z0-9]{1,30})?$")]  # "": none
+PublicId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,32}$")]  # a token's ``tok_…``
 
 
 def mapping(value: object) -> dict[str, Any]:
@@ -43,164 +30,93 @@ def mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def number(value: object) -> int | None:
-    """A page or a version as a button carries it: a whole number in range, else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= NUMBER_MAX:
-        return value
-    return None
+class Carried(BaseModel):
+    """The one codec: compact JSON under the short keys, defaults left out."""
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    def encode(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_defaults=True)
+
+    @classmethod
+    def decode(cls, value: object, *, otherwise: Self | None = None) -> Self:
+        """The value drawn, else ``otherwise`` or ``NotFoundError`` (not text, longer than
+        Slack carries, or not ours)."""
+        if isinstance(value, str) and len(value) <= METADATA_MAX:
+            try:
+                return cls.model_validate_json(value)
+            except ValidationError:
+                pass
+        if otherwise is None:
+            raise NotFoundError()
+        return otherwise
+
+    @classmethod
+    def of(cls, **fields: Any) -> Self:
+        """Built from what a payload holds (a menu's choice): ``NotFoundError`` if not ours."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError:
+            raise NotFoundError() from None
 
 
-def _int(value: Any, default: int = 1) -> int:
-    found = number(value)
-    return default if found is None else found
+class TableState(Carried):
+    """The page and filter of the table a user looks at: label text, status, owner, and
+    ``token`` (a public id: that token alone, whatever its label has become)."""
 
+    page: Annotated[Number, Field(ge=1)] = Field(1, alias="p")
+    query: str = Field("", alias="q")
+    status: StatusFilter | None = Field(None, alias="s")
+    owner: UserId = Field("", alias="o")
+    token: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{0,32}$")] = Field("", alias="i")
 
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _status(value: Any) -> StatusFilter | None:
-    try:
-        return StatusFilter(value) if value else None
-    except ValueError:
-        return None
-
-
-def _user(value: Any) -> str:
-    return value if isinstance(value, str) and USER_ID.fullmatch(value) else ""
-
-
-def _public_id(value: Any) -> str:
-    return value if isinstance(value, str) and PUBLIC_ID.fullmatch(value) else ""
-
-
-@dataclass(frozen=True)
-class TableState:
-    """The page and filter (label text, status, owner, one token) of the table a user is
-    looking at. ``token``: a token's public id, the table showing that token alone (the
-    button of an owner's DM), whatever its label has become."""
-
-    page: int = 1
-    query: str = ""
-    status: StatusFilter | None = None
-    owner: str = ""
-    token: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "page", min(max(1, self.page), NUMBER_MAX))
-        # No label holds a control character (a NUL would not even reach the database).
-        query = "".join(ch for ch in self.query
-                        if unicodedata.category(ch) not in NOT_IN_LABELS)
-        object.__setattr__(self, "query", query.strip()[:QUERY_MAX])
+    @field_validator("query")
+    @classmethod
+    def _searchable(cls, query: str) -> str:
+        """No label holds a control character (a NUL would not even reach the database)."""
+        kept = "".join(ch for ch in query if unicodedata.category(ch) not in NOT_IN_LABELS)
+        return kept.strip()[:QUERY_MAX]
 
     def at(self, page: int) -> TableState:
-        return replace(self, page=page)
+        return self.model_copy(update={"page": page})
 
     @property
     def filters(self) -> TokenFilter:
         return TokenFilter(status=self.status, owner=self.owner or None, search=self.query,
                            public_id=self.token or None)
 
-    def parts(self) -> list[Any]:
-        """``[page, query]``, then ``status, owner`` and ``token`` only when set: the
-        common unfiltered value stays short, and older drawings' shorter lists still
-        decode (no drawing ever carried a fifth part)."""
-        parts: list[Any] = [self.page, self.query]
-        if self.status or self.owner or self.token:
-            parts += [self.status.value if self.status else "", self.owner]
-        if self.token:
-            parts.append(self.token)
-        return parts
-
-    @classmethod
-    def of(cls, parts: list[Any]) -> TableState:
-        extra = [*parts[2:5], "", "", ""]
-        return cls(page=_int(parts[0]), query=_str(parts[1]), status=_status(extra[0]),
-                   owner=_user(extra[1]), token=_public_id(extra[2]))
-
-    def encode(self) -> str:
-        return _dumps(self.parts())
-
-    @classmethod
-    def decode(cls, value: str | None) -> TableState:
-        data = _loads(value)
-        if not isinstance(data, list) or len(data) < 2:  # an older drawing may carry more
-            return cls()
-        return cls.of(data)
-
 
 FIRST_PAGE = TableState()
 
 
-def token_value(value: str | None, *, length: int) -> list[Any]:
-    """A button value of ours: a JSON list of at least ``length`` items (an older drawing
-    may carry more), the first a token id. Anything else is reported the way an unknown
-    token is."""
-    data = _loads(value)
-    if (
-        not isinstance(data, list)
-        or len(data) < length
-        or not isinstance(data[0], str)
-        or not data[0]
-    ):
-        raise NotFoundError()
-    return data
+class RowRef(Carried):
+    """A row's button (or a digest's): which token, at the version shown, in which table."""
+
+    public_id: PublicId = Field(alias="t")
+    version: Number = Field(alias="v")
+    state: TableState = Field(FIRST_PAGE, alias="s")
 
 
-@dataclass(frozen=True)
-class RowRef:
-    """A row button's value: which token, at which version, in which table."""
+class MenuChoice(Carried):
+    """A "More…" option: which row action, on which row."""
 
-    public_id: str
-    version: int
-    state: TableState
+    action: str = Field(alias="a", max_length=64)
+    ref: RowRef = Field(alias="r")
 
     def encode(self) -> str:
-        return _dumps([self.public_id, self.version, *self.state.parts()])
-
-    @classmethod
-    def decode(cls, value: str | None) -> RowRef:
-        data = token_value(value, length=4)
-        return cls(
-            public_id=data[0][:64],
-            version=_int(data[1], default=0),
-            state=TableState.of(data[2:]),
-        )
-
-
-OPTION_VALUE_MAX = 150  # Slack's limit on a menu option's value
-
-
-@dataclass(frozen=True)
-class MenuChoice:
-    """An option's value in a row's "More…" menu: which row action, on which row. Slack
-    keeps an option's value to 150 characters, so a long label filter is shortened to fit,
-    and next to a token filter the status and owner may go (the table drawn after the
-    action then shows a little more than before)."""
-
-    action: str
-    ref: RowRef
-
-    def encode(self) -> str:
+        """Within Slack's 150 characters: a long label filter is shortened to fit, then the
+        status and owner filters go (the table drawn after shows a little more)."""
         state = self.ref.state
         while True:
-            text = _dumps([self.action, self.ref.public_id, self.ref.version, *state.parts()])
+            ref = self.ref.model_copy(update={"state": state})
+            text = Carried.encode(self.model_copy(update={"ref": ref}))
             excess = len(text) - OPTION_VALUE_MAX
-            if excess <= 0:
-                return text
-            if state.query:
-                state = replace(state, query=state.query[: max(0, len(state.query) - excess)])
-            elif state.token and (state.status or state.owner):
-                state = replace(state, status=None, owner="")
+            if excess > 0 and state.query:
+                state = state.model_copy(update={"query": state.query[:-excess]})
+            elif excess > 0 and (state.status or state.owner):
+                state = state.model_copy(update={"status": None, "owner": ""})
             else:
                 return text
-
-    @classmethod
-    def decode(cls, value: str | None) -> MenuChoice:
-        data = _loads(value)
-        if not isinstance(data, list) or len(data) < 5 or not isinstance(data[0], str):
-            raise NotFoundError()
-        return cls(action=data[0], ref=RowRef.decode(_dumps(data[1:])))
 
 
 class OriginKind(enum.StrEnum):
@@ -210,65 +126,30 @@ class OriginKind(enum.StrEnum):
     DIGEST = "d"  # an expiry digest message (channel and ts), redrawn with chat.update
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(Carried):
     """Where a modal was opened from, so its submission can answer there."""
 
-    kind: OriginKind
-    state: TableState = TableState()
-    response_url: str | None = None
-    channel: str | None = None  # a digest's message
-    ts: str | None = None
+    kind: OriginKind = Field(alias="k")
+    state: TableState = Field(FIRST_PAGE, alias="s")
+    response_url: str | None = Field(None, alias="u")
+    channel: str | None = Field(None, alias="c")  # a digest's message
+    ts: str | None = Field(None, alias="ts")
+
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        if self.kind == OriginKind.DIGEST and not (self.channel and self.ts):
+            raise ValueError("a digest is named by its channel and ts")
+        return self
 
 
-@dataclass(frozen=True)
-class ModalMetadata:
-    """``action``: the row action a confirmation modal runs when submitted."""
+class ModalMetadata(Carried):
+    """A modal's ``private_metadata``: where it came from, the token and version it is about
+    (none to create one) and, for a confirmation, the row action it runs."""
 
-    origin: Origin
-    public_id: str | None = None
-    version: int | None = None
-    action: str = ""
+    origin: Origin = Field(alias="o")
+    public_id: PublicId | None = Field(None, alias="t")
+    version: Number = Field(0, alias="v")
+    action: str = Field("", alias="a", max_length=64)
 
-    def encode(self) -> str:
-        state = self.origin.state
-        data: dict[str, Any] = {"k": self.origin.kind.value, "p": state.page, "q": state.query}
-        if state.status or state.owner:
-            data["s"], data["o"] = state.status.value if state.status else "", state.owner
-        if state.token:
-            data["i"] = state.token
-        if self.action:
-            data["a"] = self.action
-        if self.origin.response_url:
-            data["u"] = self.origin.response_url
-        if self.origin.channel and self.origin.ts:
-            data["c"], data["ts"] = self.origin.channel, self.origin.ts
-        if self.public_id is not None:
-            data["t"] = self.public_id
-            data["v"] = self.version
-        return _dumps(data)
 
-    @classmethod
-    def decode(cls, value: str | None) -> ModalMetadata:
-        data = _loads(value)
-        if not isinstance(data, dict):
-            data = {}
-        try:
-            kind = OriginKind(str(data.get("k")))
-        except ValueError:
-            kind = OriginKind.COMMAND
-        url = data.get("u") if isinstance(data.get("u"), str) else None
-        channel, ts = _str(data.get("c")) or None, _str(data.get("ts")) or None
-        if kind == OriginKind.DIGEST and not (channel and ts):
-            kind = OriginKind.HOME  # a digest we cannot name: answer on the user's Home
-        origin = Origin(
-            kind=kind,
-            state=TableState.of([data.get("p"), data.get("q"), data.get("s"), data.get("o"),
-                                 data.get("i")]),
-            response_url=url,
-            channel=channel,
-            ts=ts,
-        )
-        public_id = data.get("t") if isinstance(data.get("t"), str) else None
-        return cls(origin=origin, public_id=public_id, version=_int(data.get("v"), default=0),
-                   action=_str(data.get("a")))
+NOWHERE = ModalMetadata(origin=Origin(kind=OriginKind.COMMAND))  # metadata that did not decode

@@ -24,6 +24,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.http.server import BadSlackRequest, build_asgi_app, to_bolt_request
 from bot.slack.ids import ActionId
+from bot.slack.state import MenuChoice
 from bot.models import AuditEvent, Token
 from bot.services import tokens as svc
 from tests.support.blockkit import validate_message_blocks, validate_slack_call, validate_view
@@ -429,7 +430,7 @@ def row_menu(blocks: list[dict[str, Any]], public_id: str) -> dict[str, dict[str
             for element in block["elements"]:
                 if element["type"] == "overflow":
                     assert element["action_id"] == ActionId.ROW_MORE
-                    return {json.loads(o["value"])[0]: o for o in element["options"]}
+                    return {MenuChoice.decode(o["value"]).action: o for o in element["options"]}
             return {}
     raise AssertionError(f"no row for {public_id}")
 

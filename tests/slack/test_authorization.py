@@ -8,6 +8,7 @@ import time
 import pytest
 
 from bot.slack.ids import ActionId
+from bot.slack.state import RowRef
 from bot.models import TokenStatus
 from bot.services import tokens as svc
 from tests.slack.conftest import (
@@ -92,7 +93,7 @@ def test_an_admin_acts_on_anyones_token(bot, db, standin, table):
 
 
 def _button(action: ActionId, public_id: str, version: int = 1) -> dict:
-    return {"action_id": action, "value": f'["{public_id}",{version},1,""]'}
+    return {"action_id": action, "value": RowRef(public_id=public_id, version=version).encode()}
 
 
 @pytest.mark.parametrize("action", ACTIONS)
@@ -103,10 +104,28 @@ def test_a_forged_token_id_answers_not_found(bot, db, standin, action):
     assert standin.calls_to("views.open") == []
 
 
-@pytest.mark.parametrize("value", ["", "garbage", "[1,2,3]", '{"t":"x"}', '["",1,1,""]'])
+@pytest.mark.parametrize("value", ["", "garbage", "[1,2,3]", '{"t":"x"}', '{"t":"","v":1}'])
 def test_a_mangled_button_value_answers_not_found(bot, db, standin, value):
     bot.click({"action_id": ActionId.DISABLE, "value": value})
     assert "not found" in texts(last_response(standin).body["blocks"])
+
+
+@pytest.mark.parametrize("value", [
+    '["{id}",1,1,""]',  # the list this value was before it was typed: not ours any more
+    '{{"t":"{id}"}}', '{{"t":"{id}","v":-1}}', '{{"t":"{id}","v":true}}', '{{"t":"{id}","v":"1"}}',
+    '{{"t":"{id}","v":1.0}}', '{{"t":"{id}","v":1,"s":{{"p":0}}}}',
+    '{{"t":"{id}","v":1,"s":{{"o":"<!here>"}}}}', '{{"t":"{id}","v":1,"s":{{"s":"gone"}}}}',
+    '{{"t":"{id}","v":1,"s":{{"p":2147483648}}}}', '{{"t":"{id}","v":1,"x":"' + "x" * 3000 + '"}}',
+])
+def test_a_crafted_value_naming_a_real_token_is_not_found_and_changes_nothing(
+        bot, db, standin, value):
+    created = seed(db, label="real")
+    public_id = created.token.public_id
+    bot.click({"action_id": ActionId.DISABLE, "value": value.format(id=public_id)})
+    shown = texts(last_response(standin).body["blocks"])
+    assert "not found" in shown and "real" in shown  # and here is the current table
+    assert load(db, public_id).status == TokenStatus.ACTIVE
+    assert audit_actions(db, public_id) == ["create"]
 
 
 @pytest.mark.parametrize("action", ACTIONS)
@@ -283,7 +302,7 @@ def _command_body(text: str = "") -> str:
 )
 def test_forged_or_replayed_requests_are_refused_with_401(bot, db, standin, case):
     created = seed(db, label="target")
-    value = f'["{created.token.public_id}",{created.token.version},1,""]'
+    value = RowRef(public_id=created.token.public_id, version=created.token.version).encode()
     body = form_body({"payload": __import__("json").dumps({
         "type": "block_actions", "user": {"id": OWNER, "team_id": TEAM},
         "team": {"id": TEAM}, "response_url": standin.response_url("forged"),

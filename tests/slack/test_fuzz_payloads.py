@@ -38,13 +38,19 @@ texts = st.text(max_size=30)
 
 def _values(public_id: str) -> st.SearchStrategy[Any]:
     """Button and option values: ours in every shape (right token, odd versions, pages and
-    filters), and anything else."""
-    numbers = st.integers() | st.just(2**63) | st.just(-1)
-    ours = st.tuples(st.sampled_from([public_id, "tok_nope", ""]), numbers, numbers,
-                     texts).map(lambda t: json.dumps(list(t)))
-    short = st.tuples(st.sampled_from([public_id, "x"]), numbers).map(
+    filters; a row, a table, a menu choice), the lists they once were, and anything else."""
+    numbers = st.integers() | st.just(2**63) | st.just(-1) | json_values
+    state = st.fixed_dictionaries({}, optional={
+        "p": numbers, "q": texts | json_values, "s": st.sampled_from(["active", "x"]),
+        "o": st.sampled_from([FUZZER, "U1>", ""]), "i": st.sampled_from([public_id, "?"])})
+    row = st.fixed_dictionaries({"t": st.sampled_from([public_id, "tok_nope", ""]),
+                                 "v": numbers}, optional={"s": state | json_values})
+    choice = st.fixed_dictionaries({"a": st.sampled_from([a.value for a in ActionId]) | texts,
+                                    "r": row | json_values})
+    ours = (row | state | choice).map(json.dumps)
+    lists = st.tuples(st.sampled_from([public_id, "x"]), numbers, numbers, texts).map(
         lambda t: json.dumps(list(t)))
-    return ours | short | texts | json_values
+    return ours | lists | texts | json_values
 
 
 @pytest.fixture
@@ -132,14 +138,16 @@ def test_modal_submissions(bot, db, standin, errors, data):
     errors.clear()
     public_id = _token(db)
     before = _counts(db)
+    origin = st.fixed_dictionaries({"k": st.sampled_from(["m", "h", "c", "d", "x"]) | json_values},
+                                   optional={"s": st.fixed_dictionaries({"p": st.integers()})
+                                             | json_values,
+                                             "u": st.just(bot.next_response_url()),
+                                             "c": st.just("C1"), "ts": st.just("1.1")})
     metadata = st.fixed_dictionaries({
-        "k": st.sampled_from(["m", "h", "c", "d", "x"]) | json_values,
+        "o": origin | json_values,
         "t": st.sampled_from([public_id, "tok_nope"]) | json_values,
         "v": st.integers() | json_values,
-        "p": st.integers() | json_values,
-        "u": st.just(bot.next_response_url()),
-        "c": st.just("C1"), "ts": st.just("1.1"),
-    }).map(json.dumps)
+    }, optional={"a": st.sampled_from([a.value for a in ActionId]) | json_values}).map(json.dumps)
     state = st.dictionaries(st.sampled_from([b.value for b in BlockId]) | texts,
                             st.dictionaries(st.sampled_from([a.value for a in ActionId]),
                                             json_values, max_size=2), max_size=4)

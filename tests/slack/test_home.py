@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from bot.slack.ids import ActionId
+from bot.slack.state import RowRef
 from bot.models import TokenStatus
 from tests.slack.conftest import (
     OTHER_USER,
@@ -117,7 +118,8 @@ def test_a_refusal_on_home_is_shown_on_home(bot, db, standin):
     bot.home_opened(user=OTHER_USER)
     view = _home(standin)["view"]
     assert "row_actions:" not in json.dumps(view["blocks"])  # a teammate sees no actions
-    forged = {"action_id": ActionId.DELETE, "value": f'["{created.token.public_id}",1,1,""]'}
+    forged = {"action_id": ActionId.DELETE, "value": RowRef(public_id=created.token.public_id,
+                                                             version=1).encode()}
     bot.click(forged, user=OTHER_USER, home=True)
     published = _home(standin, 2)
     assert published["user_id"] == OTHER_USER

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from bot.slack.ids import ActionId
+from bot.slack.state import TableState
 from tests.slack.conftest import (
     audit_actions,
     form_values,
@@ -19,15 +20,25 @@ from tests.slack.conftest import (
 GENERIC = "Something went wrong"
 
 
-def test_a_table_page_past_any_number_draws_the_last_page(bot, db, standin, table):
+def test_a_table_page_past_the_last_draws_the_last_page(bot, db, standin, table):
     seed(db, label="ci")
     drawn = table()
     pager = [el for block in drawn if block.get("type") == "actions"
              for el in block["elements"] if el["action_id"] == ActionId.REFRESH.value][0]
-    for page in (2**63, 10**30, -1):
-        bot.click({**pager, "value": json.dumps([page, ""])})
-        redrawn = last_response(standin).body["blocks"]
-        assert "ci" in texts(redrawn) and GENERIC not in texts(redrawn)
+    bot.click({**pager, "value": TableState(page=999).encode()})
+    redrawn = texts(last_response(standin).body["blocks"])
+    assert "ci" in redrawn and "Page 1 of 1" in redrawn and GENERIC not in redrawn
+
+
+def test_a_page_past_any_number_is_not_found_with_the_current_table(bot, db, standin, table):
+    seed(db, label="ci")
+    drawn = table()
+    pager = [el for block in drawn if block.get("type") == "actions"
+             for el in block["elements"] if el["action_id"] == ActionId.REFRESH.value][0]
+    for page in (2**63, 10**30, -1, 0, "2", None):
+        bot.click({**pager, "value": json.dumps({"p": page})})
+        redrawn = texts(last_response(standin).body["blocks"])
+        assert "not found" in redrawn and "ci" in redrawn and GENERIC not in redrawn
 
 
 def test_a_nul_byte_in_the_command_text_is_a_filter_that_matches_nothing_odd(bot, db, standin):

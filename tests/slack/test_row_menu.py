@@ -4,12 +4,11 @@ confirm label) before it runs."""
 
 from __future__ import annotations
 
-import json
-
 from bot.crypto import has_valid_checksum
 from bot.models import TokenStatus
 from bot.services import tokens as svc
 from bot.slack.ids import ActionId
+from bot.slack.state import MenuChoice, RowRef
 from bot.texts import CONFIRMATIONS, Lifecycle
 from tests.slack.conftest import (
     ADMIN,
@@ -126,7 +125,8 @@ def test_a_forged_choice_is_refused_before_any_question(bot, db, standin, table)
     assert (f"Only the token's owner (<@{OWNER}>) or a workspace admin can rotate it"
             in texts(last_response(standin).body["blocks"]))
     # an option naming an action that is no menu action, or garbage, is not found
-    for value in ('["token_delete","%s",1,1,""]' % public_id, "garbage", '["x"]'):
+    delete = MenuChoice(action=ActionId.DELETE, ref=RowRef(public_id=public_id, version=1))
+    for value in (delete.encode(), "garbage", '["x"]', '{"a":"token_rotate"}'):
         bot.click({"action_id": ActionId.ROW_MORE, "type": "overflow"},
                   selected_option={"text": {"type": "plain_text", "text": "x"}, "value": value})
         assert "not found" in texts(last_response(standin).body["blocks"])
@@ -140,4 +140,4 @@ def test_a_long_label_filter_still_fits_the_menu_options(bot, db, table):
     blocks = table(label)
     option = row_menu(blocks, created.token.public_id)[ActionId.ROTATE]
     assert len(option["value"]) <= 150
-    assert json.loads(option["value"])[1] == created.token.public_id
+    assert MenuChoice.decode(option["value"]).ref.public_id == created.token.public_id

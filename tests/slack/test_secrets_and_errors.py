@@ -14,6 +14,7 @@ import pytest
 
 from bot import logs
 from bot.slack.ids import ActionId, BlockId
+from bot.slack.state import RowRef
 from tests.slack.conftest import (
     ADMIN,
     OTHER_USER,
@@ -53,7 +54,7 @@ def test_secrets_only_in_copy_and_creation_payloads_and_never_logged(bot, db, st
     blocks = last_response(standin).body["blocks"]
     bot.click(row_buttons(blocks, public_id)[ActionId.ENABLE])
     assert f"row_actions:{public_id}" not in str(table(user=OTHER_USER))  # none for a teammate
-    bot.click({"action_id": ActionId.COPY, "value": f'["{public_id}",1,1,""]'},
+    bot.click({"action_id": ActionId.COPY, "value": RowRef(public_id=public_id, version=1).encode()},
               user=OTHER_USER)  # a click forged all the same is refused
     bot.home_opened(user=ADMIN)
     home = standin.wait_for("views.publish")[-1].body["view"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -104,7 +104,7 @@ def draw_table(
         page=origin.state.page,
         per_page=PAGE_SIZE[surface],
     )
-    origin = replace(origin, state=replace(origin.state, page=page.page))
+    origin = origin.model_copy(update={"state": origin.state.at(page.page)})
     if surface == Surface.HOME:
         view = home_view(page, now=now, state=origin.state, viewer=actor, notice=notice,
                          panel=panel)

@@ -26,9 +26,8 @@ from bot.services import tokens as svc
 from bot.slack.actions import listener
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import actor_from, deps
-from bot.slack.state import ModalMetadata, Origin, OriginKind, mapping
+from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, mapping
 from bot.slack.views.digests import (
-    AlertRef,
     DigestAudience,
     digest_blocks,
     digest_text,
@@ -62,11 +61,11 @@ def where_clicked(body: Body) -> Where | None:
     return None
 
 
-def _ref(action: dict[str, Any]) -> AlertRef:
+def _ref(action: dict[str, Any]) -> RowRef:
     value = action.get("value")
     if value is None:  # a menu of the compact layout
         value = mapping(action.get("selected_option")).get("value")
-    return AlertRef.decode(value if isinstance(value, str) else None)
+    return RowRef.decode(value)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def redraw_digest(session: Session, *, where: Where, now: dt.datetime,
     return DigestRedraw(where=where, update=update, text=text)
 
 
-def _extend(session: Session, actor: svc.Actor, ref: AlertRef,
+def _extend(session: Session, actor: svc.Actor, ref: RowRef,
             now: dt.datetime) -> tuple[Token, str, str]:
     result = svc.extend_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
@@ -112,7 +111,7 @@ def _extend(session: Session, actor: svc.Actor, ref: AlertRef,
     return token, alerts.ActedAction.EXTENDED, text
 
 
-def _disable(session: Session, actor: svc.Actor, ref: AlertRef,
+def _disable(session: Session, actor: svc.Actor, ref: RowRef,
              now: dt.datetime) -> tuple[Token, str, str]:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
@@ -124,7 +123,7 @@ def _disable(session: Session, actor: svc.Actor, ref: AlertRef,
 
 
 # A change of one token from the digest: the token, what the digest remembers, the reply.
-_CHANGES: dict[str, Callable[[Session, svc.Actor, AlertRef, dt.datetime],
+_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
                               tuple[Token, str, str]]] = {
     ActionId.ALERT_EXTEND: _extend,
     ActionId.ALERT_DISABLE: _disable,

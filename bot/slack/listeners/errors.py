@@ -33,7 +33,8 @@ from bot.slack.views.formatting import mention
 from bot.slack.views.home import home_notice_view
 from bot.slack.views.messages import change_text, notice_message
 from bot.slack.views.modals import notice_modal
-from bot.slack.state import MenuChoice, ModalMetadata, OriginKind, RowRef, TableState, mapping
+from bot.slack.state import (FIRST_PAGE, NOWHERE, MenuChoice, ModalMetadata, OriginKind,
+                             RowRef, TableState, mapping)
 from bot.slack.views.table import Notice, NoticeKind
 
 log = logging.getLogger("bot.errors")
@@ -105,7 +106,9 @@ def _row_of_action(body: dict[str, Any]) -> RowRef | None:
 
 def _state_of_action(body: dict[str, Any]) -> TableState:
     row = _row_of_action(body)
-    return row.state if row is not None else TableState.decode(_first_action(body).get("value"))
+    if row is not None:
+        return row.state
+    return TableState.decode(_first_action(body).get("value"), otherwise=FIRST_PAGE)
 
 
 TABLE_TAIL = "Nothing was changed; here is the current table."
@@ -169,7 +172,8 @@ def _on_submission(error: Exception, body: dict[str, Any], d: Deps, client: WebC
     """A modal: the table (or digest) behind it redrawn when the token changed or went;
     the answer inside the modal while it is still open."""
     text = user_text(error)
-    metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"))
+    metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"),
+                                    otherwise=NOWHERE)
     if isinstance(error, (StaleTokenError, NotFoundError)):
         actor = actor_from(body, d.settings)
         text = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id)

@@ -10,7 +10,6 @@ after the acknowledgement (``bot.slack.acks.run_then_draw``)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from slack_bolt import Ack, BoltContext
@@ -71,7 +70,7 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
                 token = svc.get_token(session, team_id=actor.team_id,
                                       public_id=metadata.public_id)
                 # a second submit applies the kept values over what is there now
-                metadata = replace(metadata, version=token.version)
+                metadata = metadata.model_copy(update={"version": token.version})
             except NotFoundError:
                 token = None
             form = _form(view, metadata, token, notice, actor, d.settings.tokenbot_scopes,

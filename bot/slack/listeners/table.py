@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from slack_bolt import BoltContext
@@ -29,8 +28,10 @@ from bot.slack.listeners.common import (
     send,
     show,
 )
-from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, TableState, mapping
+from bot.slack.state import (FIRST_PAGE, ModalMetadata, Origin, OriginKind, RowRef, TableState,
+                             mapping)
 from bot.slack.views.formatting import escape
+from bot.slack.views.home import ALL_STATUSES
 from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
 from bot.slack.views.table import Notice
@@ -48,12 +49,14 @@ def _row(
 
 
 def _table(
-    body: Body, action: dict[str, Any], context: BoltContext
+    body: Body, action: dict[str, Any], context: BoltContext,
+    otherwise: TableState | None = None,
 ) -> tuple[Deps, svc.Actor, Origin]:
     """For the buttons that carry a table state rather than a row."""
     d = deps(context)
     actor = actor_from(body, d.settings)
-    return d, actor, origin_of_action(body, TableState.decode(action.get("value")))
+    state = TableState.decode(action.get("value"), otherwise=otherwise)
+    return d, actor, origin_of_action(body, state)
 
 
 def _disable(session: Session, actor: svc.Actor, ref: RowRef,
@@ -175,12 +178,12 @@ def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
     d = deps(context)
     actor = actor_from(body, d.settings)
     state = TableState.decode(mapping(body.get("view")).get("private_metadata"))
-    status, owner = state.status, state.owner
     if action.get("action_id") == ActionId.HOME_OWNER:
-        owner = action.get("selected_user")  # read as a user id, or no owner filter
+        chosen = {"owner": action.get("selected_user") or ""}  # none: no owner filter
     else:
-        status = mapping(action.get("selected_option")).get("value")  # "all": none
-    state = TableState.of([1, state.query, status, owner])
+        status = mapping(action.get("selected_option")).get("value")
+        chosen = {"status": None if status == ALL_STATUSES else status}
+    state = TableState.of(**{**state.model_dump(), "page": 1, **chosen})
     origin = Origin(kind=OriginKind.HOME, state=state)
     redraw(d, client, actor=actor, origin=origin)
 
@@ -189,9 +192,10 @@ def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
 def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
                       client: WebClient) -> None:
     """The button of an owner's DM or a dead-secret alarm: the table filtered to that
-    token, as a new message only the clicker sees (the message itself stays)."""
-    d, actor, origin = _table(body, action, context)
-    redraw(d, client, actor=actor, origin=replace(origin, kind=OriginKind.COMMAND))
+    token, as a new message only the clicker sees (the message itself stays). A value it
+    cannot read (a message older than its codec) opens the whole table."""
+    d, actor, origin = _table(body, action, context, otherwise=FIRST_PAGE)
+    redraw(d, client, actor=actor, origin=origin.model_copy(update={"kind": OriginKind.COMMAND}))
 
 
 @listener(ActionId.EDIT)

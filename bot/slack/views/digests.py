@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,12 +35,11 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.dates import date_text, days_until, expires_soon, expiry_date, relative_expiry
-from bot.errors import NotFoundError
 from bot.models import OutboxMessage, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
-from bot.slack.state import number, token_value
+from bot.slack.state import RowRef
 from bot.slack.views.confirms import confirm_dialog
 from bot.slack.views.formatting import code, escape, mention, truncate
 from bot.texts import Lifecycle
@@ -57,26 +55,6 @@ assert 1 + 2 * math.ceil(COMPACT_LAYOUT_MAX / GROUP_SIZE) <= MESSAGE_BLOCK_LIMIT
 class DigestAudience(enum.StrEnum):
     CHANNEL = "channel"
     OWNER = "owner"
-
-
-@dataclass(frozen=True)
-class AlertRef:
-    """A button's (or menu option's) value: which token, at the version shown. Never
-    trusted for authorization: the listener acts as the payload's user and team."""
-
-    public_id: str
-    version: int
-
-    def encode(self) -> str:
-        return json.dumps([self.public_id, self.version], separators=(",", ":"))
-
-    @classmethod
-    def decode(cls, value: str | None) -> AlertRef:
-        data = token_value(value, length=2)
-        version = number(data[1])
-        if version is None:
-            raise NotFoundError()
-        return cls(public_id=data[0][:64], version=version)
 
 
 @dataclass(frozen=True)
@@ -193,7 +171,7 @@ def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = Non
 
 
 def _buttons(item: DigestItem, now: dt.datetime) -> list[ButtonElement]:
-    value = AlertRef(item.public_id, item.version).encode()
+    value = RowRef(public_id=item.public_id, version=item.version).encode()
     return [
         ButtonElement(
             text=PlainTextObject(text=f"Extend {EXTEND_DAYS} days", emoji=False),
@@ -240,7 +218,7 @@ def _option(item: DigestItem) -> Option:
     text = f"{truncate(item.label, 75 - len(item.masked) - 3)} ({item.masked})"
     return Option(
         text=PlainTextObject(text=text, emoji=False),
-        value=AlertRef(item.public_id, item.version).encode(),
+        value=RowRef(public_id=item.public_id, version=item.version).encode(),
     )
 
 

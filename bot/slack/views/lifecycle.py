@@ -24,7 +24,7 @@ from bot.errors import ValidationError
 from bot.services.dead_secrets import DeadSecretReport
 from bot.services.rotation import RotationEnding
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
-from bot.slack.state import FIRST_PAGE, ModalMetadata, RowRef, TableState, mapping
+from bot.slack.state import ModalMetadata, RowRef, TableState, mapping
 from bot.slack.views.formatting import code, escape, mention, slack_date, truncate
 from bot.texts import (
     CONFIRMATIONS,
@@ -187,8 +187,7 @@ def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime,
     if report.enable and report.version is not None:
         buttons.append(ButtonElement(
             text=_plain("Enable"), action_id=ActionId.DEAD_ENABLE, style="primary",
-            value=RowRef(public_id=report.public_id, version=report.version,
-                         state=FIRST_PAGE).encode(),
+            value=RowRef(public_id=report.public_id, version=report.version).encode(),
         ))
     buttons.append(ButtonElement(
         text=_plain("Open table"), action_id=ActionId.OPEN_TABLE,

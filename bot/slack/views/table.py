@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -282,7 +282,7 @@ def table_blocks(
 ) -> list[Block]:
     """The table for one page, as ``viewer`` may act on it; ``state`` is what the buttons
     carry back."""
-    state = replace(state, page=page.page)
+    state = state.at(page.page)
     blocks: list[Block] = []
     if notice is not None:
         blocks.append(notice.block())
