@@ -1,12 +1,7 @@
 """Buttons (and, in large digests, menus) of the expiry digest messages: Extend 30 days,
-Edit, Disable.
-
-Thin: the acting user and team come from the signed payload (never from the value, which
-only names the token and the version the user saw); the same services and rules as the
-token table decide; then the digest message is redrawn in place with ``chat.update``
-(the channel and ts of the message clicked) to show what was done and by whom, and the
-user gets a short ephemeral confirmation. A refusal is answered ephemerally, with the
-digest redrawn to the current state (``answer_error``, this surface's error path)."""
+Edit, Disable. The digest is redrawn in place (``chat.update``) with what was done and by
+whom, and the clicker gets an ephemeral confirmation; ``answer_error`` is this surface's
+error path (an ephemeral reason, the digest redrawn)."""
 
 from __future__ import annotations
 

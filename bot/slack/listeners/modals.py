@@ -1,13 +1,6 @@
-"""Submissions of the create and "Edit Access Token" modals.
-
-Validation is the service's: its ValidationError names a field, which maps onto the
-modal's block, and the modal answers ``response_action: errors`` with nothing written.
-Any other refusal (the token changed or went meanwhile, a rule without a field) answers
-on the form itself, redrawn with what the user typed and a notice on top; never a blank
-modal. A submission is acknowledged once its transaction is over; what it draws
-afterwards (the table, the digest, the new secret, the owner's DM) is returned, to run
-after the acknowledgement (``bot.slack.acks.on_submission``). ``answer_error`` is the
-error surface of every modal's submission."""
+"""Submissions of the create and "Edit Access Token" modals: a field's error inline, any
+other refusal on the form again with what was typed and a notice on top; what is drawn
+after the acknowledgement is returned. ``answer_error`` is every modal's error surface."""
 
 from __future__ import annotations
 
