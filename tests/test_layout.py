@@ -52,3 +52,29 @@ def test_no_function_is_over_complexity_15() -> None:
         if block.complexity > MAX_COMPLEXITY
     }
     assert complex_ == {}
+
+
+LISTENERS = BOT / "slack" / "listeners"
+SHARED_LISTENER_MODULES = {"__init__.py", "common.py", "errors.py"}
+
+
+def test_the_error_path_knows_no_surface() -> None:
+    """Each surface (table, Home, digest, modal, alarm) answers its own errors: the common
+    error path imports none of them, so a new surface does not edit it."""
+    surfaces = {f"bot.slack.listeners.{path.stem}" for path in LISTENERS.glob("*.py")
+                if path.name not in SHARED_LISTENER_MODULES}
+    surfaces |= {"bot.slack.views.home", "bot.slack.views.modals", "bot.slack.views.digests"}
+    assert _imports(LISTENERS / "errors.py") & surfaces == set()
+
+
+def test_each_listener_module_registers_its_own_listeners_and_nothing_by_import() -> None:
+    """``register(app)`` in every listener module; no decorator marks a function at
+    import, and no listener builds a Slack payload to run another one."""
+    for path in sorted(LISTENERS.glob("*.py")):
+        if path.name in SHARED_LISTENER_MODULES:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+        assert "register" in {f.name for f in functions}, path.name
+        assert [f.name for f in functions if f.decorator_list] == [], path.name
+        assert '"block_actions"' not in path.read_text(encoding="utf-8"), path.name

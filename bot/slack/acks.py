@@ -1,30 +1,26 @@
-"""How each kind of request is acknowledged: at once, in the thread that received it,
-before any Web API call. ``bot.slack.app`` registers every listener through one of these.
-
-- A command, a click or an event: ``ack()`` (or, for ``/tokens help``, the help itself),
-  then the listener runs on the background pool (``bot.slack.background``).
-- A modal submission: the listener runs here, because its answer depends on the database
-  (errors inline on the fields, or the modal closed); it returns what to draw afterwards,
-  which runs on the pool.
-
-Room on the pool is taken before the acknowledgement, so a request acknowledged as
-accepted always gets its work done. When there is none, the user is told "busy, try
-again" where they look, and nothing was done.
-"""
+"""How a request is acknowledged, and how listeners are registered: each listener module's
+``register(app)`` calls these with its listeners and its error surface. A command, a click
+or an event is acknowledged at once and its listener runs on the work pool; a modal
+submission's listener runs before the acknowledgement and returns what to draw after it.
+When the pool has no room, the user is told "busy" where they look and nothing is done.
+Why this is not Bolt's ``lazy=``: docs/ARCHITECTURE.md, "Where a click goes"."""
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.logs import LogLimiter
-from bot.slack.background import Background, Task
-from bot.slack.listeners.errors import BUSY_TEXT, Busy, reporting
+from bot.slack.background import Task
+from bot.slack.listeners.common import Deps, deps
+from bot.slack.listeners.errors import BUSY_TEXT, Busy, Surface, report, reporting, tell
 from bot.slack.views.modals import notice_modal
 
 log = logging.getLogger("bot.slack.acks")
@@ -33,6 +29,9 @@ _busy_log = LogLimiter()
 Listener = Callable[..., None]
 Answer = Callable[[dict[str, Any]], dict[str, Any] | None]
 Submission = Callable[..., Task | None]
+# A modal's surface answers in the acknowledgement while ``ack`` is given.
+SubmissionSurface = Callable[[Exception, dict[str, Any], Deps, WebClient, Ack | None], None]
+_ACTION_IDS: weakref.WeakKeyDictionary[App, set[str]] = weakref.WeakKeyDictionary()
 
 
 class Kind(enum.StrEnum):
@@ -44,65 +43,88 @@ class Kind(enum.StrEnum):
     VIEW = "view"
 
 
-def ack_then_run(listener: Listener, *, kind: Kind, work: Background,
-                 answer: Answer | None = None) -> Listener:
-    """A Bolt listener that acknowledges at once and runs ``listener`` on ``work``.
-    ``answer(payload)`` may give the acknowledgement's content instead, which ends the
+def on_command(app: App, command: str, listener: Listener, *, answer: Answer | None = None,
+               surface: Surface = tell) -> None:
+    """``answer(command)`` may give the acknowledgement's content instead, which ends the
     request (``/tokens help``)."""
+    app.command(command)(_ack_then_run(listener, Kind.COMMAND, surface, answer))
 
+
+def on_event(app: App, event: str, listener: Listener, *, surface: Surface) -> None:
+    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface))
+
+
+def on_actions(app: App, ids: Iterable[str], listener: Listener, *, surface: Surface) -> None:
+    for action_id in ids:
+        app.action(action_id)(_ack_then_run(listener, Kind.ACTION, surface))
+        _ACTION_IDS.setdefault(app, set()).add(str(action_id))
+
+
+def action_ids(app: App) -> set[str]:
+    """The action ids registered through ``on_actions``."""
+    return set(_ACTION_IDS.get(app, ()))
+
+
+def on_submission(app: App, callback_id: str, listener: Submission, *,
+                  surface: SubmissionSurface) -> None:
+    app.view(callback_id)(_run_then_draw(listener, surface))
+
+
+def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
+                  immediate: Answer | None = None) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], payload: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
-        immediate = answer(payload) if answer is not None else None
-        if immediate is not None:
-            ack(**immediate)
+        content = immediate(payload) if immediate is not None else None
+        if content is not None:
+            ack(**content)
             return
-        slot = work.reserve()
+        slot = deps(context).work.reserve()
         if slot is None:
-            _busy(ack, kind, body, context, client, work)
+            _busy(ack, kind, body, context, client, surface)
             return
         try:
             ack()
         except BaseException:
             slot.release()
             raise
-        slot.run(reporting(listener, body=body, context=context, client=client,
+        slot.run(reporting(listener, surface, body=body, context=context, client=client,
                            **{kind.value: payload}))
 
     return acknowledge
 
 
-def run_then_draw(listener: Submission, *, work: Background) -> Listener:
-    """A Bolt listener for a modal submission: ``listener`` acknowledges (inline errors or
-    closing the modal) and returns what to draw afterwards, which runs on ``work``."""
-
+def _run_then_draw(listener: Submission, surface: SubmissionSurface) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
-        slot = work.reserve()
+        slot = deps(context).work.reserve()
         if slot is None:
-            _busy(ack, Kind.VIEW, body, context, client, work)
+            _busy(ack, Kind.VIEW, body, context, client, functools.partial(surface, ack=None))
             return
         try:
             then = listener(ack=ack, body=body, view=view, context=context, client=client)
-        except BaseException:
+        except Exception as error:
             slot.release()
-            raise
+            report(error, functools.partial(surface, ack=ack), body=body, context=context,
+                   client=client)
+            return
         if ack.response is None:  # a listener that returned without answering Slack
             slot.release()
             raise RuntimeError(f"{listener.__name__} did not acknowledge the submission")
         if then is None:
             slot.release()
         else:
-            slot.run(reporting(lambda **_: then(), body=body, context=context, client=client))
+            slot.run(reporting(lambda **_: then(), functools.partial(surface, ack=None),
+                               body=body, context=context, client=client))
 
     return acknowledge
 
 
 def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
-          client: WebClient, work: Background) -> None:
+          client: WebClient, surface: Surface) -> None:
     """Nothing is done; the user is told where they look."""
     if _busy_log.allow(kind.value):
-        log.warning("Busy: a %s was refused, the background pool is full (logged at most "
-                    "once a minute)", kind.value)
+        log.warning("Busy: a %s was refused, the work pool is full (logged at most once a "
+                    "minute)", kind.value)
     if kind == Kind.COMMAND:
         ack(response_type="ephemeral", text=f":warning: {BUSY_TEXT}")
     elif kind == Kind.VIEW:
@@ -110,7 +132,8 @@ def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
         ack(response_action="push", view=notice_modal(f":warning: {BUSY_TEXT}"))
     else:
         ack()
-        told = work.notify(reporting(_raise_busy, body=body, context=context, client=client))
+        told = deps(context).work.notify(
+            reporting(_raise_busy, surface, body=body, context=context, client=client))
         if not told and _busy_log.allow("notice"):
             log.warning("Busy: users could not be told either (logged at most once a minute)")
 

@@ -1,23 +1,17 @@
 """The one registry of block actions: every button and menu the app draws, with where it
 lives, its button, its confirmation, which rows offer it and its line in `/tokens help`.
 
-Adding an action is one entry in ``ACTIONS`` plus its listener, marked with
-``@listener(ActionId.X)``. ``bot.slack.app`` registers each entry's listener with Bolt,
-wrapped in the error path; it refuses to start if an entry has no listener, and
-``listener`` refuses an id without an entry, so nothing else is kept in step by hand.
-The table's rows draw their buttons from here, and the error path reads ``place`` to
-answer a refusal where the user looks."""
+Adding an action is one entry in ``ACTIONS`` plus its function in its listener module
+(a row action: ``listeners/table.ROWS``); ``bot.slack.app`` refuses to start if an entry
+has no listener. The table's rows draw their buttons from here."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.slack.ids import ActionId
 from bot.texts import Lifecycle
-
-Listener = Callable[..., None]
 
 
 class Place(enum.StrEnum):
@@ -104,31 +98,3 @@ MENU_OPTIONS_MAX = 5  # Slack's limit on an overflow menu's options
 assert sum(1 for a in ROW_BUTTONS if a.rows != Rows.DISABLED) <= 4
 assert sum(1 for a in ROW_BUTTONS if a.rows != Rows.NOT_DISABLED) <= 4
 assert len(ROW_MENU) <= MENU_OPTIONS_MAX, "split the row menu: Slack shows at most 5 options"
-
-_listeners: dict[ActionId, Listener] = {}
-
-
-def listener(*ids: ActionId) -> Callable[[Listener], Listener]:
-    """Mark the function that handles these actions (each must have an entry)."""
-
-    def mark(function: Listener) -> Listener:
-        for action_id in ids:
-            if action_id.value not in BY_ID:
-                raise LookupError(f"{action_id!r} has no entry in bot.slack.actions.ACTIONS")
-            _listeners[action_id] = function
-        return function
-
-    return mark
-
-
-def listener_of(action: Action) -> Listener:
-    try:
-        return _listeners[action.id]
-    except KeyError:
-        raise LookupError(f"no listener is marked for {action.id!r}") from None
-
-
-def place_of(action_id: object) -> Place | None:
-    """Where the clicked element lives, or None for an id that is not ours."""
-    action = BY_ID.get(action_id) if isinstance(action_id, str) else None
-    return action.place if action is not None else None

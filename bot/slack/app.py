@@ -1,7 +1,6 @@
-"""The Bolt app: one factory wiring settings, database, Web API client and listeners, and
-the one error handler that turns domain errors into text for the user. Every listener is
-registered here through ``bot.slack.acks``: acknowledged at once, its work on the
-background pool, wrapped in that error path."""
+"""The Bolt app: one factory wiring settings, database, Web API client and the listener
+modules (each registers its own, ``register(app)``), and the outbox's drain after a
+commit."""
 
 from __future__ import annotations
 
@@ -19,20 +18,11 @@ from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.outbox.run import Drain
-from bot.slack.acks import Kind, ack_then_run, run_then_draw
-from bot.slack.actions import ACTIONS, listener_of
+from bot.slack.acks import action_ids
+from bot.slack.actions import ACTIONS, ROW_ACTIONS
 from bot.slack.background import Background
 from bot.slack.client import make_web_client
-from bot.slack.ids import CallbackId
-from bot.slack.listeners import (  # noqa: F401 - marks
-    commands,
-    digests,
-    home,
-    menu,
-    modals,
-    rotation,
-    table,
-)
+from bot.slack.listeners import commands, digests, home, menu, modals, rotation, table
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error
 
@@ -116,17 +106,15 @@ def create_app(
     app.middleware(inject_dependencies)
     _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
-    app.command(commands.COMMAND)(ack_then_run(
-        commands.handle_tokens, kind=Kind.COMMAND, work=work, answer=commands.answer))
-    app.view(CallbackId.CREATE)(run_then_draw(modals.handle_create_submit, work=work))
-    app.view(CallbackId.EDIT)(run_then_draw(modals.handle_edit_submit, work=work))
-    app.view(CallbackId.CONFIRM)(run_then_draw(menu.handle_confirm_submit, work=work))
-    app.view(CallbackId.ROTATE)(run_then_draw(rotation.handle_rotate_submit, work=work))
-    app.event("app_home_opened")(ack_then_run(
-        home.handle_home_opened, kind=Kind.EVENT, work=work))
-    for action in ACTIONS:  # the table's, the digests': bot.slack.actions lists them all
-        app.action(action.id)(ack_then_run(
-            listener_of(action), kind=Kind.ACTION, work=work))
+    for module in (commands, home, modals, table, rotation, digests):
+        module.register(app)
+    rows = {**table.ROWS, **rotation.ROWS}
+    menu.register(app, rows=rows)
+    # Every entry of bot.slack.actions has its listener, every row action its function.
+    missing = ({a.id.value for a in ACTIONS} - action_ids(app)) | {
+        a.id.value for a in ROW_ACTIONS if a.id not in rows}
+    if missing:
+        raise LookupError(f"no listener for {sorted(missing)} (bot.slack.actions.ACTIONS)")
     return app
 
 

@@ -1,19 +1,7 @@
-"""The bounded pool and queue that runs a listener's work after its acknowledgement.
-
-Slack waits 3 s for an acknowledgement; the Web API calls that draw the answer
-(``views.publish``, ``response_url``, ``views.open``, ``chat.update``) may take longer, or
-be rate-limited for seconds. So every request is acknowledged first, in the thread that
-received it (``bot.slack.acks``), and the rest is handed to this pool: a fixed number of
-threads and a bounded queue. When both are full, :meth:`Background.reserve` says so at
-once and the user is told "busy, try again" instead.
-
-Telling users (that they must try again, or what went wrong before the acknowledgement)
-is a Web API call too, so it has a lane of its own (:meth:`Background.notify`: one thread,
-a bounded queue, dropped beyond it) that a full pool does not hold up.
-
-The threads are daemon threads: :meth:`Background.close` waits a bounded time for the
-work already accepted, and a process that stops never waits longer than that.
-"""
+"""The bounded work pool after an acknowledgement: a fixed number of daemon threads and a
+bounded queue (``reserve`` says at once when both are full), and a lane of its own for
+telling users (``notify``) that a full pool does not hold up. Why it is ours and not
+Bolt's ``listener_executor``: docs/ARCHITECTURE.md, "Where a click goes"."""
 
 from __future__ import annotations
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.models import utcnow
 from bot.services.listing import StatusFilter
 from bot.services import tokens as svc
+from bot.slack.acks import on_command
 from bot.slack.listeners.common import actor_from, deps, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
@@ -109,3 +110,7 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
         drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
                              expiring_days=d.settings.expiring_days)
     show(drawing, client)
+
+
+def register(app: App) -> None:
+    on_command(app, COMMAND, handle_tokens, answer=answer)  # errors: one ephemeral line

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 from slack_bolt import BoltContext
 from slack_bolt.context.respond import Respond
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,8 +25,8 @@ from bot.services.listing import list_tokens
 from bot.services import tokens as svc
 from bot.slack.background import Background
 from bot.slack.views.home import home_view
-from bot.slack.views.messages import Message, owner_notice_message, table_message
-from bot.slack.state import Origin, OriginKind, TableState, mapping
+from bot.slack.views.messages import Message, table_message
+from bot.slack.state import Origin, OriginKind, RowRef, TableState, mapping
 from bot.slack.views.table import PAGE_SIZE, Notice, Surface
 
 log = logging.getLogger("bot.slack.listeners")
@@ -59,6 +58,25 @@ def actor_from(body: dict[str, Any], settings: Settings) -> svc.Actor:
     if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id or not team_id:
         raise PermissionDeniedError("Tokenbot could not tell who you are in which workspace.")
     return svc.Actor(team_id=team_id, user_id=user_id, is_admin=settings.is_admin(user_id))
+
+
+@dataclass(frozen=True)
+class Row:
+    """A click on a token's row, from its button or its "More…" menu: who acts (from the
+    signed payload), the row as drawn, where the table is, and the click's trigger id."""
+
+    d: Deps
+    client: WebClient
+    actor: svc.Actor
+    ref: RowRef
+    origin: Origin
+    trigger_id: Any = None
+
+
+def row_of(body: dict[str, Any], ref: RowRef, context: BoltContext, client: WebClient) -> Row:
+    d = deps(context)
+    return Row(d=d, client=client, actor=actor_from(body, d.settings), ref=ref,
+               origin=origin_of_action(body, ref.state), trigger_id=body.get("trigger_id"))
 
 
 def origin_of_action(body: dict[str, Any], state: TableState) -> Origin:

@@ -1,12 +1,7 @@
 """Buttons (and, in large digests, menus) of the expiry digest messages: Extend 30 days,
-Edit, Disable.
-
-Thin: the acting user and team come from the signed payload (never from the value, which
-only names the token and the version the user saw); the same services and rules as the
-token table decide; then the digest message is redrawn in place with ``chat.update``
-(the channel and ts of the message clicked) to show what was done and by whom, and the
-user gets a short ephemeral confirmation. A refusal is answered by the error path
-(``errors.py``), ephemerally, with the digest redrawn to the current state."""
+Edit, Disable. The digest is redrawn in place (``chat.update``) with what was done and by
+whom, and the clicker gets an ephemeral confirmation; ``answer_error`` is this surface's
+error path (an ephemeral reason, the digest redrawn)."""
 
 from __future__ import annotations
 
@@ -15,17 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from bot.errors import NotFoundError
+from bot.errors import NotFoundError, TokenbotError
 from bot.models import Audience, Token, utcnow
 from bot.services import alerts
 from bot.services import tokens as svc
-from bot.slack.actions import listener
+from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
-from bot.slack.listeners.common import actor_from, deps
+from bot.slack.listeners.common import Deps, actor_from, deps
+from bot.slack.listeners.errors import tell_line, user_text
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, mapping
 from bot.slack.views.digests import (
     DigestAudience,
@@ -130,9 +126,6 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
 }
 
 
-
-
-@listener(*_CHANGES)
 def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
     d = deps(context)
@@ -148,7 +141,6 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
     redrawn.show(client)
 
 
-@listener(ActionId.ALERT_EDIT)
 def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The table's "Edit Access Token" modal, checked first like the table's Edit. Its
@@ -181,3 +173,22 @@ def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,
                              user_id=actor.user_id, now=now)
     where = Where(channel=origin.channel, ts=origin.ts, user_id=actor.user_id)
     return redraw_digest(session, where=where, now=now, text=text)
+
+
+def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    """Ephemerally in the digest's channel; after a refusal the digest is redrawn."""
+    text = user_text(error, on_table=False)
+    where = where_clicked(body)
+    if where is None:
+        tell_line(body.get("response_url"), text, client)
+        return
+    client.chat_postEphemeral(channel=where.channel, user=where.user_id,
+                              text=f":warning: {text}")
+    if isinstance(error, TokenbotError):
+        with d.sessions.begin() as session:
+            redraw_digest(session, where=where, now=utcnow()).show(client)
+
+
+def register(app: App) -> None:
+    on_actions(app, _CHANGES, handle_change, surface=answer_error)
+    on_actions(app, [ActionId.ALERT_EDIT], handle_edit, surface=answer_error)

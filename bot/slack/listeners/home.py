@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
-from bot.slack.listeners.common import actor_from, deps, redraw
-from bot.slack.state import Origin, OriginKind
+from bot.slack.acks import on_event
+from bot.slack.listeners.common import Deps, actor_from, deps, redraw
+from bot.slack.listeners.errors import user_text
+from bot.slack.state import Origin, OriginKind, mapping
+from bot.slack.views.home import home_notice_view
+from bot.slack.views.table import Notice, NoticeKind
 
 
 def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: BoltContext,
@@ -18,3 +22,15 @@ def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: Bol
     d = deps(context)
     actor = actor_from(body, d.settings)
     redraw(d, client, actor=actor, origin=Origin(kind=OriginKind.HOME))
+
+
+def answer_error(error: Exception, body: dict[str, Any], d: Deps, client: WebClient) -> None:
+    """Home, with the reason where the table would be."""
+    event = mapping(body.get("event"))
+    if event.get("tab", "home") == "home" and isinstance(event.get("user"), str):
+        notice = Notice(user_text(error), NoticeKind.ERROR)
+        client.views_publish(user_id=event["user"], view=home_notice_view(notice))
+
+
+def register(app: App) -> None:
+    on_event(app, "app_home_opened", handle_home_opened, surface=answer_error)

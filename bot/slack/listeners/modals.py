@@ -1,18 +1,13 @@
-"""Submissions of the create and "Edit Access Token" modals.
-
-Validation is the service's: its ValidationError names a field, which maps onto the
-modal's block, and the modal answers ``response_action: errors`` with nothing written.
-Any other refusal (the token changed or went meanwhile, a rule without a field) answers
-on the form itself, redrawn with what the user typed and a notice on top; never a blank
-modal. A submission is acknowledged once its transaction is over; what it draws
-afterwards (the table, the digest, the new secret, the owner's DM) is returned, to run
-after the acknowledgement (``bot.slack.acks.run_then_draw``)."""
+"""Submissions of the create and "Edit Access Token" modals: a field's error inline, any
+other refusal on the form again with what was typed and a notice on top; what is drawn
+after the acknowledgement is returned. ``answer_error`` is every modal's error surface."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import (
@@ -24,7 +19,9 @@ from bot.errors import (
 )
 from bot.models import utcnow
 from bot.services import tokens as svc
+from bot.slack.acks import on_submission
 from bot.slack.background import Task
+from bot.slack.ids import CallbackId
 from bot.slack.listeners.common import (
     Deps,
     Drawing,
@@ -38,7 +35,7 @@ from bot.slack.listeners.common import (
 )
 from bot.slack.listeners.digests import DigestRedraw, after_edit
 from bot.slack.listeners.errors import FORM_TAIL, user_text, what_changed
-from bot.slack.state import ModalMetadata, Origin, OriginKind
+from bot.slack.state import NOWHERE, ModalMetadata, Origin, OriginKind, mapping
 from bot.slack.views.formatting import escape
 from bot.slack.views.messages import SecretReason, describe_changes, secret_blocks, secret_message
 from bot.slack.views.modals import (
@@ -46,11 +43,14 @@ from bot.slack.views.modals import (
     FormValues,
     drawn_form,
     field_errors,
+    notice_modal,
     read_form,
     reset_fields,
     token_form,
 )
 from bot.slack.views.table import Notice, NoticeKind
+
+log = logging.getLogger("bot.slack.listeners")
 
 
 def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: Deps,
@@ -200,3 +200,27 @@ def _edited(result: svc.EditResult) -> str:
     if result.changes:
         return f"Updated *{label}*: {describe_changes(result.changes)}."
     return f"Nothing to change on *{label}*."
+
+
+def answer_error(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
+                 ack: Ack | None) -> None:
+    """While the modal is open (``ack`` given), the answer inside it; the table (or
+    digest) behind it redrawn when the token changed or went."""
+    text = user_text(error)
+    if isinstance(error, (StaleTokenError, NotFoundError)):
+        actor = actor_from(body, d.settings)
+        metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"),
+                                        otherwise=NOWHERE)
+        text = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id)
+        refused = error
+        # Still acknowledging: what is drawn behind the modal waits for no Slack call.
+        if not d.work.submit(lambda: _redraw_behind(d, client, actor=actor,
+                                                    metadata=metadata, error=refused)):
+            log.warning("Busy: the table behind a refused submission was not redrawn")
+    if ack is not None:
+        ack(response_action="update", view=notice_modal(f":warning: {text}"))
+
+
+def register(app: App) -> None:
+    on_submission(app, CallbackId.CREATE, handle_create_submit, surface=answer_error)
+    on_submission(app, CallbackId.EDIT, handle_edit_submit, surface=answer_error)

@@ -2,31 +2,34 @@
 rotate modal (its submission rotates and shows the new secret to the user only), and the
 alarm's "Enable" button (its "Open table" is the table's ``OPEN_TABLE``). A rotating row's
 "Retire old secret now" and "Cancel rotation" are changes of one token, in
-``listeners/table.handle_change``. Thin: parse, call a service, draw."""
+``listeners/table._CHANGES``. Thin: parse, call a service, draw."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, BoltContext
+from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, ValidationError
 from bot.models import utcnow
 from bot.services import tokens as svc
-from bot.slack.actions import listener
-from bot.slack.ids import ActionId, BlockId
-from bot.slack.listeners import table
+from bot.slack.acks import on_actions, on_submission
 from bot.slack.background import Task
+from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.listeners import modals, table
 from bot.slack.listeners.common import (
+    Deps,
+    Row,
     actor_from,
     deps,
     draw_table,
-    origin_of_action,
     respond_to,
     send,
     show,
 )
+from bot.slack.listeners.errors import tell_line, user_text
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef
 from bot.slack.views.formatting import escape
 from bot.slack.views.lifecycle import read_rotate_form, rotate_modal
@@ -41,15 +44,10 @@ from bot.slack.views.table import Notice, NoticeKind
 Body = dict[str, Any]
 
 
-@listener(ActionId.ROTATE)
-def handle_rotate_open(body: Body, action: dict[str, Any], context: BoltContext,
-                       client: WebClient) -> None:
+def rotate_open(row: Row) -> None:
     """Check first (owner or admin, unchanged), then open the rotate modal: it is the
     confirmation, with the guide's warning."""
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    ref = RowRef.decode(action.get("value"))
-    origin = origin_of_action(body, ref.state)
+    d, actor, ref, origin = row.d, row.actor, row.ref, row.origin
     with d.sessions.begin() as session:
         token = svc.check_change(session, actor=actor, public_id=ref.public_id,
                                  expected_version=ref.version, verb="rotate")
@@ -58,7 +56,7 @@ def handle_rotate_open(body: Body, action: dict[str, Any], context: BoltContext,
                                                    version=token.version),
                             retiring=token.previous_secret_masked
                             if token.rotating(utcnow()) else None)
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    row.client.views_open(trigger_id=row.trigger_id, view=view)
 
 
 def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: BoltContext,
@@ -113,7 +111,6 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
 # -- the dead-secret alarm's buttons -----------------------------------------------------------
 
 
-@listener(ActionId.DEAD_ENABLE)
 def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext,
                         client: WebClient) -> None:
     """Enable the token the alarm is about; the answer goes to the clicker only."""
@@ -125,3 +122,17 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
     respond = respond_to(body.get("response_url"), client)
     if respond is not None:
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)
+
+
+ROWS: dict[str, Callable[[Row], None]] = {ActionId.ROTATE: rotate_open}
+
+
+def answer_alarm_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    """An alarm is a message to many: the answer goes to the clicker only."""
+    tell_line(body.get("response_url"), user_text(error, on_table=False), client)
+
+
+def register(app: App) -> None:
+    on_actions(app, [ActionId.ROTATE], table.on_row(rotate_open), surface=table.answer_error)
+    on_actions(app, [ActionId.DEAD_ENABLE], handle_alarm_enable, surface=answer_alarm_error)
+    on_submission(app, CallbackId.ROTATE, handle_rotate_submit, surface=modals.answer_error)

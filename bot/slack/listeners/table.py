@@ -1,51 +1,56 @@
 """Buttons of the token table (ephemeral message or App Home): the lifecycle actions,
-copy and hide, pagination, and opening the create / edit modals. Each listener is marked
-with the actions it handles; ``bot.slack.actions`` lists them all."""
+copy and hide, pagination, and opening the create / edit modals; and the table's error
+surface (a refusal redraws the table with the reason). ``register(app)`` registers them."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import BoltContext
+from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
+from bot.errors import NotFoundError, TokenbotError
 from bot.models import utcnow
 from bot.services import rotation
 from bot.services import tokens as svc
-from bot.slack.actions import listener
+from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
     Deps,
+    Row,
     actor_from,
     deps,
     draw_table,
     origin_of_action,
     redraw,
     respond_to,
+    row_of,
     send,
     show,
 )
-from bot.slack.state import (FIRST_PAGE, ModalMetadata, Origin, OriginKind, RowRef, TableState,
-                             mapping)
+from bot.slack.listeners.errors import Body, tell_line, user_text, what_changed
+from bot.slack.state import (
+    FIRST_PAGE,
+    MenuChoice,
+    ModalMetadata,
+    Origin,
+    OriginKind,
+    RowRef,
+    TableState,
+    mapping,
+)
 from bot.slack.views.formatting import escape
-from bot.slack.views.home import ALL_STATUSES
+
+from bot.slack.views.home import ALL_STATUSES, home_notice_view
 from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
-from bot.slack.views.table import Notice
+from bot.slack.views.table import Notice, NoticeKind
 
-Body = dict[str, Any]
-
-
-def _row(
-    body: Body, action: dict[str, Any], context: BoltContext
-) -> tuple[Deps, svc.Actor, RowRef, Origin]:
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    ref = RowRef.decode(action.get("value"))
-    return d, actor, ref, origin_of_action(body, ref.state)
+RowFunction = Callable[[Row], None]
 
 
 def _table(
@@ -99,8 +104,8 @@ def _cancel_rotation(session: Session, actor: svc.Actor, ref: RowRef,
 
 # A change of one token, then the table redrawn with what it says (its owner is told
 # through the outbox: ``services.audit.record``).
-_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
-                              str]] = {
+Change = Callable[[Session, svc.Actor, RowRef, dt.datetime], str]
+_CHANGES: dict[str, Change] = {
     ActionId.DISABLE: _disable,
     ActionId.ENABLE: enable,
     ActionId.DELETE: _delete,
@@ -109,23 +114,18 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
 }
 
 
-@listener(*_CHANGES)
-def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
-                  client: WebClient) -> None:
-    d, actor, ref, origin = _row(body, action, context)
-    change, now = _CHANGES[action["action_id"]], utcnow()
-    with d.sessions.begin() as session:
-        text = change(session, actor, ref, now)
-        drawing = draw_table(session, actor=actor, origin=origin, now=now,
-                             expiring_days=d.settings.expiring_days, notice=Notice(text))
-    show(drawing, client)
+def change(row: Row, function: Change) -> None:
+    now = utcnow()
+    with row.d.sessions.begin() as session:
+        text = function(session, row.actor, row.ref, now)
+        drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
+                             expiring_days=row.d.settings.expiring_days, notice=Notice(text))
+    show(drawing, row.client)
 
 
-@listener(ActionId.COPY)
-def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
-                client: WebClient) -> None:
+def copy(row: Row) -> None:
     """The full secret, only to the person who asked; audited by the service."""
-    d, actor, ref, origin = _row(body, action, context)
+    d, actor, ref, origin, client = row.d, row.actor, row.ref, row.origin, row.client
     now = utcnow()
     with d.sessions.begin() as session:
         token, secret = svc.reveal_token(session, box=d.box, actor=actor,
@@ -148,7 +148,6 @@ def handle_copy(body: Body, action: dict[str, Any], context: BoltContext,
                  replace_original=False)
 
 
-@listener(ActionId.HIDE_SECRET)
 def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Remove the secret: delete the ephemeral message, or redraw Home without it."""
@@ -161,7 +160,6 @@ def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
         respond(delete_original=True)
 
 
-@listener(ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH, ActionId.CLEAR_FILTER)
 def handle_page(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Previous / Next / Refresh / Clear filter: the table at the page and filter the
@@ -170,7 +168,6 @@ def handle_page(body: Body, action: dict[str, Any], context: BoltContext,
     redraw(d, client, actor=actor, origin=origin)
 
 
-@listener(ActionId.HOME_STATUS, ActionId.HOME_OWNER)
 def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     """Home's status menu and owner picker: the table from page 1 with that filter (the
@@ -188,7 +185,6 @@ def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
     redraw(d, client, actor=actor, origin=origin)
 
 
-@listener(ActionId.OPEN_TABLE)
 def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
                       client: WebClient) -> None:
     """The button of an owner's DM or a dead-secret alarm: the table filtered to that
@@ -198,11 +194,9 @@ def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
     redraw(d, client, actor=actor, origin=origin.model_copy(update={"kind": OriginKind.COMMAND}))
 
 
-@listener(ActionId.EDIT)
-def handle_edit_open(body: Body, action: dict[str, Any], context: BoltContext,
-                     client: WebClient) -> None:
+def edit_open(row: Row) -> None:
     """Check first (owner or admin, unchanged, not disabled), then open the prefilled form."""
-    d, actor, ref, origin = _row(body, action, context)
+    d, actor, ref, origin = row.d, row.actor, row.ref, row.origin
     with d.sessions.begin() as session:
         token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
                                   expected_version=ref.version)
@@ -211,13 +205,93 @@ def handle_edit_open(body: Body, action: dict[str, Any], context: BoltContext,
         scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
                                       current=token.scope)
         view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    row.client.views_open(trigger_id=row.trigger_id, view=view)
 
 
-@listener(ActionId.CREATE_OPEN)
 def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     d, actor, origin = _table(body, action, context)
     scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
     view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin))
     client.views_open(trigger_id=body["trigger_id"], view=view)
+
+
+# Every row action of the table, by id (the "More…" menu runs these too).
+ROWS: dict[str, RowFunction] = {
+    **{action_id: functools.partial(change, function=function)
+       for action_id, function in _CHANGES.items()},
+    ActionId.COPY: copy,
+    ActionId.EDIT: edit_open,
+}
+
+
+def on_row(function: RowFunction) -> Callable[..., None]:
+    """A row function as the listener of its button."""
+
+    def listener(body: Body, action: dict[str, Any], context: BoltContext,
+                 client: WebClient) -> None:
+        function(row_of(body, RowRef.decode(action.get("value")), context, client))
+
+    return listener
+
+
+def register(app: App) -> None:
+    for action_id, function in ROWS.items():
+        on_actions(app, [action_id], on_row(function), surface=answer_error)
+    on_actions(app, [ActionId.HIDE_SECRET], handle_hide, surface=answer_error)
+    on_actions(app, [ActionId.PAGE_PREVIOUS, ActionId.PAGE_NEXT, ActionId.REFRESH,
+                     ActionId.CLEAR_FILTER], handle_page, surface=answer_error)
+    on_actions(app, [ActionId.HOME_STATUS, ActionId.HOME_OWNER], handle_home_filter,
+               surface=answer_error)
+    on_actions(app, [ActionId.OPEN_TABLE], handle_open_table, surface=answer_error)
+    on_actions(app, [ActionId.CREATE_OPEN], handle_create_open, surface=answer_error)
+
+
+# -- the table's error surface ---------------------------------------------------------
+
+
+def _first_action(body: Body) -> dict[str, Any]:
+    actions = body.get("actions")
+    if isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        return actions[0]
+    return {}
+
+
+def _row_of_action(body: Body) -> RowRef | None:
+    """The row a button (or a "More…" choice) was on, if it was on one."""
+    action = _first_action(body)
+    try:
+        if action.get("action_id") == ActionId.ROW_MORE:
+            return MenuChoice.decode(mapping(action.get("selected_option")).get("value")).ref
+        return RowRef.decode(action.get("value"))
+    except NotFoundError:
+        return None
+
+
+def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    """A click on the table: a refusal redraws the table it was on, with the reason;
+    anything else is told where the user looks."""
+    row = _row_of_action(body)
+    state = row.state if row is not None else TableState.decode(
+        _first_action(body).get("value"), otherwise=FIRST_PAGE)
+    tell_on_table(error, d=d, client=client, origin=origin_of_action(body, state),
+                  public_id=row.public_id if row is not None else None,
+                  actor=lambda: actor_from(body, d.settings),
+                  user_id=mapping(body.get("user")).get("id"))
+
+
+def tell_on_table(error: Exception, *, d: Deps, client: WebClient, origin: Origin,
+                  public_id: str | None, actor: Callable[[], svc.Actor],
+                  user_id: object) -> None:
+    """A refusal: the table redrawn where it was, with why (and what changed); anything
+    else: Home's notice, or one ephemeral line."""
+    if isinstance(error, TokenbotError):
+        by = actor()
+        text = what_changed(d, error, team_id=by.team_id, public_id=public_id)
+        redraw(d, client, actor=by, origin=origin, notice=Notice(text, NoticeKind.ERROR))
+    elif origin.kind == OriginKind.HOME:
+        if isinstance(user_id, str) and user_id:
+            notice = Notice(user_text(error), NoticeKind.ERROR)
+            client.views_publish(user_id=user_id, view=home_notice_view(notice))
+    else:
+        tell_line(origin.response_url, user_text(error), client)
