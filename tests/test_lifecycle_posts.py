@@ -29,7 +29,9 @@ from tests.lifecycle_support import (
     ACTOR,
     OWNER,
     TEAM,
+    Cli,
     alarm_posts,
+    alerts_run,
     create,
     posts,
 )
@@ -335,3 +337,28 @@ def test_an_alarm_whose_dm_is_uncertain_does_not_say_the_owner_was_not_told(
     assert (report.sent, report.uncertain) == (1, 1)
     (to_channel,) = [p for p in alarm_posts(standin) if p["channel"] == "CALERTS"]
     assert "direct message" not in to_channel["text"]
+
+
+def test_the_cli_reports_posts_to_an_unreachable_slack_as_failed_not_sent(
+    lc_db: Database, run: Cli, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``SLACK_API_URL=http://127.0.0.1:9/ tokenbot alerts run --json`` (nothing listens
+    there): before issue 19 a rotation notice and an alarm were reported sent and
+    uncertain, and lost. Now every message is failed (exit 1) and posted once Slack is
+    back."""
+    now = utcnow().replace(hour=10)
+    _overdue_rotation(lc_db, now)
+    _dead_secret_presented(lc_db, now)
+    monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/")
+    # (a refused connection is tried again twice, a second or two each: not here, to keep
+    # the fast loop fast; the fault suite keeps the retries)
+    monkeypatch.setattr(outbox, "POST_RETRIES", 0)
+    away = alerts_run(run, now, code=1)
+    assert (away["messages"], away["sent"], away["uncertain"]) == (0, 0, 0)
+    assert away["failed"] == 3  # the notice, and the alarm to the owner and the channel
+    assert all("Connection refused" in each["error"] for each in away["destinations"])
+    assert standin.calls == []
+    monkeypatch.setenv("SLACK_API_URL", standin.api_url)
+    back = alerts_run(run, now + dt.timedelta(minutes=5))
+    assert (back["sent"], back["failed"], back["uncertain"]) == (3, 0, 0)
+    assert len(_notice_posts(standin)) == 1 and len(alarm_posts(standin)) == 2
