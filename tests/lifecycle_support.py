@@ -147,12 +147,6 @@ def entries(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
             if entry["kind"] == kind]
 
 
-def destination(report: dict[str, Any], where: str) -> dict[str, Any]:
-    """The report's part about one destination (a channel id or an owner's user id)."""
-    (found,) = [each for each in report["destinations"] if each["destination"] == where]
-    return found
-
-
 def told(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     """The tokens the report's messages of ``kind`` are about, one entry per token (its
     first entry's payload) with ``destinations``: where it was posted, the owner first."""
