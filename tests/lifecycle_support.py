@@ -130,7 +130,36 @@ def alarm_posts(standin: SlackStandIn) -> list[dict[str, Any]]:
             if any(b.get("block_id") == "dead_secret" for b in p.get("blocks") or [])]
 
 
-def alerts_run(run: Cli, now: dt.datetime, *extra: str) -> dict[str, Any]:
-    code, out, err = run("alerts", "run", "--now", now.isoformat(), "--json", *extra)
-    assert code == 0, err
-    return json.loads(out)["lifecycle"]  # type: ignore[no-any-return]
+def alerts_run(run: Cli, now: dt.datetime, *extra: str, code: int = 0) -> dict[str, Any]:
+    """``tokenbot alerts run --now … --json``: the whole report (``PassReport.to_dict()``);
+    ``code``: the exit status expected (1 when something failed)."""
+    exit_code, out, err = run("alerts", "run", "--now", now.isoformat(), "--json", *extra)
+    assert exit_code == code, err
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def entries(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The report's ``tokens`` entries of message kind ``kind`` (``rotation_notice``,
+    ``dead_secret_alarm``, ``owner_notice``, ``expiry``), each with its destination's
+    ``destination`` and ``audience`` (``channel`` / ``owner``), destinations in order."""
+    return [{**entry, "destination": each["destination"], "audience": each["kind"]}
+            for each in report["destinations"] for entry in each["tokens"]
+            if entry["kind"] == kind]
+
+
+def told(report: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The tokens the report's messages of ``kind`` are about, one entry per token (its
+    first entry's payload) with ``destinations``: where it was posted, the owner first."""
+    merged: dict[str, dict[str, Any]] = {}
+    for entry in sorted(entries(report, kind), key=lambda e: e["audience"] != "owner"):
+        found = merged.setdefault(entry["id"], {**entry, "destinations": []})
+        found["destinations"].append(entry["destination"])
+    for found in merged.values():
+        del found["destination"], found["audience"]
+    return list(merged.values())
+
+
+def rotation_notice_posts(standin: SlackStandIn) -> list[dict[str, Any]]:
+    """The owners' rotation notices posted so far."""
+    return [p for p in posts(standin)
+            if any(b.get("block_id") == "rotation_notice" for b in p.get("blocks") or [])]

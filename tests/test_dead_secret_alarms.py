@@ -18,6 +18,7 @@ from tests.lifecycle_support import (
     alarm_posts,
     alerts_run,
     create,
+    told,
     version,
 )
 from tests.support.slack_standin import SlackStandIn
@@ -44,7 +45,7 @@ def test_a_secret_that_works_again_is_not_told_and_the_rotated_out_one_is(
                          expected_version=version(lc_db, public_id), now=now)
     assert server.introspect(new.secret)["active"] is True
     server.settle()
-    (alarm,) = alerts_run(run, utcnow())["alarms"]
+    (alarm,) = told(alerts_run(run, utcnow()), "dead_secret_alarm")
     assert (alarm["state"], alarm["presented"], alarm["masked"]) == (
         "rotated out", 2, created.token.secret_masked)
     (dm, _channel) = alarm_posts(standin)
@@ -70,7 +71,7 @@ def test_the_alarm_shows_the_prefix_of_the_secret_presented(
     for _ in range(3):
         assert server.introspect(created.secret) == {"active": False}
     server.settle()
-    (alarm,) = alerts_run(run, utcnow())["alarms"]
+    (alarm,) = told(alerts_run(run, utcnow()), "dead_secret_alarm")
     assert (alarm["state"], alarm["presented"]) == ("disabled", 3)
     assert alarm["masked"] == created.token.secret_masked != new.token.secret_masked
     (dm, _channel) = alarm_posts(standin)
@@ -97,7 +98,7 @@ def test_disabled_since_is_when_it_was_disabled_not_its_last_change(
     for _ in range(2):
         assert server.introspect(new.secret) == {"active": False}
     server.settle()
-    (alarm,) = alerts_run(run, utcnow())["alarms"]
+    (alarm,) = told(alerts_run(run, utcnow()), "dead_secret_alarm")
     assert alarm["state"] == "disabled"
     (dm, _channel) = alarm_posts(standin)
     assert dm["text"].startswith(f"`{new.token.secret_masked}` (export, disabled 3 days ago)")

@@ -30,13 +30,18 @@ from tests.lifecycle_support import (
     audit_actions,
     basic,
     create,
+    entries,
     posts,
+    rotation_notice_posts,
     time_after,
+    told,
     version,
 )
 from tests.conftest import TEST_KEY
 from tests.support.signing import form_body
 from tests.support.slack_standin import SlackStandIn
+
+ROTATION, ALARM = "rotation_notice", "dead_secret_alarm"  # message kinds in the report
 
 
 # -- named callers -------------------------------------------------------------------------
@@ -208,21 +213,24 @@ def test_disable_during_an_overlap_disables_both_and_delete_removes_both(
 def test_first_use_of_the_new_secret_tells_the_owner_once(
     server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
 ) -> None:
+    """Rewritten for the outbox (issue 19): the notice is queued with the first use and
+    the server posts it right after that commits (its drain), not the next pass; the pass
+    then has nothing to post, so the owner is told once."""
     created = create(lc_db)
     rotated = run.json("tokens", "rotate", created.token.public_id, "--overlap", "7d", "--yes")
     first_use = utcnow().replace(microsecond=0)
     assert server.introspect(rotated["secret"])["active"] is True
     assert server.introspect(created.secret) == {"active": False}
-    assert posts(standin) == []  # the request path posts nothing
-    report = alerts_run(run, utcnow())
-    assert [n["kind"] for n in report["notices"]] == ["rotation_switched"]
-    (dm,) = posts(standin)
+    server.settle()  # the first use is recorded: the server posts its notice (the drain)
+    standin.wait_for("chat.postMessage", 2)  # with the notice of the CLI's rotation
+    (dm,) = rotation_notice_posts(standin)
     assert dm["channel"] == OWNER
     assert first_use <= time_after(dm["text"], "switched at") <= utcnow()
     assert "first used by ci-runner" in dm["text"]
     assert created.secret not in json.dumps(dm) and rotated["secret"] not in json.dumps(dm)
-    assert alerts_run(run, utcnow())["notices"] == []  # once
-    assert len(posts(standin)) == 1
+    assert told(alerts_run(run, utcnow()), ROTATION) == []  # once: the pass has nothing
+    assert told(alerts_run(run, utcnow() + dt.timedelta(hours=1)), ROTATION) == []
+    assert len(rotation_notice_posts(standin)) == 1
 
 
 def test_the_deadline_coming_first_ends_the_rotation_and_says_the_new_secret_was_unused(
@@ -269,14 +277,17 @@ def _rotated_two_hours_ago(lc_db: Database, label: str) -> tuple[svc.CreatedToke
 def test_a_first_use_after_the_deadline_but_before_any_pass_is_told_as_a_switch(
     server: Server, lc_db: Database, run: Cli, standin: SlackStandIn
 ) -> None:
+    """The server posts the notice right after the first use (issue 19: its drain), so the
+    pass that comes later ends nothing and posts nothing."""
     created, rotated = _rotated_two_hours_ago(lc_db, "late switch")
     assert server.introspect(created.secret) == {"active": False}
     first_use = utcnow().replace(microsecond=0)
     assert server.introspect(rotated.secret)["active"] is True
+    server.settle()  # the first use ended it: the server posts its notice (the drain)
+    standin.wait_for("chat.postMessage")
     report = alerts_run(run, utcnow())
-    assert report["rotations_ended"] == 0  # the first use ended it
-    assert [n["kind"] for n in report["notices"]] == ["rotation_switched"]
-    (dm,) = posts(standin)
+    assert report["rotations_ended"] == 0 and told(report, ROTATION) == []
+    (dm,) = rotation_notice_posts(standin)  # (the old secret's use raised an alarm too)
     assert "first used by ci-runner" in dm["text"] and "never used" not in dm["text"]
     assert time_after(dm["text"], "switched at") >= first_use
     assert ("retire_old", "ci-runner") in audit_actions(lc_db, created.token.public_id)
@@ -367,7 +378,9 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
         assert server.introspect(new.secret)["active"] is True
     server.settle()
     report = alerts_run(run, utcnow())
-    by_label = {a["label"]: a for a in report["alarms"]}
+    assert report["alarms"] == 4 and report["failed"] == 0
+    assert len(entries(report, ALARM)) == 8  # four tokens, to owner and channel
+    by_label = {a["label"]: a for a in told(report, ALARM)}
     assert set(by_label) == {"CI deploy", "old job", "gone", "rotated"}  # none for active
     assert {label: a["state"] for label, a in by_label.items()} == {
         "CI deploy": "disabled", "old job": "expired", "gone": "deleted",
@@ -401,19 +414,19 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     # more presentations the same day: no second alarm
     assert server.introspect(disabled.secret) == {"active": False}
     server.settle()
-    assert alerts_run(run, utcnow())["alarms"] == []
+    assert told(alerts_run(run, utcnow()), ALARM) == []
     assert len(alarm_posts(standin)) == 8
     # the next day: nothing presented since, nothing to tell ...
     tomorrow = utcnow() + dt.timedelta(days=1, minutes=1)
-    assert alerts_run(run, tomorrow)["alarms"] == []
+    assert told(alerts_run(run, tomorrow), ALARM) == []
     # ... but presented again (counted by a process that day), it is told again, once
     with lc_db.engine.begin() as connection:
         add_presentations(connection, counts={
             UseKey(TEAM, disabled.token.public_id, "ci-runner", hour_of(tomorrow), "disabled",
                    disabled.token.secret_masked): 2})
-    again = alerts_run(run, tomorrow)["alarms"]
+    again = told(alerts_run(run, tomorrow), ALARM)
     assert [(a["label"], a["presented"]) for a in again] == [("CI deploy", 2)]
-    assert alerts_run(run, tomorrow)["alarms"] == []
+    assert told(alerts_run(run, tomorrow), ALARM) == []
 
 
 def test_a_dry_run_lists_the_alarm_and_posts_nothing_the_real_run_then_sends_it(
@@ -427,12 +440,13 @@ def test_a_dry_run_lists_the_alarm_and_posts_nothing_the_real_run_then_sends_it(
         assert server.introspect(disabled.secret) == {"active": False}
     server.settle()
     for _ in range(2):  # a dry run claims nothing: the second one lists it again
-        dry = alerts_run(run, utcnow(), "--dry-run")["alarms"]
-        assert [(a["label"], a["presented"], a["sent"]) for a in dry] == [
-            ("CI deploy", 3, False)]
+        dry = alerts_run(run, utcnow(), "--dry-run")
+        assert [(a["label"], a["presented"]) for a in told(dry, ALARM)] == [("CI deploy", 3)]
+        assert (dry["alarms"], dry["sent"]) == (1, 0)  # queued (rolled back), not posted
     assert posts(standin) == []
-    real = alerts_run(run, utcnow())["alarms"]
-    assert [(a["label"], a["presented"], a["sent"]) for a in real] == [("CI deploy", 3, True)]
+    real = alerts_run(run, utcnow())
+    assert [(a["label"], a["presented"]) for a in told(real, ALARM)] == [("CI deploy", 3)]
+    assert (real["alarms"], real["sent"], real["failed"]) == (1, 2, 0)  # owner and channel
     assert {p["channel"] for p in alarm_posts(standin)} == {OWNER, "CALERTS"}
 
 
@@ -452,7 +466,7 @@ def test_a_deleted_tokens_tombstone_is_kept_90_days_then_its_secret_is_unknown(
         for _ in range(2):
             assert server.introspect(created.secret) == {"active": False}
     server.settle()
-    alarms = alerts_run(run, utcnow())["alarms"]
+    alarms = told(alerts_run(run, utcnow()), ALARM)
     assert [(a["label"], a["state"]) for a in alarms] == [("deleted 89 days ago", "deleted")]
     (owner_post,) = [p for p in alarm_posts(standin) if p["channel"] == OWNER]
     assert "(deleted 89 days ago, deleted 89 days ago)" in owner_post["text"]

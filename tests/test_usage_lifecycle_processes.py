@@ -31,11 +31,18 @@ from sqlalchemy import select
 
 from bot.config import Settings
 from bot.db import Database
-from bot.alerts.lifecycle import lifecycle_pass
-from bot.models import AuditAction, AuditEvent, AuditSource, LifecycleNotice, RetiredSecret
+from bot.models import (
+    AuditAction,
+    AuditEvent,
+    AuditSource,
+    MessageKind,
+    OutboxMessage,
+    RetiredSecret,
+)
+from bot.services import rotation
 from bot.services import tokens as svc
 from tests.conftest import TEST_KEY
-from tests.lifecycle_support import introspect_at
+from tests.lifecycle_support import introspect_at, told
 from tests.support.blockkit import validate_message_blocks
 from tests.support.slack_standin import SlackStandIn
 
@@ -173,15 +180,17 @@ def test_named_callers_overlap_and_dead_secret_alarms_across_processes(
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err[-2000:]
-        reports.append(json.loads(out)["lifecycle"])
-    alarms = [alarm for report in reports for alarm in report["alarms"]]
+        reports.append(json.loads(out))
+    alarms = [alarm for report in reports for alarm in told(report, "dead_secret_alarm")]
     assert sorted((a["label"], a["state"], a["presented"]) for a in alarms) == [
         ("CI deploy", "disabled", 14), ("moving", "rotated out", 1)]
     (ci,) = [a for a in alarms if a["label"] == "CI deploy"]
-    assert ci["callers"] == [{"caller": "ci-runner", "presented": 10},
-                             {"caller": "deploy-bot", "presented": 4}]
-    notices = [n for report in reports for n in report["notices"]]
-    assert [(n["kind"], n["caller"]) for n in notices] == [("rotation_switched", "deploy-bot")]
+    assert ci["callers"] == [["ci-runner", 10], ["deploy-bot", 4]]
+    assert sorted(ci["destinations"]) == sorted([OWNER, "CALERTS"])
+    # the notice of the first use: posted by process B right after it (the outbox's drain),
+    # or by a pass if B was stopped first; once either way
+    (notice,) = rotation_notices(standin)
+    assert "first used by deploy-bot" in notice
     posted = alarm_and_notice_posts(standin)
     assert set(posted.values()) == {1}  # each exactly once
     assert len(posted) == 2 * 2 + 1  # two alarms to owner and channel, one DM
@@ -215,11 +224,19 @@ def rotation_ends(settings: Settings, public_id: str) -> tuple[int, int, list[st
                 AuditEvent.action == AuditAction.RETIRE_OLD)).all()
             buried = session.scalars(select(RetiredSecret).where(
                 RetiredSecret.token_public_id == public_id)).all()
-            notices = session.scalars(select(LifecycleNotice).where(
-                LifecycleNotice.token_public_id == public_id)).all()
-            return len(audits), len(buried), sorted(str(n.kind) for n in notices)
+            notices = session.scalars(select(OutboxMessage).where(
+                OutboxMessage.kind == MessageKind.ROTATION_NOTICE,
+                OutboxMessage.token_public_id == public_id)).all()
+            return len(audits), len(buried), sorted(str(n.payload["ending"]) for n in notices)
     finally:
         database.dispose()
+
+
+def end_overdue(database: Database, now: dt.datetime) -> int:
+    """What a pass at ``now`` does first about rotations: end those whose overlap ran out
+    (queuing their owners' notices); how many it ended."""
+    with database.sessions.begin() as session:
+        return rotation.end_overdue_rotations(session, now=now)
 
 
 def rotation_notices(standin: SlackStandIn) -> list[str]:
@@ -267,7 +284,8 @@ def test_first_uses_racing_deadline_passes_end_each_rotation_once(
     serve: list[tuple[int, subprocess.Popen[bytes]]], env: dict[str, str], settings: Settings,
     standin: SlackStandIn, tmp_path: Path,
 ) -> None:
-    """Three lifecycle passes that see the overlaps run out (their ``now`` is past the
+    """Three passes' rotation step (``end_overdue_rotations``, issue 19: the pass no longer
+    has a lifecycle part of its own) that see the overlaps run out (their ``now`` is past the
     deadlines) race first uses of the new secrets through two servers (for which the
     overlaps still run): whichever ends a rotation, it ends once, and its owner hears of it
     once. The passes run in threads here, so they start as the requests do."""
@@ -276,21 +294,21 @@ def test_first_uses_racing_deadline_passes_end_each_rotation_once(
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)
     database = Database(settings, auto_upgrade=False)
     try:
-        passes = [lambda n=n: lifecycle_pass(settings=settings, database=database, client=None,
-                                             now=later, worker=f"racer-{n}")
-                  for n in range(3)]
+        passes = [lambda: end_overdue(database, later) for _ in range(3)]
         uses = [lambda port=port, auth=auth, new=new: introspect(port, new, auth)
                 for _public_id, _old, new in rotated for port, auth in [(a, BEARER), (b, BASIC)]]
         results = at_once([*passes, *uses])
     finally:
         database.dispose()
-    assert sum(report.rotations_ended for report in results[:3]) <= len(rotated)
+    assert sum(results[:3]) <= len(rotated)
     assert all(answer["active"] for answer in results[3:])
     for public_id, _old, _new in rotated:
         audits, buried, notices = rotation_ends(settings, public_id)
         assert (audits, buried, len(notices)) == (1, 1, 1), public_id
     stop(serve)
-    run = subprocess.run([str(TOKENBOT), "alerts", "run", "--json"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    # at the passes' time: the notices they queued are due from then on (those queued by a
+    # first use were posted by its server already)
+    run = subprocess.run([str(TOKENBOT), "alerts", "run", "--json", "--now", later.isoformat()],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert len(rotation_notices(standin)) == len(rotated)  # one DM a rotation

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.alerts.lifecycle import lifecycle_pass
+from bot.alerts import scheduler
 from bot.config import Settings
 from bot.services import rotation
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
@@ -135,9 +135,11 @@ def test_the_alarms_buttons_enable_the_token_and_open_the_table(
                 created.token.secret_masked): times})
 
     def run_pass(at: dt.datetime, worker: str) -> list[str]:
-        report = lifecycle_pass(settings=slack_settings, database=db,
-                                client=make_web_client(slack_settings), now=at, worker=worker)
-        return [a["label"] for a in report.alarms]
+        report = scheduler.run_pass(settings=slack_settings, database=db,
+                                    client=make_web_client(slack_settings), now=at,
+                                    worker=worker).to_dict()
+        return [entry["label"] for each in report["destinations"] for entry in each["tokens"]
+                if entry["kind"] == "dead_secret_alarm"]
 
     present(14, now)
     assert run_pass(now, "w") == ["CI deploy"]
