@@ -111,7 +111,7 @@ def run_pass(
             raise ValueError("a Slack client is needed to post")
         with database.sessions.begin() as session:
             _queue_due(session, settings, report, now)
-            session.info.pop("outbox_queued", None)  # this pass delivers it, not the drain
+            outbox.take_queued(session)  # this pass delivers it, not the app's drain
         with database.sessions.begin() as session:
             report.purged = (outbox.purge(session, now=now) + tombstones.purge(session, now=now)
                              + dead_secrets.purge(session, now=now))

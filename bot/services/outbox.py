@@ -41,6 +41,7 @@ KEEP: Final = dt.timedelta(days=90)
 # At most this many rows per claim (a backlog beyond it waits for the next one).
 CLAIM_LIMIT: Final = 50_000
 CLAIM_LOCK_KEY: Final = 0x746B6E62_616C7274  # "tknbalrt": PostgreSQL advisory lock id
+QUEUED: Final = "outbox_queued"  # in Session.info: this transaction queued a message
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -65,8 +66,14 @@ def queue(
     statement = statement.returning(OutboxMessage.__table__.c.id)
     queued = session.execute(statement).first() is not None
     if queued:
-        session.info["outbox_queued"] = True  # bot.outbox.drain posts it after the commit
+        session.info[QUEUED] = True  # the Slack app's drain posts it after the commit
     return queued
+
+
+def take_queued(session: Session) -> bool:
+    """Whether this session's transaction queued a message (and forget it: whoever asks
+    posts it)."""
+    return bool(session.info.pop(QUEUED, False))
 
 
 def _due(now: dt.datetime) -> list[Any]:

@@ -18,6 +18,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.outbox.run import Drain
+from bot.services import outbox
 from bot.slack.acks import action_ids
 from bot.slack.actions import ACTIONS, ROW_ACTIONS
 from bot.slack.background import Background
@@ -127,7 +128,7 @@ def _drain_after_commit(database: Database, client: WebClient, settings: Setting
                   alert_days=settings.tokenbot_alert_days, submit=work.submit)
 
     def after_commit(session: Session) -> None:
-        if session.info.pop("outbox_queued", False):
+        if outbox.take_queued(session):
             drain.kick()
 
     event.listen(database.sessions, "after_commit", after_commit)
