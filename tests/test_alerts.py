@@ -16,7 +16,7 @@ from bot.services import outbox as service
 from bot.alerts.scheduler import run_pass
 from bot.config import Settings
 from bot.db import Database
-from bot.models import OutboxMessage, OutboxStatus
+from bot.models import Audience, OutboxMessage, OutboxStatus
 from bot.services import tokens as svc
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
@@ -384,7 +384,7 @@ def test_digest_messages_fill_up_to_the_50_block_limit(
 ) -> None:
     """Pure views: how many messages a destination needs, and that each is valid Block
     Kit within 50 blocks (the longest labels, escaped, in the compact layout too)."""
-    from bot.slack.views.digests import DigestAudience, DigestItem, chunk_items, digest_blocks
+    from bot.slack.views.digests import DigestItem, chunk_items, digest_blocks
     from tests.support.blockkit import validate_message_blocks
 
     items = [
@@ -395,7 +395,7 @@ def test_digest_messages_fill_up_to_the_50_block_limit(
     ]
     chunks = chunk_items(items)
     assert len(chunks) == messages
-    drawn = [[b.to_dict() for b in digest_blocks(c, audience=DigestAudience.CHANNEL, now=T0)]
+    drawn = [[b.to_dict() for b in digest_blocks(c, audience=Audience.CHANNEL, now=T0)]
              for c in chunks]
     assert [len(d) for d in drawn] == blocks
     for d in drawn:

@@ -15,7 +15,7 @@ from bot.models import Audience, MessageKind, OutboxMessage, Token
 from bot.outbox.delivery import WhenUnknown
 from bot.services.alerts import select_for_posting
 from bot.services.dead_secrets import DeadSecretReport
-from bot.slack.views.digests import DigestAudience, chunk_items, digest_blocks, digest_text, item_for
+from bot.slack.views.digests import chunk_items, digest_blocks, digest_text, item_for
 from bot.slack.views.lifecycle import dead_secret_post, rotation_notice_post
 from bot.slack.views.messages import owner_notice_message
 
@@ -83,7 +83,7 @@ def _expiry(rows: Sequence[Row], context: Context) -> tuple[list[Draft], dict[in
     """Expiry reminders: one digest per destination, as few messages as fit."""
     selection = select_for_posting(rows, now=context.now, alert_days=context.alert_days)
     by_token = {token.public_id: message for message, token in selection.post}
-    audience = DigestAudience(rows[0][0].audience)
+    audience = Audience(rows[0][0].audience)
 
     def draw(items: list[Any], c: Context) -> tuple[str, list[Block]]:
         return digest_text(items, audience, c.now), digest_blocks(items, audience=audience,

@@ -24,7 +24,6 @@ from bot.slack.listeners.common import Deps, actor_from, deps
 from bot.slack.listeners.errors import tell_line, user_text
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, mapping
 from bot.slack.views.digests import (
-    DigestAudience,
     digest_blocks,
     digest_text,
     moved_text,
@@ -88,9 +87,7 @@ def redraw_digest(session: Session, *, where: Where, now: dt.datetime,
     items = [item for alert, token in rows if (item := redraw_item(alert, token)) is not None]
     if not items:
         return DigestRedraw(where=where, update={}, text=text)
-    audience = (
-        DigestAudience.OWNER if rows[0][0].audience == Audience.OWNER else DigestAudience.CHANNEL
-    )
+    audience = Audience(rows[0][0].audience)
     update = {"channel": where.channel, "ts": where.ts,
               "text": digest_text(items, audience, now),
               "blocks": digest_blocks(items, audience=audience, now=now)}

@@ -17,7 +17,6 @@ Two layouts, chosen by how many tokens one message carries:
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.dates import date_text, days_until, expires_soon, expiry_date, relative_expiry
-from bot.models import OutboxMessage, Token, TokenStatus, has_expired
+from bot.models import Audience, OutboxMessage, Token, TokenStatus, has_expired
 from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
@@ -50,11 +49,6 @@ GROUP_SIZE = 10  # a section holds at most 10 fields; a menu lists the same 10 t
 COMPACT_LAYOUT_MAX = 240  # 1 header + 2 blocks per group of 10 = 49
 assert 1 + 2 * FULL_LAYOUT_MAX <= MESSAGE_BLOCK_LIMIT
 assert 1 + 2 * math.ceil(COMPACT_LAYOUT_MAX / GROUP_SIZE) <= MESSAGE_BLOCK_LIMIT
-
-
-class DigestAudience(enum.StrEnum):
-    CHANNEL = "channel"
-    OWNER = "owner"
 
 
 @dataclass(frozen=True)
@@ -286,16 +280,16 @@ def _counts(items: Sequence[DigestItem], now: dt.datetime) -> list[str]:
     return [f"{count} {words}" for count, words in counts if count]
 
 
-def digest_text(items: Sequence[DigestItem], audience: DigestAudience, now: dt.datetime) -> str:
+def digest_text(items: Sequence[DigestItem], audience: Audience, now: dt.datetime) -> str:
     """The headline, also the notification / fallback text (no user-supplied text in it),
     redrawn with the rows."""
     parts = _counts(items, now)
-    noun = "Your access tokens" if audience == DigestAudience.OWNER else "Access tokens"
+    noun = "Your access tokens" if audience == Audience.OWNER else "Access tokens"
     return f"{noun}: {', '.join(parts)}" if parts else noun
 
 
 def digest_blocks(
-    items: Sequence[DigestItem], *, audience: DigestAudience, now: dt.datetime
+    items: Sequence[DigestItem], *, audience: Audience, now: dt.datetime
 ) -> list[Block]:
     """One digest message: a headline, then the tokens soonest first."""
     ordered = sort_items(items)
@@ -304,7 +298,7 @@ def digest_blocks(
     intro = (
         "These tokens of yours are about to expire. Extend them, or disable the ones "
         "nothing uses any more."
-        if audience == DigestAudience.OWNER
+        if audience == Audience.OWNER
         else "Tokens used by this channel's integrations are about to expire. "
         "Their owners or a workspace admin can act here."
     )
