@@ -20,7 +20,9 @@ from ``--hot`` tokens (so last-used writes happen, once a minute per token), and
 request presents a dead secret (half of them of disabled tokens, half tombstones of
 rotated-out or deleted ones): answered ``{"active": false}`` and counted per token and
 caller in memory, written every few seconds (``bot.http.usage_writer``). The caller is a
-named credential (``bench-caller=…``), as ``last_used_by`` records it.
+named credential (``bench-caller=…``), as ``last_used_by`` records it. ``--client wrk``
+sends the same requests through wrk (installed separately), whose latency figures are the
+reference: this client, being Python, pauses itself and under-reports the tail.
 
 Not collected by pytest (the file name does not start with ``test_``). The machine is
 shared: figures vary from run to run; compare the ratio within a run.
@@ -191,6 +193,67 @@ def run_load(port: int, requests: list[bytes], *, connections: int, duration: fl
         check=True, capture_output=True, text=True, timeout=duration + warmup + 60,
     )
     return json.loads(out.stdout)
+
+
+def _lua_string(raw: bytes) -> str:
+    text = raw.decode("ascii")
+    for char, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\r", "\\r"), ("\n", "\\n")):
+        text = text.replace(char, escaped)
+    return f'"{text}"'
+
+
+#: wrk's script: send the prepared requests in turn (each thread from its own place) and,
+#: at the end, print throughput and latency percentiles as one JSON line.
+_WRK_SCRIPT = """
+local requests = {%s}
+i = 0
+function setup(thread) thread:set("i", math.random(#requests)) end
+function request()
+  i = i %% #requests + 1
+  return requests[i]
+end
+function done(summary, latency, _)
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %%d, "seconds": %%.3f, "non_2xx": %%d, ' ..
+    '"socket_errors": %%d, "median_ms": %%.3f, "p99_ms": %%.3f, "max_ms": %%.3f}\\n',
+    summary.requests, summary.duration / 1e6, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+end
+"""
+
+
+def run_wrk(port: int, requests: list[bytes], *, connections: int, duration: float,
+            warmup: float, workdir: Path) -> dict[str, Any]:
+    """The same load through wrk (2 threads): its own clock and latency histogram, so a
+    load generator's own pauses (this script's is Python) cannot hide the server's."""
+    script = workdir / f"wrk-{uuid.uuid4().hex[:8]}.lua"
+    script.write_text(_WRK_SCRIPT % ",\n".join(_lua_string(r) for r in requests))
+    url = f"http://127.0.0.1:{port}/"
+
+    def wrk(seconds: float) -> dict[str, Any]:
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout",
+             "10s", "-s", str(script), url],
+            check=True, capture_output=True, text=True, timeout=seconds + 60,
+        )
+        (line,) = [x for x in out.stdout.splitlines() if x.startswith("WRK ")]
+        return json.loads(line[4:])
+
+    if warmup > 0:
+        wrk(warmup)
+    found = wrk(duration)
+    count = found["requests"]
+    failed = found["non_2xx"] + found["socket_errors"]
+    return {
+        "requests": count,
+        "rps": count / found["seconds"],
+        "median_ms": found["median_ms"],
+        "p99_ms": found["p99_ms"],
+        "max_ms": found["max_ms"],
+        # wrk does not read the bodies: the asyncio client checks those.
+        "statuses": {"2xx": count - failed, **({"failed": failed} if failed else {})},
+        "bodies": {},
+    }
 
 
 def healthz_request() -> bytes:
@@ -417,6 +480,12 @@ def server(
         command = [str(Path(sys.executable).parent / "tokenbot"), "serve", "--host",
                    "127.0.0.1", "--port", str(port), "--workers", str(workers),
                    "--no-access-log"]
+    elif kind == "tokenbot-untuned":  # as before tune_runtime(): the figures to compare
+        command = [sys.executable, "-c", "import gc, sys; gc.freeze = lambda: None; "
+                   "sys.setswitchinterval = lambda _: None; "
+                   "from bot.cli import main; sys.exit(main(sys.argv[1:]))", "serve",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                   "--no-access-log"]
     else:
         command = [sys.executable, __file__, "serve-minimal", "--port", str(port),
                    "--workers", str(workers)]
@@ -464,6 +533,7 @@ def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rps": statistics.median(run["rps"] for run in runs),
         "median_ms": statistics.median(run["median_ms"] for run in runs),
         "p99_ms": statistics.median(run["p99_ms"] for run in runs),
+        "p99_worst_ms": max(run["p99_ms"] for run in runs),
         "statuses": statuses,
         "bodies": bodies,
     }
@@ -471,7 +541,7 @@ def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _fmt(result: dict[str, Any]) -> str:
     return (f"{result['rps']:8.0f} req/s  median {result['median_ms']:6.2f} ms  "
-            f"p99 {result['p99_ms']:6.2f} ms")
+            f"p99 {result['p99_ms']:6.2f} ms (worst round {result['p99_worst_ms']:6.2f})")
 
 
 def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
@@ -488,37 +558,52 @@ def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> list
         mixes["half-dead"] = [introspect_request(secret) for pair in zip(hot, dead, strict=False)
                               for secret in pair]
         chosen = ["active", "half-dead"] if args.mix == "both" else [args.mix]
+        clients = ["asyncio", "wrk"] if args.client == "both" else [args.client]
         for workers in args.workers:
             with server(args.server, url, key, workers, workdir) as (port, log_path):
                 load = dict(connections=args.connections, duration=args.duration,
                             warmup=args.warmup, workdir=workdir)
-                # Alternate the two, so drift in the machine's load hits both alike.
-                ceilings: list[dict[str, Any]] = []
-                results: dict[str, list[dict[str, Any]]] = {mix: [] for mix in chosen}
+                # Alternate them all, so drift in the machine's load hits each alike.
+                ceilings: dict[str, list[dict[str, Any]]] = {c: [] for c in clients}
+                results = {(c, mix): [] for c in clients for mix in chosen}
                 for _ in range(args.rounds):
-                    ceilings.append(run_load(port, [healthz_request()], **load))
-                    for mix in chosen:
-                        results[mix].append(run_load(port, mixes[mix], **load))
-            ceiling = _combine(ceilings)
-            print(f"  {workers} worker(s)  /healthz     {_fmt(ceiling)}", flush=True)
-            for mix in chosen:
-                result = _combine(results[mix])
-                ratio = result["rps"] / ceiling["rps"]
-                print(f"  {workers} worker(s)  /introspect  {_fmt(result)}  "
-                      f"ratio {ratio:.0%}  ({mix})", flush=True)
-                expected = ({"active"} if mix == "active" or args.server == "floor"
-                            else {"active", '{"active":false}'})
-                if set(result["statuses"]) != {"200"} or set(result["bodies"]) != expected:
-                    print(f"  !! unexpected answers: {result['statuses']} {result['bodies']}")
-                rows.append({"backend": backend, "workers": workers, "mix": mix,
-                             "healthz": ceiling, "introspect": result, "ratio": ratio,
-                             "rounds": {"healthz": ceilings, "introspect": results[mix]}})
+                    for client in clients:
+                        drive = run_wrk if client == "wrk" else run_load
+                        ceilings[client].append(drive(port, [healthz_request()], **load))
+                        for mix in chosen:
+                            results[client, mix].append(drive(port, mixes[mix], **load))
+            for client in clients:
+                rows.extend(_report(backend, workers, client, chosen, ceilings[client],
+                                    results, args.server))
             for line in log_path.read_text(errors="replace").splitlines():
                 if line.startswith("introspection stats"):
                     print(f"  {line}")
     return rows
 
 
+def _report(backend: str, workers: int, client: str, chosen: list[str],
+            ceilings: list[dict[str, Any]], results: dict[Any, list[dict[str, Any]]],
+            kind: str) -> list[dict[str, Any]]:
+    rows = []
+    ceiling = _combine(ceilings)
+    print(f"  {workers} worker(s)  {client:7}  /healthz     {_fmt(ceiling)}", flush=True)
+    for mix in chosen:
+        result = _combine(results[client, mix])
+        ratio = result["rps"] / ceiling["rps"]
+        print(f"  {workers} worker(s)  {client:7}  /introspect  {_fmt(result)}  "
+              f"ratio {ratio:.0%}  ({mix})", flush=True)
+        if client == "wrk":  # wrk counts statuses, it does not read bodies
+            expected, statuses = set(), {"2xx"}
+        else:
+            expected = ({"active"} if mix == "active" or kind == "floor"
+                        else {"active", '{"active":false}'})
+            statuses = {"200"}
+        if set(result["statuses"]) != statuses or set(result["bodies"]) != expected:
+            print(f"  !! unexpected answers: {result['statuses']} {result['bodies']}")
+        rows.append({"backend": backend, "workers": workers, "client": client, "mix": mix,
+                     "healthz": ceiling, "introspect": result, "ratio": ratio,
+                     "rounds": {"healthz": ceilings, "introspect": results[client, mix]}})
+    return rows
 def main(argv: list[str]) -> int:
     if argv[:1] == ["loadgen"]:
         return loadgen_main(argv[1:])
@@ -536,9 +621,12 @@ def main(argv: list[str]) -> int:
                         help="alternating /healthz and /introspect measurements (default 3)")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")],
                         default=[1, 2], help="comma-separated worker counts (default 1,2)")
-    parser.add_argument("--server", choices=["tokenbot", "minimal", "unrecorded", "floor"],
+    parser.add_argument("--server", choices=["tokenbot", "tokenbot-untuned", "minimal",
+                                             "unrecorded", "floor"],
                         default="tokenbot",
-                        help="tokenbot serve (default), the handler alone under uvicorn, "
+                        help="tokenbot serve (default), tokenbot serve without "
+                             "tune_runtime() (no gc.freeze(), Python's GIL switch "
+                             "interval; 1 worker), the handler alone under uvicorn, "
                              "the handler recording nothing (no last use, no dead-secret "
                              "count), or a fixed answer instead of the handler (what HTTP "
                              "alone costs)")
@@ -548,13 +636,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--mix", choices=["active", "half-dead", "both"], default="both",
                         help="the introspection load: active tokens only, every other "
                              "request a dead secret, or both (default)")
+    parser.add_argument("--client", choices=["asyncio", "wrk", "both"], default="asyncio",
+                        help="the load generator: this script's asyncio client (default), "
+                             "wrk (installed separately: apt-get install wrk), or both, "
+                             "alternating on the same server")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
     if args.lookup:
         os.environ["BENCH_LOOKUP"] = args.lookup
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
           f"{args.tokens} tokens, {args.hot} hot, {args.connections} connections, "
-          f"{args.rounds} rounds of {args.duration:g}s per measurement, server: {args.server}",
+          f"{args.rounds} rounds of {args.duration:g}s per measurement, server: {args.server}, "
+          f"client: {args.client}",
           flush=True)
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows = []

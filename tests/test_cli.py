@@ -628,6 +628,22 @@ def test_the_team_defaults_to_the_only_one_in_the_database(
     assert sorted(labels) == ["first", "second"]
 
 
+def test_with_no_team_yet_the_error_says_where_a_team_id_comes_from(
+    run: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh install's first `tokens list`: one line that says what to do next."""
+    monkeypatch.delenv("TOKENBOT_TEAM_ID")
+    result = run("tokens", "list")
+    assert result.code == 2 and result.out == ""
+    (line,) = result.err.strip().splitlines()
+    # What a team id is and where to find it.
+    assert "Slack workspace's id" in line and "app.slack.com/client/T…" in line
+    assert "tokenbot serve" in line and "in workspace T…" in line
+    # How to name it, and how it becomes the default.
+    assert "--team T…" in line and "TOKENBOT_TEAM_ID" in line
+    assert "/tokens create" in line and "tokenbot tokens create --team T…" in line
+
+
 # -- the installed script -------------------------------------------------------------
 
 

@@ -161,6 +161,28 @@ def test_manifest_describes_the_product() -> None:
     assert "# url: https://HOST/slack/events" in text
 
 
+def readme_set_up_command() -> str:
+    """The first shell command under the README's "## Set-up": the one that runs the bot."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("\n## Set-up\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_the_readme_set_up_runs_the_app_the_manifest_makes() -> None:
+    """An app created from the manifest verbatim and run by the README's set-up command
+    works: Socket Mode is `tokenbot socket` with an app-level token, HTTP mode would be
+    `tokenbot serve` with the signing secret (and the request URLs set)."""
+    from bot.cli.serve import REQUIRED
+
+    command = readme_set_up_command()
+    mode = "socket" if load_manifest()["settings"]["socket_mode_enabled"] else "serve"
+    assert f"/tokenbot {mode}" in command
+    for variable in REQUIRED[mode]:
+        assert f"{variable}=" in command
+    other = "serve" if mode == "socket" else "socket"
+    assert f"tokenbot {other}" not in command
+
+
 def test_http_mode_variant_is_valid_too() -> None:
     """Following the comments (socket mode off, the URLs set) still gives a valid manifest."""
     manifest = load_manifest()

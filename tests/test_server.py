@@ -369,6 +369,22 @@ def test_tokens_command_over_http_shows_the_table(
     assert call.body.get("response_type", "ephemeral") == "ephemeral"
 
 
+def test_saving_the_request_url_passes_slacks_check_only_with_the_signing_secret(
+    product: tuple[str, int],
+) -> None:
+    """HTTP set-up (README, app_manifest.yml): when the events URL is saved, Slack posts a
+    signed url_verification challenge, and the URL is accepted only if it is echoed back;
+    hence `tokenbot serve` runs, with SLACK_SIGNING_SECRET, before the URL is saved."""
+    challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    body = json.dumps({"token": "legacy", "challenge": challenge, "type": "url_verification"})
+    reply = request(product, "POST", "/slack/events", body,
+                    signed_headers(SIGNING_SECRET, body, content_type="application/json"))
+    assert reply.status == 200 and challenge in reply.body
+    wrong = request(product, "POST", "/slack/events", body,
+                    signed_headers("another-secret", body, content_type="application/json"))
+    assert wrong.status == 401 and challenge not in wrong.body
+
+
 def test_refused_requests_change_nothing_in_the_product(
     product: tuple[str, int],
     standin: SlackStandIn,

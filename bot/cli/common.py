@@ -212,8 +212,12 @@ def resolve_team(
         return teams[0]
     if not teams:
         raise ConfigurationError(
-            "No team to act on: the database has no tokens yet. Pass --team T (a Slack team "
-            "id such as T0123ABCD) or set TOKENBOT_TEAM_ID."
+            "No team to act on: the database has no tokens yet. Pass --team T… or set "
+            "TOKENBOT_TEAM_ID to your Slack workspace's id (the T… in "
+            "app.slack.com/client/T…/… in a browser, or the \"in workspace T…\" that "
+            "`tokenbot serve` logs at start). Once it has a token (the first one created with "
+            "/tokens create in Slack, or with `tokenbot tokens create --team T… …`), the "
+            "CLI acts on that team by default."
         )
     shown = ", ".join(teams[:2]) + (", …" if len(teams) > 2 else "")
     raise ConfigurationError(

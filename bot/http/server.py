@@ -7,9 +7,11 @@ runs it (``workers > 1``: one application per process, from :data:`FACTORY_IMPOR
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import socket
+import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -55,6 +57,9 @@ FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
 #: ``docs/BENCHMARKS.md`` has the figures. Named, not left to uvicorn's "auto", so a missing
 #: httptools stops the start instead of quietly serving with h11.
 HTTP_PARSER = "httptools"
+#: How long a thread may hold the GIL while another waits (Python's default: 5 ms): the
+#: event loop waits on the database-read and usage-writer threads at most this long.
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class BadSlackRequest(Exception):
@@ -298,7 +303,17 @@ def app_from_environment() -> TokenbotASGI:
     logs.configure(logging.INFO)
     settings = load_settings()
     database = Database(settings)
-    return build_asgi_app(settings=settings, database=database, on_shutdown=[database.dispose])
+    app = build_asgi_app(settings=settings, database=database, on_shutdown=[database.dispose])
+    tune_runtime()
+    return app
+
+
+def tune_runtime() -> None:
+    """Once the app is built in a serving process: freeze its heap out of the garbage
+    collector's sight and hand the GIL over every 1 ms (docs/BENCHMARKS.md, the tail)."""
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 def describe_database(settings: Settings) -> str:
@@ -364,6 +379,7 @@ def serve(
         http=HTTP_PARSER, log_config=None,
     )
     server = uvicorn.Server(config)
+    tune_runtime()
     try:
         server.run(sockets=[sock] if sock is not None else None)
     finally:
