@@ -167,7 +167,7 @@ def seed(url: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
             connection.execute(text("SELECT setval(pg_get_serial_sequence('tokens', 'id'), "
                                     "(SELECT max(id) FROM tokens))"))
             connection.execute(text("ANALYZE tokens"))
-            connection.execute(text("ANALYZE alerts"))
+            connection.execute(text("ANALYZE outbox"))
         else:
             connection.execute(text("ANALYZE"))
     engine.dispose()
