@@ -585,3 +585,25 @@ def test_the_report_counts_every_failure_of_a_destination(
                       now=AFTER_LEASE)
     channel = next(d for d in report.destinations if d.destination == ALERTS)
     assert (channel.uncertain, channel.failed, channel.sent) == (1, 2, 0), report.to_dict()
+
+
+def test_a_post_refused_for_days_is_given_up_and_not_tried_again(
+    asettings: Settings, adb: Database, standin: SlackStandIn
+) -> None:
+    """A destination that refuses every post (the bot was removed from the channel, the
+    owner left) is tried with backoff for days, then its messages are closed as given up
+    and never tried again."""
+    seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=29)).date())
+    client = make_web_client(asettings)
+    refusal = Failure(status=200, body={"ok": False, "error": "not_in_channel"})
+    now = T0
+    for _ in range(service.GIVE_UP_AFTER):
+        standin.fail_next("chat.postMessage", refusal, refusal)  # the channel, the DM
+        assert run_pass(settings=asettings, database=adb, client=client, now=now).failed == 2
+        now += service.BACKOFF_MAX
+    assert run_pass(settings=asettings, database=adb, client=client, now=now).messages == 0
+    with adb.sessions() as session:
+        rows = session.execute(select(OutboxMessage.status, OutboxMessage.skip_reason,
+                                      OutboxMessage.attempts)).all()
+    assert sorted(rows) == [(OutboxStatus.SKIPPED, service.GAVE_UP, service.GIVE_UP_AFTER)] * 2
+    assert now - T0 < dt.timedelta(days=6)

@@ -35,6 +35,10 @@ IN_FLIGHT: Final = POST_BUDGET + CLOCK_SKEW
 LEASE: Final = dt.timedelta(minutes=10)
 BACKOFF_BASE: Final = dt.timedelta(minutes=1)
 BACKOFF_MAX: Final = dt.timedelta(hours=6)
+# A post that certainly failed this many times (about 3½ days of retries) is given up:
+# the destination refuses it for good (a channel the bot left, an owner who left).
+GIVE_UP_AFTER: Final = 20
+GAVE_UP: Final = "gave up"
 # Rows done (sent, skipped) this long ago are deleted; so are reminders of expiries
 # longer ago than this.
 KEEP: Final = dt.timedelta(days=90)
@@ -187,7 +191,8 @@ def mark_failed(session: Session, *, ids: Sequence[int], worker: str, now: dt.da
                 error: str, uncertain: bool = False) -> None:
     """Release the lease and schedule a retry with exponential backoff. ``uncertain``:
     the post may have been made, so ``post_attempted_at`` stays for the retry to settle,
-    which is not before the attempt is :data:`IN_FLIGHT` old."""
+    which is not before the attempt is :data:`IN_FLIGHT` old. A row that certainly failed
+    :data:`GIVE_UP_AFTER` times is closed (skipped, ``gave up``) instead of retried."""
     cleared: dict[str, Any] = {} if uncertain else {"post_attempted_at": None}
     rows = session.execute(
         select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.post_attempted_at)
@@ -199,10 +204,13 @@ def mark_failed(session: Session, *, ids: Sequence[int], worker: str, now: dt.da
             retry = max(retry, attempted + IN_FLIGHT)
         by_retry.setdefault((attempts + 1, retry), []).append(message_id)
     for (attempts, retry), group in by_retry.items():
-        session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(group))
+        closed: dict[str, Any] = {}
+        if not uncertain and attempts >= GIVE_UP_AFTER:
+            closed = {"status": OutboxStatus.SKIPPED, "skip_reason": GAVE_UP}
+        session.execute(  # still ours: a row taken over meanwhile is left to its taker
+            update(OutboxMessage).where(*_mine(group, worker))
             .values(attempts=attempts, next_attempt_at=retry, claimed_by=None,
-                    claimed_at=None, last_error=error[:200], **cleared)
+                    claimed_at=None, last_error=error[:200], **cleared, **closed)
             .execution_options(synchronize_session=False))
 
 
