@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 from slack_sdk import WebClient
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
 
 from bot.outbox import delivery
@@ -24,7 +24,7 @@ from bot.alerts.scheduler import run_pass
 from bot.outbox.run import Delivery
 from bot.config import Settings
 from bot.db import Database
-from bot.models import OutboxMessage, OutboxStatus
+from bot.models import Audience, MessageKind, OutboxMessage, OutboxStatus
 from bot.services import alerts
 from bot.services import outbox as service
 from bot.services import tokens
@@ -607,3 +607,32 @@ def test_a_post_refused_for_days_is_given_up_and_not_tried_again(
                                       OutboxMessage.attempts)).all()
     assert sorted(rows) == [(OutboxStatus.SKIPPED, service.GAVE_UP, service.GIVE_UP_AFTER)] * 2
     assert now - T0 < dt.timedelta(days=6)
+
+
+def test_a_message_its_builder_cannot_draw_is_closed_and_the_others_go_out(
+    asettings: Settings, adb: Database, standin: SlackStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A row whose payload its builder cannot read (written by another release, say) is
+    closed once, logged, and holds up neither its destination's other messages nor later
+    passes; a row of a kind this release does not know is left for one that does."""
+    with adb.sessions.begin() as session:
+        for payload in ({"label": "broken"}, {"label": "ci", "ending": "rotation_switched",
+                                              "caller": "ci-runner", "at": T0.isoformat()}):
+            service.queue(session, kind=MessageKind.ROTATION_NOTICE, team_id=TEAM,
+                          audience=Audience.OWNER, destination="U1", now=T0,
+                          token_public_id="tok_1", payload=payload)
+        session.execute(insert(OutboxMessage).values(
+            kind="from_a_newer_release", team_id=TEAM, audience="owner", destination="U1",
+            payload={}, status="pending", attempts=0, next_attempt_at=T0, created_at=T0))
+    client = make_web_client(asettings)
+    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+        report = run_pass(settings=asettings, database=adb, client=client, now=T0)
+    assert (report.sent, report.skipped) == (1, 1)
+    assert any("could not be drawn" in r.getMessage() for r in caplog.records)
+    assert run_pass(settings=asettings, database=adb, client=client,
+                    now=AFTER_LEASE).messages == 0
+    with adb.sessions() as session:
+        newer = session.scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == "from_a_newer_release")).one()
+    assert (newer.status, newer.claimed_by) == (OutboxStatus.PENDING, None)

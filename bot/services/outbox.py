@@ -159,6 +159,14 @@ def mark_skipped(session: Session, *, reasons: dict[int, str], worker: str) -> N
             .execution_options(synchronize_session=False))
 
 
+def release(session: Session, *, ids: Sequence[int], worker: str) -> None:
+    """Give these rows back untouched (a kind this process does not know)."""
+    if ids:
+        session.execute(update(OutboxMessage).where(*_mine(ids, worker))
+                        .values(claimed_by=None, claimed_at=None)
+                        .execution_options(synchronize_session=False))
+
+
 def mark_attempted(session: Session, *, ids: Sequence[int], worker: str,
                    at: dt.datetime) -> list[int]:
     """Record that a post of these rows is about to be made; returns those still leased
