@@ -605,7 +605,7 @@ def test_a_post_refused_for_days_is_given_up_and_not_tried_again(
     with adb.sessions() as session:
         rows = session.execute(select(OutboxMessage.status, OutboxMessage.skip_reason,
                                       OutboxMessage.attempts)).all()
-    assert sorted(rows) == [(OutboxStatus.SKIPPED, service.GAVE_UP, service.GIVE_UP_AFTER)] * 2
+    assert sorted(rows) == [(OutboxStatus.SKIPPED, service.Closed.GAVE_UP, service.GIVE_UP_AFTER)] * 2
     assert now - T0 < dt.timedelta(days=6)
 
 

@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.models import Audience, OutboxMessage
 from bot.services import outbox as service
-from bot.services.alerts import SkipReason
 from bot.slack.client import without_blind_retries
 
 log = logging.getLogger("bot.outbox")
@@ -340,7 +339,7 @@ class Courier:
         """The owner takes no DM from the bot (deactivated, deleted): nothing will reach
         them, so their rows are closed instead of retried for ever."""
         self.write("closing messages to a gone user", lambda s: service.mark_skipped(
-            s, reasons=dict.fromkeys(ids, SkipReason.UNREACHABLE), worker=self.worker))
+            s, reasons=dict.fromkeys(ids, service.Closed.UNREACHABLE), worker=self.worker))
         result.gone, result.error = len(ids), f"no DM possible ({code}): skipped"
         result.settled.update(ids)
         return result

@@ -35,7 +35,6 @@ PER_CHANNEL_INTERVAL = 1.0
 # Messages posted at once, to different destinations.
 DESTINATION_THREADS = 4
 LEASE_LOST = "lease run out or taken over by another process: not posted by this one"
-UNDRAWABLE = "could not be drawn"
 
 
 def new_worker_id() -> str:
@@ -224,7 +223,7 @@ class Delivery:
             log.exception("a message to %s could not be drawn: closed without posting",
                           each.destination)
             self.courier.write("closing rows that cannot be drawn", lambda s: service.mark_skipped(
-                s, reasons=dict.fromkeys(draft.ids, UNDRAWABLE), worker=self.worker))
+                s, reasons=dict.fromkeys(draft.ids, service.Closed.UNDRAWABLE), worker=self.worker))
             report.skipped += len(draft.ids)
             return True
         with self._lock:

@@ -39,7 +39,6 @@ class SkipReason:
     DISABLED = "disabled"
     REDATED = "redated"  # expiry changed or cleared since the alert was armed
     SUPERSEDED = "superseded"  # a nearer threshold was crossed before this one went out
-    UNREACHABLE = "unreachable"  # the owner's account is gone or takes no DM from the bot
 
 
 class ActedAction(enum.StrEnum):

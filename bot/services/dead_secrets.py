@@ -34,9 +34,7 @@ from bot.services.verification import DeadReason
 
 #: The window an alarm counts presentations over.
 WINDOW: Final = dt.timedelta(hours=24)
-#: Rows per upsert statement (SQLite allows 32,766 bound values in one statement).
-UPSERT_ROWS: Final = 1000
-#: Counts and alarm claims older than this are purged by the scheduled pass.
+#: Counts older than this are purged by the scheduled pass.
 KEEP: Final = dt.timedelta(days=3)
 
 _uses = DeadSecretUse.__table__
@@ -62,8 +60,8 @@ _KEY_COLUMNS: Final = ["team_id", "token_public_id", "caller", "hour", "reason",
 
 
 def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -> None:
-    """Add these counts (one upsert per :data:`UPSERT_ROWS` keys, in key order: two
-    processes adding to the same rows wait for each other instead of deadlocking)."""
+    """Add these counts (in key order: two processes adding to the same rows wait for
+    each other instead of deadlocking)."""
     insert = dialect_insert(connection)
     rows = [
         {"team_id": k.team_id, "token_public_id": k.public_id, "caller": k.caller[:100],
@@ -78,8 +76,8 @@ def add_presentations(connection: Connection, *, counts: Mapping[UseKey, int]) -
         index_elements=_KEY_COLUMNS,
         set_={"count": _uses.c.count + statement.excluded.count},
     )
-    for start in range(0, len(rows), UPSERT_ROWS):
-        connection.execute(statement, rows[start:start + UPSERT_ROWS])
+    if rows:
+        connection.execute(statement, rows)
 
 
 @dataclass

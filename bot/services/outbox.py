@@ -38,7 +38,6 @@ BACKOFF_MAX: Final = dt.timedelta(hours=6)
 # A post that certainly failed this many times (about 3½ days of retries) is given up:
 # the destination refuses it for good (a channel the bot left, an owner who left).
 GIVE_UP_AFTER: Final = 20
-GAVE_UP: Final = "gave up"
 # Rows done (sent, skipped) this long ago are deleted; so are reminders of expiries
 # longer ago than this.
 KEEP: Final = dt.timedelta(days=90)
@@ -46,6 +45,15 @@ KEEP: Final = dt.timedelta(days=90)
 CLAIM_LIMIT: Final = 50_000
 CLAIM_LOCK_KEY: Final = 0x746B6E62_616C7274  # "tknbalrt": PostgreSQL advisory lock id
 QUEUED: Final = "outbox_queued"  # in Session.info: this transaction queued a message
+
+
+class Closed:
+    """Why the delivery closed a row without posting it (any kind; a kind's own reasons,
+    e.g. a reminder whose token was deleted, are the kind's)."""
+
+    UNREACHABLE = "unreachable"  # the owner's account is gone or takes no DM from the bot
+    GAVE_UP = "gave up"  # refused :data:`GIVE_UP_AFTER` times
+    UNDRAWABLE = "could not be drawn"  # its builder failed on it
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -214,7 +222,7 @@ def mark_failed(session: Session, *, ids: Sequence[int], worker: str, now: dt.da
     for (attempts, retry), group in by_retry.items():
         closed: dict[str, Any] = {}
         if not uncertain and attempts >= GIVE_UP_AFTER:
-            closed = {"status": OutboxStatus.SKIPPED, "skip_reason": GAVE_UP}
+            closed = {"status": OutboxStatus.SKIPPED, "skip_reason": Closed.GAVE_UP}
         session.execute(  # still ours: a row taken over meanwhile is left to its taker
             update(OutboxMessage).where(*_mine(group, worker))
             .values(attempts=attempts, next_attempt_at=retry, claimed_by=None,
