@@ -67,11 +67,9 @@ class WhenUnknown(enum.StrEnum):
 
 @dataclass
 class Posted:
-    """How one post ended, and where the message is when it was sent."""
+    """How one post ended: how many rows it marked sent, or why not."""
 
     outcome: Outcome
-    channel: str | None = None
-    ts: str | None = None
     sent: int = 0
     error: str | None = None
 
@@ -260,10 +258,10 @@ class Courier:
             uncertain = not refused(error)
             self._fail(mine, error_text(error), uncertain=uncertain)
             return Posted(Outcome.UNCERTAIN if uncertain else Outcome.FAILED,
-                            error=error_text(error))
+                          error=error_text(error))
         channel = str(response.get("channel") or destination)
         ts = str(response.get("ts") or "")
-        return Posted(Outcome.SENT, channel, ts, sent=self._sent(mine, channel, ts))
+        return Posted(Outcome.SENT, sent=self._sent(mine, channel, ts))
 
     def _conversation(self, audience: Audience, destination: str) -> str:
         if audience != Audience.OWNER:
