@@ -20,7 +20,6 @@ from bot.models import Audience, OutboxMessage, OutboxStatus
 from bot.services import tokens as svc
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
-    ADMIN,
     ALERTS,
     TEAM,
     UTC,

@@ -43,7 +43,6 @@ from bot.db import Database, make_engine, upgrade
 from bot.models import OutboxMessage, OutboxStatus
 from bot.services import outbox as service
 from bot.slack.client import make_web_client
-from bot.models import utcnow
 from bot.services import tokens as svc
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from tests.alerts_support import (

@@ -30,7 +30,6 @@ from bot.services import outbox as service
 from bot.services import tokens
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
-    ADMIN,
     ALERTS,
     TEAM,
     UTC,

@@ -13,7 +13,6 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from bot.alerts.scheduler import PassReport, run_pass

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 
+#: What a Slack user id looks like (``U…`` or ``W…``): payloads, mentions, the CLI's --as.
+USER_ID_PATTERN = "[UW][A-Z0-9]{1,30}"
+
 
 class ActionId(enum.StrEnum):
     # row actions of the token table (the guide's four are buttons, the rest "More…")

@@ -15,12 +15,13 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
 from bot.errors import NotFoundError
 from bot.services.listing import StatusFilter, TokenFilter
 from bot.services.tokens import NOT_IN_LABELS
+from bot.slack.ids import USER_ID_PATTERN
 
 OPTION_VALUE_MAX, METADATA_MAX = 150, 3000  # Slack's limits (a button's value: 2,000)
 QUERY_MAX = 100  # a filter longer than the longest label can match nothing anyway
 NUMBER_MAX = 2**31 - 1  # pages and versions beyond this are nobody's
 Number = Annotated[int, Field(strict=True, ge=0, le=NUMBER_MAX)]
-UserId = Annotated[str, Field(pattern=r"^(?:[UW][A-Z0-9]{1,30})?$")]  # "": none
+UserId = Annotated[str, Field(pattern=f"^(?:{USER_ID_PATTERN})?$")]  # "": none
 PublicId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,32}$")]  # a token's ``tok_…``
 
 

@@ -16,6 +16,7 @@ from bot.models import utcnow
 from bot.services.listing import StatusFilter
 from bot.services import tokens as svc
 from bot.slack.acks import on_command
+from bot.slack.ids import USER_ID_PATTERN
 from bot.slack.listeners.common import actor_from, deps, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
@@ -49,7 +50,7 @@ def parse(text: str) -> tuple[str, str]:
 
 
 MINE = "mine"
-MENTION = re.compile(r"<@([UW][A-Z0-9]{1,30})(?:\|[^>]*)?>")
+MENTION = re.compile(f"<@({USER_ID_PATTERN})(?:\\|[^>]*)?>")
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))  # how Slack sends & < >
 # With should_escape, Slack also turns "#general" and a typed link into references:
 # searched for as the user typed them.

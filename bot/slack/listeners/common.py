@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,6 +71,10 @@ class Row:
     ref: RowRef
     origin: Origin
     trigger_id: Any = None
+
+
+#: What a row action does with a click (``table.ROWS``, ``rotation.ROWS``).
+RowFunction = Callable[[Row], None]
 
 
 def row_of(body: dict[str, Any], ref: RowRef, context: BoltContext, client: WebClient) -> Row:

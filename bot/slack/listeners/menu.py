@@ -5,7 +5,7 @@ confirm for all its options), whose submission calls it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -18,13 +18,12 @@ from bot.slack.actions import BY_ID, Action, Place, Slot
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, CallbackId
 from bot.slack.listeners import modals, table
-from bot.slack.listeners.common import Row, actor_from, deps, row_of
+from bot.slack.listeners.common import Row, RowFunction, actor_from, deps, row_of
 from bot.slack.state import MenuChoice, ModalMetadata, RowRef, mapping
 from bot.slack.views.confirms import confirm_modal
 from bot.texts import CONFIRMATIONS
 
 Body = dict[str, Any]
-RowFunction = Callable[[Row], None]
 
 
 def _menu_action(action_id: object) -> Action:
@@ -68,7 +67,7 @@ def register(app: App, *, rows: Mapping[str, RowFunction]) -> None:
             raise NotFoundError()
         function = rows[_menu_action(metadata.action).id]
         row = Row(d=d, client=client, actor=actor_from(body, d.settings),
-                  ref=RowRef(public_id=metadata.public_id, version=metadata.version or 0,
+                  ref=RowRef(public_id=metadata.public_id, version=metadata.version,
                              state=metadata.origin.state),
                   origin=metadata.origin)
 

@@ -148,10 +148,9 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         form = read_form(view)
         now = utcnow()
         with d.sessions.begin() as session:
-            before = svc.get_token(session, team_id=actor.team_id, public_id=metadata.public_id)
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
-                expected_version=metadata.version or 0, scopes=d.settings.tokenbot_scopes,
+                expected_version=metadata.version, scopes=d.settings.tokenbot_scopes,
                 now=now, **form.fields(),
             )
             # Read in the same transaction, what the user looks at shows this very change.

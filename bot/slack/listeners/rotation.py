@@ -6,7 +6,6 @@ alarm's "Enable" button (its "Open table" is the table's ``OPEN_TABLE``). A rota
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
@@ -20,6 +19,7 @@ from bot.slack.background import Task
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from bot.slack.listeners import modals, table
 from bot.slack.listeners.common import (
+    RowFunction,
     Deps,
     Row,
     actor_from,
@@ -77,7 +77,7 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
     with d.sessions.begin() as session:
         rotated = svc.rotate_token(session, box=d.box, actor=actor,
                                    public_id=metadata.public_id,
-                                   expected_version=metadata.version or 0, now=now,
+                                   expected_version=metadata.version, now=now,
                                    overlap=overlap)
         label = escape(rotated.token.label)
         if overlap is None:
@@ -124,7 +124,7 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)
 
 
-ROWS: dict[str, Callable[[Row], None]] = {ActionId.ROTATE: rotate_open}
+ROWS: dict[str, RowFunction] = {ActionId.ROTATE: rotate_open}
 
 
 def answer_alarm_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:

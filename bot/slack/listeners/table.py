@@ -20,6 +20,7 @@ from bot.services import tokens as svc
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
+    RowFunction,
     Deps,
     Row,
     actor_from,
@@ -50,7 +51,6 @@ from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
 from bot.slack.views.table import Notice, NoticeKind
 
-RowFunction = Callable[[Row], None]
 
 
 def _table(

@@ -24,7 +24,7 @@ from bot.services.actor import CLI_OPERATOR, Actor
 from bot.services.audit import CHANGES
 from bot.services.listing import TokenPage
 from bot.slack.actions import ROW_ACTIONS
-from bot.slack.ids import ActionId, BlockId
+from bot.slack.ids import USER_ID_PATTERN, ActionId, BlockId
 from bot.slack.state import FIRST_PAGE, TableState
 from bot.slack.views.formatting import ago, code, escape, mention
 from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
@@ -196,7 +196,7 @@ def owner_notice_message(*, actor: str, source: str, action: str, label: str, ma
     return Message(text=f"{who} {verb} your token {escape(label)}.", blocks=blocks)
 
 
-SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+SLACK_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 def actor_text(actor: str, source: AuditSource | str) -> str:
