@@ -27,6 +27,14 @@ class ValidationError(TokenbotError):
         self.field = field
 
 
+class PastExpiryError(ValidationError):
+    """An expiry date that is not later than today (UTC)."""
+
+    def __init__(self) -> None:
+        super().__init__("The expiry date must be in the future (after today, UTC).",
+                         field="expires")
+
+
 class NotFoundError(TokenbotError):
     """No such token in this workspace (also what another team's id looks like)."""
 

@@ -33,7 +33,6 @@ from bot.services.tokens import MAX_OVERLAP
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ACTOR = CLI_OPERATOR
 LABEL_COLUMN_MAX = 40
 PER_PAGE_MAX = 1000
 ID_MAX = 32
@@ -140,9 +139,9 @@ def actor_parent() -> argparse.ArgumentParser:
         "--as",
         dest="as_user",
         type=ident_arg,
-        default=DEFAULT_ACTOR,
+        default=CLI_OPERATOR,
         metavar="U",
-        help=f"who the audit log names as the actor (default: {DEFAULT_ACTOR})",
+        help=f"who the audit log names as the actor (default: {CLI_OPERATOR})",
     )
     return parent
 
@@ -258,7 +257,7 @@ def open_context(args: argparse.Namespace) -> Iterator[Context]:
                                 new_team=getattr(args, "new_team", None))
             actor = Actor(
                 team_id=team,
-                user_id=getattr(args, "as_user", DEFAULT_ACTOR),
+                user_id=getattr(args, "as_user", CLI_OPERATOR),
                 is_admin=True,
                 source=AuditSource.CLI,
             )

@@ -22,6 +22,7 @@ from bot.errors import (
     InvalidStateError,
     NotFoundError,
     NotOwnerError,
+    PastExpiryError,
     PermissionDeniedError,
     StaleTokenError,
     ValidationError,
@@ -92,23 +93,23 @@ def clean_scope(scope: str | None, *, scopes: Sequence[str], actor: Actor) -> st
         raise ValidationError(
             f"Unknown scope; choose one of: {', '.join(scopes)}.", field="scope"
         )
-    if scope == ADMIN_SCOPE and not actor.is_admin:
+    if not may_grant(scope, actor):
         raise PermissionDeniedError(
             "Only a workspace admin can grant the admin scope.", field="scope"
         )
     return scope
 
 
+def may_grant(scope: str, actor: Actor) -> bool:
+    """Only a workspace admin may grant the admin scope."""
+    return scope != ADMIN_SCOPE or actor.is_admin
+
+
 def grantable_scopes(*, scopes: Sequence[str], actor: Actor,
                      current: str | None = None) -> list[str]:
-    """The scopes ``actor`` may choose (``clean_scope``'s rules), and the token's
-    ``current`` one (an admin-scope token edited by its owner keeps its value listed)."""
-    return [scope for scope in scopes
-            if scope != ADMIN_SCOPE or actor.is_admin or scope == current]
-
-
-#: A past expiry date; each surface adds how it makes a token never expire.
-PAST_EXPIRY: Final = "The expiry date must be in the future (after today, UTC)."
+    """The scopes ``actor`` may choose, and the token's ``current`` one (an admin-scope
+    token edited by its owner keeps its value listed)."""
+    return [scope for scope in scopes if may_grant(scope, actor) or scope == current]
 
 
 def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime | None:
@@ -118,7 +119,7 @@ def clean_expiry(expires_on: dt.date | None, *, now: dt.datetime) -> dt.datetime
     if isinstance(expires_on, dt.datetime):
         expires_on = expires_on.date()
     if expires_on <= dates.today(now):
-        raise ValidationError(PAST_EXPIRY, field="expires")
+        raise PastExpiryError()
     return dt.datetime.combine(expires_on, dt.time(0, 0), tzinfo=dt.timezone.utc)
 
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bot.cli.common import DEFAULT_ACTOR
+from bot.services.actor import CLI_OPERATOR
 from bot.models import AuditSource
 from bot.services import tokens as svc
 from bot.slack.ids import ActionId
@@ -140,7 +140,7 @@ def _stale_click_after_cli_edit(bot, db, standin, table, cli_user):
 
 def test_a_change_from_the_cli_without_as_is_an_operator_not_a_broken_mention(
         bot, db, standin, table):
-    notice = _stale_click_after_cli_edit(bot, db, standin, table, DEFAULT_ACTOR)
+    notice = _stale_click_after_cli_edit(bot, db, standin, table, CLI_OPERATOR)
     assert "This token changed since you looked: an operator (CLI) edited it" in notice
     assert "<@operator>" not in notice
 
@@ -151,7 +151,7 @@ def test_a_change_from_the_cli_as_a_slack_user_mentions_them(bot, db, standin, t
 
 
 def test_the_owners_dm_names_the_cli_operator():
-    message = owner_notice_message(actor=DEFAULT_ACTOR, action="disable", label="ci",
+    message = owner_notice_message(actor=CLI_OPERATOR, action="disable", label="ci",
                                    masked="tkb_…abcd", public_id="tok_1",
                                    source=AuditSource.CLI)
     assert message.text == "an operator (CLI) disabled your token ci."

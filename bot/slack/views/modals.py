@@ -27,9 +27,9 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId, row_block_id
-from bot.errors import PermissionDeniedError, ValidationError
+from bot.errors import PastExpiryError, PermissionDeniedError, ValidationError
 from bot.models import Token
-from bot.services.tokens import LABEL_MAX, PAST_EXPIRY
+from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
 from bot.slack.state import ModalMetadata, mapping
 
@@ -346,7 +346,7 @@ def field_errors(error: ValidationError | PermissionDeniedError,
     drawn = next((b.get("block_id") for b in blocks if _is_block(b.get("block_id"),
                                                                   BlockId(field))), field)
     text = str(error)
-    if field == BlockId.EXPIRES and text == PAST_EXPIRY:
+    if isinstance(error, PastExpiryError):  # the form says how it makes it never expire
         has_box = any(_is_block(b.get("block_id"), BlockId.NO_EXPIRY) for b in blocks)
         text = f"{text} {never_expires_way(has_box)}"
     return {str(drawn): text}
