@@ -27,9 +27,15 @@ def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: Bol
 def answer_error(error: Exception, body: dict[str, Any], d: Deps, client: WebClient) -> None:
     """Home, with the reason where the table would be."""
     event = mapping(body.get("event"))
-    if event.get("tab", "home") == "home" and isinstance(event.get("user"), str):
+    if event.get("tab", "home") == "home":
+        publish_error(error, client=client, user_id=event.get("user"))
+
+
+def publish_error(error: Exception, *, client: WebClient, user_id: object) -> None:
+    """The user's Home with the reason where the table would be."""
+    if isinstance(user_id, str) and user_id:
         notice = Notice(user_text(error), NoticeKind.ERROR)
-        client.views_publish(user_id=event["user"], view=home_notice_view(notice))
+        client.views_publish(user_id=user_id, view=home_notice_view(notice))
 
 
 def register(app: App) -> None:

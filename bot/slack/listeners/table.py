@@ -33,6 +33,7 @@ from bot.slack.listeners.common import (
     send,
     show,
 )
+from bot.slack.listeners import home
 from bot.slack.listeners.errors import Body, tell_line, user_text, what_changed
 from bot.slack.state import (
     FIRST_PAGE,
@@ -46,7 +47,7 @@ from bot.slack.state import (
 )
 from bot.slack.views.formatting import escape
 
-from bot.slack.views.home import ALL_STATUSES, home_notice_view
+from bot.slack.views.home import ALL_STATUSES
 from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
 from bot.slack.views.table import Notice, NoticeKind
@@ -290,8 +291,6 @@ def tell_on_table(error: Exception, *, d: Deps, client: WebClient, origin: Origi
         text = what_changed(d, error, team_id=by.team_id, public_id=public_id)
         redraw(d, client, actor=by, origin=origin, notice=Notice(text, NoticeKind.ERROR))
     elif origin.kind == OriginKind.HOME:
-        if isinstance(user_id, str) and user_id:
-            notice = Notice(user_text(error), NoticeKind.ERROR)
-            client.views_publish(user_id=user_id, view=home_notice_view(notice))
+        home.publish_error(error, client=client, user_id=user_id)
     else:
         tell_line(origin.response_url, user_text(error), client)
