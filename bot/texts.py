@@ -147,6 +147,10 @@ ROTATE_OVERLAP_LINES = (
 ROTATION_IN_PROGRESS_NOTE = (
     "A rotation is already in progress: its old secret stops working now too."
 )
+#: The same, said after the rotation (``{masked}``: that old secret's masked form).
+ROTATION_IN_PROGRESS_DONE = (
+    "The earlier rotation's old secret ({masked}) was stopped: it no longer works."
+)
 
 SECURITY_NOTE = (
     "Security Note: Only copy tokens when necessary, and never share them publicly or "

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from importlib import metadata
 
 from bot import logs
+from bot.cli.common import UsageError
 from bot.errors import ConfigurationError, TokenbotError
 
 EXIT_ERROR = 1
@@ -61,14 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else argv))
     logs.configure(logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr)
-    from bot.cli.common import UsageError
-
     try:
         return int(args.handler(args) or 0)
-    except UsageError as exc:
-        print(f"tokenbot: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ConfigurationError as exc:
+    except (UsageError, ConfigurationError) as exc:
         print(f"tokenbot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except TokenbotError as exc:

@@ -47,6 +47,7 @@ from bot.texts import (
     DISABLE_VS_DELETE,
     DISABLE_VS_DELETE_TITLE,
     ROTATE_OVERLAP_LINES,
+    ROTATION_IN_PROGRESS_DONE,
     ROTATION_IN_PROGRESS_NOTE,
     SECURITY_NOTE,
     Lifecycle,
@@ -440,8 +441,7 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                 token, secret = _perform(action, session, ctx, args.id, seen.version, overlap)
                 summary = token_summary(token, ctx.now) if token is not None else None
         if action is Lifecycle.ROTATE and token is not None and secret is not None:
-            stopped = (f"The earlier rotation's old secret ({seen.previous_secret_masked}) "
-                       "was stopped: it no longer works."
+            stopped = (ROTATION_IN_PROGRESS_DONE.format(masked=seen.previous_secret_masked)
                        if seen.rotating(ctx.now) else None)
             if getattr(args, "json", False):
                 print_json({**(summary or {}), "secret": secret})
