@@ -18,16 +18,23 @@ def timestamp(value: dt.datetime | str | None) -> str | None:
     details or built by the alert pass) is read first; a naive moment is taken as UTC."""
     if value is None:
         return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    utc = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    utc = moment(value).replace(tzinfo=None)
     return utc.isoformat(timespec="seconds") + "Z"
 
 
+def moment(value: dt.datetime | str) -> dt.datetime:
+    """An ISO 8601 moment (``Z`` or an offset; naive is UTC) as an aware UTC datetime;
+    ValueError (or OverflowError at the ends of time) when it is none."""
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value.astimezone(dt.timezone.utc)
+
+
 def _is_moment_key(key: object) -> bool:
-    return isinstance(key, str) and (key in ("at", "now", "since") or key.endswith(("_at", "_until")))
+    return isinstance(key, str) and (key in ("at", "now", "since")
+                                     or key.endswith(("_at", "_until")))
 
 
 def timestamps(value: Any) -> Any:

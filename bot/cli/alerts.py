@@ -9,7 +9,7 @@ from bot.config import load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import utcnow
-from bot.serialize import timestamp, timestamps
+from bot.serialize import moment, timestamp, timestamps
 
 #: The moments a pass may be run as: its date arithmetic (thresholds, leases, 90-day
 #: purges) stays well inside what a date can hold.
@@ -19,10 +19,7 @@ LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.timezone.utc)
 
 def _moment(text: str) -> dt.datetime:
     try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        value = value.astimezone(dt.timezone.utc)
+        value = moment(text)
     except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"not an ISO-8601 date-time: {text!r} (e.g. 2026-12-24T09:00:00Z)"
