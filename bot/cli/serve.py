@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import signal
 import threading
@@ -60,16 +59,17 @@ _REFUSED_TOKEN = frozenset(
 )
 
 
-def check_bot_token(client: Any, settings: Settings) -> None:
+def check_bot_token(settings: Settings) -> None:
     """Ask Slack once (``auth.test``) whether SLACK_BOT_TOKEN works, so a wrong token stops
     start-up instead of failing every user's first click. If Slack cannot be reached or
     answers with another error, start anyway, with a warning: Slack may be down for a while,
     and every call to it is retried."""
     from slack_sdk.errors import SlackApiError
 
+    from bot.slack.client import make_web_client
+
     # slack_sdk logs each failed try at ERROR: the one warning below says it all.
-    quiet = copy.copy(client)
-    quiet._logger = _QUIET_SLACK
+    quiet = make_web_client(settings, logger=_QUIET_SLACK)
     _QUIET_SLACK.setLevel(logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.CRITICAL)
     try:
         answer = quiet.auth_test()
@@ -100,7 +100,7 @@ def running(settings: Settings, mode: str) -> Iterator[tuple[Database, Any, Any]
 
     require_slack_credentials(settings, mode)
     client = make_web_client(settings)
-    check_bot_token(client, settings)
+    check_bot_token(settings)
     database = Database(settings)
     scheduler = None
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 from urllib.error import URLError
 
@@ -19,12 +20,14 @@ from slack_sdk.http_retry.state import RetryState
 from bot.config import Settings
 
 
-def make_web_client(settings: Settings, *, max_retry_count: int = 2, timeout: int = 10) -> WebClient:
+def make_web_client(settings: Settings, *, max_retry_count: int = 2, timeout: int = 10,
+                    logger: logging.Logger | None = None) -> WebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     return WebClient(
         token=token,
         base_url=settings.slack_api_url,
         timeout=timeout,
+        logger=logger,
         retry_handlers=[
             ConnectionErrorRetryHandler(max_retry_count=max_retry_count),
             RateLimitErrorRetryHandler(max_retry_count=max_retry_count),
