@@ -107,13 +107,11 @@ def create_app(
     app.middleware(inject_dependencies)
     _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
-    for module in (commands, home, modals, table, rotation, digests):
+    for module in (commands, home, modals, table, rotation, digests, menu):
         module.register(app)
-    rows = {**table.ROWS, **rotation.ROWS}
-    menu.register(app, rows=rows)
     # Every entry of bot.slack.actions has its listener, every row action its function.
     missing = ({a.id.value for a in ACTIONS} - action_ids(app)) | {
-        a.id.value for a in ROW_ACTIONS if a.id not in rows}
+        a.id.value for a in ROW_ACTIONS if a.id not in menu.ROWS}
     if missing:
         raise LookupError(f"no listener for {sorted(missing)} (bot.slack.actions.ACTIONS)")
     return app
