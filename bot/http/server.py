@@ -345,21 +345,16 @@ def serve(
 
     host = host or settings.host
     port = settings.port if port is None else port
+    # log_config=None: uvicorn's own handlers would write its access log to stdout; its
+    # loggers propagate instead to the root logger's (stderr, secrets masked).
+    options: dict[str, Any] = dict(host=host, port=port, access_log=access_log,
+                                   log_level=log_level, log_config=None, lifespan="on",
+                                   http=HTTP_PARSER)
     if workers is not None and workers > 1:
         if bolt_app is not None:
             raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")
-        config = uvicorn.Config(
-            FACTORY_IMPORT_STRING,
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            access_log=access_log,
-            log_level=log_level,
-            log_config=None,  # uvicorn's lines (access log included) go to our handlers
-            lifespan="on",
-            http=HTTP_PARSER,
-        )
+        config = uvicorn.Config(FACTORY_IMPORT_STRING, factory=True, workers=workers,
+                                **options)
         _serve_processes(config, host=host, port=port, sock=sock)
         return
     owned: Database | None = None
@@ -372,12 +367,7 @@ def serve(
         client=client,
         on_shutdown=[owned.dispose] if owned is not None else [],
     )
-    # log_config=None: uvicorn's own handlers would write its access log to stdout; its
-    # loggers propagate instead to the root logger's (stderr, secrets masked).
-    config = uvicorn.Config(
-        app, host=host, port=port, access_log=access_log, log_level=log_level, lifespan="on",
-        http=HTTP_PARSER, log_config=None,
-    )
+    config = uvicorn.Config(app, **options)
     server = uvicorn.Server(config)
     tune_runtime()
     try:
