@@ -53,11 +53,6 @@ def _scope_option(scope: str) -> Option:
     return Option(text=_plain(scope), value=scope)
 
 
-# The input block of each field (``FormValues``' names).
-_FIELD_BLOCKS = {"label": BlockId.LABEL, "scope": BlockId.SCOPE, "expires_on": BlockId.EXPIRES,
-                 "alert_channel": BlockId.ALERT_CHANNEL}
-
-
 def _is_block(block_id: object, base: BlockId) -> bool:
     """``base`` itself, or ``base`` renamed for a reset (``scope:4``)."""
     return isinstance(block_id, str) and (block_id == base or block_id.startswith(f"{base}:"))
@@ -355,4 +350,4 @@ def field_errors(error: ValidationError | PermissionDeniedError,
 def reset_fields(typed: FormValues, shown: FormValues) -> set[str]:
     """The fields ``shown`` at another value than the user's form held."""
     mine, now = asdict(typed), asdict(shown)
-    return {name for name in _FIELD_BLOCKS if mine[name] != now[name]}
+    return {name for name, value in mine.items() if value != now[name]}
