@@ -42,6 +42,14 @@ LATER = outbox.LEASE + dt.timedelta(minutes=1)
 SETTLED = outbox.IN_FLIGHT + dt.timedelta(minutes=1)
 
 
+def _morning() -> dt.datetime:
+    """10:00 UTC yesterday: passes an hour apart stay on one day (alarms are once a day),
+    and the stand-in's timestamps (the real time, as Slack's are) come after the pass's
+    clock, as in production, whatever the hour the suite runs."""
+    return (utcnow() - dt.timedelta(days=1)).replace(hour=10, minute=0, second=0,
+                                                      microsecond=0)
+
+
 def _pass(settings: Settings, database: Database, now: dt.datetime,
           worker: str = "w1") -> PassReport:
     return run_pass(settings=settings, database=database, client=make_web_client(settings),
@@ -131,7 +139,7 @@ def test_a_database_down_after_a_notice_was_posted_does_not_stop_the_alarms(
     the owner's DMs, stops there); the alarm is posted to the owner and the channel all
     the same. Once the lease runs out, a later pass finds the notice in the owner's
     history instead of posting it again: each message is in Slack exactly once."""
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _overdue_rotation(lc_db, now)
     _dead_secret_presented(lc_db, now)
     _database_down(monkeypatch, 100, kind=MessageKind.ROTATION_NOTICE)
@@ -235,7 +243,7 @@ def test_an_alarm_whose_posts_are_uncertain_is_in_slack_once_each(
     """Rewritten for the outbox: the owner's DM failed midway without being posted, the
     channel's copy was posted and its answer lost. Neither counts as sent any more: the
     next pass reads both histories, finds the channel's and posts the DM."""
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _dead_secret_presented(lc_db, now)
     standin.fail_next("chat.postMessage", UNCERTAIN["HTTP 500, not posted"])
     standin.drop_next("chat.postMessage")
@@ -251,7 +259,7 @@ def test_an_alarm_whose_posts_are_uncertain_is_in_slack_once_each(
 def test_an_alarm_refused_everywhere_is_posted_by_a_later_pass_that_day(
     lc_settings: Settings, lc_db: Database, standin: SlackStandIn
 ) -> None:
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _dead_secret_presented(lc_db, now)
     refused = Failure(status=200, body={"ok": False, "error": "channel_not_found"})
     standin.fail_next("chat.postMessage", refused, refused)
@@ -299,7 +307,7 @@ def test_an_alarm_the_owner_cannot_be_sent_tells_the_channel_so(
     """The owner left (their DM is refused): the channel's alarm says the owner was not
     told, so someone there can act. Rewritten for the outbox: the refused DM is retried
     by a later pass (no longer released for the day); the channel's is not posted again."""
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _dead_secret_presented(lc_db, now)
     standin.fail_next("chat.postMessage",
                       Failure(status=200, body={"ok": False, "error": "user_not_found"}))
@@ -316,7 +324,7 @@ def test_an_alarm_the_owner_cannot_be_sent_tells_the_channel_so(
 def test_an_alarm_the_owner_was_sent_does_not_mention_the_dm(
     lc_settings: Settings, lc_db: Database, standin: SlackStandIn
 ) -> None:
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _dead_secret_presented(lc_db, now)
     _pass(lc_settings, lc_db, now)
     assert {p["channel"] for p in alarm_posts(standin)} == {OWNER, "CALERTS"}
@@ -328,7 +336,7 @@ def test_an_alarm_whose_dm_is_uncertain_does_not_say_the_owner_was_not_told(
 ) -> None:
     """Slack failed midway on the DM: it may well have arrived, so the channel is not told
     otherwise."""
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _dead_secret_presented(lc_db, now)
     standin.fail_next("chat.postMessage",
                       Failure(status=200, body={"ok": False, "error": "internal_error"}))
@@ -345,7 +353,7 @@ def test_the_cli_reports_posts_to_an_unreachable_slack_as_failed_not_sent(
     there): before issue 19 a rotation notice and an alarm were reported sent and
     uncertain, and lost. Now every message is failed (exit 1) and posted once Slack is
     back."""
-    now = utcnow().replace(hour=10)
+    now = _morning()
     _overdue_rotation(lc_db, now)
     _dead_secret_presented(lc_db, now)
     monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/")
