@@ -128,7 +128,8 @@ def _rotation_notice(message: OutboxMessage, context: Context) -> tuple[str, lis
 def _alarm(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
     report = DeadSecretReport.from_payload(message.payload or {})
     unreached = message.audience == Audience.CHANNEL and report.owner in context.unreached
-    post = dead_secret_post(report, now=context.now, owner_unreached=unreached)
+    post = dead_secret_post(report, now=context.now, counted_at=message.created_at,
+                            owner_unreached=unreached)
     return post.text, post.blocks
 
 
