@@ -18,10 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.config import Settings
-from bot.crypto import ALPHABET, generate_secret
+from bot.crypto import ALPHABET, find_secrets, generate_secret
 from bot.db import Database
 from bot.models import AuditEvent, OutboxMessage, TokenStatus
 from bot.services import tokens as svc
+from bot.services.verification import verify
 from bot.slack.ids import ActionId
 from tests.slack.conftest import (
     ADMIN,
@@ -34,13 +35,14 @@ from tests.slack.conftest import (
     audit_actions,
     buttons,
     load,
+    rotate_values,
     running_bot,
     seed,
     texts,
     utcnow,
 )
 from tests.support.signing import signed_headers
-from tests.support.slack_standin import SlackStandIn
+from tests.support.slack_standin import Failure, SlackStandIn
 
 ALERTS = "CALERTS"
 CHANNEL = "C1"
@@ -245,6 +247,23 @@ def test_the_token_s_own_alert_channel_is_told(bot, db, standin):
     assert len(posts(standin, "COWN")) == 1 and posts(standin, ALERTS) == []
 
 
+def test_a_reply_in_a_thread_is_warned_in_that_thread(bot, db, standin):
+    created = seed(db, label="CI deploy", owner=OWNER)
+    post(bot, message_body(created.secret, extra={"thread_ts": "1700000000.000100"}))
+    (warning,) = ephemerals(standin)
+    assert warning["thread_ts"] == "1700000000.000100"
+
+
+def test_without_a_permalink_the_notices_name_the_conversation(bot, db, standin):
+    created = seed(db, label="CI deploy", owner=OWNER)
+    standin.fail_next("chat.getPermalink", Failure(200, {"ok": False,
+                                                         "error": "channel_not_found"}))
+    post(bot, message_body(created.secret))
+    (dm,) = posts(standin, OWNER)
+    assert f"a message in <#{CHANNEL}> by <@{OTHER_USER}>" in texts(dm["blocks"])
+    assert len(ephemerals(standin)) == 1 and len(posts(standin, ALERTS)) == 1
+
+
 # -- nothing to say ----------------------------------------------------------------------
 
 
@@ -345,6 +364,24 @@ def test_the_warning_s_buttons_work_for_the_owner(bot, db, standin):
     assert load(db, created.token.public_id).status == TokenStatus.DISABLED
     shown = standin.calls_to("response_url")[-1].body
     assert "Disabled *CI deploy*" in texts(shown["blocks"])
+
+
+def test_rotate_from_the_warning_stops_the_pasted_secret(bot, db, standin):
+    created = seed(db, label="CI deploy", owner=OWNER)
+    post(bot, message_body(created.secret, user=OWNER))
+    (warning,) = ephemerals(standin)
+    bot.click(leak_buttons(warning)[ActionId.ROTATE], user=OWNER)
+    modal = standin.wait_for("views.open")[-1].body["view"]
+    bot.submit(modal, rotate_values(None), user=OWNER)
+    with db.sessions.begin() as session:
+        assert verify(session, secret=created.secret, now=utcnow()) is None
+    assert audit_actions(db, created.token.public_id) == ["create", "leak", "rotate"]
+    # The new secret went to the owner alone (the warning's response_url), nowhere else.
+    shown = [json.dumps(c.body) for c in standin.calls_to("response_url")]
+    (new_secret,) = {found for body in shown for found in find_secrets(body)}
+    assert new_secret != created.secret
+    assert all(new_secret not in json.dumps(c.body) for c in standin.calls
+               if c.method != "response_url")
 
 
 def test_the_warning_s_buttons_are_refused_to_anyone_else(bot, db, standin):
