@@ -108,8 +108,8 @@ def _permalink(client: WebClient, message: Posted) -> str | None:
 
 
 def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
-    """Nobody asked for anything: the error is logged (never the message), and the
-    poster is not told twice of what may have been told."""
+    """Nobody asked for anything, so nobody is told: the error is only logged (its type
+    and traceback, never the message); the notices already queued are posted anyway."""
 
 
 def register(app: App) -> None:
