@@ -94,7 +94,7 @@ def _token_row(n: int, *, expires: dt.datetime | None, channel: str | None,
         label_search=label, scope="read", status=TokenStatus.ACTIVE,
         secret_digest=digest, secret_masked=f"tkb_{digest[:6]}…",
         secret_encrypted=SEALED, created_at=NOW - dt.timedelta(days=60),
-        created_by=owner, updated_at=NOW - dt.timedelta(days=60), expires_at=expires,
+        created_by=owner, owner=owner, updated_at=NOW - dt.timedelta(days=60), expires_at=expires,
         alert_channel=channel, version=1,
     )
 

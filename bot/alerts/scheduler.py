@@ -2,7 +2,8 @@
 
 :func:`run_pass` is one pass: queue what has become due (expiry reminders, the owners'
 notices of rotations whose overlap ran out, dead-secret alarms), forget what nothing will
-read again, then deliver everything due in the outbox (``bot.outbox.run``).
+read again, check the owners once a week (``departures``), then deliver everything due in
+the outbox (``bot.outbox.run``).
 :func:`start_scheduler` runs it every ``TOKENBOT_ALERT_INTERVAL_MINUTES`` in an APScheduler
 ``BackgroundScheduler`` (coalesced, one at a time, a misfire grace of a day). Every
 process may run it: the outbox's claims keep each message to one post.
@@ -22,6 +23,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
+from bot.alerts.departures import check_departed_owners
 from bot.db import Database
 from bot.models import utcnow
 from bot.outbox.run import (
@@ -49,6 +51,7 @@ class PassReport:
     armed: int = 0  # expiry reminders queued
     rotations_ended: int = 0  # overlaps that ran out (their owners' notices queued)
     alarms: int = 0  # dead-secret alarms queued
+    departed: int = 0  # deactivated owners found by the weekly users.info check
     purged: int = 0
     destinations: list[DestinationReport] = field(default_factory=list)
     slack_calls: int = 0
@@ -115,6 +118,8 @@ def run_pass(
         with database.sessions.begin() as session:
             report.purged = (outbox.purge(session, now=now) + tombstones.purge(session, now=now)
                              + dead_secrets.purge(session, now=now))
+        report.departed = check_departed_owners(settings=settings, database=database,
+                                                client=client, now=now)
         delivery = Delivery(sessions=database.sessions, client=client, now=now,
                             worker=report.worker, alert_days=settings.tokenbot_alert_days,
                             post_interval=post_interval)
