@@ -6,21 +6,30 @@ user picker) and Disable redraw that post. Thin: parse, call a service, draw."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from bot.errors import NotFoundError, TokenbotError, ValidationError
-from bot.models import utcnow
+from bot.errors import NotFoundError, PermissionDeniedError, TokenbotError, ValidationError
+from bot.models import OutboxMessage, utcnow
 from bot.services import departed, owners
 from bot.services import tokens as svc
 from bot.slack.acks import on_actions, on_event, on_submission
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, BlockId, CallbackId
 from bot.slack.listeners import modals, table
-from bot.slack.listeners.common import Row, RowFunction, actor_from, deps, draw_table, show
+from bot.slack.listeners.common import (
+    Deps,
+    Row,
+    RowFunction,
+    actor_from,
+    deps,
+    draw_table,
+    show,
+)
 from bot.slack.listeners.digests import Where, where_clicked
 from bot.slack.listeners.errors import Body, tell_line, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
@@ -70,7 +79,8 @@ def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: 
                                  expiring_days=d.settings.expiring_days,
                                  notice=Notice(_reassigned(result)))
     except TokenbotError as error:
-        errors = field_errors(error, view)  # type: ignore[arg-type]
+        errors = field_errors(error, view) if isinstance(
+            error, (ValidationError, PermissionDeniedError)) else None
         if errors is None:
             raise  # the modal's error surface: the reason in the modal, the table redrawn
         ack(response_action="errors", errors=errors)
@@ -110,8 +120,12 @@ def _token_of_picker(action: dict[str, Any]) -> str:
     return block_id[len(prefix):]
 
 
+#: A change from a departure post: (what the post remembers, the new owner, the reply).
+PostChange = Callable[[Session, svc.Actor, dt.datetime], tuple[str, str | None, str]]
+
+
 def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str,
-             change: Any) -> None:
+             change: PostChange) -> None:
     """Run ``change(session, actor, now)`` -> (what the post remembers, to, reply), note
     it on the post, and redraw the post in place; the clicker gets the reply."""
     d = deps(context)
@@ -131,7 +145,7 @@ def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str
     client.chat_postEphemeral(channel=where.channel, user=where.user_id, text=text)
 
 
-def _redrawn(session: Session, where: Where, message: Any) -> dict[str, Any]:
+def _redrawn(session: Session, where: Where, message: OutboxMessage) -> dict[str, Any]:
     post = departed_post(departed.current_post(session, message=message))
     return {"channel": where.channel, "ts": where.ts, "text": post.text,
             "blocks": post.blocks}
@@ -179,7 +193,7 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
     _on_post(body, context, client, ref.public_id, change)
 
 
-def answer_departed_error(error: Exception, body: Body, d: Any, client: WebClient) -> None:
+def answer_departed_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
     """Ephemerally in the post's channel; after a refusal the post is redrawn."""
     text = user_text(error, on_table=False)
     where = where_clicked(body)
@@ -196,7 +210,7 @@ def answer_departed_error(error: Exception, body: Body, d: Any, client: WebClien
             client.chat_update(**update)
 
 
-def answer_event_error(error: Exception, body: Body, d: Any, client: WebClient) -> None:
+def answer_event_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
     """An event has nobody to tell: the failure is logged (``reporting``)."""
 
 
