@@ -2,8 +2,8 @@
 
 :func:`run_pass` is one pass: queue what has become due (expiry reminders, the owners'
 notices of rotations whose overlap ran out, dead-secret alarms), forget what nothing will
-read again, check the owners once a week (``departures``), then deliver everything due in
-the outbox (``bot.outbox.run``).
+read again, then deliver everything due in the outbox (``bot.outbox.run``); once a week
+the owners are checked (``departures``) and any departure found is delivered too.
 :func:`start_scheduler` runs it every ``TOKENBOT_ALERT_INTERVAL_MINUTES`` in an APScheduler
 ``BackgroundScheduler`` (coalesced, one at a time, a misfire grace of a day). Every
 process may run it: the outbox's claims keep each message to one post.
@@ -86,6 +86,15 @@ def _queue_due(session: Session, settings: Settings, report: PassReport,
                                                   now=now)
 
 
+def _deliver(report: PassReport, settings: Settings, database: Database, client: WebClient,
+             now: dt.datetime, post_interval: float, threads: int) -> None:
+    delivery = Delivery(sessions=database.sessions, client=client, now=now,
+                        worker=report.worker, alert_days=settings.tokenbot_alert_days,
+                        post_interval=post_interval)
+    report.destinations += delivery.run(threads)
+    report.slack_calls += delivery.calls
+
+
 def run_pass(
     *,
     settings: Settings,
@@ -118,13 +127,13 @@ def run_pass(
         with database.sessions.begin() as session:
             report.purged = (outbox.purge(session, now=now) + tombstones.purge(session, now=now)
                              + dead_secrets.purge(session, now=now))
+        _deliver(report, settings, database, client, now, post_interval, threads)
+        # After the delivery, so a week's users.info calls hold no reminder up; the
+        # departures found are delivered at once.
         report.departed = check_departed_owners(settings=settings, database=database,
                                                 client=client, now=now)
-        delivery = Delivery(sessions=database.sessions, client=client, now=now,
-                            worker=report.worker, alert_days=settings.tokenbot_alert_days,
-                            post_interval=post_interval)
-        report.destinations = delivery.run(threads)
-        report.slack_calls = delivery.calls
+        if report.departed:
+            _deliver(report, settings, database, client, now, post_interval, threads)
     report.destinations = [d for d in report.destinations
                            if d.tokens or d.skipped or d.failed or d.recovered or d.error]
     report.seconds = round(time.perf_counter() - started, 3)
