@@ -75,9 +75,11 @@ def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.date
 
 
 def note_return(session: Session, *, team_id: str, user_id: str) -> None:
-    """A reactivated user is no longer listed as departed."""
-    session.execute(delete(DepartedOwner).where(DepartedOwner.team_id == team_id,
-                                                DepartedOwner.user_id == user_id))
+    """A reactivated user is no longer listed as departed. (Every profile edit sends a
+    ``user_change``: only a known departure is written.)"""
+    known = (DepartedOwner.team_id == team_id, DepartedOwner.user_id == user_id)
+    if session.scalar(select(DepartedOwner.id).where(*known)) is not None:
+        session.execute(delete(DepartedOwner).where(*known))
 
 
 def departed_users(session: Session, *, team_id: str) -> list[str]:
