@@ -247,10 +247,24 @@ def test_the_post_refuses_a_bot_or_a_non_admin_and_changes_nothing(
     assert _actions(standin.calls_to("chat.update")[-1].body["blocks"], token.public_id)
 
 
-def test_a_reactivated_user_is_forgotten(bot: SlackBot, adb: Database, standin: SlackStandIn):
-    from bot.services import departed
-    seed(adb, owner=OWNER)
+def test_a_deactivated_user_cannot_be_given_tokens_until_reactivated(
+    bot: SlackBot, adb: Database, standin: SlackStandIn
+):
+    from bot.errors import ValidationError
+    from bot.services import owners
+    from bot.services.actor import Actor
+
+    token = seed(adb, owner=OTHER_USER).token
+    admin = Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
+
+    def give_to_owner() -> None:
+        with adb.sessions.begin() as session:
+            owners.reassign(session, actor=admin, public_id=token.public_id,
+                            new_owner=OWNER, now=token.created_at)
+
     _user_change(bot, OWNER, deleted=True, event_id="Ev1")
-    _user_change(bot, OWNER, deleted=False, event_id="Ev2")
-    with adb.sessions() as session:
-        assert departed.departed_users(session, team_id=TEAM) == []
+    with pytest.raises(ValidationError, match="deactivated"):
+        give_to_owner()
+    _user_change(bot, OWNER, deleted=False, event_id="Ev2")  # reactivated
+    give_to_owner()
+    assert load(adb, token.public_id).owner == OWNER
