@@ -105,8 +105,10 @@ def run_pass(
     post_interval: float = PER_CHANNEL_INTERVAL,
     threads: int = DESTINATION_THREADS,
     worker: str | None = None,
+    owner_check: bool = True,
 ) -> PassReport:
-    """One pass at ``now``. ``dry_run`` posts nothing and writes nothing."""
+    """One pass at ``now``. ``dry_run`` posts nothing and writes nothing; ``owner_check``
+    False leaves the weekly owner check out (benchmarks of the alert pass)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     started = time.perf_counter()
@@ -130,8 +132,9 @@ def run_pass(
         _deliver(report, settings, database, client, now, post_interval, threads)
         # After the delivery, so a week's users.info calls hold no reminder up; the
         # departures found are delivered at once.
-        report.departed = check_departed_owners(settings=settings, database=database,
-                                                client=client, now=now)
+        if owner_check:
+            report.departed = check_departed_owners(settings=settings, database=database,
+                                                    client=client, now=now)
         if report.departed:
             _deliver(report, settings, database, client, now, post_interval, threads)
     report.destinations = [d for d in report.destinations
