@@ -274,3 +274,20 @@ def test_cli_reassign_asks_names_both_and_tells_both_owners(cli: Cli, standin: S
     assert "to you" in str(dms[NEW]["blocks"])
     cli.ok("alerts", "run")
     assert len(standin.calls_to("chat.postMessage")) == 2  # once each
+
+
+def test_alerts_run_reports_the_departure_it_found_and_posted(
+    cli: Cli, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("TOKENBOT_ALERT_CHANNEL", ALERTS)
+    cli.create("nightly", owner=OLD)
+    cli.create("other", owner=NEW)
+    standin.users[OLD] = {"deleted": True}
+    shown = cli.ok("alerts", "run").out
+    assert "Owners: 1 found deactivated" in shown
+    assert f"#{ALERTS}: posted 1 message(s)" in shown and f"1 token(s) of {OLD}" in shown
+    again = cli.ok("alerts", "run", "--json").json()  # the same week: not asked again
+    assert again["departed"] == 0
+    assert [c.body["user"] for c in standin.calls_to("users.info")].count(OLD) == 1
+    posts = [c.body for c in standin.calls_to("chat.postMessage")]
+    assert [p["text"] for p in posts] == [f"<@{OLD}> was deactivated; they own 1 token"]
