@@ -91,6 +91,7 @@ class AuditAction(enum.StrEnum):
     CANCEL_ROTATION = "cancel_rotation"
     # a live secret was seen in a Slack message (the actor: who posted it)
     LEAK = "leak"
+    REASSIGN = "reassign"  # a new owner (bot.services.owners)
 
 
 # An integer primary key keeps the b-tree small; the public id is what people see.
@@ -214,7 +215,10 @@ class Token(TokenRules, Base):
     secret_masked: Mapped[str] = mapped_column(String(16))
     secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
-    created_by: Mapped[str] = mapped_column(String(32))
+    created_by: Mapped[str] = mapped_column(String(32))  # who created it; never changes
+    # Who answers for it (rights, reminders, notices follow it): at first its creator's
+    # choice; an admin may reassign it (bot.services.owners).
+    owner: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -240,7 +244,7 @@ class Token(TokenRules, Base):
               postgresql_where=text("previous_secret_digest IS NOT NULL")),
         # The table's order (newest first) within a team, and the owner filter.
         Index("ix_tokens_team_created", "team_id", "created_at", "id"),
-        Index("ix_tokens_team_owner_created", "team_id", "created_by", "created_at", "id"),
+        Index("ix_tokens_team_owner_created", "team_id", "owner", "created_at", "id"),
         Index("ix_tokens_team_status_created", "team_id", "status", "created_at", "id"),
         Index("ix_tokens_expires_at", "expires_at"),
     )
@@ -290,6 +294,8 @@ class MessageKind(enum.StrEnum):
     ROTATION_NOTICE = "rotation_notice"  # how a rotation with overlap ended
     DEAD_SECRET_ALARM = "dead_secret_alarm"  # a dead secret is still presented
     LEAK_NOTICE = "leak_notice"  # a live secret was posted in Slack
+    REASSIGN_NOTICE = "reassign_notice"  # a token changed owner (to the old and new owner)
+    DEPARTED_OWNER = "departed_owner"  # a deactivated user's tokens, to the alert channel
 
 
 class Audience(enum.StrEnum):
@@ -425,3 +431,32 @@ class DeadSecretUse(Base):
                          name="uq_dead_secret_uses"),
         Index("ix_dead_secret_uses_hour", "hour"),
     )
+
+
+# -- owners who leave (bot.services.departed) --------------------------------------------
+
+
+class DepartedOwner(Base):
+    """A Slack user found deactivated (a ``user_change`` event, or the weekly check with
+    ``users.info``) while owning tokens: the hygiene digest lists their tokens."""
+
+    __tablename__ = "departed_owners"
+
+    id: Mapped[int] = mapped_column(_BigIntPK, primary_key=True, autoincrement=True)
+    team_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    noticed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("team_id", "user_id", name="uq_departed_owners"),
+    )
+
+
+class OwnerCheck(Base):
+    """When a team's owners were last checked with ``users.info`` (at most weekly, by one
+    process: a conditional update claims the check)."""
+
+    __tablename__ = "owner_checks"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    checked_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -77,6 +77,7 @@ def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
         "status": str(token.display_status(now)),
         "created_at": timestamp(token.created_at),
         "created_by": token.created_by,
+        "owner": token.owner,
         "expires_at": timestamp(token.expires_at),
         # the calendar date picked (it stops working at 00:00 UTC of it), as Slack shows it
         "expires_on": token.expires_on.isoformat() if token.expires_on else None,

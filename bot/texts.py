@@ -20,6 +20,7 @@ DONE: dict[str, str] = {
     "extend": "extended",
     "retire_old": "retired the old secret of",
     "cancel_rotation": "cancelled the rotation of",
+    "reassign": "reassigned",
 }
 
 

@@ -320,7 +320,7 @@ def seed(url: str, key: str, count: int, hot: int) -> tuple[list[str], list[str]
                 status=TokenStatus.DISABLED if disabled else TokenStatus.ACTIVE,
                 secret_digest=crypto.digest(secret), secret_masked=crypto.mask(secret),
                 secret_encrypted=box.encrypt(secret), created_at=created,
-                created_by=f"U{n % 200:05d}", updated_at=created,
+                created_by=f"U{n % 200:05d}", owner=f"U{n % 200:05d}", updated_at=created,
                 expires_at=now + dt.timedelta(days=365) if n % 3 == 0 else None, version=1,
             )
 

@@ -60,7 +60,8 @@ def seed(database: Database, count: int, now: dt.datetime) -> tuple[float, list[
                 status=TokenStatus.DISABLED if n % 17 == 0 else TokenStatus.ACTIVE,
                 secret_digest=crypto.digest(secret), secret_masked=crypto.mask(secret),
                 secret_encrypted=database.box.encrypt(secret), created_at=created,
-                created_by=rng.choice(OWNERS), updated_at=created, expires_at=expires,
+                created_by=(owner := rng.choice(OWNERS)), owner=owner, updated_at=created,
+                expires_at=expires,
                 version=1,
             )
 

@@ -135,7 +135,7 @@ def floor_modal(response_url: str) -> dict[str, Any]:
     now = dt.datetime.now(dt.timezone.utc)
     token = Token(
         public_id="tok_b00000099999", label="bench edit 1 abcdef", scope="read",
-        secret_masked="tkb_…wxyz", created_by=USER, created_at=now,
+        secret_masked="tkb_…wxyz", created_by=USER, owner=USER, created_at=now,
         expires_at=now + dt.timedelta(days=90), alert_channel=None, version=1,
     )
     origin = Origin(kind=OriginKind.MESSAGE, state=TableState(), response_url=response_url)
@@ -171,7 +171,8 @@ def seed(database: Database, count: int, now: dt.datetime) -> float:
                 secret_masked=crypto.mask(secret),
                 secret_encrypted=database.box.encrypt(secret),
                 created_at=created,
-                created_by=USER if newest else rng.choice(OWNERS),
+                created_by=(owner := USER if newest else rng.choice(OWNERS)),
+                owner=owner,
                 updated_at=created,
                 expires_at=created + dt.timedelta(days=rng.choice([30, 90, 365])) if n % 3 else None,
                 version=1,

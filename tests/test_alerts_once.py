@@ -536,7 +536,8 @@ def test_an_uncertain_alert_no_longer_wanted_is_closed_without_asking_slack(
     report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
                       now=AFTER_LEASE)
     assert (report.skipped, report.failed, report.messages) == (2, 0, 0)
-    assert [c.method for c in standin.calls] == []
+    # (the pass's weekly owner check, users.info, is another matter: tests/test_owners.py)
+    assert [c.method for c in standin.calls if c.method != "users.info"] == []
     assert {s for s, _c, _t in _statuses(adb).values()} == {OutboxStatus.SKIPPED}
 
 

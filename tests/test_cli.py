@@ -36,7 +36,7 @@ from bot.texts import (
 SECRET_RE = re.compile(r"tkb_[0-9A-Za-z]{40}")
 ROW_FIELDS = {
     "id", "label", "masked", "scope", "status",
-    "created_at", "created_by", "expires_at", "expires_on", "last_used_at", "last_used_by",
+    "created_at", "created_by", "owner", "expires_at", "expires_on", "last_used_at", "last_used_by",
     "rotation",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -128,7 +128,7 @@ def test_create_prints_the_secret_once_and_list_shows_only_the_masked_form(run: 
     assert secret not in listed.out
     assert SECRET_RE.search(listed.out) is None
     header, row, footer = listed.out.strip().splitlines()
-    assert header.split() == ["ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "CREATED",
+    assert header.split() == ["ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "OWNER", "CREATED",
                               "EXPIRES", "LAST", "USED"]
     assert row.startswith(token_id)
     assert secret[:10] + "…" in row
@@ -150,7 +150,8 @@ def test_json_rows_carry_exactly_the_documented_fields(run: Cli) -> None:
     assert set(created) == ROW_FIELDS | {"secret"}
     assert SECRET_RE.fullmatch(created["secret"])
     assert created["masked"] == created["secret"][:10] + "…"
-    assert created["created_by"] == "UOWNER"
+    # the owner is who answers for it; the creator is the operator who ran the command
+    assert (created["owner"], created["created_by"]) == ("UOWNER", "operator")
     assert created["status"] == "active"
     assert ISO_UTC.match(created["created_at"])
     assert created["expires_at"] == f"{_later(10)}T00:00:00Z"

@@ -893,8 +893,10 @@ def test_admin_scope_refusal_names_the_scope_field(db, settings, now):
 def test_create_on_behalf_of_an_owner_audits_the_actor(db, settings, now):
     cli = svc.Actor(team_id=TEAM, user_id="UOPERATOR", is_admin=True, source=AuditSource.CLI)
     created = create(db, settings, now, actor=cli, owner="UOWNER")
-    assert created.token.created_by == "UOWNER"
+    # UOWNER owns it (the owner filter finds it); the creator stays the operator.
+    assert (created.token.owner, created.token.created_by) == ("UOWNER", "UOPERATOR")
     assert listing(db, now, owner="UOWNER").total == 1
+    assert listing(db, now, owner="UOPERATOR").total == 0
     entry = events(db, public_id=created.token.public_id)[0]
     assert (entry.actor, entry.source) == ("UOPERATOR", AuditSource.CLI)
     # The owner may now manage it like any token of theirs.

@@ -2,7 +2,8 @@
 
 :func:`run_pass` is one pass: queue what has become due (expiry reminders, the owners'
 notices of rotations whose overlap ran out, dead-secret alarms), forget what nothing will
-read again, then deliver everything due in the outbox (``bot.outbox.run``).
+read again, then deliver everything due in the outbox (``bot.outbox.run``); once a week
+the owners are checked (``departures``) and any departure found is delivered too.
 :func:`start_scheduler` runs it every ``TOKENBOT_ALERT_INTERVAL_MINUTES`` in an APScheduler
 ``BackgroundScheduler`` (coalesced, one at a time, a misfire grace of a day). Every
 process may run it: the outbox's claims keep each message to one post.
@@ -22,6 +23,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from bot.config import Settings
+from bot.alerts.departures import check_departed_owners
 from bot.db import Database
 from bot.models import utcnow
 from bot.outbox.run import (
@@ -49,6 +51,7 @@ class PassReport:
     armed: int = 0  # expiry reminders queued
     rotations_ended: int = 0  # overlaps that ran out (their owners' notices queued)
     alarms: int = 0  # dead-secret alarms queued
+    departed: int = 0  # deactivated owners found by the weekly users.info check
     purged: int = 0
     destinations: list[DestinationReport] = field(default_factory=list)
     slack_calls: int = 0
@@ -83,6 +86,15 @@ def _queue_due(session: Session, settings: Settings, report: PassReport,
                                                   now=now)
 
 
+def _deliver(report: PassReport, settings: Settings, database: Database, client: WebClient,
+             now: dt.datetime, post_interval: float, threads: int) -> None:
+    delivery = Delivery(sessions=database.sessions, client=client, now=now,
+                        worker=report.worker, alert_days=settings.tokenbot_alert_days,
+                        post_interval=post_interval)
+    report.destinations += delivery.run(threads)
+    report.slack_calls += delivery.calls
+
+
 def run_pass(
     *,
     settings: Settings,
@@ -93,8 +105,10 @@ def run_pass(
     post_interval: float = PER_CHANNEL_INTERVAL,
     threads: int = DESTINATION_THREADS,
     worker: str | None = None,
+    owner_check: bool = True,
 ) -> PassReport:
-    """One pass at ``now``. ``dry_run`` posts nothing and writes nothing."""
+    """One pass at ``now``. ``dry_run`` posts nothing and writes nothing; ``owner_check``
+    False leaves the weekly owner check out (benchmarks of the alert pass)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     started = time.perf_counter()
@@ -115,11 +129,14 @@ def run_pass(
         with database.sessions.begin() as session:
             report.purged = (outbox.purge(session, now=now) + tombstones.purge(session, now=now)
                              + dead_secrets.purge(session, now=now))
-        delivery = Delivery(sessions=database.sessions, client=client, now=now,
-                            worker=report.worker, alert_days=settings.tokenbot_alert_days,
-                            post_interval=post_interval)
-        report.destinations = delivery.run(threads)
-        report.slack_calls = delivery.calls
+        _deliver(report, settings, database, client, now, post_interval, threads)
+        # After the delivery, so a week's users.info calls hold no reminder up; the
+        # departures found are delivered at once.
+        if owner_check:
+            report.departed = check_departed_owners(settings=settings, database=database,
+                                                    client=client, now=now)
+        if report.departed:
+            _deliver(report, settings, database, client, now, post_interval, threads)
     report.destinations = [d for d in report.destinations
                            if d.tokens or d.skipped or d.failed or d.recovered or d.error]
     report.seconds = round(time.perf_counter() - started, 3)

@@ -29,6 +29,8 @@ def _moment(text: str) -> dt.datetime:
 
 def _about(token: dict) -> str:  # type: ignore[type-arg]
     """One line about what a message tells of a token."""
+    if token["kind"] == "departed_owner":
+        return f"{token.get('total')} token(s) of {token.get('user')}: departed owner"
     name = f"{token['label']} ({token['id']}"
     if token["kind"] != "expiry":
         return f"{name}): {token['kind'].replace('_', ' ')}"
@@ -59,6 +61,9 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     if report.get("rotations_ended"):
         verb = "would end" if dry_run else "ended"
         print(f"Rotations: {verb} {report['rotations_ended']} whose overlap ran out")
+    if report.get("departed"):
+        print(f"Owners: {report['departed']} found deactivated by the weekly check; their "
+              "tokens are posted to the alert channel")
     if dry_run:
         print(
             f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "

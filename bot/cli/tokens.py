@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bot.cli import owners
 from bot.cli.common import (
     PER_PAGE_MAX,
     Context,
@@ -87,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--status", choices=[s.value for s in listing.StatusFilter],
                    help="only tokens with this status (expired: past their expiry date; "
                    "expiring: active and expiring within the largest TOKENBOT_ALERT_DAYS)")
-    p.add_argument("--owner", type=ident_arg, metavar="U", help="only tokens created by U")
+    p.add_argument("--owner", type=ident_arg, metavar="U", help="only tokens owned by U")
     p.add_argument("--search", metavar="T", help="label contains T (literally, any case)")
     p.add_argument("--page", type=positive_int, default=1, metavar="N",
                    help="page number, newest tokens first (default: 1); a page past the "
@@ -154,6 +155,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("id", metavar="ID")
     p.set_defaults(handler=cmd_reveal)
 
+    owners.register(commands, parents=[team, actor, as_json])
+
 
 # -- formatting -----------------------------------------------------------------------
 
@@ -182,7 +185,8 @@ def _expires_relative(token: Token | listing.Listed, now: dt.datetime) -> str:
     return f"{date_text(token.expires_on)} ({relative_expiry(token.expires_on, now)})"
 
 
-TOKEN_HEADERS = ("ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "CREATED", "EXPIRES", "LAST USED")
+TOKEN_HEADERS = ("ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "OWNER", "CREATED", "EXPIRES",
+                 "LAST USED")
 
 
 def token_row(token: Token | listing.Listed, now: dt.datetime) -> list[str]:
@@ -192,6 +196,7 @@ def token_row(token: Token | listing.Listed, now: dt.datetime) -> list[str]:
         token.secret_masked,
         token.scope,
         str(token.display_status(now)),
+        token.owner,
         when(token.created_at),
         _expires_relative(token, now),
         _last_used(token, now),
@@ -209,6 +214,7 @@ def _details(token: Token, now: dt.datetime) -> str:
         ("Token", token.secret_masked),
         ("Scope", token.scope),
         ("Status", str(token.display_status(now))),
+        ("Owner", token.owner),
         ("Created", f"{when(token.created_at)} UTC by {token.created_by}"),
         ("Expires", _expires_relative(token, now)
          + (" (stops working at 00:00 UTC)" if token.expires_on else "")),
@@ -222,7 +228,7 @@ def _details(token: Token, now: dt.datetime) -> str:
 
 
 def _print_secret(secret: str, token: Token, *, verb: str) -> None:
-    print(f"{verb} token {_describe(token)} (scope {token.scope}, owner {token.created_by}, "
+    print(f"{verb} token {_describe(token)} (scope {token.scope}, owner {token.owner}, "
           f"expires {_expires(token)}).")
     print("Its secret, shown this once (store it now; a later copy is possible with "
           f"`tokenbot tokens reveal {token.public_id}`, audited):")

@@ -15,10 +15,12 @@ from bot.models import Audience, MessageKind, OutboxMessage, Token
 from bot.outbox.delivery import WhenUnknown
 from bot.services.alerts import select_for_posting
 from bot.services.dead_secrets import DeadSecretReport
+from bot.services.departed import post_of
 from bot.slack.views.digests import chunk_items, digest_blocks, digest_text, item_for
 from bot.slack.views.leaks import leak_notice_post
 from bot.slack.views.lifecycle import dead_secret_post, rotation_notice_post
 from bot.slack.views.messages import owner_notice_message
+from bot.slack.views.owners import departed_post, reassign_notice
 
 Row = tuple[OutboxMessage, Token | None]
 
@@ -144,6 +146,20 @@ def _leak_notice(message: OutboxMessage, context: Context) -> tuple[str, list[Bl
     return post.text, post.blocks
 
 
+def _reassign_notice(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
+    p = message.payload or {}
+    post = reassign_notice(recipient=message.destination, actor=p.get("actor", ""),
+                           source=p.get("source", ""), label=p.get("label", ""),
+                           masked=p.get("masked", ""), public_id=message.token_public_id or "",
+                           before=p.get("before", ""), after=p.get("after", ""))
+    return post.text, post.blocks
+
+
+def _departed(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
+    post = departed_post(post_of(message.payload or {}))
+    return post.text, post.blocks
+
+
 KINDS: dict[MessageKind, Kind] = {
     # A reminder is never lost: posted again if the history cannot tell (may be twice).
     MessageKind.EXPIRY: Kind(_expiry, WhenUnknown.POST_AGAIN),
@@ -151,4 +167,7 @@ KINDS: dict[MessageKind, Kind] = {
     MessageKind.ROTATION_NOTICE: Kind(_one_each(_rotation_notice), WhenUnknown.COUNT_AS_SENT),
     MessageKind.DEAD_SECRET_ALARM: Kind(_one_each(_alarm), WhenUnknown.COUNT_AS_SENT),
     MessageKind.LEAK_NOTICE: Kind(_one_each(_leak_notice), WhenUnknown.COUNT_AS_SENT),
+    MessageKind.REASSIGN_NOTICE: Kind(_one_each(_reassign_notice), WhenUnknown.COUNT_AS_SENT),
+    # Posted once per departed user (its key); the weekly digest lists them anyway.
+    MessageKind.DEPARTED_OWNER: Kind(_one_each(_departed), WhenUnknown.COUNT_AS_SENT),
 }

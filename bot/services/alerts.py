@@ -92,7 +92,7 @@ def arm(
     channel = func.coalesce(func.nullif(Token.alert_channel, ""), literal(default_channel, String))
     destinations: list[tuple[Audience, Any]] = [
         (Audience.CHANNEL, channel),
-        (Audience.OWNER, Token.created_by),
+        (Audience.OWNER, Token.owner),
     ]
     created = 0
     for days, low, high in bands:

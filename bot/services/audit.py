@@ -13,13 +13,15 @@ from bot.services import outbox
 from bot.services.actor import Actor
 
 # What a person may do to someone else's token that its owner is told about (a leak has
-# its own notice: services/leaks.py).
-_TOLD: frozenset[AuditAction] = frozenset(AuditAction) - {AuditAction.CREATE, AuditAction.LEAK}
+# its own notice: services/leaks.py; a reassignment tells the old and the new owner its
+# own way: services/owners.py).
+_TOLD: frozenset[AuditAction] = frozenset(AuditAction) - {
+    AuditAction.CREATE, AuditAction.LEAK, AuditAction.REASSIGN}
 
 
 def _tells_owner(actor: Actor, token: Token, action: AuditAction) -> bool:
     return (action in _TOLD and actor.source in (AuditSource.SLACK, AuditSource.CLI)
-            and actor.user_id != token.created_by)
+            and actor.user_id != token.owner)
 
 
 def record(
@@ -37,7 +39,7 @@ def record(
     if _tells_owner(actor, token, action):
         edited = action == AuditAction.EDIT  # what an edit changed is told too
         outbox.queue(session, kind=MessageKind.OWNER_NOTICE, team_id=token.team_id,
-                     audience=Audience.OWNER, destination=token.created_by, now=now,
+                     audience=Audience.OWNER, destination=token.owner, now=now,
                      token_public_id=token.public_id,
                      payload={"actor": actor.user_id, "source": actor.source.value,
                               "action": action.value, "label": token.label,
@@ -72,7 +74,8 @@ def list_events(
 # The events that change a token (its version; a copy or a creation is not one): what
 # "changed since you looked" names.
 CHANGES = (AuditAction.EDIT, AuditAction.DISABLE, AuditAction.ENABLE, AuditAction.DELETE,
-           AuditAction.ROTATE, AuditAction.RETIRE_OLD, AuditAction.CANCEL_ROTATION)
+           AuditAction.ROTATE, AuditAction.RETIRE_OLD, AuditAction.CANCEL_ROTATION,
+           AuditAction.REASSIGN)
 
 
 def last_change(session: Session, *, team_id: str, token_public_id: str) -> AuditEvent | None:

@@ -161,7 +161,7 @@ def _report(session: Session, team_id: str, public_id: str, rows: list[Row[Any]]
         presented=by_secret[(reason, masked)],
         callers=sorted(callers.items(), key=lambda item: (-item[1], item[0])))
     if token is not None:
-        report.label, report.owner = token.label, token.created_by
+        report.label, report.owner = token.label, token.owner
         report.alert_channel, report.version = token.alert_channel, token.version
         report.enable = token.status == TokenStatus.DISABLED
     elif tomb is not None:

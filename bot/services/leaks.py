@@ -90,11 +90,11 @@ def record_leaks(session: Session, *, team_id: str, secrets: Sequence[str], wher
     for token in session.scalars(select(Token).where(Token.id.in_(live)).order_by(Token.id)):
         masked = live[token.id]
         disable = action == LeakAction.DISABLE
-        payload = {"label": token.label, "masked": masked, "owner": token.created_by,
+        payload = {"label": token.label, "masked": masked, "owner": token.owner,
                    "poster": where.poster, "channel": where.channel,
                    "permalink": where.permalink, "disabled": disable, "at": now.isoformat()}
         channel = token.alert_channel or default_channel
-        targets = [(Audience.OWNER, token.created_by)] + (
+        targets = [(Audience.OWNER, token.owner)] + (
             [(Audience.CHANNEL, channel)] if channel else [])
         queued = [outbox.queue(session, kind=MessageKind.LEAK_NOTICE, team_id=team_id,
                                audience=audience, destination=destination, now=now,
@@ -114,5 +114,5 @@ def record_leaks(session: Session, *, team_id: str, secrets: Sequence[str], wher
                                      source=AuditSource.LEAK_SCAN),
                 public_id=token.public_id, expected_version=token.version, now=now)
         leaks.append(Leak(public_id=token.public_id, label=token.label, masked=masked,
-                          owner=token.created_by, version=token.version, disabled=disable))
+                          owner=token.owner, version=token.version, disabled=disable))
     return leaks

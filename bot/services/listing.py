@@ -35,6 +35,7 @@ class Listed(TokenRules):
     scope: str
     secret_masked: str
     created_by: str
+    owner: str
     created_at: dt.datetime
     expires_at: dt.datetime | None
     last_used_at: dt.datetime | None
@@ -178,7 +179,7 @@ def list_tokens(
     if filters.status is not None:
         conditions.append(_status_condition(StatusFilter(filters.status), now, expiring_days))
     if filters.owner:
-        conditions.append(_t.c.created_by == filters.owner)
+        conditions.append(_t.c.owner == filters.owner)
     if filters.public_id:
         conditions.append(_t.c.public_id == filters.public_id)
     text = filters.search.strip()

@@ -80,7 +80,7 @@ def _notice(session: Session, token: Token, ending: RotationEnding, *, caller: s
             now: dt.datetime) -> None:
     """The owner's direct message about how the rotation ended, into the outbox."""
     outbox.queue(session, kind=MessageKind.ROTATION_NOTICE, team_id=token.team_id,
-                 audience=Audience.OWNER, destination=token.created_by, now=now,
+                 audience=Audience.OWNER, destination=token.owner, now=now,
                  token_public_id=token.public_id,
                  payload={"label": token.label, "ending": ending.value, "caller": caller,
                           "at": now.isoformat()})

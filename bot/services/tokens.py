@@ -140,8 +140,8 @@ def get_token(session: Session, *, team_id: str, public_id: str) -> Token:
 
 
 def _authorize(token: Token, actor: Actor, verb: str) -> None:
-    if not actor.may_manage(token.created_by):
-        raise NotOwnerError(owner=token.created_by, verb=verb)
+    if not actor.may_manage(token.owner):
+        raise NotOwnerError(owner=token.owner, verb=verb)
 
 
 def _load_for_change(
@@ -203,8 +203,9 @@ def create_token(
     alert_channel: str | None = None,
     owner: str | None = None,
 ) -> CreatedToken:
-    """``owner`` (default: the actor) becomes ``created_by``; the audit names the actor.
-    Only an admin may create a token on someone else's behalf."""
+    """``owner`` (default: the actor) becomes its owner, the actor its creator
+    (``created_by``), whom the audit names. Only an admin may create a token on someone
+    else's behalf."""
     if owner and owner != actor.user_id and not actor.is_admin:
         raise PermissionDeniedError("Only a workspace admin can create a token for someone else.")
     label = clean_label(label)
@@ -222,7 +223,8 @@ def create_token(
         secret_masked=crypto.mask(secret),
         secret_encrypted=box.encrypt(secret),
         created_at=now,
-        created_by=owner or actor.user_id,
+        created_by=actor.user_id,
+        owner=owner or actor.user_id,
         updated_at=now,
         expires_at=expires_at,
         alert_channel=alert_channel,
@@ -331,7 +333,7 @@ def _set_status(
         Token.status != status,
     ]
     if not actor.is_admin:
-        rules.append(Token.created_by == actor.user_id)
+        rules.append(Token.owner == actor.user_id)
     token = session.scalars(
         update(Token)
         .where(*rules)

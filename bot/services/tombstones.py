@@ -29,7 +29,7 @@ def bury(
     session.execute(
         insert(RetiredSecret.__table__)
         .values(secret_digest=digest, team_id=token.team_id, token_public_id=token.public_id,
-                label=token.label, owner=token.created_by, secret_masked=masked,
+                label=token.label, owner=token.owner, secret_masked=masked,
                 reason=reason, retired_at=now)
         .on_conflict_do_nothing(index_elements=["secret_digest"])
     )

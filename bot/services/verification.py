@@ -119,7 +119,7 @@ UNKNOWN: Final = Verdict()
 # rotation's old secret is to be retired.
 _BY_DIGESTS: Final = select(
     _t.c.secret_digest, _t.c.previous_secret_digest, _t.c.rotation_until, _t.c.id,
-    _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status, _t.c.created_by, _t.c.created_at,
+    _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status, _t.c.owner, _t.c.created_at,
     _t.c.expires_at, _t.c.last_used_at, _t.c.secret_masked.label("masked"),
 ).where(_t.c.secret_digest.in_(bindparam("digests", expanding=True)))
 # Only for the digests not found there: a rotation's old secret, or a tombstone (one
@@ -128,7 +128,7 @@ _BY_OTHER_DIGESTS: Final = union_all(
     select(
         _t.c.previous_secret_digest.label("digest"), literal(False).label("retired"),
         _t.c.rotation_until, _t.c.id, _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status,
-        _t.c.created_by, _t.c.created_at, _t.c.expires_at, _t.c.last_used_at,
+        _t.c.owner, _t.c.created_at, _t.c.expires_at, _t.c.last_used_at,
         _t.c.previous_secret_masked.label("masked"), null().label("reason"),
     ).where(_t.c.previous_secret_digest.in_(bindparam("digests", expanding=True))),
     select(
@@ -161,7 +161,7 @@ def _active(row: Row[Any], superseded_until: dt.datetime | None) -> ActiveToken:
         public_id=row.public_id,
         team_id=row.team_id,
         scope=row.scope,
-        owner=row.created_by,
+        owner=row.owner,
         created_at=row.created_at,
         expires_at=row.expires_at,
         last_used_at=row.last_used_at,

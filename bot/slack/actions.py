@@ -19,6 +19,7 @@ class Place(enum.StrEnum):
     TABLE = "table"  # the table's own buttons (pager, create, hide the secret)
     DIGEST = "digest"  # a button or menu of an expiry digest message
     ALARM = "alarm"  # a button of a dead-secret alarm (DM or channel message)
+    DEPARTED = "departed"  # a departed owner's post in the alert channel
 
 
 class Slot(enum.StrEnum):
@@ -49,6 +50,7 @@ class Action:
     rows: Rows = Rows.ALL
     help: str = ""  # its line in `/tokens help` (mrkdwn)
     slot: Slot = Slot.MENU  # row actions only: the guide's four are buttons
+    admins: bool = False  # offered to workspace admins only (the service checks again)
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -73,6 +75,9 @@ ACTIONS: tuple[Action, ...] = (
            Rows.ROTATING,
            help="*Cancel rotation* (under *More…*) keeps the old secret and discards the new "
                 "one"),
+    Action(ActionId.REASSIGN, Place.ROW, "Reassign", admins=True,
+           help="*Reassign…* (under *More…*, admins) gives it a new owner; both owners "
+                "are told"),
     # The row's "More…" menu itself: its listener runs the chosen option's action.
     Action(ActionId.ROW_MORE, Place.TABLE),
     Action(ActionId.PAGE_PREVIOUS, Place.TABLE),
@@ -88,6 +93,8 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.ALERT_EDIT, Place.DIGEST),
     Action(ActionId.ALERT_DISABLE, Place.DIGEST),
     Action(ActionId.DEAD_ENABLE, Place.ALARM),
+    Action(ActionId.DEPARTED_REASSIGN, Place.DEPARTED),
+    Action(ActionId.DEPARTED_DISABLE, Place.DEPARTED),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)

@@ -30,6 +30,7 @@ from bot.slack.listeners import (
     leaks,
     menu,
     modals,
+    owners,
     rotation,
     table,
 )
@@ -116,7 +117,7 @@ def create_app(
     app.middleware(inject_dependencies)
     _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
-    for module in (commands, home, modals, table, rotation, digests, menu, leaks):
+    for module in (commands, home, modals, table, rotation, digests, owners, menu, leaks):
         module.register(app)
     # Every entry of bot.slack.actions has its listener, every row action its function.
     missing = ({a.id.value for a in ACTIONS} - action_ids(app)) | {

@@ -16,6 +16,7 @@ class ActionId(enum.StrEnum):
     ENABLE = "token_enable"
     DELETE = "token_delete"
     ROTATE = "token_rotate"
+    REASSIGN = "token_reassign"  # admins only ("More…" → Reassign…)
     ROW_MORE = "token_more"  # the row's overflow menu ("More…"): one id for every option
     # table navigation
     PAGE_PREVIOUS = "table_page_previous"
@@ -40,6 +41,11 @@ class ActionId(enum.StrEnum):
     ROTATION_CANCEL = "token_rotation_cancel"
     # dead-secret alarms (a DM or channel message)
     DEAD_ENABLE = "dead_secret_enable"
+    # the reassign modal's user picker; a departed owner's post: per token a user picker
+    # (reassign at once) and Disable
+    NEW_OWNER_SELECT = "new_owner_select"
+    DEPARTED_REASSIGN = "departed_reassign"
+    DEPARTED_DISABLE = "departed_disable"
     # modal inputs
     LABEL_INPUT = "label_input"
     SCOPE_SELECT = "scope_select"
@@ -54,6 +60,7 @@ class CallbackId(enum.StrEnum):
     NOTICE = "tokenbot_notice_modal"
     CONFIRM = "token_confirm_modal"  # an overflow choice that cuts access, confirmed
     ROTATE = "token_rotate_modal"
+    REASSIGN = "token_reassign_modal"
 
 
 class BlockId(enum.StrEnum):
@@ -101,6 +108,15 @@ class BlockId(enum.StrEnum):
     # a live secret seen in a message: the poster's warning, the owner's and channel's notices
     LEAK = "leak"
     LEAK_ACTIONS = "leak_actions"
+    # the reassign modal (a ValidationError.field "new_owner" is shown on it) and notice
+    NEW_OWNER = "new_owner"
+    REASSIGN_NOTICE = "reassign_notice"
+    REASSIGN_NOTICE_ACTIONS = "reassign_notice_actions"
+    # a departed owner's post
+    DEPARTED_HEADER = "departed_header"
+    DEPARTED_ITEM = "departed_item"  # + ":" + public id
+    DEPARTED_ITEM_ACTIONS = "departed_actions"  # + ":" + public id (the picker's token)
+    DEPARTED_MORE = "departed_more"
 
 
 # Option values of our own inputs.

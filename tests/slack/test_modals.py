@@ -116,7 +116,7 @@ def test_a_non_admin_owner_may_keep_an_admin_scope_while_renaming(bot, db, stand
     view = standin.wait_for("views.open")[-1].body["view"]
     bot.submit(view, form_values(label="ops renamed", scope="admin"))
     token = load(db, created.token.public_id)
-    assert (token.label, token.scope, token.created_by) == ("ops renamed", "admin", OWNER)
+    assert (token.label, token.scope, token.owner) == ("ops renamed", "admin", OWNER)
 
 
 def test_labels_of_exactly_100_characters_and_emoji_are_accepted(bot, db, standin):

@@ -255,6 +255,12 @@ class SlackStandIn:
             return {"ok": True, "channel": {"id": "D" + str(body.get("users", "U"))[:10]}}
         if method == "conversations.history":
             return self._history(body)
+        if method == "users.info":
+            user_id = str(body.get("user", ""))
+            with self._lock:
+                known = dict(self.users.get(user_id, {}))
+            return {"ok": True, "user": {"id": user_id, "team_id": "T1", "name": user_id.lower(),
+                                         "deleted": False, "is_bot": False, **known}}
         if method == "auth.test":
             return {"ok": True, "user_id": "UBOT", "bot_id": "BBOT", "team_id": "T1"}
         return {"ok": True}
@@ -267,6 +273,9 @@ class SlackStandIn:
 
     def _init_history(self) -> None:
         self.messages: dict[str, list[dict[str, Any]]] = {}
+        # users.info: what Slack knows of a user beyond "an active person" (``deleted``,
+        # ``is_bot``), by user id
+        self.users: dict[str, dict[str, Any]] = {}
         # method ("*" for all) -> seconds every answer waits: set with ``slow_down``
         self._latency: dict[str, float] = {}
         self._delays: dict[str, list[float]] = {}  # method -> the next answers' delays

@@ -16,7 +16,7 @@ from bot.slack.acks import on_actions, on_submission
 from bot.slack.actions import BY_ID, Action, Place, Slot
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, CallbackId
-from bot.slack.listeners import modals, rotation, table
+from bot.slack.listeners import modals, owners, rotation, table
 from bot.slack.listeners.common import Row, RowFunction, actor_from, deps, row_of
 from bot.slack.state import MenuChoice, ModalMetadata, RowRef, mapping
 from bot.slack.views.confirms import confirm_modal
@@ -35,7 +35,7 @@ def _menu_action(action_id: object) -> Action:
 
 #: Every row action's function, by id: the menu runs them; app.py checks each registered
 #: row action has one.
-ROWS: dict[str, RowFunction] = {**table.ROWS, **rotation.ROWS}
+ROWS: dict[str, RowFunction] = {**table.ROWS, **rotation.ROWS, **owners.ROWS}
 
 
 def handle_more(body: Body, action: dict[str, Any], context: BoltContext,

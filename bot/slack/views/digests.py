@@ -320,7 +320,7 @@ def item_for(alert: OutboxMessage, token: Token) -> DigestItem:
         label=token.label,
         masked=token.secret_masked,
         scope=token.scope,
-        owner=token.created_by,
+        owner=token.owner,
         expires_at=alert.expires_at,
         threshold_days=alert.threshold_days,
     )

@@ -91,7 +91,7 @@ def token_form(
                 elements=[
                     MarkdownTextObject(
                         text=f"Token {code(token.secret_masked)} · "
-                        f"owner {mention(token.created_by)}"
+                        f"owner {mention(token.owner)}"
                     )
                 ]
             )

@@ -126,7 +126,7 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
     text = (
         f"*{escape(token.label)}*   {badge}\n"
         f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
-        f"Owner: {mention(token.created_by)}\n"
+        f"Owner: {mention(token.owner)}\n"
         f"Created: {date_time(token.created_at)}  ·  {expiry_text(token, now)}  ·  "
         f"{last_used}"
     )
@@ -138,7 +138,10 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
     return text
 
 
-def _offered(action: Action, status: DisplayStatus, rotating: bool) -> bool:
+def _offered(action: Action, status: DisplayStatus, rotating: bool,
+             admin: bool = False) -> bool:
+    if action.admins and not admin:
+        return False
     if action.rows == Rows.ROTATING:
         return rotating
     if action.rows == Rows.NOT_DISABLED:
@@ -164,8 +167,8 @@ def row_buttons(token: Listed, status: DisplayStatus, ref: RowRef,
     ]
 
 
-def row_menu(status: DisplayStatus, ref: RowRef,
-             rotating: bool = False) -> OverflowMenuElement | None:
+def row_menu(status: DisplayStatus, ref: RowRef, rotating: bool = False,
+             admin: bool = False) -> OverflowMenuElement | None:
     """Every other row action, in one overflow menu ("More…"). An option carries its
     action and the row; the menu's listener runs it (after a confirmation modal where it
     cuts access: a menu has one confirm for all its options)."""
@@ -173,7 +176,7 @@ def row_menu(status: DisplayStatus, ref: RowRef,
         Option(text=PlainTextObject(text=f"{action.button}…", emoji=False),
                value=MenuChoice(action=action.id.value, ref=ref).encode())
         for action in ROW_MENU
-        if _offered(action, status, rotating)
+        if _offered(action, status, rotating, admin)
     ]
     if not options:
         return None
@@ -193,13 +196,13 @@ def row_blocks(token: Listed, now: dt.datetime, state: TableState,
         body = ContextBlock(block_id=block_id, elements=[text])
     else:
         body = SectionBlock(block_id=block_id, text=text)
-    if not viewer.may_manage(token.created_by):
+    if not viewer.may_manage(token.owner):
         return [body, DividerBlock()]  # the owner's mention says whom to ask
     ref = RowRef(public_id=token.public_id, version=token.version, state=state)
     rotating = token.rotating(now)
     elements: list[ButtonElement | OverflowMenuElement] = [
         *row_buttons(token, status, ref, rotating)]
-    menu = row_menu(status, ref, rotating)
+    menu = row_menu(status, ref, rotating, admin=viewer.is_admin)
     if menu is not None:
         elements.append(menu)
     actions = ActionsBlock(block_id=row_block_id(BlockId.ROW_ACTIONS, token.public_id),

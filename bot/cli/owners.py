@@ -1,0 +1,69 @@
+"""`tokenbot tokens reassign ID --owner U [--yes]`: give a token a new owner (the operator
+acts as an admin); the old and the new owner are told by direct message."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bot.cli.common import ident_arg, open_context, print_json
+from bot.errors import TokenbotError
+from bot.serialize import token_summary
+from bot.services import owners
+from bot.services import tokens as svc
+
+
+class ConfirmationRequired(TokenbotError):
+    """Reassign was run without --yes where nobody can answer a prompt."""
+
+
+def register(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+             *, parents: list[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "reassign", parents=parents,
+        help="give the token a new owner (both owners are told)",
+        description="Give the token a new owner: its reminders, notices and rights follow "
+                    "the owner. The old and the new owner get a direct message.")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--owner", required=True, type=ident_arg, metavar="U",
+                   help="the Slack user id of the new owner")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.set_defaults(handler=cmd_reassign)
+
+
+def _ask(text: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        raise ConfirmationRequired(
+            f"Refusing to {text} without confirmation: stdin is not a terminal, so nobody "
+            "can answer. Pass --yes to confirm.")
+    print(f"{text[0].upper()}{text[1:]}? [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def cmd_reassign(args: argparse.Namespace) -> int:
+    with open_context(args) as ctx:
+        with ctx.db.sessions.begin() as session:
+            seen = svc.get_token(session, team_id=ctx.team, public_id=args.id)
+            before, version, label = seen.owner, seen.version, seen.label
+        if not args.yes:
+            check = ctx.db.sessions()
+            try:  # the rules first, so a refusal comes before the question
+                owners.reassign(check, actor=ctx.actor, public_id=args.id,
+                                new_owner=args.owner, now=ctx.now, expected_version=version)
+            finally:
+                check.rollback()
+                check.close()
+            if not _ask(f'reassign {args.id} "{label}" from {before} to {args.owner}'):
+                print(f'Aborted: {args.id} "{label}" was not changed.', file=sys.stderr)
+                return 1
+        with ctx.db.sessions.begin() as session:
+            result = owners.reassign(session, actor=ctx.actor, public_id=args.id,
+                                     new_owner=args.owner, now=ctx.now,
+                                     expected_version=version)
+            summary = token_summary(result.token, ctx.now)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f'Reassigned {args.id} "{label}" from {result.before} to {result.after}; '
+              "both owners will be told.")
+    return 0

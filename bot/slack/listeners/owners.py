@@ -1,0 +1,224 @@
+"""A token's owner in Slack: the row's "Reassign…" (admins) opens the reassign modal,
+whose submission reassigns and redraws the table; a deactivated user (``user_change``)
+has their active tokens posted once to the alert channel, whose per-token Reassign (a
+user picker) and Disable redraw that post. Thin: parse, call a service, draw."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_sdk import WebClient
+from sqlalchemy.orm import Session
+
+from bot.errors import NotFoundError, PermissionDeniedError, TokenbotError, ValidationError
+from bot.models import OutboxMessage, utcnow
+from bot.services import departed, owners
+from bot.services import tokens as svc
+from bot.slack.acks import on_actions, on_event, on_submission
+from bot.slack.background import Task
+from bot.slack.ids import ActionId, BlockId, CallbackId
+from bot.slack.listeners import modals, table
+from bot.slack.listeners.common import (
+    Deps,
+    Row,
+    RowFunction,
+    actor_from,
+    deps,
+    draw_table,
+    show,
+)
+from bot.slack.listeners.digests import Where, where_clicked
+from bot.slack.listeners.errors import Body, tell_line, user_text
+from bot.slack.state import ModalMetadata, RowRef, mapping
+from bot.slack.views.formatting import escape, mention
+from bot.slack.views.modals import field_errors
+from bot.slack.views.owners import departed_post, read_reassign_form, reassign_modal
+from bot.slack.views.table import Notice
+
+# -- "Reassign…" from a row's menu ------------------------------------------------------
+
+
+def reassign_open(row: Row) -> None:
+    """Check first (an admin, the version seen), then open the modal."""
+    with row.d.sessions.begin() as session:
+        token = owners.check_reassign(session, actor=row.actor, public_id=row.ref.public_id,
+                                      expected_version=row.ref.version)
+        view = reassign_modal(label=token.label, masked=token.secret_masked,
+                              owner=token.owner,
+                              metadata=ModalMetadata(origin=row.origin,
+                                                     public_id=token.public_id,
+                                                     version=token.version))
+    row.client.views_open(trigger_id=row.trigger_id, view=view)
+
+
+def _reassigned(result: owners.Reassigned) -> str:
+    return (f"Reassigned *{escape(result.token.label)}* from {mention(result.before)} to "
+            f"{mention(result.after)}. Both were told.")
+
+
+def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: BoltContext,
+                           client: WebClient) -> Task | None:
+    """Reassign, then acknowledge (a refused new owner inline on the picker); the table
+    behind the modal is redrawn after the acknowledgement."""
+    d = deps(context)
+    actor = actor_from(body, d.settings)
+    metadata = ModalMetadata.decode(view.get("private_metadata"))
+    if metadata.public_id is None:
+        raise NotFoundError()
+    now = utcnow()
+    try:
+        new_owner = read_reassign_form(view)
+        with d.sessions.begin() as session:
+            result = owners.reassign(session, actor=actor, public_id=metadata.public_id,
+                                     new_owner=new_owner, now=now,
+                                     expected_version=metadata.version)
+            drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
+                                 expiring_days=d.settings.expiring_days,
+                                 notice=Notice(_reassigned(result)))
+    except TokenbotError as error:
+        errors = field_errors(error, view) if isinstance(
+            error, (ValidationError, PermissionDeniedError)) else None
+        if errors is None:
+            raise  # the modal's error surface: the reason in the modal, the table redrawn
+        ack(response_action="errors", errors=errors)
+        return None
+    ack()
+    return lambda: show(drawing, client)
+
+
+ROWS: dict[str, RowFunction] = {ActionId.REASSIGN: reassign_open}
+
+
+# -- owners who leave --------------------------------------------------------------------
+
+
+def handle_user_change(event: dict[str, Any], body: Body, context: BoltContext,
+                       client: WebClient) -> None:
+    """A deactivated user: recorded, and their active tokens posted once to the alert
+    channel (the outbox's drain posts it after the commit). Reactivated: forgotten."""
+    user = mapping(event.get("user"))
+    user_id, team_id = user.get("id"), body.get("team_id") or user.get("team_id")
+    if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id:
+        return
+    d = deps(context)
+    with d.sessions.begin() as session:
+        if user.get("deleted") is True:
+            departed.note_departure(session, team_id=team_id, user_id=user_id, now=utcnow(),
+                                    channel=d.settings.tokenbot_alert_channel)
+        else:
+            departed.note_return(session, team_id=team_id, user_id=user_id)
+
+
+def _token_of_picker(action: dict[str, Any]) -> str:
+    block_id = action.get("block_id")
+    prefix = f"{BlockId.DEPARTED_ITEM_ACTIONS}:"
+    if not isinstance(block_id, str) or not block_id.startswith(prefix):
+        raise NotFoundError()
+    return block_id[len(prefix):]
+
+
+#: A change from a departure post: (what the post remembers, the new owner, the reply).
+PostChange = Callable[[Session, svc.Actor, dt.datetime], tuple[str, str | None, str]]
+
+
+def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str,
+             change: PostChange) -> None:
+    """Run ``change(session, actor, now)`` -> (what the post remembers, to, reply), note
+    it on the post, and redraw the post in place; the clicker gets the reply."""
+    d = deps(context)
+    actor, where = actor_from(body, d.settings), where_clicked(body)
+    if where is None:
+        raise NotFoundError("That message could not be found.")
+    now = utcnow()
+    with d.sessions.begin() as session:
+        message = departed.posted(session, channel=where.channel, ts=where.ts, lock=True)
+        if message is None:
+            raise NotFoundError("That message could not be found.")
+        acted, to, text = change(session, actor, now)
+        departed.record_action(session, message=message, public_id=public_id, action=acted,
+                               user_id=actor.user_id, to=to)
+        update = _redrawn(session, where, message)
+    client.chat_update(**update)
+    client.chat_postEphemeral(channel=where.channel, user=where.user_id, text=text)
+
+
+def _redrawn(session: Session, where: Where, message: OutboxMessage) -> dict[str, Any]:
+    post = departed_post(departed.current_post(session, message=message))
+    return {"channel": where.channel, "ts": where.ts, "text": post.text,
+            "blocks": post.blocks}
+
+
+def refuse_unfit(client: WebClient, user_id: object) -> None:
+    """A bot or a deactivated account is refused, when ``users.info`` can tell (called
+    after the acknowledgement; an answer it cannot read leaves it to the service)."""
+    if not isinstance(user_id, str) or not user_id:
+        return
+    try:
+        user = mapping(client.users_info(user=user_id).get("user"))
+    except Exception:  # noqa: BLE001 - cannot tell: the service's own checks still hold
+        return
+    if user.get("is_bot") is True or user.get("deleted") is True:
+        what = "a bot" if user.get("is_bot") is True else "deactivated"
+        raise ValidationError(f"{mention(user_id)} is {what}; choose a person who is still "
+                              "in the workspace.", field=owners.FIELD)
+
+
+def handle_departed_reassign(body: Body, action: dict[str, Any], context: BoltContext,
+                             client: WebClient) -> None:
+    public_id, new_owner = _token_of_picker(action), action.get("selected_user")
+    refuse_unfit(client, new_owner)
+
+    def change(session: Session, actor: svc.Actor, now: dt.datetime) -> tuple[str, str, str]:
+        result = owners.reassign(session, actor=actor, public_id=public_id,
+                                 new_owner=new_owner if isinstance(new_owner, str) else "",
+                                 now=now)
+        return departed.Acted.REASSIGNED, result.after, _reassigned(result)
+
+    _on_post(body, context, client, public_id, change)
+
+
+def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltContext,
+                            client: WebClient) -> None:
+    ref = RowRef.decode(action.get("value"))
+
+    def change(session: Session, actor: svc.Actor, now: dt.datetime) -> tuple[str, None, str]:
+        token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
+                                  expected_version=ref.version, now=now)
+        return (departed.Acted.DISABLED, None,
+                f"Disabled *{escape(token.label)}*. Any process using it has lost access.")
+
+    _on_post(body, context, client, ref.public_id, change)
+
+
+def answer_departed_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    """Ephemerally in the post's channel; after a refusal the post is redrawn."""
+    text = user_text(error, on_table=False)
+    where = where_clicked(body)
+    if where is None:
+        tell_line(body.get("response_url"), text, client)
+        return
+    client.chat_postEphemeral(channel=where.channel, user=where.user_id,
+                              text=f":warning: {text}")
+    if isinstance(error, TokenbotError):
+        with d.sessions.begin() as session:
+            message = departed.posted(session, channel=where.channel, ts=where.ts)
+            update = _redrawn(session, where, message) if message is not None else None
+        if update is not None:
+            client.chat_update(**update)
+
+
+def answer_event_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    """An event has nobody to tell: the failure is logged (``reporting``)."""
+
+
+def register(app: App) -> None:
+    on_actions(app, [ActionId.REASSIGN], table.on_row(reassign_open), surface=table.answer_error)
+    on_submission(app, CallbackId.REASSIGN, handle_reassign_submit, surface=modals.answer_error)
+    on_event(app, "user_change", handle_user_change, surface=answer_event_error)
+    on_actions(app, [ActionId.DEPARTED_REASSIGN], handle_departed_reassign,
+               surface=answer_departed_error)
+    on_actions(app, [ActionId.DEPARTED_DISABLE], handle_departed_disable,
+               surface=answer_departed_error)
