@@ -29,6 +29,8 @@ def _moment(text: str) -> dt.datetime:
 
 def _about(token: dict) -> str:  # type: ignore[type-arg]
     """One line about what a message tells of a token."""
+    if token.get("id") is None:  # a message about many tokens (a hygiene digest)
+        return f"{token['kind'].replace('_', ' ')}: {token.get('label', '')}"
     name = f"{token['label']} ({token['id']}"
     if token["kind"] != "expiry":
         return f"{name}): {token['kind'].replace('_', ' ')}"

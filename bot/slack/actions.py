@@ -19,6 +19,7 @@ class Place(enum.StrEnum):
     TABLE = "table"  # the table's own buttons (pager, create, hide the secret)
     DIGEST = "digest"  # a button or menu of an expiry digest message
     ALARM = "alarm"  # a button of a dead-secret alarm (DM or channel message)
+    HYGIENE = "hygiene"  # a button or menu of a hygiene digest
 
 
 class Slot(enum.StrEnum):
@@ -88,6 +89,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.ALERT_EDIT, Place.DIGEST),
     Action(ActionId.ALERT_DISABLE, Place.DIGEST),
     Action(ActionId.DEAD_ENABLE, Place.ALARM),
+    Action(ActionId.HYGIENE_DISABLE, Place.HYGIENE),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)

@@ -23,7 +23,7 @@ from bot.slack.acks import action_ids
 from bot.slack.actions import ACTIONS, ROW_ACTIONS
 from bot.slack.background import Background
 from bot.slack.client import make_web_client
-from bot.slack.listeners import commands, digests, home, menu, modals, rotation, table
+from bot.slack.listeners import commands, digests, home, hygiene, menu, modals, rotation, table
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error
 
@@ -107,7 +107,7 @@ def create_app(
     app.middleware(inject_dependencies)
     _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
-    for module in (commands, home, modals, table, rotation, digests, menu):
+    for module in (commands, home, modals, table, rotation, digests, hygiene, menu):
         module.register(app)
     # Every entry of bot.slack.actions has its listener, every row action its function.
     missing = ({a.id.value for a in ACTIONS} - action_ids(app)) | {
