@@ -163,3 +163,7 @@ DISABLE_VS_DELETE = (
     "Delete: permanently remove the token (it cannot be recovered).",
     "Disabled tokens cannot be edited or deleted: enable them first.",
 )
+
+#: The CLI's ``--exception`` (the Slack form's field says the same in its hint).
+POLICY_EXCEPTION_HELP = ("why this token may expire beyond the lifetime policy "
+                         "(TOKENBOT_MAX_LIFETIME_DAYS): audited and shown on the token")

@@ -102,6 +102,11 @@ class Policy:
             return False
         return expires_at is None or expires_at > _midnight(latest)
 
+    def breaks(self, token: Any, now: dt.datetime) -> bool:
+        """:meth:`over` for a ``Token`` (or a listed row with the same fields)."""
+        return self.over(scope=token.scope, expires_at=token.expires_at, now=now,
+                         exception=token.policy_exception, status=token.display_status(now))
+
     def over_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """:meth:`over` in SQL, over the tokens table (working tokens only)."""
         if not self.caps:
