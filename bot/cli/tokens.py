@@ -193,8 +193,7 @@ def _status(token: Token | listing.Listed, now: dt.datetime, over_policy: bool) 
     return f"{token.display_status(now)}{', over policy' if over_policy else ''}"
 
 
-def token_row(token: Token | listing.Listed, now: dt.datetime,
-              over_policy: bool = False) -> list[str]:
+def token_row(token: Token | listing.Listed, now: dt.datetime, over_policy: bool = False) -> list[str]:
     return [
         token.public_id,
         shorten(token.label),
