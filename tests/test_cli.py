@@ -37,7 +37,7 @@ SECRET_RE = re.compile(r"tkb_[0-9A-Za-z]{40}")
 ROW_FIELDS = {
     "id", "label", "masked", "scope", "status",
     "created_at", "created_by", "expires_at", "expires_on", "last_used_at", "last_used_by",
-    "rotation",
+    "rotation", "policy_exception", "over_policy",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 

@@ -192,28 +192,38 @@ def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
         counts.dormant_disabled = disable_dormant(session, policy=policy, now=now)
     noticed: set[int] = set()
     for team_id, found in find(session, policy=policy, now=now).items():
-        previous = _previous(session, team_id)
-        owners = sorted({t.created_by for tokens in found.sections.values() for t in tokens})
-        destinations = [(Audience.OWNER, owner) for owner in owners]
-        if channel:
-            destinations.append((Audience.CHANNEL, channel))
-        for audience, destination in destinations:
-            last = previous.get((audience.value, destination))
-            if last is not None and last.created_at > now - EVERY:
-                continue
-            sections = found.for_destination(audience, destination,
-                                             last.created_at if last else None, now)
-            if not sections:
-                continue
-            key = f"hygiene:{team_id}:{audience}:{destination}:after:{last.id if last else 0}"
-            if outbox.queue(session, kind=MessageKind.HYGIENE, team_id=team_id,
-                            audience=audience, destination=destination, now=now, key=key,
-                            payload=payload_of(sections, policy=policy, limit=limit)):
-                counts.digests += 1
-                noticed.update(t.id for t in sections.get(Section.DORMANT, [])[:limit]
-                               if policy.may_notice_dormant(t.dormant_noticed_at, now))
+        counts.digests += _queue_team(session, team_id, found, policy=policy, now=now,
+                                      channel=channel, limit=limit, noticed=noticed)
     _mark_noticed(session, noticed, now)
     return counts
+
+
+def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
+                now: dt.datetime, channel: str | None, limit: int, noticed: set[int]) -> int:
+    """One team's digests that are due; adds the dormant tokens they tell of to
+    ``noticed``. Returns how many were queued."""
+    previous = _previous(session, team_id)
+    owners = sorted({t.created_by for tokens in found.sections.values() for t in tokens})
+    destinations = [(Audience.OWNER, owner) for owner in owners]
+    if channel:
+        destinations.append((Audience.CHANNEL, channel))
+    queued = 0
+    for audience, destination in destinations:
+        last = previous.get((audience.value, destination))
+        if last is not None and last.created_at > now - EVERY:
+            continue
+        sections = found.for_destination(audience, destination,
+                                         last.created_at if last else None, now)
+        if not sections:
+            continue
+        key = f"hygiene:{team_id}:{audience}:{destination}:after:{last.id if last else 0}"
+        if outbox.queue(session, kind=MessageKind.HYGIENE, team_id=team_id,
+                        audience=audience, destination=destination, now=now, key=key,
+                        payload=payload_of(sections, policy=policy, limit=limit)):
+            queued += 1
+            noticed.update(t.id for t in sections.get(Section.DORMANT, [])[:limit]
+                           if policy.may_notice_dormant(t.dormant_noticed_at, now))
+    return queued
 
 
 def _mark_noticed(session: Session, ids: Iterable[int], now: dt.datetime) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -132,18 +132,8 @@ def token_form(
             hint=_plain("Required: the role / permission level of the token."),
         )
     )
-    day = shown.expires_on if shown is not None else None
-    if shown is None and token is None and now is not None:
-        day = policy.default_expiry(scopes, now)
-    blocks.extend(_expiry_blocks(
-        day, dated=token is not None and token.expires_on is not None,
-        never=policy.never_allowed(scopes) if policy.capped else None,
-        block_id=block_id(BlockId.EXPIRES, "expires_on"),
-        box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
-    ))
-    if admin and policy.capped:
-        blocks.append(_exception_block(shown.exception if shown is not None else None,
-                                       policy, block_id(BlockId.EXCEPTION, "exception")))
+    blocks.extend(_lifetime_blocks(shown, token, scopes=scopes, policy=policy, admin=admin,
+                                   now=now, block_id=block_id))
     blocks.append(
         InputBlock(
             block_id=block_id(BlockId.ALERT_CHANNEL, "alert_channel"),
@@ -171,6 +161,26 @@ def token_form(
         private_metadata=metadata.encode(),
         blocks=blocks,
     )
+
+
+def _lifetime_blocks(shown: FormValues | None, token: Token | None, *, scopes: Sequence[str],
+                     policy: Policy, admin: bool, now: dt.datetime | None,
+                     block_id: Callable[[BlockId, str], str]) -> list[Block]:
+    """The expiry (a new form starts with the policy's default) and, for an admin under a
+    lifetime cap, the exception's reason."""
+    day = shown.expires_on if shown is not None else None
+    if shown is None and token is None and now is not None:
+        day = policy.default_expiry(scopes, now)
+    blocks = _expiry_blocks(
+        day, dated=token is not None and token.expires_on is not None,
+        never=policy.never_allowed(scopes) if policy.capped else None,
+        block_id=block_id(BlockId.EXPIRES, "expires_on"),
+        box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
+    )
+    if admin and policy.capped:
+        blocks.append(_exception_block(shown.exception if shown is not None else None,
+                                       policy, block_id(BlockId.EXCEPTION, "exception")))
+    return blocks
 
 
 def _caps_text(policy: Policy) -> str:
