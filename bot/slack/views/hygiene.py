@@ -122,7 +122,8 @@ def _ref(row: Shown) -> str:
 def _open_table(public_id: str | None = None) -> ButtonElement:
     return ButtonElement(text=PlainTextObject(text="Open table", emoji=False),
                          action_id=ActionId.OPEN_TABLE,
-                         value=TableState(token=public_id).encode())
+                         value=(TableState(token=public_id) if public_id
+                                else TableState()).encode())
 
 
 def _full(section: Section, rows: Sequence[Shown], payload: Mapping[str, Any]) -> list[Block]:
