@@ -320,3 +320,31 @@ def test_disable_from_the_digest_through_bolt_redraws_it(
                for e in redrawn[f"hygiene_item_actions:dormant:{other.public_id}"]["elements"])
     told = standin.calls_to("chat.postEphemeral")[-1].body
     assert told["user"] == "U1" and "Disabled *idle*" in told["text"]
+
+
+def test_alerts_run_dry_run_and_json_tell_of_the_hygiene_digest(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from bot.cli import main
+
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30", TOKENBOT_DORMANT_ACTION="disable")
+    idle = seed_token(db, now=T0, expires_on=None, label="idle", owner="U1").token
+    for name, value in {**cli_environment(settings), "TOKENBOT_DORMANT_DAYS": "30",
+                        "TOKENBOT_DORMANT_ACTION": "disable"}.items():
+        monkeypatch.setenv(name, value)
+    at = (T0 + 31 * DAY).isoformat()
+    assert main(["alerts", "run", "--dry-run", "--now", at]) == 0
+    out = capsys.readouterr().out
+    assert "Token hygiene: would queue 2 digest(s); would disable 1 dormant token(s)" in out
+    assert f"#{ALERTS}: would post 1 message(s)" in out and "hygiene: Token hygiene: 1 dormant" in out
+    assert standin.calls == [] and _token(db, idle.public_id).status == TokenStatus.ACTIVE
+
+    assert main(["alerts", "run", "--now", at, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["hygiene_digests"], report["dormant_disabled"]) == (2, 1)
+    kinds = sorted(t["kind"] for d in report["destinations"] for t in d["tokens"])
+    assert kinds == ["dormant_disabled", "hygiene", "hygiene"]
+    assert _token(db, idle.public_id).status == TokenStatus.DISABLED

@@ -61,6 +61,11 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     if report.get("rotations_ended"):
         verb = "would end" if dry_run else "ended"
         print(f"Rotations: {verb} {report['rotations_ended']} whose overlap ran out")
+    if report.get("hygiene_digests") or report.get("dormant_disabled"):
+        verb = "would queue" if dry_run else "queued"
+        print(f"Token hygiene: {verb} {report['hygiene_digests']} digest(s); "
+              f"{'would disable' if dry_run else 'disabled'} {report['dormant_disabled']} "
+              "dormant token(s)")
     if dry_run:
         print(
             f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "
@@ -132,8 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=(
             "Post the expiry reminders now due (digests per channel and DMs to owners), "
             "end rotations whose overlap ran out, send rotation notices and dead-secret "
-            "alarms, exactly as the scheduler does. Safe to run while `tokenbot serve` runs: each "
-            "reminder is posted once. Exit status 1 when a post failed (it is retried on a "
+            "alarms and the weekly token hygiene digests, exactly as the scheduler does. "
+            "Safe to run while `tokenbot serve` runs: each reminder is posted once. Exit status 1 when a post failed (it is retried on a "
             "later pass)."
         ),
     )
