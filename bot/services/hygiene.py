@@ -38,7 +38,8 @@ from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
 EVERY: Final = dt.timedelta(days=7)
 #: Who the policy acts as in the audit log (source ``policy``).
 POLICY_ACTOR: Final = "token policy"
-#: At most this many tokens of one kind are read per team and pass (a digest lists fewer).
+#: At most this many tokens of each section are read per pass, all teams together (a
+#: digest lists at most ``limit`` of them, and counts the rest up to this).
 READ_LIMIT: Final = 5_000
 
 

@@ -123,11 +123,12 @@ def draw_table(
     expiring_days: int,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
-    policy: Policy | None = None,
+    policy: Policy,
 ) -> Drawing:
     """Query the page the user was on (the last one if the table shrank), with its filter,
     and build its view, for the message or the Home tab the user looks at. "Expiring"
-    means within ``expiring_days`` (``Settings.expiring_days``)."""
+    means within ``expiring_days`` (``Settings.expiring_days``); rows over the lifetime
+    ``policy`` are flagged."""
     surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
     page = list_tokens(
         session,
