@@ -38,6 +38,13 @@ def _about(token: dict) -> str:  # type: ignore[type-arg]
     return f"{name}, {token['masked']}) expires {token['expires_at'][:10]}: {when} reminder"
 
 
+def _print_hygiene(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
+    if report.get("hygiene_digests") or report.get("dormant_disabled"):
+        queue, disable = ("would queue", "would disable") if dry_run else ("queued", "disabled")
+        print(f"Token hygiene: {queue} {report['hygiene_digests']} digest(s); "
+              f"{disable} {report['dormant_disabled']} dormant token(s)")
+
+
 def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     verb = "would post" if dry_run else "posted"
     for dest in report["destinations"]:
@@ -61,11 +68,7 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     if report.get("rotations_ended"):
         verb = "would end" if dry_run else "ended"
         print(f"Rotations: {verb} {report['rotations_ended']} whose overlap ran out")
-    if report.get("hygiene_digests") or report.get("dormant_disabled"):
-        verb = "would queue" if dry_run else "queued"
-        print(f"Token hygiene: {verb} {report['hygiene_digests']} digest(s); "
-              f"{'would disable' if dry_run else 'disabled'} {report['dormant_disabled']} "
-              "dormant token(s)")
+    _print_hygiene(report, dry_run)
     if dry_run:
         print(
             f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "
