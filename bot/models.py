@@ -271,6 +271,17 @@ class AuditEvent(Base):
     )
 
 
+class HygieneScan(Base):
+    """When the token hygiene step last looked at the registry (one row): the scheduled
+    pass scans at most once per ``services.hygiene.SCAN_EVERY``, whatever the number of
+    processes, so a pass with nothing due stays cheap."""
+
+    __tablename__ = "hygiene_scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class KeyCheck(Base):
     """One known value encrypted under the configured keys. Start-up decrypts it, so a
     wrong TOKENBOT_SECRET_KEYS (or a lost key file) is refused before anything is written

@@ -20,10 +20,12 @@ from typing import Any, Final
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from bot.db import dialect_insert
 from bot.models import (
     Audience,
     AuditAction,
     AuditSource,
+    HygieneScan,
     MessageKind,
     OutboxMessage,
     Token,
@@ -36,6 +38,9 @@ from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)
+#: The registry is scanned at most this often (by whichever pass comes first), so a digest
+#: goes out within this long of becoming due and the other passes cost one statement.
+SCAN_EVERY: Final = dt.timedelta(hours=1)
 #: Who the policy acts as in the audit log (source ``policy``).
 POLICY_ACTOR: Final = "token policy"
 #: At most this many tokens of each section are read per pass, all teams together (a
@@ -183,12 +188,30 @@ def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
     }
 
 
+def claim_scan(session: Session, *, now: dt.datetime) -> bool:
+    """Whether this pass scans: the last scan was :data:`SCAN_EVERY` ago or more (one
+    conditional ``UPDATE``: of racing passes, one scans)."""
+    table = HygieneScan.__table__
+    never = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    session.execute(dialect_insert(session)(table).values(id=1, scanned_at=never)
+                    .on_conflict_do_nothing(index_elements=["id"]))
+    claimed = session.execute(
+        update(HygieneScan).where(HygieneScan.id == 1,
+                                  HygieneScan.scanned_at <= now - SCAN_EVERY)
+        .values(scanned_at=now).returning(HygieneScan.id)
+        .execution_options(synchronize_session=False)).first()
+    return claimed is not None
+
+
 def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
                   channel: str | None, limit: int) -> HygieneCounts:
-    """Dormant tokens disabled (if so configured), then each destination's digest queued
-    when its previous one is 7 days old or more and it has something to list; the dormant
-    tokens listed are marked noticed. ``limit``: tokens per section a digest lists."""
+    """At most once per :data:`SCAN_EVERY`: dormant tokens disabled (if so configured),
+    then each destination's digest queued when its previous one is 7 days old or more and
+    it has something to list; the dormant tokens listed are marked noticed. ``limit``:
+    tokens per section a digest lists."""
     counts = HygieneCounts()
+    if not claim_scan(session, now=now):
+        return counts
     if policy.dormant_action == DormantAction.DISABLE:
         counts.dormant_disabled = disable_dormant(session, policy=policy, now=now)
     noticed: set[int] = set()

@@ -1,4 +1,5 @@
-"""token hygiene: a token's policy exception and when it was last noticed as dormant
+"""token hygiene: a token's policy exception and when it was last noticed as dormant;
+when the hygiene step last scanned the registry
 
 Revision ID: 0008
 Revises: 0006
@@ -22,9 +23,15 @@ def upgrade() -> None:
     # Plain ADD COLUMN: SQLite keeps the table (and its search triggers).
     op.add_column("tokens", sa.Column("policy_exception", sa.String(500), nullable=True))
     op.add_column("tokens", sa.Column("dormant_noticed_at", UTCDateTime(), nullable=True))
+    op.create_table(
+        "hygiene_scans",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("scanned_at", UTCDateTime(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("hygiene_scans")
     # SQLite 3.35+ drops a column in place (no table copy, the triggers stay).
     op.execute("ALTER TABLE tokens DROP COLUMN dormant_noticed_at")
     op.execute("ALTER TABLE tokens DROP COLUMN policy_exception")
