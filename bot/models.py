@@ -75,6 +75,7 @@ class AuditSource(enum.StrEnum):
     API = "api"
     SCHEDULER = "scheduler"
     POLICY = "policy"  # the token hygiene rules acting on their own (bot.services.hygiene)
+    LEAK_SCAN = "leak_scan"  # Tokenbot itself, on a live secret seen in Slack
 
 
 class AuditAction(enum.StrEnum):
@@ -89,6 +90,8 @@ class AuditAction(enum.StrEnum):
     # the old secret stopped: the new one's first use, the deadline, or by hand
     RETIRE_OLD = "retire_old"
     CANCEL_ROTATION = "cancel_rotation"
+    # a live secret was seen in a Slack message (the actor: who posted it)
+    LEAK = "leak"
 
 
 # An integer primary key keeps the b-tree small; the public id is what people see.
@@ -305,6 +308,7 @@ class MessageKind(enum.StrEnum):
     DEAD_SECRET_ALARM = "dead_secret_alarm"  # a dead secret is still presented
     HYGIENE = "hygiene"  # the weekly hygiene digest: dormant tokens, tokens over policy
     DORMANT_DISABLED = "dormant_disabled"  # your dormant token was disabled by the policy
+    LEAK_NOTICE = "leak_notice"  # a live secret was posted in Slack
 
 
 class Audience(enum.StrEnum):

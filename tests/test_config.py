@@ -28,6 +28,7 @@ SPEC_DEFAULTS = {
     "TOKENBOT_DEFAULT_EXPIRY_DAYS": 30,
     "TOKENBOT_DORMANT_DAYS": 90,
     "TOKENBOT_DORMANT_ACTION": "notify",
+    "TOKENBOT_LEAK_ACTION": "notify",
     "HOST": "0.0.0.0",
     "PORT": 3000,
 }
@@ -65,6 +66,7 @@ def test_every_spec_variable_has_its_default():
         ("TOKENBOT_MAX_LIFETIME_DAYS", "90", {"": 90}),
         ("TOKENBOT_MAX_LIFETIME_DAYS", " admin=30, write=90 ", {"admin": 30, "write": 90}),
         ("TOKENBOT_DORMANT_ACTION", "Disable", "disable"),
+        ("TOKENBOT_LEAK_ACTION", "Disable", "disable"),
         ("HOST", "127.0.0.1", "127.0.0.1"),
         ("PORT", "8080", 8080),
     ],
@@ -157,6 +159,7 @@ def test_invalid_values_give_one_message_naming_each_variable(monkeypatch):
         ("TOKENBOT_SCOPES", " , ", "role"),
         ("SLACK_API_URL", "slack.com/api/", "http"),
         ("TOKENBOT_ALERT_INTERVAL_MINUTES", "often", "integer"),
+        ("TOKENBOT_LEAK_ACTION", "revoke", "'notify' or 'disable'"),
     ],
 )
 def test_each_invalid_value_is_named(monkeypatch, env_name, raw, hint):

@@ -111,6 +111,9 @@ class BlockId(enum.StrEnum):
     HYGIENE_GROUP_ACTIONS = "hygiene_group_actions"  # + ":" + section + ":" + group number
     DORMANT_DISABLED = "dormant_disabled"
     DORMANT_DISABLED_ACTIONS = "dormant_disabled_actions"
+    # a live secret seen in a message: the poster's warning, the owner's and channel's notices
+    LEAK = "leak"
+    LEAK_ACTIONS = "leak_actions"
 
 
 # Option values of our own inputs.
