@@ -349,3 +349,21 @@ def test_alerts_run_dry_run_and_json_tell_of_the_hygiene_digest(
     kinds = sorted(t["kind"] for d in report["destinations"] for t in d["tokens"])
     assert kinds == ["dormant_disabled", "hygiene", "hygiene"]
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
+
+
+def test_a_table_drawn_before_the_policy_disabled_a_token_names_the_policy(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    from bot.slack.ids import ActionId
+    from tests.slack.conftest import row_buttons
+
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30", TOKENBOT_DORMANT_ACTION="disable")
+    idle = seed_token(db, now=T0, expires_on=None, label="idle", owner="U1").token
+    with running_bot(settings, db, standin) as bot:
+        bot.command("", user="U1")
+        blocks = standin.wait_for("response_url", 1)[-1].body["blocks"]
+        _pass(settings, db, T0 + 31 * DAY)
+        bot.click(row_buttons(blocks, idle.public_id)[ActionId.DISABLE], user="U1")
+        answer = texts(standin.wait_for("response_url", 2)[-1].body["blocks"])
+    assert "*token policy* disabled it" in answer
+    assert "<@token policy>" not in answer
