@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
@@ -19,6 +19,17 @@ def _split(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _days(text: str) -> int:
+    """A positive whole number of days (a lifetime cap)."""
+    try:
+        days = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text.strip()!r} is not a whole number of days") from None
+    if not 1 <= days <= 36_500:
+        raise ValueError(f"{days} days: a cap must be from 1 to 36500 days")
+    return days
 
 
 CommaList = Annotated[list[str], NoDecode]
@@ -56,6 +67,18 @@ class Settings(BaseSettings):
     tokenbot_introspection_secrets: SecretList = Field(
         default_factory=list, alias="TOKENBOT_INTROSPECTION_SECRETS"
     )
+    # Token hygiene (bot.services.policy, bot.services.hygiene). The lifetime cap per scope
+    # ("" for every scope: one number); none means no cap.
+    tokenbot_max_lifetime_days: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict, alias="TOKENBOT_MAX_LIFETIME_DAYS"
+    )
+    tokenbot_default_expiry_days: int = Field(
+        default=30, ge=1, le=36_500, alias="TOKENBOT_DEFAULT_EXPIRY_DAYS"
+    )
+    tokenbot_dormant_days: int = Field(default=90, ge=1, le=36_500, alias="TOKENBOT_DORMANT_DAYS")
+    tokenbot_dormant_action: Literal["notify", "disable"] = Field(
+        default="notify", alias="TOKENBOT_DORMANT_ACTION"
+    )
     # A live secret pasted into Slack: tell (``notify``), or also disable it at once.
     tokenbot_leak_action: Literal["notify", "disable"] = Field(
         default="notify", alias="TOKENBOT_LEAK_ACTION")
@@ -92,6 +115,42 @@ class Settings(BaseSettings):
         if any(day <= 0 for day in value):
             raise ValueError("thresholds must be positive whole numbers of days")
         return sorted(set(value), reverse=True)
+
+    @field_validator("tokenbot_max_lifetime_days", mode="before")
+    @classmethod
+    def _lifetime_caps(cls, value: object) -> object:
+        """``90`` (every scope) or ``admin=30,write=90,read=365``; blank means no cap."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:
+            return {}
+        if "=" not in text:
+            return {"": _days(text)}
+        caps: dict[str, int] = {}
+        for part in _split(text):  # type: ignore[union-attr]
+            scope, sep, days = part.partition("=")
+            if not sep or not scope.strip():
+                raise ValueError(f"{part!r} is not scope=days (e.g. admin=30,write=90)")
+            if scope.strip() in caps:
+                raise ValueError(f"scope {scope.strip()!r} is given twice")
+            caps[scope.strip()] = _days(days)
+        return caps
+
+    @model_validator(mode="after")
+    def _capped_scopes_exist(self) -> Settings:
+        unknown = [s for s in self.tokenbot_max_lifetime_days if s and s not in self.tokenbot_scopes]
+        if unknown:
+            raise ValueError(
+                f"TOKENBOT_MAX_LIFETIME_DAYS names {', '.join(map(repr, unknown))}, not in "
+                f"TOKENBOT_SCOPES ({', '.join(self.tokenbot_scopes)})"
+            )
+        return self
+
+    @field_validator("tokenbot_dormant_action", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("slack_api_url")
     @classmethod
@@ -138,7 +197,9 @@ class Settings(BaseSettings):
 
 
 def _describe(error: dict) -> str:
-    loc = error.get("loc") or ("?",)
+    loc = error.get("loc")
+    if not loc:  # a rule across settings: its message names them
+        return str(error.get("msg", "invalid")).removeprefix("Value error, ")
     name = str(loc[0])
     field = Settings.model_fields.get(name)
     if field is not None and field.alias:

@@ -74,6 +74,7 @@ class AuditSource(enum.StrEnum):
     CLI = "cli"
     API = "api"
     SCHEDULER = "scheduler"
+    POLICY = "policy"  # the token hygiene rules acting on their own (bot.services.hygiene)
     LEAK_SCAN = "leak_scan"  # Tokenbot itself, on a live secret seen in Slack
 
 
@@ -232,6 +233,11 @@ class Token(TokenRules, Base):
     previous_secret_masked: Mapped[str | None] = mapped_column(String(16), default=None)
     previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     rotation_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # Token hygiene (bot.services.policy, bot.services.hygiene): why an admin let its expiry
+    # go beyond the lifetime cap, and when it was last noticed as dormant (listed in a
+    # hygiene digest, or disabled for it): at most once per 30 days.
+    policy_exception: Mapped[str | None] = mapped_column(String(500), default=None)
+    dormant_noticed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
@@ -272,6 +278,17 @@ class AuditEvent(Base):
     )
 
 
+class HygieneScan(Base):
+    """When the token hygiene step last looked at the registry (one row): the scheduled
+    pass scans at most once per ``services.hygiene.SCAN_EVERY``, whatever the number of
+    processes, so a pass with nothing due stays cheap."""
+
+    __tablename__ = "hygiene_scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class KeyCheck(Base):
     """One known value encrypted under the configured keys. Start-up decrypts it, so a
     wrong TOKENBOT_SECRET_KEYS (or a lost key file) is refused before anything is written
@@ -293,6 +310,8 @@ class MessageKind(enum.StrEnum):
     OWNER_NOTICE = "owner_notice"  # someone else acted on your token
     ROTATION_NOTICE = "rotation_notice"  # how a rotation with overlap ended
     DEAD_SECRET_ALARM = "dead_secret_alarm"  # a dead secret is still presented
+    HYGIENE = "hygiene"  # the weekly hygiene digest: dormant tokens, tokens over policy
+    DORMANT_DISABLED = "dormant_disabled"  # your dormant token was disabled by the policy
     LEAK_NOTICE = "leak_notice"  # a live secret was posted in Slack
     REASSIGN_NOTICE = "reassign_notice"  # a token changed owner (to the old and new owner)
     DEPARTED_OWNER = "departed_owner"  # a deactivated user's tokens, to the alert channel

@@ -60,7 +60,8 @@ def _moment(key: object, item: Any) -> Any:
     return timestamps(item)
 
 
-def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
+def token_summary(token: Token | Listed, now: dt.datetime, *,
+                  over_policy: bool = False) -> dict[str, Any]:
     """A token as a JSON row: public id, label, masked secret, scope, displayed status
     (``active`` / ``disabled`` / ``expired`` at ``now``), its timestamps, its expiry
     date, the caller that last used it, and a rotation's old secret while it still works
@@ -84,6 +85,10 @@ def token_summary(token: Token | Listed, now: dt.datetime) -> dict[str, Any]:
         "last_used_at": timestamp(token.last_used_at),
         "last_used_by": token.last_used_by if token.last_used_at else None,
         "rotation": rotation,
+        # the lifetime policy: an admin's reason for going beyond it; breaking it (a cap
+        # set after the token got its expiry)
+        "policy_exception": token.policy_exception,
+        "over_policy": over_policy,
     }
 
 

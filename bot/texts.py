@@ -165,6 +165,9 @@ DISABLE_VS_DELETE = (
     "Disabled tokens cannot be edited or deleted: enable them first.",
 )
 
+#: The CLI's ``--exception`` (the Slack form's field says the same in its hint).
+POLICY_EXCEPTION_HELP = ("why this token may expire beyond the lifetime policy "
+                         "(TOKENBOT_MAX_LIFETIME_DAYS): audited and shown on the token")
 #: A live secret seen in a Slack message (``{label}``, ``{masked}``: the token's label and
 #: the secret's masked form), to whoever posted it.
 LEAK_WARNING = (

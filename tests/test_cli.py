@@ -36,8 +36,8 @@ from bot.texts import (
 SECRET_RE = re.compile(r"tkb_[0-9A-Za-z]{40}")
 ROW_FIELDS = {
     "id", "label", "masked", "scope", "status",
-    "created_at", "created_by", "owner", "expires_at", "expires_on", "last_used_at", "last_used_by",
-    "rotation",
+    "created_at", "created_by", "owner", "expires_at", "expires_on", "last_used_at",
+    "last_used_by", "rotation", "policy_exception", "over_policy",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 

@@ -25,7 +25,8 @@ from tests.support.databases import throwaway_postgresql
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
-APP_TABLES = {"tokens", "audit_events", "retired_secrets", "dead_secret_uses", "outbox"}
+APP_TABLES = {"tokens", "audit_events", "retired_secrets", "dead_secret_uses", "outbox",
+              "hygiene_scans"}
 
 # Search indexes that live outside the ORM metadata on purpose.
 OUTSIDE_METADATA = ("tokens_label_fts", "ix_tokens_label_trgm")

@@ -34,7 +34,9 @@ from bot.outbox.run import (
     new_worker_id,
     preview,
 )
-from bot.services import alerts, dead_secrets, outbox, rotation, tombstones
+from bot.services import alerts, dead_secrets, hygiene, outbox, rotation, tombstones
+from bot.services.policy import policy_of
+from bot.slack.views.hygiene import SECTION_LIMIT
 
 log = logging.getLogger("bot.alerts")
 
@@ -52,6 +54,8 @@ class PassReport:
     rotations_ended: int = 0  # overlaps that ran out (their owners' notices queued)
     alarms: int = 0  # dead-secret alarms queued
     departed: int = 0  # deactivated owners found by the weekly users.info check
+    hygiene_digests: int = 0  # hygiene digests queued (at most one a week per destination)
+    dormant_disabled: int = 0  # dormant tokens disabled (TOKENBOT_DORMANT_ACTION=disable)
     purged: int = 0
     destinations: list[DestinationReport] = field(default_factory=list)
     slack_calls: int = 0
@@ -84,6 +88,9 @@ def _queue_due(session: Session, settings: Settings, report: PassReport,
         channel = item.alert_channel or settings.tokenbot_alert_channel
         report.alarms += dead_secrets.queue_alarm(session, report=item, channel=channel,
                                                   now=now)
+    counts = hygiene.queue_digests(session, policy=policy_of(settings), now=now,
+                                   channel=settings.tokenbot_alert_channel, limit=SECTION_LIMIT)
+    report.hygiene_digests, report.dormant_disabled = counts.digests, counts.dormant_disabled
 
 
 def _deliver(report: PassReport, settings: Settings, database: Database, client: WebClient,
@@ -145,12 +152,14 @@ def run_pass(
 
 
 def _log(report: PassReport) -> None:
-    if report.destinations or report.armed or report.rotations_ended or report.alarms:
+    if (report.destinations or report.armed or report.rotations_ended or report.alarms
+            or report.hygiene_digests or report.dormant_disabled):
         log.info(
-            "pass%s: %d reminder(s), %d rotation(s) ended, %d alarm(s) queued; %d message(s), "
+            "pass%s: %d reminder(s), %d rotation(s) ended, %d alarm(s), %d hygiene digest(s) "
+            "queued, %d dormant token(s) disabled; %d message(s), "
             "%d sent, %d skipped, %d failed (%d uncertain), %d found already posted, in %.2fs",
             " (dry run)" if report.dry_run else "", report.armed, report.rotations_ended,
-            report.alarms, report.messages, report.sent, report.skipped, report.failed,
+            report.alarms, report.hygiene_digests, report.dormant_disabled, report.messages, report.sent, report.skipped, report.failed,
             report.uncertain, report.recovered, report.seconds)
 
 

@@ -31,11 +31,20 @@ def _about(token: dict) -> str:  # type: ignore[type-arg]
     """One line about what a message tells of a token."""
     if token["kind"] == "departed_owner":
         return f"{token.get('total')} token(s) of {token.get('user')}: departed owner"
+    if token.get("id") is None:  # a message about many tokens (a hygiene digest)
+        return f"{token['kind'].replace('_', ' ')}: {token.get('label', '')}"
     name = f"{token['label']} ({token['id']}"
     if token["kind"] != "expiry":
         return f"{name}): {token['kind'].replace('_', ' ')}"
     when = "expired" if token["threshold_days"] == 0 else f"{token['threshold_days']}-day"
     return f"{name}, {token['masked']}) expires {token['expires_at'][:10]}: {when} reminder"
+
+
+def _print_hygiene(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
+    if report.get("hygiene_digests") or report.get("dormant_disabled"):
+        queue, disable = ("would queue", "would disable") if dry_run else ("queued", "disabled")
+        print(f"Token hygiene: {queue} {report['hygiene_digests']} digest(s); "
+              f"{disable} {report['dormant_disabled']} dormant token(s)")
 
 
 def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
@@ -64,6 +73,7 @@ def _print_human(report: dict, dry_run: bool) -> None:  # type: ignore[type-arg]
     if report.get("departed"):
         print(f"Owners: {report['departed']} found deactivated by the weekly check; their "
               "tokens are posted to the alert channel")
+    _print_hygiene(report, dry_run)
     if dry_run:
         print(
             f"Dry run at {report['now']}: {report['messages']} message(s) would be posted; "
@@ -135,8 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=(
             "Post the expiry reminders now due (digests per channel and DMs to owners), "
             "end rotations whose overlap ran out, send rotation notices and dead-secret "
-            "alarms, exactly as the scheduler does. Safe to run while `tokenbot serve` runs: each "
-            "reminder is posted once. Exit status 1 when a post failed (it is retried on a "
+            "alarms and the weekly token hygiene digests, exactly as the scheduler does. "
+            "Safe to run while `tokenbot serve` runs: each reminder is posted once. Exit status 1 when a post failed (it is retried on a "
             "later pass)."
         ),
     )

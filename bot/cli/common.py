@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import logging
 import re
+import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from bot.config import Settings, load_settings
 from bot.db import Database
-from bot.errors import ConfigurationError
+from bot.errors import ConfigurationError, TokenbotError
 from bot.models import AuditEvent, AuditSource, Token, utcnow
 from bot.services.actor import CLI_OPERATOR, Actor
 from bot.services.tokens import MAX_OVERLAP
@@ -334,3 +335,20 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         for line in [list(headers), *rows]
     ]
     return "\n".join(lines)
+
+
+class ConfirmationRequired(TokenbotError):
+    """A command that asks first was run without --yes where nobody can answer."""
+
+
+def ask(question: str, *, refusing: str, before: Sequence[str] = ()) -> bool:
+    """``before``, then ``question? [y/N]`` on stderr; only y / yes (any case) goes ahead.
+    Without a terminal nobody can answer: refused (``refusing``: what was not done)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        raise ConfirmationRequired(
+            f"Refusing to {refusing} without confirmation: stdin is not a terminal, so "
+            "nobody can answer. Pass --yes to confirm.")
+    for line in before:
+        print(line, file=sys.stderr)
+    print(f"{question}? [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

@@ -6,15 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.cli.common import ident_arg, open_context, print_json
-from bot.errors import TokenbotError
+from bot.cli.common import ask, ident_arg, open_context, print_json
 from bot.serialize import token_summary
 from bot.services import owners
 from bot.services import tokens as svc
-
-
-class ConfirmationRequired(TokenbotError):
-    """Reassign was run without --yes where nobody can answer a prompt."""
 
 
 def register(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
@@ -31,15 +26,6 @@ def register(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
     p.set_defaults(handler=cmd_reassign)
 
 
-def _ask(text: str) -> bool:
-    if not sys.stdin or not sys.stdin.isatty():
-        raise ConfirmationRequired(
-            f"Refusing to {text} without confirmation: stdin is not a terminal, so nobody "
-            "can answer. Pass --yes to confirm.")
-    print(f"{text[0].upper()}{text[1:]}? [y/N] ", end="", file=sys.stderr, flush=True)
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
-
-
 def cmd_reassign(args: argparse.Namespace) -> int:
     with open_context(args) as ctx:
         with ctx.db.sessions.begin() as session:
@@ -53,7 +39,8 @@ def cmd_reassign(args: argparse.Namespace) -> int:
             finally:
                 check.rollback()
                 check.close()
-            if not _ask(f'reassign {args.id} "{label}" from {before} to {args.owner}'):
+            what = f'reassign {args.id} "{label}" from {before} to {args.owner}'
+            if not ask(what[0].upper() + what[1:], refusing=what):
                 print(f'Aborted: {args.id} "{label}" was not changed.', file=sys.stderr)
                 return 1
         with ctx.db.sessions.begin() as session:

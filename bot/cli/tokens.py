@@ -23,6 +23,7 @@ from bot.cli.common import (
     UsageError,
     actor_parent,
     ago,
+    ask,
     date_arg,
     duration_arg,
     format_table,
@@ -38,25 +39,22 @@ from bot.cli.common import (
     when,
 )
 from bot.dates import date_text, relative_expiry
-from bot.errors import TokenbotError
 from bot.models import Token
 from bot.serialize import token_summary
 from bot.services import listing
 from bot.services import tokens as svc
+from bot.services.policy import Policy, policy_of
 from bot.texts import (
     CONFIRMATIONS,
     DISABLE_VS_DELETE,
     DISABLE_VS_DELETE_TITLE,
+    POLICY_EXCEPTION_HELP,
     ROTATE_OVERLAP_LINES,
     ROTATION_IN_PROGRESS_DONE,
     ROTATION_IN_PROGRESS_NOTE,
     SECURITY_NOTE,
     Lifecycle,
 )
-
-
-class ConfirmationRequired(TokenbotError):
-    """A destructive command was run without --yes where nobody can answer a prompt."""
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -107,6 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="stops working at 00:00 UTC of this date (default: never)")
     p.add_argument("--owner", required=True, type=ident_arg, metavar="U",
                    help="the Slack user id who owns the token")
+    p.add_argument("--exception", metavar="REASON", help=POLICY_EXCEPTION_HELP)
     p.add_argument("--new-team", action="store_true",
                    help="the team (--team or TOKENBOT_TEAM_ID) is new to this database: "
                    "start it with this token (without it an unknown team is refused, so a "
@@ -127,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     expiry = p.add_mutually_exclusive_group()
     expiry.add_argument("--expires", type=date_arg, metavar="YYYY-MM-DD")
     expiry.add_argument("--no-expiry", action="store_true", help="remove the expiry date")
+    p.add_argument("--exception", metavar="REASON", help=POLICY_EXCEPTION_HELP)
     p.set_defaults(handler=cmd_edit)
 
     for action, text in LIFECYCLE_HELP.items():
@@ -189,13 +189,17 @@ TOKEN_HEADERS = ("ID", "LABEL", "TOKEN", "SCOPE", "STATUS", "OWNER", "CREATED", 
                  "LAST USED")
 
 
-def token_row(token: Token | listing.Listed, now: dt.datetime) -> list[str]:
+def _status(token: Token | listing.Listed, now: dt.datetime, over_policy: bool) -> str:
+    return f"{token.display_status(now)}{', over policy' if over_policy else ''}"
+
+
+def token_row(token: Token | listing.Listed, now: dt.datetime, over_policy: bool = False) -> list[str]:
     return [
         token.public_id,
         shorten(token.label),
         token.secret_masked,
         token.scope,
-        str(token.display_status(now)),
+        _status(token, now, over_policy),
         token.owner,
         when(token.created_at),
         _expires_relative(token, now),
@@ -207,19 +211,21 @@ def _describe(token: Token) -> str:
     return f'{token.public_id} "{token.label}"'
 
 
-def _details(token: Token, now: dt.datetime) -> str:
+def _details(token: Token, now: dt.datetime, policy: Policy) -> str:
     pairs = [
         ("ID", token.public_id),
         ("Label", token.label),
         ("Token", token.secret_masked),
         ("Scope", token.scope),
-        ("Status", str(token.display_status(now))),
+        ("Status", _status(token, now, policy.breaks(token, now))),
         ("Owner", token.owner),
         ("Created", f"{when(token.created_at)} UTC by {token.created_by}"),
         ("Expires", _expires_relative(token, now)
          + (" (stops working at 00:00 UTC)" if token.expires_on else "")),
         ("Last used", _last_used(token, now, exact=True)),
     ]
+    if token.policy_exception:
+        pairs.append(("Policy", f"exception: {token.policy_exception}"))
     if token.rotating(now) and token.old_secret_until is not None:
         pairs.append(("Rotating", f"old secret {token.previous_secret_masked} works until "
                                   f"{when(token.old_secret_until)} UTC or until the new one is "
@@ -252,6 +258,7 @@ def _read_page(session: Session, ctx: Context, args: argparse.Namespace) -> list
             search=args.search or "",
         ),
         expiring_days=ctx.settings.expiring_days,
+        policy=policy_of(ctx.settings),
         page=args.page,
         per_page=args.per_page,
     )
@@ -282,7 +289,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.json:
             print_json(
                 {
-                    "tokens": [token_summary(token, ctx.now) for token in items],
+                    "tokens": [token_summary(token, ctx.now,
+                                             over_policy=token.public_id in page.over_policy)
+                               for token in items],
                     "page": args.page,
                     "pages": page.pages,
                     "per_page": page.per_page,
@@ -291,7 +300,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        rows = [token_row(token, ctx.now) for token in items]
+        rows = [token_row(token, ctx.now, token.public_id in page.over_policy)
+                for token in items]
     _print_page(page, rows, args, past_end=past_end)
     return 0
 
@@ -308,6 +318,8 @@ def cmd_create(args: argparse.Namespace) -> int:
             now=ctx.now,
             expires_on=args.expires,
             owner=args.owner,
+            policy=policy_of(ctx.settings),
+            exception=args.exception,
         )
         token, secret = created.token, created.secret
         summary = token_summary(token, ctx.now)
@@ -322,10 +334,11 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
         token = svc.get_token(session, team_id=ctx.team, public_id=args.id)
+        policy = policy_of(ctx.settings)
         if args.json:
-            print_json(token_summary(token, ctx.now))
+            print_json(token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now)))
         else:
-            print(_details(token, ctx.now))
+            print(_details(token, ctx.now, policy))
     return 0
 
 
@@ -339,10 +352,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
         changes["expires_on"] = None
     elif args.expires is not None:
         changes["expires_on"] = args.expires
+    if args.exception is not None:
+        changes["exception"] = args.exception
     if not changes:
-        raise UsageError(
-            "Nothing to change: give --label, --scope, --expires YYYY-MM-DD or --no-expiry."
-        )
+        raise UsageError("Nothing to change: give --label, --scope, --expires YYYY-MM-DD, "
+                         "--no-expiry or --exception.")
     with open_context(args) as ctx:
         with ctx.db.sessions.begin() as session:
             version = svc.get_token(session, team_id=ctx.team, public_id=args.id).version
@@ -354,11 +368,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 expected_version=version,
                 scopes=ctx.settings.tokenbot_scopes,
                 now=ctx.now,
+                policy=policy_of(ctx.settings),
                 **changes,
             )
             token = result.token
             summary = token_summary(token, ctx.now)
-            details = _details(token, ctx.now)
+            details = _details(token, ctx.now, policy_of(ctx.settings))
     if args.json:
         print_json(summary)
     elif result.changes:
@@ -417,19 +432,9 @@ def confirm(action: Lifecycle, token: Token, now: dt.datetime,
             lines = [*ROTATE_OVERLAP_LINES]
         if token.rotating(now):
             lines.append(f"{ROTATION_IN_PROGRESS_NOTE} ({token.previous_secret_masked})")
-    if not sys.stdin or not sys.stdin.isatty():
-        raise ConfirmationRequired(
-            f"Refusing to {action.value} {token.public_id} without confirmation: stdin is not "
-            "a terminal, so nobody can answer. Pass --yes to confirm."
-        )
-    err = sys.stderr
-    print(f"{text.verb} this token? {_describe(token)} ({token.secret_masked}, "
-          f"scope {token.scope}, {token.display_status(now)})", file=err)
-    for warning in lines:
-        print(f"  - {warning}", file=err)
-    print(f"{text.confirm}? [y/N] ", end="", file=err, flush=True)
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
+    return ask(text.confirm, refusing=f"{action.value} {token.public_id}", before=[
+        f"{text.verb} this token? {_describe(token)} ({token.secret_masked}, scope "
+        f"{token.scope}, {token.display_status(now)})", *(f"  - {w}" for w in lines)])
 
 
 def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]:

@@ -17,6 +17,7 @@ from bot.services.alerts import select_for_posting
 from bot.services.dead_secrets import DeadSecretReport
 from bot.services.departed import post_of
 from bot.slack.views.digests import chunk_items, digest_blocks, digest_text, item_for
+from bot.slack.views.hygiene import dormant_disabled_post, hygiene_blocks, hygiene_text, shown
 from bot.slack.views.leaks import leak_notice_post
 from bot.slack.views.lifecycle import dead_secret_post, rotation_notice_post
 from bot.slack.views.messages import owner_notice_message
@@ -101,11 +102,12 @@ def _expiry(rows: Sequence[Row], context: Context) -> tuple[list[Draft], dict[in
     return drafts, selection.skip
 
 
-def _one_each(draw: Callable[[OutboxMessage, Context], tuple[str, list[Block]]]) -> Plan:
+def _one_each(draw: Callable[[OutboxMessage, Context], tuple[str, list[Block]]],
+              described: Callable[[OutboxMessage], dict[str, Any]] = _described) -> Plan:
     """A kind whose every row is one message of its own."""
 
     def plan(rows: Sequence[Row], context: Context) -> tuple[list[Draft], dict[int, str]]:
-        return [Draft([Part(m.id, m, _described(m))], lambda ms, c: draw(ms[0], c))
+        return [Draft([Part(m.id, m, described(m))], lambda ms, c: draw(ms[0], c))
                 for m, _ in rows], {}
 
     return plan
@@ -160,12 +162,37 @@ def _departed(message: OutboxMessage, context: Context) -> tuple[str, list[Block
     return post.text, post.blocks
 
 
+def _hygiene(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
+    return hygiene_blocks(message.payload or {}, audience=Audience(message.audience))
+
+
+def _hygiene_described(message: OutboxMessage) -> dict[str, Any]:
+    """The report's line: what each section lists (public ids), not the whole payload."""
+    payload = message.payload or {}
+    audience = Audience(message.audience)
+    listed = {name: [item.get("public_id") for item in items]
+              for name, items in (payload.get("sections") or {}).items()}
+    return {"kind": MessageKind.HYGIENE.value, "id": None, "sections": listed,
+            "label": hygiene_text(shown(payload, None), audience, payload)}
+
+
+def _dormant_disabled(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
+    p = message.payload or {}
+    return dormant_disabled_post(label=p.get("label", ""), masked=p.get("masked", ""),
+                                 public_id=message.token_public_id or "",
+                                 dormant_days=int(p.get("dormant_days", 0)),
+                                 last_used_at=p.get("last_used_at"))
+
+
 KINDS: dict[MessageKind, Kind] = {
     # A reminder is never lost: posted again if the history cannot tell (may be twice).
     MessageKind.EXPIRY: Kind(_expiry, WhenUnknown.POST_AGAIN),
     MessageKind.OWNER_NOTICE: Kind(_one_each(_owner_notice), WhenUnknown.COUNT_AS_SENT),
     MessageKind.ROTATION_NOTICE: Kind(_one_each(_rotation_notice), WhenUnknown.COUNT_AS_SENT),
     MessageKind.DEAD_SECRET_ALARM: Kind(_one_each(_alarm), WhenUnknown.COUNT_AS_SENT),
+    MessageKind.HYGIENE: Kind(_one_each(_hygiene, _hygiene_described),
+                              WhenUnknown.COUNT_AS_SENT),
+    MessageKind.DORMANT_DISABLED: Kind(_one_each(_dormant_disabled), WhenUnknown.COUNT_AS_SENT),
     MessageKind.LEAK_NOTICE: Kind(_one_each(_leak_notice), WhenUnknown.COUNT_AS_SENT),
     MessageKind.REASSIGN_NOTICE: Kind(_one_each(_reassign_notice), WhenUnknown.COUNT_AS_SENT),
     # Posted once per departed user (its key); the weekly digest lists them anyway.

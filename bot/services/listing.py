@@ -16,6 +16,7 @@ from sqlalchemy import and_, column, func, literal, select, table
 from sqlalchemy.orm import Session
 
 from bot.models import DisplayStatus, Token, TokenRules, status_clause
+from bot.services.policy import Policy
 
 # Counting a team's tokens costs one index entry per token; nobody pages through more
 # than a thousand, so counting stops there.
@@ -44,7 +45,7 @@ class Listed(TokenRules):
     last_used_by: str | None
     previous_secret_masked: str | None
     rotation_until: dt.datetime | None
-
+    policy_exception: str | None  # an admin's reason for an expiry beyond the lifetime cap
 
 
 class StatusFilter(enum.StrEnum):
@@ -93,6 +94,8 @@ class TokenPage:
     total_exact: bool = True
     has_next: bool = False
     expiring_days: int = 0  # what "expiring" meant for this page's filter
+    # Which of the items break the lifetime policy (set after they got their expiry).
+    over_policy: frozenset[str] = frozenset()
 
     @property
     def pages(self) -> int:
@@ -168,11 +171,13 @@ def list_tokens(
     expiring_days: int = 30,
     page: int = 1,
     per_page: int = 10,
+    policy: Policy | None = None,
 ) -> TokenPage:
     """One page of a team's tokens that pass ``filters``, newest first, and how many there
     are (up to the cap). "Expiring" is active and expiring within ``expiring_days`` (the
     largest alert threshold). A page past the end (the table shrank under the user) gives
-    the last page."""
+    the last page. With the lifetime ``policy`` (``services.policy.Policy``), the page
+    says which of its tokens are over it."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
     conditions: list[Any] = [_t.c.team_id == team_id]
@@ -206,7 +211,10 @@ def list_tokens(
     if total_exact:
         page = min(page, max(1, -(-total // per_page)))
     rows = read(page)
+    over = frozenset(t.public_id for t in rows[:per_page]
+                     if policy is not None and policy.breaks(t, now))
     return TokenPage(
+        over_policy=over,
         items=rows[:per_page],
         total=total,
         page=page,

@@ -29,6 +29,7 @@ from bot.errors import (
 )
 from bot.models import AuditAction, RetiredReason, Token, TokenStatus, is_usable
 from bot.services.actor import Actor
+from bot.services import policy as lifetime
 from bot.services.audit import record
 from bot.services.listing import search_key
 from bot.services.tombstones import bury
@@ -202,15 +203,19 @@ def create_token(
     expires_on: dt.date | None = None,
     alert_channel: str | None = None,
     owner: str | None = None,
+    policy: lifetime.Policy = lifetime.NO_POLICY,
+    exception: str | None = None,
 ) -> CreatedToken:
-    """``owner`` (default: the actor) becomes its owner, the actor its creator
-    (``created_by``), whom the audit names. Only an admin may create a token on someone
-    else's behalf."""
+    """``owner`` (default: the actor) owns it; the actor created it (``created_by``, whom
+    the audit names). Only an admin may create one for someone else, or (giving an
+    ``exception``: the reason) one that expires beyond the scope's lifetime cap."""
     if owner and owner != actor.user_id and not actor.is_admin:
         raise PermissionDeniedError("Only a workspace admin can create a token for someone else.")
     label = clean_label(label)
     scope = clean_scope(scope, scopes=scopes, actor=actor)
     expires_at = clean_expiry(expires_on, now=now)
+    kept = lifetime.check_lifetime(policy, actor=actor, scope=scope, expires_at=expires_at,
+                                   exception=exception, now=now)
     secret = crypto.generate_secret()
     token = Token(
         public_id=_new_public_id(),
@@ -228,12 +233,14 @@ def create_token(
         updated_at=now,
         expires_at=expires_at,
         alert_channel=alert_channel,
+        policy_exception=kept,
     )
     session.add(token)
     session.flush()
     expires_text = dates.expiry_date(expires_at).isoformat() if expires_at else None
     record(session, actor=actor, token=token, action=AuditAction.CREATE, now=now,
-           details={"label": label, "scope": scope, "expires_on": expires_text})
+           details={"label": label, "scope": scope, "expires_on": expires_text,
+                    **lifetime.exception_details(kept)})
     return CreatedToken(token=token, secret=secret)
 
 
@@ -249,10 +256,11 @@ def edit_token(
     scope: str | _Unchanged = UNCHANGED,
     expires_on: dt.date | None | _Unchanged = UNCHANGED,
     alert_channel: str | None | _Unchanged = UNCHANGED,
+    policy: lifetime.Policy = lifetime.NO_POLICY,
+    exception: str | None | _Unchanged = UNCHANGED,
 ) -> EditResult:
-    """Change label, scope, expiry (None clears it) or alert channel; a disabled token
-    cannot be edited. Every value is checked before any is changed. Returns the changed
-    fields as (before, after)."""
+    """Change label, scope, expiry (None clears it), alert channel or policy exception; a
+    disabled token cannot be edited. Checks every value first; returns (before, after)."""
     token = load_for_edit(session, actor=actor, public_id=public_id,
                           expected_version=expected_version)
     new: dict[str, Any] = {}  # the token's attributes that change, with their new values
@@ -269,6 +277,15 @@ def edit_token(
     if not isinstance(alert_channel, _Unchanged) and alert_channel != token.alert_channel:
         new["alert_channel"] = alert_channel
         changes["alert_channel"] = (token.alert_channel, alert_channel)
+    kept = lifetime.lifetime_after_edit(
+        policy, token=token, actor=actor, scope=new.get("scope", token.scope),
+        expires_at=new.get("expires_at", token.expires_at), now=now,
+        exception=None if isinstance(exception, _Unchanged) else exception,
+        exception_given=not isinstance(exception, _Unchanged),
+        rechecked=bool({"scope", "expires_on"} & changes.keys()))
+    if kept != token.policy_exception:
+        new["policy_exception"] = kept
+        changes["policy_exception"] = (token.policy_exception, kept)
     if changes:
         for name, value in {**new, "updated_at": now}.items():
             setattr(token, name, value)
@@ -283,9 +300,8 @@ def _iso(day: dt.date | None) -> str | None:
     return day.isoformat() if day else None
 
 
-def extended_date(
-    expires_at: dt.datetime | None, *, now: dt.datetime, days: int = EXTEND_DAYS
-) -> dt.date:
+def extended_date(expires_at: dt.datetime | None, *, now: dt.datetime,
+                  days: int = EXTEND_DAYS) -> dt.date:
     """``days`` after the current expiry, or after today for a token already expired."""
     if expires_at is None:
         raise InvalidStateError("This token no longer expires; there is nothing to extend.")
@@ -300,13 +316,14 @@ def extend_token(
     expected_version: int,
     now: dt.datetime,
     days: int = EXTEND_DAYS,
+    policy: lifetime.Policy = lifetime.NO_POLICY,
 ) -> EditResult:
     """Move the expiry ``days`` later: an edit of the expiry, under the same rules (a
-    refusal names the extension)."""
+    refusal names the extension; the lifetime cap included)."""
     token = load_for_edit(session, actor=actor, public_id=public_id,
                           expected_version=expected_version, verb="extend")
     return edit_token(session, actor=actor, public_id=public_id,
-                      expected_version=expected_version, scopes=(), now=now,
+                      expected_version=expected_version, scopes=(), now=now, policy=policy,
                       expires_on=extended_date(token.expires_at, now=now, days=days))
 
 

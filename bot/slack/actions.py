@@ -20,6 +20,7 @@ class Place(enum.StrEnum):
     DIGEST = "digest"  # a button or menu of an expiry digest message
     ALARM = "alarm"  # a button of a dead-secret alarm (DM or channel message)
     DEPARTED = "departed"  # a departed owner's post in the alert channel
+    HYGIENE = "hygiene"  # a button or menu of a hygiene digest
 
 
 class Slot(enum.StrEnum):
@@ -95,6 +96,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.DEAD_ENABLE, Place.ALARM),
     Action(ActionId.DEPARTED_REASSIGN, Place.DEPARTED),
     Action(ActionId.DEPARTED_DISABLE, Place.DEPARTED),
+    Action(ActionId.HYGIENE_DISABLE, Place.HYGIENE),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)

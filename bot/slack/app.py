@@ -27,6 +27,7 @@ from bot.slack.listeners import (
     commands,
     digests,
     home,
+    hygiene,
     leaks,
     menu,
     modals,
@@ -117,7 +118,8 @@ def create_app(
     app.middleware(inject_dependencies)
     _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
-    for module in (commands, home, modals, table, rotation, digests, owners, menu, leaks):
+    for module in (commands, home, modals, table, rotation, digests, owners, hygiene, menu,
+                   leaks):
         module.register(app)
     # Every entry of bot.slack.actions has its listener, every row action its function.
     missing = ({a.id.value for a in ACTIONS} - action_ids(app)) | {

@@ -46,12 +46,15 @@ class ActionId(enum.StrEnum):
     NEW_OWNER_SELECT = "new_owner_select"
     DEPARTED_REASSIGN = "departed_reassign"
     DEPARTED_DISABLE = "departed_disable"
+    # the hygiene digest: Disable (a button, or a menu in the compact layout)
+    HYGIENE_DISABLE = "hygiene_disable"
     # modal inputs
     LABEL_INPUT = "label_input"
     SCOPE_SELECT = "scope_select"
     EXPIRES_PICK = "expires_pick"
     ALERT_CHANNEL_SELECT = "alert_channel_select"
     NO_EXPIRY_CHECK = "no_expiry_check"
+    EXCEPTION_INPUT = "exception_input"
 
 
 class CallbackId(enum.StrEnum):
@@ -70,6 +73,7 @@ class BlockId(enum.StrEnum):
     EXPIRES = "expires"
     ALERT_CHANNEL = "alert_channel"
     NO_EXPIRY = "no_expiry"
+    EXCEPTION = "exception"  # an admin's reason for an expiry beyond the lifetime cap
     # table
     NOTICE = "notice"
     HEADER = "table_header"
@@ -105,6 +109,15 @@ class BlockId(enum.StrEnum):
     DEAD_SECRET = "dead_secret"
     DEAD_SECRET_ACTIONS = "dead_secret_actions"
     ROTATION_NOTICE = "rotation_notice"
+    # the hygiene digest, and the DM of a dormant token the policy disabled
+    HYGIENE_HEADER = "hygiene_header"
+    HYGIENE_SECTION = "hygiene_section"  # + ":" + section
+    HYGIENE_ITEM = "hygiene_item"  # + ":" + section + ":" + public id
+    HYGIENE_ITEM_ACTIONS = "hygiene_item_actions"  # + ":" + section + ":" + public id
+    HYGIENE_GROUP = "hygiene_group"  # + ":" + section + ":" + group number
+    HYGIENE_GROUP_ACTIONS = "hygiene_group_actions"  # + ":" + section + ":" + group number
+    DORMANT_DISABLED = "dormant_disabled"
+    DORMANT_DISABLED_ACTIONS = "dormant_disabled_actions"
     # a live secret seen in a message: the poster's warning, the owner's and channel's notices
     LEAK = "leak"
     LEAK_ACTIONS = "leak_actions"

@@ -102,14 +102,15 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
         # views.open as the first Web API call after ack(), while the trigger id is fresh.
         metadata = ModalMetadata(origin=Origin(kind=OriginKind.COMMAND, response_url=response_url))
         scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
-        view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=metadata)
+        view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=metadata,
+                          **d.form_rules(actor))
         client.views_open(trigger_id=command["trigger_id"], view=view)
         return
     state = parse_filter(argument, user_id=actor.user_id)
     origin = Origin(kind=OriginKind.COMMAND, state=state, response_url=response_url)
     with d.sessions.begin() as session:
         drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
-                             expiring_days=d.settings.expiring_days)
+                             expiring_days=d.settings.expiring_days, policy=d.policy)
     show(drawing, client)
 
 

@@ -22,6 +22,7 @@ from bot.crypto import SecretBox
 from bot.errors import PermissionDeniedError
 from bot.models import utcnow
 from bot.services.listing import list_tokens
+from bot.services.policy import Policy, policy_of
 from bot.services import tokens as svc
 from bot.slack.background import Background
 from bot.slack.views.home import home_view
@@ -42,6 +43,16 @@ class Deps:
     sessions: sessionmaker[Session]
     box: SecretBox
     work: Background  # the pool that runs the work after an acknowledgement
+
+    @property
+    def policy(self) -> Policy:
+        """The token hygiene rules (TOKENBOT_MAX_LIFETIME_DAYS and the others)."""
+        return policy_of(self.settings)
+
+    def form_rules(self, actor: svc.Actor) -> dict[str, Any]:
+        """What the token form needs beside the token: the policy (its default expiry,
+        where "never" is offered) and whether the viewer may give an exception."""
+        return {"policy": self.policy, "admin": actor.is_admin, "now": utcnow()}
 
 
 def deps(context: BoltContext) -> Deps:
@@ -112,10 +123,12 @@ def draw_table(
     expiring_days: int,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
+    policy: Policy,
 ) -> Drawing:
     """Query the page the user was on (the last one if the table shrank), with its filter,
     and build its view, for the message or the Home tab the user looks at. "Expiring"
-    means within ``expiring_days`` (``Settings.expiring_days``)."""
+    means within ``expiring_days`` (``Settings.expiring_days``); rows over the lifetime
+    ``policy`` are flagged."""
     surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
     page = list_tokens(
         session,
@@ -123,6 +136,7 @@ def draw_table(
         now=now,
         filters=origin.state.filters,
         expiring_days=expiring_days,
+        policy=policy,
         page=origin.state.page,
         per_page=PAGE_SIZE[surface],
     )
@@ -203,6 +217,7 @@ def redraw(
 ) -> None:
     with deps_.sessions.begin() as session:
         drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
-                             expiring_days=deps_.settings.expiring_days, notice=notice,
+                             expiring_days=deps_.settings.expiring_days, policy=deps_.policy,
+                             notice=notice,
                              panel=panel)
     show(drawing, client)

@@ -18,6 +18,7 @@ from bot.errors import NotFoundError, TokenbotError
 from bot.models import Audience, Token, utcnow
 from bot.services import alerts
 from bot.services import tokens as svc
+from bot.services.policy import Policy
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import Deps, actor_from, deps
@@ -94,18 +95,18 @@ def redraw_digest(session: Session, *, where: Where, now: dt.datetime,
     return DigestRedraw(where=where, update=update, text=text)
 
 
-def _extend(session: Session, actor: svc.Actor, ref: RowRef,
-            now: dt.datetime) -> tuple[Token, str, str]:
+def _extend(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
+            policy: Policy) -> tuple[Token, str, str]:
     result = svc.extend_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now)
+                              expected_version=ref.version, now=now, policy=policy)
     token = result.token
     old, new = (dt.date.fromisoformat(day) for day in result.changes["expires_on"])
     text = f"Extended *{escape(token.label)}*: its expiry {moved_text(old, new)}."
     return token, alerts.ActedAction.EXTENDED, text
 
 
-def _disable(session: Session, actor: svc.Actor, ref: RowRef,
-             now: dt.datetime) -> tuple[Token, str, str]:
+def _disable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
+             policy: Policy) -> tuple[Token, str, str]:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
     text = (
@@ -116,7 +117,7 @@ def _disable(session: Session, actor: svc.Actor, ref: RowRef,
 
 
 # A change of one token from the digest: the token, what the digest remembers, the reply.
-_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime],
+_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime, Policy],
                               tuple[Token, str, str]]] = {
     ActionId.ALERT_EXTEND: _extend,
     ActionId.ALERT_DISABLE: _disable,
@@ -131,7 +132,7 @@ def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
         raise NotFoundError("That reminder message could not be found.")
     change, now = _CHANGES[action["action_id"]], utcnow()
     with d.sessions.begin() as session:
-        token, acted, text = change(session, actor, ref, now)
+        token, acted, text = change(session, actor, ref, now, d.policy)
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
         redrawn = redraw_digest(session, where=where, now=now, text=text)
@@ -154,7 +155,8 @@ def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
                                  version=token.version)
         scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
                                       current=token.scope)
-        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
+        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token,
+                          **d.form_rules(actor))
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

@@ -73,16 +73,15 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
                 metadata = metadata.model_copy(update={"version": token.version})
             except NotFoundError:
                 token = None
-            form = _form(view, metadata, token, notice, actor, d.settings.tokenbot_scopes,
+            form = _form(view, metadata, token, notice, actor, d,
                          changed_meanwhile=isinstance(error, StaleTokenError))
     else:
-        form = _form(view, metadata, None, user_text(error, on_table=False), actor,
-                     d.settings.tokenbot_scopes)
+        form = _form(view, metadata, None, user_text(error, on_table=False), actor, d)
     ack(response_action="update", view=form)
 
 
 def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str,
-          actor: svc.Actor, scopes: list[str], *, changed_meanwhile: bool = False) -> Any:
+          actor: svc.Actor, d: Deps, *, changed_meanwhile: bool = False) -> Any:
     """The same form, as the user filled it (what cannot be read is left empty); for a
     token changed meanwhile, the fields the user left alone show its current values (under
     new block ids: Slack would keep showing what they held)."""
@@ -95,10 +94,10 @@ def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str
     if typed is not None and token is not None and changed_meanwhile:
         shown = typed.over(FormValues.of(token), drawn=drawn_form(view))
         reset, typed = reset_fields(typed, shown), shown
-    offered = svc.grantable_scopes(scopes=scopes, actor=actor,
+    offered = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
                                    current=token.scope if token is not None else None)
     return token_form(mode=mode, scopes=offered, metadata=metadata, token=token, typed=typed,
-                      notice=notice, reset=reset)
+                      notice=notice, reset=reset, **d.form_rules(actor))
 
 
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
@@ -112,7 +111,7 @@ def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         with d.sessions.begin() as session:
             created = svc.create_token(session, box=d.box, actor=actor,
                                        scopes=d.settings.tokenbot_scopes, now=utcnow(),
-                                       **form.fields())
+                                       policy=d.policy, **form.fields())
     except TokenbotError as error:
         _answer_on_form(ack, error, view=view, d=d, actor=actor, metadata=metadata)
         return None
@@ -151,7 +150,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
             result = svc.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
                 expected_version=metadata.version, scopes=d.settings.tokenbot_scopes,
-                now=now, **form.fields(),
+                now=now, policy=d.policy, **form.fields(),
             )
             # Read in the same transaction, what the user looks at shows this very change.
             text = _edited(result)
@@ -161,7 +160,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      result=result, now=now, text=text)
             else:
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     expiring_days=d.settings.expiring_days,
+                                     expiring_days=d.settings.expiring_days, policy=d.policy,
                                      notice=Notice(text))
     except TokenbotError as error:
         _answer_on_form(ack, error, view=view, d=d, actor=actor, metadata=metadata)

@@ -76,7 +76,7 @@ def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: 
                                      new_owner=new_owner, now=now,
                                      expected_version=metadata.version)
             drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                 expiring_days=d.settings.expiring_days,
+                                 expiring_days=d.settings.expiring_days, policy=d.policy,
                                  notice=Notice(_reassigned(result)))
     except TokenbotError as error:
         errors = field_errors(error, view) if isinstance(

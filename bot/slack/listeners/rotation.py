@@ -91,7 +91,7 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
         home = origin.kind == OriginKind.HOME or respond is None
         drawing = draw_table(
             session, actor=actor, now=now, notice=notice,
-            expiring_days=d.settings.expiring_days,
+            expiring_days=d.settings.expiring_days, policy=d.policy,
             origin=origin if not home else Origin(kind=OriginKind.HOME, state=origin.state),
             panel=secret_blocks(rotated.token, rotated.secret, reason, origin.state)
             if home else (),

@@ -120,7 +120,8 @@ def change(row: Row, function: Change) -> None:
     with row.d.sessions.begin() as session:
         text = function(session, row.actor, row.ref, now)
         drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
-                             expiring_days=row.d.settings.expiring_days, notice=Notice(text))
+                             expiring_days=row.d.settings.expiring_days, policy=row.d.policy,
+                             notice=Notice(text))
     show(drawing, row.client)
 
 
@@ -135,7 +136,7 @@ def copy(row: Row) -> None:
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
                 session, actor=actor, origin=origin, now=now,
-                expiring_days=d.settings.expiring_days,
+                expiring_days=d.settings.expiring_days, policy=d.policy,
                 notice=Notice(f"The full token *{escape(token.label)}* is shown above, "
                               "only to you."),
                 panel=secret_blocks(token, secret, SecretReason.COPY, origin.state),
@@ -205,7 +206,8 @@ def edit_open(row: Row) -> None:
                                  version=token.version)
         scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
                                       current=token.scope)
-        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token)
+        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token,
+                          **d.form_rules(actor))
     row.client.views_open(trigger_id=row.trigger_id, view=view)
 
 
@@ -213,7 +215,8 @@ def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     d, actor, origin = _table(body, action, context)
     scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
-    view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin))
+    view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin),
+                      **d.form_rules(actor))
     client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

@@ -203,8 +203,10 @@ def actor_text(actor: str, source: AuditSource | str) -> str:
     """Who acted, as the audit log records it, in mrkdwn: a Slack user as a mention (also
     the CLI's ``--as U…``); the CLI without ``--as`` as "an operator (CLI)", with ``--as``
     some other name as that name; the scheduler, an introspection caller (a rotation
-    that ended on the new secret's first use) or Tokenbot's leak scan by name."""
-    if source in (AuditSource.API, AuditSource.SCHEDULER, AuditSource.LEAK_SCAN):
+    that ended on the new secret's first use), Tokenbot's leak scan or the token policy
+    (a dormant token it disabled) by name."""
+    if source in (AuditSource.API, AuditSource.SCHEDULER, AuditSource.LEAK_SCAN,
+                  AuditSource.POLICY):
         return f"*{escape(actor)}*"
     if source == AuditSource.CLI and not SLACK_USER_ID.fullmatch(actor):
         return "an operator (CLI)" if actor == CLI_OPERATOR else f"*{escape(actor)}* (CLI)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from slack_sdk.models.views import View
 from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId, row_block_id
 from bot.errors import PastExpiryError, PermissionDeniedError, ValidationError
 from bot.models import Token
+from bot.services.policy import EXCEPTION_MAX, NO_POLICY, Policy
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
 from bot.slack.state import ModalMetadata, mapping
@@ -67,13 +68,18 @@ def token_form(
     typed: FormValues | None = None,
     notice: str | None = None,
     reset: Collection[str] = (),
+    policy: Policy = NO_POLICY,
+    admin: bool = False,
+    now: dt.datetime | None = None,
 ) -> View:
-    """Label (required), scope (required), expiry (optional) and an optional alert
-    channel. On edit every field starts with the token's current value; ``typed`` (what
+    """Label (required), scope (required), expiry (optional where no lifetime cap
+    applies), an optional alert channel, and for an admin under a cap the reason for an
+    exception. On edit every field starts with the token's current value; ``typed`` (what
     the user submitted) wins over it, so a form answered with ``notice`` (safe mrkdwn: why
-    it was not saved) keeps what was typed. ``scopes``: what the viewer may choose.
-    ``reset``: fields shown at a value other than what the user's form held; Slack keeps
-    what an input held while its block and action ids stay, so these get new block ids."""
+    it was not saved) keeps what was typed. A new form (``now``) starts with the policy's
+    default expiry. ``scopes``: what the viewer may choose. ``reset``: fields shown at a
+    value other than what the user's form held; Slack keeps what an input held while its
+    block and action ids stay, so these get new block ids."""
     title, submit, callback_id = _TITLES[mode]
     generation = token.version if token is not None else 0
 
@@ -126,12 +132,8 @@ def token_form(
             hint=_plain("Required: the role / permission level of the token."),
         )
     )
-    blocks.extend(_expiry_blocks(
-        shown.expires_on if shown is not None else None,
-        dated=token is not None and token.expires_on is not None,
-        block_id=block_id(BlockId.EXPIRES, "expires_on"),
-        box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
-    ))
+    blocks.extend(_lifetime_blocks(shown, token, scopes=scopes, policy=policy, admin=admin,
+                                   now=now, block_id=block_id))
     blocks.append(
         InputBlock(
             block_id=block_id(BlockId.ALERT_CHANNEL, "alert_channel"),
@@ -161,27 +163,74 @@ def token_form(
     )
 
 
-def _expiry_blocks(day: dt.date | None, *, dated: bool, block_id: str,
-                   box_id: str) -> list[Block]:
+def _lifetime_blocks(shown: FormValues | None, token: Token | None, *, scopes: Sequence[str],
+                     policy: Policy, admin: bool, now: dt.datetime | None,
+                     block_id: Callable[[BlockId, str], str]) -> list[Block]:
+    """The expiry (a new form starts with the policy's default) and, for an admin under a
+    lifetime cap, the exception's reason."""
+    day = shown.expires_on if shown is not None else None
+    if shown is None and token is None and now is not None:
+        day = policy.default_expiry(scopes, now)
+    blocks = _expiry_blocks(
+        day, dated=token is not None and token.expires_on is not None,
+        never=policy.never_allowed(scopes) if policy.capped else None,
+        block_id=block_id(BlockId.EXPIRES, "expires_on"),
+        box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
+    )
+    if admin and policy.capped:
+        blocks.append(_exception_block(shown.exception if shown is not None else None,
+                                       policy, block_id(BlockId.EXCEPTION, "exception")))
+    return blocks
+
+
+def _caps_text(policy: Policy) -> str:
+    every = policy.caps.get("")
+    named = ", ".join(f"{scope} {days} days" for scope, days in policy.caps.items() if scope)
+    if every is not None:
+        return f"{named}; others {every} days" if named else f"{every} days"
+    return named
+
+
+def _exception_block(reason: str | None, policy: Policy, block_id: str) -> InputBlock:
+    return InputBlock(
+        block_id=block_id,
+        label=_plain("Policy exception (admins)"),
+        optional=True,
+        element=PlainTextInputElement(action_id=ActionId.EXCEPTION_INPUT,
+                                      initial_value=reason or None, max_length=EXCEPTION_MAX,
+                                      placeholder=_plain("Why this token may live longer")),
+        hint=_plain(f"Only to go beyond the lifetime policy ({_caps_text(policy)}): the "
+                    "reason is audited and shown on the token's row."),
+    )
+
+
+def _expiry_blocks(day: dt.date | None, *, dated: bool, never: list[str] | None,
+                   block_id: str, box_id: str) -> list[Block]:
     """The date picker, and for a token that has an expiry (``dated``) the box that
-    removes it: a picker drawn with a date cannot be emptied."""
+    removes it: a picker drawn with a date cannot be emptied. Under a lifetime policy
+    (``never``: the scopes that may never expire) "never" is offered only for those."""
+    way = never_expires_way(dated)
+    if never is not None:
+        way = f"{way[:-1]} (only {', '.join(never)} tokens)." if never else (
+            "Required: the lifetime policy caps every scope offered here.")
+    optional = never is None or bool(never)
     blocks: list[Block] = [
         InputBlock(
             block_id=block_id,
             label=_plain("Expiry date"),
-            optional=True,
+            optional=optional,
             element=DatePickerElement(
                 action_id=ActionId.EXPIRES_PICK,
                 initial_date=day.isoformat() if day is not None else None,
-                placeholder=_plain("Never expires"),
+                placeholder=_plain("Never expires" if never is None or never else "Pick a date"),
             ),
             hint=_plain(
-                "Optional: must be a future date; the token stops working at 00:00 UTC "
-                f"of that day. {never_expires_way(dated)}"
+                f"{'Optional: must' if optional else 'Must'} be a future date; the token "
+                f"stops working at 00:00 UTC of that day. {way}"
             ),
         )
     ]
-    if dated:
+    if dated and (never is None or never):
         never = Option(text=_plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
         blocks.append(
             InputBlock(
@@ -229,14 +278,18 @@ class FormValues:
     scope: str
     expires_on: dt.date | None
     alert_channel: str | None
+    exception: str | None = None  # an admin's reason; empty: the token's stays as it is
 
     def fields(self) -> dict[str, Any]:
-        return asdict(self)
+        values = asdict(self)
+        if not self.exception:
+            del values["exception"]
+        return values
 
     @classmethod
     def of(cls, token: Token) -> FormValues:
         return cls(label=token.label, scope=token.scope, expires_on=token.expires_on,
-                   alert_channel=token.alert_channel)
+                   alert_channel=token.alert_channel, exception=token.policy_exception)
 
     def over(self, current: FormValues, *, drawn: FormValues) -> FormValues:
         """What the user changed from the form as it was ``drawn``, over the ``current``
@@ -273,6 +326,7 @@ def drawn_form(view: dict[str, Any]) -> FormValues:
     label = _drawn(blocks, BlockId.LABEL, "initial_value")
     scope = mapping(_drawn(blocks, BlockId.SCOPE, "initial_option")).get("value")
     channel = _drawn(blocks, BlockId.ALERT_CHANNEL, "initial_conversation")
+    reason = _drawn(blocks, BlockId.EXCEPTION, "initial_value")
     try:
         expires_on = dt.date.fromisoformat(_drawn_date(blocks) or "")
     except ValueError:
@@ -280,7 +334,8 @@ def drawn_form(view: dict[str, Any]) -> FormValues:
     return FormValues(label=label if isinstance(label, str) else "",
                       scope=scope if isinstance(scope, str) else "",
                       expires_on=expires_on,
-                      alert_channel=channel if isinstance(channel, str) else None)
+                      alert_channel=channel if isinstance(channel, str) else None,
+                      exception=reason if isinstance(reason, str) else None)
 
 
 def _expires_on(values: Values, drawn: str | None) -> dt.date | None:
@@ -321,11 +376,13 @@ def read_form(view: dict[str, Any]) -> FormValues:
     label = _element(values, BlockId.LABEL, ActionId.LABEL_INPUT).get("value") or ""
     scope = mapping(_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get(
         "selected_option")).get("value")
+    reason = _element(values, BlockId.EXCEPTION, ActionId.EXCEPTION_INPUT).get("value")
     return FormValues(
         label=str(label),
         scope=str(scope) if scope else "",
         expires_on=_expires_on(values, _drawn_date(view.get("blocks"))),
         alert_channel=_alert_channel(values),
+        exception=str(reason).strip() or None if reason else None,
     )
 
 

@@ -113,8 +113,13 @@ def expiry_text(token: Listed, now: dt.datetime) -> str:
     return f"Expires: {date_text(token.expires_on)} ({relative_expiry(token.expires_on, now)})"
 
 
-def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
-    """Everything a row shows: label, masked token, scope, owner, dates, status badge."""
+OVER_POLICY_BADGE = ":warning: *Over policy*"
+
+
+def row_text(token: Listed, status: DisplayStatus, now: dt.datetime,
+             over_policy: bool = False) -> str:
+    """Everything a row shows: label, masked token, scope, owner, dates, status badge,
+    and the lifetime policy: "Over policy", or an admin's "Policy exception" and why."""
     last_used = "Never used"
     if token.last_used_at:
         last_used = f"Last used {ago(token.last_used_at)}"
@@ -123,6 +128,8 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
     badge = BADGES[status]
     if status == DisplayStatus.ACTIVE and expires_soon(token.expires_on, now):
         badge += f"  {SOON_BADGE}"
+    if over_policy:
+        badge += f"  {OVER_POLICY_BADGE}"
     text = (
         f"*{escape(token.label)}*   {badge}\n"
         f"{code(token.secret_masked)}  ·  Scope: {code(token.scope)}  ·  "
@@ -130,6 +137,8 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime) -> str:
         f"Created: {date_time(token.created_at)}  ·  {expiry_text(token, now)}  ·  "
         f"{last_used}"
     )
+    if token.policy_exception:
+        text += f"\n:memo: Policy exception: {escape(token.policy_exception)}"
     if token.old_secret_until is not None and token.rotating(now):
         text += (
             f"\n:repeat: Rotating: old secret {code(token.previous_secret_masked or '')} works "
@@ -184,11 +193,11 @@ def row_menu(status: DisplayStatus, ref: RowRef, rotating: bool = False,
 
 
 def row_blocks(token: Listed, now: dt.datetime, state: TableState,
-               viewer: Actor) -> list[Block]:
+               viewer: Actor, over_policy: bool = False) -> list[Block]:
     """A row's blocks: its body (muted when disabled), its actions (only for its owner and
     admins) and a divider. The actions carry the token's version and the table's state."""
     status = token.display_status(now)
-    text = MarkdownTextObject(text=row_text(token, status, now))
+    text = MarkdownTextObject(text=row_text(token, status, now, over_policy))
     block_id = row_block_id(BlockId.ROW, token.public_id)
     body: Block
     if status == DisplayStatus.DISABLED:
@@ -292,7 +301,8 @@ def table_blocks(
     blocks.append(_header(state, viewer, page.expiring_days))
     if page.items:
         for token in page.items:
-            blocks.extend(row_blocks(token, now, state, viewer))
+            blocks.extend(row_blocks(token, now, state, viewer,
+                                     token.public_id in page.over_policy))
     else:
         blocks.append(_empty(state))
     summary = ContextBlock(block_id=BlockId.SUMMARY,

@@ -1,0 +1,284 @@
+"""The weekly token hygiene pass (part of the scheduled pass): dormant tokens disabled
+when TOKENBOT_DORMANT_ACTION=disable, and the hygiene digest queued for each destination
+(the alert channel: the team's tokens; each owner by DM: their own) at most once per 7
+days, when it has something to say. The rules are ``bot.services.policy``'s. Plain
+functions, ``now`` passed in, no Slack, no commits.
+
+"At most once per 7 days per destination" is a chain of keys: a destination's digest is
+queued only when its previous one is older than 7 days, under the key
+``hygiene:{team}:{audience}:{destination}:after:{previous id}``; passes racing on the
+same previous digest compute the same key, so one of them queues it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.orm import Session
+
+from bot.db import dialect_insert
+from bot.models import (
+    Audience,
+    AuditAction,
+    AuditSource,
+    DepartedOwner,
+    DisplayStatus,
+    HygieneScan,
+    MessageKind,
+    OutboxMessage,
+    Token,
+    TokenStatus,
+    status_clause,
+)
+from bot.services import outbox
+from bot.services.actor import Actor
+from bot.services.audit import record
+from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
+
+#: A destination gets at most one hygiene digest in this long.
+EVERY: Final = dt.timedelta(days=7)
+#: The registry is scanned at most this often (by whichever pass comes first), so a digest
+#: goes out within this long of becoming due and the other passes cost one statement.
+SCAN_EVERY: Final = dt.timedelta(hours=1)
+#: Who the policy acts as in the audit log (source ``policy``).
+POLICY_ACTOR: Final = "token policy"
+#: At most this many tokens of each section are read per pass, all teams together (a
+#: digest lists at most ``limit`` of them, and counts the rest up to this).
+READ_LIMIT: Final = 5_000
+
+
+class Section(enum.StrEnum):
+    """The digest's sections, in order."""
+
+    DORMANT = "dormant"
+    OVER_POLICY = "over_policy"
+    DEPARTED = "departed"  # active tokens whose owner was deactivated (alert channel only)
+
+
+@dataclass(frozen=True)
+class HygieneItem:
+    """One token as a hygiene digest lists it (the outbox payload; never a secret)."""
+
+    public_id: str
+    version: int
+    label: str
+    masked: str
+    scope: str
+    owner: str
+    status: str  # "active", or "disabled" (by the policy, or since)
+    last_used_at: str | None  # ISO 8601
+    created_at: str
+    expires_on: str | None  # the calendar date
+
+    @classmethod
+    def of(cls, token: Token) -> HygieneItem:
+        return cls(public_id=token.public_id, version=token.version, label=token.label,
+                   masked=token.secret_masked, scope=token.scope, owner=token.owner,
+                   status=str(token.status),
+                   last_used_at=token.last_used_at.isoformat() if token.last_used_at else None,
+                   created_at=token.created_at.isoformat(),
+                   expires_on=token.expires_on.isoformat() if token.expires_on else None)
+
+
+@dataclass
+class Found:
+    """What one team's digests may list: per section, the tokens (a destination keeps its
+    own ones), and the dormant tokens' last notice."""
+
+    sections: dict[Section, list[Token]] = field(default_factory=dict)
+
+    def for_destination(self, audience: Audience, destination: str,
+                        previous: dt.datetime | None, now: dt.datetime,
+                        ) -> dict[Section, list[Token]]:
+        mine = {section: [t for t in tokens
+                          if audience == Audience.CHANNEL or t.owner == destination]
+                for section, tokens in self.sections.items()
+                if audience == Audience.CHANNEL or section != Section.DEPARTED}
+        mine[Section.DORMANT] = [t for t in mine.get(Section.DORMANT, [])
+                                 if _unseen(t.dormant_noticed_at, previous, now)]
+        return {section: tokens for section, tokens in mine.items() if tokens}
+
+
+def _unseen(noticed_at: dt.datetime | None, previous: dt.datetime | None,
+            now: dt.datetime) -> bool:
+    """A dormant token this destination has not been told of: never noticed, noticed 30
+    days ago or more, or noticed (elsewhere) since this destination's previous digest."""
+    return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
+            or previous is None or noticed_at > previous)
+
+
+@dataclass
+class HygieneCounts:
+    digests: int = 0  # hygiene digests queued
+    dormant_disabled: int = 0  # dormant tokens disabled (their owners' DMs queued)
+
+
+def disable_dormant(session: Session, *, policy: Policy, now: dt.datetime) -> int:
+    """TOKENBOT_DORMANT_ACTION=disable: each dormant token not noticed in 30 days is
+    disabled (one conditional UPDATE: of racing passes, one disables it), audited with
+    source ``policy``, and its owner's DM queued. Returns how many."""
+    disabled = session.scalars(
+        update(Token)
+        .where(Token.id.in_(select(Token.id).where(policy.dormant_unnoticed_clause(now))
+                            .order_by(Token.id).limit(READ_LIMIT)),
+               policy.dormant_unnoticed_clause(now))
+        .values(status=TokenStatus.DISABLED, updated_at=now, dormant_noticed_at=now,
+                version=Token.version + 1)
+        .returning(Token),
+        execution_options={"populate_existing": True, "synchronize_session": False},
+    ).all()
+    for token in disabled:
+        actor = Actor(team_id=token.team_id, user_id=POLICY_ACTOR, is_admin=True,
+                      source=AuditSource.POLICY)
+        unused = (token.last_used_at or token.created_at).isoformat()
+        record(session, actor=actor, token=token, action=AuditAction.DISABLE, now=now,
+               details={"label": token.label, "reason": "dormant",
+                        "dormant_days": policy.dormant_days, "unused_since": unused})
+        outbox.queue(session, kind=MessageKind.DORMANT_DISABLED, team_id=token.team_id,
+                     audience=Audience.OWNER, destination=token.owner, now=now,
+                     token_public_id=token.public_id,
+                     key=f"dormant_disabled:{token.public_id}:{now.isoformat()}",
+                     payload={"label": token.label, "masked": token.secret_masked,
+                              "dormant_days": policy.dormant_days,
+                              "last_used_at": token.last_used_at.isoformat()
+                              if token.last_used_at else None})
+    return len(disabled)
+
+
+def _read(session: Session, *where: Any) -> list[Token]:
+    return list(session.scalars(select(Token).where(*where)
+                                .order_by(Token.team_id, Token.created_at, Token.id)
+                                .limit(READ_LIMIT)))
+
+
+def find(session: Session, *, policy: Policy, now: dt.datetime) -> dict[str, Found]:
+    """Per team, what the digests may list: dormant tokens (with DISABLE: those the policy
+    disabled in the last 30 days), tokens over policy, and the active tokens of owners
+    found deactivated (``services/departed.py``)."""
+    if policy.dormant_action == DormantAction.DISABLE:
+        dormant = _read(session, and_(Token.status == TokenStatus.DISABLED,
+                                      Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY))
+    else:
+        dormant = _read(session, policy.dormant_clause(now))
+    over = _read(session, policy.over_clause(now)) if policy.capped else []
+    departed = _read(session, status_clause(DisplayStatus.ACTIVE, now), exists().where(
+        DepartedOwner.team_id == Token.team_id, DepartedOwner.user_id == Token.owner))
+    teams: dict[str, Found] = {}
+    for section, tokens in ((Section.DORMANT, dormant), (Section.OVER_POLICY, over),
+                            (Section.DEPARTED, departed)):
+        for token in tokens:
+            teams.setdefault(token.team_id, Found()).sections.setdefault(section, []).append(
+                token)
+    return teams
+
+
+def _previous(session: Session, team_id: str) -> dict[tuple[str, str], OutboxMessage]:
+    """Each destination's latest hygiene digest of ``team_id``."""
+    rows = session.scalars(select(OutboxMessage).where(
+        OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.team_id == team_id)
+        .order_by(OutboxMessage.id))
+    return {(str(row.audience), row.destination): row for row in rows}
+
+
+def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
+               limit: int) -> dict[str, Any]:
+    """What a digest carries: per section its first ``limit`` tokens and how many more."""
+    return {
+        "sections": {str(s): [asdict(HygieneItem.of(t)) for t in tokens[:limit]]
+                     for s, tokens in sections.items()},
+        "more": {str(s): max(0, len(tokens) - limit) for s, tokens in sections.items()},
+        "dormant_days": policy.dormant_days,
+        "dormant_action": str(policy.dormant_action),
+        "caps": dict(policy.caps),
+    }
+
+
+def claim_scan(session: Session, *, now: dt.datetime) -> bool:
+    """Whether this pass scans: the last scan was :data:`SCAN_EVERY` ago or more (one
+    conditional ``UPDATE``: of racing passes, one scans)."""
+    table = HygieneScan.__table__
+    never = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    session.execute(dialect_insert(session)(table).values(id=1, scanned_at=never)
+                    .on_conflict_do_nothing(index_elements=["id"]))
+    claimed = session.execute(
+        update(HygieneScan).where(HygieneScan.id == 1,
+                                  HygieneScan.scanned_at <= now - SCAN_EVERY)
+        .values(scanned_at=now).returning(HygieneScan.id)
+        .execution_options(synchronize_session=False)).first()
+    return claimed is not None
+
+
+def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
+                  channel: str | None, limit: int) -> HygieneCounts:
+    """At most once per :data:`SCAN_EVERY`: dormant tokens disabled (if so configured),
+    then each destination's digest queued when its previous one is 7 days old or more and
+    it has something to list; the dormant tokens listed are marked noticed. ``limit``:
+    tokens per section a digest lists."""
+    counts = HygieneCounts()
+    if not claim_scan(session, now=now):
+        return counts
+    if policy.dormant_action == DormantAction.DISABLE:
+        counts.dormant_disabled = disable_dormant(session, policy=policy, now=now)
+    noticed: set[int] = set()
+    for team_id, found in find(session, policy=policy, now=now).items():
+        counts.digests += _queue_team(session, team_id, found, policy=policy, now=now,
+                                      channel=channel, limit=limit, noticed=noticed)
+    _mark_noticed(session, noticed, now)
+    return counts
+
+
+def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
+                now: dt.datetime, channel: str | None, limit: int, noticed: set[int]) -> int:
+    """One team's digests that are due; adds the dormant tokens they tell of to
+    ``noticed``. Returns how many were queued."""
+    previous = _previous(session, team_id)
+    owners = sorted({t.owner for tokens in found.sections.values() for t in tokens})
+    destinations = [(Audience.OWNER, owner) for owner in owners]
+    if channel:
+        destinations.append((Audience.CHANNEL, channel))
+    queued = 0
+    for audience, destination in destinations:
+        last = previous.get((audience.value, destination))
+        if last is not None and last.created_at > now - EVERY:
+            continue
+        sections = found.for_destination(audience, destination,
+                                         last.created_at if last else None, now)
+        if not sections:
+            continue
+        key = f"hygiene:{team_id}:{audience}:{destination}:after:{last.id if last else 0}"
+        if outbox.queue(session, kind=MessageKind.HYGIENE, team_id=team_id,
+                        audience=audience, destination=destination, now=now, key=key,
+                        payload=payload_of(sections, policy=policy, limit=limit)):
+            queued += 1
+            noticed.update(t.id for t in sections.get(Section.DORMANT, [])[:limit]
+                           if policy.may_notice_dormant(t.dormant_noticed_at, now))
+    return queued
+
+
+def _mark_noticed(session: Session, ids: Iterable[int], now: dt.datetime) -> None:
+    ids = sorted(ids)
+    for start in range(0, len(ids), 1_000):
+        session.execute(update(Token).where(Token.id.in_(ids[start:start + 1_000]))
+                        .values(dormant_noticed_at=now)
+                        .execution_options(synchronize_session=False))
+
+
+def digest_tokens(session: Session, *, team_id: str,
+                  public_ids: Sequence[str]) -> dict[str, Token]:
+    """The tokens a posted digest names, as they are now (a deleted one is missing)."""
+    if not public_ids:
+        return {}
+    rows = session.scalars(select(Token).where(Token.team_id == team_id,
+                                               Token.public_id.in_(list(public_ids))))
+    return {token.public_id: token for token in rows}
+
+
+def digest_at(session: Session, *, channel: str, ts: str) -> OutboxMessage | None:
+    """The hygiene digest posted as ``ts`` in ``channel`` (for its redraw)."""
+    return session.scalars(select(OutboxMessage).where(
+        OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.message_channel == channel,
+        OutboxMessage.message_ts == ts)).first()

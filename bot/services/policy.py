@@ -1,0 +1,208 @@
+"""The token hygiene rules, in one place: the lifetime cap per scope (and an admin's
+exception to it), the expiry a new token starts with, "over policy", and "dormant".
+Each rule in Python and, where a query needs it, in SQL, side by side. Plain functions
+and values: no Slack, no commits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import and_, false, func, or_, true
+from sqlalchemy.sql.elements import ColumnElement
+
+from bot import dates
+from bot.config import Settings
+from bot.errors import PermissionDeniedError, ValidationError
+from bot.models import DisplayStatus, Token, status_clause
+from bot.services.actor import Actor
+
+#: The longest reason an admin may give for an exception.
+EXCEPTION_MAX: Final = 500
+#: A dormant token is noticed (listed, or disabled) at most once in this long.
+DORMANT_NOTICE_EVERY: Final = dt.timedelta(days=30)
+#: Every scope: the key of a cap given as one number.
+EVERY_SCOPE: Final = ""
+
+
+class DormantAction(enum.StrEnum):
+    NOTIFY = "notify"  # listed in the hygiene digest with a Disable button
+    DISABLE = "disable"  # also disabled, its owner told why and how to re-enable it
+
+
+class PolicyError(ValidationError):
+    """An expiry beyond the scope's cap (or none under a cap), without an exception."""
+
+    def __init__(self, *, scope: str, days: int, latest: dt.date) -> None:
+        super().__init__(
+            f"{scope} tokens must expire within {days} days: on or before "
+            f"{dates.date_text(latest)}",
+            field="expires",
+        )
+        self.latest = latest
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0, 0), tzinfo=dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A team's hygiene settings (``policy_of(settings)``)."""
+
+    caps: Mapping[str, int] = field(default_factory=dict)  # scope (or EVERY_SCOPE) -> days
+    default_expiry_days: int = 30
+    dormant_days: int = 90
+    dormant_action: DormantAction = DormantAction.NOTIFY
+
+    @property
+    def capped(self) -> bool:
+        return bool(self.caps)
+
+    def cap(self, scope: str) -> int | None:
+        """The most days a token of ``scope`` may live from today, or None (no cap)."""
+        return self.caps.get(scope, self.caps.get(EVERY_SCOPE))
+
+    def latest(self, scope: str, now: dt.datetime) -> dt.date | None:
+        """The latest expiry date a token of ``scope`` may be given today, or None."""
+        days = self.cap(scope)
+        return None if days is None else dates.today(now) + dt.timedelta(days=days)
+
+    def allows(self, scope: str, expires_on: dt.date | None, now: dt.datetime) -> bool:
+        latest = self.latest(scope, now)
+        return latest is None or (expires_on is not None and expires_on <= latest)
+
+    def refusal(self, scope: str, now: dt.datetime) -> PolicyError:
+        days, latest = self.cap(scope), self.latest(scope, now)
+        assert days is not None and latest is not None
+        return PolicyError(scope=scope, days=days, latest=latest)
+
+    def never_allowed(self, scopes: Iterable[str]) -> list[str]:
+        """Which of ``scopes`` may have no expiry at all (no cap applies to them)."""
+        return [scope for scope in scopes if self.cap(scope) is None]
+
+    def default_expiry(self, scopes: Iterable[str], now: dt.datetime) -> dt.date:
+        """What a create form starts with: TOKENBOT_DEFAULT_EXPIRY_DAYS from today, capped
+        by the tightest cap among the ``scopes`` it offers."""
+        days = min([self.default_expiry_days,
+                    *(cap for s in scopes if (cap := self.cap(s)) is not None)])
+        return dates.today(now) + dt.timedelta(days=days)
+
+    # -- "over policy": a token that breaks a cap set after it was given its expiry ------
+
+    def over(self, *, scope: str, expires_at: dt.datetime | None, exception: str | None,
+             status: str, now: dt.datetime) -> bool:
+        """A working token without an exception whose expiry is later than its scope's cap
+        allows today (or that never expires under a cap)."""
+        latest = self.latest(scope, now)
+        if latest is None or exception or status != DisplayStatus.ACTIVE:
+            return False
+        return expires_at is None or expires_at > _midnight(latest)
+
+    def breaks(self, token: Any, now: dt.datetime) -> bool:
+        """:meth:`over` for a ``Token`` (or a listed row with the same fields)."""
+        return self.over(scope=token.scope, expires_at=token.expires_at, now=now,
+                         exception=token.policy_exception, status=token.display_status(now))
+
+    def over_clause(self, now: dt.datetime) -> ColumnElement[bool]:
+        """:meth:`over` in SQL, over the tokens table (working tokens only)."""
+        if not self.caps:
+            return false()
+        beyond = []
+        named = [scope for scope in self.caps if scope != EVERY_SCOPE]
+        for scope in named:
+            beyond.append(and_(Token.scope == scope, self._beyond(scope, now)))
+        if EVERY_SCOPE in self.caps:
+            beyond.append(and_(Token.scope.not_in(named) if named else true(),
+                               self._beyond(EVERY_SCOPE, now)))
+        return and_(status_clause(DisplayStatus.ACTIVE, now), Token.policy_exception.is_(None),
+                    or_(*beyond))
+
+    def _beyond(self, scope: str, now: dt.datetime) -> ColumnElement[bool]:
+        latest = _midnight(dates.today(now) + dt.timedelta(days=self.caps[scope]))
+        return or_(Token.expires_at.is_(None), Token.expires_at > latest)
+
+    # -- dormant -------------------------------------------------------------------------
+
+    def dormant_before(self, now: dt.datetime) -> dt.datetime:
+        """A token not used since this moment (or created before it, never used) is dormant."""
+        return now - dt.timedelta(days=self.dormant_days)
+
+    def dormant(self, *, status: str, last_used_at: dt.datetime | None,
+                created_at: dt.datetime, now: dt.datetime) -> bool:
+        """Working, and not presented to /introspect for ``dormant_days`` (a token never
+        used counts from its creation)."""
+        since = last_used_at or created_at
+        return status == DisplayStatus.ACTIVE and since <= self.dormant_before(now)
+
+    def dormant_clause(self, now: dt.datetime) -> ColumnElement[bool]:
+        """:meth:`dormant` in SQL, over the tokens table."""
+        since = func.coalesce(Token.last_used_at, Token.created_at)
+        return and_(status_clause(DisplayStatus.ACTIVE, now), since <= self.dormant_before(now))
+
+    def may_notice_dormant(self, noticed_at: dt.datetime | None, now: dt.datetime) -> bool:
+        return noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
+
+    def dormant_unnoticed_clause(self, now: dt.datetime) -> ColumnElement[bool]:
+        """Dormant and not noticed in the last 30 days (:meth:`may_notice_dormant`)."""
+        return and_(self.dormant_clause(now), or_(
+            Token.dormant_noticed_at.is_(None),
+            Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY))
+
+
+NO_POLICY: Final = Policy()
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(caps=dict(settings.tokenbot_max_lifetime_days),
+                  default_expiry_days=settings.tokenbot_default_expiry_days,
+                  dormant_days=settings.tokenbot_dormant_days,
+                  dormant_action=DormantAction(settings.tokenbot_dormant_action))
+
+
+def clean_exception(reason: str | None) -> str | None:
+    text = " ".join((reason or "").split())
+    if len(text) > EXCEPTION_MAX:
+        raise ValidationError(
+            f"The reason is {len(text)} characters; keep it to {EXCEPTION_MAX} or fewer.",
+            field="exception")
+    return text or None
+
+
+def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
+                   expires_at: dt.datetime | None, exception: str | None,
+                   now: dt.datetime) -> str | None:
+    """The lifetime rule at create, edit and extend: an expiry within the scope's cap, or
+    beyond it with an admin's reason. Returns the exception to keep (None within the cap)."""
+    reason = clean_exception(exception)
+    if policy.allows(scope, dates.expiry_date(expires_at) if expires_at else None, now):
+        return None
+    if reason is None:
+        raise policy.refusal(scope, now)
+    if not actor.is_admin:
+        raise PermissionDeniedError(
+            "Only a workspace admin can make an exception to the lifetime policy.",
+            field="exception")
+    return reason
+
+
+def exception_details(reason: str | None) -> dict[str, Any]:
+    """What an audit event says of an exception (nothing when there is none)."""
+    return {"policy_exception": reason} if reason else {}
+
+
+def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: str,
+                        expires_at: dt.datetime | None, exception: str | None,
+                        exception_given: bool, rechecked: bool, now: dt.datetime) -> str | None:
+    """The token's exception after an edit: checked again when the edit changes its scope
+    or expiry (``rechecked``) or gives another reason. An admin's edit that gives none
+    keeps the token's reason."""
+    given = exception if exception_given else (token.policy_exception if actor.is_admin
+                                                else None)
+    if not (rechecked or (exception_given and given != token.policy_exception)):
+        return token.policy_exception
+    return check_lifetime(policy, actor=actor, scope=scope, expires_at=expires_at,
+                          exception=given, now=now)
