@@ -21,6 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.config import Settings
 from bot.db import Database
 from bot.models import utcnow
@@ -120,6 +121,7 @@ def run_pass(
                             post_interval=post_interval)
         report.destinations = delivery.run(threads)
         report.slack_calls = delivery.calls
+        metrics.alert_pass(time.perf_counter() - started)
     report.destinations = [d for d in report.destinations
                            if d.tokens or d.skipped or d.failed or d.recovered or d.error]
     report.seconds = round(time.perf_counter() - started, 3)
