@@ -6,7 +6,6 @@ against ``tokenbot serve`` processes (one and two workers): tests/test_operation
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,21 +21,12 @@ from bot.services import outbox
 from bot.services import tokens as svc
 from bot.slack.client import make_web_client
 from bot.slack.ids import ActionId
-from tests.slack.conftest import (
-    INTROSPECTION_SECRET,
-    OWNER,
-    TEAM,
-    HttpSlackBot,
-    form_values,
-    row_buttons,
-    utcnow,
-)
+from tests.slack.conftest import INTROSPECTION_SECRET, OWNER, TEAM, HttpSlackBot, utcnow
 from tests.support.scrape import get, moved, scrape, value
+from tests.support.session import API_CALLS, EXPECTED, introspect_each_result, play_session
 from tests.support.serving import serving
-from tests.support.signing import form_body
 from tests.support.slack_standin import Failure, SlackStandIn
 
-FORM = "application/x-www-form-urlencoded"
 ALERTS = "CALERTS"
 
 
@@ -46,61 +36,6 @@ def owned(db: Database, label: str, **extra: Any) -> svc.CreatedToken:
         return svc.create_token(session, box=db.box, actor=svc.Actor(team_id=TEAM, user_id=OWNER),
                                 label=label, scope="read", scopes=["read", "write", "admin"],
                                 now=utcnow(), **extra)
-
-
-def introspect(address: tuple[str, int], body: str, headers: dict[str, str]) -> int:
-    connection = http.client.HTTPConnection(*address, timeout=10)
-    try:
-        connection.request("POST", "/introspect", body=body.encode(), headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
-
-
-def introspect_each_result(address: tuple[str, int], secret: str) -> None:
-    """One request of each result: active, inactive, unauthorized, bad_request."""
-    good = {"Authorization": f"Bearer {INTROSPECTION_SECRET}", "Content-Type": FORM}
-    assert introspect(address, form_body({"token": secret}), good) == 200
-    assert introspect(address, form_body({"token": "tkb_nothing"}), good) == 200
-    assert introspect(address, form_body({"token": secret}), {"Content-Type": FORM}) == 401
-    assert introspect(address, "{}", {**good, "Content-Type": "application/json"}) == 400
-
-
-def last_blocks(standin: SlackStandIn) -> list[dict[str, Any]]:
-    return standin.calls_to("response_url")[-1].body["blocks"]
-
-
-def play_session(bot: HttpSlackBot, standin: SlackStandIn, public_id: str) -> None:
-    """Two /tokens, four clicks (Disable, a stale Disable: refused, Enable, Edit), one
-    edit submitted."""
-    bot.command("")
-    drawn = last_blocks(standin)
-    bot.click(row_buttons(drawn, public_id)[ActionId.DISABLE])
-    bot.click(row_buttons(drawn, public_id)[ActionId.DISABLE])  # the table before: stale
-    assert "changed since you looked" in str(last_blocks(standin))
-    bot.command("")
-    bot.click(row_buttons(last_blocks(standin), public_id)[ActionId.ENABLE])
-    bot.click(row_buttons(last_blocks(standin), public_id)[ActionId.EDIT])
-    view = standin.wait_for("views.open")[-1].body["view"]
-    bot.submit(view, form_values(label="renamed by the owner", scope="read"))
-
-
-EXPECTED = {
-    "tokenbot_slack_requests_total": {("command", "ok"): 2, ("click", "ok"): 3,
-                                      ("click", "refused"): 1, ("submission", "ok"): 1},
-    "tokenbot_slack_ack_seconds_count": {("command",): 2, ("click",): 4, ("submission",): 1},
-    "tokenbot_introspection_requests_total": {("active",): 1, ("inactive",): 1,
-                                              ("unauthorized",): 1, ("bad_request",): 1},
-    "tokenbot_introspection_seconds_count": {(): 4},
-    # The owner's DM goes first and is refused; the channel's digest is posted.
-    "tokenbot_outbox_posted_total": {("expiry", "failed"): 1, ("expiry", "sent"): 1},
-    "tokenbot_alert_pass_seconds_count": {(): 1},
-    # (label values sorted by label name: method, outcome)
-    "tokenbot_slack_api_calls_total": {("chat.postMessage", "error"): 1,
-                                       ("chat.postMessage", "ok"): 1, ("views.open", "ok"): 1},
-}
 
 
 def test_a_session_moves_each_counter_by_what_was_done(
@@ -123,6 +58,7 @@ def test_a_session_moves_each_counter_by_what_was_done(
     after = scrape(served.address)
     for name, expected in EXPECTED.items():
         assert moved(before, after, name) == expected, name
+    assert moved(before, after, "tokenbot_slack_api_calls_total") == API_CALLS
     # Bounded labels: no secret, token id, user, team or label in any of it.
     for private in (mine.secret, soon.secret, mine.token.public_id, soon.token.public_id,
                     OWNER, TEAM, ALERTS, "deploy", "renamed", INTROSPECTION_SECRET):
