@@ -183,7 +183,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     alerts = subparsers.add_parser(
-        "alerts", help="expiry alerts", description="Expiry reminders (see README)."
+        "alerts", help="expiry alerts", description="Expiry reminders and the outbox (see docs/OPERATIONS.md)."
     )
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     run = sub.add_parser(
