@@ -10,11 +10,11 @@ a user id or a label."""
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -57,9 +57,18 @@ class _Metrics:
             "outcome", ["method", "outcome"])
 
 
-@functools.cache
+_made: _Metrics | None = None
+_making = threading.Lock()
+
+
 def _metrics() -> _Metrics:
-    return _Metrics()
+    """The metric objects, made once (the first counts may come from several threads)."""
+    global _made
+    if _made is None:
+        with _making:
+            if _made is None:
+                _made = _Metrics()
+    return _made
 
 
 def slack_request(kind: str, outcome: str) -> None:

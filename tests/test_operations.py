@@ -148,3 +148,23 @@ def test_one_scrape_counts_the_session_on_every_worker(
         "token": mine.token.public_id, "duration_ms": 0}
     access = [line["http"] for line in lines if line["logger"] == "uvicorn.access"]
     assert {"method": "GET", "path": "/metrics", "status": 200}.items() <= access[-1].items()
+
+
+def test_the_first_counts_may_come_from_many_threads_at_once(tmp_path: Path) -> None:
+    """A fresh process whose first Web API calls are made by 16 threads at once counts all."""
+    script = """
+import threading
+from bot import metrics
+ready = threading.Barrier(16)
+def call():
+    ready.wait()
+    metrics.slack_api_call("views.open", "ok")
+threads = [threading.Thread(target=call) for _ in range(16)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print(metrics.exposition()[0].decode())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert 'tokenbot_slack_api_calls_total{method="views.open",outcome="ok"} 16.0' in done.stdout
