@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from bot.errors import ConfigurationError
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Slack shows "didn't respond" after 3 s; the suggested alert is p99 over 2 s.
@@ -27,6 +29,8 @@ ACK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 INTROSPECTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 PASS_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _METHOD = re.compile(r"[a-z][A-Za-z0-9_.]{0,63}")
+# How prometheus_client names a process's file: its type (a gauge's with its mode), its pid.
+_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_[0-9]+\.db")
 
 
 class _Metrics:
@@ -107,14 +111,21 @@ def multiprocess_dir() -> str | None:
 
 def use_multiprocess_dir() -> tuple[Path, bool]:
     """For ``serve --workers N``, before any metric is made: the operator's
-    ``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier run's files, or a new temporary
+    ``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier run's files (refused when it holds
+    other ``.db`` files: a database, say), or a new temporary
     directory named in this process's environment (the workers inherit it). Returns the
     directory and whether it was made here (the caller removes it on exit)."""
     named = multiprocess_dir()
     if named is not None:
         path = Path(named)
         path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
+        files = list(path.glob("*.db"))
+        foreign = sorted(f.name for f in files if not _FILE.fullmatch(f.name))
+        if foreign:  # a scrape would read them; emptying it would delete them
+            raise ConfigurationError(
+                f"{MULTIPROC_ENV} ({path}) must be a directory for the metrics' files alone: "
+                f"it holds {', '.join(foreign[:3])}. Name an empty directory, or unset it.")
+        for stale in files:
             stale.unlink()
         return path, False
     path = Path(tempfile.mkdtemp(prefix="tokenbot-metrics-"))

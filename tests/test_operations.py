@@ -168,3 +168,14 @@ print(metrics.exposition()[0].decode())
                           timeout=60, cwd=tmp_path)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert 'tokenbot_slack_api_calls_total{method="views.open",outcome="ok"} 16.0' in done.stdout
+
+
+def test_a_metrics_directory_holding_other_files_is_refused(tmp_path: Path) -> None:
+    """PROMETHEUS_MULTIPROC_DIR=. beside the database: one line, and nothing deleted."""
+    (tmp_path / "tokenbot.db").write_bytes(b"the database")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve", "--workers", "2"], cwd=tmp_path, timeout=60,
+        env=cli_env(PROMETHEUS_MULTIPROC_DIR="."), capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "tokenbot.db" in done.stderr
+    assert (tmp_path / "tokenbot.db").read_bytes() == b"the database"
