@@ -81,6 +81,9 @@ class Settings(LogSettings):
     tokenbot_introspection_secrets: SecretList = Field(
         default_factory=list, alias="TOKENBOT_INTROSPECTION_SECRETS"
     )
+    # A live secret pasted into Slack: tell (``notify``), or also disable it at once.
+    tokenbot_leak_action: Literal["notify", "disable"] = Field(
+        default="notify", alias="TOKENBOT_LEAK_ACTION")
     host: str = Field(default="0.0.0.0", alias="HOST")
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
     # GET /metrics: a bearer credential, and/or the client networks it is served to.
@@ -129,7 +132,7 @@ class Settings(LogSettings):
             raise ValueError("must end with '/'")
         return value
 
-    @field_validator("tokenbot_scheduler", mode="before")
+    @field_validator("tokenbot_scheduler", "tokenbot_leak_action", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

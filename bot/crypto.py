@@ -33,6 +33,7 @@ MASK_VISIBLE = 10
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 #: The whole candidate has the secret's shape (the scanner's pattern, anchored).
 _SHAPE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{RANDOM_LENGTH + CHECKSUM_LENGTH}}}")
+_SCANNER = re.compile(SCANNER_REGEX)
 
 
 def _base62(number: int, width: int) -> str:
@@ -59,6 +60,15 @@ def has_valid_checksum(candidate: str) -> bool:
     body = candidate[len(PREFIX) : len(PREFIX) + RANDOM_LENGTH]
     tail = candidate[len(PREFIX) + RANDOM_LENGTH :]
     return _random.compare_digest(_checksum(body), tail)
+
+
+def find_secrets(text: str) -> list[str]:
+    """The distinct strings in ``text`` that the scanner's pattern matches and whose
+    checksum holds, in order (a text without the prefix costs one substring test)."""
+    if PREFIX not in text:
+        return []
+    return list(dict.fromkeys(found for found in _SCANNER.findall(text)
+                              if has_valid_checksum(found)))
 
 
 def mask(secret: str) -> str:

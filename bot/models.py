@@ -74,6 +74,7 @@ class AuditSource(enum.StrEnum):
     CLI = "cli"
     API = "api"
     SCHEDULER = "scheduler"
+    LEAK_SCAN = "leak_scan"  # Tokenbot itself, on a live secret seen in Slack
 
 
 class AuditAction(enum.StrEnum):
@@ -88,6 +89,8 @@ class AuditAction(enum.StrEnum):
     # the old secret stopped: the new one's first use, the deadline, or by hand
     RETIRE_OLD = "retire_old"
     CANCEL_ROTATION = "cancel_rotation"
+    # a live secret was seen in a Slack message (the actor: who posted it)
+    LEAK = "leak"
 
 
 # An integer primary key keeps the b-tree small; the public id is what people see.
@@ -286,6 +289,7 @@ class MessageKind(enum.StrEnum):
     OWNER_NOTICE = "owner_notice"  # someone else acted on your token
     ROTATION_NOTICE = "rotation_notice"  # how a rotation with overlap ended
     DEAD_SECRET_ALARM = "dead_secret_alarm"  # a dead secret is still presented
+    LEAK_NOTICE = "leak_notice"  # a live secret was posted in Slack
 
 
 class Audience(enum.StrEnum):

@@ -163,3 +163,22 @@ DISABLE_VS_DELETE = (
     "Delete: permanently remove the token (it cannot be recovered).",
     "Disabled tokens cannot be edited or deleted: enable them first.",
 )
+
+#: A live secret seen in a Slack message (``{label}``, ``{masked}``: the token's label and
+#: the secret's masked form), to whoever posted it.
+LEAK_WARNING = (
+    "This message contains a live token: {label}, {masked}; delete the message and rotate "
+    "the token."
+)
+#: The same, to the owner and the alert channel (``{where}``: the message, ``{poster}``).
+LEAK_NOTICE = (
+    "A live token, {label} ({masked}), was posted in {where} by {poster}. Delete the "
+    "message and rotate the token."
+)
+#: With TOKENBOT_LEAK_ACTION=disable, what every one of those messages adds.
+LEAK_DISABLED = (
+    "Tokenbot disabled it at once: anything using it has lost access. To restore access, "
+    "rotate it, then enable it (/tokens)."
+)
+#: To a poster who may not act on the token.
+LEAK_OWNER_TOLD = "Its owner, {owner}, has been told."

@@ -24,6 +24,7 @@ SPEC_DEFAULTS = {
     "TOKENBOT_ALERT_INTERVAL_MINUTES": 15,
     "TOKENBOT_SCHEDULER": "on",
     "TOKENBOT_INTROSPECTION_SECRETS": [],
+    "TOKENBOT_LEAK_ACTION": "notify",
     "HOST": "0.0.0.0",
     "PORT": 3000,
 }
@@ -58,6 +59,7 @@ def test_every_spec_variable_has_its_default():
         ("TOKENBOT_ALERT_INTERVAL_MINUTES", "5", 5),
         ("TOKENBOT_SCHEDULER", "OFF", "off"),
         ("TOKENBOT_SCHEDULER", " on ", "on"),
+        ("TOKENBOT_LEAK_ACTION", "Disable", "disable"),
         ("HOST", "127.0.0.1", "127.0.0.1"),
         ("PORT", "8080", 8080),
     ],
@@ -150,6 +152,7 @@ def test_invalid_values_give_one_message_naming_each_variable(monkeypatch):
         ("TOKENBOT_SCOPES", " , ", "role"),
         ("SLACK_API_URL", "slack.com/api/", "http"),
         ("TOKENBOT_ALERT_INTERVAL_MINUTES", "often", "integer"),
+        ("TOKENBOT_LEAK_ACTION", "revoke", "'notify' or 'disable'"),
     ],
 )
 def test_each_invalid_value_is_named(monkeypatch, env_name, raw, hint):

@@ -266,3 +266,13 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
             assert verify(session, secret=revealed, now=now) is not None
     finally:
         db.dispose()
+
+
+def test_find_secrets_finds_each_secret_once_wherever_it_sits_in_a_chat_message() -> None:
+    first, second = crypto.generate_secret(), crypto.generate_secret()
+    broken = first[:-1] + ("0" if first[-1] != "0" else "1")
+    text = f"`{first}` and <https://x.example|{second}>, again ({first})."
+    assert crypto.find_secrets(text) == [first, second]
+    # A wrong checksum, glued to a word character, cut short: not the scanner's.
+    assert crypto.find_secrets(f"{broken} {first}x x{second} {first[:30]}") == []
+    assert crypto.find_secrets("no secret here, only tkb_ and tokens") == []

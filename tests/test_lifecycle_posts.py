@@ -271,6 +271,21 @@ def test_an_alarm_refused_everywhere_is_posted_by_a_later_pass_that_day(
     assert _pass(lc_settings, lc_db, now + dt.timedelta(minutes=60),
                  worker="w3").destinations == []
     assert len(alarm_posts(standin)) == 4
+    assert all("in the last 24 hours by ci-runner" in p["text"] for p in alarm_posts(standin))
+
+
+def test_an_alarm_posted_hours_late_names_the_24_hours_it_counted(
+    lc_settings: Settings, lc_db: Database, standin: SlackStandIn
+) -> None:
+    now = _morning()
+    _dead_secret_presented(lc_db, now)
+    refused = Failure(status=200, body={"ok": False, "error": "channel_not_found"})
+    standin.fail_next("chat.postMessage", refused, refused)
+    assert _pass(lc_settings, lc_db, now).failed == 2
+    assert _pass(lc_settings, lc_db, now + dt.timedelta(hours=5), worker="w2").sent == 2
+    late = alarm_posts(standin)[2:]
+    assert [p["text"].split(" was presented ")[1] for p in late] == [
+        f"3 times in the 24 hours to {now:%Y-%m-%d} 10:00 UTC by ci-runner"] * 2
 
 
 @pytest.mark.slow  # real time: a post held for seconds while another pass runs

@@ -16,6 +16,7 @@ from bot.outbox.delivery import WhenUnknown
 from bot.services.alerts import select_for_posting
 from bot.services.dead_secrets import DeadSecretReport
 from bot.slack.views.digests import chunk_items, digest_blocks, digest_text, item_for
+from bot.slack.views.leaks import leak_notice_post
 from bot.slack.views.lifecycle import dead_secret_post, rotation_notice_post
 from bot.slack.views.messages import owner_notice_message
 
@@ -130,7 +131,18 @@ def _rotation_notice(message: OutboxMessage, context: Context) -> tuple[str, lis
 def _alarm(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
     report = DeadSecretReport.from_payload(message.payload or {})
     unreached = message.audience == Audience.CHANNEL and report.owner in context.unreached
-    post = dead_secret_post(report, now=context.now, owner_unreached=unreached)
+    post = dead_secret_post(report, now=context.now, counted_at=message.created_at,
+                            owner_unreached=unreached)
+    return post.text, post.blocks
+
+
+def _leak_notice(message: OutboxMessage, context: Context) -> tuple[str, list[Block]]:
+    p = message.payload or {}
+    post = leak_notice_post(
+        audience=message.audience, label=p.get("label", ""), masked=p.get("masked", ""),
+        owner=p.get("owner", ""), poster=p.get("poster", ""), channel=p.get("channel", ""),
+        permalink=p.get("permalink"), disabled=bool(p.get("disabled")),
+        public_id=message.token_public_id or "")
     return post.text, post.blocks
 
 
@@ -140,4 +152,5 @@ KINDS: dict[MessageKind, Kind] = {
     MessageKind.OWNER_NOTICE: Kind(_one_each(_owner_notice), WhenUnknown.COUNT_AS_SENT),
     MessageKind.ROTATION_NOTICE: Kind(_one_each(_rotation_notice), WhenUnknown.COUNT_AS_SENT),
     MessageKind.DEAD_SECRET_ALARM: Kind(_one_each(_alarm), WhenUnknown.COUNT_AS_SENT),
+    MessageKind.LEAK_NOTICE: Kind(_one_each(_leak_notice), WhenUnknown.COUNT_AS_SENT),
 }

@@ -12,8 +12,9 @@ from bot.models import Audience, AuditAction, AuditEvent, AuditSource, MessageKi
 from bot.services import outbox
 from bot.services.actor import Actor
 
-# What a person may do to someone else's token that its owner is told about.
-_TOLD: frozenset[AuditAction] = frozenset(AuditAction) - {AuditAction.CREATE}
+# What a person may do to someone else's token that its owner is told about (a leak has
+# its own notice: services/leaks.py).
+_TOLD: frozenset[AuditAction] = frozenset(AuditAction) - {AuditAction.CREATE, AuditAction.LEAK}
 
 
 def _tells_owner(actor: Actor, token: Token, action: AuditAction) -> bool:

@@ -51,8 +51,11 @@ def on_command(app: App, command: str, listener: Listener, *, answer: Answer | N
     app.command(command)(_ack_then_run(listener, Kind.COMMAND, surface, answer))
 
 
-def on_event(app: App, event: str, listener: Listener, *, surface: Surface) -> None:
-    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface))
+def on_event(app: App, event: str, listener: Listener, *, surface: Surface,
+             answer: Answer | None = None) -> None:
+    """``answer(event)`` may end the request in the acknowledgement (``{}``: nothing to
+    do), so that no room on the pool is taken (a chat message with no secret)."""
+    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface, answer))
 
 
 def on_actions(app: App, ids: Iterable[str], listener: Listener, *, surface: Surface) -> None:

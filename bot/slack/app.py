@@ -23,7 +23,16 @@ from bot.slack.acks import action_ids
 from bot.slack.actions import ACTIONS, ROW_ACTIONS
 from bot.slack.background import Background
 from bot.slack.client import make_web_client
-from bot.slack.listeners import commands, digests, home, menu, modals, rotation, table
+from bot.slack.listeners import (
+    commands,
+    digests,
+    home,
+    leaks,
+    menu,
+    modals,
+    rotation,
+    table,
+)
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error
 from bot.slack.observed import ObservedApp
@@ -108,7 +117,7 @@ def create_app(
     app.middleware(inject_dependencies)
     _drain_after_commit(database, client, settings, work)
     app.error(handle_error)
-    for module in (commands, home, modals, table, rotation, digests, menu):
+    for module in (commands, home, modals, table, rotation, digests, menu, leaks):
         module.register(app)
     # Every entry of bot.slack.actions has its listener, every row action its function.
     missing = ({a.id.value for a in ACTIONS} - action_ids(app)) | {
@@ -142,7 +151,8 @@ def _template(client: WebClient) -> WebClient:
 
 def _bot_token(token: str | None) -> Callable[..., AuthorizeResult]:
     """Without the bot's user id, which only auth.test would tell: Bolt's filter of the
-    app's own events is off, harmless while the only event handled is app_home_opened."""
+    app's own events is off; the message listener skips every bot's message itself
+    (``listeners/leaks.posted``)."""
 
     def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)

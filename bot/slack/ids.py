@@ -98,6 +98,9 @@ class BlockId(enum.StrEnum):
     DEAD_SECRET = "dead_secret"
     DEAD_SECRET_ACTIONS = "dead_secret_actions"
     ROTATION_NOTICE = "rotation_notice"
+    # a live secret seen in a message: the poster's warning, the owner's and channel's notices
+    LEAK = "leak"
+    LEAK_ACTIONS = "leak_actions"
 
 
 # Option values of our own inputs.

@@ -240,6 +240,10 @@ class SlackStandIn:
             if method == "chat.postMessage":
                 self._keep(channel, ts, body)
             return {"ok": True, "channel": channel, "ts": ts, "message": {"text": body.get("text")}}
+        if method == "chat.getPermalink":
+            channel, ts = str(body.get("channel", "")), str(body.get("message_ts", ""))
+            return {"ok": True, "channel": channel,
+                    "permalink": f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}"}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": f"{int(time.time())}.{next(self._ts):06d}"}
         if method in ("views.open", "views.update", "views.push", "views.publish"):

@@ -170,15 +170,18 @@ def _callers(callers: list[tuple[str, int]]) -> str:
     return ", ".join(named[:-1]) + " and " + named[-1]
 
 
-def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime,
+def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime, counted_at: dt.datetime,
                      owner_unreached: bool = False) -> Post:
     """"`tkb_ab12cd…` (CI deploy, disabled 3 days ago) was presented 14 times in the last
     24 hours by ci-runner", with Enable (a disabled token) and Open table. Never the
-    secret: its masked prefix only. ``owner_unreached``: the owner's DM was refused (the
+    secret: its masked prefix only. ``counted_at``: when the 24 hours ended (a post
+    delayed by an outage names them). ``owner_unreached``: the owner's DM was refused (the
     channel's copy says so, as nobody else will tell the channel)."""
     times = "once" if report.presented == 1 else f"{report.presented} times"
+    window = ("in the last 24 hours" if now - counted_at < dt.timedelta(hours=1)
+              else f"in the 24 hours to {counted_at:%Y-%m-%d %H:%M} UTC")
     text = (f"{code(report.masked)} ({escape(truncate(report.label, 100))}, {report.state}"
-            f"{_age(report.since, now)}) was presented {times} in the last 24 hours by "
+            f"{_age(report.since, now)}) was presented {times} {window} by "
             f"{_callers(report.callers)}")
     if owner_unreached:
         text += (f"\n_Its owner, {mention(report.owner)}, could not be sent a direct "

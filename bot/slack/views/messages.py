@@ -202,9 +202,9 @@ SLACK_USER_ID = re.compile(USER_ID_PATTERN)
 def actor_text(actor: str, source: AuditSource | str) -> str:
     """Who acted, as the audit log records it, in mrkdwn: a Slack user as a mention (also
     the CLI's ``--as U…``); the CLI without ``--as`` as "an operator (CLI)", with ``--as``
-    some other name as that name; the scheduler or an introspection caller (a rotation
-    that ended on the new secret's first use) by name."""
-    if source in (AuditSource.API, AuditSource.SCHEDULER):
+    some other name as that name; the scheduler, an introspection caller (a rotation
+    that ended on the new secret's first use) or Tokenbot's leak scan by name."""
+    if source in (AuditSource.API, AuditSource.SCHEDULER, AuditSource.LEAK_SCAN):
         return f"*{escape(actor)}*"
     if source == AuditSource.CLI and not SLACK_USER_ID.fullmatch(actor):
         return "an operator (CLI)" if actor == CLI_OPERATOR else f"*{escape(actor)}* (CLI)"
