@@ -1,8 +1,9 @@
 """HTTP mode: a small ASGI application served by uvicorn. Routes: ``POST /slack/events``
 (the signature checked on the raw bytes, then Bolt's ``dispatch`` in a worker thread),
-``GET /healthz``, ``GET /readyz``, ``POST /introspect``, ``GET /metrics``; 405 with ``Allow`` for another
-method, 404 otherwise, 413 past :data:`~bot.http.common.MAX_BODY_BYTES`. :func:`serve`
-runs it (``workers > 1``: one application per process, from :data:`FACTORY_IMPORT_STRING`)."""
+``GET /healthz``, ``GET /readyz``, ``POST /introspect``, ``GET /metrics``; 405 with
+``Allow`` for another method, 404 otherwise, 413 past
+:data:`~bot.http.common.MAX_BODY_BYTES`. :func:`serve` runs it (``workers > 1``: one
+application per process, from :data:`FACTORY_IMPORT_STRING`)."""
 
 from __future__ import annotations
 

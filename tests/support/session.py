@@ -37,7 +37,8 @@ def introspect_each_result(address: tuple[str, int], secret: str) -> None:
 
 def play_session(bot: SlackBot, standin: SlackStandIn, public_id: str) -> None:
     """Two /tokens, five clicks (Disable, a stale Disable: refused, Enable, Copy, Edit),
-    one edit submitted; each step waits for what it draws (``bot`` may be a process)."""
+    one edit submitted, App Home opened (an event); each step waits for what it draws
+    (``bot`` may be a process)."""
 
     def answered(step: Callable[[], object]) -> list[dict[str, Any]]:
         before = len(standin.calls_to("response_url"))
@@ -55,12 +56,17 @@ def play_session(bot: SlackBot, standin: SlackStandIn, public_id: str) -> None:
     bot.click(row_buttons(drawn, public_id)[ActionId.EDIT])
     view = standin.wait_for("views.open", opened + 1, timeout=15)[-1].body["view"]
     answered(lambda: bot.submit(view, form_values(label="renamed by the owner", scope="read")))
+    published = len(standin.calls_to("views.publish"))
+    bot.home_opened()
+    standin.wait_for("views.publish", published + 1, timeout=15)
 
 
 EXPECTED = {
     "tokenbot_slack_requests_total": {("command", "ok"): 2, ("click", "ok"): 4,
-                                      ("click", "refused"): 1, ("submission", "ok"): 1},
-    "tokenbot_slack_ack_seconds_count": {("command",): 2, ("click",): 5, ("submission",): 1},
+                                      ("click", "refused"): 1, ("submission", "ok"): 1,
+                                      ("event", "ok"): 1},
+    "tokenbot_slack_ack_seconds_count": {("command",): 2, ("click",): 5, ("submission",): 1,
+                                         ("event",): 1},
     "tokenbot_introspection_requests_total": {("active",): 1, ("inactive",): 1,
                                               ("unauthorized",): 1, ("bad_request",): 1},
     "tokenbot_introspection_seconds_count": {(): 4},
@@ -70,4 +76,4 @@ EXPECTED = {
 }
 # (label values sorted by label name: method, outcome)
 API_CALLS = {("chat.postMessage", "error"): 1, ("chat.postMessage", "ok"): 1,
-             ("views.open", "ok"): 1}
+             ("views.open", "ok"): 1, ("views.publish", "ok"): 1}
