@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
@@ -32,11 +40,14 @@ def _days(text: str) -> int:
     return days
 
 
+S = TypeVar("S", bound="LogSettings")
 CommaList = Annotated[list[str], NoDecode]
 SecretList = Annotated[list[SecretStr], NoDecode]
 
 
-class Settings(BaseSettings):
+class LogSettings(BaseSettings):
+    """What logging needs, read before anything else (every command logs)."""
+
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -44,6 +55,21 @@ class Settings(BaseSettings):
         case_sensitive=False,
         populate_by_name=True,
     )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(default="text", alias="LOG_FORMAT")
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        return value.upper() if info.field_name == "log_level" else value.lower()
+
+
+class Settings(LogSettings):
 
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
@@ -84,6 +110,10 @@ class Settings(BaseSettings):
         default="notify", alias="TOKENBOT_LEAK_ACTION")
     host: str = Field(default="0.0.0.0", alias="HOST")
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
+    # GET /metrics: a bearer credential, and/or the client networks it is served to.
+    metrics_token: SecretStr | None = Field(default=None, alias="METRICS_TOKEN")
+    metrics_allow: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list, alias="METRICS_ALLOW")
 
     @field_validator(
         "tokenbot_secret_keys",
@@ -91,6 +121,7 @@ class Settings(BaseSettings):
         "tokenbot_scopes",
         "tokenbot_alert_days",
         "tokenbot_introspection_secrets",
+        "metrics_allow",
         mode="before",
     )
     @classmethod
@@ -209,8 +240,17 @@ def _describe(error: dict) -> str:
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning validation errors into one readable ConfigurationError."""
+    return _load(Settings, overrides)
+
+
+def load_log_settings() -> LogSettings:
+    """LOG_LEVEL and LOG_FORMAT alone, as :func:`load_settings` reads them."""
+    return _load(LogSettings, {})
+
+
+def _load(kind: type[S], overrides: dict[str, object]) -> S:
     try:
-        return Settings(**overrides)
+        return kind(**overrides)
     except ValidationError as exc:
         lines = sorted({_describe(err) for err in exc.errors()})
         raise ConfigurationError("Invalid configuration:\n  " + "\n  ".join(lines)) from None

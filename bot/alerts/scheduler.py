@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
+from bot import metrics
 from bot.config import Settings
 from bot.alerts.departures import check_departed_owners
 from bot.db import Database
@@ -144,6 +145,7 @@ def run_pass(
                                                     client=client, now=now)
         if report.departed:
             _deliver(report, settings, database, client, now, post_interval, threads)
+        metrics.alert_pass(time.perf_counter() - started)
     report.destinations = [d for d in report.destinations
                            if d.tokens or d.skipped or d.failed or d.recovered or d.error]
     report.seconds = round(time.perf_counter() - started, 3)

@@ -16,6 +16,7 @@ from importlib import metadata
 
 from bot import logs
 from bot.cli.common import UsageError
+from bot.config import load_log_settings
 from bot.errors import ConfigurationError, TokenbotError
 
 EXIT_ERROR = 1
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tokenbot",
         description="Tokenbot: issue and manage your team's access tokens from Slack.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log debug output (as LOG_LEVEL=DEBUG)")
     parser.add_argument("--version", action="version", version=f"tokenbot {version()}",
                         help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -61,7 +63,13 @@ def _negative_values(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_negative_values(sys.argv[1:] if argv is None else argv))
-    logs.configure(logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr)
+    try:
+        wanted = load_log_settings()
+    except ConfigurationError as exc:
+        print(f"tokenbot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure(logging.DEBUG if args.verbose else wanted.log_level, stream=sys.stderr,
+                   log_format=wanted.log_format)
     try:
         return int(args.handler(args) or 0)
     except (UsageError, ConfigurationError) as exc:

@@ -1,15 +1,18 @@
-"""`tokenbot alerts run [--dry-run] [--now ISO-8601] [--json]`: one expiry-alert pass."""
+"""`tokenbot alerts run [--dry-run] [--now ISO-8601] [--json]`: one expiry-alert pass;
+`tokenbot alerts status [--json]`: what the outbox holds now."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+from typing import Any
 
 from bot.config import load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import utcnow
 from bot.serialize import moment, timestamp, timestamps
+from bot.services.outbox_status import PENDING_STATES, STATES, OutboxReport
 
 #: The moments a pass may be run as: its date arithmetic (thresholds, leases, 90-day
 #: purges) stays well inside what a date can hold.
@@ -134,9 +137,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def status_data(report: OutboxReport) -> dict[str, Any]:
+    """The report as ``alerts status --json`` prints it."""
+    kinds = [{"kind": k.kind, **k.counts, "pending": k.pending,
+              "oldest_pending": k.oldest_pending, "next_retry": k.next_retry}
+             for _, k in sorted(report.kinds.items())]
+    destinations = [{"kind": d.kind, "audience": d.audience, "destination": d.destination,
+                     **d.counts, "oldest_pending": d.oldest_pending,
+                     "next_retry": d.next_retry, "last_error": d.last_error,
+                     "attempts": d.attempts}
+                    for d in report.destinations]
+    return timestamps({"now": report.now, "kinds": kinds, "destinations": destinations})
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    from bot.cli.common import format_table
+
+    def cell(value: Any) -> str:
+        return "-" if value is None else str(value).replace("T", " ").removesuffix("Z")
+
+    print(f"Outbox at {cell(data['now'])} UTC, per kind:")
+    print(format_table(
+        ["KIND", *(s.upper() for s in STATES), "OLDEST PENDING", "NEXT RETRY"],
+        [[k["kind"], *(str(k[s]) for s in STATES), cell(k["oldest_pending"]),
+          cell(k["next_retry"])] for k in data["kinds"]]))
+    stuck = [d for d in data["destinations"] if any(d[s] for s in PENDING_STATES)]
+    if not stuck:
+        print("Nothing pending.")
+        return
+    print("\nPending, per destination:")
+    print(format_table(
+        ["KIND", "DESTINATION", *(s.upper() for s in PENDING_STATES), "OLDEST", "NEXT RETRY",
+         "LAST ERROR"],
+        [[d["kind"], f"{'#' if d['audience'] == 'channel' else 'DM '}{d['destination']}",
+          *(str(d[s]) for s in PENDING_STATES), cell(d["oldest_pending"]),
+          cell(d["next_retry"]),
+          f"{d['last_error']} ({d['attempts']} tries)" if d["last_error"] else "-"]
+         for d in stuck]))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bot.cli.common import database_errors, print_json, quiet_migrations
+    from bot.services.outbox_status import outbox_report
+
+    settings = load_settings()
+    quiet_migrations(args)
+    with database_errors():
+        database = Database(settings)
+        try:
+            with database.sessions() as session:
+                data = status_data(outbox_report(session, now=utcnow()))
+        finally:
+            database.dispose()
+    if args.json:
+        print_json(data)
+    else:
+        _print_status(data)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     alerts = subparsers.add_parser(
-        "alerts", help="expiry alerts", description="Expiry reminders (see README)."
+        "alerts", help="expiry alerts", description="Expiry reminders and the outbox (see docs/OPERATIONS.md)."
     )
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     run = sub.add_parser(
@@ -156,3 +218,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                      help="run as if it were this moment (UTC unless a zone is given)")
     run.add_argument("--json", action="store_true", help="print the pass report as JSON")
     run.set_defaults(handler=cmd_run)
+    status = sub.add_parser(
+        "status",
+        help="what the outbox holds now",
+        description=(
+            "Every kind of message Tokenbot posts on its own: how many are queued, leased "
+            "(being posted), failing (waiting for a retry), sent and skipped; per "
+            "destination, the oldest pending, the next retry and the last error (a channel "
+            "the bot is not in: not_in_channel). Reads only; every team."
+        ),
+    )
+    status.add_argument("--json", action="store_true", help="print it as JSON")
+    status.set_defaults(handler=cmd_status)

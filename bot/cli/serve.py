@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bot import metrics
 from bot.alerts.scheduler import start_scheduler
 from bot.config import Settings, load_settings
 from bot.db import Database
@@ -162,6 +164,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    with metrics_directory(args.workers):
+        _serve_metered(settings, args)
+
+
+@contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """Several processes (or an operator's PROMETHEUS_MULTIPROC_DIR): prometheus_client's
+    multi-process mode, in the operator's directory emptied of an earlier run's files, or
+    else in a temporary one made here for the workers to inherit and removed at the end,
+    so that every worker's counts add up in one scrape without any set-up. Before
+    anything is counted, as prometheus_client reads the variable once."""
+    if workers == 1 and metrics.multiprocess_dir() is None:
+        yield
+        return
+    if workers > 1 and log.isEnabledFor(logging.DEBUG):
+        os.environ["LOG_LEVEL"] = "DEBUG"  # -v reaches the workers too
+    path, made_here = metrics.use_multiprocess_dir()
+    log.info("metrics: multi-process mode, directory %s%s", path,
+             " (temporary; set PROMETHEUS_MULTIPROC_DIR to choose it)" if made_here else "")
+    try:
+        yield
+    finally:
+        if made_here:
+            metrics.remove_multiprocess_dir(path)
+
+
+def _serve_metered(settings: Settings, args: argparse.Namespace) -> None:
     from bot.http.server import describe_database, serve
 
     workers = args.workers

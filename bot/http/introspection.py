@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -17,6 +18,7 @@ from typing import Final, Literal
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from bot import metrics
 from bot.config import Settings
 from bot.db import Database
 from bot.http.batching import LookupBatcher
@@ -129,6 +131,14 @@ class Answer:
     body: bytes
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
+    @property
+    def result(self) -> str:
+        """What ``tokenbot_introspection_requests_total`` counts it as."""
+        if self.status == 200:
+            return "inactive" if self.body == INACTIVE_BODY else "active"
+        return {401: "unauthorized", 400: "bad_request", 413: "bad_request"}.get(
+            self.status, "error")
+
     async def respond(self, send: Send) -> None:
         await send_json(send, self.status, self.body, (*_NO_STORE, *self.headers))
 
@@ -208,11 +218,13 @@ class IntrospectionHandler:
     # -- ASGI: one request, step by step --------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         try:
             answer = await self._answer(scope, receive)
         except ClientDisconnected:
             return  # nobody left to answer
         await answer.respond(send)
+        metrics.introspection(answer.result, time.perf_counter() - started)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         """The steps in order (the first that fails answers): authenticate the caller,

@@ -1,8 +1,9 @@
 """HTTP mode: a small ASGI application served by uvicorn. Routes: ``POST /slack/events``
 (the signature checked on the raw bytes, then Bolt's ``dispatch`` in a worker thread),
-``GET /healthz``, ``GET /readyz``, ``POST /introspect``; 405 with ``Allow`` for another
-method, 404 otherwise, 413 past :data:`~bot.http.common.MAX_BODY_BYTES`. :func:`serve`
-runs it (``workers > 1``: one application per process, from :data:`FACTORY_IMPORT_STRING`)."""
+``GET /healthz``, ``GET /readyz``, ``POST /introspect``, ``GET /metrics``; 405 with
+``Allow`` for another method, 404 otherwise, 413 past
+:data:`~bot.http.common.MAX_BODY_BYTES`. :func:`serve` runs it (``workers > 1``: one
+application per process, from :data:`FACTORY_IMPORT_STRING`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterable
@@ -21,7 +23,7 @@ from slack_bolt.request import BoltRequest
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import logs
+from bot import logs, metrics
 from bot.config import Settings
 from bot.db import SCHEMA_BEHIND, Database, is_up_to_date
 from bot.http.common import (
@@ -38,6 +40,7 @@ from bot.http.common import (
     send_text,
 )
 from bot.http.introspection import IntrospectionHandler
+from bot.http.metrics import MetricsHandler
 from bot.logs import LogLimiter
 
 if TYPE_CHECKING:
@@ -50,6 +53,7 @@ SLACK_EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 INTROSPECT_PATH = "/introspect"
+METRICS_PATH = "/metrics"
 READY_TIMEOUT_SECONDS = 3.0
 DISPATCH_THREADS = 16
 FACTORY_IMPORT_STRING = "bot.http.server:app_from_environment"
@@ -176,6 +180,8 @@ class TokenbotASGI:
             # The handler authenticates the caller before reading the body, and applies
             # the same body limit itself.
             INTROSPECT_PATH: (("POST",), introspection),
+            METRICS_PATH: (("GET",), MetricsHandler(settings=settings, database=database,
+                                                    executor=self._executor)),
         }
 
     # -- ASGI entry ------------------------------------------------------------
@@ -200,6 +206,7 @@ class TokenbotASGI:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        metrics.process_exited(os.getpid())
         self.introspection.close()
         for callback in self._on_shutdown:
             callback()
@@ -300,8 +307,8 @@ def app_from_environment() -> TokenbotASGI:
     """uvicorn factory for multi-process mode: each worker builds its own application."""
     from bot.config import load_settings
 
-    logs.configure(logging.INFO)
     settings = load_settings()
+    logs.configure(settings.log_level, log_format=settings.log_format)
     database = Database(settings)
     app = build_asgi_app(settings=settings, database=database, on_shutdown=[database.dispose])
     tune_runtime()
@@ -337,7 +344,6 @@ def serve(
     port: int | None = None,
     workers: int | None = None,
     access_log: bool = True,
-    log_level: str = "info",
     sock: socket.socket | None = None,
 ) -> None:
     """Run the HTTP server until SIGINT/SIGTERM (uvicorn shuts down gracefully)."""
@@ -345,8 +351,9 @@ def serve(
 
     host = host or settings.host
     port = settings.port if port is None else port
+    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     # log_config=None: uvicorn's own handlers would write its access log to stdout; its
-    # loggers propagate instead to the root logger's (stderr, secrets masked).
+    # loggers propagate instead to the root logger's (stderr, LOG_FORMAT, secrets masked).
     options: dict[str, Any] = dict(host=host, port=port, access_log=access_log,
                                    log_level=log_level, log_config=None, lifespan="on",
                                    http=HTTP_PARSER)

@@ -52,15 +52,17 @@ class Draft:
 
     parts: list[Part]
     draw: Callable[[list[Any], Context], tuple[str, list[Block]]]
+    kind: str = ""  # set by the delivery's plan (what its counts are labelled with)
 
     @property
     def ids(self) -> list[int]:
         return [part.id for part in self.parts]
 
+
     def without(self, ids: set[int]) -> Draft | None:
         """This message less the rows ``ids`` (None: nothing left to post)."""
         parts = [part for part in self.parts if part.id not in ids]
-        return Draft(parts, self.draw) if parts else None
+        return Draft(parts, self.draw, self.kind) if parts else None
 
     def drawn(self, context: Context) -> tuple[str, list[Block]]:
         return self.draw([part.item for part in self.parts], context)

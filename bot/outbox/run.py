@@ -6,6 +6,7 @@ first). The scheduled pass and the drain after an acknowledgement both run it.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -22,6 +23,7 @@ from slack_sdk import WebClient
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import metrics
 from bot.models import Audience, MessageKind, OutboxMessage, utcnow
 from bot.outbox.delivery import Courier, Outcome, error_text
 from bot.outbox.dispatch import run_paced
@@ -77,6 +79,7 @@ def plan(rows: Sequence[Row], context: Context) -> tuple[list[_Plan], dict[int, 
     skip: dict[int, str] = {}
     for (audience, destination, kind), group in sorted(grouped.items()):
         drafts, skipped = KINDS[kind].plan(group, context)
+        drafts = [dataclasses.replace(draft, kind=kind.value) for draft in drafts]
         skip.update(skipped)
         target = plans.setdefault((audience, destination), _Plan(
             audience, destination, DestinationReport(kind=audience.value,
@@ -229,6 +232,7 @@ class Delivery:
         with self._lock:
             self.calls += 1
         posted = self.courier.post(each.destination, ids=draft.ids, text=text, blocks=blocks)
+        metrics.outbox_posted(draft.kind, posted.outcome.value)
         if posted.outcome == Outcome.SENT:
             report.sent += posted.sent
             report.messages += 1

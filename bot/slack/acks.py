@@ -19,6 +19,7 @@ from slack_sdk import WebClient
 
 from bot.logs import LogLimiter
 from bot.slack.background import Task
+from bot.slack.observed import REFUSED, ended, in_request
 from bot.slack.listeners.common import Deps, deps
 from bot.slack.listeners.errors import BUSY_TEXT, Busy, Surface, report, reporting, tell
 from bot.slack.views.modals import notice_modal
@@ -90,8 +91,8 @@ def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
         except BaseException:
             slot.release()
             raise
-        slot.run(reporting(listener, surface, body=body, context=context, client=client,
-                           **{kind.value: payload}))
+        slot.run(in_request(reporting(listener, surface, body=body, context=context,
+                                      client=client, **{kind.value: payload})))
 
     return acknowledge
 
@@ -116,8 +117,9 @@ def _run_then_draw(listener: Submission, surface: SubmissionSurface) -> Listener
         if then is None:
             slot.release()
         else:
-            slot.run(reporting(lambda **_: then(), functools.partial(surface, ack=None),
-                               body=body, context=context, client=client))
+            slot.run(in_request(reporting(lambda **_: then(),
+                                          functools.partial(surface, ack=None),
+                                          body=body, context=context, client=client)))
 
     return acknowledge
 
@@ -125,6 +127,7 @@ def _run_then_draw(listener: Submission, surface: SubmissionSurface) -> Listener
 def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
           client: WebClient, surface: Surface) -> None:
     """Nothing is done; the user is told where they look."""
+    ended(REFUSED)
     if _busy_log.allow(kind.value):
         log.warning("Busy: a %s was refused, the work pool is full (logged at most once a "
                     "minute)", kind.value)

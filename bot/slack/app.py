@@ -37,6 +37,7 @@ from bot.slack.listeners import (
 )
 from bot.slack.listeners.common import CONTEXT_KEY, Deps
 from bot.slack.listeners.errors import handle_error
+from bot.slack.observed import ObservedApp
 
 log = logging.getLogger("bot.slack.app")
 
@@ -92,7 +93,7 @@ def create_app(
                 "app_manifest.yml)."
             )
         client = make_web_client(settings)
-    app = App(
+    app = ObservedApp(
         name="tokenbot",
         # Given a token, Bolt calls auth.test before the first request's listener, and
         # again on every request while that call fails: a Web API call before the ack.

@@ -1,4 +1,5 @@
-"""The Slack Web API client: configurable base URL and slack_sdk's retry handlers."""
+"""The Slack Web API client: configurable base URL, slack_sdk's retry handlers, and a
+first handler that retries nothing and counts every try (``tokenbot_slack_api_calls``)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,38 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
     ServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from bot import metrics
 from bot.config import Settings
+
+
+class CountCalls(RetryHandler):
+    """slack_sdk asks its retry handlers about every answer (and every failure to get
+    one), in order: first in the list, this one counts each try by method and outcome
+    (ok, ratelimited, error) and lets the next handlers decide."""
+
+    def can_retry(self, *, state: RetryState, request: HttpRequest,
+                  response: HttpResponse | None = None,
+                  error: Exception | None = None) -> bool:
+        metrics.slack_api_call(request.url.rsplit("/", 1)[-1].split("?", 1)[0],
+                               _outcome(response))
+        return False
+
+
+def _outcome(response: HttpResponse | None) -> str:
+    if response is None:
+        return "error"
+    body = response.body if isinstance(response.body, dict) else {}
+    if response.status_code == 429 or body.get("error") == "ratelimited":
+        return "ratelimited"
+    return "ok" if response.status_code == 200 and body.get("ok") is True else "error"
+
+
+_COUNT_CALLS = CountCalls()
 
 
 def make_web_client(settings: Settings, *, max_retry_count: int = 2, timeout: int = 10,
@@ -29,6 +57,7 @@ def make_web_client(settings: Settings, *, max_retry_count: int = 2, timeout: in
         timeout=timeout,
         logger=logger,
         retry_handlers=[
+            _COUNT_CALLS,
             ConnectionErrorRetryHandler(max_retry_count=max_retry_count),
             RateLimitErrorRetryHandler(max_retry_count=max_retry_count),
             ServerErrorRetryHandler(max_retry_count=max_retry_count),
@@ -86,6 +115,7 @@ def without_blind_retries(
     poster = copy.copy(client)
     poster.timeout = min(client.timeout, timeout)
     poster.retry_handlers = [
+        _COUNT_CALLS,
         _RefusedConnectionRetryHandler(max_retry_count=max_retry_count),
         _ShortRateLimitRetryHandler(max_retry_count=max_retry_count, max_wait=max_retry_after),
     ]

@@ -13,6 +13,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from bot.errors import NotFoundError
+from bot.logs import note_token
 from bot.services.listing import StatusFilter, TokenFilter
 from bot.services.tokens import NOT_IN_LABELS
 from bot.slack.ids import USER_ID_PATTERN
@@ -45,9 +46,12 @@ class Carried(BaseModel):
         Slack carries, or not ours)."""
         if isinstance(value, str) and len(value) <= METADATA_MAX:
             try:
-                return cls.model_validate_json(value)
+                decoded = cls.model_validate_json(value)
             except ValidationError:
                 pass
+            else:
+                note_token(getattr(decoded, "public_id", None))  # for the request's logs
+                return decoded
         if otherwise is None:
             raise NotFoundError()
         return otherwise

@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import NotFoundError, NotOwnerError, StaleTokenError, TokenbotError
 from bot.logs import LogLimiter
 from bot.services.audit import last_change
+from bot.slack.observed import ERROR, REFUSED, ended
 from bot.slack.listeners.common import Deps, deps, respond_to, send
 from bot.slack.views.formatting import mention
 from bot.slack.views.messages import change_text, notice_message
@@ -136,6 +137,7 @@ def reporting(listener: Callable[..., None], surface: Surface, **kwargs: Any
 def report(error: Exception, surface: Surface, *, body: Body, context: BoltContext,
            client: WebClient) -> None:
     logged(error, body)
+    ended(REFUSED if isinstance(error, TokenbotError) else ERROR)
     try:
         surface(error, body, deps(context), client)
     except Exception:  # the error path itself failed (e.g. Slack unreachable)
@@ -150,6 +152,7 @@ def handle_error(error: Exception, body: Body, context: BoltContext, client: Web
     logged, acknowledged, and told in one line (``bot.slack.acks`` hands the listeners'
     own errors to their surface)."""
     logged(error, body)
+    ended(ERROR)
     if response is None or body.get("type") == "view_submission":
         return response
     d = deps(context)

@@ -1,0 +1,129 @@
+"""``GET /metrics``: Prometheus's text format (``bot.metrics``), plus the gauges read from
+the database at the scrape (at most once a minute per process: the outbox's pending rows
+per kind, the oldest one's age, the tokens per status). Served only to the networks in
+``METRICS_ALLOW`` (403 otherwise) and only with ``METRICS_TOKEN`` as a bearer credential
+(401 otherwise), when those are set."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from bot import metrics
+from bot.config import Settings
+from bot.db import Database
+from bot.http.common import Receive, Scope, Send, send_response, send_text
+from bot.logs import LogLimiter
+from bot.models import utcnow
+from bot.services.outbox_status import outbox_report, token_counts
+
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 60.0
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="metrics"')
+
+
+class DatabaseGauges:
+    """A prometheus_client collector: the gauges read from the database, kept for
+    :data:`REFRESH_SECONDS` (a scrape every few seconds costs no more reads)."""
+
+    def __init__(self, database: Database, refresh: float = REFRESH_SECONDS) -> None:
+        self.database = database
+        self.refresh = refresh
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._families: list[GaugeMetricFamily] = []
+        self._failures = LogLimiter()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            if self._read_at is None or time.monotonic() - self._read_at >= self.refresh:
+                try:
+                    self._families = self._read()
+                    self._read_at = time.monotonic()
+                except SQLAlchemyError as error:  # the last figures stay; the scrape goes on
+                    if self._failures.allow("read"):
+                        log.warning("metrics: the database could not be read (%s)",
+                                    type(error).__name__)
+            families = list(self._families)
+        yield from families
+
+    def _read(self) -> list[GaugeMetricFamily]:
+        from prometheus_client.core import GaugeMetricFamily  # after serve's set-up
+
+        now = utcnow()
+        with self.database.sessions() as session:
+            report = outbox_report(session, now=now)
+            tokens = token_counts(session, now=now)
+        pending = GaugeMetricFamily("tokenbot_outbox_pending", "Outbox messages queued and "
+                                    "not yet sent (queued, leased or failing), by kind",
+                                    labels=["kind"])
+        oldest = GaugeMetricFamily("tokenbot_outbox_oldest_pending_seconds", "Age of the "
+                                   "oldest pending outbox message, by kind (0: none)",
+                                   labels=["kind"])
+        for kind, status in sorted(report.kinds.items()):
+            pending.add_metric([kind], status.pending)
+            age = (now - status.oldest_pending).total_seconds() if status.oldest_pending else 0
+            oldest.add_metric([kind], max(age, 0.0))
+        counted = GaugeMetricFamily("tokenbot_tokens", "Tokens by the status they show",
+                                    labels=["status"])
+        for status_name, count in sorted(tokens.items()):
+            counted.add_metric([status_name], count)
+        return [pending, oldest, counted]
+
+
+class MetricsHandler:
+    """The ``GET /metrics`` ASGI callable (the router has matched path and method)."""
+
+    def __init__(self, *, settings: Settings, database: Database, executor: Executor) -> None:
+        token = settings.metrics_token
+        self._token = token.get_secret_value().encode() if token else None
+        self._allow = list(settings.metrics_allow)
+        self._executor = executor
+        self.gauges = DatabaseGauges(database)
+        self._refusals = LogLimiter()
+
+    def refusal(self, scope: Scope) -> int | None:
+        """403 for a client outside METRICS_ALLOW, 401 without METRICS_TOKEN; else None."""
+        if self._allow:
+            client = scope.get("client")
+            try:
+                address: Any = ipaddress.ip_address(client[0]) if client else None
+            except ValueError:
+                address = None
+            if address is None or not any(address in network for network in self._allow):
+                return 403
+        if self._token is not None:
+            given = b""
+            for name, value in scope.get("headers", ()):
+                if name.lower() == b"authorization" and value[:7].lower() == b"bearer ":
+                    given = value[7:].strip()
+            if not hmac.compare_digest(given, self._token):
+                return 401
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused = self.refusal(scope)
+        if refused is not None:
+            if self._refusals.allow(str(refused)):
+                log.info("GET /metrics refused (%d; logged at most once a minute)", refused)
+            headers = [_CHALLENGE] if refused == 401 else []
+            await send_text(send, refused, "forbidden" if refused == 403 else
+                            "unauthorized", headers)
+            return
+        loop = asyncio.get_running_loop()
+        body, content_type = await loop.run_in_executor(
+            self._executor, metrics.exposition, [self.gauges])
+        await send_response(send, 200, body, [(b"content-type", content_type.encode())])

@@ -1,0 +1,108 @@
+"""What the outbox holds now, for operators (``tokenbot alerts status``) and for the
+metrics' gauges: per kind and destination, how many rows are queued, leased, failing
+(waiting for a retry), sent or skipped; the oldest pending; the next retry; the last
+error. And how many tokens show each status. Read-only; ``now`` passed in."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import Session
+
+from bot.models import DisplayStatus, MessageKind, OutboxMessage, OutboxStatus, Token, status_clause
+from bot.services.outbox import LEASE
+
+#: A row's state: pending rows are queued (never tried), leased (a delivery holds them
+#: now) or failing (tried, waiting for their retry); the others are done.
+QUEUED, LEASED, FAILING, SENT, SKIPPED = "queued", "leased", "failing", "sent", "skipped"
+STATES = (QUEUED, LEASED, FAILING, SENT, SKIPPED)
+PENDING_STATES = (QUEUED, LEASED, FAILING)
+
+
+@dataclass
+class DestinationStatus:
+    kind: str
+    audience: str
+    destination: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
+    oldest_pending: dt.datetime | None = None
+    next_retry: dt.datetime | None = None  # the soonest retry of a failing row
+    last_error: str | None = None  # of its most recently failed pending row
+    attempts: int = 0  # that row's failed tries
+
+
+@dataclass
+class KindStatus:
+    kind: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATES, 0))
+    oldest_pending: dt.datetime | None = None
+    next_retry: dt.datetime | None = None
+
+    @property
+    def pending(self) -> int:
+        return sum(self.counts[state] for state in PENDING_STATES)
+
+
+@dataclass
+class OutboxReport:
+    now: dt.datetime
+    kinds: dict[str, KindStatus]
+    destinations: list[DestinationStatus]
+
+
+def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def outbox_report(session: Session, *, now: dt.datetime) -> OutboxReport:
+    """Every kind (those with no rows too) and every destination with rows."""
+    pending = OutboxMessage.status == OutboxStatus.PENDING
+    leased = and_(OutboxMessage.claimed_at.is_not(None), OutboxMessage.claimed_at > now - LEASE)
+    state = case(
+        (OutboxMessage.status == OutboxStatus.SENT, SENT),
+        (OutboxMessage.status == OutboxStatus.SKIPPED, SKIPPED),
+        (leased, LEASED),
+        (OutboxMessage.attempts > 0, FAILING),
+        else_=QUEUED,
+    ).label("state")
+    grouped = session.execute(
+        select(OutboxMessage.kind, OutboxMessage.audience, OutboxMessage.destination, state,
+               func.count(), func.min(OutboxMessage.created_at),
+               func.min(OutboxMessage.next_attempt_at))
+        .group_by(OutboxMessage.kind, OutboxMessage.audience, OutboxMessage.destination,
+                  state)).all()
+    kinds = {kind.value: KindStatus(kind.value) for kind in MessageKind}
+    places: dict[tuple[str, str, str], DestinationStatus] = {}
+    for kind, audience, destination, row_state, count, created, retry in grouped:
+        place = places.setdefault((kind, audience, destination),
+                                  DestinationStatus(kind, audience, destination))
+        total = kinds.setdefault(kind, KindStatus(kind))
+        place.counts[row_state] += count
+        total.counts[row_state] += count
+        if row_state in PENDING_STATES:
+            place.oldest_pending = _earliest(place.oldest_pending, created)
+            total.oldest_pending = _earliest(total.oldest_pending, created)
+        if row_state == FAILING:
+            place.next_retry = _earliest(place.next_retry, retry)
+            total.next_retry = _earliest(total.next_retry, retry)
+    failed = session.execute(
+        select(OutboxMessage.kind, OutboxMessage.audience, OutboxMessage.destination,
+               OutboxMessage.last_error, OutboxMessage.attempts)
+        .where(pending, OutboxMessage.last_error.is_not(None))
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)).all()
+    for kind, audience, destination, error, attempts in failed:  # the latest wins
+        place = places[(kind, audience, destination)]
+        place.last_error, place.attempts = error, attempts
+    ordered = sorted(places.values(), key=lambda p: (p.kind, p.audience, p.destination))
+    return OutboxReport(now=now, kinds=kinds, destinations=ordered)
+
+
+def token_counts(session: Session, *, now: dt.datetime) -> dict[str, int]:
+    """How many tokens show each status at ``now`` (every team)."""
+    return {
+        status.value: session.scalar(
+            select(func.count()).select_from(Token).where(status_clause(status, now))) or 0
+        for status in DisplayStatus
+    }
