@@ -124,9 +124,10 @@ def _item_blocks(item: DepartedItem) -> list[Block]:
         block_id=row_block_id(BlockId.DEPARTED_ITEM, item.public_id),
         text=MarkdownTextObject(text="\n".join(lines)))]
     if item.actionable:
-        # The picker carries no value: its block id names the token.
+        # The picker carries no value: its block id names the token and its version.
         blocks.append(ActionsBlock(
-            block_id=row_block_id(BlockId.DEPARTED_ITEM_ACTIONS, item.public_id),
+            block_id=row_block_id(BlockId.DEPARTED_ITEM_ACTIONS,
+                                  f"{item.public_id}:{item.version}"),
             elements=[
                 UserSelectElement(action_id=ActionId.DEPARTED_REASSIGN,
                                   placeholder=_plain("Reassign to…")),
