@@ -61,7 +61,8 @@ def reassign_modal(*, label: str, masked: str, owner: str, metadata: ModalMetada
             SectionBlock(text=MarkdownTextObject(
                 text=f"*{escape(label)}* ({code(masked)}) is owned by {mention(owner)}.\n"
                      "The new owner answers for it: its reminders and notices go to them, "
-                     "and they can act on it. Both owners are told.")),
+                     "and they can act on it. The owners are told (not one who has "
+                     "left).")),
             InputBlock(block_id=BlockId.NEW_OWNER, label=_plain("New owner"),
                        element=UserSelectElement(action_id=ActionId.NEW_OWNER_SELECT,
                                                  placeholder=_plain("Choose a person"))),
