@@ -377,6 +377,11 @@ def test_the_warning_s_buttons_work_for_the_owner(bot, db, standin):
     created = seed(db, label="CI deploy", owner=OWNER)
     post(bot, message_body(created.secret, user=OWNER))
     (warning,) = ephemerals(standin)
+    # Issue 22's words: the token's label and masked secret, what to do, Rotate and Disable.
+    assert warning["text"] == (f"This message contains a live token: *CI deploy*, "
+                               f"`{created.token.secret_masked}`; delete the message and "
+                               "rotate the token.")
+    assert [b["text"]["text"] for b in buttons(warning["blocks"])] == ["Rotate", "Disable"]
     disable = leak_buttons(warning)[ActionId.DISABLE]
     assert disable["confirm"]["confirm"]["text"] == "Disable Token"  # the guide's dialog
     bot.click(disable, user=OWNER)
