@@ -577,6 +577,7 @@ def test_notify_mode_says_a_pasted_old_secret_is_one_and_offers_to_retire_it(bot
         assert "retire the old secret now; the new secret keeps working." in said
     found = leak_buttons(warning)
     assert [b["text"]["text"] for b in found.values()] == ["Retire old secret now", "Disable"]
+    assert found[ActionId.ROTATION_RETIRE]["confirm"]["confirm"]["text"] == "Retire Old Secret"
 
     bot.click(found[ActionId.ROTATION_RETIRE], user=OWNER)
     assert not _works(db, created.secret) and _works(db, new_secret)
