@@ -1,8 +1,9 @@
 """Chat messages in the conversations the bot is in (``message`` events: new messages and
 edits; a person's or a bot's, not Tokenbot's own): a live Tokenbot secret in one is told
 to whoever posted it (an ephemeral warning with the row's Rotate and Disable; not to a
-bot), its owner and its alert channel (the outbox), once per token and message. A message without a secret ends in the acknowledgement (one substring
-test); the text is read, never kept or logged."""
+bot), its owner and its alert channel (the outbox), once per token and message. A message
+without a secret ends in the acknowledgement (one substring test); the text is read, never
+kept or logged."""
 
 from __future__ import annotations
 
