@@ -135,7 +135,7 @@ def test_create_from_the_command_then_copy(bot, db, standin, table):
     view = modal["view"]
     assert view["title"]["text"] == "Create Access Token"
     fields = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
-    assert set(fields) == {"label", "scope", "expires", "alert_channel"}
+    assert set(fields) == {"label", "scope", "expires", "no_expiry", "alert_channel"}
     assert not fields["label"].get("optional") and not fields["scope"].get("optional")
     assert fields["expires"]["optional"] and fields["alert_channel"]["optional"]
     assert fields["expires"]["element"]["type"] == "datepicker"

@@ -101,12 +101,64 @@ def test_the_create_form_starts_within_policy_and_offers_never_only_where_no_cap
     field = _block(view, "exception")
     assert field is not None and "admin=30" not in field["hint"]["text"]
     assert "admin 30 days, write 90 days" in field["hint"]["text"]
-    # Without a cap: 30 days by default, never offered, no exception field.
+    # Without a cap: 30 days by default, "never" offered by the box (a picker drawn with a
+    # date cannot be emptied), no exception field.
     view = _create_form(bot, standin, ADMIN)
     expires = _block(view, "expires")
     assert expires["element"]["initial_date"] == _day(30)  # type: ignore[index]
-    assert "never expires" in expires["hint"]["text"]  # type: ignore[index]
+    assert "tick “Remove the expiry date”" in expires["hint"]["text"]  # type: ignore[index]
+    assert "Leave it empty" not in expires["hint"]["text"]  # type: ignore[index]
+    assert _block(view, "no_expiry") is not None
     assert _block(view, "exception") is None
+
+
+def _created(db: Database, label: str) -> Any:
+    with db.sessions.begin() as session:
+        return session.scalars(select(svc.Token).where(svc.Token.label == label)).one_or_none()
+
+
+def test_never_expires_can_be_chosen_on_the_create_form_where_no_cap_applies(
+    pbot: SlackBot, standin: SlackStandIn, cdb: Database, bot: SlackBot, db: Database,
+) -> None:
+    # No policy: the prefilled date is left as Slack sends it, the box is ticked.
+    view = _create_form(bot, standin, OWNER)
+    assert _block(view, "no_expiry") is not None
+    bot.submit(view, form_values(label="forever", scope="read", expires=_day(30),
+                                 clear_expiry=True))
+    made = _created(db, "forever")
+    assert made is not None and made.expires_at is None
+    # Under admin=30,write=90 a member is offered read (uncapped) and write: the box is
+    # drawn, says it is for read tokens only, and is refused inline for write.
+    view = _create_form(pbot, standin, OWNER)
+    assert _block(view, "no_expiry") is not None
+    assert "only read tokens" in _block(view, "expires")["hint"]["text"]  # type: ignore[index]
+    pbot.submit(view, form_values(label="w-forever", scope="write", expires=_day(45),
+                                  clear_expiry=True))
+    assert pbot.acks[-1]["errors"] == {
+        "expires": f"write tokens must expire within 90 days: on or before {_day(90)}"}
+    assert _created(cdb, "w-forever") is None
+    pbot.submit(view, form_values(label="r-forever", scope="read", expires=_day(45),
+                                  clear_expiry=True))
+    made = _created(cdb, "r-forever")
+    assert made is not None and made.expires_at is None
+
+
+def test_under_a_later_cap_a_token_that_never_expires_keeps_it_on_a_label_edit(
+    make_settings: Callable[..., Settings], standin: SlackStandIn, db: Database,
+) -> None:
+    every = make_settings(SLACK_API_URL=standin.api_url, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                          SLACK_BOT_TOKEN="xoxb-test", TOKENBOT_MAX_LIFETIME_DAYS="14")
+    old = seed(db, label="old", scope="read").token  # made before the policy: no expiry
+    with running_bot(every, db, standin) as harness:
+        harness.click(row_buttons(_table(harness, standin), old.public_id)[ActionId.EDIT])
+        edit = standin.wait_for("views.open")[-1].body["view"]
+        expires = _block(edit, "expires")
+        assert expires is not None and expires["optional"] is True
+        assert "initial_date" not in expires["element"]
+        harness.submit(edit, form_values(label="old but renamed", scope="read", expires=None))
+        after = load(db, old.public_id)
+        assert after is not None and after.label == "old but renamed"
+        assert after.expires_at is None
 
 
 def test_under_a_cap_on_every_scope_the_date_is_required(
@@ -179,6 +231,26 @@ def test_the_edit_form_shows_the_exception_to_admins_and_the_refusal_to_owners(
     assert after.policy_exception == "contract"
     assert audit_actions(cdb, public_id) == ["create", "edit"]
 
+
+    # An admin clears the exception's field: the exception is removed (the expiry is
+    # brought within the cap in the same edit; clearing it alone is refused on the date).
+    pbot.click(row_buttons(_table(pbot, standin, ADMIN), public_id)[ActionId.EDIT], user=ADMIN)
+    view = standin.wait_for("views.open", 3)[-1].body["view"]
+    assert _block(view, "exception")["element"]["initial_value"] == "contract"  # type: ignore[index]
+    cleared = {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
+                                                             "value": None}}}
+    answered = len(pbot.acks)
+    pbot.submit(view, {**form_values(label="vendor api", scope="write", expires=_day(200)),
+                       **cleared}, user=ADMIN)
+    assert len(pbot.acks) == answered + 1
+    assert pbot.acks[-1]["errors"]["expires"].startswith("write tokens must expire")
+    assert load(cdb, public_id).policy_exception == "contract"  # type: ignore[union-attr]
+    pbot.submit(view, {**form_values(label="vendor api", scope="write", expires=_day(60)),
+                       **cleared}, user=ADMIN)
+    after = load(cdb, public_id)
+    assert after is not None and after.policy_exception is None
+    assert after.expires_on == utcnow().date() + dt.timedelta(days=60)
+    assert "Policy exception" not in texts(_table(pbot, standin, ADMIN))
 
 
 def test_the_table_flags_a_token_over_a_cap_set_after_it_was_made(

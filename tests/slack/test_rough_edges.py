@@ -112,14 +112,16 @@ def test_a_dated_tokens_form_says_to_tick_remove_the_expiry_date(bot, db, standi
     assert load(db, created.token.public_id).expires_on == today + dt.timedelta(days=10)
 
 
-def test_an_undated_form_says_to_leave_the_date_empty(bot, db, standin, table):
+def test_the_create_form_prefilled_with_a_date_says_to_tick_remove_the_expiry_date(
+        bot, db, standin, table):
     bot.command("create")
     view = standin.wait_for("views.open")[-1].body["view"]
-    assert "Leave it empty for a token that never expires" in _inputs(view)["expires"][
-        "hint"]["text"]
+    hint = _inputs(view)["expires"]["hint"]["text"]
+    assert _inputs(view)["expires"]["element"]["initial_date"]  # it cannot be emptied
+    assert "tick “Remove the expiry date”" in hint and "Leave it empty" not in hint
     bot.submit(view, form_values(label="new", expires="2020-01-01"))
     error = bot.acks[-1]["errors"]["expires"]
-    assert "Leave it empty for a token that never expires" in error
+    assert "tick “Remove the expiry date”" in error
 
 
 # -- 4. changes made from the CLI are named properly ---------------------------------------
