@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import OutboxMessage
 from bot.services import tokens as svc
-from bot.services.policy import policy_of
+from bot.services.policy import EXCEPTION_MAX, policy_of
 from bot.slack.ids import ActionId
 from tests.slack.conftest import (
     ADMIN,
@@ -299,3 +299,25 @@ def test_extend_30_days_from_a_digest_is_refused_beyond_the_cap(
         assert load(database, token.public_id).expires_at == token.expires_at  # type: ignore[union-attr]
     finally:
         database.dispose()
+
+
+def test_a_maximal_exception_is_shortened_on_its_row_and_the_page_stays_valid(
+    pbot: SlackBot, standin: SlackStandIn, cdb: Database, capped: Settings,
+) -> None:
+    # 500 characters that each escape to five (&amp;) under a 100-character label of them.
+    reason = "&" * EXCEPTION_MAX
+    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    with cdb.sessions.begin() as session:
+        made = svc.create_token(session, box=cdb.box, actor=actor, label="&" * svc.LABEL_MAX,
+                                scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                expires_on=utcnow().date() + dt.timedelta(days=200),
+                                owner=OWNER, exception=reason, policy=policy_of(capped))
+    blocks = _table(pbot, standin)  # the stand-in refuses a section over 3,000 characters
+    row = next(b for b in blocks if b.get("block_id", "").startswith("row:"))
+    assert len(row["text"]["text"]) <= 3000
+    assert "Policy exception: " + "&amp;" * 149 + "…" in row["text"]["text"]
+    # the whole reason is on the admin's edit form
+    pbot.click(row_buttons(_table(pbot, standin, ADMIN), made.token.public_id)[ActionId.EDIT],
+               user=ADMIN)
+    view = standin.wait_for("views.open")[-1].body["view"]
+    assert _block(view, "exception")["element"]["initial_value"] == reason  # type: ignore[index]

@@ -29,7 +29,7 @@ from bot.slack.actions import ROW_BUTTONS, ROW_MENU, Action, Rows
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import MenuChoice, RowRef, TableState
 from bot.slack.views.confirms import confirm_dialog, style_of
-from bot.slack.views.formatting import ago, code, date_time, escape, mention
+from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
@@ -114,6 +114,9 @@ def expiry_text(token: Listed, now: dt.datetime) -> str:
 
 
 OVER_POLICY_BADGE = ":warning: *Over policy*"
+#: How much of an exception's reason a row shows (all of it: the edit form, `tokens show`):
+#: a row is one section, at most 3,000 characters, and a reason may escape to 2,500.
+EXCEPTION_SHOWN = 150
 
 
 def row_text(token: Listed, status: DisplayStatus, now: dt.datetime,
@@ -138,7 +141,8 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime,
         f"{last_used}"
     )
     if token.policy_exception:
-        text += f"\n:memo: Policy exception: {escape(token.policy_exception)}"
+        reason = truncate(token.policy_exception, EXCEPTION_SHOWN)
+        text += f"\n:memo: Policy exception: {escape(reason)}"
     if token.old_secret_until is not None and token.rotating(now):
         text += (
             f"\n:repeat: Rotating: old secret {code(token.previous_secret_masked or '')} works "
