@@ -278,3 +278,28 @@ def test_the_cli_list_flags_tokens_over_a_cap_set_later(
     assert {r["label"]: r["over_policy"] for r in rows} == {"forever": True, "short": False}
     shown = cli.ok("tokens", "show", forever["id"], "--json").json()  # type: ignore[index]
     assert shown["over_policy"] is True and shown["expires_on"] is None  # type: ignore[index]
+
+
+def test_the_cli_json_says_over_policy_after_create_edit_and_reassign(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TOKENBOT_MAX_LIFETIME_DAYS")
+    forever = cli.ok("tokens", "create", "--label", "forever", "--scope", "write", "--owner",
+                     "U1", "--new-team", "--json").json()
+    assert forever["over_policy"] is False  # type: ignore[index]
+    monkeypatch.setenv("TOKENBOT_MAX_LIFETIME_DAYS", "write=90")
+    edited = cli.ok("tokens", "edit", forever["id"], "--label", "renamed",  # type: ignore[index]
+                    "--json").json()
+    assert edited["label"] == "renamed" and edited["over_policy"] is True  # type: ignore[index]
+    moved = cli.ok("tokens", "reassign", forever["id"], "--owner", "U2",  # type: ignore[index]
+                   "--yes", "--json").json()
+    assert moved["owner"] == "U2" and moved["over_policy"] is True  # type: ignore[index]
+    # a new token beyond the cap by an exception is not over policy; one with no cap
+    # left on its scope neither
+    vendor = cli.ok("tokens", "create", "--label", "vendor", "--scope", "write", "--owner",
+                    "U1", "--expires", _later(200), "--exception", "contract",
+                    "--json").json()
+    assert vendor["over_policy"] is False  # type: ignore[index]
+    within = cli.ok("tokens", "edit", forever["id"], "--expires", _later(30),  # type: ignore[index]
+                    "--json").json()
+    assert within["over_policy"] is False  # type: ignore[index]

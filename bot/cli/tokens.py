@@ -318,11 +318,11 @@ def cmd_create(args: argparse.Namespace) -> int:
             now=ctx.now,
             expires_on=args.expires,
             owner=args.owner,
-            policy=policy_of(ctx.settings),
+            policy=(policy := policy_of(ctx.settings)),
             exception=args.exception,
         )
         token, secret = created.token, created.secret
-        summary = token_summary(token, ctx.now)
+        summary = token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now))
     if args.json:
         print_json({**summary, "secret": secret})
         print(SECURITY_NOTE, file=sys.stderr)
@@ -368,12 +368,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 expected_version=version,
                 scopes=ctx.settings.tokenbot_scopes,
                 now=ctx.now,
-                policy=policy_of(ctx.settings),
+                policy=(policy := policy_of(ctx.settings)),
                 **changes,
             )
             token = result.token
-            summary = token_summary(token, ctx.now)
-            details = _details(token, ctx.now, policy_of(ctx.settings))
+            summary = token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now))
+            details = _details(token, ctx.now, policy)
     if args.json:
         print_json(summary)
     elif result.changes:
