@@ -303,3 +303,20 @@ def test_the_cli_json_says_over_policy_after_create_edit_and_reassign(
     within = cli.ok("tokens", "edit", forever["id"], "--expires", _later(30),  # type: ignore[index]
                     "--json").json()
     assert within["over_policy"] is False  # type: ignore[index]
+
+
+def test_a_reason_given_where_no_exception_is_needed_is_refused_in_one_line(cli: Cli) -> None:
+    refused = cli("tokens", "create", "--label", "deploy", "--scope", "write", "--owner", "U1",
+                  "--expires", _later(30), "--exception", "just in case", "--new-team")
+    assert refused.code == 1
+    assert refused.err.strip().splitlines() == [
+        f"tokenbot: No exception is needed: write tokens may expire on or before {_later(90)} "
+        "without one. Leave the reason empty."]
+    assert cli.ok("tokens", "list", "--json").json()["tokens"] == []  # type: ignore[index]
+    made = cli.ok("tokens", "create", "--label", "deploy", "--scope", "write", "--owner", "U1",
+                  "--expires", _later(30), "--json").json()
+    refused = cli("tokens", "edit", made["id"], "--exception", "why not")  # type: ignore[index]
+    assert refused.code == 1 and refused.err.count("\n") == 1
+    assert "No exception is needed" in refused.err
+    shown = cli.ok("tokens", "show", made["id"], "--json").json()  # type: ignore[index]
+    assert shown["policy_exception"] is None  # type: ignore[index]

@@ -174,11 +174,15 @@ def clean_exception(reason: str | None) -> str | None:
 
 def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
                    expires_at: dt.datetime | None, exception: str | None,
-                   now: dt.datetime) -> str | None:
+                   now: dt.datetime, given: bool = True) -> str | None:
     """The lifetime rule at create, edit and extend: an expiry within the scope's cap, or
-    beyond it with an admin's reason. Returns the exception to keep (None within the cap)."""
+    beyond it with an admin's reason. Returns the exception to keep (None within the cap).
+    A reason the user ``given`` for an expiry that needs none is refused on its field
+    rather than dropped unsaid (a kept one that is no longer needed just goes)."""
     reason = clean_exception(exception)
     if policy.allows(scope, dates.expiry_date(expires_at) if expires_at else None, now):
+        if reason is not None and given:
+            raise needless_exception(policy, scope, now)
         return None
     if reason is None:
         raise policy.refusal(scope, now)
@@ -187,6 +191,14 @@ def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
             "Only a workspace admin can make an exception to the lifetime policy.",
             field="exception")
     return reason
+
+
+def needless_exception(policy: Policy, scope: str, now: dt.datetime) -> ValidationError:
+    latest = policy.latest(scope, now)
+    why = (f"{scope} tokens have no lifetime cap" if latest is None else
+           f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
+    return ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
+                           field="exception")
 
 
 def exception_details(reason: str | None) -> dict[str, Any]:
@@ -205,4 +217,5 @@ def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: st
     if not (rechecked or (exception_given and given != token.policy_exception)):
         return token.policy_exception
     return check_lifetime(policy, actor=actor, scope=scope, expires_at=expires_at,
-                          exception=given, now=now)
+                          exception=given, now=now,
+                          given=exception_given and given != token.policy_exception)

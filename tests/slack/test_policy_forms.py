@@ -194,6 +194,15 @@ def test_a_refusal_is_inline_on_the_date_and_an_admin_may_give_a_reason(
     assert "deploy" not in texts(_table(pbot, standin))
 
     admin_view = _create_form(pbot, standin, ADMIN)
+    # a reason for an expiry within the cap is refused on its field, not dropped unsaid
+    answered = len(pbot.acks)
+    pbot.submit(admin_view, {**form_values(label="vendor", scope="write", expires=_day(60)),
+                             **_exception("just in case")}, user=ADMIN)
+    assert len(pbot.acks) == answered + 1
+    assert pbot.acks[-1]["errors"] == {"exception": (
+        f"No exception is needed: write tokens may expire on or before {_day(90)} without "
+        "one. Leave the reason empty.")}
+    assert "vendor" not in texts(_table(pbot, standin, ADMIN))
     answered = len(pbot.acks)
     pbot.submit(admin_view, {**form_values(label="vendor", scope="write", expires=_day(200)),
                              **_exception("vendor <contract> until 2028")}, user=ADMIN)
