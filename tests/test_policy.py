@@ -52,7 +52,9 @@ def _count(db: Database) -> int:
     [("90", "write", 90), ("90", "read", 90),
      ("admin=30,write=90,read=365", "admin", 30),
      ("admin=30,write=90,read=365", "read", 365),
-     ("admin=30,write=90", "read", None)],  # read is not capped: anything, even never
+     ("admin=30,write=90", "read", None),  # read is not capped: anything, even never
+     ("90,admin=30", "admin", 30), ("90,admin=30", "read", 90),  # a default, overridden
+     ("admin=30, 365", "write", 365)],
 )
 def test_each_form_of_the_cap_bounds_the_expiry_at_create(
     make_settings: Callable[..., Settings], cap: str, scope: str, allowed_days: int | None,
@@ -86,7 +88,7 @@ def test_without_a_cap_anything_goes_as_before(db: Database, settings: Settings)
 
 
 @pytest.mark.parametrize("raw", ["ninety", "0", "write=", "write=-1", "deploy=30",
-                                 "write=30,write=40", "=30"])
+                                 "write=30,write=40", "=30", "30,admin=7,40"])
 def test_a_bad_cap_is_a_clear_start_up_error(raw: str) -> None:
     with pytest.raises(ConfigurationError) as error:
         load_settings(_env_file=None, TOKENBOT_MAX_LIFETIME_DAYS=raw)
