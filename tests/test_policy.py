@@ -18,6 +18,7 @@ from bot.services import listing
 from bot.services import tokens as svc
 from bot.services.policy import PolicyError, policy_of
 from tests.test_cli import Cli
+from tests.support.policy import NO_POLICY
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -201,7 +202,8 @@ def test_tokens_made_before_a_cap_are_kept_and_flagged_over_policy(
         with db.sessions() as session:
             page = listing.list_tokens(session, team_id=TEAM, now=NOW,
                                        policy=policy_of(capped), per_page=50)
-            unflagged = listing.list_tokens(session, team_id=TEAM, now=NOW, per_page=50)
+            unflagged = listing.list_tokens(session, team_id=TEAM, now=NOW, per_page=50,
+                policy=NO_POLICY)
             expiries = {t.public_id: t.expires_at for t in session.scalars(select(Token))}
         assert page.over_policy == {forever.public_id, long.public_id}
         assert unflagged.over_policy == frozenset()

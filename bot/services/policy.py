@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import and_, false, func, or_, true
@@ -51,12 +51,13 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Policy:
-    """A team's hygiene settings (``policy_of(settings)``)."""
+    """A team's hygiene settings: made by ``policy_of(settings)`` only (the defaults are
+    the settings'), so no caller can forget the cap by leaving it out."""
 
-    caps: Mapping[str, int] = field(default_factory=dict)  # scope (or EVERY_SCOPE) -> days
-    default_expiry_days: int = 30
-    dormant_days: int = 90
-    dormant_action: DormantAction = DormantAction.NOTIFY
+    caps: Mapping[str, int]  # scope (or EVERY_SCOPE) -> days; empty: no cap
+    default_expiry_days: int
+    dormant_days: int
+    dormant_action: DormantAction
 
     @property
     def capped(self) -> bool:
@@ -151,9 +152,6 @@ class Policy:
         return and_(self.dormant_clause(now), or_(
             Token.dormant_noticed_at.is_(None),
             Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY))
-
-
-NO_POLICY: Final = Policy()
 
 
 def policy_of(settings: Settings) -> Policy:

@@ -30,6 +30,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.signing import form_body, signed_headers
+from tests.support.policy import NO_POLICY
 
 ACTIONS = [ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE]
 VERBS = {ActionId.COPY: "copy", ActionId.EDIT: "edit", ActionId.DISABLE: "disable",
@@ -179,7 +180,8 @@ def test_stale_view_after_another_user_edited_the_token(bot, db, standin, table)
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                        public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), label="renamed by admin")
+                       scopes=["read", "write"], now=utcnow(), label="renamed by admin",
+                       policy=NO_POLICY)
     for action in (ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE, ActionId.EDIT):
         if action == ActionId.ROTATE:
             choose(bot, blocks, public_id, action)  # refused before its confirmation

@@ -23,6 +23,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.slack_standin import Call
+from tests.support.policy import NO_POLICY
 
 
 def _redrawn(standin) -> Call:
@@ -231,7 +232,7 @@ def test_clearing_the_expiry_removes_it(bot, db, standin, table):
         svc.edit_token(session, actor=svc.Actor(team_id="T1", user_id=OWNER),
                        public_id=public_id, expected_version=load(db, public_id).version,
                        scopes=["read"], now=utcnow(),
-                       expires_on=(utcnow() + dt.timedelta(days=5)).date())
+                       expires_on=(utcnow() + dt.timedelta(days=5)).date(), policy=NO_POLICY)
     bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
     view = standin.wait_for("views.open", 2)[-1].body["view"]
     bot.submit(view, form_values(label="ci", scope="read", expires=None))

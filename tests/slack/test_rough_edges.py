@@ -28,6 +28,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.slack_standin import modal_state
+from tests.support.policy import NO_POLICY
 
 
 def _open_edit(bot, standin, table, public_id, *, user=None):
@@ -55,7 +56,7 @@ def test_a_stale_edit_submitted_again_as_slack_keeps_it_keeps_the_admins_scope(
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                        public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), scope="write")
+                       scopes=["read", "write"], now=utcnow(), scope="write", policy=NO_POLICY)
     first = modal_state(view, typed={"label": form_values(label="renamed")["label"]})
     bot.submit(view, first)
     form = bot.acks[-1]["view"]
@@ -135,7 +136,7 @@ def _stale_click_after_cli_edit(bot, db, standin, table, cli_user):
                                                 source=AuditSource.CLI),
                        public_id=created.token.public_id,
                        expected_version=created.token.version, scopes=[], now=utcnow(),
-                       label="renamed")
+                       label="renamed", policy=NO_POLICY)
     bot.click(row_buttons(blocks, created.token.public_id)[ActionId.DISABLE])
     return texts(last_response(standin).body["blocks"][:1])
 
@@ -220,7 +221,7 @@ def test_an_error_on_a_reset_field_is_shown_on_that_field(bot, db, standin, tabl
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                        public_id=public_id, expected_version=created.token.version,
-                       scopes=[], now=utcnow(), label="admin's")
+                       scopes=[], now=utcnow(), label="admin's", policy=NO_POLICY)
     first = modal_state(view, typed={"scope": form_values(scope="write")["scope"]})
     bot.submit(view, first)
     form = bot.acks[-1]["view"]

@@ -29,7 +29,7 @@ from slack_sdk.models.views import View
 from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId, row_block_id
 from bot.errors import PastExpiryError, PermissionDeniedError, ValidationError
 from bot.models import Token
-from bot.services.policy import EXCEPTION_MAX, NO_POLICY, Policy
+from bot.services.policy import EXCEPTION_MAX, Policy
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
 from bot.slack.state import ModalMetadata, mapping
@@ -68,7 +68,7 @@ def token_form(
     typed: FormValues | None = None,
     notice: str | None = None,
     reset: Collection[str] = (),
-    policy: Policy = NO_POLICY,
+    policy: Policy,
     admin: bool = False,
     now: dt.datetime | None = None,
 ) -> View:

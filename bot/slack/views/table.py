@@ -119,8 +119,8 @@ OVER_POLICY_BADGE = ":warning: *Over policy*"
 EXCEPTION_SHOWN = 150
 
 
-def row_text(token: Listed, status: DisplayStatus, now: dt.datetime,
-             over_policy: bool = False) -> str:
+def row_text(token: Listed, status: DisplayStatus, now: dt.datetime, *,
+             over_policy: bool) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge,
     and the lifetime policy: "Over policy", or an admin's "Policy exception" and why."""
     last_used = "Never used"
@@ -197,11 +197,11 @@ def row_menu(status: DisplayStatus, ref: RowRef, rotating: bool = False,
 
 
 def row_blocks(token: Listed, now: dt.datetime, state: TableState,
-               viewer: Actor, over_policy: bool = False) -> list[Block]:
+               viewer: Actor, *, over_policy: bool) -> list[Block]:
     """A row's blocks: its body (muted when disabled), its actions (only for its owner and
     admins) and a divider. The actions carry the token's version and the table's state."""
     status = token.display_status(now)
-    text = MarkdownTextObject(text=row_text(token, status, now, over_policy))
+    text = MarkdownTextObject(text=row_text(token, status, now, over_policy=over_policy))
     block_id = row_block_id(BlockId.ROW, token.public_id)
     body: Block
     if status == DisplayStatus.DISABLED:
@@ -306,7 +306,7 @@ def table_blocks(
     if page.items:
         for token in page.items:
             blocks.extend(row_blocks(token, now, state, viewer,
-                                     token.public_id in page.over_policy))
+                                     over_policy=token.public_id in page.over_policy))
     else:
         blocks.append(_empty(state))
     summary = ContextBlock(block_id=BlockId.SUMMARY,
