@@ -3,6 +3,7 @@ non-owners, forged and cross-team ids, stale views, forged or replayed requests.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
@@ -234,7 +235,9 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     assert load(db, public_id).label == "shared"
 
 
-def _edit_form_then_an_admin(bot, db, standin, table, change=svc.edit_token, **values):
+def _edit_form_then_an_admin(bot, db, standin, table,
+                             change=functools.partial(svc.edit_token, policy=NO_POLICY),
+                             **values):
     """The owner's open Edit form, and meanwhile an admin's ``change`` of the token."""
     created = seed(db, label="shared")
     public_id = created.token.public_id
