@@ -210,8 +210,8 @@ def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: st
     """The token's exception after an edit: checked again when the edit changes its scope
     or expiry (``rechecked``) or gives another reason. An admin's edit that gives none
     keeps the token's reason."""
-    given = exception if exception_given else (token.policy_exception if actor.is_admin
-                                                else None)
+    given = clean_exception(exception) if exception_given else (
+        token.policy_exception if actor.is_admin else None)
     if not (rechecked or (exception_given and given != token.policy_exception)):
         return token.policy_exception
     return check_lifetime(policy, actor=actor, scope=scope, expires_at=expires_at,

@@ -330,3 +330,47 @@ def test_a_maximal_exception_is_shortened_on_its_row_and_the_page_stays_valid(
                user=ADMIN)
     view = standin.wait_for("views.open")[-1].body["view"]
     assert _block(view, "exception")["element"]["initial_value"] == reason  # type: ignore[index]
+
+
+def test_a_cleared_exception_stays_cleared_when_the_token_changed_meanwhile(
+    pbot: SlackBot, standin: SlackStandIn, cdb: Database, capped: Settings,
+) -> None:
+    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    with cdb.sessions.begin() as session:
+        made = svc.create_token(session, box=cdb.box, actor=actor, label="vendor",
+                                scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                expires_on=utcnow().date() + dt.timedelta(days=200),
+                                owner=ADMIN, exception="contract", policy=policy_of(capped))
+    public_id = made.token.public_id
+    pbot.click(row_buttons(_table(pbot, standin, ADMIN), public_id)[ActionId.EDIT], user=ADMIN)
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with cdb.sessions.begin() as session:  # meanwhile, from the CLI
+        svc.edit_token(session, actor=actor, public_id=public_id,
+                       expected_version=made.token.version, scopes=[], now=utcnow(),
+                       label="vendor api", policy=policy_of(capped))
+    cleared = {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
+                                                             "value": None}}}
+    typed = {**form_values(label="vendor", scope="write", expires=_day(60)), **cleared}
+    pbot.submit(view, typed, user=ADMIN)
+    again = pbot.acks[-1]
+    assert again["response_action"] == "update"
+    redrawn = again["view"]
+    field = next(b for b in redrawn["blocks"] if b.get("block_id", "").startswith("exception"))
+    assert "initial_value" not in field["element"]  # still cleared, as the admin left it
+    assert load(cdb, public_id).policy_exception == "contract"  # type: ignore[union-attr]
+
+    def renamed(days: int) -> dict[str, Any]:
+        return {k if k != "exception" else field["block_id"]: v for k, v in
+                {**form_values(label="vendor api", scope="write", expires=_day(days)),
+                 **cleared}.items()}
+
+    # the reason is still gone: beyond the cap without one is refused, not kept silently
+    answered = len(pbot.acks)
+    pbot.submit(redrawn, renamed(200), user=ADMIN)
+    assert len(pbot.acks) == answered + 1
+    assert pbot.acks[-1]["errors"]["expires"].startswith("write tokens must expire")
+    assert load(cdb, public_id).policy_exception == "contract"  # type: ignore[union-attr]
+    pbot.submit(redrawn, renamed(60), user=ADMIN)
+    after = load(cdb, public_id)
+    assert after is not None and after.policy_exception is None
+    assert after.expires_on == utcnow().date() + dt.timedelta(days=60)

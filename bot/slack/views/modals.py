@@ -284,8 +284,8 @@ class FormValues:
     scope: str
     expires_on: dt.date | None
     alert_channel: str | None
-    # An admin's reason; None: not given (the token's stays as it is); "": a reason the
-    # form was drawn with was cleared (the exception is removed).
+    # An admin's reason; None: no field (the token's stays as it is); "": the field was
+    # left empty (the token has no exception).
     exception: str | None = None
 
     def fields(self) -> dict[str, Any]:
@@ -384,16 +384,15 @@ def read_form(view: dict[str, Any]) -> FormValues:
     label = _element(values, BlockId.LABEL, ActionId.LABEL_INPUT).get("value") or ""
     scope = mapping(_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get(
         "selected_option")).get("value")
-    reason = str(_element(values, BlockId.EXCEPTION, ActionId.EXCEPTION_INPUT).get("value")
-                 or "").strip()
-    drawn = _drawn(view.get("blocks"), BlockId.EXCEPTION, "initial_value")
+    field = _element(values, BlockId.EXCEPTION, ActionId.EXCEPTION_INPUT)
+    reason = str(field.get("value") or "").strip()
     return FormValues(
         label=str(label),
         scope=str(scope) if scope else "",
         expires_on=_expires_on(values, _drawn_date(view.get("blocks"))),
         alert_channel=_alert_channel(values),
-        # a reason drawn in the field and cleared: remove it (not "leave it as it is")
-        exception=reason or ("" if isinstance(drawn, str) and drawn.strip() else None),
+        # the field (drawn for admins) holds the token's reason: left empty, it has none
+        exception=reason or ("" if field else None),
     )
 
 
