@@ -150,19 +150,20 @@ class Settings(LogSettings):
     @field_validator("tokenbot_max_lifetime_days", mode="before")
     @classmethod
     def _lifetime_caps(cls, value: object) -> object:
-        """``90`` (every scope) or ``admin=30,write=90,read=365``; blank means no cap."""
+        """``90`` (every scope), ``admin=30,write=90,read=365``, or both: ``90,admin=30``
+        (a default for every scope, overridden for some); blank means no cap."""
         if not isinstance(value, str):
             return value
-        text = value.strip()
-        if not text:
-            return {}
-        if "=" not in text:
-            return {"": _days(text)}
         caps: dict[str, int] = {}
-        for part in _split(text):  # type: ignore[union-attr]
+        for part in _split(value.strip()):  # type: ignore[union-attr]
             scope, sep, days = part.partition("=")
-            if not sep or not scope.strip():
-                raise ValueError(f"{part!r} is not scope=days (e.g. admin=30,write=90)")
+            if not sep:  # the cap of every scope not named
+                if "" in caps:
+                    raise ValueError("the cap for every scope (a number alone) is given twice")
+                caps[""] = _days(part)
+                continue
+            if not scope.strip():
+                raise ValueError(f"{part!r} is not scope=days (e.g. 90,admin=30,write=60)")
             if scope.strip() in caps:
                 raise ValueError(f"scope {scope.strip()!r} is given twice")
             caps[scope.strip()] = _days(days)

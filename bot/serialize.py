@@ -61,7 +61,7 @@ def _moment(key: object, item: Any) -> Any:
 
 
 def token_summary(token: Token | Listed, now: dt.datetime, *,
-                  over_policy: bool = False) -> dict[str, Any]:
+                  over_policy: bool) -> dict[str, Any]:
     """A token as a JSON row: public id, label, masked secret, scope, displayed status
     (``active`` / ``disabled`` / ``expired`` at ``now``), its timestamps, its expiry
     date, the caller that last used it, and a rotation's old secret while it still works

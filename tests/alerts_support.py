@@ -15,6 +15,7 @@ from bot.services import tokens as svc
 from bot.slack.state import RowRef
 from tests.support.blockkit import validate_message_blocks
 from tests.support.slack_standin import Call, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 ALERTS = "CALERTS"
@@ -37,7 +38,7 @@ def seed_token(
         return svc.create_token(
             session, box=db.box, actor=actor, label=label, scope="write",
             scopes=["read", "write", "admin"], now=now, expires_on=expires_on,
-            alert_channel=channel, owner=owner,
+            alert_channel=channel, owner=owner, policy=NO_POLICY,
         )
 
 

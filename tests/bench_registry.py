@@ -33,6 +33,7 @@ from bot.services import listing  # noqa: E402
 from bot.services import tokens as svc  # noqa: E402
 from bot.services.verification import verify as verify_secret  # noqa: E402
 from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
+from tests.support.policy import NO_POLICY
 
 TEAM = "TBENCH"
 OWNERS = [f"U{n:05d}" for n in range(200)]
@@ -96,18 +97,21 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
 
     def first_page(_: int) -> None:
         with database.sessions.begin() as session:
-            page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=10)
+            page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
+                policy=NO_POLICY)
             assert len(page.items) == 10
 
     def filtered(i: int) -> None:
         with database.sessions.begin() as session:
             listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                                filters=listing.TokenFilter(search=f"{rng.randrange(count):06d}"))
+                                filters=listing.TokenFilter(search=f"{rng.randrange(count):06d}"),
+                                policy=NO_POLICY)
 
     def filtered_broad(i: int) -> None:  # about a fifth of all labels match
         with database.sessions.begin() as session:
             listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                                filters=listing.TokenFilter(search=WORDS[i % len(WORDS)]))
+                                filters=listing.TokenFilter(search=WORDS[i % len(WORDS)]),
+                                policy=NO_POLICY)
 
     def get(_: int) -> None:
         with database.sessions.begin() as session:

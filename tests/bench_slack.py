@@ -59,6 +59,7 @@ from bot.models import TokenStatus  # noqa: E402
 from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
 from tests.support.signing import form_body, interactive_body, signed_headers  # noqa: E402
 from tests.support.slack_standin import Call, SlackStandIn  # noqa: E402
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 USER = "UBENCH"
@@ -141,7 +142,7 @@ def floor_modal(response_url: str) -> dict[str, Any]:
     origin = Origin(kind=OriginKind.MESSAGE, state=TableState(), response_url=response_url)
     metadata = ModalMetadata(origin=origin, public_id=token.public_id, version=1)
     view = token_form(mode=FormMode.EDIT, scopes=["read", "write", "admin"],
-                      metadata=metadata, token=token)
+                      metadata=metadata, token=token, policy=NO_POLICY)
     return view.to_dict()
 
 

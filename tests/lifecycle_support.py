@@ -23,6 +23,7 @@ from bot.services import tokens as svc
 from tests.support.blockkit import validate_slack_call
 from tests.support.signing import form_body
 from tests.support.slack_standin import SlackStandIn
+from tests.support.policy import NO_POLICY
 
 
 TEAM = "T1"
@@ -93,7 +94,7 @@ def create(database: Database, *, label: str = "CI deploy", channel: str | None 
     with database.sessions.begin() as session:
         return svc.create_token(session, box=database.box, actor=ACTOR, label=label,
                                 scope="write", scopes=["read", "write"], now=now or utcnow(),
-                                alert_channel=channel, expires_on=expires_on)
+                                alert_channel=channel, expires_on=expires_on, policy=NO_POLICY)
 
 
 def version(database: Database, public_id: str) -> int:

@@ -31,6 +31,7 @@ from tests.alerts_support import (
 )
 from tests.slack.conftest import mrkdwn_texts
 from tests.support.slack_standin import Failure, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -104,7 +105,7 @@ def test_extending_after_the_7_day_reminder_rearms_the_thresholds_for_the_new_da
         with adb.sessions.begin() as session:
             result = svc.extend_token(
                 session, actor=actor, public_id=created.token.public_id,
-                expected_version=created.token.version, now=dt.datetime.now(UTC),
+                expected_version=created.token.version, now=dt.datetime.now(UTC), policy=NO_POLICY,
             )
         new = result.token.expires_at
         assert new == old + dt.timedelta(days=30)
@@ -302,7 +303,7 @@ def test_a_pending_alert_is_not_posted_once_its_token_is_disabled_deleted_or_ext
                              expected_version=created.token.version, now=T0)
         else:
             svc.extend_token(session, actor=actor, public_id=created.token.public_id,
-                                 expected_version=created.token.version, now=T0)
+                                 expected_version=created.token.version, now=T0, policy=NO_POLICY)
     report = run_pass(settings=asettings, database=adb, client=client,
                       now=T0 + dt.timedelta(minutes=15))
     assert successful_posts(standin, failures=2) == []

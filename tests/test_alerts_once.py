@@ -39,6 +39,7 @@ from tests.alerts_support import (
     seed_token,
 )
 from tests.support.slack_standin import Failure, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 AFTER_LEASE = T0 + service.LEASE + dt.timedelta(minutes=1)
@@ -532,7 +533,7 @@ def test_an_uncertain_alert_no_longer_wanted_is_closed_without_asking_slack(
                                  expected_version=created.token.version, now=T0)
         else:
             tokens.extend_token(session, actor=actor, public_id=created.token.public_id,
-                                expected_version=created.token.version, now=T0)
+                                expected_version=created.token.version, now=T0, policy=NO_POLICY)
     report = run_pass(settings=asettings, database=adb, client=make_web_client(asettings),
                       now=AFTER_LEASE)
     assert (report.skipped, report.failed, report.messages) == (2, 0, 0)

@@ -32,6 +32,7 @@ from bot.texts import (
     SECURITY_NOTE,
     Lifecycle,
 )
+from tests.support.policy import NO_POLICY
 
 SECRET_RE = re.compile(r"tkb_[0-9A-Za-z]{40}")
 ROW_FIELDS = {
@@ -444,6 +445,7 @@ def test_a_token_changed_while_the_operator_was_asked_is_not_overwritten(
                         public_id=token["id"], expected_version=seen.version,
                         scopes=["read", "write", "admin"],
                         now=dt.datetime.now(dt.timezone.utc), label="renamed meanwhile",
+                        policy=NO_POLICY,
                     )
             finally:
                 database.dispose()

@@ -23,6 +23,7 @@ from bot.models import AuditAction, Token
 from bot.services import audit
 from bot.services import tokens as svc
 from bot.services.verification import verify
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -40,7 +41,7 @@ def _do(session, db, settings, now, action: str, actor, public_id: str, version:
         return svc.rotate_token(session, box=db.box, **common)
     if action.startswith("edit"):
         return svc.edit_token(session, scopes=settings.tokenbot_scopes,
-                              label=f"{action} by {actor.user_id}", **common)
+                              label=f"{action} by {actor.user_id}", **common, policy=NO_POLICY)
     raise AssertionError(action)
 
 
@@ -96,7 +97,8 @@ def test_simultaneous_changes_one_wins_the_other_is_told(db, settings, now, firs
     for _ in range(ROUNDS):
         with db.sessions.begin() as session:
             created = svc.create_token(session, box=db.box, actor=OWNER, label="contested",
-                                       scope="read", scopes=settings.tokenbot_scopes, now=now)
+                                       scope="read", scopes=settings.tokenbot_scopes, now=now,
+                                       policy=NO_POLICY)
         pid = created.token.public_id
         plans = [(first, OWNER), (second, ADMIN)]
         outcomes = race(db, settings, now, pid, plans)
@@ -141,7 +143,8 @@ def test_simultaneous_changes_one_wins_the_other_is_told(db, settings, now, firs
 def test_stale_loser_can_retry_with_the_fresh_version(db, settings, now):
     with db.sessions.begin() as session:
         pid = svc.create_token(session, box=db.box, actor=OWNER, label="retry", scope="read",
-                               scopes=settings.tokenbot_scopes, now=now).token.public_id
+                               scopes=settings.tokenbot_scopes, now=now,
+                               policy=NO_POLICY).token.public_id
     outcomes = race(db, settings, now, pid, [("edit", OWNER), ("edit", ADMIN)])
     assert sorted(type(o).__name__ for o in outcomes) == ["StaleTokenError", "str"]
     # The loser redraws (reads version 2) and tries again: it goes through.
@@ -184,7 +187,7 @@ def test_two_processes_recording_the_same_uses_in_opposite_orders_both_succeed(d
 
     with db.sessions.begin() as session:
         ids = [svc.create_token(session, box=db.box, actor=OWNER, label=f"hot {n}",
-                                scope="read", scopes=["read"], now=now).token.id
+                                scope="read", scopes=["read"], now=now, policy=NO_POLICY).token.id
                for n in range(150)]
     for round_ in range(ROUNDS):
         at = now + dt.timedelta(minutes=2 * (round_ + 1))

@@ -21,6 +21,7 @@ from bot.errors import ConfigurationError
 from bot.models import Token
 from bot.services import tokens as svc
 from bot.services.verification import verify
+from tests.support.policy import NO_POLICY
 
 README_REGEX = r"\btkb_[0-9A-Za-z]{40}\b"
 OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
@@ -136,7 +137,8 @@ def test_reencrypt_all_moves_every_secret_to_the_newest_key(make_settings, now):
         for i in range(7):
             with before.sessions.begin() as session:
                 created = svc.create_token(session, box=before.box, actor=OWNER, label=f"k{i}",
-                                           scope="read", scopes=["read"], now=now)
+                                           scope="read", scopes=["read"], now=now,
+                                           policy=NO_POLICY)
             secrets[created.token.public_id] = created.secret
     finally:
         before.dispose()
@@ -188,7 +190,7 @@ def test_embedded_default_generates_a_private_key_file_and_says_so(tmp_path, cap
         assert key not in caplog.text  # the log names the file, not the key
         with first.sessions.begin() as session:
             created = svc.create_token(session, box=first.box, actor=OWNER, label="local",
-                                       scope="read", scopes=["read"], now=now)
+                                       scope="read", scopes=["read"], now=now, policy=NO_POLICY)
     finally:
         first.dispose()
 
@@ -238,7 +240,7 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
     try:
         with first.sessions.begin() as session:
             created = svc.create_token(session, box=first.box, actor=OWNER, label="busy",
-                                       scope="read", scopes=["read"], now=now)
+                                       scope="read", scopes=["read"], now=now, policy=NO_POLICY)
     finally:
         first.dispose()
     pid = created.token.public_id

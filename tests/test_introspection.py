@@ -37,6 +37,7 @@ from bot.services.usage import UsageMemo, Use, record_uses
 from bot.services.verification import verify
 from tests.conftest import TEST_KEY
 from tests.support.serving import serving
+from tests.support.policy import NO_POLICY
 
 SECRET_A = "introspect-secret-a"
 SECRET_B = "introspect-secret-b (rotated in)"
@@ -202,7 +203,7 @@ def create(
         return svc.create_token(
             session, box=database.box, actor=svc.Actor(team_id=team, user_id=OWNER),
             label="ci deploy", scope=scope, scopes=["read", "write", "admin"], now=now,
-            expires_on=expires_on,
+            expires_on=expires_on, policy=NO_POLICY,
         )
 
 
@@ -561,7 +562,8 @@ def test_last_used_is_written_at_most_once_a_minute(
     assert token.updated_at == now
     with intro_db.sessions.begin() as session:
         svc.edit_token(session, actor=OWNER_ACTOR, public_id=public_id, expected_version=1,
-                       scopes=["read", "write", "admin"], now=later, label="renamed")
+                       scopes=["read", "write", "admin"], now=later, label="renamed",
+                       policy=NO_POLICY)
 
 
 def test_a_second_process_sees_a_fresh_last_used_and_does_not_write(

@@ -22,6 +22,7 @@ from bot.services.verification import verify
 from bot.services import listing
 from tests.conftest import BACKENDS, PG_ADMIN_URL
 from tests.support.databases import throwaway_postgresql
+from tests.support.policy import NO_POLICY
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
@@ -71,11 +72,12 @@ def use(engine) -> str:
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
         created = svc.create_token(session, box=box, actor=OWNER, label="after upgrade",
-                                   scope="read", scopes=["read"], now=NOW)
+                                   scope="read", scopes=["read"], now=NOW, policy=NO_POLICY)
     with sessions.begin() as session:
         assert verify(session, secret=created.secret, now=NOW) is not None
         assert listing.list_tokens(session, team_id="T1", now=NOW,
-                                   filters=listing.TokenFilter(search="upgrade")).total == 1
+                                   filters=listing.TokenFilter(search="upgrade"),
+                                   policy=NO_POLICY).total == 1
     return created.token.public_id
 
 
@@ -146,7 +148,8 @@ def test_default_database_is_created_in_wal_mode_with_foreign_keys(tmp_path):
             assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         with db.sessions.begin() as session:
             created = svc.create_token(session, box=db.box, actor=OWNER, label="embedded",
-                                       scope="read", scopes=config.tokenbot_scopes, now=NOW)
+                                       scope="read", scopes=config.tokenbot_scopes, now=NOW,
+                                       policy=NO_POLICY)
         assert (tmp_path / "tokenbot.db-wal").exists()
     finally:
         db.dispose()

@@ -26,6 +26,7 @@ from tests.support.scrape import moved, scrape, value
 from tests.support.session import API_CALLS, EXPECTED, introspect_each_result, play_session
 from tests.support.slack_standin import Failure, SlackStandIn
 from tests.test_server import cli_env, free_port, request
+from tests.support.policy import NO_POLICY
 
 pytestmark = pytest.mark.slow  # every test here starts `tokenbot serve`
 
@@ -52,7 +53,8 @@ def seed(url: str) -> tuple[svc.CreatedToken, svc.CreatedToken]:
     try:
         with database.sessions.begin() as session:
             made = [svc.create_token(session, box=database.box, actor=actor, label=label,
-                                     scope="read", scopes=["read"], now=now, **extra)
+                                     scope="read", scopes=["read"], now=now, **extra,
+                                     policy=NO_POLICY)
                     for label, extra in (("deploy", {}), ("weekly", {
                         "expires_on": now.date() + dt.timedelta(days=7),
                         "alert_channel": "CALERTS"}))]

@@ -24,6 +24,7 @@ from tests.alerts_support import ALERTS
 from tests.support.slack_standin import SlackStandIn
 from tests.test_cli import Cli, TTYInput
 from tests.test_migrations import empty_url, engine  # noqa: F401 - fixtures
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
@@ -35,7 +36,8 @@ def _create(db: Database, now: dt.datetime, *, owner: str = OLD, label: str = "c
     with db.sessions.begin() as session:  # by its owner: nobody else acted, nobody told
         return svc.create_token(session, box=db.box, actor=svc.Actor(team_id=team,
                                                                      user_id=owner),
-                                label=label, scope="read", scopes=["read"], now=now).token
+                                label=label, scope="read", scopes=["read"], now=now,
+                                policy=NO_POLICY).token
 
 
 def _outbox(db: Database, kind: MessageKind) -> list[tuple[str, dict]]:
@@ -67,7 +69,7 @@ def test_upgrading_makes_every_creator_the_owner(engine):  # noqa: F811
     from bot.db import make_session_factory
     with make_session_factory(engine).begin() as session:
         page = listing.list_tokens(session, team_id="T1", now=utcnow(),
-                                   filters=listing.TokenFilter(owner="U2"))
+                                   filters=listing.TokenFilter(owner="U2"), policy=NO_POLICY)
     assert [t.public_id for t in page.items] == ["tok_2"]
 
 
@@ -99,7 +101,7 @@ def test_reassign_moves_rights_and_notices_and_tells_both_owners(db, now):
         svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=NEW),
                           public_id=token.public_id, expected_version=stored.version, now=now)
         mine = listing.list_tokens(session, team_id=TEAM, now=now,
-                                   filters=listing.TokenFilter(owner=NEW))
+                                   filters=listing.TokenFilter(owner=NEW), policy=NO_POLICY)
         assert [t.public_id for t in mine.items] == [token.public_id]
 
 

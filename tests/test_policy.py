@@ -18,6 +18,7 @@ from bot.services import listing
 from bot.services import tokens as svc
 from bot.services.policy import PolicyError, policy_of
 from tests.test_cli import Cli
+from tests.support.policy import NO_POLICY
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -52,7 +53,9 @@ def _count(db: Database) -> int:
     [("90", "write", 90), ("90", "read", 90),
      ("admin=30,write=90,read=365", "admin", 30),
      ("admin=30,write=90,read=365", "read", 365),
-     ("admin=30,write=90", "read", None)],  # read is not capped: anything, even never
+     ("admin=30,write=90", "read", None),  # read is not capped: anything, even never
+     ("90,admin=30", "admin", 30), ("90,admin=30", "read", 90),  # a default, overridden
+     ("admin=30, 365", "write", 365)],
 )
 def test_each_form_of_the_cap_bounds_the_expiry_at_create(
     make_settings: Callable[..., Settings], cap: str, scope: str, allowed_days: int | None,
@@ -86,7 +89,7 @@ def test_without_a_cap_anything_goes_as_before(db: Database, settings: Settings)
 
 
 @pytest.mark.parametrize("raw", ["ninety", "0", "write=", "write=-1", "deploy=30",
-                                 "write=30,write=40", "=30"])
+                                 "write=30,write=40", "=30", "30,admin=7,40"])
 def test_a_bad_cap_is_a_clear_start_up_error(raw: str) -> None:
     with pytest.raises(ConfigurationError) as error:
         load_settings(_env_file=None, TOKENBOT_MAX_LIFETIME_DAYS=raw)
@@ -199,7 +202,8 @@ def test_tokens_made_before_a_cap_are_kept_and_flagged_over_policy(
         with db.sessions() as session:
             page = listing.list_tokens(session, team_id=TEAM, now=NOW,
                                        policy=policy_of(capped), per_page=50)
-            unflagged = listing.list_tokens(session, team_id=TEAM, now=NOW, per_page=50)
+            unflagged = listing.list_tokens(session, team_id=TEAM, now=NOW, per_page=50,
+                policy=NO_POLICY)
             expiries = {t.public_id: t.expires_at for t in session.scalars(select(Token))}
         assert page.over_policy == {forever.public_id, long.public_id}
         assert unflagged.over_policy == frozenset()
@@ -278,3 +282,45 @@ def test_the_cli_list_flags_tokens_over_a_cap_set_later(
     assert {r["label"]: r["over_policy"] for r in rows} == {"forever": True, "short": False}
     shown = cli.ok("tokens", "show", forever["id"], "--json").json()  # type: ignore[index]
     assert shown["over_policy"] is True and shown["expires_on"] is None  # type: ignore[index]
+
+
+def test_the_cli_json_says_over_policy_after_create_edit_and_reassign(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TOKENBOT_MAX_LIFETIME_DAYS")
+    forever = cli.ok("tokens", "create", "--label", "forever", "--scope", "write", "--owner",
+                     "U1", "--new-team", "--json").json()
+    assert forever["over_policy"] is False  # type: ignore[index]
+    monkeypatch.setenv("TOKENBOT_MAX_LIFETIME_DAYS", "write=90")
+    edited = cli.ok("tokens", "edit", forever["id"], "--label", "renamed",  # type: ignore[index]
+                    "--json").json()
+    assert edited["label"] == "renamed" and edited["over_policy"] is True  # type: ignore[index]
+    moved = cli.ok("tokens", "reassign", forever["id"], "--owner", "U2",  # type: ignore[index]
+                   "--yes", "--json").json()
+    assert moved["owner"] == "U2" and moved["over_policy"] is True  # type: ignore[index]
+    # a new token beyond the cap by an exception is not over policy; one with no cap
+    # left on its scope neither
+    vendor = cli.ok("tokens", "create", "--label", "vendor", "--scope", "write", "--owner",
+                    "U1", "--expires", _later(200), "--exception", "contract",
+                    "--json").json()
+    assert vendor["over_policy"] is False  # type: ignore[index]
+    within = cli.ok("tokens", "edit", forever["id"], "--expires", _later(30),  # type: ignore[index]
+                    "--json").json()
+    assert within["over_policy"] is False  # type: ignore[index]
+
+
+def test_a_reason_given_where_no_exception_is_needed_is_refused_in_one_line(cli: Cli) -> None:
+    refused = cli("tokens", "create", "--label", "deploy", "--scope", "write", "--owner", "U1",
+                  "--expires", _later(30), "--exception", "just in case", "--new-team")
+    assert refused.code == 1
+    assert refused.err.strip().splitlines() == [
+        f"tokenbot: No exception is needed: write tokens may expire on or before {_later(90)} "
+        "without one. Leave the reason empty."]
+    assert cli.ok("tokens", "list", "--json").json()["tokens"] == []  # type: ignore[index]
+    made = cli.ok("tokens", "create", "--label", "deploy", "--scope", "write", "--owner", "U1",
+                  "--expires", _later(30), "--json").json()
+    refused = cli("tokens", "edit", made["id"], "--exception", "why not")  # type: ignore[index]
+    assert refused.code == 1 and refused.err.count("\n") == 1
+    assert "No exception is needed" in refused.err
+    shown = cli.ok("tokens", "show", made["id"], "--json").json()  # type: ignore[index]
+    assert shown["policy_exception"] is None  # type: ignore[index]

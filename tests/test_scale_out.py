@@ -35,6 +35,7 @@ from bot.services import tokens as svc
 from tests.conftest import TEST_KEY
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.slack_standin import SlackStandIn
+from tests.support.policy import NO_POLICY
 
 pytestmark = pytest.mark.slow  # every test here starts `tokenbot serve` processes
 
@@ -222,9 +223,10 @@ def test_three_processes_one_database(
     actor = svc.Actor(team_id=TEAM, user_id=OWNER)
     with pg.sessions.begin() as session:
         kept = svc.create_token(session, box=pg.box, actor=actor, label="kept", scope="read",
-                                scopes=["read", "write", "admin"], now=now)
+                                scopes=["read", "write", "admin"], now=now, policy=NO_POLICY)
         target = svc.create_token(session, box=pg.box, actor=actor, label="deploy",
-                                  scope="write", scopes=["read", "write", "admin"], now=now)
+                                  scope="write", scopes=["read", "write", "admin"], now=now,
+                                  policy=NO_POLICY)
     public_id = target.token.public_id
 
     # Introspection spread over the three: every process answers from the shared store.

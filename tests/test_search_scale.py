@@ -9,6 +9,7 @@ import pytest
 
 from bot.services import tokens as svc
 from bot.services import listing
+from tests.support.policy import NO_POLICY
 
 TEAM = "TSEARCH"
 
@@ -21,6 +22,7 @@ def _make(db, settings, now, labels):
             created = svc.create_token(
                 session, box=db.box, actor=actor, label=label, scope="read",
                 scopes=settings.tokenbot_scopes, now=now + dt.timedelta(seconds=n),
+                policy=NO_POLICY,
             )
             ids.append(created.token.public_id)
     return ids
@@ -29,7 +31,8 @@ def _make(db, settings, now, labels):
 def _labels(db, now, search, **kwargs):
     with db.sessions.begin() as session:
         page = listing.list_tokens(session, team_id=TEAM, now=now,
-                                   filters=listing.TokenFilter(search=search), **kwargs)
+                                   filters=listing.TokenFilter(search=search), **kwargs,
+                                   policy=NO_POLICY)
         return [t.label for t in page.items], page
 
 
@@ -54,7 +57,8 @@ def test_search_follows_renames_and_deletes(db, settings, now):
     admin = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=admin, public_id=first, expected_version=1,
-                       scopes=settings.tokenbot_scopes, now=now, label="gamma release")
+                       scopes=settings.tokenbot_scopes, now=now, label="gamma release",
+                       policy=NO_POLICY)
         svc.delete_token(session, actor=admin, public_id=second, expected_version=1, now=now)
     assert _labels(db, now, "build")[0] == []
     assert _labels(db, now, "alpha")[0] == []
@@ -65,15 +69,17 @@ def test_count_is_exact_up_to_the_cap_then_says_more(db, settings, now, monkeypa
     monkeypatch.setattr(listing, "COUNT_CAP", 5)
     _make(db, settings, now, [f"token {n}" for n in range(7)])
     with db.sessions.begin() as session:
-        page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2)
+        page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, policy=NO_POLICY)
         assert (page.total, page.total_exact, page.pages, page.has_next) == (5, False, 3, True)
         # Past the counted pages the list still pages on, newest first.
-        last = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=4)
+        last = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=4,
+            policy=NO_POLICY)
         assert [t.label for t in last.items] == ["token 0"]
         assert (last.page, last.has_next) == (4, False)
     monkeypatch.setattr(listing, "COUNT_CAP", 7)
     with db.sessions.begin() as session:
-        page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=99)
+        page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=2, page=99,
+            policy=NO_POLICY)
         assert (page.total, page.total_exact, page.page, page.has_next) == (7, True, 4, False)
         assert [t.label for t in page.items] == ["token 0"]
 

@@ -22,6 +22,7 @@ from bot.errors import TokenbotError
 from bot.services import audit
 from bot.services import tokens as svc
 from bot.services.verification import verify
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -49,7 +50,7 @@ def exercise(db, settings, now) -> tuple[list[str], list[object]]:
         with db.sessions.begin() as session:
             created = svc.create_token(session, box=db.box, actor=OWNER, label=f"leak test {i}",
                                        scope="write", scopes=settings.tokenbot_scopes, now=now,
-                                       expires_on=dt.date(2027, 1, 1))
+                                       expires_on=dt.date(2027, 1, 1), policy=NO_POLICY)
         secrets.append(created.secret)
         made.append(created)
         errors.append(created)  # its repr must hide the secret too
@@ -81,7 +82,7 @@ def exercise(db, settings, now) -> tuple[list[str], list[object]]:
                                    public_id=made[3].token.public_id),
         lambda s: svc.edit_token(s, actor=OWNER, public_id=made[2].token.public_id,
                                  expected_version=1, scopes=settings.tokenbot_scopes, now=now,
-                                 label=""),
+                                 label="", policy=NO_POLICY),
         lambda s: svc.enable_token(s, actor=OWNER, public_id=made[2].token.public_id,
                                    expected_version=1, now=now),
         lambda s: svc.reveal_token(s, box=SecretBox([generate_key()]), actor=OWNER, now=now,
@@ -157,7 +158,8 @@ def test_no_plaintext_secret_at_rest_in_logs_or_errors(db, settings, now, all_lo
 def test_reprs_never_show_the_secret(db, settings, now):
     with db.sessions.begin() as session:
         created = svc.create_token(session, box=db.box, actor=OWNER, label="repr",
-                                   scope="read", scopes=settings.tokenbot_scopes, now=now)
+                                   scope="read", scopes=settings.tokenbot_scopes, now=now,
+                                   policy=NO_POLICY)
     for shown in (repr(created), str(created), repr(created.token), repr([created])):
         assert created.secret not in shown and created.secret[10:] not in shown
     assert "hidden" in repr(created)

@@ -38,6 +38,7 @@ from tests.support.blockkit import validate_message_blocks
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.serving import serving
 from tests.support.slack_standin import Failure, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
@@ -176,7 +177,7 @@ def seed(database: Database, settings: Settings, label: str) -> None:
             label=label,
             scope="read",
             scopes=settings.tokenbot_scopes,
-            now=dt.datetime.now(dt.timezone.utc),
+            now=dt.datetime.now(dt.timezone.utc), policy=NO_POLICY,
         )
 
 
@@ -682,7 +683,7 @@ def test_stopping_serve_finishes_the_work_already_acknowledged(
     def submission(n: int) -> str:
         origin = Origin(kind=OriginKind.MESSAGE, response_url=standin.response_url(f"t{n}"))
         view = token_form(mode=FormMode.CREATE, scopes=["read"],
-                          metadata=ModalMetadata(origin=origin)).to_dict()
+                          metadata=ModalMetadata(origin=origin), policy=NO_POLICY).to_dict()
         view["state"] = {"values": form_values(label=f"made before the stop {n}")}
         return interactive_body({
             "type": "view_submission", "team": {"id": TEAM}, "api_app_id": "A1",

@@ -26,6 +26,7 @@ from bot.services import audit
 from bot.services import tokens as svc
 from bot.services import listing as listing_svc
 from bot.services import verification
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -44,7 +45,7 @@ def create(db, settings, now, *, actor=OWNER, label="ci deploy", scope="read", *
     with db.sessions.begin() as session:
         return svc.create_token(
             session, box=db.box, actor=actor, label=label, scope=scope,
-            scopes=settings.tokenbot_scopes, now=now, **kwargs,
+            scopes=settings.tokenbot_scopes, now=now, **kwargs, policy=NO_POLICY,
         )
 
 
@@ -72,7 +73,7 @@ def listing(db, now, team=TEAM, *, status=None, owner=None, search="",
     filters = listing_svc.TokenFilter(status=status, owner=owner, search=search)
     with db.sessions() as session:
         return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters,
-                                       **kwargs)
+                                       **kwargs, policy=NO_POLICY)
 
 
 def act(db, settings, now, action: str, public_id: str, version: int, actor=OWNER, **kwargs):
@@ -82,7 +83,8 @@ def act(db, settings, now, action: str, public_id: str, version: int, actor=OWNE
         if action == "edit":
             kwargs.setdefault("label", "renamed")
             return svc.edit_token(session, expected_version=version,
-                                  scopes=settings.tokenbot_scopes, **common, **kwargs)
+                                  scopes=settings.tokenbot_scopes, **common, **kwargs,
+                                  policy=NO_POLICY)
         if action == "disable":
             return svc.disable_token(session, expected_version=version, **common)
         if action == "enable":
@@ -226,7 +228,8 @@ def test_list_filters_by_status_derived_from_date(db, settings, now):
     assert listing(db, later, per_page=50).total == 3
 
     with db.sessions() as session:
-        tokens = {t.label: t for t in listing_svc.list_tokens(session, team_id=TEAM, now=later).items}
+        tokens = {t.label: t for t in listing_svc.list_tokens(session, team_id=TEAM, now=later,
+            policy=NO_POLICY).items}
     assert tokens["active forever"].display_status(later) == DisplayStatus.ACTIVE
     assert tokens["expires tomorrow"].display_status(later) == DisplayStatus.EXPIRED
     assert tokens["disabled"].display_status(later) == DisplayStatus.DISABLED
@@ -255,7 +258,8 @@ def test_list_filters_to_one_token_by_its_public_id_whatever_its_label(db, setti
     def by_id(public_id, team=TEAM, **kwargs):
         filters = listing_svc.TokenFilter(public_id=public_id, **kwargs)
         with db.sessions() as session:
-            return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters)
+            return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters,
+                policy=NO_POLICY)
 
     found = by_id(wanted.public_id)
     assert [t.public_id for t in found.items] == [wanted.public_id] and found.total == 1
@@ -499,7 +503,7 @@ def test_disable_updates_a_token_already_loaded_in_the_same_transaction(db, sett
         assert (loaded.status, loaded.version, loaded.updated_at) == (
             TokenStatus.DISABLED, 2, later,
         )
-        page = listing_svc.list_tokens(session, team_id=TEAM, now=later)
+        page = listing_svc.list_tokens(session, team_id=TEAM, now=later, policy=NO_POLICY)
         assert [(t.public_id, t.status) for t in page.items] == [(pid, TokenStatus.DISABLED)]
 
 
@@ -947,6 +951,7 @@ def test_only_an_admin_creates_a_token_for_someone_else(db, settings, now):
     with db.sessions.begin() as session:
         with pytest.raises(PermissionDeniedError, match="admin"):
             svc.create_token(session, box=db.box, actor=member, label="x", scope="read",
-                             scopes=settings.tokenbot_scopes, now=now, owner="U2")
+                             scopes=settings.tokenbot_scopes, now=now, owner="U2",
+                             policy=NO_POLICY)
     with db.sessions.begin() as session:
-        assert listing_svc.list_tokens(session, team_id="T1", now=now).total == 0
+        assert listing_svc.list_tokens(session, team_id="T1", now=now, policy=NO_POLICY).total == 0

@@ -37,6 +37,7 @@ from tests.test_server import (
     probe_app,
     request,
 )
+from tests.support.policy import NO_POLICY
 
 
 def _open(make_settings: Callable[..., Settings], *keys: str) -> Database:
@@ -48,7 +49,7 @@ def test_a_wrong_key_is_refused_before_anything_is_written_under_it(make_setting
     first = _open(make_settings, right)
     with first.sessions.begin() as session:
         svc.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
-                         scope="read", scopes=["read"], now=now)
+                         scope="read", scopes=["read"], now=now, policy=NO_POLICY)
     first.dispose()
     with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):
         _open(make_settings, wrong)
@@ -62,7 +63,7 @@ def test_an_upgraded_database_takes_its_reference_key_from_its_secrets(make_sett
     first = _open(make_settings, right)
     with first.sessions.begin() as session:
         svc.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
-                         scope="read", scopes=["read"], now=now)
+                         scope="read", scopes=["read"], now=now, policy=NO_POLICY)
         session.execute(delete(KeyCheck))  # as revision 0002 left it
     first.dispose()
     with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):

@@ -45,6 +45,7 @@ from tests.conftest import TEST_KEY
 from tests.lifecycle_support import introspect_at, told
 from tests.support.blockkit import validate_message_blocks
 from tests.support.slack_standin import SlackStandIn
+from tests.support.policy import NO_POLICY
 
 pytestmark = pytest.mark.slow  # starts `tokenbot serve` and `tokenbot alerts run` processes
 
@@ -150,8 +151,8 @@ def test_named_callers_overlap_and_dead_secret_alarms_across_processes(
     try:
         with database.sessions.begin() as session:
             make = dict(box=database.box, actor=ACTOR, scope="write", scopes=["write"], now=now)
-            disabled = svc.create_token(session, label="CI deploy", **make)
-            moving = svc.create_token(session, label="moving", **make)
+            disabled = svc.create_token(session, label="CI deploy", **make, policy=NO_POLICY)
+            moving = svc.create_token(session, label="moving", **make, policy=NO_POLICY)
             svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
                               expected_version=disabled.token.version, now=now)
             rotated = svc.rotate_token(session, box=database.box, actor=ACTOR, now=now,
@@ -203,7 +204,7 @@ def rotate_with_overlap(settings: Settings, overlap: dt.timedelta) -> tuple[str,
     try:
         with database.sessions.begin() as session:
             created = svc.create_token(session, box=database.box, actor=ACTOR, label="racing",
-                                       scope="write", scopes=["write"], now=now)
+                                       scope="write", scopes=["write"], now=now, policy=NO_POLICY)
             rotated = svc.rotate_token(session, box=database.box, actor=ACTOR, now=now,
                                        public_id=created.token.public_id,
                                        expected_version=created.token.version,

@@ -18,6 +18,7 @@ from bot.models import AuditEvent, DisplayStatus, Token
 from bot.services import tokens as svc
 from bot.services.verification import verify
 from bot.services import listing
+from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
 OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
@@ -57,7 +58,8 @@ def create(db, settings, now, actor=OWNER, **kwargs):
     kwargs.setdefault("scope", "read")
     with db.sessions.begin() as session:
         return svc.create_token(session, box=db.box, actor=actor,
-                                scopes=settings.tokenbot_scopes, now=now, **kwargs)
+                                scopes=settings.tokenbot_scopes, now=now, **kwargs,
+                                policy=NO_POLICY)
 
 
 labels = st.one_of(
@@ -105,7 +107,8 @@ def test_label_rule_on_create(db, settings, now, text):
         assert stored.label == want
         # Searching for the label finds it.
         found = listing.list_tokens(session, team_id=TEAM, now=now,
-                                     filters=listing.TokenFilter(search=want), per_page=100)
+                                     filters=listing.TokenFilter(search=want), per_page=100,
+                                     policy=NO_POLICY)
         assert created.token.public_id in {t.public_id for t in found.items}
 
 
@@ -122,12 +125,12 @@ def test_label_rule_on_edit(db, settings, now, text):
             with pytest.raises(ValidationError) as err:
                 svc.edit_token(session, actor=OWNER, public_id=token.public_id,
                                expected_version=1, scopes=settings.tokenbot_scopes,
-                               now=now, label=text)
+                               now=now, label=text, policy=NO_POLICY)
             assert err.value.field == "label"
         else:
             svc.edit_token(session, actor=OWNER, public_id=token.public_id,
                            expected_version=1, scopes=settings.tokenbot_scopes,
-                           now=now, label=text)
+                           now=now, label=text, policy=NO_POLICY)
     with db.sessions() as session:
         stored = svc.get_token(session, team_id=TEAM, public_id=token.public_id)
         assert stored.label == (want or "start")
@@ -183,7 +186,8 @@ def test_expiry_must_be_later_than_today_utc(db, settings, now, offset):
         assert token.display_status(midnight) == DisplayStatus.EXPIRED
         for at, status in ((last_second, DisplayStatus.ACTIVE), (midnight, DisplayStatus.EXPIRED)):
             page = listing.list_tokens(session, team_id=TEAM, now=at, per_page=1000,
-                                       filters=listing.TokenFilter(status=status))
+                                       filters=listing.TokenFilter(status=status),
+                                       policy=NO_POLICY)
             assert created.token.public_id in {t.public_id for t in page.items}
 
 
@@ -196,7 +200,8 @@ def test_expiry_rule_on_edit_and_clearing(db, settings, now, offset, clear_first
     with db.sessions.begin() as session:
         if clear_first:
             result = svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                                    scopes=settings.tokenbot_scopes, now=now, expires_on=None)
+                                    scopes=settings.tokenbot_scopes, now=now, expires_on=None,
+                                    policy=NO_POLICY)
             assert result.token.expires_at is None
             assert verify(session, secret=created.secret, now=now + dt.timedelta(days=9999))
             return
@@ -205,13 +210,15 @@ def test_expiry_rule_on_edit_and_clearing(db, settings, now, offset, clear_first
     elif offset <= 0:
         with db.sessions.begin() as session, pytest.raises(ValidationError, match="future"):
             svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                           scopes=settings.tokenbot_scopes, now=now, expires_on=new_date)
+                           scopes=settings.tokenbot_scopes, now=now, expires_on=new_date,
+                           policy=NO_POLICY)
         expected = now.date() + dt.timedelta(days=3)
     else:
         expected = new_date
         with db.sessions.begin() as session:
             svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                           scopes=settings.tokenbot_scopes, now=now, expires_on=new_date)
+                           scopes=settings.tokenbot_scopes, now=now, expires_on=new_date,
+                           policy=NO_POLICY)
     with db.sessions() as session:
         assert svc.get_token(session, team_id=TEAM, public_id=pid).expires_on == expected
 
@@ -302,6 +309,6 @@ def test_search_matches_label_text_literally(db, settings, now, names, search):
     expected = {pid for pid, name in made.items() if needle in name.strip().lower()}
     with db.sessions() as session:
         page = listing.list_tokens(session, team_id=team, now=now, per_page=50,
-                                   filters=listing.TokenFilter(search=search))
+                                   filters=listing.TokenFilter(search=search), policy=NO_POLICY)
     assert {t.public_id for t in page.items} == expected
     assert page.total == len(expected)

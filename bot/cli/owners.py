@@ -10,6 +10,7 @@ import sys
 from bot.cli.common import ask, ident_arg, open_context, print_json
 from bot.serialize import token_summary
 from bot.services import owners
+from bot.services.policy import policy_of
 from bot.services import tokens as svc
 
 
@@ -48,7 +49,8 @@ def cmd_reassign(args: argparse.Namespace) -> int:
             result = owners.reassign(session, actor=ctx.actor, public_id=args.id,
                                      new_owner=args.owner, now=ctx.now,
                                      expected_version=version)
-            summary = token_summary(result.token, ctx.now)
+            summary = token_summary(result.token, ctx.now, over_policy=policy_of(
+                ctx.settings).breaks(result.token, ctx.now))
     if args.json:
         print_json(summary)
     else:

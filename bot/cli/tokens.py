@@ -193,7 +193,7 @@ def _status(token: Token | listing.Listed, now: dt.datetime, over_policy: bool) 
     return f"{token.display_status(now)}{', over policy' if over_policy else ''}"
 
 
-def token_row(token: Token | listing.Listed, now: dt.datetime, over_policy: bool = False) -> list[str]:
+def token_row(token: Token | listing.Listed, now: dt.datetime, *, over_policy: bool) -> list[str]:
     return [
         token.public_id,
         shorten(token.label),
@@ -300,7 +300,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        rows = [token_row(token, ctx.now, token.public_id in page.over_policy)
+        rows = [token_row(token, ctx.now, over_policy=token.public_id in page.over_policy)
                 for token in items]
     _print_page(page, rows, args, past_end=past_end)
     return 0
@@ -318,11 +318,11 @@ def cmd_create(args: argparse.Namespace) -> int:
             now=ctx.now,
             expires_on=args.expires,
             owner=args.owner,
-            policy=policy_of(ctx.settings),
+            policy=(policy := policy_of(ctx.settings)),
             exception=args.exception,
         )
         token, secret = created.token, created.secret
-        summary = token_summary(token, ctx.now)
+        summary = token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now))
     if args.json:
         print_json({**summary, "secret": secret})
         print(SECURITY_NOTE, file=sys.stderr)
@@ -368,12 +368,12 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 expected_version=version,
                 scopes=ctx.settings.tokenbot_scopes,
                 now=ctx.now,
-                policy=policy_of(ctx.settings),
+                policy=(policy := policy_of(ctx.settings)),
                 **changes,
             )
             token = result.token
-            summary = token_summary(token, ctx.now)
-            details = _details(token, ctx.now, policy_of(ctx.settings))
+            summary = token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now))
+            details = _details(token, ctx.now, policy)
     if args.json:
         print_json(summary)
     elif result.changes:
@@ -450,7 +450,8 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                     return 1
             with ctx.db.sessions.begin() as session:
                 token, secret = _perform(action, session, ctx, args.id, seen.version, overlap)
-                summary = token_summary(token, ctx.now) if token is not None else None
+                summary = None if token is None else token_summary(
+                    token, ctx.now, over_policy=policy_of(ctx.settings).breaks(token, ctx.now))
         if action is Lifecycle.ROTATE and token is not None and secret is not None:
             stopped = (ROTATION_IN_PROGRESS_DONE.format(masked=seen.previous_secret_masked)
                        if seen.rotating(ctx.now) else None)

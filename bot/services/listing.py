@@ -171,13 +171,13 @@ def list_tokens(
     expiring_days: int = 30,
     page: int = 1,
     per_page: int = 10,
-    policy: Policy | None = None,
+    policy: Policy,
 ) -> TokenPage:
     """One page of a team's tokens that pass ``filters``, newest first, and how many there
     are (up to the cap). "Expiring" is active and expiring within ``expiring_days`` (the
     largest alert threshold). A page past the end (the table shrank under the user) gives
-    the last page. With the lifetime ``policy`` (``services.policy.Policy``), the page
-    says which of its tokens are over it."""
+    the last page. The page says which of its tokens are over the lifetime ``policy``
+    (``services.policy.policy_of(settings)``)."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
     conditions: list[Any] = [_t.c.team_id == team_id]
@@ -212,7 +212,7 @@ def list_tokens(
         page = min(page, max(1, -(-total // per_page)))
     rows = read(page)
     over = frozenset(t.public_id for t in rows[:per_page]
-                     if policy is not None and policy.breaks(t, now))
+                     if policy.breaks(t, now))
     return TokenPage(
         over_policy=over,
         items=rows[:per_page],

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import and_, false, func, or_, true
@@ -51,12 +51,13 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Policy:
-    """A team's hygiene settings (``policy_of(settings)``)."""
+    """A team's hygiene settings: made by ``policy_of(settings)`` only (the defaults are
+    the settings'), so no caller can forget the cap by leaving it out."""
 
-    caps: Mapping[str, int] = field(default_factory=dict)  # scope (or EVERY_SCOPE) -> days
-    default_expiry_days: int = 30
-    dormant_days: int = 90
-    dormant_action: DormantAction = DormantAction.NOTIFY
+    caps: Mapping[str, int]  # scope (or EVERY_SCOPE) -> days; empty: no cap
+    default_expiry_days: int
+    dormant_days: int
+    dormant_action: DormantAction
 
     @property
     def capped(self) -> bool:
@@ -153,9 +154,6 @@ class Policy:
             Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY))
 
 
-NO_POLICY: Final = Policy()
-
-
 def policy_of(settings: Settings) -> Policy:
     return Policy(caps=dict(settings.tokenbot_max_lifetime_days),
                   default_expiry_days=settings.tokenbot_default_expiry_days,
@@ -174,11 +172,15 @@ def clean_exception(reason: str | None) -> str | None:
 
 def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
                    expires_at: dt.datetime | None, exception: str | None,
-                   now: dt.datetime) -> str | None:
+                   now: dt.datetime, given: bool = True) -> str | None:
     """The lifetime rule at create, edit and extend: an expiry within the scope's cap, or
-    beyond it with an admin's reason. Returns the exception to keep (None within the cap)."""
+    beyond it with an admin's reason. Returns the exception to keep (None within the cap).
+    A reason the user ``given`` for an expiry that needs none is refused on its field
+    rather than dropped unsaid (a kept one that is no longer needed just goes)."""
     reason = clean_exception(exception)
     if policy.allows(scope, dates.expiry_date(expires_at) if expires_at else None, now):
+        if reason is not None and given:
+            raise needless_exception(policy, scope, now)
         return None
     if reason is None:
         raise policy.refusal(scope, now)
@@ -187,6 +189,14 @@ def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
             "Only a workspace admin can make an exception to the lifetime policy.",
             field="exception")
     return reason
+
+
+def needless_exception(policy: Policy, scope: str, now: dt.datetime) -> ValidationError:
+    latest = policy.latest(scope, now)
+    why = (f"{scope} tokens have no lifetime cap" if latest is None else
+           f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
+    return ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
+                           field="exception")
 
 
 def exception_details(reason: str | None) -> dict[str, Any]:
@@ -200,9 +210,10 @@ def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: st
     """The token's exception after an edit: checked again when the edit changes its scope
     or expiry (``rechecked``) or gives another reason. An admin's edit that gives none
     keeps the token's reason."""
-    given = exception if exception_given else (token.policy_exception if actor.is_admin
-                                                else None)
+    given = clean_exception(exception) if exception_given else (
+        token.policy_exception if actor.is_admin else None)
     if not (rechecked or (exception_given and given != token.policy_exception)):
         return token.policy_exception
     return check_lifetime(policy, actor=actor, scope=scope, expires_at=expires_at,
-                          exception=given, now=now)
+                          exception=given, now=now,
+                          given=exception_given and given != token.policy_exception)

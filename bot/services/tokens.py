@@ -203,7 +203,7 @@ def create_token(
     expires_on: dt.date | None = None,
     alert_channel: str | None = None,
     owner: str | None = None,
-    policy: lifetime.Policy = lifetime.NO_POLICY,
+    policy: lifetime.Policy,
     exception: str | None = None,
 ) -> CreatedToken:
     """``owner`` (default: the actor) owns it; the actor created it (``created_by``, whom
@@ -256,7 +256,7 @@ def edit_token(
     scope: str | _Unchanged = UNCHANGED,
     expires_on: dt.date | None | _Unchanged = UNCHANGED,
     alert_channel: str | None | _Unchanged = UNCHANGED,
-    policy: lifetime.Policy = lifetime.NO_POLICY,
+    policy: lifetime.Policy,
     exception: str | None | _Unchanged = UNCHANGED,
 ) -> EditResult:
     """Change label, scope, expiry (None clears it), alert channel or policy exception; a
@@ -316,7 +316,7 @@ def extend_token(
     expected_version: int,
     now: dt.datetime,
     days: int = EXTEND_DAYS,
-    policy: lifetime.Policy = lifetime.NO_POLICY,
+    policy: lifetime.Policy,
 ) -> EditResult:
     """Move the expiry ``days`` later: an edit of the expiry, under the same rules (a
     refusal names the extension; the lifetime cap included)."""

@@ -31,6 +31,7 @@ from tests.support.blockkit import validate_message_blocks, validate_slack_call,
 from tests.support.serving import serving
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.slack_standin import Call, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 INTROSPECTION_SECRET = "slack-tests-introspection-credential"
@@ -489,7 +490,7 @@ def seed(
         created = svc.create_token(
             session, box=db.box, actor=actor, label=label, scope=scope,
             scopes=["read", "write", "admin"], now=utcnow(), expires_on=expires_on,
-            owner=owner,
+            owner=owner, policy=NO_POLICY,
         )
         if disabled:  # by its owner: nobody else acted, so nobody is told
             svc.disable_token(session, actor=svc.Actor(team_id=team, user_id=owner),

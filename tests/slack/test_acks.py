@@ -31,6 +31,7 @@ from tests.slack.conftest import (
     texts,
 )
 from tests.support.slack_standin import Failure, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 REFRESH = {"action_id": ActionId.REFRESH, "value": TableState().encode()}
 
@@ -38,7 +39,7 @@ REFRESH = {"action_id": ActionId.REFRESH, "value": TableState().encode()}
 def create_view(settings: Settings) -> dict[str, Any]:
     metadata = ModalMetadata(origin=Origin(kind=OriginKind.HOME))
     return token_form(mode=FormMode.CREATE, scopes=settings.tokenbot_scopes,
-                      metadata=metadata).to_dict()
+                      metadata=metadata, policy=NO_POLICY).to_dict()
 
 
 def created(db: Database) -> int:

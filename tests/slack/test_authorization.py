@@ -3,6 +3,7 @@ non-owners, forged and cross-team ids, stale views, forged or replayed requests.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
@@ -30,6 +31,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.signing import form_body, signed_headers
+from tests.support.policy import NO_POLICY
 
 ACTIONS = [ActionId.COPY, ActionId.EDIT, ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE]
 VERBS = {ActionId.COPY: "copy", ActionId.EDIT: "edit", ActionId.DISABLE: "disable",
@@ -179,7 +181,8 @@ def test_stale_view_after_another_user_edited_the_token(bot, db, standin, table)
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                        public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), label="renamed by admin")
+                       scopes=["read", "write"], now=utcnow(), label="renamed by admin",
+                       policy=NO_POLICY)
     for action in (ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE, ActionId.EDIT):
         if action == ActionId.ROTATE:
             choose(bot, blocks, public_id, action)  # refused before its confirmation
@@ -232,7 +235,9 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     assert load(db, public_id).label == "shared"
 
 
-def _edit_form_then_an_admin(bot, db, standin, table, change=svc.edit_token, **values):
+def _edit_form_then_an_admin(bot, db, standin, table,
+                             change=functools.partial(svc.edit_token, policy=NO_POLICY),
+                             **values):
     """The owner's open Edit form, and meanwhile an admin's ``change`` of the token."""
     created = seed(db, label="shared")
     public_id = created.token.public_id

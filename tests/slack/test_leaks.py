@@ -44,6 +44,7 @@ from tests.slack.conftest import (
 )
 from tests.support.signing import signed_headers
 from tests.support.slack_standin import Failure, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 ALERTS = "CALERTS"
 CHANNEL = "C1"
@@ -245,7 +246,7 @@ def test_the_token_s_own_alert_channel_is_told(bot, db, standin):
         svc.edit_token(session, actor=svc.Actor(TEAM, OWNER), public_id=created.token.public_id,
                        expected_version=created.token.version, now=utcnow(),
                        label="CI deploy", scope="read", expires_on=None,
-                       alert_channel="COWN", scopes=["read", "write", "admin"])
+                       alert_channel="COWN", scopes=["read", "write", "admin"], policy=NO_POLICY)
     post(bot, message_body(created.secret))
     assert len(posts(standin, "COWN")) == 1 and posts(standin, ALERTS) == []
 

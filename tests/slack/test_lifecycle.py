@@ -23,6 +23,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.slack_standin import Call
+from tests.support.policy import NO_POLICY
 
 
 def _redrawn(standin) -> Call:
@@ -135,7 +136,7 @@ def test_create_from_the_command_then_copy(bot, db, standin, table):
     view = modal["view"]
     assert view["title"]["text"] == "Create Access Token"
     fields = {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
-    assert set(fields) == {"label", "scope", "expires", "alert_channel"}
+    assert set(fields) == {"label", "scope", "expires", "no_expiry", "alert_channel"}
     assert not fields["label"].get("optional") and not fields["scope"].get("optional")
     assert fields["expires"]["optional"] and fields["alert_channel"]["optional"]
     assert fields["expires"]["element"]["type"] == "datepicker"
@@ -231,7 +232,7 @@ def test_clearing_the_expiry_removes_it(bot, db, standin, table):
         svc.edit_token(session, actor=svc.Actor(team_id="T1", user_id=OWNER),
                        public_id=public_id, expected_version=load(db, public_id).version,
                        scopes=["read"], now=utcnow(),
-                       expires_on=(utcnow() + dt.timedelta(days=5)).date())
+                       expires_on=(utcnow() + dt.timedelta(days=5)).date(), policy=NO_POLICY)
     bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
     view = standin.wait_for("views.open", 2)[-1].body["view"]
     bot.submit(view, form_values(label="ci", scope="read", expires=None))

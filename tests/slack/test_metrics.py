@@ -26,6 +26,7 @@ from tests.support.scrape import get, moved, scrape, value
 from tests.support.session import API_CALLS, EXPECTED, introspect_each_result, play_session
 from tests.support.serving import serving
 from tests.support.slack_standin import Failure, SlackStandIn
+from tests.support.policy import NO_POLICY
 
 ALERTS = "CALERTS"
 
@@ -35,7 +36,7 @@ def owned(db: Database, label: str, **extra: Any) -> svc.CreatedToken:
     with db.sessions.begin() as session:
         return svc.create_token(session, box=db.box, actor=svc.Actor(team_id=TEAM, user_id=OWNER),
                                 label=label, scope="read", scopes=["read", "write", "admin"],
-                                now=utcnow(), **extra)
+                                now=utcnow(), **extra, policy=NO_POLICY)
 
 
 def test_a_session_moves_each_counter_by_what_was_done(

@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import OutboxMessage
 from bot.services import tokens as svc
-from bot.services.policy import policy_of
+from bot.services.policy import EXCEPTION_MAX, policy_of
 from bot.slack.ids import ActionId
 from tests.slack.conftest import (
     ADMIN,
@@ -101,12 +101,64 @@ def test_the_create_form_starts_within_policy_and_offers_never_only_where_no_cap
     field = _block(view, "exception")
     assert field is not None and "admin=30" not in field["hint"]["text"]
     assert "admin 30 days, write 90 days" in field["hint"]["text"]
-    # Without a cap: 30 days by default, never offered, no exception field.
+    # Without a cap: 30 days by default, "never" offered by the box (a picker drawn with a
+    # date cannot be emptied), no exception field.
     view = _create_form(bot, standin, ADMIN)
     expires = _block(view, "expires")
     assert expires["element"]["initial_date"] == _day(30)  # type: ignore[index]
-    assert "never expires" in expires["hint"]["text"]  # type: ignore[index]
+    assert "tick “Remove the expiry date”" in expires["hint"]["text"]  # type: ignore[index]
+    assert "Leave it empty" not in expires["hint"]["text"]  # type: ignore[index]
+    assert _block(view, "no_expiry") is not None
     assert _block(view, "exception") is None
+
+
+def _created(db: Database, label: str) -> Any:
+    with db.sessions.begin() as session:
+        return session.scalars(select(svc.Token).where(svc.Token.label == label)).one_or_none()
+
+
+def test_never_expires_can_be_chosen_on_the_create_form_where_no_cap_applies(
+    pbot: SlackBot, standin: SlackStandIn, cdb: Database, bot: SlackBot, db: Database,
+) -> None:
+    # No policy: the prefilled date is left as Slack sends it, the box is ticked.
+    view = _create_form(bot, standin, OWNER)
+    assert _block(view, "no_expiry") is not None
+    bot.submit(view, form_values(label="forever", scope="read", expires=_day(30),
+                                 clear_expiry=True))
+    made = _created(db, "forever")
+    assert made is not None and made.expires_at is None
+    # Under admin=30,write=90 a member is offered read (uncapped) and write: the box is
+    # drawn, says it is for read tokens only, and is refused inline for write.
+    view = _create_form(pbot, standin, OWNER)
+    assert _block(view, "no_expiry") is not None
+    assert "only read tokens" in _block(view, "expires")["hint"]["text"]  # type: ignore[index]
+    pbot.submit(view, form_values(label="w-forever", scope="write", expires=_day(45),
+                                  clear_expiry=True))
+    assert pbot.acks[-1]["errors"] == {
+        "expires": f"write tokens must expire within 90 days: on or before {_day(90)}"}
+    assert _created(cdb, "w-forever") is None
+    pbot.submit(view, form_values(label="r-forever", scope="read", expires=_day(45),
+                                  clear_expiry=True))
+    made = _created(cdb, "r-forever")
+    assert made is not None and made.expires_at is None
+
+
+def test_under_a_later_cap_a_token_that_never_expires_keeps_it_on_a_label_edit(
+    make_settings: Callable[..., Settings], standin: SlackStandIn, db: Database,
+) -> None:
+    every = make_settings(SLACK_API_URL=standin.api_url, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+                          SLACK_BOT_TOKEN="xoxb-test", TOKENBOT_MAX_LIFETIME_DAYS="14")
+    old = seed(db, label="old", scope="read").token  # made before the policy: no expiry
+    with running_bot(every, db, standin) as harness:
+        harness.click(row_buttons(_table(harness, standin), old.public_id)[ActionId.EDIT])
+        edit = standin.wait_for("views.open")[-1].body["view"]
+        expires = _block(edit, "expires")
+        assert expires is not None and expires["optional"] is True
+        assert "initial_date" not in expires["element"]
+        harness.submit(edit, form_values(label="old but renamed", scope="read", expires=None))
+        after = load(db, old.public_id)
+        assert after is not None and after.label == "old but renamed"
+        assert after.expires_at is None
 
 
 def test_under_a_cap_on_every_scope_the_date_is_required(
@@ -142,6 +194,15 @@ def test_a_refusal_is_inline_on_the_date_and_an_admin_may_give_a_reason(
     assert "deploy" not in texts(_table(pbot, standin))
 
     admin_view = _create_form(pbot, standin, ADMIN)
+    # a reason for an expiry within the cap is refused on its field, not dropped unsaid
+    answered = len(pbot.acks)
+    pbot.submit(admin_view, {**form_values(label="vendor", scope="write", expires=_day(60)),
+                             **_exception("just in case")}, user=ADMIN)
+    assert len(pbot.acks) == answered + 1
+    assert pbot.acks[-1]["errors"] == {"exception": (
+        f"No exception is needed: write tokens may expire on or before {_day(90)} without "
+        "one. Leave the reason empty.")}
+    assert "vendor" not in texts(_table(pbot, standin, ADMIN))
     answered = len(pbot.acks)
     pbot.submit(admin_view, {**form_values(label="vendor", scope="write", expires=_day(200)),
                              **_exception("vendor <contract> until 2028")}, user=ADMIN)
@@ -179,6 +240,26 @@ def test_the_edit_form_shows_the_exception_to_admins_and_the_refusal_to_owners(
     assert after.policy_exception == "contract"
     assert audit_actions(cdb, public_id) == ["create", "edit"]
 
+
+    # An admin clears the exception's field: the exception is removed (the expiry is
+    # brought within the cap in the same edit; clearing it alone is refused on the date).
+    pbot.click(row_buttons(_table(pbot, standin, ADMIN), public_id)[ActionId.EDIT], user=ADMIN)
+    view = standin.wait_for("views.open", 3)[-1].body["view"]
+    assert _block(view, "exception")["element"]["initial_value"] == "contract"  # type: ignore[index]
+    cleared = {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
+                                                             "value": None}}}
+    answered = len(pbot.acks)
+    pbot.submit(view, {**form_values(label="vendor api", scope="write", expires=_day(200)),
+                       **cleared}, user=ADMIN)
+    assert len(pbot.acks) == answered + 1
+    assert pbot.acks[-1]["errors"]["expires"].startswith("write tokens must expire")
+    assert load(cdb, public_id).policy_exception == "contract"  # type: ignore[union-attr]
+    pbot.submit(view, {**form_values(label="vendor api", scope="write", expires=_day(60)),
+                       **cleared}, user=ADMIN)
+    after = load(cdb, public_id)
+    assert after is not None and after.policy_exception is None
+    assert after.expires_on == utcnow().date() + dt.timedelta(days=60)
+    assert "Policy exception" not in texts(_table(pbot, standin, ADMIN))
 
 
 def test_the_table_flags_a_token_over_a_cap_set_after_it_was_made(
@@ -227,3 +308,69 @@ def test_extend_30_days_from_a_digest_is_refused_beyond_the_cap(
         assert load(database, token.public_id).expires_at == token.expires_at  # type: ignore[union-attr]
     finally:
         database.dispose()
+
+
+def test_a_maximal_exception_is_shortened_on_its_row_and_the_page_stays_valid(
+    pbot: SlackBot, standin: SlackStandIn, cdb: Database, capped: Settings,
+) -> None:
+    # 500 characters that each escape to five (&amp;) under a 100-character label of them.
+    reason = "&" * EXCEPTION_MAX
+    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    with cdb.sessions.begin() as session:
+        made = svc.create_token(session, box=cdb.box, actor=actor, label="&" * svc.LABEL_MAX,
+                                scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                expires_on=utcnow().date() + dt.timedelta(days=200),
+                                owner=OWNER, exception=reason, policy=policy_of(capped))
+    blocks = _table(pbot, standin)  # the stand-in refuses a section over 3,000 characters
+    row = next(b for b in blocks if b.get("block_id", "").startswith("row:"))
+    assert len(row["text"]["text"]) <= 3000
+    assert "Policy exception: " + "&amp;" * 149 + "…" in row["text"]["text"]
+    # the whole reason is on the admin's edit form
+    pbot.click(row_buttons(_table(pbot, standin, ADMIN), made.token.public_id)[ActionId.EDIT],
+               user=ADMIN)
+    view = standin.wait_for("views.open")[-1].body["view"]
+    assert _block(view, "exception")["element"]["initial_value"] == reason  # type: ignore[index]
+
+
+def test_a_cleared_exception_stays_cleared_when_the_token_changed_meanwhile(
+    pbot: SlackBot, standin: SlackStandIn, cdb: Database, capped: Settings,
+) -> None:
+    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    with cdb.sessions.begin() as session:
+        made = svc.create_token(session, box=cdb.box, actor=actor, label="vendor",
+                                scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                expires_on=utcnow().date() + dt.timedelta(days=200),
+                                owner=ADMIN, exception="contract", policy=policy_of(capped))
+    public_id = made.token.public_id
+    pbot.click(row_buttons(_table(pbot, standin, ADMIN), public_id)[ActionId.EDIT], user=ADMIN)
+    view = standin.wait_for("views.open")[-1].body["view"]
+    with cdb.sessions.begin() as session:  # meanwhile, from the CLI
+        svc.edit_token(session, actor=actor, public_id=public_id,
+                       expected_version=made.token.version, scopes=[], now=utcnow(),
+                       label="vendor api", policy=policy_of(capped))
+    cleared = {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
+                                                             "value": None}}}
+    typed = {**form_values(label="vendor", scope="write", expires=_day(60)), **cleared}
+    pbot.submit(view, typed, user=ADMIN)
+    again = pbot.acks[-1]
+    assert again["response_action"] == "update"
+    redrawn = again["view"]
+    field = next(b for b in redrawn["blocks"] if b.get("block_id", "").startswith("exception"))
+    assert "initial_value" not in field["element"]  # still cleared, as the admin left it
+    assert load(cdb, public_id).policy_exception == "contract"  # type: ignore[union-attr]
+
+    def renamed(days: int) -> dict[str, Any]:
+        return {k if k != "exception" else field["block_id"]: v for k, v in
+                {**form_values(label="vendor api", scope="write", expires=_day(days)),
+                 **cleared}.items()}
+
+    # the reason is still gone: beyond the cap without one is refused, not kept silently
+    answered = len(pbot.acks)
+    pbot.submit(redrawn, renamed(200), user=ADMIN)
+    assert len(pbot.acks) == answered + 1
+    assert pbot.acks[-1]["errors"]["expires"].startswith("write tokens must expire")
+    assert load(cdb, public_id).policy_exception == "contract"  # type: ignore[union-attr]
+    pbot.submit(redrawn, renamed(60), user=ADMIN)
+    after = load(cdb, public_id)
+    assert after is not None and after.policy_exception is None
+    assert after.expires_on == utcnow().date() + dt.timedelta(days=60)

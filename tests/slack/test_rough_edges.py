@@ -28,6 +28,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.slack_standin import modal_state
+from tests.support.policy import NO_POLICY
 
 
 def _open_edit(bot, standin, table, public_id, *, user=None):
@@ -55,7 +56,7 @@ def test_a_stale_edit_submitted_again_as_slack_keeps_it_keeps_the_admins_scope(
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                        public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), scope="write")
+                       scopes=["read", "write"], now=utcnow(), scope="write", policy=NO_POLICY)
     first = modal_state(view, typed={"label": form_values(label="renamed")["label"]})
     bot.submit(view, first)
     form = bot.acks[-1]["view"]
@@ -112,14 +113,16 @@ def test_a_dated_tokens_form_says_to_tick_remove_the_expiry_date(bot, db, standi
     assert load(db, created.token.public_id).expires_on == today + dt.timedelta(days=10)
 
 
-def test_an_undated_form_says_to_leave_the_date_empty(bot, db, standin, table):
+def test_the_create_form_prefilled_with_a_date_says_to_tick_remove_the_expiry_date(
+        bot, db, standin, table):
     bot.command("create")
     view = standin.wait_for("views.open")[-1].body["view"]
-    assert "Leave it empty for a token that never expires" in _inputs(view)["expires"][
-        "hint"]["text"]
+    hint = _inputs(view)["expires"]["hint"]["text"]
+    assert _inputs(view)["expires"]["element"]["initial_date"]  # it cannot be emptied
+    assert "tick “Remove the expiry date”" in hint and "Leave it empty" not in hint
     bot.submit(view, form_values(label="new", expires="2020-01-01"))
     error = bot.acks[-1]["errors"]["expires"]
-    assert "Leave it empty for a token that never expires" in error
+    assert "tick “Remove the expiry date”" in error
 
 
 # -- 4. changes made from the CLI are named properly ---------------------------------------
@@ -133,7 +136,7 @@ def _stale_click_after_cli_edit(bot, db, standin, table, cli_user):
                                                 source=AuditSource.CLI),
                        public_id=created.token.public_id,
                        expected_version=created.token.version, scopes=[], now=utcnow(),
-                       label="renamed")
+                       label="renamed", policy=NO_POLICY)
     bot.click(row_buttons(blocks, created.token.public_id)[ActionId.DISABLE])
     return texts(last_response(standin).body["blocks"][:1])
 
@@ -218,7 +221,7 @@ def test_an_error_on_a_reset_field_is_shown_on_that_field(bot, db, standin, tabl
     with db.sessions.begin() as session:
         svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                        public_id=public_id, expected_version=created.token.version,
-                       scopes=[], now=utcnow(), label="admin's")
+                       scopes=[], now=utcnow(), label="admin's", policy=NO_POLICY)
     first = modal_state(view, typed={"scope": form_values(scope="write")["scope"]})
     bot.submit(view, first)
     form = bot.acks[-1]["view"]

@@ -24,6 +24,7 @@ from tests.slack.conftest import (
     utcnow,
 )
 from tests.support.blockkit import MESSAGE_BLOCK_LIMIT, VIEW_BLOCK_LIMIT
+from tests.support.policy import NO_POLICY
 
 
 def test_zero_tokens_shows_an_empty_table_with_a_way_to_create(bot, standin, table):
@@ -215,7 +216,8 @@ def test_a_thousand_tokens_paginate_within_block_limits(bot, db, standin, table)
         for number in range(1000):
             svc.create_token(session, box=db.box, actor=actor, label=f"token {number:04d}",
                              scope="read", scopes=["read", "write", "admin"],
-                             now=now + dt.timedelta(microseconds=number), owner=OWNER)
+                             now=now + dt.timedelta(microseconds=number), owner=OWNER,
+                             policy=NO_POLICY)
     blocks = table()
     assert len(blocks) <= MESSAGE_BLOCK_LIMIT
     text = texts(blocks)

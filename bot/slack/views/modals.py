@@ -29,7 +29,7 @@ from slack_sdk.models.views import View
 from bot.slack.ids import NO_EXPIRY_VALUE, ActionId, BlockId, CallbackId, row_block_id
 from bot.errors import PastExpiryError, PermissionDeniedError, ValidationError
 from bot.models import Token
-from bot.services.policy import EXCEPTION_MAX, NO_POLICY, Policy
+from bot.services.policy import EXCEPTION_MAX, Policy
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
 from bot.slack.state import ModalMetadata, mapping
@@ -68,7 +68,7 @@ def token_form(
     typed: FormValues | None = None,
     notice: str | None = None,
     reset: Collection[str] = (),
-    policy: Policy = NO_POLICY,
+    policy: Policy,
     admin: bool = False,
     now: dt.datetime | None = None,
 ) -> View:
@@ -172,8 +172,9 @@ def _lifetime_blocks(shown: FormValues | None, token: Token | None, *, scopes: S
     if shown is None and token is None and now is not None:
         day = policy.default_expiry(scopes, now)
     blocks = _expiry_blocks(
-        day, dated=token is not None and token.expires_on is not None,
+        day, dated=token is None or token.expires_on is not None,
         never=policy.never_allowed(scopes) if policy.capped else None,
+        keeps_none=token is not None and token.expires_on is None,
         block_id=block_id(BlockId.EXPIRES, "expires_on"),
         box_id=block_id(BlockId.NO_EXPIRY, "expires_on"),
     )
@@ -205,15 +206,20 @@ def _exception_block(reason: str | None, policy: Policy, block_id: str) -> Input
 
 
 def _expiry_blocks(day: dt.date | None, *, dated: bool, never: list[str] | None,
-                   block_id: str, box_id: str) -> list[Block]:
-    """The date picker, and for a token that has an expiry (``dated``) the box that
-    removes it: a picker drawn with a date cannot be emptied. Under a lifetime policy
-    (``never``: the scopes that may never expire) "never" is offered only for those."""
-    way = never_expires_way(dated)
+                   keeps_none: bool, block_id: str, box_id: str) -> list[Block]:
+    """The date picker, and where it may be drawn with a date (``dated``: a new token, or
+    one that has an expiry) the box that removes it: a picker drawn with a date cannot be
+    emptied. Under a lifetime policy (``never``: the scopes that may never expire) "never"
+    is offered only for those. A token that never expires (``keeps_none``) may keep that
+    on edit even under a cap set later: the date stays optional."""
+    boxed = dated and (never is None or bool(never))
+    way = never_expires_way(boxed)
     if never is not None:
         way = f"{way[:-1]} (only {', '.join(never)} tokens)." if never else (
             "Required: the lifetime policy caps every scope offered here.")
-    optional = never is None or bool(never)
+    if keeps_none and never is not None and not never:
+        way = "Leave it empty to keep this token without an expiry (it is over the policy)."
+    optional = never is None or bool(never) or keeps_none
     blocks: list[Block] = [
         InputBlock(
             block_id=block_id,
@@ -222,7 +228,7 @@ def _expiry_blocks(day: dt.date | None, *, dated: bool, never: list[str] | None,
             element=DatePickerElement(
                 action_id=ActionId.EXPIRES_PICK,
                 initial_date=day.isoformat() if day is not None else None,
-                placeholder=_plain("Never expires" if never is None or never else "Pick a date"),
+                placeholder=_plain("Never expires" if optional else "Pick a date"),
             ),
             hint=_plain(
                 f"{'Optional: must' if optional else 'Must'} be a future date; the token "
@@ -230,7 +236,7 @@ def _expiry_blocks(day: dt.date | None, *, dated: bool, never: list[str] | None,
             ),
         )
     ]
-    if dated and (never is None or never):
+    if boxed:
         never = Option(text=_plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
         blocks.append(
             InputBlock(
@@ -278,11 +284,13 @@ class FormValues:
     scope: str
     expires_on: dt.date | None
     alert_channel: str | None
-    exception: str | None = None  # an admin's reason; empty: the token's stays as it is
+    # An admin's reason; None: no field (the token's stays as it is); "": the field was
+    # left empty (the token has no exception).
+    exception: str | None = None
 
     def fields(self) -> dict[str, Any]:
         values = asdict(self)
-        if not self.exception:
+        if self.exception is None:
             del values["exception"]
         return values
 
@@ -376,13 +384,15 @@ def read_form(view: dict[str, Any]) -> FormValues:
     label = _element(values, BlockId.LABEL, ActionId.LABEL_INPUT).get("value") or ""
     scope = mapping(_element(values, BlockId.SCOPE, ActionId.SCOPE_SELECT).get(
         "selected_option")).get("value")
-    reason = _element(values, BlockId.EXCEPTION, ActionId.EXCEPTION_INPUT).get("value")
+    field = _element(values, BlockId.EXCEPTION, ActionId.EXCEPTION_INPUT)
+    reason = str(field.get("value") or "").strip()
     return FormValues(
         label=str(label),
         scope=str(scope) if scope else "",
         expires_on=_expires_on(values, _drawn_date(view.get("blocks"))),
         alert_channel=_alert_channel(values),
-        exception=str(reason).strip() or None if reason else None,
+        # the field (drawn for admins) holds the token's reason: left empty, it has none
+        exception=reason or ("" if field else None),
     )
 
 

@@ -29,7 +29,7 @@ from bot.slack.actions import ROW_BUTTONS, ROW_MENU, Action, Rows
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import MenuChoice, RowRef, TableState
 from bot.slack.views.confirms import confirm_dialog, style_of
-from bot.slack.views.formatting import ago, code, date_time, escape, mention
+from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
@@ -114,10 +114,13 @@ def expiry_text(token: Listed, now: dt.datetime) -> str:
 
 
 OVER_POLICY_BADGE = ":warning: *Over policy*"
+#: How much of an exception's reason a row shows (all of it: the edit form, `tokens show`):
+#: a row is one section, at most 3,000 characters, and a reason may escape to 2,500.
+EXCEPTION_SHOWN = 150
 
 
-def row_text(token: Listed, status: DisplayStatus, now: dt.datetime,
-             over_policy: bool = False) -> str:
+def row_text(token: Listed, status: DisplayStatus, now: dt.datetime, *,
+             over_policy: bool) -> str:
     """Everything a row shows: label, masked token, scope, owner, dates, status badge,
     and the lifetime policy: "Over policy", or an admin's "Policy exception" and why."""
     last_used = "Never used"
@@ -138,7 +141,8 @@ def row_text(token: Listed, status: DisplayStatus, now: dt.datetime,
         f"{last_used}"
     )
     if token.policy_exception:
-        text += f"\n:memo: Policy exception: {escape(token.policy_exception)}"
+        reason = truncate(token.policy_exception, EXCEPTION_SHOWN)
+        text += f"\n:memo: Policy exception: {escape(reason)}"
     if token.old_secret_until is not None and token.rotating(now):
         text += (
             f"\n:repeat: Rotating: old secret {code(token.previous_secret_masked or '')} works "
@@ -193,11 +197,11 @@ def row_menu(status: DisplayStatus, ref: RowRef, rotating: bool = False,
 
 
 def row_blocks(token: Listed, now: dt.datetime, state: TableState,
-               viewer: Actor, over_policy: bool = False) -> list[Block]:
+               viewer: Actor, *, over_policy: bool) -> list[Block]:
     """A row's blocks: its body (muted when disabled), its actions (only for its owner and
     admins) and a divider. The actions carry the token's version and the table's state."""
     status = token.display_status(now)
-    text = MarkdownTextObject(text=row_text(token, status, now, over_policy))
+    text = MarkdownTextObject(text=row_text(token, status, now, over_policy=over_policy))
     block_id = row_block_id(BlockId.ROW, token.public_id)
     body: Block
     if status == DisplayStatus.DISABLED:
@@ -302,7 +306,7 @@ def table_blocks(
     if page.items:
         for token in page.items:
             blocks.extend(row_blocks(token, now, state, viewer,
-                                     token.public_id in page.over_policy))
+                                     over_policy=token.public_id in page.over_policy))
     else:
         blocks.append(_empty(state))
     summary = ContextBlock(block_id=BlockId.SUMMARY,
