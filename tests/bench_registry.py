@@ -98,7 +98,7 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
     def first_page(_: int) -> None:
         with database.sessions.begin() as session:
             page = listing.list_tokens(session, team_id=TEAM, now=now, per_page=10,
-                policy=NO_POLICY)
+                                       policy=NO_POLICY)
             assert len(page.items) == 10
 
     def filtered(i: int) -> None:
