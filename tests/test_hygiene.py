@@ -385,3 +385,26 @@ def test_tokens_of_an_owner_who_left_are_listed_to_the_alert_channel_only(
     assert _listed(digest) == {("departed", left.public_id)}
     assert "Owners who left" in texts(digest["blocks"])
     assert "deactivated" in texts(digest["blocks"])
+
+
+def test_a_pass_run_as_of_a_future_moment_does_not_stop_the_real_passes(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    """`alerts run --now <next month>` stamps its scan, digests, notices and owner check
+    with that moment; the passes at the real time after it still scan, check and post."""
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30", TOKENBOT_MAX_LIFETIME_DAYS="write=90")
+    idle = seed_token(db, now=T0, expires_on=None, label="idle", owner="U1").token
+    seed_token(db, now=T0 + 50 * DAY, expires_on=(T0 + 100 * DAY).date(), label="ada's",
+               owner="UADA")
+    _pass(settings, db, T0 + 60 * DAY)  # the future pass (in the past of the real clock)
+    assert len(_hygiene_posts(standin)) == 2
+    standin.users["UADA"] = {"deleted": True}
+    # The real passes, a month "before" it: the scan, the weekly owner check and the
+    # digests all happen, the dormant token listed again.
+    report = _pass(settings, db, T0 + 51 * DAY)
+    assert report.hygiene_digests == 2 and report.departed == 1
+    posts = _hygiene_posts(standin)[2:]
+    assert all(("dormant", idle.public_id) in _listed(p) for p in posts)
+    assert {p["channel"] for p in posts} == {ALERTS, "U1"}
+    # ...and from then on they keep their usual rhythm: nothing new an hour later.
+    assert _pass(settings, db, T0 + 51 * DAY + dt.timedelta(hours=1)).hygiene_digests == 0

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -37,7 +37,7 @@ from bot.models import (
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
-from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
+from bot.services.policy import DORMANT_NOTICE_EVERY, FUTURE_SLACK, DormantAction, Policy
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)
@@ -108,7 +108,7 @@ def _unseen(noticed_at: dt.datetime | None, previous: dt.datetime | None,
     """A dormant token this destination has not been told of: never noticed, noticed 30
     days ago or more, or noticed (elsewhere) since this destination's previous digest."""
     return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
-            or previous is None or noticed_at > previous)
+            or noticed_at > now + FUTURE_SLACK or previous is None or noticed_at > previous)
 
 
 @dataclass
@@ -206,7 +206,8 @@ def claim_scan(session: Session, *, now: dt.datetime) -> bool:
                     .on_conflict_do_nothing(index_elements=["id"]))
     claimed = session.execute(
         update(HygieneScan).where(HygieneScan.id == 1,
-                                  HygieneScan.scanned_at <= now - SCAN_EVERY)
+                                  or_(HygieneScan.scanned_at <= now - SCAN_EVERY,
+                                      HygieneScan.scanned_at > now + FUTURE_SLACK))
         .values(scanned_at=now).returning(HygieneScan.id)
         .execution_options(synchronize_session=False)).first()
     return claimed is not None
@@ -243,7 +244,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     queued = 0
     for audience, destination in destinations:
         last = previous.get((audience.value, destination))
-        if last is not None and last.created_at > now - EVERY:
+        if last is not None and now - EVERY < last.created_at <= now + FUTURE_SLACK:
             continue
         sections = found.for_destination(audience, destination,
                                          last.created_at if last else None, now)

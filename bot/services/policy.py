@@ -24,6 +24,10 @@ from bot.services.actor import Actor
 EXCEPTION_MAX: Final = 500
 #: A dormant token is noticed (listed, or disabled) at most once in this long.
 DORMANT_NOTICE_EVERY: Final = dt.timedelta(days=30)
+#: A stored moment further ahead of a pass's ``now`` than this (written by a pass run
+#: with a ``--now`` in the future) does not hold back the passes at the real time: a claim
+#: or notice stamped then counts as not taken.
+FUTURE_SLACK: Final = dt.timedelta(minutes=5)
 #: Every scope: the key of a cap given as one number.
 EVERY_SCOPE: Final = ""
 
@@ -144,13 +148,15 @@ class Policy:
         return and_(status_clause(DisplayStatus.ACTIVE, now), since <= self.dormant_before(now))
 
     def may_notice_dormant(self, noticed_at: dt.datetime | None, now: dt.datetime) -> bool:
-        return noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
+        return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
+                or noticed_at > now + FUTURE_SLACK)
 
     def dormant_unnoticed_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """Dormant and not noticed in the last 30 days (:meth:`may_notice_dormant`)."""
         return and_(self.dormant_clause(now), or_(
             Token.dormant_noticed_at.is_(None),
-            Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY))
+            Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY,
+            Token.dormant_noticed_at > now + FUTURE_SLACK))
 
 
 NO_POLICY: Final = Policy()
