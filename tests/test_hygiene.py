@@ -408,3 +408,31 @@ def test_a_pass_run_as_of_a_future_moment_does_not_stop_the_real_passes(
     assert {p["channel"] for p in posts} == {ALERTS, "U1"}
     # ...and from then on they keep their usual rhythm: nothing new an hour later.
     assert _pass(settings, db, T0 + 51 * DAY + dt.timedelta(hours=1)).hygiene_digests == 0
+
+
+def test_each_team_gets_its_share_and_every_dormant_token_its_turn(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More dormant tokens than a pass reads (here 2): a big team does not crowd another
+    out, and the ones not listed yet come before those already told of."""
+    from bot.services import hygiene
+
+    monkeypatch.setattr(hygiene, "READ_LIMIT", 2)
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30")
+    big = [seed_token(db, now=T0, expires_on=None, label=f"big {n}", owner="U1").token
+           for n in range(3)]
+    small = seed_token(db, now=T0, expires_on=None, label="small", owner="U9",
+                       team="T9").token
+    _pass(settings, db, T0 + 30 * DAY)
+    posts = _hygiene_posts(standin)
+    assert {p["channel"] for p in posts} == {ALERTS, "U1", "U9"}
+    assert any(_listed(p) == {("dormant", small.public_id)} for p in posts
+               if p["channel"] == ALERTS)
+    first = set().union(*(_listed(p) for p in posts if p["channel"] == "U1"))
+    assert len(first) == 2
+    # A week later the third one of the big team is listed (the other two were told of).
+    _pass(settings, db, T0 + 37 * DAY)
+    later = set().union(*(_listed(p) for p in _hygiene_posts(standin)[len(posts):]
+                          if p["channel"] == "U1"))
+    assert later == {("dormant", t.public_id) for t in big} - first

@@ -46,8 +46,8 @@ EVERY: Final = dt.timedelta(days=7)
 SCAN_EVERY: Final = dt.timedelta(hours=1)
 #: Who the policy acts as in the audit log (source ``policy``).
 POLICY_ACTOR: Final = "token policy"
-#: At most this many tokens of each section are read per pass, all teams together (a
-#: digest lists at most ``limit`` of them, and counts the rest up to this).
+#: At most this many tokens of each section are read per pass and team (a digest lists
+#: at most ``limit`` of them, and counts the rest up to this).
 READ_LIMIT: Final = 5_000
 
 
@@ -149,30 +149,37 @@ def disable_dormant(session: Session, *, policy: Policy, now: dt.datetime) -> in
     return len(disabled)
 
 
-def _read(session: Session, *where: Any) -> list[Token]:
-    return list(session.scalars(select(Token).where(*where)
-                                .order_by(Token.team_id, Token.created_at, Token.id)
-                                .limit(READ_LIMIT)))
+def _read(session: Session, *where: Any, order: Sequence[Any] = ()) -> dict[str, list[Token]]:
+    """Per team, the first :data:`READ_LIMIT` tokens ``where`` holds (each team its own
+    share: a big team does not crowd the others out), in ``order``, then oldest first."""
+    teams = session.scalars(select(Token.team_id).where(*where).distinct()
+                            .order_by(Token.team_id)).all()
+    return {team: list(session.scalars(
+        select(Token).where(Token.team_id == team, *where)
+        .order_by(*order, Token.created_at, Token.id).limit(READ_LIMIT)))
+        for team in teams}
 
 
 def find(session: Session, *, policy: Policy, now: dt.datetime) -> dict[str, Found]:
     """Per team, what the digests may list: dormant tokens (with DISABLE: those the policy
     disabled in the last 30 days), tokens over policy, and the active tokens of owners
-    found deactivated (``services/departed.py``)."""
+    found deactivated (``services/departed.py``). Dormant tokens come never noticed
+    first, then those noticed longest ago, so every one gets its turn."""
+    unnoticed_first = (Token.dormant_noticed_at.is_not(None), Token.dormant_noticed_at)
     if policy.dormant_action == DormantAction.DISABLE:
         dormant = _read(session, and_(Token.status == TokenStatus.DISABLED,
-                                      Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY))
+                                      Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY),
+                        order=unnoticed_first)
     else:
-        dormant = _read(session, policy.dormant_clause(now))
-    over = _read(session, policy.over_clause(now)) if policy.capped else []
+        dormant = _read(session, policy.dormant_clause(now), order=unnoticed_first)
+    over = _read(session, policy.over_clause(now)) if policy.capped else {}
     departed = _read(session, status_clause(DisplayStatus.ACTIVE, now), exists().where(
         DepartedOwner.team_id == Token.team_id, DepartedOwner.user_id == Token.owner))
     teams: dict[str, Found] = {}
-    for section, tokens in ((Section.DORMANT, dormant), (Section.OVER_POLICY, over),
-                            (Section.DEPARTED, departed)):
-        for token in tokens:
-            teams.setdefault(token.team_id, Found()).sections.setdefault(section, []).append(
-                token)
+    for section, found in ((Section.DORMANT, dormant), (Section.OVER_POLICY, over),
+                           (Section.DEPARTED, departed)):
+        for team_id, tokens in found.items():
+            teams.setdefault(team_id, Found()).sections[section] = tokens
     return teams
 
 
