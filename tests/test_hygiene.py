@@ -170,16 +170,18 @@ def test_disable_mode_disables_audits_and_tells_the_owner_once_in_30_days(
     assert "Disabled by the token policy" in texts(channel["blocks"])
     assert "hygiene_disable" not in str(channel["blocks"])
 
-    # The owner enables it again; still unused, it is not disabled again for 30 days.
+    # The owner enables it again (on day 89, 29 days after the policy disabled it); still
+    # unused, it is dormant again 60 days after that enable, not before.
     enabled = _token(db, idle.public_id)
     with db.sessions.begin() as session:
         svc.enable_token(session, actor=svc.Actor(team_id=TEAM, user_id="U1"),
                          public_id=idle.public_id, expected_version=enabled.version,
-                         now=T0 + 61 * DAY)
-    for day in (68, 75, 89):
+                         now=T0 + 89 * DAY)
+    _use(db, busy, T0 + 95 * DAY)
+    for day in (90, 96, 120, 148):
         assert _pass(settings, db, T0 + day * DAY).dormant_disabled == 0
     assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
-    assert _pass(settings, db, T0 + 90 * DAY).dormant_disabled == 1
+    assert _pass(settings, db, T0 + 149 * DAY).dormant_disabled == 1
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
 
 

@@ -136,16 +136,19 @@ class Policy:
         return now - dt.timedelta(days=self.dormant_days)
 
     def dormant(self, *, status: str, last_used_at: dt.datetime | None,
-                created_at: dt.datetime, now: dt.datetime) -> bool:
-        """Working, and not presented to /introspect for ``dormant_days`` (a token never
-        used counts from its creation)."""
-        since = last_used_at or created_at
+                created_at: dt.datetime, now: dt.datetime,
+                enabled_at: dt.datetime | None = None) -> bool:
+        """Working, and neither presented to /introspect nor enabled again by a person for
+        ``dormant_days`` (a token never used counts from its creation)."""
+        since = max(last_used_at or created_at, enabled_at or created_at)
         return status == DisplayStatus.ACTIVE and since <= self.dormant_before(now)
 
     def dormant_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """:meth:`dormant` in SQL, over the tokens table."""
-        since = func.coalesce(Token.last_used_at, Token.created_at)
-        return and_(status_clause(DisplayStatus.ACTIVE, now), since <= self.dormant_before(now))
+        before = self.dormant_before(now)
+        return and_(status_clause(DisplayStatus.ACTIVE, now),
+                    func.coalesce(Token.last_used_at, Token.created_at) <= before,
+                    or_(Token.enabled_at.is_(None), Token.enabled_at <= before))
 
     def may_notice_dormant(self, noticed_at: dt.datetime | None, now: dt.datetime) -> bool:
         return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY

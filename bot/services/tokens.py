@@ -354,7 +354,8 @@ def _set_status(
     token = session.scalars(
         update(Token)
         .where(*rules)
-        .values(status=status, updated_at=now, version=Token.version + 1)
+        .values(status=status, updated_at=now, version=Token.version + 1,
+                **({"enabled_at": now} if status == TokenStatus.ACTIVE else {}))
         .returning(Token),
         execution_options={"populate_existing": True},
     ).one_or_none()
