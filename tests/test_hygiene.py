@@ -438,3 +438,17 @@ def test_each_team_gets_its_share_and_every_dormant_token_its_turn(
     later = set().union(*(_listed(p) for p in _hygiene_posts(standin)[len(posts):]
                           if p["channel"] == "U1"))
     assert later == {("dormant", t.public_id) for t in big} - first
+
+
+def test_no_digest_is_sent_to_an_owner_who_left(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30")
+    idle = seed_token(db, now=T0, expires_on=None, label="ada's idle bot", owner="UADA").token
+    with db.sessions.begin() as session:
+        departed.note_departure(session, team_id=TEAM, user_id="UADA", now=T0 + DAY,
+                                channel=None)
+    _pass(settings, db, T0 + 30 * DAY)
+    posts = _hygiene_posts(standin)
+    assert [p["channel"] for p in posts] == [ALERTS]  # no DM to the departed owner
+    assert ("dormant", idle.public_id) in _listed(posts[0])

@@ -241,10 +241,12 @@ def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
 
 def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
                 now: dt.datetime, channel: str | None, limit: int, noticed: set[int]) -> int:
-    """One team's digests that are due; adds the dormant tokens they tell of to
-    ``noticed``. Returns how many were queued."""
+    """One team's digests that are due (no DM to an owner who left: nobody reads it);
+    adds the dormant tokens they tell of to ``noticed``. Returns how many were queued."""
     previous = _previous(session, team_id)
-    owners = sorted({t.owner for tokens in found.sections.values() for t in tokens})
+    left = set(session.scalars(select(DepartedOwner.user_id)
+                               .where(DepartedOwner.team_id == team_id)))
+    owners = sorted({t.owner for tokens in found.sections.values() for t in tokens} - left)
     destinations = [(Audience.OWNER, owner) for owner in owners]
     if channel:
         destinations.append((Audience.CHANNEL, channel))
