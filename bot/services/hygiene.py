@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -183,12 +183,25 @@ def find(session: Session, *, policy: Policy, now: dt.datetime) -> dict[str, Fou
     return teams
 
 
-def _previous(session: Session, team_id: str) -> dict[tuple[str, str], OutboxMessage]:
-    """Each destination's latest hygiene digest of ``team_id``."""
-    rows = session.scalars(select(OutboxMessage).where(
-        OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.team_id == team_id)
-        .order_by(OutboxMessage.id))
-    return {(str(row.audience), row.destination): row for row in rows}
+@dataclass(frozen=True)
+class Previous:
+    """A destination's latest hygiene digest: its id (the next one's key) and when."""
+
+    id: int
+    created_at: dt.datetime
+
+
+def _previous(session: Session, team_id: str) -> dict[tuple[str, str], Previous]:
+    """Each destination's latest hygiene digest of ``team_id`` (ids and times only)."""
+    latest = (select(func.max(OutboxMessage.id))
+              .where(OutboxMessage.kind == MessageKind.HYGIENE,
+                     OutboxMessage.team_id == team_id)
+              .group_by(OutboxMessage.audience, OutboxMessage.destination))
+    rows = session.execute(select(OutboxMessage.id, OutboxMessage.created_at,
+                                  OutboxMessage.audience, OutboxMessage.destination)
+                           .where(OutboxMessage.id.in_(latest)))
+    return {(str(audience), destination): Previous(id, created_at)
+            for id, created_at, audience, destination in rows}
 
 
 def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
