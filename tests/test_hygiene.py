@@ -144,15 +144,23 @@ def test_a_dormant_token_is_noticed_at_most_once_in_30_days(
     assert len(posts) == 4 and all(_listed(p) == {("dormant", idle.public_id)} for p in posts)
 
 
-def test_disable_mode_disables_audits_and_tells_the_owner_once_in_30_days(
+def test_disable_mode_warns_then_disables_audits_and_tells_the_owner_once(
     make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
 ) -> None:
     settings, db = make(TOKENBOT_DORMANT_DAYS="60", TOKENBOT_DORMANT_ACTION="disable")
     idle = seed_token(db, now=T0, expires_on=None, label="idle <bot>", owner="U1").token
     busy = seed_token(db, now=T0, expires_on=None, label="busy", owner="U1").token
     _use(db, busy, T0 + 50 * DAY)
+    # Day 60: dormant; the first notice is a warning (channel and owner), nothing is cut.
     report = _pass(settings, db, T0 + 60 * DAY)
-    assert report.dormant_disabled == 1
+    assert (report.dormant_disabled, report.hygiene_digests) == (0, 2)
+    assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
+    warnings = _hygiene_posts(standin)
+    assert all(_listed(p) == {("dormant", idle.public_id)} for p in warnings)
+    assert all("disables it a week after this notice" in texts(p["blocks"]) for p in warnings)
+    # Still dormant a week after the warning: disabled.
+    assert _pass(settings, db, T0 + 66 * DAY).dormant_disabled == 0
+    assert _pass(settings, db, T0 + 67 * DAY).dormant_disabled == 1
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
     assert _token(db, busy.public_id).status == TokenStatus.ACTIVE
     with db.sessions() as session:
@@ -165,23 +173,25 @@ def test_disable_mode_disables_audits_and_tells_the_owner_once_in_30_days(
     words = texts(dm["blocks"])
     assert "idle &lt;bot&gt;" in words and "60 days" in words and "never used" in words
     assert "enable it again from `/tokens`" in words
-    # The channel's digest says it was disabled (no Disable button left for it).
-    channel = next(p for p in _hygiene_posts(standin) if p["channel"] == ALERTS)
-    assert "Disabled by the token policy" in texts(channel["blocks"])
-    assert "hygiene_disable" not in str(channel["blocks"])
+    # The channel's digest says it was disabled (no Disable button left for it); the owner,
+    # told by that DM, gets no digest repeating it.
+    later = _hygiene_posts(standin)[len(warnings):]
+    assert [p["channel"] for p in later] == [ALERTS]
+    assert "Disabled by the token policy" in texts(later[0]["blocks"])
+    assert "hygiene_disable" not in str(later[0]["blocks"])
 
-    # The owner enables it again (on day 89, 29 days after the policy disabled it); still
-    # unused, it is dormant again 60 days after that enable, not before.
+    # The owner enables it again (29 days after the policy disabled it); still unused, it
+    # is dormant again 60 days after that enable, warned of, and disabled a week later.
     enabled = _token(db, idle.public_id)
     with db.sessions.begin() as session:
         svc.enable_token(session, actor=svc.Actor(team_id=TEAM, user_id="U1"),
                          public_id=idle.public_id, expected_version=enabled.version,
-                         now=T0 + 89 * DAY)
-    _use(db, busy, T0 + 95 * DAY)
-    for day in (90, 96, 120, 148):
+                         now=T0 + 96 * DAY)
+    _use(db, busy, T0 + 120 * DAY)
+    for day in (97, 120, 155, 156, 162):
         assert _pass(settings, db, T0 + day * DAY).dormant_disabled == 0
     assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
-    assert _pass(settings, db, T0 + 149 * DAY).dormant_disabled == 1
+    assert _pass(settings, db, T0 + 163 * DAY).dormant_disabled == 1
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
 
 
@@ -339,19 +349,27 @@ def test_alerts_run_dry_run_and_json_tell_of_the_hygiene_digest(
     for name, value in {**cli_environment(settings), "TOKENBOT_DORMANT_DAYS": "30",
                         "TOKENBOT_DORMANT_ACTION": "disable"}.items():
         monkeypatch.setenv(name, value)
-    at = (T0 + 31 * DAY).isoformat()
+    used = T0 + DAY + dt.timedelta(hours=3)
+    _use(db, idle, used)
+    _pass(settings, db, T0 + 32 * DAY)  # the warning (to the channel and the owner)
+    seen = len(standin.calls)
+    at = (T0 + 39 * DAY).isoformat()
     assert main(["alerts", "run", "--dry-run", "--now", at]) == 0
     out = capsys.readouterr().out
-    assert "Token hygiene: would queue 2 digest(s); would disable 1 dormant token(s)" in out
+    assert "Token hygiene: would queue 1 digest(s); would disable 1 dormant token(s)" in out
     assert f"#{ALERTS}: would post 1 message(s)" in out and "hygiene: Token hygiene: 1 dormant" in out
-    assert standin.calls == [] and _token(db, idle.public_id).status == TokenStatus.ACTIVE
+    assert len(standin.calls) == seen and _token(db, idle.public_id).status == TokenStatus.ACTIVE
 
     assert main(["alerts", "run", "--now", at, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["hygiene_digests"], report["dormant_disabled"]) == (2, 1)
+    assert (report["hygiene_digests"], report["dormant_disabled"]) == (1, 1)
     kinds = sorted(t["kind"] for d in report["destinations"] for t in d["tokens"])
-    assert kinds == ["dormant_disabled", "hygiene", "hygiene"]
+    assert kinds == ["dormant_disabled", "hygiene"]
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
+    dm = next(c.body for c in standin.calls_to("chat.postMessage")
+              if "dormant_disabled" in str(c.body["blocks"]))
+    # the instant it was last used, in the reader's time zone
+    assert f"last used <!date^{int(used.timestamp())}^" in texts(dm["blocks"])
 
 
 def test_a_table_drawn_before_the_policy_disabled_a_token_names_the_policy(
@@ -365,7 +383,8 @@ def test_a_table_drawn_before_the_policy_disabled_a_token_names_the_policy(
     with running_bot(settings, db, standin) as bot:
         bot.command("", user="U1")
         blocks = standin.wait_for("response_url", 1)[-1].body["blocks"]
-        _pass(settings, db, T0 + 31 * DAY)
+        _pass(settings, db, T0 + 31 * DAY)  # the warning
+        _pass(settings, db, T0 + 38 * DAY)
         bot.click(row_buttons(blocks, idle.public_id)[ActionId.DISABLE], user="U1")
         answer = texts(standin.wait_for("response_url", 2)[-1].body["blocks"])
     assert "*token policy* disabled it" in answer

@@ -98,8 +98,11 @@ class Found:
                           if audience == Audience.CHANNEL or t.owner == destination]
                 for section, tokens in self.sections.items()
                 if audience == Audience.CHANNEL or section != Section.DEPARTED}
+        # (an owner was told of a token the policy disabled by its own DM)
         mine[Section.DORMANT] = [t for t in mine.get(Section.DORMANT, [])
-                                 if _unseen(t.dormant_noticed_at, previous, now)]
+                                 if _unseen(t.dormant_noticed_at, previous, now)
+                                 and (audience == Audience.CHANNEL
+                                      or t.status != TokenStatus.DISABLED)]
         return {section: tokens for section, tokens in mine.items() if tokens}
 
 
@@ -118,14 +121,15 @@ class HygieneCounts:
 
 
 def disable_dormant(session: Session, *, policy: Policy, now: dt.datetime) -> int:
-    """TOKENBOT_DORMANT_ACTION=disable: each dormant token not noticed in 30 days is
-    disabled (one conditional UPDATE: of racing passes, one disables it), audited with
-    source ``policy``, and its owner's DM queued. Returns how many."""
+    """TOKENBOT_DORMANT_ACTION=disable: each dormant token a digest warned of at least
+    7 days ago (``DISABLE_WARNING``) and still dormant is disabled (one conditional
+    UPDATE: of racing passes, one disables it), audited with source ``policy``, and its
+    owner's DM queued. Returns how many."""
     disabled = session.scalars(
         update(Token)
-        .where(Token.id.in_(select(Token.id).where(policy.dormant_unnoticed_clause(now))
+        .where(Token.id.in_(select(Token.id).where(policy.dormant_warned_clause(now))
                             .order_by(Token.id).limit(READ_LIMIT)),
-               policy.dormant_unnoticed_clause(now))
+               policy.dormant_warned_clause(now))
         .values(status=TokenStatus.DISABLED, updated_at=now, dormant_noticed_at=now,
                 version=Token.version + 1)
         .returning(Token),
@@ -161,17 +165,17 @@ def _read(session: Session, *where: Any, order: Sequence[Any] = ()) -> dict[str,
 
 
 def find(session: Session, *, policy: Policy, now: dt.datetime) -> dict[str, Found]:
-    """Per team, what the digests may list: dormant tokens (with DISABLE: those the policy
-    disabled in the last 30 days), tokens over policy, and the active tokens of owners
+    """Per team, what the digests may list: dormant tokens (with DISABLE: also those the
+    policy disabled in the last 30 days), tokens over policy, and the active tokens of owners
     found deactivated (``services/departed.py``). Dormant tokens come never noticed
     first, then those noticed longest ago, so every one gets its turn."""
     unnoticed_first = (Token.dormant_noticed_at.is_not(None), Token.dormant_noticed_at)
-    if policy.dormant_action == DormantAction.DISABLE:
-        dormant = _read(session, and_(Token.status == TokenStatus.DISABLED,
-                                      Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY),
-                        order=unnoticed_first)
-    else:
-        dormant = _read(session, policy.dormant_clause(now), order=unnoticed_first)
+    dormant_where = policy.dormant_clause(now)
+    if policy.dormant_action == DormantAction.DISABLE:  # the warnings, and those disabled
+        dormant_where = or_(dormant_where, and_(
+            Token.status == TokenStatus.DISABLED,
+            Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY))
+    dormant = _read(session, dormant_where, order=unnoticed_first)
     over = _read(session, policy.over_clause(now)) if policy.capped else {}
     departed = _read(session, status_clause(DisplayStatus.ACTIVE, now), exists().where(
         DepartedOwner.team_id == Token.team_id, DepartedOwner.user_id == Token.owner))

@@ -24,6 +24,9 @@ from bot.services.actor import Actor
 EXCEPTION_MAX: Final = 500
 #: A dormant token is noticed (listed, or disabled) at most once in this long.
 DORMANT_NOTICE_EVERY: Final = dt.timedelta(days=30)
+#: TOKENBOT_DORMANT_ACTION=disable: a dormant token is disabled only once a digest
+#: listed it (warned of it) at least this long before, and it stayed dormant since.
+DISABLE_WARNING: Final = dt.timedelta(days=7)
 #: A stored moment further ahead of a pass's ``now`` than this (written by a pass run
 #: with a ``--now`` in the future) does not hold back the passes at the real time: a claim
 #: or notice stamped then counts as not taken.
@@ -154,12 +157,14 @@ class Policy:
         return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
                 or noticed_at > now + FUTURE_SLACK)
 
-    def dormant_unnoticed_clause(self, now: dt.datetime) -> ColumnElement[bool]:
-        """Dormant and not noticed in the last 30 days (:meth:`may_notice_dormant`)."""
-        return and_(self.dormant_clause(now), or_(
-            Token.dormant_noticed_at.is_(None),
-            Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY,
-            Token.dormant_noticed_at > now + FUTURE_SLACK))
+    def dormant_warned_clause(self, now: dt.datetime) -> ColumnElement[bool]:
+        """Dormant, and listed in a digest (noticed) at least :data:`DISABLE_WARNING` ago
+        while dormant: after its last use, its creation and its last enable."""
+        noticed = Token.dormant_noticed_at
+        return and_(self.dormant_clause(now), noticed.is_not(None),
+                    noticed <= now - DISABLE_WARNING,
+                    noticed > func.coalesce(Token.last_used_at, Token.created_at),
+                    or_(Token.enabled_at.is_(None), noticed > Token.enabled_at))
 
 
 NO_POLICY: Final = Policy()

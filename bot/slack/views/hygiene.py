@@ -28,13 +28,12 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
-from bot import dates
 from bot.models import Audience, Token, TokenStatus
 from bot.services.hygiene import HygieneItem, Section
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef, TableState
 from bot.slack.views.confirms import confirm_dialog
-from bot.slack.views.formatting import ago, code, escape, mention, truncate
+from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
 from bot.texts import Lifecycle
 
 MESSAGE_BLOCK_LIMIT = 50
@@ -107,7 +106,11 @@ def _state(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
     if section == Section.DEPARTED:
         return (":bust_in_silhouette: Its owner's account was deactivated: reassign it "
                 "from its row in `/tokens` (admins), or disable it.")
-    return f":zzz: Unused for {payload.get('dormant_days', '?')} days or more."
+    unused = f":zzz: Unused for {payload.get('dormant_days', '?')} days or more."
+    if payload.get("dormant_action") == "disable":
+        unused += (" The token policy disables it a week after this notice unless "
+                   "something uses it before then.")
+    return unused
 
 
 def item_text(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
@@ -220,7 +223,7 @@ def dormant_disabled_post(*, label: str, masked: str, public_id: str, dormant_da
                           last_used_at: str | None) -> tuple[str, list[Block]]:
     """The owner's DM: which token, why it was disabled and how to enable it again."""
     used = ("it was never used" if last_used_at is None else
-            f"it was last used {dates.date_text(dt.datetime.fromisoformat(last_used_at).date())}")
+            f"it was last used {date_time(dt.datetime.fromisoformat(last_used_at))}")
     text = (f"Your token *{escape(label)}* ({code(masked)}) was disabled by the token policy: "
             f"nothing presented it for {dormant_days} days ({used}). Anything still using it "
             "now fails to authenticate. If it is still needed, enable it again from "
