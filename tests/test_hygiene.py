@@ -256,8 +256,10 @@ def test_three_passes_racing_post_each_digest_exactly_once(
     posts = _hygiene_posts(standin)
     assert sorted(p["channel"] for p in posts) == sorted([ALERTS, "U0", "U1", "U2"])
     channel = next(p for p in posts if p["channel"] == ALERTS)
-    assert len(_listed(channel)) == 0  # 12 tokens in two sections: the compact layout
-    assert "12 dormant tokens, 12 over policy" in channel["text"]
+    assert len(_listed(channel)) == 0  # 12 tokens: the compact layout
+    # each is dormant and over policy: listed (and counted) once, the other reason noted
+    assert channel["text"].endswith(": 12 dormant tokens")
+    assert texts(channel["blocks"]).count(":warning: Over policy") == 12
 
 
 @pytest.mark.slow
@@ -293,6 +295,8 @@ def test_many_tokens_stay_within_one_message_and_say_how_many_more(
     menus = [e for b in channel["blocks"] if b["type"] == "actions" for e in b["elements"]
              if e["action_id"] == "hygiene_disable"]
     assert sum(len(menu["options"]) for menu in menus) == 70
+    # a menu's one confirmation does not name a token it cannot know
+    assert {menu["confirm"]["title"]["text"] for menu in menus} == {"Disable token?"}
 
 
 def test_disable_from_the_digest_through_bolt_redraws_it(
@@ -305,9 +309,12 @@ def test_disable_from_the_digest_through_bolt_redraws_it(
     other = seed_token(db, now=T0, expires_on=None, label="other", owner="U2").token
     _pass(settings, db, T0 + 31 * DAY)
     channel = next(p for p in _hygiene_posts(standin) if p["channel"] == ALERTS)
-    assert _listed(channel) == {("dormant", idle.public_id), ("dormant", other.public_id),
-                                ("over_policy", idle.public_id),
-                                ("over_policy", other.public_id)}
+    # dormant and over policy: each listed once (one Disable button), both reasons given
+    assert _listed(channel) == {("dormant", idle.public_id), ("dormant", other.public_id)}
+    assert channel["text"].endswith(": 2 dormant tokens")
+    idle_text = next(texts([b]) for b in channel["blocks"]
+                     if b.get("block_id") == f"hygiene_item:dormant:{idle.public_id}")
+    assert ":zzz: Unused for 30 days" in idle_text and ":warning: Over policy" in idle_text
     with db.sessions() as session:
         ts = session.scalar(select(OutboxMessage.message_ts).where(
             OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.destination == ALERTS))

@@ -73,10 +73,12 @@ class HygieneItem:
     last_used_at: str | None  # ISO 8601
     created_at: str
     expires_on: str | None  # the calendar date
+    also: tuple[str, ...] = ()  # the later sections it belongs to (listed once, here)
 
     @classmethod
-    def of(cls, token: Token) -> HygieneItem:
+    def of(cls, token: Token, also: Sequence[str] = ()) -> HygieneItem:
         return cls(public_id=token.public_id, version=token.version, label=token.label,
+                   also=tuple(also),
                    masked=token.secret_masked, scope=token.scope, owner=token.owner,
                    status=str(token.status),
                    last_used_at=token.last_used_at.isoformat() if token.last_used_at else None,
@@ -210,9 +212,20 @@ def _previous(session: Session, team_id: str) -> dict[tuple[str, str], Previous]
 
 def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
                limit: int) -> dict[str, Any]:
-    """What a digest carries: per section its first ``limit`` tokens and how many more."""
+    """What a digest carries: per section its first ``limit`` tokens and how many more. A
+    token is listed once, in the first section it belongs to, naming the others."""
+    also: dict[int, list[str]] = {}
+    once: dict[Section, list[Token]] = {}
+    for section, tokens in sections.items():
+        for token in tokens:
+            if token.id in also:
+                also[token.id].append(str(section))
+            else:
+                also[token.id] = []
+                once.setdefault(section, []).append(token)
+    sections = once
     return {
-        "sections": {str(s): [asdict(HygieneItem.of(t)) for t in tokens[:limit]]
+        "sections": {str(s): [asdict(HygieneItem.of(t, also[t.id])) for t in tokens[:limit]]
                      for s, tokens in sections.items()},
         "more": {str(s): max(0, len(tokens) - limit) for s, tokens in sections.items()},
         "dormant_days": policy.dormant_days,

@@ -32,7 +32,7 @@ from bot.models import Audience, Token, TokenStatus
 from bot.services.hygiene import HygieneItem, Section
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef, TableState
-from bot.slack.views.confirms import confirm_dialog
+from bot.slack.views.confirms import confirm_choice, confirm_dialog
 from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
 from bot.texts import Lifecycle
 
@@ -115,10 +115,12 @@ def _state(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
 
 def item_text(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
     item = row.item
+    also = ([_state(row, Section(other), payload) for other in item.also]
+            if row.actionable else [])
     return "\n".join([
         f"*{escape(item.label)}*  {code(item.masked)}",
         f"Scope: {code(item.scope)} · Owner: {mention(item.owner)} · {_since(item)}",
-        _state(row, section, payload),
+        _state(row, section, payload), *also,
     ])
 
 
@@ -171,7 +173,7 @@ def _compact(section: Section, rows: Sequence[Shown],
             elements.append(StaticSelectElement(
                 placeholder=PlainTextObject(text="Disable…", emoji=False),
                 action_id=ActionId.HYGIENE_DISABLE, options=options,
-                confirm=confirm_dialog(Lifecycle.DISABLE, "the chosen token")))
+                confirm=confirm_choice(Lifecycle.DISABLE)))
         elements.append(_open_table())
         blocks.append(ActionsBlock(block_id=row_block_id(BlockId.HYGIENE_GROUP_ACTIONS, key),
                                    elements=elements))
