@@ -213,6 +213,13 @@ def test_the_digest_goes_to_each_destination_at_most_once_in_7_days(
     assert len(_hygiene_posts(standin)) == 2
     assert _pass(settings, db, start + 7 * DAY).hygiene_digests == 2
     assert len(_hygiene_posts(standin)) == 4
+    # What the owner is told to do, the digest offers: Open table (then Edit there).
+    owner = next(p for p in _hygiene_posts(standin) if p["channel"] == "U1")
+    buttons = {e["text"]["text"] for b in owner["blocks"] if b["type"] == "actions"
+               for e in b["elements"]}
+    assert buttons == {"Disable", "Open table"}
+    assert "open the table and *Edit* the token there" in texts(owner["blocks"])
+    assert "*Edit* on its row in `/tokens` (Open table)" in texts(owner["blocks"])
 
 
 def test_nothing_to_report_posts_nothing(

@@ -102,7 +102,8 @@ def _state(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
                                                                    ).get("")
         expires = f"expires {row.expires_on}" if row.expires_on else "never expires"
         limit = f"; {row.item.scope} tokens may live {cap} days" if cap else ""
-        return f":warning: Over policy: it {expires}{limit}."
+        return (f":warning: Over policy: it {expires}{limit}. Bring it within: *Edit* on "
+                "its row in `/tokens` (Open table).")
     if section == Section.DEPARTED:
         return (":bust_in_silhouette: Its owner's account was deactivated: reassign it "
                 "from its row in `/tokens` (admins), or disable it.")
@@ -199,7 +200,8 @@ def hygiene_blocks(payload: Mapping[str, Any], *, audience: Audience,
     """The digest: a headline, then each section's tokens (``current``: as they now are)."""
     sections = shown(payload, current)
     intro = ("Tokens of yours nobody uses, or whose expiry is beyond the lifetime policy. "
-             "Disable what is no longer needed; edit an expiry to bring it within policy."
+             "Disable what is no longer needed; to bring an expiry within policy, open the "
+             "table and *Edit* the token there."
              if audience == Audience.OWNER else
              "Tokens nobody uses, and tokens whose expiry is beyond the lifetime policy. "
              "Their owners or a workspace admin can act here.")
