@@ -485,3 +485,25 @@ def test_no_digest_is_sent_to_an_owner_who_left(
     posts = _hygiene_posts(standin)
     assert [p["channel"] for p in posts] == [ALERTS]  # no DM to the departed owner
     assert ("dormant", idle.public_id) in _listed(posts[0])
+
+
+def test_switching_to_disable_warns_before_anything_is_cut(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    """A token listed under ``notify`` was never told it would be disabled: after the switch
+    to ``disable`` it is warned of first (when it may be listed again), and cut a week
+    after that warning."""
+    notify, db = make(TOKENBOT_DORMANT_DAYS="30")
+    idle = seed_token(db, now=T0, expires_on=None, label="idle", owner="U1").token
+    _pass(notify, db, T0 + 30 * DAY)  # listed (notify)
+    disable, _ = make(TOKENBOT_DORMANT_DAYS="30", TOKENBOT_DORMANT_ACTION="disable")
+    for day in (40, 47, 59):
+        assert _pass(disable, db, T0 + day * DAY).dormant_disabled == 0
+    seen = len(_hygiene_posts(standin))
+    assert _pass(disable, db, T0 + 60 * DAY).dormant_disabled == 0  # the warning
+    warning = _hygiene_posts(standin)[seen:]
+    assert {p["channel"] for p in warning} == {ALERTS, "U1"}
+    assert all("disables it a week after this notice" in texts(p["blocks"]) for p in warning)
+    assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
+    assert _pass(disable, db, T0 + 67 * DAY).dormant_disabled == 1
+    assert _token(db, idle.public_id).status == TokenStatus.DISABLED

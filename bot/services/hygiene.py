@@ -265,7 +265,8 @@ def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
     for team_id, found in find(session, policy=policy, now=now).items():
         counts.digests += _queue_team(session, team_id, found, policy=policy, now=now,
                                       channel=channel, limit=limit, noticed=noticed)
-    _mark_noticed(session, noticed, now)
+    _mark_noticed(session, noticed, now,
+                  warned=policy.dormant_action == DormantAction.DISABLE)
     return counts
 
 
@@ -299,11 +300,14 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     return queued
 
 
-def _mark_noticed(session: Session, ids: Iterable[int], now: dt.datetime) -> None:
+def _mark_noticed(session: Session, ids: Iterable[int], now: dt.datetime, *,
+                  warned: bool) -> None:
+    """The dormant tokens listed are noticed (and, under ``disable``, warned of)."""
     ids = sorted(ids)
+    values = {"dormant_noticed_at": now, **({"dormant_warned_at": now} if warned else {})}
     for start in range(0, len(ids), 1_000):
         session.execute(update(Token).where(Token.id.in_(ids[start:start + 1_000]))
-                        .values(dormant_noticed_at=now)
+                        .values(**values)
                         .execution_options(synchronize_session=False))
 
 

@@ -158,13 +158,14 @@ class Policy:
                 or noticed_at > now + FUTURE_SLACK)
 
     def dormant_warned_clause(self, now: dt.datetime) -> ColumnElement[bool]:
-        """Dormant, and listed in a digest (noticed) at least :data:`DISABLE_WARNING` ago
-        while dormant: after its last use, its creation and its last enable."""
-        noticed = Token.dormant_noticed_at
-        return and_(self.dormant_clause(now), noticed.is_not(None),
-                    noticed <= now - DISABLE_WARNING,
-                    noticed > func.coalesce(Token.last_used_at, Token.created_at),
-                    or_(Token.enabled_at.is_(None), noticed > Token.enabled_at))
+        """Dormant, and warned of (listed in a digest under ``disable``) at least
+        :data:`DISABLE_WARNING` ago while dormant: after its last use, its creation and its
+        last enable. (A listing under ``notify`` said nothing of disabling: no warning.)"""
+        warned = Token.dormant_warned_at
+        return and_(self.dormant_clause(now), warned.is_not(None),
+                    warned <= now - DISABLE_WARNING,
+                    warned > func.coalesce(Token.last_used_at, Token.created_at),
+                    or_(Token.enabled_at.is_(None), warned > Token.enabled_at))
 
 
 NO_POLICY: Final = Policy()
