@@ -213,13 +213,12 @@ def test_the_digest_goes_to_each_destination_at_most_once_in_7_days(
     assert len(_hygiene_posts(standin)) == 2
     assert _pass(settings, db, start + 7 * DAY).hygiene_digests == 2
     assert len(_hygiene_posts(standin)) == 4
-    # What the owner is told to do, the digest offers: Open table (then Edit there).
+    # What the owner is told to do ("*Edit* an expiry"), the digest offers.
     owner = next(p for p in _hygiene_posts(standin) if p["channel"] == "U1")
     buttons = {e["text"]["text"] for b in owner["blocks"] if b["type"] == "actions"
                for e in b["elements"]}
-    assert buttons == {"Disable", "Open table"}
-    assert "open the table and *Edit* the token there" in texts(owner["blocks"])
-    assert "*Edit* on its row in `/tokens` (Open table)" in texts(owner["blocks"])
+    assert buttons == {"Disable", "Edit", "Open table"}
+    assert "*Edit* an expiry" in texts(owner["blocks"])
 
 
 def test_nothing_to_report_posts_nothing(
@@ -507,3 +506,36 @@ def test_switching_to_disable_warns_before_anything_is_cut(
     assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
     assert _pass(disable, db, T0 + 67 * DAY).dormant_disabled == 1
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
+
+
+def test_edit_from_the_digest_brings_an_expiry_within_policy_and_redraws_it(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    from tests.slack.conftest import form_values
+    from tests.test_alerts_actions import _click
+
+    settings, db = make(TOKENBOT_MAX_LIFETIME_DAYS="write=90")
+    forever = seed_token(db, now=T0, expires_on=None, label="forever", owner="U1").token
+    _pass(settings, db, T0 + DAY)
+    dm = next(p for p in _hygiene_posts(standin) if p["channel"] == "U1")
+    with db.sessions() as session:
+        ts = session.scalar(select(OutboxMessage.message_ts).where(
+            OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.destination == "U1"))
+    edit = next(e for b in dm["blocks"]
+                if b.get("block_id") == f"hygiene_item_actions:over_policy:{forever.public_id}"
+                for e in b["elements"] if e["action_id"] == "hygiene_edit")
+    new_date = (dt.datetime.now(UTC) + 30 * DAY).date()
+    with running_bot(settings, db, standin) as bot:
+        _click(bot, edit, ts=ts, user="U1", channel="U1")
+        view = standin.wait_for("views.open", 1)[-1].body["view"]
+        assert view["title"]["text"] == "Edit Access Token"
+        response = bot.submit(view, form_values(label="forever", scope=forever.scope,
+                                                expires=new_date.isoformat()), user="U1")
+        assert response.status == 200 and "errors" not in (response.body or "")
+        update = standin.wait_for("chat.update", 1)[-1].body
+    assert _token(db, forever.public_id).expires_on == new_date
+    assert (update["channel"], update["ts"]) == ("U1", ts)  # the digest itself, in place
+    validate_message_blocks(update["blocks"])
+    row = next(texts([b]) for b in update["blocks"]
+               if b.get("block_id") == f"hygiene_item:over_policy:{forever.public_id}")
+    assert f"Expiry changed since: it expires {new_date}" in row

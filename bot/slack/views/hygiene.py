@@ -102,8 +102,9 @@ def _state(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
                                                                    ).get("")
         expires = f"expires {row.expires_on}" if row.expires_on else "never expires"
         limit = f"; {row.item.scope} tokens may live {cap} days" if cap else ""
-        return (f":warning: Over policy: it {expires}{limit}. Bring it within: *Edit* on "
-                "its row in `/tokens` (Open table).")
+        if row.expires_on != row.item.expires_on:
+            return f":pencil2: Expiry changed since: it {expires}."
+        return f":warning: Over policy: it {expires}{limit}."
     if section == Section.DEPARTED:
         return (":bust_in_silhouette: Its owner's account was deactivated: reassign it "
                 "from its row in `/tokens` (admins), or disable it.")
@@ -149,6 +150,10 @@ def _full(section: Section, rows: Sequence[Shown], payload: Mapping[str, Any]) -
                 text=PlainTextObject(text="Disable", emoji=False),
                 action_id=ActionId.HYGIENE_DISABLE, value=_ref(row), style="danger",
                 confirm=confirm_dialog(Lifecycle.DISABLE, row.item.label)))
+            if Section.OVER_POLICY in (section, *row.item.also):
+                elements.append(ButtonElement(text=PlainTextObject(text="Edit", emoji=False),
+                                              action_id=ActionId.HYGIENE_EDIT,
+                                              value=_ref(row)))
         if row.now_status is not None:
             elements.append(_open_table(row.item.public_id))
         if elements:
@@ -200,8 +205,8 @@ def hygiene_blocks(payload: Mapping[str, Any], *, audience: Audience,
     """The digest: a headline, then each section's tokens (``current``: as they now are)."""
     sections = shown(payload, current)
     intro = ("Tokens of yours nobody uses, or whose expiry is beyond the lifetime policy. "
-             "Disable what is no longer needed; to bring an expiry within policy, open the "
-             "table and *Edit* the token there."
+             "Disable what is no longer needed; *Edit* an expiry (here, or on its row in "
+             "the table) to bring it within policy."
              if audience == Audience.OWNER else
              "Tokens nobody uses, and tokens whose expiry is beyond the lifetime policy. "
              "Their owners or a workspace admin can act here.")
