@@ -186,3 +186,14 @@ LEAK_DISABLED = (
 )
 #: To a poster who may not act on the token.
 LEAK_OWNER_TOLD = "Its owner, {owner}, has been told."
+#: The old secret of a rotation in progress seen (``{advice}``: one of the two below), to
+#: whoever posted it, then to the owner and the alert channel.
+LEAK_OLD_WARNING = ("This message contains the old secret of a rotation in progress: {label}, "
+                    "{masked}. {advice}")
+LEAK_OLD_NOTICE = ("The old secret of a rotation in progress, {label} ({masked}), was posted "
+                   "in {where} by {poster}. {advice}")
+LEAK_OLD_ADVICE = ("Delete the message and retire the old secret now; the new secret keeps "
+                   "working.")
+#: With TOKENBOT_LEAK_ACTION=disable.
+LEAK_OLD_RETIRED = ("Delete the message. Tokenbot stopped that old secret at once; the new "
+                    "secret keeps working.")

@@ -256,7 +256,7 @@ def test_cli_reassign_asks_names_both_and_tells_both_owners(cli: Cli, standin: S
     assert same.code == 1 and same.err.count("\n") == 1 and "already owns" in same.err
 
     done = cli.ok("tokens", "reassign", tid, "--owner", NEW, stdin=TTYInput("y\n"))
-    assert f"from {OLD} to {NEW}" in done.out
+    assert f"from {OLD} to {NEW}" in done.out and f"told: {OLD} and {NEW}." in done.out
     after = cli.show(tid)
     assert (after["owner"], after["created_by"]) == (NEW, "operator")
     listed = cli.ok("tokens", "list", "--owner", NEW).out
@@ -291,3 +291,17 @@ def test_alerts_run_reports_the_departure_it_found_and_posted(
     assert [c.body["user"] for c in standin.calls_to("users.info")].count(OLD) == 1
     posts = [c.body for c in standin.calls_to("chat.postMessage")]
     assert [p["text"] for p in posts] == [f"<@{OLD}> was deactivated; they own 1 token"]
+
+
+def test_cli_reassign_of_a_departed_owners_token_tells_only_the_new_owner(
+    cli: Cli, standin: SlackStandIn, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("TOKENBOT_ALERT_CHANNEL", ALERTS)
+    tid = cli.create("nightly", owner=OLD)["id"]
+    standin.users[OLD] = {"deleted": True}
+    cli.ok("alerts", "run")  # the weekly check records OLD as departed, and posts it
+    done = cli.ok("tokens", "reassign", tid, "--owner", NEW, "--yes")
+    assert f"told: {NEW}." in done.out
+    cli.ok("alerts", "run")
+    channels = [c.body["channel"] for c in standin.calls_to("chat.postMessage")]
+    assert channels == [ALERTS, NEW]  # the departure post, then the new owner's DM only

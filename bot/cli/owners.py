@@ -1,5 +1,6 @@
 """`tokenbot tokens reassign ID --owner U [--yes]`: give a token a new owner (the operator
-acts as an admin); the old and the new owner are told by direct message."""
+acts as an admin); the old and the new owner are told by direct message (not one who has
+left)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def register(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
              *, parents: list[argparse.ArgumentParser]) -> None:
     p = commands.add_parser(
         "reassign", parents=parents,
-        help="give the token a new owner (both owners are told)",
+        help="give the token a new owner (both owners are told, unless one has left)",
         description="Give the token a new owner: its reminders, notices and rights follow "
                     "the owner. The old and the new owner get a direct message.")
     p.add_argument("id", metavar="ID")
@@ -51,6 +52,7 @@ def cmd_reassign(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
+        told = " and ".join(result.told) or "nobody"  # not one who has left
         print(f'Reassigned {args.id} "{label}" from {result.before} to {result.after}; '
-              "both owners will be told.")
+              f"told: {told}.")
     return 0

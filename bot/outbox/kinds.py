@@ -146,7 +146,9 @@ def _leak_notice(message: OutboxMessage, context: Context) -> tuple[str, list[Bl
         audience=message.audience, label=p.get("label", ""), masked=p.get("masked", ""),
         owner=p.get("owner", ""), poster=p.get("poster", ""), channel=p.get("channel", ""),
         permalink=p.get("permalink"), disabled=bool(p.get("disabled")),
-        public_id=message.token_public_id or "")
+        public_id=message.token_public_id or "", channel_type=p.get("channel_type", ""),
+        by_bot=bool(p.get("by_bot")), bot_name=p.get("bot_name"),
+        old_secret=bool(p.get("old_secret")), retired=bool(p.get("retired")))
     return post.text, post.blocks
 
 

@@ -1,6 +1,6 @@
 """Owners who leave: a Slack user found deactivated (a ``user_change`` event, or the weekly
-check) is recorded once, and their active tokens are posted once to the alert channel
-(outbox kind ``departed_owner``) with Reassign and Disable. No Slack here: the weekly
+check) is recorded once, and their active tokens are posted once per departure to the
+alert channel (outbox kind ``departed_owner``) with Reassign and Disable. No Slack here: the weekly
 check is given ``lookup`` (user id -> deactivated?)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import String, cast, delete, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -42,9 +42,21 @@ class Acted:
     DISABLED = "disabled"
 
 
-def key(team_id: str, user_id: str) -> str:
-    """The post's outbox key: one post per departed user, whatever noticed it."""
-    return f"departed_owner:{team_id}:{user_id}"
+KEY_PREFIX: Final = "departed_owner:"
+
+
+def key(departure_id: int, noticed_at: dt.datetime) -> str:
+    """The post's outbox key: one post per departure (a ``departed_owners`` row, whose id
+    SQLite may give again once a returning user's row is deleted: hence the time too),
+    whatever noticed it; a user who returns and leaves again is a new departure."""
+    return f"{KEY_PREFIX}{departure_id}:{noticed_at.isoformat()}"
+
+
+def posts_of_current_departures() -> Any:
+    """SQL: the outbox rows that are the post of a departure still recorded (kept past
+    the outbox's purge while it lasts, so that the post's buttons keep working)."""
+    return (OutboxMessage.kind == MessageKind.DEPARTED_OWNER) & exists().where(
+        OutboxMessage.key.like(literal(KEY_PREFIX) + cast(DepartedOwner.id, String) + ":%"))
 
 
 def active_tokens(session: Session, *, team_id: str, user_id: str,
@@ -58,12 +70,16 @@ def active_tokens(session: Session, *, team_id: str, user_id: str,
 
 def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.datetime,
                    channel: str | None) -> bool:
-    """Record that ``user_id`` is deactivated and, once ever, queue the post of their
-    active tokens to ``channel`` (none without tokens or a channel). True when the post
-    was queued by this call."""
+    """Record that ``user_id`` is deactivated and, when this is a new departure (not
+    already recorded), queue the post of their active tokens to ``channel`` (none without
+    tokens or a channel). True when the post was queued by this call."""
     insert = dialect_insert(session)(DepartedOwner.__table__).values(
         team_id=team_id, user_id=user_id, noticed_at=now)
-    session.execute(insert.on_conflict_do_nothing(index_elements=["team_id", "user_id"]))
+    departure = session.execute(
+        insert.on_conflict_do_nothing(index_elements=["team_id", "user_id"])
+        .returning(DepartedOwner.__table__.c.id)).scalar()
+    if departure is None:  # already recorded: its post (if any) was queued then
+        return False
     tokens = active_tokens(session, team_id=team_id, user_id=user_id, now=now)
     if not tokens or not channel:
         return False
@@ -71,7 +87,7 @@ def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.date
                "scope": t.scope, "version": t.version} for t in tokens[:LISTED_MAX]]
     return outbox.queue(session, kind=MessageKind.DEPARTED_OWNER, team_id=team_id,
                         audience=Audience.CHANNEL, destination=channel, now=now,
-                        key=key(team_id, user_id),
+                        key=key(departure, now),
                         payload={"user": user_id, "total": len(tokens), "tokens": listed})
 
 
@@ -81,6 +97,12 @@ def note_return(session: Session, *, team_id: str, user_id: str) -> None:
     known = (DepartedOwner.team_id == team_id, DepartedOwner.user_id == user_id)
     if session.scalar(select(DepartedOwner.id).where(*known)) is not None:
         session.execute(delete(DepartedOwner).where(*known))
+
+
+def everyone_departed(session: Session) -> set[str]:
+    """Every user recorded as departed, in any team (what ``user_change`` checks a
+    reactivation against)."""
+    return set(session.scalars(select(DepartedOwner.user_id).distinct()))
 
 
 def departed_users(session: Session, *, team_id: str) -> list[str]:
@@ -216,14 +238,17 @@ def current_post(session: Session, *, message: OutboxMessage) -> DepartedPost:
 
 
 def _now(item: DepartedItem, token: Token | None, acted: Any, user: str) -> DepartedItem:
+    """The token as it now is; what was done from the post is credited (by whom) only
+    while it still holds: a token re-enabled or reassigned since shows as it now is."""
     done = acted if isinstance(acted, dict) else {}
     if token is None:
         return DepartedItem(**{**item.__dict__, "outcome": "deleted"})
     fields: dict[str, Any] = {**item.__dict__, "version": token.version, "label": token.label}
-    if done.get("action") in (Acted.REASSIGNED, Acted.DISABLED):
-        fields.update(outcome=done["action"], by=done.get("by"), to=done.get("to"))
-    elif token.owner != user:
-        fields.update(outcome=Acted.REASSIGNED, to=token.owner)
+    if token.owner != user:
+        still = done.get("action") == Acted.REASSIGNED and done.get("to") == token.owner
+        fields.update(outcome=Acted.REASSIGNED, to=token.owner,
+                      by=done.get("by") if still else None)
     elif token.status == TokenStatus.DISABLED:
-        fields.update(outcome=Acted.DISABLED)
+        still = done.get("action") == Acted.DISABLED
+        fields.update(outcome=Acted.DISABLED, by=done.get("by") if still else None)
     return DepartedItem(**fields)

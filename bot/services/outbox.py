@@ -232,10 +232,13 @@ def mark_failed(session: Session, *, ids: Sequence[int], worker: str, now: dt.da
 
 def purge(session: Session, *, now: dt.datetime) -> int:
     """Delete what nothing will read again: rows done :data:`KEEP` ago, and reminders of
-    expiries longer ago than that. Returns how many."""
+    expiries longer ago than that; not the post of a departure still recorded (its
+    buttons read it). Returns how many."""
+    from bot.services.departed import posts_of_current_departures  # it queues through here
+
     old = now - KEEP
     result = session.execute(delete(OutboxMessage).where(or_(
         OutboxMessage.expires_at < old,
         (OutboxMessage.status != OutboxStatus.PENDING) & (OutboxMessage.created_at < old)
-        & OutboxMessage.expires_at.is_(None))))
+        & OutboxMessage.expires_at.is_(None)), ~posts_of_current_departures()))
     return max(getattr(result, "rowcount", 0) or 0, 0)

@@ -149,9 +149,11 @@ def _rotating(session: Session, *, actor: Actor, public_id: str, expected_versio
 
 
 def retire_now(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
+    session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime,
+    why: str = "retired by hand",
 ) -> Token:
-    """"Retire old secret now": the old secret of the rotation stops working at once."""
+    """"Retire old secret now": the old secret of the rotation stops working at once
+    (``why``: as the audit event says it)."""
     token, old_digest = _rotating(session, actor=actor, public_id=public_id,
                                   expected_version=expected_version, now=now)
     masked = token.previous_secret_masked or ""
@@ -161,7 +163,7 @@ def retire_now(
     bury(session, token=token, digest=old_digest, masked=masked,
          reason=RetiredReason.ROTATED, now=now)
     record(session, actor=actor, token=token, action=AuditAction.RETIRE_OLD, now=now,
-           details={"masked": masked, "why": "retired by hand"})
+           details={"masked": masked, "why": why})
     session.refresh(token)
     return token
 

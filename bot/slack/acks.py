@@ -29,6 +29,8 @@ _busy_log = LogLimiter()
 
 Listener = Callable[..., None]
 Answer = Callable[[dict[str, Any]], dict[str, Any] | None]
+# An event's answer that needs what the app holds (the database, a cache kept per app).
+AnswerWithDeps = Callable[[dict[str, Any], Deps], dict[str, Any] | None]
 Submission = Callable[..., Task | None]
 # A modal's surface answers in the acknowledgement while ``ack`` is given.
 SubmissionSurface = Callable[[Exception, dict[str, Any], Deps, WebClient, Ack | None], None]
@@ -48,14 +50,20 @@ def on_command(app: App, command: str, listener: Listener, *, answer: Answer | N
                surface: Surface = tell) -> None:
     """``answer(command)`` may give the acknowledgement's content instead, which ends the
     request (``/tokens help``)."""
-    app.command(command)(_ack_then_run(listener, Kind.COMMAND, surface, answer))
+    app.command(command)(_ack_then_run(listener, Kind.COMMAND, surface, _plain(answer)))
 
 
 def on_event(app: App, event: str, listener: Listener, *, surface: Surface,
-             answer: Answer | None = None) -> None:
-    """``answer(event)`` may end the request in the acknowledgement (``{}``: nothing to
-    do), so that no room on the pool is taken (a chat message with no secret)."""
-    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface, answer))
+             answer: Answer | None = None, answer_with: AnswerWithDeps | None = None) -> None:
+    """``answer(event)`` (or ``answer_with(event, deps)``) may end the request in the
+    acknowledgement (``{}``: nothing to do), so that no room on the pool is taken (a chat
+    message with no secret, a profile edit)."""
+    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface,
+                                   answer_with or _plain(answer)))
+
+
+def _plain(answer: Answer | None) -> AnswerWithDeps | None:
+    return None if answer is None else lambda payload, _: answer(payload)
 
 
 def on_actions(app: App, ids: Iterable[str], listener: Listener, *, surface: Surface) -> None:
@@ -75,10 +83,10 @@ def on_submission(app: App, callback_id: str, listener: Submission, *,
 
 
 def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
-                  immediate: Answer | None = None) -> Listener:
+                  immediate: AnswerWithDeps | None = None) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], payload: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
-        content = immediate(payload) if immediate is not None else None
+        content = immediate(payload, deps(context)) if immediate is not None else None
         if content is not None:
             ack(**content)
             return

@@ -154,8 +154,8 @@ def _template(client: WebClient) -> WebClient:
 
 def _bot_token(token: str | None) -> Callable[..., AuthorizeResult]:
     """Without the bot's user id, which only auth.test would tell: Bolt's filter of the
-    app's own events is off; the message listener skips every bot's message itself
-    (``listeners/leaks.posted``)."""
+    app's own events is off; the message listener skips Tokenbot's own messages itself
+    (``listeners/leaks.is_own``)."""
 
     def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)

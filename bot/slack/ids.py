@@ -129,7 +129,7 @@ class BlockId(enum.StrEnum):
     # a departed owner's post
     DEPARTED_HEADER = "departed_header"
     DEPARTED_ITEM = "departed_item"  # + ":" + public id
-    DEPARTED_ITEM_ACTIONS = "departed_actions"  # + ":" + public id (the picker's token)
+    DEPARTED_ITEM_ACTIONS = "departed_actions"  # + ":{public id}:{version}" (the picker's)
     DEPARTED_MORE = "departed_more"
 
 

@@ -7,6 +7,7 @@ Bolt's real pipeline, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import logging
@@ -53,19 +54,21 @@ def _ts() -> str:
     return f"{int(time.time())}.{next(_ids):06d}"
 
 
-def message_body(text: str, *, user: str = OTHER_USER, team: str = TEAM, ts: str | None = None,
-                 channel: str = CHANNEL, edit: bool = False, previous: str = "",
+def message_body(text: str, *, user: str | None = OTHER_USER, team: str = TEAM,
+                 ts: str | None = None, channel: str = CHANNEL, channel_type: str = "channel",
+                 edit: bool = False, previous: str = "",
                  extra: dict[str, Any] | None = None) -> str:
     """A `message` event as Slack sends it: a new message, or (``edit``) the
-    `message_changed` event of message ``ts`` whose text became ``text``."""
+    `message_changed` event of message ``ts`` whose text became ``text``. ``user`` None:
+    a bot's without a user (a webhook's), ``extra`` saying which."""
     ts = ts or _ts()
-    message = {"type": "message", "user": user, "text": text, "ts": ts, "team": team,
-               **(extra or {})}
-    event: dict[str, Any] = {**message, "channel": channel, "channel_type": "channel",
+    message = {"type": "message", "text": text, "ts": ts, "team": team,
+               **({"user": user} if user else {}), **(extra or {})}
+    event: dict[str, Any] = {**message, "channel": channel, "channel_type": channel_type,
                              "event_ts": ts}
     if edit:
         event = {"type": "message", "subtype": "message_changed", "channel": channel,
-                 "hidden": True, "ts": _ts(), "event_ts": _ts(), "channel_type": "channel",
+                 "hidden": True, "ts": _ts(), "event_ts": _ts(), "channel_type": channel_type,
                  "message": {**message, "edited": {"user": user, "ts": _ts()}},
                  "previous_message": {"type": "message", "user": user, "text": previous,
                                       "ts": ts}}
@@ -307,14 +310,30 @@ def test_a_dead_or_foreign_secret_says_nothing_and_stores_nothing(bot, db, stand
     nothing_said(standin, db)
 
 
-@pytest.mark.parametrize("extra", [
-    {"bot_id": "BBOT", "subtype": "bot_message"},  # Tokenbot's own, or any bot's
-    {"bot_id": "B2"},                              # a bot posting as an app
-    {"subtype": "channel_join"},
-])
-def test_messages_of_bots_and_other_subtypes_are_not_read(bot, db, standin, extra):
+# Tokenbot's own messages as Slack sends them: by its bot user (the envelope's
+# authorization), or by its app (this request's api_app_id) as a bot message.
+OWN = {
+    "its bot user": ({"user": "UBOT", "bot_id": "BBOT",
+                      "bot_profile": {"id": "BBOT", "app_id": "A1", "name": "tokenbot"}}),
+    "its app, no user": ({"user": None, "subtype": "bot_message", "bot_id": "BTKB",
+                          "app_id": "A1"}),
+    "its app, in the bot profile": ({"user": None, "bot_id": "BTKB",
+                                     "bot_profile": {"id": "BTKB", "app_id": "A1"}}),
+}
+
+
+@pytest.mark.parametrize("own", list(OWN))
+def test_tokenbot_s_own_messages_are_not_read(bot, db, standin, own):
     created = seed(db, owner=OWNER)
-    post(bot, message_body(f"token: {created.secret}", extra=extra))
+    extra = dict(OWN[own])
+    user = extra.pop("user")
+    post(bot, message_body(f"token: {created.secret}", user=user, extra=extra))
+    nothing_said(standin, db)
+
+
+def test_a_channel_join_is_not_read(bot, db, standin):
+    created = seed(db, owner=OWNER)
+    post(bot, message_body(f"token: {created.secret}", extra={"subtype": "channel_join"}))
     nothing_said(standin, db)
 
 
@@ -358,6 +377,11 @@ def test_the_warning_s_buttons_work_for_the_owner(bot, db, standin):
     created = seed(db, label="CI deploy", owner=OWNER)
     post(bot, message_body(created.secret, user=OWNER))
     (warning,) = ephemerals(standin)
+    # Issue 22's words: the token's label and masked secret, what to do, Rotate and Disable.
+    assert warning["text"] == (f"This message contains a live token: *CI deploy*, "
+                               f"`{created.token.secret_masked}`; delete the message and "
+                               "rotate the token.")
+    assert [b["text"]["text"] for b in buttons(warning["blocks"])] == ["Rotate", "Disable"]
     disable = leak_buttons(warning)[ActionId.DISABLE]
     assert disable["confirm"]["confirm"]["text"] == "Disable Token"  # the guide's dialog
     bot.click(disable, user=OWNER)
@@ -403,6 +427,161 @@ def test_the_warning_s_buttons_are_refused_to_anyone_else(bot, db, standin):
 
     bot.click(found[ActionId.ROTATE], user=ADMIN)  # an admin may
     assert standin.wait_for("views.open")[-1].body["view"]["callback_id"] == "token_rotate_modal"
+
+
+# -- a bot's message ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("bot_fields", "named"), [
+    # A CI app posting with its bot token: its bot user, by mention.
+    ({"user": "UCIBOT", "bot_id": "BCI", "app_id": "ACI",
+      "bot_profile": {"id": "BCI", "app_id": "ACI", "name": "ci"}}, "<@UCIBOT>"),
+    # An incoming webhook: no user, the name it posted under (escaped: it is its text).
+    ({"user": None, "subtype": "bot_message", "bot_id": "BHOOK",
+      "username": "deploy <hook>"}, "a bot (deploy &lt;hook&gt;)"),
+])
+def test_a_secret_posted_by_another_bot_is_told_to_the_owner_and_the_channel(
+        bot, db, standin, bot_fields, named):
+    created = seed(db, label="CI deploy", owner=OWNER)
+    extra = dict(bot_fields)
+    user = extra.pop("user")
+    post(bot, message_body(f"deploying with {created.secret}", user=user, extra=extra))
+
+    assert ephemerals(standin) == []  # a bot cannot be sent one
+    (dm,) = posts(standin, OWNER)
+    (alert,) = posts(standin, ALERTS)
+    for notice in (dm, alert):
+        said = texts(notice["blocks"])
+        assert f"A live token, *CI deploy*" in said and f"in <#{CHANNEL}> by {named}." in said
+    assert audit_actions(db, created.token.public_id) == ["create", "leak"]
+    with db.sessions.begin() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "leak")).one()
+        assert event.actor == (user or extra["bot_id"])
+
+
+def test_disable_mode_disables_a_token_a_bot_posted(make_bot, db, standin):
+    bot = make_bot(TOKENBOT_LEAK_ACTION="disable")
+    created = seed(db, label="CI deploy", owner=OWNER)
+    post(bot, message_body(created.secret, user=None,
+                           extra={"subtype": "bot_message", "bot_id": "BHOOK"}))
+    assert load(db, created.token.public_id).status == TokenStatus.DISABLED
+    assert ephemerals(standin) == []
+    (dm,) = posts(standin, OWNER)
+    assert "by a bot." in texts(dm["blocks"]) and "Tokenbot disabled it" in texts(dm["blocks"])
+
+
+# -- where it was: a direct message, a private channel, a group DM ------------------------
+
+
+@pytest.mark.parametrize(("channel", "channel_type", "place"), [
+    ("D0DM", "im", "a direct message"),                      # message.im: a DM with Tokenbot
+    ("G0PRIV", "group", "the private channel <#G0PRIV>"),     # message.groups
+    ("G0MPIM", "mpim", "a group direct message"),             # message.mpim
+    ("C0MPIM", "mpim", "a group direct message"),             # newer mpim ids start with C
+    ("C0PUB", "channel", "<#C0PUB>"),                         # message.channels
+])
+def test_the_notices_say_what_kind_of_conversation_it_was(bot, db, standin, channel,
+                                                          channel_type, place):
+    created = seed(db, label="CI deploy", owner=OWNER)
+    ts = _ts()
+    post(bot, message_body(f"here: {created.secret}", user=OTHER_USER, ts=ts,
+                           channel=channel, channel_type=channel_type))
+
+    (warning,) = ephemerals(standin)  # in that conversation, to the poster
+    assert (warning["channel"], warning["user"]) == (channel, OTHER_USER)
+    assert "This message contains a live token: *CI deploy*" in texts(warning["blocks"])
+    link = f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    for notice in (*posts(standin, OWNER), *posts(standin, ALERTS)):
+        assert f"<{link}|a message> in {place} by <@{OTHER_USER}>." in texts(notice["blocks"])
+    assert len(posts(standin, OWNER)) == 1 and len(posts(standin, ALERTS)) == 1
+    with db.sessions.begin() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "leak")).one()
+        assert event.details["channel"] == channel
+
+
+def test_an_edit_in_a_direct_message_is_caught_and_named_so(bot, db, standin):
+    created = seed(db, label="CI deploy", owner=OWNER)
+    standin.fail_next("chat.getPermalink", Failure(200, {"ok": False,
+                                                         "error": "channel_not_found"}))
+    ts = _ts()
+    post(bot, message_body(f"it is {created.secret}", user=OWNER, ts=ts, channel="D0DM",
+                           channel_type="im", edit=True, previous="it is coming"))
+    (warning,) = ephemerals(standin)
+    assert warning["channel"] == "D0DM"
+    (dm,) = posts(standin, OWNER)
+    assert f"a message in a direct message by <@{OWNER}>." in texts(dm["blocks"])
+
+
+# -- the old secret of a rotation in progress ---------------------------------------------
+
+
+def _rotating(db: Database) -> tuple[svc.CreatedToken, str]:
+    """A token rotated with a day's overlap: its old secret and its new one both work."""
+    created = seed(db, label="CI deploy", owner=OWNER)
+    with db.sessions.begin() as session:
+        rotated = svc.rotate_token(session, box=db.box, actor=svc.Actor(TEAM, OWNER),
+                                   public_id=created.token.public_id,
+                                   expected_version=created.token.version, now=utcnow(),
+                                   overlap=dt.timedelta(days=1))
+    return created, rotated.secret
+
+
+def _works(db: Database, secret: str) -> bool:
+    with db.sessions.begin() as session:
+        return verify(session, secret=secret, now=utcnow()) is not None
+
+
+def test_disable_mode_retires_a_pasted_old_secret_and_keeps_the_new_one(make_bot, db,
+                                                                        standin):
+    bot = make_bot(TOKENBOT_LEAK_ACTION="disable")
+    created, new_secret = _rotating(db)
+    post(bot, message_body(f"old one: {created.secret}", user=OWNER))
+
+    token = load(db, created.token.public_id)
+    assert token.status == TokenStatus.ACTIVE and not token.rotating(utcnow())
+    assert not _works(db, created.secret) and _works(db, new_secret)
+    assert audit_actions(db, created.token.public_id) == ["create", "rotate", "leak",
+                                                          "retire_old"]
+    (warning,) = ephemerals(standin)
+    (dm,) = posts(standin, OWNER)
+    (alert,) = posts(standin, ALERTS)
+    for said in (texts(warning["blocks"]), texts(dm["blocks"]), texts(alert["blocks"])):
+        assert "old secret of a rotation in progress" in said
+        assert "Tokenbot stopped that old secret at once; the new secret keeps working." in said
+        assert "disabled" not in said
+    assert f"`{created.token.secret_masked}`" in texts(warning["blocks"])
+    assert set(leak_buttons(warning)) == {ActionId.ROTATE, ActionId.DISABLE}
+
+
+def test_disable_mode_disables_the_token_when_its_new_secret_is_pasted_too(make_bot, db,
+                                                                           standin):
+    bot = make_bot(TOKENBOT_LEAK_ACTION="disable")
+    created, new_secret = _rotating(db)
+    post(bot, message_body(f"{created.secret} or {new_secret}", user=OWNER))
+    assert load(db, created.token.public_id).status == TokenStatus.DISABLED
+    (warning,) = ephemerals(standin)
+    said = texts(warning["blocks"])
+    assert "This message contains a live token" in said and "Tokenbot disabled it" in said
+
+
+def test_notify_mode_says_a_pasted_old_secret_is_one_and_offers_to_retire_it(bot, db,
+                                                                             standin):
+    created, new_secret = _rotating(db)
+    post(bot, message_body(f"old one: {created.secret}", user=OWNER))
+
+    assert _works(db, created.secret) and _works(db, new_secret)  # notify: nothing stopped
+    (warning,) = ephemerals(standin)
+    (dm,) = posts(standin, OWNER)
+    for said in (texts(warning["blocks"]), texts(dm["blocks"])):
+        assert "old secret of a rotation in progress" in said
+        assert "retire the old secret now; the new secret keeps working." in said
+    found = leak_buttons(warning)
+    assert [b["text"]["text"] for b in found.values()] == ["Retire old secret now", "Disable"]
+    assert found[ActionId.ROTATION_RETIRE]["confirm"]["confirm"]["text"] == "Retire Old Secret"
+
+    bot.click(found[ActionId.ROTATION_RETIRE], user=OWNER)
+    assert not _works(db, created.secret) and _works(db, new_secret)
+    assert audit_actions(db, created.token.public_id)[-2:] == ["leak", "retire_old"]
 
 
 # -- nothing of the message in the logs --------------------------------------------------

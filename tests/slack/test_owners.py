@@ -174,11 +174,26 @@ def _drained(adb: Database, standin: SlackStandIn) -> tuple[dict[str, Any], str]
     raise AssertionError("the post was not marked sent")
 
 
-def _actions(blocks: list[dict[str, Any]], public_id: str) -> dict[str, dict[str, Any]]:
+def _actions_block(blocks: list[dict[str, Any]], public_id: str) -> dict[str, Any] | None:
     for block in blocks:
-        if block.get("block_id") == f"departed_actions:{public_id}":
-            return {e["action_id"]: e for e in block["elements"]}
-    return {}
+        block_id = block.get("block_id", "")
+        if block_id.partition(":")[2].split(":")[0] == public_id and block_id.startswith(
+                "departed_actions:"):
+            return block
+    return None
+
+
+def _actions(blocks: list[dict[str, Any]], public_id: str) -> dict[str, dict[str, Any]]:
+    block = _actions_block(blocks, public_id)
+    return {e["action_id"]: e for e in block["elements"]} if block else {}
+
+
+def _pick(blocks: list[dict[str, Any]], public_id: str, user: str) -> dict[str, Any]:
+    """Choosing ``user`` in the post's picker of that token, as drawn in ``blocks``."""
+    block = _actions_block(blocks, public_id)
+    assert block is not None
+    return {"type": "users_select", "action_id": ActionId.DEPARTED_REASSIGN.value,
+            "block_id": block["block_id"], "selected_user": user}
 
 
 def test_a_deactivated_owner_is_posted_once_then_reassign_and_disable_redraw_the_post(
@@ -202,9 +217,7 @@ def test_a_deactivated_owner_is_posted_once_then_reassign_and_disable_redraw_the
     # Reassign through the post's picker (an admin), then Disable the other token.
     picker = _actions(body["blocks"], keep.public_id)[ActionId.DEPARTED_REASSIGN]
     assert picker["type"] == "users_select"
-    _click_post(bot, {"type": "users_select", "action_id": picker["action_id"],
-                      "block_id": f"departed_actions:{keep.public_id}",
-                      "selected_user": NEW}, ts=ts, user=ADMIN)
+    _click_post(bot, _pick(body["blocks"], keep.public_id, NEW), ts=ts, user=ADMIN)
     assert load(adb, keep.public_id).owner == NEW
     update = standin.wait_for("chat.update", 1)[-1].body
     assert (update["channel"], update["ts"]) == (ALERTS, ts)
@@ -234,10 +247,8 @@ def test_the_post_refuses_a_bot_or_a_non_admin_and_changes_nothing(
     _user_change(bot, OWNER, deleted=True, event_id="Ev1")
     body, ts = _drained(adb, standin)
     standin.users["UBOTTY"] = {"is_bot": True}
-    pick = {"type": "users_select", "action_id": ActionId.DEPARTED_REASSIGN.value,
-            "block_id": f"departed_actions:{token.public_id}"}
-    _click_post(bot, {**pick, "selected_user": "UBOTTY"}, ts=ts, user=ADMIN)
-    _click_post(bot, {**pick, "selected_user": NEW}, ts=ts, user=OTHER_USER)
+    _click_post(bot, _pick(body["blocks"], token.public_id, "UBOTTY"), ts=ts, user=ADMIN)
+    _click_post(bot, _pick(body["blocks"], token.public_id, NEW), ts=ts, user=OTHER_USER)
     told = [c.body for c in standin.wait_for("chat.postEphemeral", 2)]
     assert "is a bot" in told[0]["text"] and told[0]["user"] == ADMIN
     assert "Only a workspace admin can reassign" in told[1]["text"]

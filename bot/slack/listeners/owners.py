@@ -6,8 +6,12 @@ user picker) and Disable redraw that post. Thin: parse, call a service, draw."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+import weakref
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
@@ -28,6 +32,7 @@ from bot.slack.listeners.common import (
     actor_from,
     deps,
     draw_table,
+    redraw,
     show,
 )
 from bot.slack.listeners.digests import Where, where_clicked
@@ -36,7 +41,7 @@ from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
 from bot.slack.views.modals import field_errors
 from bot.slack.views.owners import departed_post, read_reassign_form, reassign_modal
-from bot.slack.views.table import Notice
+from bot.slack.views.table import Notice, NoticeKind
 
 # -- "Reassign…" from a row's menu ------------------------------------------------------
 
@@ -55,38 +60,56 @@ def reassign_open(row: Row) -> None:
 
 
 def _reassigned(result: owners.Reassigned) -> str:
+    """The reply: what was done, and who was told (not an owner who has left)."""
+    told = ("Both were told." if len(result.told) == 2
+            else f"{mention(result.told[0])} was told." if result.told else "")
     return (f"Reassigned *{escape(result.token.label)}* from {mention(result.before)} to "
-            f"{mention(result.after)}. Both were told.")
+            f"{mention(result.after)}. {told}").rstrip()
 
 
 def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: BoltContext,
                            client: WebClient) -> Task | None:
-    """Reassign, then acknowledge (a refused new owner inline on the picker); the table
-    behind the modal is redrawn after the acknowledgement."""
+    """Check (a refused new owner inline on the picker), acknowledge, then, after the
+    acknowledgement, ask Slack whether the pick is a bot or a deactivated account (the
+    acknowledgement waits on no Web API call) and reassign; the table behind the modal is
+    redrawn with what was done, or why nothing was."""
     d = deps(context)
     actor = actor_from(body, d.settings)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
     if metadata.public_id is None:
         raise NotFoundError()
-    now = utcnow()
+    public_id = metadata.public_id
     try:
         new_owner = read_reassign_form(view)
         with d.sessions.begin() as session:
-            result = owners.reassign(session, actor=actor, public_id=metadata.public_id,
-                                     new_owner=new_owner, now=now,
-                                     expected_version=metadata.version)
-            drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                 expiring_days=d.settings.expiring_days, policy=d.policy,
-                                 notice=Notice(_reassigned(result)))
-    except TokenbotError as error:
-        errors = field_errors(error, view) if isinstance(
-            error, (ValidationError, PermissionDeniedError)) else None
+            owners.check_new_owner(session, actor=actor, public_id=public_id,
+                                   new_owner=new_owner, expected_version=metadata.version)
+    except (ValidationError, PermissionDeniedError) as error:
+        errors = field_errors(error, view)
         if errors is None:
             raise  # the modal's error surface: the reason in the modal, the table redrawn
         ack(response_action="errors", errors=errors)
         return None
     ack()
-    return lambda: show(drawing, client)
+
+    def then() -> None:
+        try:
+            refuse_unfit(client, new_owner)
+            with d.sessions.begin() as session:
+                now = utcnow()
+                result = owners.reassign(session, actor=actor, public_id=public_id,
+                                         new_owner=new_owner, now=now,
+                                         expected_version=metadata.version)
+                drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
+                                     expiring_days=d.settings.expiring_days,
+                                     policy=d.policy, notice=Notice(_reassigned(result)))
+        except (ValidationError, PermissionDeniedError) as error:  # the modal has closed
+            redraw(d, client, actor=actor, origin=metadata.origin,
+                   notice=Notice(f"{user_text(error)} Nothing changed.", NoticeKind.ERROR))
+            return
+        show(drawing, client)
+
+    return then
 
 
 ROWS: dict[str, RowFunction] = {ActionId.REASSIGN: reassign_open}
@@ -95,29 +118,88 @@ ROWS: dict[str, RowFunction] = {ActionId.REASSIGN: reassign_open}
 # -- owners who leave --------------------------------------------------------------------
 
 
+#: How long (seconds) the list of departed users is trusted by the acknowledgement of a
+#: ``user_change`` (read at most this often per process; one noted here is added at once).
+DEPARTURES_FRESH: Final = 60.0
+
+
+@dataclass(frozen=True)
+class _Departures:
+    users: frozenset[str]
+    read_at: float
+
+
+_departures: weakref.WeakKeyDictionary[Any, _Departures] = weakref.WeakKeyDictionary()
+_departures_lock = threading.Lock()
+
+
+def _departed_users(d: Deps) -> frozenset[str]:
+    """Who is recorded as departed (any team), as read at most :data:`DEPARTURES_FRESH`
+    seconds ago for this database."""
+    with _departures_lock:
+        known = _departures.get(d.sessions)
+    if known is None or time.monotonic() - known.read_at > DEPARTURES_FRESH:
+        with d.sessions() as session:
+            known = _Departures(frozenset(departed.everyone_departed(session)),
+                                time.monotonic())
+        with _departures_lock:
+            _departures[d.sessions] = known
+    return known.users
+
+
+def _note_locally(d: Deps, user_id: str, *, gone: bool) -> None:
+    with _departures_lock:
+        known = _departures.get(d.sessions)
+        if known is not None:
+            users = known.users | {user_id} if gone else known.users - {user_id}
+            _departures[d.sessions] = _Departures(users, known.read_at)
+
+
+def nothing_to_note(event: dict[str, Any], d: Deps) -> dict[str, Any] | None:
+    """In the acknowledgement: ``{}`` (done) for a profile or status edit of a user who is
+    not a known departure, which is nearly every ``user_change``; None for a deactivation
+    or a known departure's return (the listener then runs on the pool)."""
+    user = mapping(event.get("user"))
+    user_id = user.get("id")
+    if user.get("deleted") is True:
+        return None
+    if isinstance(user_id, str) and user_id in _departed_users(d):
+        return None
+    return {}
+
+
 def handle_user_change(event: dict[str, Any], body: Body, context: BoltContext,
                        client: WebClient) -> None:
-    """A deactivated user: recorded, and their active tokens posted once to the alert
-    channel (the outbox's drain posts it after the commit). Reactivated: forgotten."""
+    """A deactivated user: recorded, and their active tokens posted once per departure to
+    the alert channel (the outbox's drain posts it after the commit). Reactivated:
+    forgotten."""
     user = mapping(event.get("user"))
     user_id, team_id = user.get("id"), body.get("team_id") or user.get("team_id")
     if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id:
         return
     d = deps(context)
+    gone = user.get("deleted") is True
     with d.sessions.begin() as session:
-        if user.get("deleted") is True:
+        if gone:
             departed.note_departure(session, team_id=team_id, user_id=user_id, now=utcnow(),
                                     channel=d.settings.tokenbot_alert_channel)
         else:
             departed.note_return(session, team_id=team_id, user_id=user_id)
+    _note_locally(d, user_id, gone=gone)
 
 
-def _token_of_picker(action: dict[str, Any]) -> str:
+def _token_of_picker(action: dict[str, Any]) -> tuple[str, int | None]:
+    """The token (and the version drawn) a post's picker is about: its block id names
+    them (``departed_actions:{public id}:{version}``; a post drawn before the version was
+    added names the token only)."""
     block_id = action.get("block_id")
     prefix = f"{BlockId.DEPARTED_ITEM_ACTIONS}:"
     if not isinstance(block_id, str) or not block_id.startswith(prefix):
         raise NotFoundError()
-    return block_id[len(prefix):]
+    public_id, _, version = block_id[len(prefix):].partition(":")
+    if not public_id or (version and not version.isdigit()):
+        raise NotFoundError()
+    return public_id, int(version) if version else None
 
 
 #: A change from a departure post: (what the post remembers, the new owner, the reply).
@@ -168,13 +250,17 @@ def refuse_unfit(client: WebClient, user_id: object) -> None:
 
 def handle_departed_reassign(body: Body, action: dict[str, Any], context: BoltContext,
                              client: WebClient) -> None:
-    public_id, new_owner = _token_of_picker(action), action.get("selected_user")
+    """An admin only (checked before Slack is asked about the pick), then a bot or a
+    deactivated pick refused, then the reassignment at the version the post showed."""
+    (public_id, version), new_owner = _token_of_picker(action), action.get("selected_user")
+    if not owners.may_reassign(actor_from(body, deps(context).settings)):
+        raise PermissionDeniedError("Only a workspace admin can reassign a token.")
     refuse_unfit(client, new_owner)
 
     def change(session: Session, actor: svc.Actor, now: dt.datetime) -> tuple[str, str, str]:
         result = owners.reassign(session, actor=actor, public_id=public_id,
                                  new_owner=new_owner if isinstance(new_owner, str) else "",
-                                 now=now)
+                                 now=now, expected_version=version)
         return departed.Acted.REASSIGNED, result.after, _reassigned(result)
 
     _on_post(body, context, client, public_id, change)
@@ -217,7 +303,8 @@ def answer_event_error(error: Exception, body: Body, d: Deps, client: WebClient)
 def register(app: App) -> None:
     on_actions(app, [ActionId.REASSIGN], table.on_row(reassign_open), surface=table.answer_error)
     on_submission(app, CallbackId.REASSIGN, handle_reassign_submit, surface=modals.answer_error)
-    on_event(app, "user_change", handle_user_change, surface=answer_event_error)
+    on_event(app, "user_change", handle_user_change, surface=answer_event_error,
+             answer_with=nothing_to_note)
     on_actions(app, [ActionId.DEPARTED_REASSIGN], handle_departed_reassign,
                surface=answer_departed_error)
     on_actions(app, [ActionId.DEPARTED_DISABLE], handle_departed_disable,

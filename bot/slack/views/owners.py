@@ -61,7 +61,8 @@ def reassign_modal(*, label: str, masked: str, owner: str, metadata: ModalMetada
             SectionBlock(text=MarkdownTextObject(
                 text=f"*{escape(label)}* ({code(masked)}) is owned by {mention(owner)}.\n"
                      "The new owner answers for it: its reminders and notices go to them, "
-                     "and they can act on it. Both owners are told.")),
+                     "and they can act on it. The owners are told (not one who has "
+                     "left).")),
             InputBlock(block_id=BlockId.NEW_OWNER, label=_plain("New owner"),
                        element=UserSelectElement(action_id=ActionId.NEW_OWNER_SELECT,
                                                  placeholder=_plain("Choose a person"))),
@@ -124,9 +125,10 @@ def _item_blocks(item: DepartedItem) -> list[Block]:
         block_id=row_block_id(BlockId.DEPARTED_ITEM, item.public_id),
         text=MarkdownTextObject(text="\n".join(lines)))]
     if item.actionable:
-        # The picker carries no value: its block id names the token.
+        # The picker carries no value: its block id names the token and its version.
         blocks.append(ActionsBlock(
-            block_id=row_block_id(BlockId.DEPARTED_ITEM_ACTIONS, item.public_id),
+            block_id=row_block_id(BlockId.DEPARTED_ITEM_ACTIONS,
+                                  f"{item.public_id}:{item.version}"),
             elements=[
                 UserSelectElement(action_id=ActionId.DEPARTED_REASSIGN,
                                   placeholder=_plain("Reassign to…")),
