@@ -238,6 +238,10 @@ class Token(TokenRules, Base):
     # hygiene digest, or disabled for it): at most once per 30 days.
     policy_exception: Mapped[str | None] = mapped_column(String(500), default=None)
     dormant_noticed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # When a person last enabled it again: its dormancy counts from then at the earliest;
+    # when a digest last warned that the policy would disable it (DORMANT_ACTION=disable).
+    enabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    dormant_warned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (

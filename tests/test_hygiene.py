@@ -144,15 +144,23 @@ def test_a_dormant_token_is_noticed_at_most_once_in_30_days(
     assert len(posts) == 4 and all(_listed(p) == {("dormant", idle.public_id)} for p in posts)
 
 
-def test_disable_mode_disables_audits_and_tells_the_owner_once_in_30_days(
+def test_disable_mode_warns_then_disables_audits_and_tells_the_owner_once(
     make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
 ) -> None:
     settings, db = make(TOKENBOT_DORMANT_DAYS="60", TOKENBOT_DORMANT_ACTION="disable")
     idle = seed_token(db, now=T0, expires_on=None, label="idle <bot>", owner="U1").token
     busy = seed_token(db, now=T0, expires_on=None, label="busy", owner="U1").token
     _use(db, busy, T0 + 50 * DAY)
+    # Day 60: dormant; the first notice is a warning (channel and owner), nothing is cut.
     report = _pass(settings, db, T0 + 60 * DAY)
-    assert report.dormant_disabled == 1
+    assert (report.dormant_disabled, report.hygiene_digests) == (0, 2)
+    assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
+    warnings = _hygiene_posts(standin)
+    assert all(_listed(p) == {("dormant", idle.public_id)} for p in warnings)
+    assert all("disables it a week after this notice" in texts(p["blocks"]) for p in warnings)
+    # Still dormant a week after the warning: disabled.
+    assert _pass(settings, db, T0 + 66 * DAY).dormant_disabled == 0
+    assert _pass(settings, db, T0 + 67 * DAY).dormant_disabled == 1
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
     assert _token(db, busy.public_id).status == TokenStatus.ACTIVE
     with db.sessions() as session:
@@ -165,21 +173,25 @@ def test_disable_mode_disables_audits_and_tells_the_owner_once_in_30_days(
     words = texts(dm["blocks"])
     assert "idle &lt;bot&gt;" in words and "60 days" in words and "never used" in words
     assert "enable it again from `/tokens`" in words
-    # The channel's digest says it was disabled (no Disable button left for it).
-    channel = next(p for p in _hygiene_posts(standin) if p["channel"] == ALERTS)
-    assert "Disabled by the token policy" in texts(channel["blocks"])
-    assert "hygiene_disable" not in str(channel["blocks"])
+    # The channel's digest says it was disabled (no Disable button left for it); the owner,
+    # told by that DM, gets no digest repeating it.
+    later = _hygiene_posts(standin)[len(warnings):]
+    assert [p["channel"] for p in later] == [ALERTS]
+    assert "Disabled by the token policy" in texts(later[0]["blocks"])
+    assert "hygiene_disable" not in str(later[0]["blocks"])
 
-    # The owner enables it again; still unused, it is not disabled again for 30 days.
+    # The owner enables it again (29 days after the policy disabled it); still unused, it
+    # is dormant again 60 days after that enable, warned of, and disabled a week later.
     enabled = _token(db, idle.public_id)
     with db.sessions.begin() as session:
         svc.enable_token(session, actor=svc.Actor(team_id=TEAM, user_id="U1"),
                          public_id=idle.public_id, expected_version=enabled.version,
-                         now=T0 + 61 * DAY)
-    for day in (68, 75, 89):
+                         now=T0 + 96 * DAY)
+    _use(db, busy, T0 + 120 * DAY)
+    for day in (97, 120, 155, 156, 162):
         assert _pass(settings, db, T0 + day * DAY).dormant_disabled == 0
     assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
-    assert _pass(settings, db, T0 + 90 * DAY).dormant_disabled == 1
+    assert _pass(settings, db, T0 + 163 * DAY).dormant_disabled == 1
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
 
 
@@ -201,6 +213,12 @@ def test_the_digest_goes_to_each_destination_at_most_once_in_7_days(
     assert len(_hygiene_posts(standin)) == 2
     assert _pass(settings, db, start + 7 * DAY).hygiene_digests == 2
     assert len(_hygiene_posts(standin)) == 4
+    # What the owner is told to do ("*Edit* an expiry"), the digest offers.
+    owner = next(p for p in _hygiene_posts(standin) if p["channel"] == "U1")
+    buttons = {e["text"]["text"] for b in owner["blocks"] if b["type"] == "actions"
+               for e in b["elements"]}
+    assert buttons == {"Disable", "Edit", "Open table"}
+    assert "*Edit* an expiry" in texts(owner["blocks"])
 
 
 def test_nothing_to_report_posts_nothing(
@@ -244,8 +262,10 @@ def test_three_passes_racing_post_each_digest_exactly_once(
     posts = _hygiene_posts(standin)
     assert sorted(p["channel"] for p in posts) == sorted([ALERTS, "U0", "U1", "U2"])
     channel = next(p for p in posts if p["channel"] == ALERTS)
-    assert len(_listed(channel)) == 0  # 12 tokens in two sections: the compact layout
-    assert "12 dormant tokens, 12 over policy" in channel["text"]
+    assert len(_listed(channel)) == 0  # 12 tokens: the compact layout
+    # each is dormant and over policy: listed (and counted) once, the other reason noted
+    assert channel["text"].endswith(": 12 dormant tokens")
+    assert texts(channel["blocks"]).count(":warning: Over policy") == 12
 
 
 @pytest.mark.slow
@@ -281,6 +301,8 @@ def test_many_tokens_stay_within_one_message_and_say_how_many_more(
     menus = [e for b in channel["blocks"] if b["type"] == "actions" for e in b["elements"]
              if e["action_id"] == "hygiene_disable"]
     assert sum(len(menu["options"]) for menu in menus) == 70
+    # a menu's one confirmation does not name a token it cannot know
+    assert {menu["confirm"]["title"]["text"] for menu in menus} == {"Disable token?"}
 
 
 def test_disable_from_the_digest_through_bolt_redraws_it(
@@ -293,9 +315,12 @@ def test_disable_from_the_digest_through_bolt_redraws_it(
     other = seed_token(db, now=T0, expires_on=None, label="other", owner="U2").token
     _pass(settings, db, T0 + 31 * DAY)
     channel = next(p for p in _hygiene_posts(standin) if p["channel"] == ALERTS)
-    assert _listed(channel) == {("dormant", idle.public_id), ("dormant", other.public_id),
-                                ("over_policy", idle.public_id),
-                                ("over_policy", other.public_id)}
+    # dormant and over policy: each listed once (one Disable button), both reasons given
+    assert _listed(channel) == {("dormant", idle.public_id), ("dormant", other.public_id)}
+    assert channel["text"].endswith(": 2 dormant tokens")
+    idle_text = next(texts([b]) for b in channel["blocks"]
+                     if b.get("block_id") == f"hygiene_item:dormant:{idle.public_id}")
+    assert ":zzz: Unused for 30 days" in idle_text and ":warning: Over policy" in idle_text
     with db.sessions() as session:
         ts = session.scalar(select(OutboxMessage.message_ts).where(
             OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.destination == ALERTS))
@@ -337,19 +362,27 @@ def test_alerts_run_dry_run_and_json_tell_of_the_hygiene_digest(
     for name, value in {**cli_environment(settings), "TOKENBOT_DORMANT_DAYS": "30",
                         "TOKENBOT_DORMANT_ACTION": "disable"}.items():
         monkeypatch.setenv(name, value)
-    at = (T0 + 31 * DAY).isoformat()
+    used = T0 + DAY + dt.timedelta(hours=3)
+    _use(db, idle, used)
+    _pass(settings, db, T0 + 32 * DAY)  # the warning (to the channel and the owner)
+    seen = len(standin.calls)
+    at = (T0 + 39 * DAY).isoformat()
     assert main(["alerts", "run", "--dry-run", "--now", at]) == 0
     out = capsys.readouterr().out
-    assert "Token hygiene: would queue 2 digest(s); would disable 1 dormant token(s)" in out
+    assert "Token hygiene: would queue 1 digest(s); would disable 1 dormant token(s)" in out
     assert f"#{ALERTS}: would post 1 message(s)" in out and "hygiene: Token hygiene: 1 dormant" in out
-    assert standin.calls == [] and _token(db, idle.public_id).status == TokenStatus.ACTIVE
+    assert len(standin.calls) == seen and _token(db, idle.public_id).status == TokenStatus.ACTIVE
 
     assert main(["alerts", "run", "--now", at, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["hygiene_digests"], report["dormant_disabled"]) == (2, 1)
+    assert (report["hygiene_digests"], report["dormant_disabled"]) == (1, 1)
     kinds = sorted(t["kind"] for d in report["destinations"] for t in d["tokens"])
-    assert kinds == ["dormant_disabled", "hygiene", "hygiene"]
+    assert kinds == ["dormant_disabled", "hygiene"]
     assert _token(db, idle.public_id).status == TokenStatus.DISABLED
+    dm = next(c.body for c in standin.calls_to("chat.postMessage")
+              if "dormant_disabled" in str(c.body["blocks"]))
+    # the instant it was last used, in the reader's time zone
+    assert f"last used <!date^{int(used.timestamp())}^" in texts(dm["blocks"])
 
 
 def test_a_table_drawn_before_the_policy_disabled_a_token_names_the_policy(
@@ -363,7 +396,8 @@ def test_a_table_drawn_before_the_policy_disabled_a_token_names_the_policy(
     with running_bot(settings, db, standin) as bot:
         bot.command("", user="U1")
         blocks = standin.wait_for("response_url", 1)[-1].body["blocks"]
-        _pass(settings, db, T0 + 31 * DAY)
+        _pass(settings, db, T0 + 31 * DAY)  # the warning
+        _pass(settings, db, T0 + 38 * DAY)
         bot.click(row_buttons(blocks, idle.public_id)[ActionId.DISABLE], user="U1")
         answer = texts(standin.wait_for("response_url", 2)[-1].body["blocks"])
     assert "*token policy* disabled it" in answer
@@ -385,3 +419,123 @@ def test_tokens_of_an_owner_who_left_are_listed_to_the_alert_channel_only(
     assert _listed(digest) == {("departed", left.public_id)}
     assert "Owners who left" in texts(digest["blocks"])
     assert "deactivated" in texts(digest["blocks"])
+
+
+def test_a_pass_run_as_of_a_future_moment_does_not_stop_the_real_passes(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    """`alerts run --now <next month>` stamps its scan, digests, notices and owner check
+    with that moment; the passes at the real time after it still scan, check and post."""
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30", TOKENBOT_MAX_LIFETIME_DAYS="write=90")
+    idle = seed_token(db, now=T0, expires_on=None, label="idle", owner="U1").token
+    seed_token(db, now=T0 + 50 * DAY, expires_on=(T0 + 100 * DAY).date(), label="ada's",
+               owner="UADA")
+    _pass(settings, db, T0 + 60 * DAY)  # the future pass (in the past of the real clock)
+    assert len(_hygiene_posts(standin)) == 2
+    standin.users["UADA"] = {"deleted": True}
+    # The real passes, a month "before" it: the scan, the weekly owner check and the
+    # digests all happen, the dormant token listed again.
+    report = _pass(settings, db, T0 + 51 * DAY)
+    assert report.hygiene_digests == 2 and report.departed == 1
+    posts = _hygiene_posts(standin)[2:]
+    assert all(("dormant", idle.public_id) in _listed(p) for p in posts)
+    assert {p["channel"] for p in posts} == {ALERTS, "U1"}
+    # ...and from then on they keep their usual rhythm: nothing new an hour later.
+    assert _pass(settings, db, T0 + 51 * DAY + dt.timedelta(hours=1)).hygiene_digests == 0
+
+
+def test_each_team_gets_its_share_and_every_dormant_token_its_turn(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More dormant tokens than a pass reads (here 2): a big team does not crowd another
+    out, and the ones not listed yet come before those already told of."""
+    from bot.services import hygiene
+
+    monkeypatch.setattr(hygiene, "READ_LIMIT", 2)
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30")
+    big = [seed_token(db, now=T0, expires_on=None, label=f"big {n}", owner="U1").token
+           for n in range(3)]
+    small = seed_token(db, now=T0, expires_on=None, label="small", owner="U9",
+                       team="T9").token
+    _pass(settings, db, T0 + 30 * DAY)
+    posts = _hygiene_posts(standin)
+    assert {p["channel"] for p in posts} == {ALERTS, "U1", "U9"}
+    assert any(_listed(p) == {("dormant", small.public_id)} for p in posts
+               if p["channel"] == ALERTS)
+    first = set().union(*(_listed(p) for p in posts if p["channel"] == "U1"))
+    assert len(first) == 2
+    # A week later the third one of the big team is listed (the other two were told of).
+    _pass(settings, db, T0 + 37 * DAY)
+    later = set().union(*(_listed(p) for p in _hygiene_posts(standin)[len(posts):]
+                          if p["channel"] == "U1"))
+    assert later == {("dormant", t.public_id) for t in big} - first
+
+
+def test_no_digest_is_sent_to_an_owner_who_left(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    settings, db = make(TOKENBOT_DORMANT_DAYS="30")
+    idle = seed_token(db, now=T0, expires_on=None, label="ada's idle bot", owner="UADA").token
+    with db.sessions.begin() as session:
+        departed.note_departure(session, team_id=TEAM, user_id="UADA", now=T0 + DAY,
+                                channel=None)
+    _pass(settings, db, T0 + 30 * DAY)
+    posts = _hygiene_posts(standin)
+    assert [p["channel"] for p in posts] == [ALERTS]  # no DM to the departed owner
+    assert ("dormant", idle.public_id) in _listed(posts[0])
+
+
+def test_switching_to_disable_warns_before_anything_is_cut(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    """A token listed under ``notify`` was never told it would be disabled: after the switch
+    to ``disable`` it is warned of first (when it may be listed again), and cut a week
+    after that warning."""
+    notify, db = make(TOKENBOT_DORMANT_DAYS="30")
+    idle = seed_token(db, now=T0, expires_on=None, label="idle", owner="U1").token
+    _pass(notify, db, T0 + 30 * DAY)  # listed (notify)
+    disable, _ = make(TOKENBOT_DORMANT_DAYS="30", TOKENBOT_DORMANT_ACTION="disable")
+    for day in (40, 47, 59):
+        assert _pass(disable, db, T0 + day * DAY).dormant_disabled == 0
+    seen = len(_hygiene_posts(standin))
+    assert _pass(disable, db, T0 + 60 * DAY).dormant_disabled == 0  # the warning
+    warning = _hygiene_posts(standin)[seen:]
+    assert {p["channel"] for p in warning} == {ALERTS, "U1"}
+    assert all("disables it a week after this notice" in texts(p["blocks"]) for p in warning)
+    assert _token(db, idle.public_id).status == TokenStatus.ACTIVE
+    assert _pass(disable, db, T0 + 67 * DAY).dormant_disabled == 1
+    assert _token(db, idle.public_id).status == TokenStatus.DISABLED
+
+
+def test_edit_from_the_digest_brings_an_expiry_within_policy_and_redraws_it(
+    make: Callable[..., tuple[Settings, Database]], standin: SlackStandIn,
+) -> None:
+    from tests.slack.conftest import form_values
+    from tests.test_alerts_actions import _click
+
+    settings, db = make(TOKENBOT_MAX_LIFETIME_DAYS="write=90")
+    forever = seed_token(db, now=T0, expires_on=None, label="forever", owner="U1").token
+    _pass(settings, db, T0 + DAY)
+    dm = next(p for p in _hygiene_posts(standin) if p["channel"] == "U1")
+    with db.sessions() as session:
+        ts = session.scalar(select(OutboxMessage.message_ts).where(
+            OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.destination == "U1"))
+    edit = next(e for b in dm["blocks"]
+                if b.get("block_id") == f"hygiene_item_actions:over_policy:{forever.public_id}"
+                for e in b["elements"] if e["action_id"] == "hygiene_edit")
+    new_date = (dt.datetime.now(UTC) + 30 * DAY).date()
+    with running_bot(settings, db, standin) as bot:
+        _click(bot, edit, ts=ts, user="U1", channel="U1")
+        view = standin.wait_for("views.open", 1)[-1].body["view"]
+        assert view["title"]["text"] == "Edit Access Token"
+        response = bot.submit(view, form_values(label="forever", scope=forever.scope,
+                                                expires=new_date.isoformat()), user="U1")
+        assert response.status == 200 and "errors" not in (response.body or "")
+        update = standin.wait_for("chat.update", 1)[-1].body
+    assert _token(db, forever.public_id).expires_on == new_date
+    assert (update["channel"], update["ts"]) == ("U1", ts)  # the digest itself, in place
+    validate_message_blocks(update["blocks"])
+    row = next(texts([b]) for b in update["blocks"]
+               if b.get("block_id") == f"hygiene_item:over_policy:{forever.public_id}")
+    assert f"Expiry changed since: it expires {new_date}" in row

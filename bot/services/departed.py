@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import String, cast, delete, exists, literal, select, update
+from sqlalchemy import String, cast, delete, exists, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -26,6 +26,7 @@ from bot.models import (
     status_clause,
 )
 from bot.services import outbox
+from bot.services.policy import FUTURE_SLACK
 
 #: How often a team's owners are checked with ``users.info`` (the weekly hygiene pass).
 CHECK_EVERY: Final = dt.timedelta(days=7)
@@ -157,7 +158,8 @@ def claim_check(session: Session, *, team_id: str, now: dt.datetime) -> bool:
         return True
     taken = session.execute(
         update(OwnerCheck).where(OwnerCheck.team_id == team_id,
-                                 OwnerCheck.checked_at <= now - CHECK_EVERY)
+                                 or_(OwnerCheck.checked_at <= now - CHECK_EVERY,
+                                     OwnerCheck.checked_at > now + FUTURE_SLACK))
         .values(checked_at=now).returning(OwnerCheck.team_id)
         .execution_options(synchronize_session=False)).first()
     return taken is not None

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -37,7 +37,7 @@ from bot.models import (
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
-from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
+from bot.services.policy import DORMANT_NOTICE_EVERY, FUTURE_SLACK, DormantAction, Policy
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)
@@ -46,8 +46,8 @@ EVERY: Final = dt.timedelta(days=7)
 SCAN_EVERY: Final = dt.timedelta(hours=1)
 #: Who the policy acts as in the audit log (source ``policy``).
 POLICY_ACTOR: Final = "token policy"
-#: At most this many tokens of each section are read per pass, all teams together (a
-#: digest lists at most ``limit`` of them, and counts the rest up to this).
+#: At most this many tokens of each section are read per pass and team (a digest lists
+#: at most ``limit`` of them, and counts the rest up to this).
 READ_LIMIT: Final = 5_000
 
 
@@ -73,10 +73,12 @@ class HygieneItem:
     last_used_at: str | None  # ISO 8601
     created_at: str
     expires_on: str | None  # the calendar date
+    also: tuple[str, ...] = ()  # the later sections it belongs to (listed once, here)
 
     @classmethod
-    def of(cls, token: Token) -> HygieneItem:
+    def of(cls, token: Token, also: Sequence[str] = ()) -> HygieneItem:
         return cls(public_id=token.public_id, version=token.version, label=token.label,
+                   also=tuple(also),
                    masked=token.secret_masked, scope=token.scope, owner=token.owner,
                    status=str(token.status),
                    last_used_at=token.last_used_at.isoformat() if token.last_used_at else None,
@@ -98,8 +100,11 @@ class Found:
                           if audience == Audience.CHANNEL or t.owner == destination]
                 for section, tokens in self.sections.items()
                 if audience == Audience.CHANNEL or section != Section.DEPARTED}
+        # (an owner was told of a token the policy disabled by its own DM)
         mine[Section.DORMANT] = [t for t in mine.get(Section.DORMANT, [])
-                                 if _unseen(t.dormant_noticed_at, previous, now)]
+                                 if _unseen(t.dormant_noticed_at, previous, now)
+                                 and (audience == Audience.CHANNEL
+                                      or t.status != TokenStatus.DISABLED)]
         return {section: tokens for section, tokens in mine.items() if tokens}
 
 
@@ -108,7 +113,7 @@ def _unseen(noticed_at: dt.datetime | None, previous: dt.datetime | None,
     """A dormant token this destination has not been told of: never noticed, noticed 30
     days ago or more, or noticed (elsewhere) since this destination's previous digest."""
     return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
-            or previous is None or noticed_at > previous)
+            or noticed_at > now + FUTURE_SLACK or previous is None or noticed_at > previous)
 
 
 @dataclass
@@ -118,14 +123,15 @@ class HygieneCounts:
 
 
 def disable_dormant(session: Session, *, policy: Policy, now: dt.datetime) -> int:
-    """TOKENBOT_DORMANT_ACTION=disable: each dormant token not noticed in 30 days is
-    disabled (one conditional UPDATE: of racing passes, one disables it), audited with
-    source ``policy``, and its owner's DM queued. Returns how many."""
+    """TOKENBOT_DORMANT_ACTION=disable: each dormant token a digest warned of at least
+    7 days ago (``DISABLE_WARNING``) and still dormant is disabled (one conditional
+    UPDATE: of racing passes, one disables it), audited with source ``policy``, and its
+    owner's DM queued. Returns how many."""
     disabled = session.scalars(
         update(Token)
-        .where(Token.id.in_(select(Token.id).where(policy.dormant_unnoticed_clause(now))
+        .where(Token.id.in_(select(Token.id).where(policy.dormant_warned_clause(now))
                             .order_by(Token.id).limit(READ_LIMIT)),
-               policy.dormant_unnoticed_clause(now))
+               policy.dormant_warned_clause(now))
         .values(status=TokenStatus.DISABLED, updated_at=now, dormant_noticed_at=now,
                 version=Token.version + 1)
         .returning(Token),
@@ -149,46 +155,77 @@ def disable_dormant(session: Session, *, policy: Policy, now: dt.datetime) -> in
     return len(disabled)
 
 
-def _read(session: Session, *where: Any) -> list[Token]:
-    return list(session.scalars(select(Token).where(*where)
-                                .order_by(Token.team_id, Token.created_at, Token.id)
-                                .limit(READ_LIMIT)))
+def _read(session: Session, *where: Any, order: Sequence[Any] = ()) -> dict[str, list[Token]]:
+    """Per team, the first :data:`READ_LIMIT` tokens ``where`` holds (each team its own
+    share: a big team does not crowd the others out), in ``order``, then oldest first."""
+    teams = session.scalars(select(Token.team_id).where(*where).distinct()
+                            .order_by(Token.team_id)).all()
+    return {team: list(session.scalars(
+        select(Token).where(Token.team_id == team, *where)
+        .order_by(*order, Token.created_at, Token.id).limit(READ_LIMIT)))
+        for team in teams}
 
 
 def find(session: Session, *, policy: Policy, now: dt.datetime) -> dict[str, Found]:
-    """Per team, what the digests may list: dormant tokens (with DISABLE: those the policy
-    disabled in the last 30 days), tokens over policy, and the active tokens of owners
-    found deactivated (``services/departed.py``)."""
-    if policy.dormant_action == DormantAction.DISABLE:
-        dormant = _read(session, and_(Token.status == TokenStatus.DISABLED,
-                                      Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY))
-    else:
-        dormant = _read(session, policy.dormant_clause(now))
-    over = _read(session, policy.over_clause(now)) if policy.capped else []
+    """Per team, what the digests may list: dormant tokens (with DISABLE: also those the
+    policy disabled in the last 30 days), tokens over policy, and the active tokens of owners
+    found deactivated (``services/departed.py``). Dormant tokens come never noticed
+    first, then those noticed longest ago, so every one gets its turn."""
+    unnoticed_first = (Token.dormant_noticed_at.is_not(None), Token.dormant_noticed_at)
+    dormant_where = policy.dormant_clause(now)
+    if policy.dormant_action == DormantAction.DISABLE:  # the warnings, and those disabled
+        dormant_where = or_(dormant_where, and_(
+            Token.status == TokenStatus.DISABLED,
+            Token.dormant_noticed_at > now - DORMANT_NOTICE_EVERY))
+    dormant = _read(session, dormant_where, order=unnoticed_first)
+    over = _read(session, policy.over_clause(now)) if policy.capped else {}
     departed = _read(session, status_clause(DisplayStatus.ACTIVE, now), exists().where(
         DepartedOwner.team_id == Token.team_id, DepartedOwner.user_id == Token.owner))
     teams: dict[str, Found] = {}
-    for section, tokens in ((Section.DORMANT, dormant), (Section.OVER_POLICY, over),
-                            (Section.DEPARTED, departed)):
-        for token in tokens:
-            teams.setdefault(token.team_id, Found()).sections.setdefault(section, []).append(
-                token)
+    for section, found in ((Section.DORMANT, dormant), (Section.OVER_POLICY, over),
+                           (Section.DEPARTED, departed)):
+        for team_id, tokens in found.items():
+            teams.setdefault(team_id, Found()).sections[section] = tokens
     return teams
 
 
-def _previous(session: Session, team_id: str) -> dict[tuple[str, str], OutboxMessage]:
-    """Each destination's latest hygiene digest of ``team_id``."""
-    rows = session.scalars(select(OutboxMessage).where(
-        OutboxMessage.kind == MessageKind.HYGIENE, OutboxMessage.team_id == team_id)
-        .order_by(OutboxMessage.id))
-    return {(str(row.audience), row.destination): row for row in rows}
+@dataclass(frozen=True)
+class Previous:
+    """A destination's latest hygiene digest: its id (the next one's key) and when."""
+
+    id: int
+    created_at: dt.datetime
+
+
+def _previous(session: Session, team_id: str) -> dict[tuple[str, str], Previous]:
+    """Each destination's latest hygiene digest of ``team_id`` (ids and times only)."""
+    latest = (select(func.max(OutboxMessage.id))
+              .where(OutboxMessage.kind == MessageKind.HYGIENE,
+                     OutboxMessage.team_id == team_id)
+              .group_by(OutboxMessage.audience, OutboxMessage.destination))
+    rows = session.execute(select(OutboxMessage.id, OutboxMessage.created_at,
+                                  OutboxMessage.audience, OutboxMessage.destination)
+                           .where(OutboxMessage.id.in_(latest)))
+    return {(str(audience), destination): Previous(id, created_at)
+            for id, created_at, audience, destination in rows}
 
 
 def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
                limit: int) -> dict[str, Any]:
-    """What a digest carries: per section its first ``limit`` tokens and how many more."""
+    """What a digest carries: per section its first ``limit`` tokens and how many more. A
+    token is listed once, in the first section it belongs to, naming the others."""
+    also: dict[int, list[str]] = {}
+    once: dict[Section, list[Token]] = {}
+    for section, tokens in sections.items():
+        for token in tokens:
+            if token.id in also:
+                also[token.id].append(str(section))
+            else:
+                also[token.id] = []
+                once.setdefault(section, []).append(token)
+    sections = once
     return {
-        "sections": {str(s): [asdict(HygieneItem.of(t)) for t in tokens[:limit]]
+        "sections": {str(s): [asdict(HygieneItem.of(t, also[t.id])) for t in tokens[:limit]]
                      for s, tokens in sections.items()},
         "more": {str(s): max(0, len(tokens) - limit) for s, tokens in sections.items()},
         "dormant_days": policy.dormant_days,
@@ -206,7 +243,8 @@ def claim_scan(session: Session, *, now: dt.datetime) -> bool:
                     .on_conflict_do_nothing(index_elements=["id"]))
     claimed = session.execute(
         update(HygieneScan).where(HygieneScan.id == 1,
-                                  HygieneScan.scanned_at <= now - SCAN_EVERY)
+                                  or_(HygieneScan.scanned_at <= now - SCAN_EVERY,
+                                      HygieneScan.scanned_at > now + FUTURE_SLACK))
         .values(scanned_at=now).returning(HygieneScan.id)
         .execution_options(synchronize_session=False)).first()
     return claimed is not None
@@ -227,23 +265,26 @@ def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
     for team_id, found in find(session, policy=policy, now=now).items():
         counts.digests += _queue_team(session, team_id, found, policy=policy, now=now,
                                       channel=channel, limit=limit, noticed=noticed)
-    _mark_noticed(session, noticed, now)
+    _mark_noticed(session, noticed, now,
+                  warned=policy.dormant_action == DormantAction.DISABLE)
     return counts
 
 
 def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
                 now: dt.datetime, channel: str | None, limit: int, noticed: set[int]) -> int:
-    """One team's digests that are due; adds the dormant tokens they tell of to
-    ``noticed``. Returns how many were queued."""
+    """One team's digests that are due (no DM to an owner who left: nobody reads it);
+    adds the dormant tokens they tell of to ``noticed``. Returns how many were queued."""
     previous = _previous(session, team_id)
-    owners = sorted({t.owner for tokens in found.sections.values() for t in tokens})
+    left = set(session.scalars(select(DepartedOwner.user_id)
+                               .where(DepartedOwner.team_id == team_id)))
+    owners = sorted({t.owner for tokens in found.sections.values() for t in tokens} - left)
     destinations = [(Audience.OWNER, owner) for owner in owners]
     if channel:
         destinations.append((Audience.CHANNEL, channel))
     queued = 0
     for audience, destination in destinations:
         last = previous.get((audience.value, destination))
-        if last is not None and last.created_at > now - EVERY:
+        if last is not None and now - EVERY < last.created_at <= now + FUTURE_SLACK:
             continue
         sections = found.for_destination(audience, destination,
                                          last.created_at if last else None, now)
@@ -259,11 +300,14 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     return queued
 
 
-def _mark_noticed(session: Session, ids: Iterable[int], now: dt.datetime) -> None:
+def _mark_noticed(session: Session, ids: Iterable[int], now: dt.datetime, *,
+                  warned: bool) -> None:
+    """The dormant tokens listed are noticed (and, under ``disable``, warned of)."""
     ids = sorted(ids)
+    values = {"dormant_noticed_at": now, **({"dormant_warned_at": now} if warned else {})}
     for start in range(0, len(ids), 1_000):
         session.execute(update(Token).where(Token.id.in_(ids[start:start + 1_000]))
-                        .values(dormant_noticed_at=now)
+                        .values(**values)
                         .execution_options(synchronize_session=False))
 
 

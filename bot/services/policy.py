@@ -24,6 +24,13 @@ from bot.services.actor import Actor
 EXCEPTION_MAX: Final = 500
 #: A dormant token is noticed (listed, or disabled) at most once in this long.
 DORMANT_NOTICE_EVERY: Final = dt.timedelta(days=30)
+#: TOKENBOT_DORMANT_ACTION=disable: a dormant token is disabled only once a digest
+#: listed it (warned of it) at least this long before, and it stayed dormant since.
+DISABLE_WARNING: Final = dt.timedelta(days=7)
+#: A stored moment further ahead of a pass's ``now`` than this (written by a pass run
+#: with a ``--now`` in the future) does not hold back the passes at the real time: a claim
+#: or notice stamped then counts as not taken.
+FUTURE_SLACK: Final = dt.timedelta(minutes=5)
 #: Every scope: the key of a cap given as one number.
 EVERY_SCOPE: Final = ""
 
@@ -133,25 +140,33 @@ class Policy:
         return now - dt.timedelta(days=self.dormant_days)
 
     def dormant(self, *, status: str, last_used_at: dt.datetime | None,
-                created_at: dt.datetime, now: dt.datetime) -> bool:
-        """Working, and not presented to /introspect for ``dormant_days`` (a token never
-        used counts from its creation)."""
-        since = last_used_at or created_at
+                created_at: dt.datetime, now: dt.datetime,
+                enabled_at: dt.datetime | None = None) -> bool:
+        """Working, and neither presented to /introspect nor enabled again by a person for
+        ``dormant_days`` (a token never used counts from its creation)."""
+        since = max(last_used_at or created_at, enabled_at or created_at)
         return status == DisplayStatus.ACTIVE and since <= self.dormant_before(now)
 
     def dormant_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """:meth:`dormant` in SQL, over the tokens table."""
-        since = func.coalesce(Token.last_used_at, Token.created_at)
-        return and_(status_clause(DisplayStatus.ACTIVE, now), since <= self.dormant_before(now))
+        before = self.dormant_before(now)
+        return and_(status_clause(DisplayStatus.ACTIVE, now),
+                    func.coalesce(Token.last_used_at, Token.created_at) <= before,
+                    or_(Token.enabled_at.is_(None), Token.enabled_at <= before))
 
     def may_notice_dormant(self, noticed_at: dt.datetime | None, now: dt.datetime) -> bool:
-        return noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
+        return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
+                or noticed_at > now + FUTURE_SLACK)
 
-    def dormant_unnoticed_clause(self, now: dt.datetime) -> ColumnElement[bool]:
-        """Dormant and not noticed in the last 30 days (:meth:`may_notice_dormant`)."""
-        return and_(self.dormant_clause(now), or_(
-            Token.dormant_noticed_at.is_(None),
-            Token.dormant_noticed_at <= now - DORMANT_NOTICE_EVERY))
+    def dormant_warned_clause(self, now: dt.datetime) -> ColumnElement[bool]:
+        """Dormant, and warned of (listed in a digest under ``disable``) at least
+        :data:`DISABLE_WARNING` ago while dormant: after its last use, its creation and its
+        last enable. (A listing under ``notify`` said nothing of disabling: no warning.)"""
+        warned = Token.dormant_warned_at
+        return and_(self.dormant_clause(now), warned.is_not(None),
+                    warned <= now - DISABLE_WARNING,
+                    warned > func.coalesce(Token.last_used_at, Token.created_at),
+                    or_(Token.enabled_at.is_(None), warned > Token.enabled_at))
 
 
 def policy_of(settings: Settings) -> Policy:

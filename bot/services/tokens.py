@@ -336,11 +336,8 @@ def _set_status(
     now: dt.datetime,
     status: TokenStatus,
 ) -> Token:
-    verb, action = (
-        ("disable", AuditAction.DISABLE)
-        if status == TokenStatus.DISABLED
-        else ("enable", AuditAction.ENABLE)
-    )
+    verb, action = (("disable", AuditAction.DISABLE) if status == TokenStatus.DISABLED
+                    else ("enable", AuditAction.ENABLE))
     # One statement that applies only where every rule holds (this team, owner or admin,
     # the version the user saw, the other status); no row back: find out which rule failed.
     rules = [
@@ -354,7 +351,8 @@ def _set_status(
     token = session.scalars(
         update(Token)
         .where(*rules)
-        .values(status=status, updated_at=now, version=Token.version + 1)
+        .values(status=status, updated_at=now, version=Token.version + 1,
+                enabled_at=now if status == TokenStatus.ACTIVE else Token.enabled_at)
         .returning(Token),
         execution_options={"populate_existing": True},
     ).one_or_none()

@@ -97,6 +97,7 @@ ACTIONS: tuple[Action, ...] = (
     Action(ActionId.DEPARTED_REASSIGN, Place.DEPARTED),
     Action(ActionId.DEPARTED_DISABLE, Place.DEPARTED),
     Action(ActionId.HYGIENE_DISABLE, Place.HYGIENE),
+    Action(ActionId.HYGIENE_EDIT, Place.HYGIENE),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
 ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)

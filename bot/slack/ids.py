@@ -48,6 +48,7 @@ class ActionId(enum.StrEnum):
     DEPARTED_DISABLE = "departed_disable"
     # the hygiene digest: Disable (a button, or a menu in the compact layout)
     HYGIENE_DISABLE = "hygiene_disable"
+    HYGIENE_EDIT = "hygiene_edit"  # the table's Edit modal, over policy rows
     # modal inputs
     LABEL_INPUT = "label_input"
     SCOPE_SELECT = "scope_select"

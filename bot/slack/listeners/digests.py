@@ -171,7 +171,12 @@ def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,
                              token=result.token, action=alerts.ActedAction.EDITED,
                              user_id=actor.user_id, now=now)
     where = Where(channel=origin.channel, ts=origin.ts, user_id=actor.user_id)
-    return redraw_digest(session, where=where, now=now, text=text)
+    redrawn = redraw_digest(session, where=where, now=now, text=text)
+    if not redrawn.update:  # perhaps a hygiene digest (its Edit)
+        from bot.slack.listeners.hygiene import redraw_hygiene
+
+        redrawn = redraw_hygiene(session, where=where, text=text)
+    return redrawn
 
 
 def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:

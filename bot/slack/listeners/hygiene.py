@@ -1,4 +1,5 @@
-"""The hygiene digest's Disable (a button, or a menu in the compact layout): the token
+"""The hygiene digest's Disable (a button, or a menu in the compact layout) and Edit (the
+expiry digest's, on a token over policy): the token
 disabled, the digest redrawn in place (``chat.update``) as its tokens now are, and the
 clicker told ephemerally; ``answer_error`` is this surface's error path (an ephemeral
 reason, the digest redrawn)."""
@@ -19,7 +20,7 @@ from bot.services import tokens as svc
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import Deps, actor_from, deps
-from bot.slack.listeners.digests import DigestRedraw, Where, where_clicked
+from bot.slack.listeners.digests import DigestRedraw, Where, handle_edit, where_clicked
 from bot.slack.listeners.errors import tell_line, user_text
 from bot.slack.state import RowRef, mapping
 from bot.slack.views.formatting import escape
@@ -79,3 +80,6 @@ def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> No
 
 def register(app: App) -> None:
     on_actions(app, [ActionId.HYGIENE_DISABLE], handle_disable, surface=answer_error)
+    # Edit: the expiry digest's (the table's modal; its submission redraws this digest,
+    # ``digests.after_edit``)
+    on_actions(app, [ActionId.HYGIENE_EDIT], handle_edit, surface=answer_error)

@@ -26,10 +26,8 @@ def style_of(action: Lifecycle) -> str:
     return DANGER if CONFIRMATIONS[action].cuts_access else PRIMARY
 
 
-def confirm_dialog(action: Lifecycle, label: str) -> ConfirmObject:
-    """Title names the token (plain text: nothing in it is parsed); text is the warning."""
+def _dialog(action: Lifecycle, title: str) -> ConfirmObject:
     text = CONFIRMATIONS[action]
-    title = f"{text.verb} “{truncate(label, 100 - len(text.verb) - 4)}”?"
     return ConfirmObject(
         title=PlainTextObject(text=title, emoji=False),
         text=PlainTextObject(text=text.text, emoji=False),
@@ -37,6 +35,17 @@ def confirm_dialog(action: Lifecycle, label: str) -> ConfirmObject:
         deny=PlainTextObject(text="Cancel", emoji=False),
         style=style_of(action),
     )
+
+
+def confirm_dialog(action: Lifecycle, label: str) -> ConfirmObject:
+    """Title names the token (plain text: nothing in it is parsed); text is the warning."""
+    verb = CONFIRMATIONS[action].verb
+    return _dialog(action, f"{verb} “{truncate(label, 100 - len(verb) - 4)}”?")
+
+
+def confirm_choice(action: Lifecycle) -> ConfirmObject:
+    """A menu's one dialog for all its options: the guide's title ("Disable token?")."""
+    return _dialog(action, CONFIRMATIONS[action].title)
 
 
 def confirm_modal(action: Lifecycle, *, label: str, masked: str, metadata: str) -> View:

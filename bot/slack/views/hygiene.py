@@ -28,13 +28,12 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
-from bot import dates
 from bot.models import Audience, Token, TokenStatus
 from bot.services.hygiene import HygieneItem, Section
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef, TableState
-from bot.slack.views.confirms import confirm_dialog
-from bot.slack.views.formatting import ago, code, escape, mention, truncate
+from bot.slack.views.confirms import confirm_choice, confirm_dialog
+from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
 from bot.texts import Lifecycle
 
 MESSAGE_BLOCK_LIMIT = 50
@@ -103,19 +102,27 @@ def _state(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
                                                                    ).get("")
         expires = f"expires {row.expires_on}" if row.expires_on else "never expires"
         limit = f"; {row.item.scope} tokens may live {cap} days" if cap else ""
+        if row.expires_on != row.item.expires_on:
+            return f":pencil2: Expiry changed since: it {expires}."
         return f":warning: Over policy: it {expires}{limit}."
     if section == Section.DEPARTED:
         return (":bust_in_silhouette: Its owner's account was deactivated: reassign it "
                 "from its row in `/tokens` (admins), or disable it.")
-    return f":zzz: Unused for {payload.get('dormant_days', '?')} days or more."
+    unused = f":zzz: Unused for {payload.get('dormant_days', '?')} days or more."
+    if payload.get("dormant_action") == "disable":
+        unused += (" The token policy disables it a week after this notice unless "
+                   "something uses it before then.")
+    return unused
 
 
 def item_text(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
     item = row.item
+    also = ([_state(row, Section(other), payload) for other in item.also]
+            if row.actionable else [])
     return "\n".join([
         f"*{escape(item.label)}*  {code(item.masked)}",
         f"Scope: {code(item.scope)} · Owner: {mention(item.owner)} · {_since(item)}",
-        _state(row, section, payload),
+        _state(row, section, payload), *also,
     ])
 
 
@@ -143,6 +150,10 @@ def _full(section: Section, rows: Sequence[Shown], payload: Mapping[str, Any]) -
                 text=PlainTextObject(text="Disable", emoji=False),
                 action_id=ActionId.HYGIENE_DISABLE, value=_ref(row), style="danger",
                 confirm=confirm_dialog(Lifecycle.DISABLE, row.item.label)))
+            if Section.OVER_POLICY in (section, *row.item.also):
+                elements.append(ButtonElement(text=PlainTextObject(text="Edit", emoji=False),
+                                              action_id=ActionId.HYGIENE_EDIT,
+                                              value=_ref(row)))
         if row.now_status is not None:
             elements.append(_open_table(row.item.public_id))
         if elements:
@@ -168,7 +179,7 @@ def _compact(section: Section, rows: Sequence[Shown],
             elements.append(StaticSelectElement(
                 placeholder=PlainTextObject(text="Disable…", emoji=False),
                 action_id=ActionId.HYGIENE_DISABLE, options=options,
-                confirm=confirm_dialog(Lifecycle.DISABLE, "the chosen token")))
+                confirm=confirm_choice(Lifecycle.DISABLE)))
         elements.append(_open_table())
         blocks.append(ActionsBlock(block_id=row_block_id(BlockId.HYGIENE_GROUP_ACTIONS, key),
                                    elements=elements))
@@ -194,7 +205,8 @@ def hygiene_blocks(payload: Mapping[str, Any], *, audience: Audience,
     """The digest: a headline, then each section's tokens (``current``: as they now are)."""
     sections = shown(payload, current)
     intro = ("Tokens of yours nobody uses, or whose expiry is beyond the lifetime policy. "
-             "Disable what is no longer needed; edit an expiry to bring it within policy."
+             "Disable what is no longer needed; *Edit* an expiry (here, or on its row in "
+             "the table) to bring it within policy."
              if audience == Audience.OWNER else
              "Tokens nobody uses, and tokens whose expiry is beyond the lifetime policy. "
              "Their owners or a workspace admin can act here.")
@@ -220,7 +232,7 @@ def dormant_disabled_post(*, label: str, masked: str, public_id: str, dormant_da
                           last_used_at: str | None) -> tuple[str, list[Block]]:
     """The owner's DM: which token, why it was disabled and how to enable it again."""
     used = ("it was never used" if last_used_at is None else
-            f"it was last used {dates.date_text(dt.datetime.fromisoformat(last_used_at).date())}")
+            f"it was last used {date_time(dt.datetime.fromisoformat(last_used_at))}")
     text = (f"Your token *{escape(label)}* ({code(masked)}) was disabled by the token policy: "
             f"nothing presented it for {dormant_days} days ({used}). Anything still using it "
             "now fails to authenticate. If it is still needed, enable it again from "
