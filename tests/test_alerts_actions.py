@@ -232,6 +232,9 @@ def test_large_digests_act_through_menus(
     assert len(menus) == 3 and len(body["blocks"]) == 7  # header + 3 × (fields + menus)
     extend_menu = next(e for e in menus[0]["elements"] if e["action_id"] == "alert_extend")
     assert extend_menu["type"] == "static_select" and "confirm" in extend_menu
+    disable_menu = next(e for e in menus[0]["elements"] if e["action_id"] == "alert_disable")
+    assert disable_menu["confirm"]["title"]["text"] == "Disable token?"  # not "the chosen token"
+    assert "chosen" not in str(disable_menu["confirm"])
     option = extend_menu["options"][0]
     chosen = RowRef.decode(option["value"]).public_id
     _click(bot, extend_menu, ts=ts, user="U1", option=option)

@@ -39,7 +39,7 @@ from bot.services.alerts import ActedAction
 from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef
-from bot.slack.views.confirms import confirm_dialog
+from bot.slack.views.confirms import confirm_choice, confirm_dialog
 from bot.slack.views.formatting import code, escape, mention, truncate
 from bot.texts import Lifecycle
 
@@ -234,7 +234,7 @@ def _menus(group: Sequence[DigestItem]) -> list[StaticSelectElement]:
             placeholder=PlainTextObject(text="Disable…", emoji=False),
             action_id=ActionId.ALERT_DISABLE,
             options=options,
-            confirm=confirm_dialog(Lifecycle.DISABLE, "the chosen token"),
+            confirm=confirm_choice(Lifecycle.DISABLE),
         ),
     ]
 
