@@ -5,7 +5,6 @@ users.info check catching a missed event). Slack's side: tests/slack/test_owners
 from __future__ import annotations
 
 import datetime as dt
-import io
 
 import pytest
 from alembic import command

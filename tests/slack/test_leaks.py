@@ -176,7 +176,7 @@ def test_a_live_secret_is_told_to_the_poster_the_owner_and_the_channel(bot, db, 
     (alert,) = posts(standin, ALERTS)
     for notice in (dm, alert):
         said = texts(notice["blocks"])
-        assert f"*CI deploy*" in said and f"`{masked}`" in said
+        assert "*CI deploy*" in said and f"`{masked}`" in said
         assert f"<{link}|a message> in <#{CHANNEL}> by <@{OTHER_USER}>" in said
         assert [b["text"]["text"] for b in buttons(notice["blocks"])] == ["Open in the table"]
     assert f"of <@{OWNER}>" in texts(alert["blocks"])  # the channel learns whose it is
@@ -453,7 +453,7 @@ def test_a_secret_posted_by_another_bot_is_told_to_the_owner_and_the_channel(
     (alert,) = posts(standin, ALERTS)
     for notice in (dm, alert):
         said = texts(notice["blocks"])
-        assert f"A live token, *CI deploy*" in said and f"in <#{CHANNEL}> by {named}." in said
+        assert "A live token, *CI deploy*" in said and f"in <#{CHANNEL}> by {named}." in said
     assert audit_actions(db, created.token.public_id) == ["create", "leak"]
     with db.sessions.begin() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "leak")).one()

@@ -20,7 +20,6 @@ from bot.models import Audience, MessageKind, Token
 from bot.services import outbox
 from bot.services import tokens as svc
 from bot.slack.client import make_web_client
-from bot.slack.ids import ActionId
 from tests.slack.conftest import INTROSPECTION_SECRET, OWNER, TEAM, HttpSlackBot, utcnow
 from tests.support.scrape import get, moved, scrape, value
 from tests.support.session import API_CALLS, EXPECTED, introspect_each_result, play_session

@@ -179,8 +179,11 @@ def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,
     return redrawn
 
 
-def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
-    """Ephemerally in the digest's channel; after a refusal the digest is redrawn."""
+def answer_on_post(error: Exception, body: Body, client: WebClient,
+                   redraw: Callable[[Where], None]) -> None:
+    """The error surface of a message Tokenbot posted (an expiry or hygiene digest, a
+    departure post): the reason ephemerally in its channel (else through the payload's
+    ``response_url``); after a refusal, ``redraw`` shows the message as things now are."""
     text = user_text(error, on_table=False)
     where = where_clicked(body)
     if where is None:
@@ -189,8 +192,17 @@ def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> No
     client.chat_postEphemeral(channel=where.channel, user=where.user_id,
                               text=f":warning: {text}")
     if isinstance(error, TokenbotError):
+        redraw(where)
+
+
+def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    """Ephemerally in the digest's channel; after a refusal the digest is redrawn."""
+
+    def redraw(where: Where) -> None:
         with d.sessions.begin() as session:
             redraw_digest(session, where=where, now=utcnow()).show(client)
+
+    answer_on_post(error, body, client, redraw)
 
 
 def register(app: App) -> None:

@@ -13,15 +13,20 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from bot.errors import NotFoundError, TokenbotError
+from bot.errors import NotFoundError
 from bot.models import Audience, utcnow
 from bot.services import hygiene
 from bot.services import tokens as svc
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import Deps, actor_from, deps
-from bot.slack.listeners.digests import DigestRedraw, Where, handle_edit, where_clicked
-from bot.slack.listeners.errors import tell_line, user_text
+from bot.slack.listeners.digests import (
+    DigestRedraw,
+    Where,
+    answer_on_post,
+    handle_edit,
+    where_clicked,
+)
 from bot.slack.state import RowRef, mapping
 from bot.slack.views.formatting import escape
 from bot.slack.views.hygiene import hygiene_blocks
@@ -66,16 +71,12 @@ def handle_disable(body: Body, action: dict[str, Any], context: BoltContext,
 
 def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
     """Ephemerally in the digest's channel; after a refusal the digest is redrawn."""
-    text = user_text(error, on_table=False)
-    where = where_clicked(body)
-    if where is None:
-        tell_line(body.get("response_url"), text, client)
-        return
-    client.chat_postEphemeral(channel=where.channel, user=where.user_id,
-                              text=f":warning: {text}")
-    if isinstance(error, TokenbotError):
+
+    def redraw(where: Where) -> None:
         with d.sessions.begin() as session:
             redraw_hygiene(session, where=where).show(client)
+
+    answer_on_post(error, body, client, redraw)
 
 
 def register(app: App) -> None:

@@ -17,7 +17,7 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
-from bot.errors import NotFoundError, PermissionDeniedError, TokenbotError, ValidationError
+from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
 from bot.models import OutboxMessage, utcnow
 from bot.services import departed, owners
 from bot.services import tokens as svc
@@ -35,8 +35,8 @@ from bot.slack.listeners.common import (
     redraw,
     show,
 )
-from bot.slack.listeners.digests import Where, where_clicked
-from bot.slack.listeners.errors import Body, tell_line, user_text
+from bot.slack.listeners.digests import Where, answer_on_post, where_clicked
+from bot.slack.listeners.errors import Body, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
 from bot.slack.views.modals import field_errors
@@ -281,19 +281,15 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
 
 def answer_departed_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
     """Ephemerally in the post's channel; after a refusal the post is redrawn."""
-    text = user_text(error, on_table=False)
-    where = where_clicked(body)
-    if where is None:
-        tell_line(body.get("response_url"), text, client)
-        return
-    client.chat_postEphemeral(channel=where.channel, user=where.user_id,
-                              text=f":warning: {text}")
-    if isinstance(error, TokenbotError):
+
+    def redraw(where: Where) -> None:
         with d.sessions.begin() as session:
             message = departed.posted(session, channel=where.channel, ts=where.ts)
             update = _redrawn(session, where, message) if message is not None else None
         if update is not None:
             client.chat_update(**update)
+
+    answer_on_post(error, body, client, redraw)
 
 
 def answer_event_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
