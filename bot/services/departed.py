@@ -105,22 +105,6 @@ def everyone_departed(session: Session) -> set[str]:
     return set(session.scalars(select(DepartedOwner.user_id).distinct()))
 
 
-def departed_users(session: Session, *, team_id: str) -> list[str]:
-    """Who was found deactivated, in the order noticed (the hygiene digest's list)."""
-    return list(session.scalars(
-        select(DepartedOwner.user_id).where(DepartedOwner.team_id == team_id)
-        .order_by(DepartedOwner.noticed_at, DepartedOwner.id)))
-
-
-def tokens_of_departed(session: Session, *, team_id: str, now: dt.datetime) -> list[Token]:
-    """The active tokens still owned by departed users (the hygiene digest's section)."""
-    gone = select(DepartedOwner.user_id).where(DepartedOwner.team_id == team_id)
-    return list(session.scalars(
-        select(Token).where(Token.team_id == team_id, Token.owner.in_(gone),
-                            status_clause(DisplayStatus.ACTIVE, now))
-        .order_by(Token.owner, Token.created_at.desc(), Token.id.desc())))
-
-
 def owners_to_check(session: Session, *, team_id: str, now: dt.datetime) -> list[str]:
     """The distinct owners of active tokens not already known to have left."""
     gone = select(DepartedOwner.user_id).where(DepartedOwner.team_id == team_id)

@@ -139,14 +139,6 @@ class Policy:
         """A token not used since this moment (or created before it, never used) is dormant."""
         return now - dt.timedelta(days=self.dormant_days)
 
-    def dormant(self, *, status: str, last_used_at: dt.datetime | None,
-                created_at: dt.datetime, now: dt.datetime,
-                enabled_at: dt.datetime | None = None) -> bool:
-        """Working, and neither presented to /introspect nor enabled again by a person for
-        ``dormant_days`` (a token never used counts from its creation)."""
-        since = max(last_used_at or created_at, enabled_at or created_at)
-        return status == DisplayStatus.ACTIVE and since <= self.dormant_before(now)
-
     def dormant_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """:meth:`dormant` in SQL, over the tokens table."""
         before = self.dormant_before(now)
