@@ -40,12 +40,18 @@ from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef
 from bot.slack.views.confirms import confirm_choice, confirm_dialog
-from bot.slack.views.formatting import code, escape, mention, truncate
+from bot.slack.views.formatting import (
+    MESSAGE_BLOCK_LIMIT,
+    SECTION_FIELDS_MAX,
+    code,
+    escape,
+    mention,
+    truncate,
+)
 from bot.texts import Lifecycle
 
-MESSAGE_BLOCK_LIMIT = 50
 FULL_LAYOUT_MAX = 24  # 1 header + 2 blocks per token = 49
-GROUP_SIZE = 10  # a section holds at most 10 fields; a menu lists the same 10 tokens
+GROUP_SIZE = SECTION_FIELDS_MAX  # a menu lists the same tokens as its section
 COMPACT_LAYOUT_MAX = 240  # 1 header + 2 blocks per group of 10 = 49
 assert 1 + 2 * FULL_LAYOUT_MAX <= MESSAGE_BLOCK_LIMIT
 assert 1 + 2 * math.ceil(COMPACT_LAYOUT_MAX / GROUP_SIZE) <= MESSAGE_BLOCK_LIMIT

@@ -5,6 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 ELLIPSIS = "…"
+# Slack's limits (../shared/slack): blocks in a message and in a modal or Home view, and
+# fields in a section (a digest's compact layout groups tokens by it).
+MESSAGE_BLOCK_LIMIT = 50
+VIEW_BLOCK_LIMIT = 100
+SECTION_FIELDS_MAX = 10
 
 
 def escape(text: str) -> str:

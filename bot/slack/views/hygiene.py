@@ -33,13 +33,21 @@ from bot.services.hygiene import HygieneItem, Section
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef, TableState
 from bot.slack.views.confirms import confirm_choice, confirm_dialog
-from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
+from bot.slack.views.formatting import (
+    MESSAGE_BLOCK_LIMIT,
+    SECTION_FIELDS_MAX,
+    ago,
+    code,
+    date_time,
+    escape,
+    mention,
+    truncate,
+)
 from bot.texts import Lifecycle
 
-MESSAGE_BLOCK_LIMIT = 50
 SECTIONS_MAX = 3  # dormant, over policy, owners who left
 FULL_MAX = 7  # a section of at most this many tokens draws a row of buttons for each
-GROUP_SIZE = 10  # a section holds at most 10 fields; a menu lists the same 10 tokens
+GROUP_SIZE = SECTION_FIELDS_MAX  # a menu lists the same tokens as its section
 SECTION_LIMIT = 70  # tokens a section lists: 1 header + 2 blocks per group of 10 = 15
 assert 1 + SECTIONS_MAX * (1 + 2 * FULL_MAX) <= MESSAGE_BLOCK_LIMIT
 assert 1 + SECTIONS_MAX * (1 + 2 * math.ceil(SECTION_LIMIT / GROUP_SIZE)) <= MESSAGE_BLOCK_LIMIT

@@ -29,10 +29,16 @@ from bot.slack.actions import ROW_BUTTONS, ROW_MENU, Action, Rows
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import MenuChoice, RowRef, TableState
 from bot.slack.views.confirms import confirm_dialog, style_of
-from bot.slack.views.formatting import ago, code, date_time, escape, mention, truncate
-
-MESSAGE_BLOCK_LIMIT = 50
-VIEW_BLOCK_LIMIT = 100
+from bot.slack.views.formatting import (
+    MESSAGE_BLOCK_LIMIT,
+    VIEW_BLOCK_LIMIT,
+    ago,
+    code,
+    date_time,
+    escape,
+    mention,
+    truncate,
+)
 
 
 class Surface(enum.StrEnum):
