@@ -354,9 +354,11 @@ def serve(
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     # log_config=None: uvicorn's own handlers would write its access log to stdout; its
     # loggers propagate instead to the root logger's (stderr, LOG_FORMAT, secrets masked).
+    # proxy_headers=False: the client address is the TCP peer's, never X-Forwarded-For's
+    # (which anyone can send; METRICS_ALLOW is checked against the address).
     options: dict[str, Any] = dict(host=host, port=port, access_log=access_log,
                                    log_level=log_level, log_config=None, lifespan="on",
-                                   http=HTTP_PARSER)
+                                   http=HTTP_PARSER, proxy_headers=False)
     if workers is not None and workers > 1:
         if bolt_app is not None:
             raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")
