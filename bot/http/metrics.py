@@ -103,6 +103,8 @@ class MetricsHandler:
                 address: Any = ipaddress.ip_address(client[0]) if client else None
             except ValueError:
                 address = None
+            # HOST=:: : an IPv4 client arrives as ::ffff:a.b.c.d; its IPv4 address counts.
+            address = getattr(address, "ipv4_mapped", None) or address
             if address is None or not any(address in network for network in self._allow):
                 return 403
         if self._token is not None:

@@ -107,12 +107,12 @@ def metrics_app(make_settings: Callable[..., Settings], standin: SlackStandIn
     """The served app with these settings (METRICS_TOKEN, METRICS_ALLOW)."""
     stack: list[Any] = []
 
-    def start(**overrides: str) -> tuple[str, int]:
+    def start(host: str = "127.0.0.1", **overrides: str) -> tuple[str, int]:
         settings = make_settings(SLACK_API_URL=standin.api_url, SLACK_BOT_TOKEN="xoxb-test",
                                  SLACK_SIGNING_SECRET="s" * 32, TOKENBOT_SCHEDULER="off",
                                  **overrides)
         database = Database(settings, auto_upgrade=False)
-        context = serving(build_asgi_app(settings=settings, database=database))
+        context = serving(build_asgi_app(settings=settings, database=database), host)
         stack.append((context, database))
         return context.__enter__()
 
@@ -138,3 +138,13 @@ def test_metrics_are_served_only_to_the_allowed_networks(metrics_app: Any) -> No
     both = metrics_app(METRICS_ALLOW="127.0.0.0/8", METRICS_TOKEN="scrape-credential-0123")
     assert get(both)[0] == 401
     assert get(both, {"Authorization": "Bearer scrape-credential-0123"})[0] == 200
+
+
+def test_an_ipv4_scraper_reaching_a_dual_stack_listener_is_in_its_ipv4_network(
+    metrics_app: Any,
+) -> None:
+    """HOST=:: : an IPv4 client arrives as ::ffff:127.0.0.1, still in 127.0.0.0/8."""
+    _, port = metrics_app("::", METRICS_ALLOW="127.0.0.0/8")[:2]
+    assert get(("127.0.0.1", port))[0] == 200
+    _, port = metrics_app("::", METRICS_ALLOW="10.0.0.0/8")[:2]
+    assert get(("127.0.0.1", port))[0] == 403
