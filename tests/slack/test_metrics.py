@@ -148,3 +148,10 @@ def test_an_ipv4_scraper_reaching_a_dual_stack_listener_is_in_its_ipv4_network(
     assert get(("127.0.0.1", port))[0] == 200
     _, port = metrics_app("::", METRICS_ALLOW="10.0.0.0/8")[:2]
     assert get(("127.0.0.1", port))[0] == 403
+
+
+def test_a_credential_read_from_a_file_with_its_newline_still_matches(metrics_app: Any) -> None:
+    """METRICS_TOKEN from a mounted secret file ends with a newline; the scraper's doesn't."""
+    address = metrics_app(METRICS_TOKEN="scrape-credential-0123\n")
+    assert get(address, {"Authorization": "Bearer scrape-credential-0123"})[0] == 200
+    assert get(address)[0] == 401
