@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from bot.http.common import (
 from bot.http.introspection import IntrospectionHandler
 from bot.http.metrics import MetricsHandler
 from bot.logs import LogLimiter
+from bot.slack.observed import ARRIVED
 
 if TYPE_CHECKING:
     import uvicorn
@@ -227,6 +229,7 @@ class TokenbotASGI:
     # -- routes ----------------------------------------------------------------
 
     async def _slack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()  # Slack's 3 s run from here (the ack histogram)
         try:
             body = await read_body(
                 receive, self.max_body_bytes, announced=announced_length(scope)
@@ -244,6 +247,7 @@ class TokenbotASGI:
                             SLACK_EVENTS_PATH, refused.reason)
             await send_text(send, refused.status, "invalid request")
             return
+        request.context[ARRIVED] = arrived
         loop = asyncio.get_running_loop()
         response = await loop.run_in_executor(self._executor, self.bolt_app.dispatch, request)
         headers = [

@@ -6,6 +6,8 @@ against ``tokenbot serve`` processes (one and two workers): tests/test_operation
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from tests.slack.conftest import INTROSPECTION_SECRET, OWNER, TEAM, HttpSlackBot
 from tests.support.scrape import get, moved, scrape, value
 from tests.support.session import API_CALLS, EXPECTED, introspect_each_result, play_session
 from tests.support.serving import serving
+from tests.support.signing import signed_headers
 from tests.support.slack_standin import Failure, SlackStandIn
 from tests.support.policy import NO_POLICY
 
@@ -155,3 +158,42 @@ def test_a_credential_read_from_a_file_with_its_newline_still_matches(metrics_ap
     address = metrics_app(METRICS_TOKEN="scrape-credential-0123\n")
     assert get(address, {"Authorization": "Bearer scrape-credential-0123"})[0] == 200
     assert get(address)[0] == 401
+
+
+SLOW_BODY_SECONDS = 0.6
+
+
+def send_slowly(bot: HttpSlackBot, body: str, *, content_type: str = "", **_: Any) -> Any:
+    """As HttpSlackBot.send, but the body follows the headers only after a pause (a slow
+    client; the time a request waits before Bolt sees it, as when every thread is busy)."""
+    from slack_bolt import BoltResponse
+
+    data = body.encode()
+    headers = signed_headers(bot.verifier.signing_secret, body,
+                             content_type=content_type or "application/x-www-form-urlencoded")
+    connection = http.client.HTTPConnection(*bot.address, timeout=10)
+    try:
+        connection.putrequest("POST", "/slack/events")
+        for name, header in {**headers, "content-length": str(len(data))}.items():
+            connection.putheader(name, header)
+        connection.endheaders()
+        time.sleep(SLOW_BODY_SECONDS)
+        connection.send(data)
+        response = connection.getresponse()
+        return BoltResponse(status=response.status, body=response.read().decode())
+    finally:
+        connection.close()
+
+
+def test_the_acknowledgement_time_counts_from_the_requests_arrival(
+    served: HttpSlackBot, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What Slack waits for starts when the request reaches the server, not when Bolt gets
+    it: a request whose body took 0.6 s to arrive is acknowledged no sooner than that."""
+    before = scrape(served.address)
+    monkeypatch.setattr(served, "send", lambda body, **kw: send_slowly(served, body, **kw))
+    assert served.command("").status == 200
+    after = scrape(served.address)
+    assert moved(before, after, "tokenbot_slack_ack_seconds_count") == {("command",): 1}
+    fast = moved(before, after, "tokenbot_slack_ack_seconds_bucket")
+    assert fast.get(("command", "0.5"), 0) == 0 and fast[("command", "1.0")] == 1
