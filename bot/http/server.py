@@ -174,6 +174,7 @@ class TokenbotASGI:
         secret = settings.slack_signing_secret
         self._verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
         self._bad_requests = LogLimiter()
+        self._metrics = MetricsHandler(settings=settings, database=database)
         # Each path: the methods it answers, and its handler.
         self._routes: dict[str, tuple[tuple[str, ...], ASGIApp]] = {
             SLACK_EVENTS_PATH: (("POST",), self._slack),
@@ -182,8 +183,7 @@ class TokenbotASGI:
             # The handler authenticates the caller before reading the body, and applies
             # the same body limit itself.
             INTROSPECT_PATH: (("POST",), introspection),
-            METRICS_PATH: (("GET",), MetricsHandler(settings=settings, database=database,
-                                                    executor=self._executor)),
+            METRICS_PATH: (("GET",), self._metrics),
         }
 
     # -- ASGI entry ------------------------------------------------------------
@@ -208,6 +208,7 @@ class TokenbotASGI:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._metrics.close()
         metrics.process_exited(os.getpid())
         self.introspection.close()
         for callback in self._on_shutdown:

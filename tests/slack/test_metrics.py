@@ -197,3 +197,26 @@ def test_the_acknowledgement_time_counts_from_the_requests_arrival(
     assert moved(before, after, "tokenbot_slack_ack_seconds_count") == {("command",): 1}
     fast = moved(before, after, "tokenbot_slack_ack_seconds_bucket")
     assert fast.get(("command", "0.5"), 0) == 0 and fast[("command", "1.0")] == 1
+
+
+def test_a_stuck_database_read_neither_holds_the_scrape_nor_slack(
+    served: HttpSlackBot, db: Database,
+) -> None:
+    """A gauge read that cannot finish (another session holds the outbox table): the scrape
+    still answers, with the counters and the age of the figures it has, and so does Slack."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite (WAL) readers never wait for a writer")
+    from sqlalchemy import text
+
+    with db.engine.connect() as locker:
+        locker.execute(text("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"))
+        stuck = scrape(served.address)
+        assert value(stuck, "tokenbot_metrics_db_read_timestamp_seconds") == 0
+        assert value(stuck, "tokenbot_outbox_pending", kind="expiry") is None
+        assert "tokenbot_slack_requests_total" in get(served.address)[2]
+        assert served.command("").status == 200
+        locker.rollback()
+    deadline = time.monotonic() + 10
+    while not value(fresh := scrape(served.address), "tokenbot_metrics_db_read_timestamp_seconds"):
+        assert time.monotonic() < deadline, "the read never finished"
+    assert value(fresh, "tokenbot_outbox_pending", kind="expiry") == 0
