@@ -26,7 +26,7 @@ from bot.db import Database
 from bot.http.common import Receive, Scope, Send, send_response, send_text
 from bot.logs import LogLimiter
 from bot.models import utcnow
-from bot.services.outbox_status import outbox_report, token_counts
+from bot.services.outbox_status import pending_by_kind, token_counts
 
 if TYPE_CHECKING:
     from prometheus_client.core import GaugeMetricFamily
@@ -101,7 +101,7 @@ class DatabaseGauges:
 
         now = utcnow()
         with self.database.sessions() as session:
-            report = outbox_report(session, now=now)
+            pending_rows = pending_by_kind(session)
             tokens = token_counts(session, now=now)
         pending = GaugeMetricFamily("tokenbot_outbox_pending", "Outbox messages queued and "
                                     "not yet sent (queued, leased or failing), by kind",
@@ -109,9 +109,9 @@ class DatabaseGauges:
         oldest = GaugeMetricFamily("tokenbot_outbox_oldest_pending_seconds", "Age of the "
                                    "oldest pending outbox message, by kind (0: none)",
                                    labels=["kind"])
-        for kind, status in sorted(report.kinds.items()):
-            pending.add_metric([kind], status.pending)
-            age = (now - status.oldest_pending).total_seconds() if status.oldest_pending else 0
+        for kind, (count, first) in sorted(pending_rows.items()):
+            pending.add_metric([kind], count)
+            age = (now - first).total_seconds() if first else 0
             oldest.add_metric([kind], max(age, 0.0))
         counted = GaugeMetricFamily("tokenbot_tokens", "Tokens by the status they show",
                                     labels=["status"])

@@ -93,16 +93,35 @@ def outbox_report(session: Session, *, now: dt.datetime) -> OutboxReport:
         .where(pending, OutboxMessage.last_error.is_not(None))
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)).all()
     for kind, audience, destination, error, attempts in failed:  # the latest wins
-        place = places[(kind, audience, destination)]
+        # A row may have been queued (and failed) since the first read: reported all the same.
+        place = places.setdefault((kind, audience, destination),
+                                  DestinationStatus(kind, audience, destination))
         place.last_error, place.attempts = error, attempts
     ordered = sorted(places.values(), key=lambda p: (p.kind, p.audience, p.destination))
     return OutboxReport(now=now, kinds=kinds, destinations=ordered)
 
 
+def pending_by_kind(session: Session) -> dict[str, tuple[int, dt.datetime | None]]:
+    """For the metrics' gauges: per kind (every kind), how many rows are pending and when
+    the oldest was queued. One grouped read of the pending rows alone (``ix_outbox_due``)."""
+    found: dict[str, tuple[int, dt.datetime | None]] = {
+        kind.value: (0, None) for kind in MessageKind}
+    for kind, count, oldest in session.execute(
+            select(OutboxMessage.kind, func.count(), func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.status == OutboxStatus.PENDING)
+            .group_by(OutboxMessage.kind)):
+        found[kind] = (count, oldest)
+    return found
+
+
 def token_counts(session: Session, *, now: dt.datetime) -> dict[str, int]:
-    """How many tokens show each status at ``now`` (every team)."""
-    return {
-        status.value: session.scalar(
-            select(func.count()).select_from(Token).where(status_clause(status, now))) or 0
-        for status in DisplayStatus
-    }
+    """How many tokens show each status at ``now`` (every team): one grouped read."""
+    shown = case(*((status_clause(status, now), status.value) for status in DisplayStatus),
+                 else_=None).label("shown")
+    rows = select(shown).select_from(Token).subquery()
+    counts = dict.fromkeys((status.value for status in DisplayStatus), 0)
+    for status, count in session.execute(
+            select(rows.c.shown, func.count()).group_by(rows.c.shown)):
+        if status is not None:
+            counts[status] = count
+    return counts
