@@ -109,6 +109,22 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
+def choose_mode(*, serving: bool) -> None:
+    """At the CLI's start, before prometheus_client is imported (it reads the variable
+    then): only ``serve`` (and its workers) use an operator's ``PROMETHEUS_MULTIPROC_DIR``;
+    for every other command it is dropped (their counts are not scraped, and their files
+    there would never be removed). Set but blank is refused: prometheus_client would write
+    its files into the working directory."""
+    if not serving:
+        os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(MULTIPROC_ENV.lower(), None)  # prometheus_client's older spelling
+        return
+    named = os.environ.get(MULTIPROC_ENV)
+    if named is not None and not named.strip():
+        raise ConfigurationError(f"{MULTIPROC_ENV} is set but empty: name a directory for "
+                                 "the metrics' files, or unset it.")
+
+
 def use_multiprocess_dir() -> tuple[Path, bool]:
     """For ``serve --workers N``, before any metric is made: the operator's
     ``PROMETHEUS_MULTIPROC_DIR`` emptied of an earlier run's files (refused when it holds

@@ -204,3 +204,33 @@ def test_a_forwarded_for_header_does_not_open_metrics_to_a_refused_client(
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert (spoofed.status, plain.status) == (403, 403), log.read_text()[-3000:]
+
+
+def test_only_serve_writes_into_the_metrics_directory(tmp_path: Path, standin: SlackStandIn
+                                                       ) -> None:
+    """An operator's PROMETHEUS_MULTIPROC_DIR (exported for serve) is left alone by the
+    other commands: an alert pass run by cron writes no files there that nothing removes."""
+    url = f"sqlite:///{tmp_path}/tokenbot.db"
+    seed(url)  # a token expiring within the alert days: the pass posts
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = cli_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=standin.api_url, DATABASE_URL=url,
+                  TOKENBOT_SECRET_KEYS=TEST_KEY, TOKENBOT_ALERT_CHANNEL="CALERTS",
+                  PROMETHEUS_MULTIPROC_DIR=str(directory))
+    done = subprocess.run([sys.executable, "-m", "bot", "alerts", "run", "--json"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert standin.calls, "the pass posted (and counted its Web API calls)"
+    assert list(directory.iterdir()) == []
+    assert list(tmp_path.glob("*.db")) == [tmp_path / "tokenbot.db"]
+
+
+def test_an_empty_metrics_directory_setting_is_refused(tmp_path: Path) -> None:
+    """PROMETHEUS_MULTIPROC_DIR= (set, but to nothing): one line, exit 2, and no metrics
+    files in the working directory (prometheus_client's reading of it)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, timeout=60,
+        env=cli_env(PROMETHEUS_MULTIPROC_DIR=""), capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
