@@ -53,6 +53,9 @@ class _Metrics:
         self.outbox_posted = Counter(
             "tokenbot_outbox_posted", "Outbox messages posted to Slack, by kind and outcome",
             ["kind", "outcome"])
+        self.outbox_given_up = Counter(
+            "tokenbot_outbox_given_up", "Outbox messages closed unsent after their "
+            "destination refused them too many times, by kind", ["kind"])
         self.alert_pass = Histogram(
             "tokenbot_alert_pass_seconds", "Duration of a scheduled alert pass",
             buckets=PASS_BUCKETS)
@@ -91,6 +94,11 @@ def introspection(result: str, seconds: float) -> None:
 
 def outbox_posted(kind: str, outcome: str) -> None:
     _metrics().outbox_posted.labels(kind, outcome).inc()
+
+
+def outbox_given_up(counts: dict[str, int]) -> None:
+    for kind, count in counts.items():
+        _metrics().outbox_given_up.labels(kind).inc(count)
 
 
 def alert_pass(seconds: float) -> None:

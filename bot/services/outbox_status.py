@@ -12,7 +12,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from bot.models import DisplayStatus, MessageKind, OutboxMessage, OutboxStatus, Token, status_clause
-from bot.services.outbox import LEASE
+from bot.services.outbox import LEASE, Closed
 
 #: A row's state: pending rows are queued (never tried), leased (a delivery holds them
 #: now) or failing (tried, waiting for their retry); the others are done.
@@ -46,10 +46,24 @@ class KindStatus:
 
 
 @dataclass
+class GivenUp:
+    """Messages to one destination closed unsent after too many refusals (kept until
+    the outbox's purge): how many, and the last refusal."""
+
+    kind: str
+    audience: str
+    destination: str
+    count: int = 0
+    last_error: str | None = None
+    attempts: int = 0
+
+
+@dataclass
 class OutboxReport:
     now: dt.datetime
     kinds: dict[str, KindStatus]
     destinations: list[DestinationStatus]
+    given_up: list[GivenUp] = field(default_factory=list)
 
 
 def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
@@ -98,7 +112,24 @@ def outbox_report(session: Session, *, now: dt.datetime) -> OutboxReport:
                                   DestinationStatus(kind, audience, destination))
         place.last_error, place.attempts = error, attempts
     ordered = sorted(places.values(), key=lambda p: (p.kind, p.audience, p.destination))
-    return OutboxReport(now=now, kinds=kinds, destinations=ordered)
+    return OutboxReport(now=now, kinds=kinds, destinations=ordered,
+                        given_up=_given_up(session))
+
+
+def _given_up(session: Session) -> list[GivenUp]:
+    rows = session.execute(
+        select(OutboxMessage.kind, OutboxMessage.audience, OutboxMessage.destination,
+               OutboxMessage.last_error, OutboxMessage.attempts)
+        .where(OutboxMessage.status == OutboxStatus.SKIPPED,
+               OutboxMessage.skip_reason == Closed.GAVE_UP)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)).all()
+    places: dict[tuple[str, str, str], GivenUp] = {}
+    for kind, audience, destination, error, attempts in rows:  # the latest wins
+        place = places.setdefault((kind, audience, destination),
+                                  GivenUp(kind, audience, destination))
+        place.count += 1
+        place.last_error, place.attempts = error, attempts
+    return sorted(places.values(), key=lambda p: (p.kind, p.audience, p.destination))
 
 
 def pending_by_kind(session: Session) -> dict[str, tuple[int, dt.datetime | None]]:
