@@ -59,6 +59,9 @@ class _Metrics:
         self.alert_pass = Histogram(
             "tokenbot_alert_pass_seconds", "Duration of a scheduled alert pass",
             buckets=PASS_BUCKETS)
+        self.alert_passes = Counter(
+            "tokenbot_alert_passes", "Alert passes (not dry runs) by how they ended: ok, "
+            "failed (a post failed; retried later), error (the pass stopped)", ["outcome"])
         self.slack_api = Counter(
             "tokenbot_slack_api_calls", "Slack Web API calls (each try), by method and "
             "outcome", ["method", "outcome"])
@@ -103,6 +106,10 @@ def outbox_given_up(counts: dict[str, int]) -> None:
 
 def alert_pass(seconds: float) -> None:
     _metrics().alert_pass.observe(seconds)
+
+
+def alert_pass_ended(outcome: str) -> None:
+    _metrics().alert_passes.labels(outcome).inc()
 
 
 def slack_api_call(method: str, outcome: str) -> None:
