@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot import metrics
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 60.0
 READ_WAIT_SECONDS = 2.0  # how long a scrape waits for the database
+READ_LIMIT_MS = 30_000  # PostgreSQL: how long the read itself may take
 _CHALLENGE = (b"www-authenticate", b'Bearer realm="metrics"')
 
 
@@ -101,6 +103,8 @@ class DatabaseGauges:
 
         now = utcnow()
         with self.database.sessions() as session:
+            if session.get_bind().dialect.name == "postgresql":  # a stuck read ends
+                session.execute(text(f"SET LOCAL statement_timeout = {READ_LIMIT_MS}"))
             pending_rows = pending_by_kind(session)
             tokens = token_counts(session, now=now)
         pending = GaugeMetricFamily("tokenbot_outbox_pending", "Outbox messages queued and "
