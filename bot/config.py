@@ -179,6 +179,16 @@ class Settings(LogSettings):
             )
         return self
 
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _credential(cls, value: object) -> object:
+        """A mounted secret file's trailing newline is no part of the credential."""
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("is blank: unset it, or give the scrapers' credential")
+        return value
+
     @field_validator("tokenbot_dormant_action", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

@@ -53,9 +53,15 @@ class _Metrics:
         self.outbox_posted = Counter(
             "tokenbot_outbox_posted", "Outbox messages posted to Slack, by kind and outcome",
             ["kind", "outcome"])
+        self.outbox_given_up = Counter(
+            "tokenbot_outbox_given_up", "Outbox messages closed unsent after their "
+            "destination refused them too many times, by kind", ["kind"])
         self.alert_pass = Histogram(
             "tokenbot_alert_pass_seconds", "Duration of a scheduled alert pass",
             buckets=PASS_BUCKETS)
+        self.alert_passes = Counter(
+            "tokenbot_alert_passes", "Alert passes (not dry runs) by how they ended: ok, "
+            "failed (a post failed; retried later), error (the pass stopped)", ["outcome"])
         self.slack_api = Counter(
             "tokenbot_slack_api_calls", "Slack Web API calls (each try), by method and "
             "outcome", ["method", "outcome"])
@@ -93,8 +99,17 @@ def outbox_posted(kind: str, outcome: str) -> None:
     _metrics().outbox_posted.labels(kind, outcome).inc()
 
 
+def outbox_given_up(counts: dict[str, int]) -> None:
+    for kind, count in counts.items():
+        _metrics().outbox_given_up.labels(kind).inc(count)
+
+
 def alert_pass(seconds: float) -> None:
     _metrics().alert_pass.observe(seconds)
+
+
+def alert_pass_ended(outcome: str) -> None:
+    _metrics().alert_passes.labels(outcome).inc()
 
 
 def slack_api_call(method: str, outcome: str) -> None:
@@ -107,6 +122,22 @@ def slack_api_call(method: str, outcome: str) -> None:
 
 def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+def choose_mode(*, serving: bool) -> None:
+    """At the CLI's start, before prometheus_client is imported (it reads the variable
+    then): only ``serve`` (and its workers) use an operator's ``PROMETHEUS_MULTIPROC_DIR``;
+    for every other command it is dropped (their counts are not scraped, and their files
+    there would never be removed). Set but blank is refused: prometheus_client would write
+    its files into the working directory."""
+    if not serving:
+        os.environ.pop(MULTIPROC_ENV, None)
+        os.environ.pop(MULTIPROC_ENV.lower(), None)  # prometheus_client's older spelling
+        return
+    named = os.environ.get(MULTIPROC_ENV)
+    if named is not None and not named.strip():
+        raise ConfigurationError(f"{MULTIPROC_ENV} is set but empty: name a directory for "
+                                 "the metrics' files, or unset it.")
 
 
 def use_multiprocess_dir() -> tuple[Path, bool]:

@@ -589,11 +589,19 @@ def test_the_report_counts_every_failure_of_a_destination(
 
 
 def test_a_post_refused_for_days_is_given_up_and_not_tried_again(
-    asettings: Settings, adb: Database, standin: SlackStandIn
+    asettings: Settings, adb: Database, standin: SlackStandIn,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A destination that refuses every post (the bot was removed from the channel, the
     owner left) is tried with backoff for days, then its messages are closed as given up
-    and never tried again."""
+    and never tried again; they are counted, and `alerts status` shows them with the
+    last refusal."""
+    from bot import metrics
+    from bot.cli import main
+    from tests.alerts_support import cli_environment
+    from tests.support.scrape import moved, parse
+
+    before = parse(metrics.exposition()[0].decode())
     seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=29)).date())
     client = make_web_client(asettings)
     refusal = Failure(status=200, body={"ok": False, "error": "not_in_channel"})
@@ -608,6 +616,19 @@ def test_a_post_refused_for_days_is_given_up_and_not_tried_again(
                                       OutboxMessage.attempts)).all()
     assert sorted(rows) == [(OutboxStatus.SKIPPED, service.Closed.GAVE_UP, service.GIVE_UP_AFTER)] * 2
     assert now - T0 < dt.timedelta(days=6)
+    given_up = moved(before, parse(metrics.exposition()[0].decode()),
+                     "tokenbot_outbox_given_up_total")
+    assert sum(given_up.values()) == 2
+
+    for name, value in cli_environment(asettings).items():
+        monkeypatch.setenv(name, value)
+    assert main(["alerts", "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert sorted((g["audience"], g["count"], g["last_error"]) for g in data["given_up"]) == [
+        ("channel", 1, "HTTP 200: not_in_channel"), ("owner", 1, "HTTP 200: not_in_channel")]
+    assert main(["alerts", "status"]) == 0
+    shown = capsys.readouterr().out
+    assert "Given up" in shown and f"#{ALERTS}" in shown and "not_in_channel" in shown
 
 
 def test_a_message_its_builder_cannot_draw_is_closed_and_the_others_go_out(

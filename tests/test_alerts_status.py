@@ -84,3 +84,36 @@ def test_status_shows_the_pending_messages_and_then_the_destination_that_refuses
     stuck_lines = [line for line in text.splitlines() if f"DM {OWNER}" in line]
     assert len(stuck_lines) == 2 and all("not_in_channel" in line for line in stuck_lines)
     assert f"#{ALERTS}" not in text  # nothing pending there
+
+
+def test_a_destination_failing_between_the_reports_two_reads_is_reported(db: Database) -> None:
+    """A message queued and failed by a delivery while the report is being read (after its
+    counts, before its errors) does not break it: the report (and the scrape's gauges) go
+    on, with that destination's error."""
+    from sqlalchemy import event, update
+
+    from bot.models import Audience, OutboxMessage
+    from bot.services import outbox
+    from bot.services.outbox_status import outbox_report
+
+    now = dt.datetime.now(dt.timezone.utc)
+    inserted: list[bool] = []
+
+    def meanwhile(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "last_error IS NOT NULL" in statement and not inserted:
+            inserted.append(True)
+            with db.sessions.begin() as other:
+                outbox.queue(other, kind=MessageKind.OWNER_NOTICE, team_id=TEAM,
+                             audience=Audience.OWNER, destination="ULATE", now=now, payload={})
+                other.execute(update(OutboxMessage).values(attempts=1,
+                                                           last_error="not_in_channel"))
+
+    event.listen(db.engine, "before_cursor_execute", meanwhile)
+    try:
+        with db.sessions() as session:
+            report = outbox_report(session, now=now)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", meanwhile)
+    assert inserted
+    late = [p for p in report.destinations if p.destination == "ULATE"]
+    assert [(p.kind, p.last_error) for p in late] == [("owner_notice", "not_in_channel")]

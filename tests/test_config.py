@@ -160,6 +160,7 @@ def test_invalid_values_give_one_message_naming_each_variable(monkeypatch):
         ("SLACK_API_URL", "slack.com/api/", "http"),
         ("TOKENBOT_ALERT_INTERVAL_MINUTES", "often", "integer"),
         ("TOKENBOT_LEAK_ACTION", "revoke", "'notify' or 'disable'"),
+        ("METRICS_TOKEN", " \n", "blank"),
     ],
 )
 def test_each_invalid_value_is_named(monkeypatch, env_name, raw, hint):

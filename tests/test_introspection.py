@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings as hyp_settings, strategies 
 from hypothesis import event as hyp_event
 from sqlalchemy import event, select, text
 
-from bot import crypto
+from bot import crypto, metrics
 from bot.config import Settings
 from bot.db import Database
 from bot.http.introspection import IntrospectionHandler
@@ -36,6 +36,7 @@ from bot.services import tokens as svc
 from bot.services.usage import UsageMemo, Use, record_uses
 from bot.services.verification import verify
 from tests.conftest import TEST_KEY
+from tests.support.scrape import moved, parse
 from tests.support.serving import serving
 from tests.support.policy import NO_POLICY
 
@@ -985,14 +986,41 @@ def test_an_unreachable_database_answers_503_never_active(
     database = Database(broken, auto_upgrade=False)
     h = IntrospectionHandler(settings=broken, database=database)
     try:
+        before = parse(metrics.exposition()[0].decode())
         answer = introspect(h, crypto.generate_secret())
         assert answer.status == 503
+        after = parse(metrics.exposition()[0].decode())
+        assert moved(before, after, "tokenbot_introspection_requests_total") == {("error",): 1}
         assert answer.json["error"] == "temporarily_unavailable"
         assert_no_store(answer)
         assert_inactive(introspect(h, "not-a-token"))  # no read needed: still answered
     finally:
         h.close()
         database.dispose()
+
+
+def test_a_failure_escaping_the_handler_is_counted_as_an_error(
+    handler: IntrospectionHandler,
+) -> None:
+    """Whatever fails unexpectedly (here the server hands over a message with no type) is
+    still counted, as an ``error`` with its duration, and reaches the server (a 500)."""
+    scope = {"type": "http", "method": "POST", "path": "/introspect", "query_string": b"",
+             "headers": [(b"authorization", b"Bearer " + SECRET_A.encode()),
+                         (b"content-type", FORM)], "client": ("127.0.0.1", 50000)}
+
+    async def receive() -> dict[str, Any]:
+        return {"body": b"token=x"}  # no "type": no ASGI message
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing is sent")
+
+    before = parse(metrics.exposition()[0].decode())
+    with pytest.raises(KeyError):
+        asyncio.run(handler(scope, receive, send))
+    after = parse(metrics.exposition()[0].decode())
+    assert moved(before, after, "tokenbot_introspection_requests_total") == {("error",): 1}
+    assert moved(before, after, "tokenbot_introspection_seconds_count") == {(): 1}
+
 
 
 # -- over HTTP, through the product's router ------------------------------------------------------

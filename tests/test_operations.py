@@ -181,3 +181,56 @@ def test_a_metrics_directory_holding_other_files_is_refused(tmp_path: Path) -> N
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and "tokenbot.db" in done.stderr
     assert (tmp_path / "tokenbot.db").read_bytes() == b"the database"
+
+
+def test_a_forwarded_for_header_does_not_open_metrics_to_a_refused_client(
+    tmp_path: Path, standin: SlackStandIn
+) -> None:
+    """METRICS_ALLOW sees the TCP peer: an X-Forwarded-For naming an allowed address does
+    not let a client outside the networks in, even from an address uvicorn would trust for
+    proxy headers (FORWARDED_ALLOW_IPS, as many images set it)."""
+    url = f"sqlite:///{tmp_path}/tokenbot.db"
+    seed(url)
+    env = cli_env(
+        SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=standin.api_url, DATABASE_URL=url, TOKENBOT_SECRET_KEYS=TEST_KEY,
+        TOKENBOT_SCHEDULER="off", METRICS_ALLOW="10.0.0.0/8", FORWARDED_ALLOW_IPS="*",
+    )
+    process, address, log = start_serve(tmp_path, env, 1)
+    try:
+        spoofed = request(address, "GET", "/metrics", headers={"X-Forwarded-For": "10.1.2.3"})
+        plain = request(address, "GET", "/metrics")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert (spoofed.status, plain.status) == (403, 403), log.read_text()[-3000:]
+
+
+def test_only_serve_writes_into_the_metrics_directory(tmp_path: Path, standin: SlackStandIn
+                                                       ) -> None:
+    """An operator's PROMETHEUS_MULTIPROC_DIR (exported for serve) is left alone by the
+    other commands: an alert pass run by cron writes no files there that nothing removes."""
+    url = f"sqlite:///{tmp_path}/tokenbot.db"
+    seed(url)  # a token expiring within the alert days: the pass posts
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = cli_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=standin.api_url, DATABASE_URL=url,
+                  TOKENBOT_SECRET_KEYS=TEST_KEY, TOKENBOT_ALERT_CHANNEL="CALERTS",
+                  PROMETHEUS_MULTIPROC_DIR=str(directory))
+    done = subprocess.run([sys.executable, "-m", "bot", "alerts", "run", "--json"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert standin.calls, "the pass posted (and counted its Web API calls)"
+    assert list(directory.iterdir()) == []
+    assert list(tmp_path.glob("*.db")) == [tmp_path / "tokenbot.db"]
+
+
+def test_an_empty_metrics_directory_setting_is_refused(tmp_path: Path) -> None:
+    """PROMETHEUS_MULTIPROC_DIR= (set, but to nothing): one line, exit 2, and no metrics
+    files in the working directory (prometheus_client's reading of it)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, timeout=60,
+        env=cli_env(PROMETHEUS_MULTIPROC_DIR=""), capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "PROMETHEUS_MULTIPROC_DIR" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

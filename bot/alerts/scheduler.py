@@ -103,6 +103,25 @@ def _deliver(report: PassReport, settings: Settings, database: Database, client:
     report.slack_calls += delivery.calls
 
 
+def _post_pass(report: PassReport, settings: Settings, database: Database,
+               client: WebClient, now: dt.datetime, post_interval: float, threads: int,
+               owner_check: bool) -> None:
+    with database.sessions.begin() as session:
+        _queue_due(session, settings, report, now)
+        outbox.take_queued(session)  # this pass delivers it, not the app's drain
+    with database.sessions.begin() as session:
+        report.purged = (outbox.purge(session, now=now) + tombstones.purge(session, now=now)
+                         + dead_secrets.purge(session, now=now))
+    _deliver(report, settings, database, client, now, post_interval, threads)
+    # After the delivery, so a week's users.info calls hold no reminder up; the
+    # departures found are delivered at once.
+    if owner_check:
+        report.departed = check_departed_owners(settings=settings, database=database,
+                                                client=client, now=now)
+    if report.departed:
+        _deliver(report, settings, database, client, now, post_interval, threads)
+
+
 def run_pass(
     *,
     settings: Settings,
@@ -131,21 +150,14 @@ def run_pass(
     else:
         if client is None:
             raise ValueError("a Slack client is needed to post")
-        with database.sessions.begin() as session:
-            _queue_due(session, settings, report, now)
-            outbox.take_queued(session)  # this pass delivers it, not the app's drain
-        with database.sessions.begin() as session:
-            report.purged = (outbox.purge(session, now=now) + tombstones.purge(session, now=now)
-                             + dead_secrets.purge(session, now=now))
-        _deliver(report, settings, database, client, now, post_interval, threads)
-        # After the delivery, so a week's users.info calls hold no reminder up; the
-        # departures found are delivered at once.
-        if owner_check:
-            report.departed = check_departed_owners(settings=settings, database=database,
-                                                    client=client, now=now)
-        if report.departed:
-            _deliver(report, settings, database, client, now, post_interval, threads)
-        metrics.alert_pass(time.perf_counter() - started)
+        outcome = "error"  # unless the pass ends
+        try:
+            _post_pass(report, settings, database, client, now, post_interval, threads,
+                       owner_check)
+            outcome = "failed" if report.failed else "ok"
+            metrics.alert_pass(time.perf_counter() - started)
+        finally:
+            metrics.alert_pass_ended(outcome)
     report.destinations = [d for d in report.destinations
                            if d.tokens or d.skipped or d.failed or d.recovered or d.error]
     report.seconds = round(time.perf_counter() - started, 3)

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from bot import logs
+from bot import logs, metrics
 from bot.cli.common import UsageError
 from bot.config import load_log_settings
 from bot.errors import ConfigurationError, TokenbotError
@@ -71,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(logging.DEBUG if args.verbose else wanted.log_level, stream=sys.stderr,
                    log_format=wanted.log_format)
     try:
+        from bot.cli.serve import cmd_serve
+
+        metrics.choose_mode(serving=args.handler is cmd_serve)
         return int(args.handler(args) or 0)
     except (UsageError, ConfigurationError) as exc:
         print(f"tokenbot: {exc}", file=sys.stderr)

@@ -147,7 +147,11 @@ def status_data(report: OutboxReport) -> dict[str, Any]:
                      "next_retry": d.next_retry, "last_error": d.last_error,
                      "attempts": d.attempts}
                     for d in report.destinations]
-    return timestamps({"now": report.now, "kinds": kinds, "destinations": destinations})
+    given_up = [{"kind": g.kind, "audience": g.audience, "destination": g.destination,
+                 "count": g.count, "last_error": g.last_error, "attempts": g.attempts}
+                for g in report.given_up]
+    return timestamps({"now": report.now, "kinds": kinds, "destinations": destinations,
+                       "given_up": given_up})
 
 
 def _print_status(data: dict[str, Any]) -> None:
@@ -161,6 +165,7 @@ def _print_status(data: dict[str, Any]) -> None:
         ["KIND", *(s.upper() for s in STATES), "OLDEST PENDING", "NEXT RETRY"],
         [[k["kind"], *(str(k[s]) for s in STATES), cell(k["oldest_pending"]),
           cell(k["next_retry"])] for k in data["kinds"]]))
+    _print_given_up(data["given_up"])
     stuck = [d for d in data["destinations"] if any(d[s] for s in PENDING_STATES)]
     if not stuck:
         print("Nothing pending.")
@@ -174,6 +179,22 @@ def _print_status(data: dict[str, Any]) -> None:
           cell(d["next_retry"]),
           f"{d['last_error']} ({d['attempts']} tries)" if d["last_error"] else "-"]
          for d in stuck]))
+
+
+def _where(d: dict[str, Any]) -> str:
+    return f"{'#' if d['audience'] == 'channel' else 'DM '}{d['destination']}"
+
+
+def _print_given_up(given_up: list[dict[str, Any]]) -> None:
+    """Destinations whose messages were closed unsent after refusing them too often."""
+    from bot.cli.common import format_table
+
+    if given_up:
+        print("\nGiven up (closed unsent after repeated refusals), per destination:")
+        print(format_table(["KIND", "DESTINATION", "MESSAGES", "LAST ERROR"],
+                           [[g["kind"], _where(g), str(g["count"]),
+                             f"{g['last_error']} ({g['attempts']} tries)"]
+                            for g in given_up]))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -219,12 +219,16 @@ class IntrospectionHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
+        result: str | None = "error"  # unless an answer says otherwise
         try:
             answer = await self._answer(scope, receive)
+            result = answer.result
+            await answer.respond(send)
         except ClientDisconnected:
-            return  # nobody left to answer
-        await answer.respond(send)
-        metrics.introspection(answer.result, time.perf_counter() - started)
+            result = None  # nobody left to answer: not counted
+        finally:  # an unexpected failure too (it goes on to the server: a 500)
+            if result is not None:
+                metrics.introspection(result, time.perf_counter() - started)
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         """The steps in order (the first that fails answers): authenticate the caller,

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from bot.http.common import (
 from bot.http.introspection import IntrospectionHandler
 from bot.http.metrics import MetricsHandler
 from bot.logs import LogLimiter
+from bot.slack.observed import ARRIVED
 
 if TYPE_CHECKING:
     import uvicorn
@@ -172,6 +174,7 @@ class TokenbotASGI:
         secret = settings.slack_signing_secret
         self._verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
         self._bad_requests = LogLimiter()
+        self._metrics = MetricsHandler(settings=settings, database=database)
         # Each path: the methods it answers, and its handler.
         self._routes: dict[str, tuple[tuple[str, ...], ASGIApp]] = {
             SLACK_EVENTS_PATH: (("POST",), self._slack),
@@ -180,8 +183,7 @@ class TokenbotASGI:
             # The handler authenticates the caller before reading the body, and applies
             # the same body limit itself.
             INTROSPECT_PATH: (("POST",), introspection),
-            METRICS_PATH: (("GET",), MetricsHandler(settings=settings, database=database,
-                                                    executor=self._executor)),
+            METRICS_PATH: (("GET",), self._metrics),
         }
 
     # -- ASGI entry ------------------------------------------------------------
@@ -206,6 +208,7 @@ class TokenbotASGI:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._metrics.close()
         metrics.process_exited(os.getpid())
         self.introspection.close()
         for callback in self._on_shutdown:
@@ -227,6 +230,7 @@ class TokenbotASGI:
     # -- routes ----------------------------------------------------------------
 
     async def _slack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.perf_counter()  # Slack's 3 s run from here (the ack histogram)
         try:
             body = await read_body(
                 receive, self.max_body_bytes, announced=announced_length(scope)
@@ -244,6 +248,7 @@ class TokenbotASGI:
                             SLACK_EVENTS_PATH, refused.reason)
             await send_text(send, refused.status, "invalid request")
             return
+        request.context[ARRIVED] = arrived
         loop = asyncio.get_running_loop()
         response = await loop.run_in_executor(self._executor, self.bolt_app.dispatch, request)
         headers = [
@@ -354,9 +359,11 @@ def serve(
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     # log_config=None: uvicorn's own handlers would write its access log to stdout; its
     # loggers propagate instead to the root logger's (stderr, LOG_FORMAT, secrets masked).
+    # proxy_headers=False: the client address is the TCP peer's, never X-Forwarded-For's
+    # (which anyone can send; METRICS_ALLOW is checked against the address).
     options: dict[str, Any] = dict(host=host, port=port, access_log=access_log,
                                    log_level=log_level, log_config=None, lifespan="on",
-                                   http=HTTP_PARSER)
+                                   http=HTTP_PARSER, proxy_headers=False)
     if workers is not None and workers > 1:
         if bolt_app is not None:
             raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")

@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import metrics
 from bot.models import Audience, OutboxMessage
 from bot.services import outbox as service
 from bot.slack.client import without_blind_retries
@@ -233,8 +234,9 @@ class Courier:
         return write_retrying(self.sessions, what, work)
 
     def _fail(self, ids: Sequence[int], error: str, *, uncertain: bool) -> None:
-        self.write("recording a failed post", lambda s: service.mark_failed(
+        given_up = self.write("recording a failed post", lambda s: service.mark_failed(
             s, ids=ids, worker=self.worker, now=self.now, error=error, uncertain=uncertain))
+        metrics.outbox_given_up(given_up)
 
     def _sent(self, ids: Sequence[int], channel: str | None, ts: str | None) -> int:
         return self.write("recording a post", lambda s: service.mark_sent(

@@ -204,21 +204,26 @@ def mark_sent(session: Session, *, ids: Sequence[int], worker: str, now: dt.date
 
 
 def mark_failed(session: Session, *, ids: Sequence[int], worker: str, now: dt.datetime,
-                error: str, uncertain: bool = False) -> None:
+                error: str, uncertain: bool = False) -> dict[str, int]:
     """Release the lease and schedule a retry with exponential backoff. ``uncertain``:
     the post may have been made, so ``post_attempted_at`` stays for the retry to settle,
     which is not before the attempt is :data:`IN_FLIGHT` old. A row that certainly failed
-    :data:`GIVE_UP_AFTER` times is closed (skipped, ``gave up``) instead of retried."""
+    :data:`GIVE_UP_AFTER` times is closed (skipped, ``gave up``) instead of retried.
+    Returns how many rows were given up, per kind."""
     cleared: dict[str, Any] = {} if uncertain else {"post_attempted_at": None}
     rows = session.execute(
-        select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.post_attempted_at)
+        select(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.post_attempted_at,
+               OutboxMessage.kind)
         .where(*_mine(ids, worker))).all()
     by_retry: dict[tuple[int, dt.datetime], list[int]] = {}
-    for message_id, attempts, attempted in rows:
+    given_up: dict[str, int] = {}
+    for message_id, attempts, attempted, kind in rows:
         retry = now + backoff(attempts + 1)
         if uncertain and attempted is not None:
             retry = max(retry, attempted + IN_FLIGHT)
         by_retry.setdefault((attempts + 1, retry), []).append(message_id)
+        if not uncertain and attempts + 1 >= GIVE_UP_AFTER:
+            given_up[kind] = given_up.get(kind, 0) + 1
     for (attempts, retry), group in by_retry.items():
         closed: dict[str, Any] = {}
         if not uncertain and attempts >= GIVE_UP_AFTER:
@@ -228,6 +233,7 @@ def mark_failed(session: Session, *, ids: Sequence[int], worker: str, now: dt.da
             .values(attempts=attempts, next_attempt_at=retry, claimed_by=None,
                     claimed_at=None, last_error=error[:200], **cleared, **closed)
             .execution_options(synchronize_session=False))
+    return given_up
 
 
 def purge(session: Session, *, now: dt.datetime) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from bot.models import DisplayStatus, MessageKind, OutboxMessage, OutboxStatus, Token, status_clause
-from bot.services.outbox import LEASE
+from bot.services.outbox import LEASE, Closed
 
 #: A row's state: pending rows are queued (never tried), leased (a delivery holds them
 #: now) or failing (tried, waiting for their retry); the others are done.
@@ -46,10 +46,24 @@ class KindStatus:
 
 
 @dataclass
+class GivenUp:
+    """Messages to one destination closed unsent after too many refusals (kept until
+    the outbox's purge): how many, and the last refusal."""
+
+    kind: str
+    audience: str
+    destination: str
+    count: int = 0
+    last_error: str | None = None
+    attempts: int = 0
+
+
+@dataclass
 class OutboxReport:
     now: dt.datetime
     kinds: dict[str, KindStatus]
     destinations: list[DestinationStatus]
+    given_up: list[GivenUp] = field(default_factory=list)
 
 
 def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
@@ -93,16 +107,52 @@ def outbox_report(session: Session, *, now: dt.datetime) -> OutboxReport:
         .where(pending, OutboxMessage.last_error.is_not(None))
         .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)).all()
     for kind, audience, destination, error, attempts in failed:  # the latest wins
-        place = places[(kind, audience, destination)]
+        # A row may have been queued (and failed) since the first read: reported all the same.
+        place = places.setdefault((kind, audience, destination),
+                                  DestinationStatus(kind, audience, destination))
         place.last_error, place.attempts = error, attempts
     ordered = sorted(places.values(), key=lambda p: (p.kind, p.audience, p.destination))
-    return OutboxReport(now=now, kinds=kinds, destinations=ordered)
+    return OutboxReport(now=now, kinds=kinds, destinations=ordered,
+                        given_up=_given_up(session))
+
+
+def _given_up(session: Session) -> list[GivenUp]:
+    rows = session.execute(
+        select(OutboxMessage.kind, OutboxMessage.audience, OutboxMessage.destination,
+               OutboxMessage.last_error, OutboxMessage.attempts)
+        .where(OutboxMessage.status == OutboxStatus.SKIPPED,
+               OutboxMessage.skip_reason == Closed.GAVE_UP)
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)).all()
+    places: dict[tuple[str, str, str], GivenUp] = {}
+    for kind, audience, destination, error, attempts in rows:  # the latest wins
+        place = places.setdefault((kind, audience, destination),
+                                  GivenUp(kind, audience, destination))
+        place.count += 1
+        place.last_error, place.attempts = error, attempts
+    return sorted(places.values(), key=lambda p: (p.kind, p.audience, p.destination))
+
+
+def pending_by_kind(session: Session) -> dict[str, tuple[int, dt.datetime | None]]:
+    """For the metrics' gauges: per kind (every kind), how many rows are pending and when
+    the oldest was queued. One grouped read of the pending rows alone (``ix_outbox_due``)."""
+    found: dict[str, tuple[int, dt.datetime | None]] = {
+        kind.value: (0, None) for kind in MessageKind}
+    for kind, count, oldest in session.execute(
+            select(OutboxMessage.kind, func.count(), func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.status == OutboxStatus.PENDING)
+            .group_by(OutboxMessage.kind)):
+        found[kind] = (count, oldest)
+    return found
 
 
 def token_counts(session: Session, *, now: dt.datetime) -> dict[str, int]:
-    """How many tokens show each status at ``now`` (every team)."""
-    return {
-        status.value: session.scalar(
-            select(func.count()).select_from(Token).where(status_clause(status, now))) or 0
-        for status in DisplayStatus
-    }
+    """How many tokens show each status at ``now`` (every team): one grouped read."""
+    shown = case(*((status_clause(status, now), status.value) for status in DisplayStatus),
+                 else_=None).label("shown")
+    rows = select(shown).select_from(Token).subquery()
+    counts = dict.fromkeys((status.value for status in DisplayStatus), 0)
+    for status, count in session.execute(
+            select(rows.c.shown, func.count()).group_by(rows.c.shown)):
+        if status is not None:
+            counts[status] = count
+    return counts

@@ -1,6 +1,7 @@
 """Where every Slack request passes (HTTP and Socket Mode alike: Bolt's ``dispatch``): its
 context for the log lines (``bot.logs.RequestContext``: kind, action id, team, user, the
-token once known), the time to its acknowledgement, and how it ended (ok, refused,
+token once known), the time to its acknowledgement (from the request's arrival at the HTTP
+server; in Socket Mode from ``dispatch``), and how it ended (ok, refused,
 error) once its work after the acknowledgement is done too (``in_request``)."""
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from bot import metrics
 from bot.logs import RequestContext, current_request, enter_request, leave_request
 
 COMMAND, CLICK, SUBMISSION, EVENT, OTHER = "command", "click", "submission", "event", "other"
+#: In a ``BoltRequest``'s context: the ``time.perf_counter()`` when the HTTP server took
+#: the request (before its body, signature check and wait for a thread); the ack time
+#: counts from there. Without it (Socket Mode), from ``dispatch``.
+ARRIVED = "tokenbot_arrived"
 REFUSED, ERROR = "refused", "error"
 
 
@@ -58,6 +63,9 @@ class ObservedApp(App):
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
         request = describe(req.body if isinstance(req.body, dict) else {})
+        arrived = req.context.get(ARRIVED)
+        if isinstance(arrived, float):
+            request.started = arrived
         entered = enter_request(request)
         try:
             response = super().dispatch(req)

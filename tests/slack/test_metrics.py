@@ -6,6 +6,8 @@ against ``tokenbot serve`` processes (one and two workers): tests/test_operation
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +26,7 @@ from tests.slack.conftest import INTROSPECTION_SECRET, OWNER, TEAM, HttpSlackBot
 from tests.support.scrape import get, moved, scrape, value
 from tests.support.session import API_CALLS, EXPECTED, introspect_each_result, play_session
 from tests.support.serving import serving
+from tests.support.signing import signed_headers
 from tests.support.slack_standin import Failure, SlackStandIn
 from tests.support.policy import NO_POLICY
 
@@ -107,12 +110,12 @@ def metrics_app(make_settings: Callable[..., Settings], standin: SlackStandIn
     """The served app with these settings (METRICS_TOKEN, METRICS_ALLOW)."""
     stack: list[Any] = []
 
-    def start(**overrides: str) -> tuple[str, int]:
+    def start(host: str = "127.0.0.1", **overrides: str) -> tuple[str, int]:
         settings = make_settings(SLACK_API_URL=standin.api_url, SLACK_BOT_TOKEN="xoxb-test",
                                  SLACK_SIGNING_SECRET="s" * 32, TOKENBOT_SCHEDULER="off",
                                  **overrides)
         database = Database(settings, auto_upgrade=False)
-        context = serving(build_asgi_app(settings=settings, database=database))
+        context = serving(build_asgi_app(settings=settings, database=database), host)
         stack.append((context, database))
         return context.__enter__()
 
@@ -138,3 +141,82 @@ def test_metrics_are_served_only_to_the_allowed_networks(metrics_app: Any) -> No
     both = metrics_app(METRICS_ALLOW="127.0.0.0/8", METRICS_TOKEN="scrape-credential-0123")
     assert get(both)[0] == 401
     assert get(both, {"Authorization": "Bearer scrape-credential-0123"})[0] == 200
+
+
+def test_an_ipv4_scraper_reaching_a_dual_stack_listener_is_in_its_ipv4_network(
+    metrics_app: Any,
+) -> None:
+    """HOST=:: : an IPv4 client arrives as ::ffff:127.0.0.1, still in 127.0.0.0/8."""
+    _, port = metrics_app("::", METRICS_ALLOW="127.0.0.0/8")[:2]
+    assert get(("127.0.0.1", port))[0] == 200
+    _, port = metrics_app("::", METRICS_ALLOW="10.0.0.0/8")[:2]
+    assert get(("127.0.0.1", port))[0] == 403
+
+
+def test_a_credential_read_from_a_file_with_its_newline_still_matches(metrics_app: Any) -> None:
+    """METRICS_TOKEN from a mounted secret file ends with a newline; the scraper's doesn't."""
+    address = metrics_app(METRICS_TOKEN="scrape-credential-0123\n")
+    assert get(address, {"Authorization": "Bearer scrape-credential-0123"})[0] == 200
+    assert get(address)[0] == 401
+
+
+SLOW_BODY_SECONDS = 0.6
+
+
+def send_slowly(bot: HttpSlackBot, body: str, *, content_type: str = "", **_: Any) -> Any:
+    """As HttpSlackBot.send, but the body follows the headers only after a pause (a slow
+    client; the time a request waits before Bolt sees it, as when every thread is busy)."""
+    from slack_bolt import BoltResponse
+
+    data = body.encode()
+    headers = signed_headers(bot.verifier.signing_secret, body,
+                             content_type=content_type or "application/x-www-form-urlencoded")
+    connection = http.client.HTTPConnection(*bot.address, timeout=10)
+    try:
+        connection.putrequest("POST", "/slack/events")
+        for name, header in {**headers, "content-length": str(len(data))}.items():
+            connection.putheader(name, header)
+        connection.endheaders()
+        time.sleep(SLOW_BODY_SECONDS)
+        connection.send(data)
+        response = connection.getresponse()
+        return BoltResponse(status=response.status, body=response.read().decode())
+    finally:
+        connection.close()
+
+
+def test_the_acknowledgement_time_counts_from_the_requests_arrival(
+    served: HttpSlackBot, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What Slack waits for starts when the request reaches the server, not when Bolt gets
+    it: a request whose body took 0.6 s to arrive is acknowledged no sooner than that."""
+    before = scrape(served.address)
+    monkeypatch.setattr(served, "send", lambda body, **kw: send_slowly(served, body, **kw))
+    assert served.command("").status == 200
+    after = scrape(served.address)
+    assert moved(before, after, "tokenbot_slack_ack_seconds_count") == {("command",): 1}
+    fast = moved(before, after, "tokenbot_slack_ack_seconds_bucket")
+    assert fast.get(("command", "0.5"), 0) == 0 and fast[("command", "1.0")] == 1
+
+
+def test_a_stuck_database_read_neither_holds_the_scrape_nor_slack(
+    served: HttpSlackBot, db: Database,
+) -> None:
+    """A gauge read that cannot finish (another session holds the outbox table): the scrape
+    still answers, with the counters and the age of the figures it has, and so does Slack."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite (WAL) readers never wait for a writer")
+    from sqlalchemy import text
+
+    with db.engine.connect() as locker:
+        locker.execute(text("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE"))
+        stuck = scrape(served.address)
+        assert value(stuck, "tokenbot_metrics_db_read_timestamp_seconds") == 0
+        assert value(stuck, "tokenbot_outbox_pending", kind="expiry") is None
+        assert "tokenbot_slack_requests_total" in get(served.address)[2]
+        assert served.command("").status == 200
+        locker.rollback()
+    deadline = time.monotonic() + 10
+    while not value(fresh := scrape(served.address), "tokenbot_metrics_db_read_timestamp_seconds"):
+        assert time.monotonic() < deadline, "the read never finished"
+    assert value(fresh, "tokenbot_outbox_pending", kind="expiry") == 0

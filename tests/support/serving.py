@@ -13,11 +13,15 @@ import uvicorn
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[tuple[str, int]]:
-    """Yields (host, port) once the server accepts connections; stops it afterwards."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def serving(app: Any, host: str = "127.0.0.1") -> Iterator[tuple[str, int]]:
+    """Yields (host, port) once the server accepts connections; stops it afterwards.
+    ``host="::"``: one socket for IPv6 and IPv4 (IPv4 clients arrive as ``::ffff:a.b.c.d``,
+    as with ``HOST=::``)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    if ":" in host:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host, 0))
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
