@@ -211,6 +211,44 @@ def test_the_scheduler_runs_the_pass_and_is_off_when_configured(
     assert len(standin.calls_to("chat.postMessage")) == 2
 
 
+def _queued(db: Database, kind: str) -> int:
+    with db.sessions() as session:
+        return session.scalar(select(func.count()).select_from(OutboxMessage)
+                              .where(OutboxMessage.kind == kind)) or 0
+
+
+@pytest.mark.slow  # the scheduler's jobs in real time
+def test_the_weekly_owner_check_is_a_job_beside_the_pass(
+    adb: Database, asettings: Settings, standin: SlackStandIn,
+) -> None:
+    """The scheduled pass never asks ``users.info`` (a week's calls at their rate tier
+    would hold reminders up for as long); the owner check is a job of its own, and the
+    next pass posts what it found."""
+    now = dt.datetime.now(UTC)
+    seed_token(adb, now=now, expires_on=(now + dt.timedelta(days=2)).date())
+    seed_token(adb, now=now, expires_on=None, label="ada's bot", owner="UADA")
+    standin.users["UADA"] = {"deleted": True}
+    sched = alert_scheduler.start_scheduler(settings=asettings, database=adb,
+                                            client=make_web_client(asettings))
+    assert sched is not None
+    try:
+        sched.get_job(alert_scheduler.JOB_ID).modify(next_run_time=dt.datetime.now(UTC))
+        standin.wait_for("chat.postMessage", 2, timeout=20)  # the reminders
+        time.sleep(1)  # (a pass that checks owners asks right after its posts)
+        assert standin.calls_to("users.info") == []
+        sched.get_job(alert_scheduler.OWNER_JOB_ID).modify(next_run_time=dt.datetime.now(UTC))
+        asked = standin.wait_for("users.info", 2, timeout=20)
+        assert {call.body["user"] for call in asked} == {"U1", "UADA"}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not _queued(adb, "departed_owner"):
+            time.sleep(0.1)
+        sched.get_job(alert_scheduler.JOB_ID).modify(next_run_time=dt.datetime.now(UTC))
+        posts = standin.wait_for("chat.postMessage", 3, timeout=20)
+        assert posts[2].body["channel"] == ALERTS and "<@UADA>" in posts[2].body["text"]
+    finally:
+        sched.shutdown()
+
+
 def test_interval_comes_from_the_setting(make_settings: Callable[..., Settings],
                                          standin: SlackStandIn, adb: Database) -> None:
     settings = alert_settings(make_settings, standin, TOKENBOT_ALERT_INTERVAL_MINUTES="5")

@@ -42,6 +42,7 @@ from bot.slack.views.hygiene import SECTION_LIMIT
 log = logging.getLogger("bot.alerts")
 
 JOB_ID = "tokenbot-expiry-alerts"
+OWNER_JOB_ID = "tokenbot-owner-check"
 MISFIRE_GRACE_SECONDS = 24 * 3600
 FIRST_RUN_DELAY = dt.timedelta(seconds=10)
 
@@ -135,7 +136,8 @@ def run_pass(
     owner_check: bool = True,
 ) -> PassReport:
     """One pass at ``now``. ``dry_run`` posts nothing and writes nothing; ``owner_check``
-    False leaves the weekly owner check out (benchmarks of the alert pass)."""
+    False leaves the weekly owner check out (the scheduler runs it as a job of its own;
+    ``tokenbot alerts run`` keeps it in the pass)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     started = time.perf_counter()
@@ -178,7 +180,14 @@ def _log(report: PassReport) -> None:
 
 
 def _job(settings: Settings, database: Database, client: WebClient) -> None:
-    run_pass(settings=settings, database=database, client=client, now=utcnow())
+    run_pass(settings=settings, database=database, client=client, now=utcnow(),
+             owner_check=False)  # its own job: a week's users.info calls hold no pass up
+
+
+def _owner_job(settings: Settings, database: Database, client: WebClient) -> None:
+    """The weekly owner check (each team claimed for 7 days; most runs find none due).
+    The departures it finds are queued; the next pass posts them."""
+    check_departed_owners(settings=settings, database=database, client=client, now=utcnow())
 
 
 def start_scheduler(
@@ -208,6 +217,18 @@ def start_scheduler(
         # First pass shortly after start: a restart catches up at once, not a whole
         # interval later (thresholds crossed while down are found by the date range).
         next_run_time=utcnow() + FIRST_RUN_DELAY,
+    )
+    # Beside the pass, not in it: a team of 6,000 owners takes an hour of users.info
+    # calls at its rate tier, once a week.
+    scheduler.add_job(
+        _owner_job,
+        trigger=IntervalTrigger(minutes=settings.tokenbot_alert_interval_minutes,
+                                timezone=dt.timezone.utc),
+        kwargs={"settings": settings, "database": database, "client": client},
+        id=OWNER_JOB_ID,
+        name="weekly owner check",
+        replace_existing=True,
+        next_run_time=utcnow() + FIRST_RUN_DELAY + FIRST_RUN_DELAY,
     )
     scheduler.start()
     log.info(
