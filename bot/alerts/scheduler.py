@@ -206,30 +206,20 @@ def start_scheduler(
             "misfire_grace_time": MISFIRE_GRACE_SECONDS,
         },
     )
-    scheduler.add_job(
-        _job,
-        trigger=IntervalTrigger(minutes=settings.tokenbot_alert_interval_minutes,
-                                timezone=dt.timezone.utc),
-        kwargs={"settings": settings, "database": database, "client": client},
-        id=JOB_ID,
-        name="expiry alerts",
-        replace_existing=True,
-        # First pass shortly after start: a restart catches up at once, not a whole
-        # interval later (thresholds crossed while down are found by the date range).
-        next_run_time=utcnow() + FIRST_RUN_DELAY,
-    )
-    # Beside the pass, not in it: a team of 6,000 owners takes an hour of users.info
-    # calls at its rate tier, once a week.
-    scheduler.add_job(
-        _owner_job,
-        trigger=IntervalTrigger(minutes=settings.tokenbot_alert_interval_minutes,
-                                timezone=dt.timezone.utc),
-        kwargs={"settings": settings, "database": database, "client": client},
-        id=OWNER_JOB_ID,
-        name="weekly owner check",
-        replace_existing=True,
-        next_run_time=utcnow() + FIRST_RUN_DELAY + FIRST_RUN_DELAY,
-    )
+    # The pass shortly after start (a restart catches up at once, not a whole interval
+    # later: thresholds crossed while down are found by the date range); beside it, not in
+    # it, the weekly owner check (a team of 6,000 owners takes an hour of users.info calls
+    # at its rate tier).
+    jobs = ((_job, JOB_ID, "expiry alerts", FIRST_RUN_DELAY),
+            (_owner_job, OWNER_JOB_ID, "weekly owner check", 2 * FIRST_RUN_DELAY))
+    for job, job_id, name, delay in jobs:
+        scheduler.add_job(
+            job,
+            trigger=IntervalTrigger(minutes=settings.tokenbot_alert_interval_minutes,
+                                    timezone=dt.timezone.utc),
+            kwargs={"settings": settings, "database": database, "client": client},
+            id=job_id, name=name, replace_existing=True, next_run_time=utcnow() + delay,
+        )
     scheduler.start()
     log.info(
         "expiry alerts: every %d minute(s); thresholds %s day(s) and at expiry",
