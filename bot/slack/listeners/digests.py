@@ -66,8 +66,9 @@ def _ref(action: dict[str, Any]) -> RowRef:
 
 @dataclass(frozen=True)
 class DigestRedraw:
-    """A digest as it now looks (``chat.update`` arguments; empty when it carries nothing
-    any more), and what to tell the user who acted."""
+    """A message Tokenbot posted (an expiry or hygiene digest, a departure post) as it now
+    looks (``chat.update`` arguments; empty when there is nothing to redraw), and what to
+    tell the user who acted."""
 
     where: Where
     update: dict[str, Any]

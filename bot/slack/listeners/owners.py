@@ -35,7 +35,7 @@ from bot.slack.listeners.common import (
     redraw,
     show,
 )
-from bot.slack.listeners.digests import Where, answer_on_post, where_clicked
+from bot.slack.listeners.digests import DigestRedraw, Where, answer_on_post, where_clicked
 from bot.slack.listeners.errors import Body, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
@@ -223,8 +223,7 @@ def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str
         departed.record_action(session, message=message, public_id=public_id, action=acted,
                                user_id=actor.user_id, to=to)
         update = _redrawn(session, where, message)
-    client.chat_update(**update)
-    client.chat_postEphemeral(channel=where.channel, user=where.user_id, text=text)
+    DigestRedraw(where, update, text).show(client)
 
 
 def _redrawn(session: Session, where: Where, message: OutboxMessage) -> dict[str, Any]:
@@ -285,9 +284,8 @@ def answer_departed_error(error: Exception, body: Body, d: Deps, client: WebClie
     def redraw(where: Where) -> None:
         with d.sessions.begin() as session:
             message = departed.posted(session, channel=where.channel, ts=where.ts)
-            update = _redrawn(session, where, message) if message is not None else None
-        if update is not None:
-            client.chat_update(**update)
+            update = _redrawn(session, where, message) if message is not None else {}
+        DigestRedraw(where, update).show(client)
 
     answer_on_post(error, body, client, redraw)
 
