@@ -158,6 +158,11 @@ SECURITY_NOTE = (
     "commit them to version control."
 )
 
+# What the person who disabled a token is told ({label} escaped; {where}: where Enable is,
+# "" on the table itself).
+DISABLED_REPLY = ("Disabled *{label}*. Any process using it has lost access; enable it{where} "
+                  "to restore access.")
+ENABLE_ELSEWHERE = " from `/tokens`"
 DISABLE_VS_DELETE_TITLE = "When to disable vs delete"
 DISABLE_VS_DELETE = (
     "Disable: temporarily revoke access without losing the token (it can be re-enabled).",

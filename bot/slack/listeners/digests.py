@@ -32,6 +32,7 @@ from bot.slack.views.digests import (
 )
 from bot.slack.views.formatting import escape
 from bot.slack.views.modals import FormMode, token_form
+from bot.texts import DISABLED_REPLY, ENABLE_ELSEWHERE
 
 Body = dict[str, Any]
 
@@ -110,10 +111,7 @@ def _disable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
              policy: Policy) -> tuple[Token, str, str]:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
-    text = (
-        f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
-        "enable it from `/tokens` to restore access."
-    )
+    text = DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE)
     return token, alerts.ActedAction.DISABLED, text
 
 

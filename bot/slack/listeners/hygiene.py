@@ -30,6 +30,7 @@ from bot.slack.listeners.digests import (
 from bot.slack.state import RowRef, mapping
 from bot.slack.views.formatting import escape
 from bot.slack.views.hygiene import hygiene_blocks
+from bot.texts import DISABLED_REPLY, ENABLE_ELSEWHERE
 
 Body = dict[str, Any]
 
@@ -63,8 +64,7 @@ def handle_disable(body: Body, action: dict[str, Any], context: BoltContext,
     with d.sessions.begin() as session:
         token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                                   expected_version=ref.version, now=now)
-        text = (f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
-                "enable it from `/tokens` to restore access.")
+        text = DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE)
         redrawn = redraw_hygiene(session, where=where, text=text)
     redrawn.show(client)
 

@@ -42,6 +42,7 @@ from bot.slack.views.formatting import escape, mention
 from bot.slack.views.modals import field_errors
 from bot.slack.views.owners import departed_post, read_reassign_form, reassign_modal
 from bot.slack.views.table import Notice, NoticeKind
+from bot.texts import DISABLED_REPLY, ENABLE_ELSEWHERE
 
 # -- "Reassign…" from a row's menu ------------------------------------------------------
 
@@ -273,7 +274,7 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
         token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                                   expected_version=ref.version, now=now)
         return (departed.Acted.DISABLED, None,
-                f"Disabled *{escape(token.label)}*. Any process using it has lost access.")
+                DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE))
 
     _on_post(body, context, client, ref.public_id, change)
 

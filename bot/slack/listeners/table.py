@@ -51,6 +51,7 @@ from bot.slack.views.home import ALL_STATUSES
 from bot.slack.views.messages import SecretReason, secret_blocks, secret_message
 from bot.slack.views.modals import FormMode, token_form
 from bot.slack.views.table import Notice, NoticeKind
+from bot.texts import DISABLED_REPLY
 
 
 
@@ -69,8 +70,7 @@ def _disable(session: Session, actor: svc.Actor, ref: RowRef,
              now: dt.datetime) -> str:
     token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
-    return (f"Disabled *{escape(token.label)}*. Any process using it has lost access; "
-            "enable it to restore access.")
+    return DISABLED_REPLY.format(label=escape(token.label), where="")
 
 
 def enable(session: Session, actor: svc.Actor, ref: RowRef,
