@@ -13,7 +13,6 @@ from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
     Option,
-    PlainTextObject,
     RadioButtonsElement,
     SectionBlock,
     StaticSelectElement,
@@ -24,8 +23,9 @@ from bot.errors import ValidationError
 from bot.services.dead_secrets import DeadSecretReport
 from bot.services.rotation import RotationEnding
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
-from bot.slack.state import ModalMetadata, RowRef, TableState, mapping
+from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import code, escape, mention, slack_date, truncate
+from bot.slack.views.table import button, open_table, plain
 from bot.texts import (
     CONFIRMATIONS,
     ROTATE_OVERLAP_NOTE,
@@ -42,10 +42,6 @@ OVERLAPS: tuple[tuple[str, str, dt.timedelta], ...] = (
 _OVERLAP_BY_VALUE = {value: duration for value, _, duration in OVERLAPS}
 
 
-def _plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=False)
-
-
 # -- the "Rotate…" modal ---------------------------------------------------------------------
 
 
@@ -59,12 +55,12 @@ def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata,
     lines = [f":warning: {escape(line)}" for line in warning.lines]
     if retiring is not None:
         lines.append(f":warning: {escape(ROTATION_IN_PROGRESS_NOTE)} ({code(retiring)})")
-    now_option = Option(value=ROTATE_NOW_VALUE, text=_plain("Immediately"))
+    now_option = Option(value=ROTATE_NOW_VALUE, text=plain("Immediately"))
     overlap_option = Option(
         value=ROTATE_OVERLAP_VALUE,
-        text=_plain("Keep the old secret working until the new one is first used"),
+        text=plain("Keep the old secret working until the new one is first used"),
     )
-    overlaps = [Option(value=value, text=_plain(f"at most {text}"))
+    overlaps = [Option(value=value, text=plain(f"at most {text}"))
                 for value, text, _ in OVERLAPS]
     blocks: list[Block] = [
         SectionBlock(
@@ -76,25 +72,25 @@ def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata,
         ),
         InputBlock(
             block_id=BlockId.ROTATE_MODE,
-            label=_plain("When does the old secret stop?"),
+            label=plain("When does the old secret stop?"),
             element=RadioButtonsElement(action_id=ActionId.ROTATE_MODE,
                                         options=[now_option, overlap_option],
                                         initial_option=now_option),
         ),
         InputBlock(
             block_id=BlockId.ROTATE_OVERLAP,
-            label=_plain("Keep it working at most"),
+            label=plain("Keep it working at most"),
             element=StaticSelectElement(action_id=ActionId.ROTATE_OVERLAP, options=overlaps,
                                         initial_option=overlaps[1]),
-            hint=_plain("Only used when the old secret is kept working."),
+            hint=plain("Only used when the old secret is kept working."),
         ),
     ]
     return View(
         type="modal",
         callback_id=CallbackId.ROTATE,
-        title=_plain(warning.title),
-        submit=_plain(warning.confirm),
-        close=_plain("Cancel"),
+        title=plain(warning.title),
+        submit=plain(warning.confirm),
+        close=plain("Cancel"),
         private_metadata=metadata.encode(),
         blocks=blocks,
         # Block Kit has no style on a modal's submit; the warning is in the body.
@@ -188,14 +184,10 @@ def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime, counted_at: 
                  "message about this._")
     buttons: list[ButtonElement] = []
     if report.enable and report.version is not None:
-        buttons.append(ButtonElement(
-            text=_plain("Enable"), action_id=ActionId.DEAD_ENABLE, style="primary",
-            value=RowRef(public_id=report.public_id, version=report.version).encode(),
-        ))
-    buttons.append(ButtonElement(
-        text=_plain("Open table"), action_id=ActionId.OPEN_TABLE,
-        value=TableState(token=report.public_id).encode(),
-    ))
+        buttons.append(button(
+            "Enable", ActionId.DEAD_ENABLE, style="primary",
+            value=RowRef(public_id=report.public_id, version=report.version).encode()))
+    buttons.append(open_table(report.public_id))
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.DEAD_SECRET,
                      text=MarkdownTextObject(text=f":rotating_light: {text}")),
