@@ -18,7 +18,6 @@ from bot.slack.actions import BY_ID
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import RowRef, TableState
 from bot.slack.views.formatting import code, escape, mention, truncate
-from bot.slack.views.lifecycle import Post
 from bot.slack.views.messages import Message
 from bot.slack.views.table import action_button, open_table
 from bot.texts import (
@@ -103,7 +102,7 @@ def leak_notice_post(*, audience: str, label: str, masked: str, owner: str, post
                      channel: str, permalink: str | None, disabled: bool,
                      public_id: str, channel_type: str = "channel", by_bot: bool = False,
                      bot_name: str | None = None, old_secret: bool = False,
-                     retired: bool = False) -> Post:
+                     retired: bool = False) -> Message:
     """The owner's DM or the alert channel's post: which token (the old secret of a
     rotation in progress: which, and whether Tokenbot retired it), where (a link to the
     message) and who posted it; the channel's names the owner too. "Open in the table"
@@ -126,4 +125,4 @@ def leak_notice_post(*, audience: str, label: str, masked: str, owner: str, post
         ActionsBlock(block_id=BlockId.LEAK_ACTIONS,
                      elements=[open_table(public_id, "Open in the table")]),
     ]
-    return Post(text=text, blocks=blocks)
+    return Message(text=text, blocks=blocks)

@@ -4,7 +4,6 @@ messages about a rotation's end, and the dead-secret alarm. Pure builders."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -25,6 +24,7 @@ from bot.services.rotation import RotationEnding
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import code, escape, mention, slack_date, truncate
+from bot.slack.views.messages import Message
 from bot.slack.views.table import button, open_table, plain
 from bot.texts import (
     CONFIRMATIONS,
@@ -116,14 +116,6 @@ def read_rotate_form(view: dict[str, object]) -> dt.timedelta | None:
 # -- direct messages and alarms ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Post:
-    """A message to post: fallback text and blocks."""
-
-    text: str
-    blocks: list[Block]
-
-
 def _hhmm(moment: dt.datetime) -> str:
     """The time of day in the reader's time zone (UTC as the fallback text)."""
     utc = moment.astimezone(dt.timezone.utc)
@@ -131,7 +123,7 @@ def _hhmm(moment: dt.datetime) -> str:
 
 
 def rotation_notice_post(*, label: str, public_id: str, ending: str, caller: str | None,
-                         at: dt.datetime) -> Post:
+                         at: dt.datetime) -> Message:
     """The owner's DM about how a rotation ended (``ending``: a ``RotationEnding``)."""
     name = f"*{escape(label)}* ({code(public_id)})"
     if ending == RotationEnding.SWITCHED:
@@ -142,7 +134,7 @@ def rotation_notice_post(*, label: str, public_id: str, ending: str, caller: str
                 "secret was never used; something is likely still on the old one, which no "
                 "longer works.")
     block = SectionBlock(block_id=BlockId.ROTATION_NOTICE, text=MarkdownTextObject(text=text))
-    return Post(text=text, blocks=[block])
+    return Message(text=text, blocks=[block])
 
 
 def _age(since: dt.datetime | None, now: dt.datetime) -> str:
@@ -167,7 +159,7 @@ def _callers(callers: list[tuple[str, int]]) -> str:
 
 
 def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime, counted_at: dt.datetime,
-                     owner_unreached: bool = False) -> Post:
+                     owner_unreached: bool = False) -> Message:
     """"`tkb_ab12cd…` (CI deploy, disabled 3 days ago) was presented 14 times in the last
     24 hours by ci-runner", with Enable (a disabled token) and Open table. Never the
     secret: its masked prefix only. ``counted_at``: when the 24 hours ended (a post
@@ -193,4 +185,4 @@ def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime, counted_at: 
                      text=MarkdownTextObject(text=f":rotating_light: {text}")),
         ActionsBlock(block_id=BlockId.DEAD_SECRET_ACTIONS, elements=buttons),
     ]
-    return Post(text=text, blocks=blocks)
+    return Message(text=text, blocks=blocks)

@@ -5,7 +5,6 @@ redraw). Pure builders."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -26,18 +25,12 @@ from bot.slack.ids import USER_ID_PATTERN, ActionId, BlockId, CallbackId, row_bl
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.confirms import confirm_dialog
 from bot.slack.views.formatting import code, escape, mention
-from bot.slack.views.messages import actor_text
+from bot.slack.views.messages import Message, actor_text
 from bot.slack.views.table import button, open_table, plain
 from bot.texts import Lifecycle
 
 _USER_ID = re.compile(USER_ID_PATTERN)
 assert FIELD == BlockId.NEW_OWNER  # a refused new owner is shown on the picker
-
-
-@dataclass(frozen=True)
-class Post:
-    text: str
-    blocks: list[Block]
 
 
 # -- the "Reassign…" modal -------------------------------------------------------------
@@ -79,7 +72,7 @@ def read_reassign_form(view: dict[str, Any]) -> str:
 
 
 def reassign_notice(*, recipient: str, actor: str, source: str, label: str, masked: str,
-                    public_id: str, before: str, after: str) -> Post:
+                    public_id: str, before: str, after: str) -> Message:
     """To the old owner ("… is now owned by @new") or the new one ("… is now yours")."""
     who = actor_text(actor, source)
     token = f"*{escape(label)}* ({code(masked)})"
@@ -94,7 +87,7 @@ def reassign_notice(*, recipient: str, actor: str, source: str, label: str, mask
         ActionsBlock(block_id=BlockId.REASSIGN_NOTICE_ACTIONS,
                      elements=[open_table(public_id, "Open in the table")]),
     ]
-    return Post(text=f"The token {escape(label)} was reassigned.", blocks=blocks)
+    return Message(text=f"The token {escape(label)} was reassigned.", blocks=blocks)
 
 
 # -- a departed owner's tokens -----------------------------------------------------------
@@ -138,7 +131,7 @@ def departed_text(post: DepartedPost) -> str:
     return f"{mention(post.user)} was deactivated; they own {post.total} {noun}"
 
 
-def departed_post(post: DepartedPost) -> Post:
+def departed_post(post: DepartedPost) -> Message:
     """The first drawing and every redraw: per token Reassign (a user picker) and Disable,
     or what was done."""
     done = sum(1 for item in post.items if not item.actionable)
@@ -156,4 +149,4 @@ def departed_post(post: DepartedPost) -> Post:
         blocks.append(ContextBlock(block_id=BlockId.DEPARTED_MORE, elements=[
             MarkdownTextObject(text=f"…and {rest} more: `/tokens` filtered to "
                                     f"{mention(post.user)} lists them all.")]))
-    return Post(text=departed_text(post), blocks=blocks)
+    return Message(text=departed_text(post), blocks=blocks)
