@@ -22,9 +22,10 @@ from bot.services import tokens as svc
 from bot.services.policy import Policy
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
-from bot.slack.listeners.common import Deps, actor_from, deps
+from bot.slack.listeners.common import Deps, Row, actor_from, deps
 from bot.slack.listeners.errors import Surface, tell_line, user_text
-from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, mapping
+from bot.slack.listeners.table import edit_open
+from bot.slack.state import Origin, OriginKind, RowRef, mapping
 from bot.slack.views.digests import (
     digest_blocks,
     digest_text,
@@ -32,7 +33,6 @@ from bot.slack.views.digests import (
     redraw_item,
 )
 from bot.slack.views.formatting import escape
-from bot.slack.views.modals import FormMode, token_form
 from bot.texts import DISABLED_REPLY, ENABLE_ELSEWHERE
 
 Body = dict[str, Any]
@@ -168,21 +168,12 @@ def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The table's "Edit Access Token" modal, checked first like the table's Edit. Its
     submission redraws this digest (see ``after_edit``)."""
-    d = deps(context)
-    actor, ref, where = actor_from(body, d.settings), ref_of(action), where_clicked(body)
+    d, where = deps(context), where_clicked(body)
     if where is None:
         raise NotFoundError(MISSING)
-    with d.sessions.begin() as session:
-        token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
-                                  expected_version=ref.version)
-        origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
-        metadata = ModalMetadata(origin=origin, public_id=token.public_id,
-                                 version=token.version)
-        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
-                                      current=token.scope)
-        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token,
-                          **d.form_rules(actor))
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
+    edit_open(Row(d=d, client=client, actor=actor_from(body, d.settings), ref=ref_of(action),
+                  origin=origin, trigger_id=body.get("trigger_id")))
 
 
 def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,

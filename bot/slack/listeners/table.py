@@ -174,7 +174,8 @@ def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
 
 
 def edit_open(row: Row) -> None:
-    """Check first (owner or admin, unchanged, not disabled), then open the prefilled form."""
+    """Check first (owner or admin, unchanged, not disabled), then open the prefilled form
+    (also a digest's Edit: ``row.origin`` is the digest)."""
     d, actor, ref, origin = row.d, row.actor, row.ref, row.origin
     with d.sessions.begin() as session:
         token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
@@ -191,10 +192,16 @@ def edit_open(row: Row) -> None:
 def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     d, actor, origin = _table(body, action, context)
+    create_open(d, client, actor=actor, origin=origin, trigger_id=body["trigger_id"])
+
+
+def create_open(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Origin,
+                trigger_id: object) -> None:
+    """The empty form (also ``/tokens create``'s)."""
     scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
     view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin),
                       **d.form_rules(actor))
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    client.views_open(trigger_id=trigger_id, view=view)
 
 
 # Every row action of the table, by id (the "More…" menu runs these too).
