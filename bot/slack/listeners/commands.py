@@ -14,14 +14,13 @@ from slack_sdk import WebClient
 
 from bot.models import utcnow
 from bot.services.listing import StatusFilter
-from bot.services import tokens as svc
 from bot.slack.acks import on_command
 from bot.slack.ids import USER_ID_PATTERN
+from bot.slack.listeners import table
 from bot.slack.listeners.common import actor_from, deps, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
-from bot.slack.views.modals import FormMode, token_form
-from bot.slack.state import ModalMetadata, Origin, OriginKind, TableState
+from bot.slack.state import Origin, OriginKind, TableState
 
 COMMAND = "/tokens"
 LIST, CREATE, HELP = "list", "create", "help"
@@ -100,11 +99,8 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
     response_url = command.get("response_url")
     if subcommand == CREATE:
         # views.open as the first Web API call after ack(), while the trigger id is fresh.
-        metadata = ModalMetadata(origin=Origin(kind=OriginKind.COMMAND, response_url=response_url))
-        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
-        view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=metadata,
-                          **d.form_rules(actor))
-        client.views_open(trigger_id=command["trigger_id"], view=view)
+        table.create_open(d, client, actor=actor, trigger_id=command["trigger_id"],
+                          origin=Origin(kind=OriginKind.COMMAND, response_url=response_url))
         return
     state = parse_filter(argument, user_id=actor.user_id)
     origin = Origin(kind=OriginKind.COMMAND, state=state, response_url=response_url)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.models.blocks import Block
 from sqlalchemy.orm import Session
 
 from bot.errors import NotFoundError, TokenbotError
@@ -21,9 +22,10 @@ from bot.services import tokens as svc
 from bot.services.policy import Policy
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
-from bot.slack.listeners.common import Deps, actor_from, deps
-from bot.slack.listeners.errors import tell_line, user_text
-from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef, mapping
+from bot.slack.listeners.common import Deps, Row, actor_from, deps
+from bot.slack.listeners.errors import Surface, tell_line, user_text
+from bot.slack.listeners.table import edit_open
+from bot.slack.state import Origin, OriginKind, RowRef, mapping
 from bot.slack.views.digests import (
     digest_blocks,
     digest_text,
@@ -31,7 +33,6 @@ from bot.slack.views.digests import (
     redraw_item,
 )
 from bot.slack.views.formatting import escape
-from bot.slack.views.modals import FormMode, token_form
 from bot.texts import DISABLED_REPLY, ENABLE_ELSEWHERE
 
 Body = dict[str, Any]
@@ -58,7 +59,8 @@ def where_clicked(body: Body) -> Where | None:
     return None
 
 
-def _ref(action: dict[str, Any]) -> RowRef:
+def ref_of(action: dict[str, Any]) -> RowRef:
+    """The row a post's button, or a menu of its compact layout, is about."""
     value = action.get("value")
     if value is None:  # a menu of the compact layout
         value = mapping(action.get("selected_option")).get("value")
@@ -68,33 +70,60 @@ def _ref(action: dict[str, Any]) -> RowRef:
 @dataclass(frozen=True)
 class DigestRedraw:
     """A message Tokenbot posted (an expiry or hygiene digest, a departure post) as it now
-    looks (``chat.update`` arguments; empty when there is nothing to redraw), and what to
-    tell the user who acted."""
+    looks (its headline and blocks; no headline when there is nothing to redraw), and what
+    to tell the user who acted."""
 
     where: Where
-    update: dict[str, Any]
+    headline: str | None = None
+    blocks: list[Block] = field(default_factory=list)
     text: str | None = None
 
     def show(self, client: WebClient) -> None:
-        if self.update:
-            client.chat_update(**self.update)
+        if self.headline is not None:
+            client.chat_update(channel=self.where.channel, ts=self.where.ts,
+                               text=self.headline, blocks=self.blocks)
         if self.text:
             client.chat_postEphemeral(channel=self.where.channel, user=self.where.user_id,
                                       text=self.text)
 
 
-def redraw_digest(session: Session, *, where: Where, now: dt.datetime,
-                  text: str | None = None) -> DigestRedraw:
+#: A posted message as it now looks, with the reply to the clicker: (session, where, reply).
+Redraw = Callable[[Session, Where, str | None], DigestRedraw]
+#: A change made from a posted message: (session, actor, where, now) -> the reply.
+PostChange = Callable[[Session, svc.Actor, Where, dt.datetime], str]
+
+
+def redraw_digest(session: Session, where: Where, text: str | None = None) -> DigestRedraw:
     """The digest redrawn from its alert records and the tokens' current state."""
     rows = alerts.message_alerts(session, channel=where.channel, ts=where.ts)
     items = [item for alert, token in rows if (item := redraw_item(alert, token)) is not None]
     if not items:
-        return DigestRedraw(where=where, update={}, text=text)
-    audience = Audience(rows[0][0].audience)
-    update = {"channel": where.channel, "ts": where.ts,
-              "text": digest_text(items, audience, now),
-              "blocks": digest_blocks(items, audience=audience, now=now)}
-    return DigestRedraw(where=where, update=update, text=text)
+        return DigestRedraw(where=where, text=text)
+    audience, now = Audience(rows[0][0].audience), utcnow()
+    return DigestRedraw(where=where, headline=digest_text(items, audience, now),
+                        blocks=digest_blocks(items, audience=audience, now=now), text=text)
+
+
+def act_on_post(body: Body, context: BoltContext, client: WebClient, *, missing: str,
+                change: PostChange, redraw: Redraw) -> None:
+    """Run ``change`` for the clicker (from the signed payload) and, in its transaction,
+    ``redraw`` the message; then update it in place and give the clicker the reply."""
+    d = deps(context)
+    actor, where = actor_from(body, d.settings), where_clicked(body)
+    if where is None:
+        raise NotFoundError(missing)
+    now = utcnow()
+    with d.sessions.begin() as session:
+        redrawn = redraw(session, where, change(session, actor, where, now))
+    redrawn.show(client)
+
+
+def disabled(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime
+             ) -> tuple[Token, str]:
+    """Disable from a posted message: the token, and the reply (Enable is in ``/tokens``)."""
+    token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
+                              expected_version=ref.version, now=now)
+    return token, DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE)
 
 
 def _extend(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
@@ -109,9 +138,7 @@ def _extend(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
 
 def _disable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
              policy: Policy) -> tuple[Token, str, str]:
-    token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now)
-    text = DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE)
+    token, text = disabled(session, actor, ref, now)
     return token, alerts.ActedAction.DISABLED, text
 
 
@@ -121,42 +148,32 @@ _CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime, Policy],
     ActionId.ALERT_EXTEND: _extend,
     ActionId.ALERT_DISABLE: _disable,
 }
+MISSING = "That reminder message could not be found."
 
 
 def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
-    d = deps(context)
-    actor, ref, where = actor_from(body, d.settings), _ref(action), where_clicked(body)
-    if where is None:
-        raise NotFoundError("That reminder message could not be found.")
-    change, now = _CHANGES[action["action_id"]], utcnow()
-    with d.sessions.begin() as session:
-        token, acted, text = change(session, actor, ref, now, d.policy)
+    ref, function, policy = ref_of(action), _CHANGES[action["action_id"]], deps(context).policy
+
+    def change(session: Session, actor: svc.Actor, where: Where, now: dt.datetime) -> str:
+        token, acted, text = function(session, actor, ref, now, policy)
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
-        redrawn = redraw_digest(session, where=where, now=now, text=text)
-    redrawn.show(client)
+        return text
+
+    act_on_post(body, context, client, missing=MISSING, change=change, redraw=redraw_digest)
 
 
 def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The table's "Edit Access Token" modal, checked first like the table's Edit. Its
     submission redraws this digest (see ``after_edit``)."""
-    d = deps(context)
-    actor, ref, where = actor_from(body, d.settings), _ref(action), where_clicked(body)
+    d, where = deps(context), where_clicked(body)
     if where is None:
-        raise NotFoundError("That reminder message could not be found.")
-    with d.sessions.begin() as session:
-        token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
-                                  expected_version=ref.version)
-        origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
-        metadata = ModalMetadata(origin=origin, public_id=token.public_id,
-                                 version=token.version)
-        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
-                                      current=token.scope)
-        view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token,
-                          **d.form_rules(actor))
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+        raise NotFoundError(MISSING)
+    origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
+    edit_open(Row(d=d, client=client, actor=actor_from(body, d.settings), ref=ref_of(action),
+                  origin=origin, trigger_id=body.get("trigger_id")))
 
 
 def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,
@@ -170,38 +187,36 @@ def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,
                              token=result.token, action=alerts.ActedAction.EDITED,
                              user_id=actor.user_id, now=now)
     where = Where(channel=origin.channel, ts=origin.ts, user_id=actor.user_id)
-    redrawn = redraw_digest(session, where=where, now=now, text=text)
-    if not redrawn.update:  # perhaps a hygiene digest (its Edit)
+    redrawn = redraw_digest(session, where, text)
+    if redrawn.headline is None:  # perhaps a hygiene digest (its Edit)
         from bot.slack.listeners.hygiene import redraw_hygiene
 
-        redrawn = redraw_hygiene(session, where=where, text=text)
+        redrawn = redraw_hygiene(session, where, text)
     return redrawn
 
 
-def answer_on_post(error: Exception, body: Body, client: WebClient,
-                   redraw: Callable[[Where], None]) -> None:
+def post_surface(redraw: Redraw) -> Surface:
     """The error surface of a message Tokenbot posted (an expiry or hygiene digest, a
     departure post): the reason ephemerally in its channel (else through the payload's
     ``response_url``); after a refusal, ``redraw`` shows the message as things now are."""
-    text = user_text(error, on_table=False)
-    where = where_clicked(body)
-    if where is None:
-        tell_line(body.get("response_url"), text, client)
-        return
-    client.chat_postEphemeral(channel=where.channel, user=where.user_id,
-                              text=f":warning: {text}")
-    if isinstance(error, TokenbotError):
-        redraw(where)
+
+    def answer(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+        text = user_text(error, on_table=False)
+        where = where_clicked(body)
+        if where is None:
+            tell_line(body.get("response_url"), text, client)
+            return
+        client.chat_postEphemeral(channel=where.channel, user=where.user_id,
+                                  text=f":warning: {text}")
+        if isinstance(error, TokenbotError):
+            with d.sessions.begin() as session:
+                redrawn = redraw(session, where, None)
+            redrawn.show(client)
+
+    return answer
 
 
-def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
-    """Ephemerally in the digest's channel; after a refusal the digest is redrawn."""
-
-    def redraw(where: Where) -> None:
-        with d.sessions.begin() as session:
-            redraw_digest(session, where=where, now=utcnow()).show(client)
-
-    answer_on_post(error, body, client, redraw)
+answer_error = post_surface(redraw_digest)
 
 
 def register(app: App) -> None:

@@ -18,7 +18,7 @@ from slack_sdk import WebClient
 from sqlalchemy.orm import Session
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
-from bot.models import OutboxMessage, utcnow
+from bot.models import utcnow
 from bot.services import departed, owners
 from bot.services import tokens as svc
 from bot.slack.acks import on_actions, on_event, on_submission
@@ -35,14 +35,13 @@ from bot.slack.listeners.common import (
     redraw,
     show,
 )
-from bot.slack.listeners.digests import DigestRedraw, Where, answer_on_post, where_clicked
+from bot.slack.listeners.digests import DigestRedraw, Where, act_on_post, disabled, post_surface
 from bot.slack.listeners.errors import Body, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
 from bot.slack.views.modals import field_errors
 from bot.slack.views.owners import departed_post, read_reassign_form, reassign_modal
 from bot.slack.views.table import Notice, NoticeKind
-from bot.texts import DISABLED_REPLY, ENABLE_ELSEWHERE
 
 # -- "Reassign…" from a row's menu ------------------------------------------------------
 
@@ -211,26 +210,29 @@ def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str
              change: PostChange) -> None:
     """Run ``change(session, actor, now)`` -> (what the post remembers, to, reply), note
     it on the post, and redraw the post in place; the clicker gets the reply."""
-    d = deps(context)
-    actor, where = actor_from(body, d.settings), where_clicked(body)
-    if where is None:
-        raise NotFoundError("That message could not be found.")
-    now = utcnow()
-    with d.sessions.begin() as session:
+
+    def noted(session: Session, actor: svc.Actor, where: Where, now: dt.datetime) -> str:
         message = departed.posted(session, channel=where.channel, ts=where.ts, lock=True)
         if message is None:
-            raise NotFoundError("That message could not be found.")
+            raise NotFoundError(_MISSING)
         acted, to, text = change(session, actor, now)
         departed.record_action(session, message=message, public_id=public_id, action=acted,
                                user_id=actor.user_id, to=to)
-        update = _redrawn(session, where, message)
-    DigestRedraw(where, update, text).show(client)
+        return text
+
+    act_on_post(body, context, client, missing=_MISSING, change=noted, redraw=_redraw_post)
 
 
-def _redrawn(session: Session, where: Where, message: OutboxMessage) -> dict[str, Any]:
+_MISSING = "That message could not be found."
+
+
+def _redraw_post(session: Session, where: Where, text: str | None = None) -> DigestRedraw:
+    """The departure post as it now is (nothing to update when it is unknown)."""
+    message = departed.posted(session, channel=where.channel, ts=where.ts)
+    if message is None:
+        return DigestRedraw(where=where, text=text)
     post = departed_post(departed.current_post(session, message=message))
-    return {"channel": where.channel, "ts": where.ts, "text": post.text,
-            "blocks": post.blocks}
+    return DigestRedraw(where=where, headline=post.text, blocks=post.blocks, text=text)
 
 
 def refuse_unfit(client: WebClient, user_id: object) -> None:
@@ -271,24 +273,12 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
     ref = RowRef.decode(action.get("value"))
 
     def change(session: Session, actor: svc.Actor, now: dt.datetime) -> tuple[str, None, str]:
-        token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
-                                  expected_version=ref.version, now=now)
-        return (departed.Acted.DISABLED, None,
-                DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE))
+        return departed.Acted.DISABLED, None, disabled(session, actor, ref, now)[1]
 
     _on_post(body, context, client, ref.public_id, change)
 
 
-def answer_departed_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
-    """Ephemerally in the post's channel; after a refusal the post is redrawn."""
-
-    def redraw(where: Where) -> None:
-        with d.sessions.begin() as session:
-            message = departed.posted(session, channel=where.channel, ts=where.ts)
-            update = _redrawn(session, where, message) if message is not None else {}
-        DigestRedraw(where, update).show(client)
-
-    answer_on_post(error, body, client, redraw)
+answer_departed_error = post_surface(_redraw_post)
 
 
 def answer_event_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:

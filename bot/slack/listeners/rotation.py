@@ -118,7 +118,7 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
     actor = actor_from(body, d.settings)
     ref = RowRef.decode(action.get("value"))
     with d.sessions.begin() as session:
-        text = table.enable(session, actor, ref, utcnow())
+        text = table.changed(session, actor, ref, utcnow(), ActionId.ENABLE)
     respond = respond_to(body.get("response_url"), client)
     if respond is not None:
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)

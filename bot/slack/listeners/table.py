@@ -66,59 +66,36 @@ def _table(
     return d, actor, origin_of_action(body, state)
 
 
-def _disable(session: Session, actor: svc.Actor, ref: RowRef,
-             now: dt.datetime) -> str:
-    token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now)
-    return DISABLED_REPLY.format(label=escape(token.label), where="")
-
-
-def enable(session: Session, actor: svc.Actor, ref: RowRef,
-           now: dt.datetime) -> str:
-    """Also the dead-secret alarm's Enable (``listeners/rotation``)."""
-    token = svc.enable_token(session, actor=actor, public_id=ref.public_id,
-                             expected_version=ref.version, now=now)
-    return f"Enabled *{escape(token.label)}*. It is active again, immediately."
-
-
-def _delete(session: Session, actor: svc.Actor, ref: RowRef,
-            now: dt.datetime) -> str:
-    label = svc.delete_token(session, actor=actor, public_id=ref.public_id,
-                             expected_version=ref.version, now=now)
-    return f"Deleted *{escape(label)}* for good. Requests using it now fail."
-
-
-def _retire_old(session: Session, actor: svc.Actor, ref: RowRef,
-                now: dt.datetime) -> str:
-    token = rotation.retire_now(session, actor=actor, public_id=ref.public_id,
-                                expected_version=ref.version, now=now)
-    return f"Retired the old secret of *{escape(token.label)}*: only the new one works."
-
-
-def _cancel_rotation(session: Session, actor: svc.Actor, ref: RowRef,
-                     now: dt.datetime) -> str:
-    token = rotation.cancel_rotation(session, actor=actor, public_id=ref.public_id,
-                                     expected_version=ref.version, now=now)
-    return (f"Cancelled the rotation of *{escape(token.label)}*: the old secret stays, "
-            "the new one no longer works.")
-
-
-# A change of one token, then the table redrawn with what it says (its owner is told
-# through the outbox: ``services.audit.record``).
-Change = Callable[[Session, svc.Actor, RowRef, dt.datetime], str]
-_CHANGES: dict[str, Change] = {
-    ActionId.DISABLE: _disable,
-    ActionId.ENABLE: enable,
-    ActionId.DELETE: _delete,
-    ActionId.ROTATION_RETIRE: _retire_old,
-    ActionId.ROTATION_CANCEL: _cancel_rotation,
+# A change of one token: the service that makes it, and what the table then says ({label}:
+# escaped). The table is redrawn with it; the owner is told through the outbox
+# (``services.audit.record``).
+_CHANGES: dict[str, tuple[Callable[..., Any], str]] = {
+    ActionId.DISABLE: (svc.disable_token, DISABLED_REPLY.replace("{where}", "")),
+    ActionId.ENABLE: (svc.enable_token, "Enabled *{label}*. It is active again, immediately."),
+    ActionId.DELETE: (svc.delete_token,
+                      "Deleted *{label}* for good. Requests using it now fail."),
+    ActionId.ROTATION_RETIRE: (rotation.retire_now, "Retired the old secret of *{label}*: "
+                                                    "only the new one works."),
+    ActionId.ROTATION_CANCEL: (rotation.cancel_rotation,
+                               "Cancelled the rotation of *{label}*: the old secret stays, "
+                               "the new one no longer works."),
 }
 
 
-def change(row: Row, function: Change) -> None:
+def changed(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
+            action_id: str) -> str:
+    """Make the change ``action_id`` names (also the dead-secret alarm's Enable); what it
+    says."""
+    service, said = _CHANGES[action_id]
+    done = service(session, actor=actor, public_id=ref.public_id,
+                   expected_version=ref.version, now=now)
+    return said.format(label=escape(done if isinstance(done, str) else done.label))
+
+
+def change(row: Row, action_id: str) -> None:
     now = utcnow()
     with row.d.sessions.begin() as session:
-        text = function(session, row.actor, row.ref, now)
+        text = changed(session, row.actor, row.ref, now, action_id)
         drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
                              expiring_days=row.d.settings.expiring_days, policy=row.d.policy,
                              notice=Notice(text))
@@ -197,7 +174,8 @@ def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
 
 
 def edit_open(row: Row) -> None:
-    """Check first (owner or admin, unchanged, not disabled), then open the prefilled form."""
+    """Check first (owner or admin, unchanged, not disabled), then open the prefilled form
+    (also a digest's Edit: ``row.origin`` is the digest)."""
     d, actor, ref, origin = row.d, row.actor, row.ref, row.origin
     with d.sessions.begin() as session:
         token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
@@ -214,16 +192,21 @@ def edit_open(row: Row) -> None:
 def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     d, actor, origin = _table(body, action, context)
+    create_open(d, client, actor=actor, origin=origin, trigger_id=body["trigger_id"])
+
+
+def create_open(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Origin,
+                trigger_id: object) -> None:
+    """The empty form (also ``/tokens create``'s)."""
     scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
     view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin),
                       **d.form_rules(actor))
-    client.views_open(trigger_id=body["trigger_id"], view=view)
+    client.views_open(trigger_id=trigger_id, view=view)
 
 
 # Every row action of the table, by id (the "More…" menu runs these too).
 ROWS: dict[str, RowFunction] = {
-    **{action_id: functools.partial(change, function=function)
-       for action_id, function in _CHANGES.items()},
+    **{action_id: functools.partial(change, action_id=action_id) for action_id in _CHANGES},
     ActionId.COPY: copy,
     ActionId.EDIT: edit_open,
 }

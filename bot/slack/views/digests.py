@@ -27,8 +27,6 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ConfirmObject,
     MarkdownTextObject,
-    Option,
-    PlainTextObject,
     SectionBlock,
     StaticSelectElement,
 )
@@ -40,6 +38,7 @@ from bot.services.tokens import EXTEND_DAYS, extended_date
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef
 from bot.slack.views.confirms import confirm_choice, confirm_dialog
+from bot.slack.views.table import button, plain, token_option
 from bot.slack.views.formatting import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_FIELDS_MAX,
@@ -162,36 +161,22 @@ def extend_confirm(item: DigestItem | None = None, now: dt.datetime | None = Non
         moved = moved_text(expiry_date(item.expires_at), new)
         text = f"The expiry of “{truncate(item.label, 100)}” (a UTC date) will be {moved}."
     return ConfirmObject(
-        title=PlainTextObject(text=title, emoji=False),
-        text=PlainTextObject(text=text, emoji=False),
-        confirm=PlainTextObject(text=f"Extend {EXTEND_DAYS} days", emoji=False),
-        deny=PlainTextObject(text="Cancel", emoji=False),
+        title=plain(title),
+        text=plain(text),
+        confirm=plain(f"Extend {EXTEND_DAYS} days"),
+        deny=plain("Cancel"),
         style="primary",
     )
 
 
 def _buttons(item: DigestItem, now: dt.datetime) -> list[ButtonElement]:
-    value = RowRef(public_id=item.public_id, version=item.version).encode()
+    value = _value(item)
     return [
-        ButtonElement(
-            text=PlainTextObject(text=f"Extend {EXTEND_DAYS} days", emoji=False),
-            action_id=ActionId.ALERT_EXTEND,
-            value=value,
-            style="primary",
-            confirm=extend_confirm(item, now),
-        ),
-        ButtonElement(
-            text=PlainTextObject(text="Edit", emoji=False),
-            action_id=ActionId.ALERT_EDIT,
-            value=value,
-        ),
-        ButtonElement(
-            text=PlainTextObject(text="Disable", emoji=False),
-            action_id=ActionId.ALERT_DISABLE,
-            value=value,
-            style="danger",
-            confirm=confirm_dialog(Lifecycle.DISABLE, item.label),
-        ),
+        button(f"Extend {EXTEND_DAYS} days", ActionId.ALERT_EXTEND, value, style="primary",
+               confirm=extend_confirm(item, now)),
+        button("Edit", ActionId.ALERT_EDIT, value),
+        button("Disable", ActionId.ALERT_DISABLE, value, style="danger",
+               confirm=confirm_dialog(Lifecycle.DISABLE, item.label)),
     ]
 
 
@@ -214,30 +199,26 @@ def _full(items: Sequence[DigestItem], now: dt.datetime) -> list[Block]:
     return blocks
 
 
-def _option(item: DigestItem) -> Option:
-    text = f"{truncate(item.label, 75 - len(item.masked) - 3)} ({item.masked})"
-    return Option(
-        text=PlainTextObject(text=text, emoji=False),
-        value=RowRef(public_id=item.public_id, version=item.version).encode(),
-    )
+def _value(item: DigestItem) -> str:
+    return RowRef(public_id=item.public_id, version=item.version).encode()
 
 
 def _menus(group: Sequence[DigestItem]) -> list[StaticSelectElement]:
-    options = [_option(item) for item in group]
+    options = [token_option(item.label, item.masked, _value(item)) for item in group]
     return [
         StaticSelectElement(
-            placeholder=PlainTextObject(text=f"Extend {EXTEND_DAYS} days…", emoji=False),
+            placeholder=plain(f"Extend {EXTEND_DAYS} days…"),
             action_id=ActionId.ALERT_EXTEND,
             options=options,
             confirm=extend_confirm(),
         ),
         StaticSelectElement(
-            placeholder=PlainTextObject(text="Edit…", emoji=False),
+            placeholder=plain("Edit…"),
             action_id=ActionId.ALERT_EDIT,
             options=options,
         ),
         StaticSelectElement(
-            placeholder=PlainTextObject(text="Disable…", emoji=False),
+            placeholder=plain("Disable…"),
             action_id=ActionId.ALERT_DISABLE,
             options=options,
             confirm=confirm_choice(Lifecycle.DISABLE),

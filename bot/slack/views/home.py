@@ -9,12 +9,10 @@ from collections.abc import Sequence
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ButtonElement,
     ContextBlock,
     HeaderBlock,
     MarkdownTextObject,
     Option,
-    PlainTextObject,
     StaticSelectElement,
     UserSelectElement,
 )
@@ -25,16 +23,12 @@ from bot.services.actor import Actor
 from bot.services.listing import StatusFilter, TokenPage
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import TableState
-from bot.slack.views.table import Notice, status_words, table_blocks
+from bot.slack.views.table import Notice, button, plain, status_words, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE
 
 ALL_STATUSES = "all"
 _MENU_ORDER = (StatusFilter.ACTIVE, StatusFilter.EXPIRING, StatusFilter.EXPIRED,
                StatusFilter.DISABLED)
-
-
-def _plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=False)
 
 
 def intro_block() -> ContextBlock:
@@ -49,20 +43,20 @@ def intro_block() -> ContextBlock:
 def _option(value: str, expiring_days: int) -> Option:
     text = "Any status" if value == ALL_STATUSES else status_words(StatusFilter(value),
                                                                     expiring_days)
-    return Option(text=_plain(text[:1].upper() + text[1:]), value=value)
+    return Option(text=plain(text[:1].upper() + text[1:]), value=value)
 
 
 def filter_menus(state: TableState, expiring_days: int) -> ActionsBlock:
     """A status menu and an owner picker: the filters ``/tokens`` takes as words."""
     status = StaticSelectElement(
         action_id=ActionId.HOME_STATUS,
-        placeholder=_plain("Any status"),
+        placeholder=plain("Any status"),
         options=[_option(value, expiring_days) for value in (ALL_STATUSES, *_MENU_ORDER)],
         initial_option=_option(state.status.value, expiring_days) if state.status else None,
     )
     owner = UserSelectElement(
         action_id=ActionId.HOME_OWNER,
-        placeholder=_plain("Any owner"),
+        placeholder=plain("Any owner"),
         initial_user=state.owner or None,
     )
     return ActionsBlock(block_id=BlockId.FILTERS, elements=[status, owner])
@@ -79,7 +73,7 @@ def home_view(
 ) -> View:
     """``panel``: blocks shown above the table, only to this user (a secret with Hide).
     The view remembers the table's state (page and filter) for the filter menus."""
-    blocks: list[Block] = [HeaderBlock(text=_plain("Tokenbot")), intro_block()]
+    blocks: list[Block] = [HeaderBlock(text=plain("Tokenbot")), intro_block()]
     blocks.extend(panel)
     blocks.append(filter_menus(state, page.expiring_days))
     blocks.extend(table_blocks(page, now=now, state=state, viewer=viewer, notice=notice))
@@ -91,17 +85,9 @@ def home_notice_view(notice: Notice) -> View:
     return View(
         type="home",
         blocks=[
-            HeaderBlock(text=_plain("Tokenbot")),
+            HeaderBlock(text=plain("Tokenbot")),
             notice.block(),
-            ActionsBlock(
-                block_id=BlockId.PAGER,
-                elements=[
-                    ButtonElement(
-                        text=_plain("Refresh"),
-                        action_id=ActionId.REFRESH,
-                        value=TableState().encode(),
-                    )
-                ],
-            ),
+            ActionsBlock(block_id=BlockId.PAGER,
+                         elements=[button("Refresh", ActionId.REFRESH, TableState().encode())]),
         ],
     )

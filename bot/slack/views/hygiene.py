@@ -20,10 +20,7 @@ from typing import Any
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ButtonElement,
     MarkdownTextObject,
-    Option,
-    PlainTextObject,
     SectionBlock,
     StaticSelectElement,
 )
@@ -31,8 +28,9 @@ from slack_sdk.models.blocks import (
 from bot.models import Audience, Token, TokenStatus
 from bot.services.hygiene import HygieneItem, Section
 from bot.slack.ids import ActionId, BlockId, row_block_id
-from bot.slack.state import RowRef, TableState
+from bot.slack.state import RowRef
 from bot.slack.views.confirms import confirm_choice, confirm_dialog
+from bot.slack.views.table import button, open_table, plain, token_option
 from bot.slack.views.formatting import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_FIELDS_MAX,
@@ -41,7 +39,6 @@ from bot.slack.views.formatting import (
     date_time,
     escape,
     mention,
-    truncate,
 )
 from bot.texts import Lifecycle
 
@@ -138,13 +135,6 @@ def _ref(row: Shown) -> str:
     return RowRef(public_id=row.item.public_id, version=row.version).encode()
 
 
-def _open_table(public_id: str | None = None) -> ButtonElement:
-    return ButtonElement(text=PlainTextObject(text="Open table", emoji=False),
-                         action_id=ActionId.OPEN_TABLE,
-                         value=(TableState(token=public_id) if public_id
-                                else TableState()).encode())
-
-
 def _full(section: Section, rows: Sequence[Shown], payload: Mapping[str, Any]) -> list[Block]:
     blocks: list[Block] = []
     for row in rows:
@@ -154,16 +144,13 @@ def _full(section: Section, rows: Sequence[Shown], payload: Mapping[str, Any]) -
                                                                           payload))))
         elements: list[Any] = []
         if row.actionable:
-            elements.append(ButtonElement(
-                text=PlainTextObject(text="Disable", emoji=False),
-                action_id=ActionId.HYGIENE_DISABLE, value=_ref(row), style="danger",
+            elements.append(button(
+                "Disable", ActionId.HYGIENE_DISABLE, _ref(row), style="danger",
                 confirm=confirm_dialog(Lifecycle.DISABLE, row.item.label)))
             if Section.OVER_POLICY in (section, *row.item.also):
-                elements.append(ButtonElement(text=PlainTextObject(text="Edit", emoji=False),
-                                              action_id=ActionId.HYGIENE_EDIT,
-                                              value=_ref(row)))
+                elements.append(button("Edit", ActionId.HYGIENE_EDIT, _ref(row)))
         if row.now_status is not None:
-            elements.append(_open_table(row.item.public_id))
+            elements.append(open_table(row.item.public_id))
         if elements:
             blocks.append(ActionsBlock(block_id=row_block_id(BlockId.HYGIENE_ITEM_ACTIONS, key),
                                        elements=elements))
@@ -179,16 +166,15 @@ def _compact(section: Section, rows: Sequence[Shown],
         blocks.append(SectionBlock(
             block_id=row_block_id(BlockId.HYGIENE_GROUP, key),
             fields=[MarkdownTextObject(text=item_text(row, section, payload)) for row in group]))
-        options = [Option(text=PlainTextObject(
-            text=f"{truncate(r.item.label, 75 - len(r.item.masked) - 3)} ({r.item.masked})",
-            emoji=False), value=_ref(r)) for r in group if r.actionable]
+        options = [token_option(r.item.label, r.item.masked, _ref(r))
+                   for r in group if r.actionable]
         elements: list[Any] = []
         if options:
             elements.append(StaticSelectElement(
-                placeholder=PlainTextObject(text="Disable…", emoji=False),
+                placeholder=plain("Disable…"),
                 action_id=ActionId.HYGIENE_DISABLE, options=options,
                 confirm=confirm_choice(Lifecycle.DISABLE)))
-        elements.append(_open_table())
+        elements.append(open_table())
         blocks.append(ActionsBlock(block_id=row_block_id(BlockId.HYGIENE_GROUP_ACTIONS, key),
                                    elements=elements))
     return blocks
@@ -248,7 +234,7 @@ def dormant_disabled_post(*, label: str, masked: str, public_id: str, dormant_da
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.DORMANT_DISABLED, text=MarkdownTextObject(text=text)),
         ActionsBlock(block_id=BlockId.DORMANT_DISABLED_ACTIONS,
-                     elements=[_open_table(public_id)]),
+                     elements=[open_table(public_id)]),
     ]
     return f"Your token {escape(label)} was disabled: unused for {dormant_days} days.", blocks
 

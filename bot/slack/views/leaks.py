@@ -7,9 +7,7 @@ from __future__ import annotations
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ButtonElement,
     MarkdownTextObject,
-    PlainTextObject,
     SectionBlock,
 )
 
@@ -19,10 +17,9 @@ from bot.services.leaks import Leak
 from bot.slack.actions import BY_ID
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import RowRef, TableState
-from bot.slack.views.confirms import confirm_dialog, style_of
 from bot.slack.views.formatting import code, escape, mention, truncate
-from bot.slack.views.lifecycle import Post
 from bot.slack.views.messages import Message
+from bot.slack.views.table import action_button, open_table
 from bot.texts import (
     LEAK_DISABLED,
     LEAK_NOTICE,
@@ -35,16 +32,6 @@ from bot.texts import (
 )
 
 _SIREN = ":rotating_light: "
-
-
-def _button(action_id: ActionId, value: str, *, label: str) -> ButtonElement:
-    """A row action of the registry (its text, its confirmation) on this token."""
-    action = BY_ID[action_id]
-    confirm = action.confirm
-    return ButtonElement(
-        text=PlainTextObject(text=action.button, emoji=False), action_id=action_id,
-        value=value, style=style_of(confirm) if confirm else None,
-        confirm=confirm_dialog(confirm, label) if confirm else None)
 
 
 def _label(label: str) -> str:
@@ -81,7 +68,7 @@ def leak_warning(leak: Leak, *, viewer: Actor) -> Message:
         value = RowRef(public_id=leak.public_id, version=leak.version,
                        state=TableState(token=leak.public_id)).encode()
         blocks.append(ActionsBlock(block_id=BlockId.LEAK_ACTIONS, elements=[
-            _button(action_id, value, label=leak.label) for action_id in _buttons(leak)]))
+            action_button(BY_ID[action_id], value, leak.label) for action_id in _buttons(leak)]))
     return Message(text=text, blocks=blocks)
 
 
@@ -115,7 +102,7 @@ def leak_notice_post(*, audience: str, label: str, masked: str, owner: str, post
                      channel: str, permalink: str | None, disabled: bool,
                      public_id: str, channel_type: str = "channel", by_bot: bool = False,
                      bot_name: str | None = None, old_secret: bool = False,
-                     retired: bool = False) -> Post:
+                     retired: bool = False) -> Message:
     """The owner's DM or the alert channel's post: which token (the old secret of a
     rotation in progress: which, and whether Tokenbot retired it), where (a link to the
     message) and who posted it; the channel's names the owner too. "Open in the table"
@@ -135,8 +122,7 @@ def leak_notice_post(*, audience: str, label: str, masked: str, owner: str, post
         text += f"\n{LEAK_DISABLED}"
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.LEAK, text=MarkdownTextObject(text=_SIREN + text)),
-        ActionsBlock(block_id=BlockId.LEAK_ACTIONS, elements=[ButtonElement(
-            text=PlainTextObject(text="Open in the table", emoji=False),
-            action_id=ActionId.OPEN_TABLE, value=TableState(token=public_id).encode())]),
+        ActionsBlock(block_id=BlockId.LEAK_ACTIONS,
+                     elements=[open_table(public_id, "Open in the table")]),
     ]
-    return Post(text=text, blocks=blocks)
+    return Message(text=text, blocks=blocks)

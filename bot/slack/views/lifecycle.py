@@ -4,7 +4,6 @@ messages about a rotation's end, and the dead-secret alarm. Pure builders."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -13,7 +12,6 @@ from slack_sdk.models.blocks import (
     InputBlock,
     MarkdownTextObject,
     Option,
-    PlainTextObject,
     RadioButtonsElement,
     SectionBlock,
     StaticSelectElement,
@@ -24,8 +22,10 @@ from bot.errors import ValidationError
 from bot.services.dead_secrets import DeadSecretReport
 from bot.services.rotation import RotationEnding
 from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, BlockId, CallbackId
-from bot.slack.state import ModalMetadata, RowRef, TableState, mapping
+from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import code, escape, mention, slack_date, truncate
+from bot.slack.views.messages import Message
+from bot.slack.views.table import button, open_table, plain
 from bot.texts import (
     CONFIRMATIONS,
     ROTATE_OVERLAP_NOTE,
@@ -42,10 +42,6 @@ OVERLAPS: tuple[tuple[str, str, dt.timedelta], ...] = (
 _OVERLAP_BY_VALUE = {value: duration for value, _, duration in OVERLAPS}
 
 
-def _plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=False)
-
-
 # -- the "Rotate…" modal ---------------------------------------------------------------------
 
 
@@ -59,12 +55,12 @@ def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata,
     lines = [f":warning: {escape(line)}" for line in warning.lines]
     if retiring is not None:
         lines.append(f":warning: {escape(ROTATION_IN_PROGRESS_NOTE)} ({code(retiring)})")
-    now_option = Option(value=ROTATE_NOW_VALUE, text=_plain("Immediately"))
+    now_option = Option(value=ROTATE_NOW_VALUE, text=plain("Immediately"))
     overlap_option = Option(
         value=ROTATE_OVERLAP_VALUE,
-        text=_plain("Keep the old secret working until the new one is first used"),
+        text=plain("Keep the old secret working until the new one is first used"),
     )
-    overlaps = [Option(value=value, text=_plain(f"at most {text}"))
+    overlaps = [Option(value=value, text=plain(f"at most {text}"))
                 for value, text, _ in OVERLAPS]
     blocks: list[Block] = [
         SectionBlock(
@@ -76,25 +72,25 @@ def rotate_modal(*, label: str, masked: str, metadata: ModalMetadata,
         ),
         InputBlock(
             block_id=BlockId.ROTATE_MODE,
-            label=_plain("When does the old secret stop?"),
+            label=plain("When does the old secret stop?"),
             element=RadioButtonsElement(action_id=ActionId.ROTATE_MODE,
                                         options=[now_option, overlap_option],
                                         initial_option=now_option),
         ),
         InputBlock(
             block_id=BlockId.ROTATE_OVERLAP,
-            label=_plain("Keep it working at most"),
+            label=plain("Keep it working at most"),
             element=StaticSelectElement(action_id=ActionId.ROTATE_OVERLAP, options=overlaps,
                                         initial_option=overlaps[1]),
-            hint=_plain("Only used when the old secret is kept working."),
+            hint=plain("Only used when the old secret is kept working."),
         ),
     ]
     return View(
         type="modal",
         callback_id=CallbackId.ROTATE,
-        title=_plain(warning.title),
-        submit=_plain(warning.confirm),
-        close=_plain("Cancel"),
+        title=plain(warning.title),
+        submit=plain(warning.confirm),
+        close=plain("Cancel"),
         private_metadata=metadata.encode(),
         blocks=blocks,
         # Block Kit has no style on a modal's submit; the warning is in the body.
@@ -120,14 +116,6 @@ def read_rotate_form(view: dict[str, object]) -> dt.timedelta | None:
 # -- direct messages and alarms ----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Post:
-    """A message to post: fallback text and blocks."""
-
-    text: str
-    blocks: list[Block]
-
-
 def _hhmm(moment: dt.datetime) -> str:
     """The time of day in the reader's time zone (UTC as the fallback text)."""
     utc = moment.astimezone(dt.timezone.utc)
@@ -135,7 +123,7 @@ def _hhmm(moment: dt.datetime) -> str:
 
 
 def rotation_notice_post(*, label: str, public_id: str, ending: str, caller: str | None,
-                         at: dt.datetime) -> Post:
+                         at: dt.datetime) -> Message:
     """The owner's DM about how a rotation ended (``ending``: a ``RotationEnding``)."""
     name = f"*{escape(label)}* ({code(public_id)})"
     if ending == RotationEnding.SWITCHED:
@@ -146,7 +134,7 @@ def rotation_notice_post(*, label: str, public_id: str, ending: str, caller: str
                 "secret was never used; something is likely still on the old one, which no "
                 "longer works.")
     block = SectionBlock(block_id=BlockId.ROTATION_NOTICE, text=MarkdownTextObject(text=text))
-    return Post(text=text, blocks=[block])
+    return Message(text=text, blocks=[block])
 
 
 def _age(since: dt.datetime | None, now: dt.datetime) -> str:
@@ -171,7 +159,7 @@ def _callers(callers: list[tuple[str, int]]) -> str:
 
 
 def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime, counted_at: dt.datetime,
-                     owner_unreached: bool = False) -> Post:
+                     owner_unreached: bool = False) -> Message:
     """"`tkb_ab12cd…` (CI deploy, disabled 3 days ago) was presented 14 times in the last
     24 hours by ci-runner", with Enable (a disabled token) and Open table. Never the
     secret: its masked prefix only. ``counted_at``: when the 24 hours ended (a post
@@ -188,17 +176,13 @@ def dead_secret_post(report: DeadSecretReport, *, now: dt.datetime, counted_at: 
                  "message about this._")
     buttons: list[ButtonElement] = []
     if report.enable and report.version is not None:
-        buttons.append(ButtonElement(
-            text=_plain("Enable"), action_id=ActionId.DEAD_ENABLE, style="primary",
-            value=RowRef(public_id=report.public_id, version=report.version).encode(),
-        ))
-    buttons.append(ButtonElement(
-        text=_plain("Open table"), action_id=ActionId.OPEN_TABLE,
-        value=TableState(token=report.public_id).encode(),
-    ))
+        buttons.append(button(
+            "Enable", ActionId.DEAD_ENABLE, style="primary",
+            value=RowRef(public_id=report.public_id, version=report.version).encode()))
+    buttons.append(open_table(report.public_id))
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.DEAD_SECRET,
                      text=MarkdownTextObject(text=f":rotating_light: {text}")),
         ActionsBlock(block_id=BlockId.DEAD_SECRET_ACTIONS, elements=buttons),
     ]
-    return Post(text=text, blocks=blocks)
+    return Message(text=text, blocks=blocks)

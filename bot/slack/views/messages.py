@@ -11,10 +11,8 @@ from typing import Any
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ButtonElement,
     ContextBlock,
     MarkdownTextObject,
-    PlainTextObject,
     SectionBlock,
 )
 
@@ -27,7 +25,14 @@ from bot.slack.actions import ROW_ACTIONS
 from bot.slack.ids import USER_ID_PATTERN, ActionId, BlockId
 from bot.slack.state import FIRST_PAGE, TableState
 from bot.slack.views.formatting import ago, code, escape, mention
-from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
+from bot.slack.views.table import (
+    Notice,
+    NoticeKind,
+    button,
+    fallback_text,
+    open_table,
+    table_blocks,
+)
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, DONE, SECURITY_NOTE
 
 
@@ -91,16 +96,8 @@ def secret_blocks(
             block_id=BlockId.SECRET_NOTE,
             elements=[MarkdownTextObject(text=f":lock: {SECURITY_NOTE}")],
         ),
-        ActionsBlock(
-            block_id=BlockId.SECRET_ACTIONS,
-            elements=[
-                ButtonElement(
-                    text=PlainTextObject(text="Hide", emoji=False),
-                    action_id=ActionId.HIDE_SECRET,
-                    value=state.encode(),
-                )
-            ],
-        ),
+        ActionsBlock(block_id=BlockId.SECRET_ACTIONS,
+                     elements=[button("Hide", ActionId.HIDE_SECRET, state.encode())]),
     ]
 
 
@@ -187,12 +184,8 @@ def owner_notice_message(*, actor: str, source: str, action: str, label: str, ma
         SectionBlock(block_id=BlockId.OWNER_NOTICE, text=MarkdownTextObject(text=what))
     ]
     if action != "delete":
-        state = TableState(token=public_id)
-        blocks.append(ActionsBlock(
-            block_id=BlockId.OWNER_NOTICE_ACTIONS,
-            elements=[ButtonElement(text=PlainTextObject(text="Open in the table", emoji=False),
-                                    action_id=ActionId.OPEN_TABLE, value=state.encode())],
-        ))
+        blocks.append(ActionsBlock(block_id=BlockId.OWNER_NOTICE_ACTIONS,
+                                   elements=[open_table(public_id, "Open in the table")]))
     return Message(text=f"{who} {verb} your token {escape(label)}.", blocks=blocks)
 
 

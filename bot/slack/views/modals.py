@@ -20,7 +20,6 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     Option,
     PlainTextInputElement,
-    PlainTextObject,
     SectionBlock,
     StaticSelectElement,
 )
@@ -32,6 +31,7 @@ from bot.models import Token
 from bot.services.policy import EXCEPTION_MAX, Policy
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
+from bot.slack.views.table import plain
 from bot.slack.state import ModalMetadata, mapping
 
 
@@ -46,12 +46,8 @@ _TITLES = {
 }
 
 
-def _plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=False)
-
-
 def _scope_option(scope: str) -> Option:
-    return Option(text=_plain(scope), value=scope)
+    return Option(text=plain(scope), value=scope)
 
 
 def _is_block(block_id: object, base: BlockId) -> bool:
@@ -105,14 +101,14 @@ def token_form(
     blocks.append(
         InputBlock(
             block_id=block_id(BlockId.LABEL, "label"),
-            label=_plain("Label"),
+            label=plain("Label"),
             element=PlainTextInputElement(
                 action_id=ActionId.LABEL_INPUT,
                 initial_value=shown.label if shown is not None and shown.label else None,
                 max_length=LABEL_MAX,
-                placeholder=_plain("e.g. CI deploy"),
+                placeholder=plain("e.g. CI deploy"),
             ),
-            hint=_plain(f"Required: the token's name, up to {LABEL_MAX} characters."),
+            hint=plain(f"Required: the token's name, up to {LABEL_MAX} characters."),
         )
     )
     options = [_scope_option(scope) for scope in scopes]
@@ -122,14 +118,14 @@ def token_form(
     blocks.append(
         InputBlock(
             block_id=block_id(BlockId.SCOPE, "scope"),
-            label=_plain("Scope"),
+            label=plain("Scope"),
             element=StaticSelectElement(
                 action_id=ActionId.SCOPE_SELECT,
-                placeholder=_plain("Choose a role"),
+                placeholder=plain("Choose a role"),
                 options=options,
                 initial_option=initial,
             ),
-            hint=_plain("Required: the role / permission level of the token."),
+            hint=plain("Required: the role / permission level of the token."),
         )
     )
     blocks.extend(_lifetime_blocks(shown, token, scopes=scopes, policy=policy, admin=admin,
@@ -137,16 +133,16 @@ def token_form(
     blocks.append(
         InputBlock(
             block_id=block_id(BlockId.ALERT_CHANNEL, "alert_channel"),
-            label=_plain("Alert channel"),
+            label=plain("Alert channel"),
             optional=True,
             element=ConversationSelectElement(
                 action_id=ActionId.ALERT_CHANNEL_SELECT,
-                placeholder=_plain("The workspace's alert channel"),
+                placeholder=plain("The workspace's alert channel"),
                 initial_conversation=shown.alert_channel if shown is not None else None,
                 filter=ConversationFilter(include=["public", "private"],
                                           exclude_bot_users=True),
             ),
-            hint=_plain(
+            hint=plain(
                 "Optional: where expiry reminders for this token are posted. "
                 "The owner is always reminded by direct message too."
             ),
@@ -155,9 +151,9 @@ def token_form(
     return View(
         type="modal",
         callback_id=callback_id,
-        title=_plain(title),
-        submit=_plain(submit),
-        close=_plain("Cancel"),
+        title=plain(title),
+        submit=plain(submit),
+        close=plain("Cancel"),
         private_metadata=metadata.encode(),
         blocks=blocks,
     )
@@ -195,12 +191,12 @@ def _caps_text(policy: Policy) -> str:
 def _exception_block(reason: str | None, policy: Policy, block_id: str) -> InputBlock:
     return InputBlock(
         block_id=block_id,
-        label=_plain("Policy exception (admins)"),
+        label=plain("Policy exception (admins)"),
         optional=True,
         element=PlainTextInputElement(action_id=ActionId.EXCEPTION_INPUT,
                                       initial_value=reason or None, max_length=EXCEPTION_MAX,
-                                      placeholder=_plain("Why this token may live longer")),
-        hint=_plain(f"Only to go beyond the lifetime policy ({_caps_text(policy)}): the "
+                                      placeholder=plain("Why this token may live longer")),
+        hint=plain(f"Only to go beyond the lifetime policy ({_caps_text(policy)}): the "
                     "reason is audited and shown on the token's row."),
     )
 
@@ -223,25 +219,25 @@ def _expiry_blocks(day: dt.date | None, *, dated: bool, never: list[str] | None,
     blocks: list[Block] = [
         InputBlock(
             block_id=block_id,
-            label=_plain("Expiry date"),
+            label=plain("Expiry date"),
             optional=optional,
             element=DatePickerElement(
                 action_id=ActionId.EXPIRES_PICK,
                 initial_date=day.isoformat() if day is not None else None,
-                placeholder=_plain("Never expires" if optional else "Pick a date"),
+                placeholder=plain("Never expires" if optional else "Pick a date"),
             ),
-            hint=_plain(
+            hint=plain(
                 f"{'Optional: must' if optional else 'Must'} be a future date; the token "
                 f"stops working at 00:00 UTC of that day. {way}"
             ),
         )
     ]
     if boxed:
-        never = Option(text=_plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
+        never = Option(text=plain(REMOVE_EXPIRY), value=NO_EXPIRY_VALUE)
         blocks.append(
             InputBlock(
                 block_id=box_id,
-                label=_plain("Clear expiry"),
+                label=plain("Clear expiry"),
                 optional=True,
                 element=CheckboxesElement(action_id=ActionId.NO_EXPIRY_CHECK, options=[never]),
             )
@@ -265,8 +261,8 @@ def notice_modal(text: str) -> View:
     return View(
         type="modal",
         callback_id=CallbackId.NOTICE,
-        title=_plain("Tokenbot"),
-        close=_plain("Close"),
+        title=plain("Tokenbot"),
+        close=plain("Close"),
         blocks=[SectionBlock(block_id=BlockId.NOTICE, text=MarkdownTextObject(text=text))],
     )
 

@@ -5,17 +5,14 @@ redraw). Pure builders."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
-    ButtonElement,
     ContextBlock,
     InputBlock,
     MarkdownTextObject,
-    PlainTextObject,
     SectionBlock,
     UserSelectElement,
 )
@@ -25,24 +22,15 @@ from bot.errors import ValidationError
 from bot.services.departed import Acted, DepartedItem, DepartedPost
 from bot.services.owners import FIELD
 from bot.slack.ids import USER_ID_PATTERN, ActionId, BlockId, CallbackId, row_block_id
-from bot.slack.state import ModalMetadata, RowRef, TableState, mapping
+from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.confirms import confirm_dialog
 from bot.slack.views.formatting import code, escape, mention
-from bot.slack.views.messages import actor_text
+from bot.slack.views.messages import Message, actor_text
+from bot.slack.views.table import button, open_table, plain
 from bot.texts import Lifecycle
 
 _USER_ID = re.compile(USER_ID_PATTERN)
 assert FIELD == BlockId.NEW_OWNER  # a refused new owner is shown on the picker
-
-
-def _plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text, emoji=False)
-
-
-@dataclass(frozen=True)
-class Post:
-    text: str
-    blocks: list[Block]
 
 
 # -- the "Reassign…" modal -------------------------------------------------------------
@@ -53,9 +41,9 @@ def reassign_modal(*, label: str, masked: str, owner: str, metadata: ModalMetada
     return View(
         type="modal",
         callback_id=CallbackId.REASSIGN,
-        title=_plain("Reassign Token"),
-        submit=_plain("Reassign"),
-        close=_plain("Cancel"),
+        title=plain("Reassign Token"),
+        submit=plain("Reassign"),
+        close=plain("Cancel"),
         private_metadata=metadata.encode(),
         blocks=[
             SectionBlock(text=MarkdownTextObject(
@@ -63,9 +51,9 @@ def reassign_modal(*, label: str, masked: str, owner: str, metadata: ModalMetada
                      "The new owner answers for it: its reminders and notices go to them, "
                      "and they can act on it. The owners are told (not one who has "
                      "left).")),
-            InputBlock(block_id=BlockId.NEW_OWNER, label=_plain("New owner"),
+            InputBlock(block_id=BlockId.NEW_OWNER, label=plain("New owner"),
                        element=UserSelectElement(action_id=ActionId.NEW_OWNER_SELECT,
-                                                 placeholder=_plain("Choose a person"))),
+                                                 placeholder=plain("Choose a person"))),
         ],
     )
 
@@ -84,7 +72,7 @@ def read_reassign_form(view: dict[str, Any]) -> str:
 
 
 def reassign_notice(*, recipient: str, actor: str, source: str, label: str, masked: str,
-                    public_id: str, before: str, after: str) -> Post:
+                    public_id: str, before: str, after: str) -> Message:
     """To the old owner ("… is now owned by @new") or the new one ("… is now yours")."""
     who = actor_text(actor, source)
     token = f"*{escape(label)}* ({code(masked)})"
@@ -94,14 +82,12 @@ def reassign_notice(*, recipient: str, actor: str, source: str, label: str, mask
     else:
         text = (f"{who} reassigned your token {token} to {mention(after)}. "
                 "Its reminders and notices now go to them.")
-    state = TableState(token=public_id)
     blocks: list[Block] = [
         SectionBlock(block_id=BlockId.REASSIGN_NOTICE, text=MarkdownTextObject(text=text)),
-        ActionsBlock(block_id=BlockId.REASSIGN_NOTICE_ACTIONS, elements=[
-            ButtonElement(text=_plain("Open in the table"), action_id=ActionId.OPEN_TABLE,
-                          value=state.encode())]),
+        ActionsBlock(block_id=BlockId.REASSIGN_NOTICE_ACTIONS,
+                     elements=[open_table(public_id, "Open in the table")]),
     ]
-    return Post(text=f"The token {escape(label)} was reassigned.", blocks=blocks)
+    return Message(text=f"The token {escape(label)} was reassigned.", blocks=blocks)
 
 
 # -- a departed owner's tokens -----------------------------------------------------------
@@ -131,12 +117,10 @@ def _item_blocks(item: DepartedItem) -> list[Block]:
                                   f"{item.public_id}:{item.version}"),
             elements=[
                 UserSelectElement(action_id=ActionId.DEPARTED_REASSIGN,
-                                  placeholder=_plain("Reassign to…")),
-                ButtonElement(text=_plain("Disable"), action_id=ActionId.DEPARTED_DISABLE,
-                              value=RowRef(public_id=item.public_id,
-                                           version=item.version).encode(),
-                              style="danger", confirm=confirm_dialog(Lifecycle.DISABLE,
-                                                                     item.label)),
+                                  placeholder=plain("Reassign to…")),
+                button("Disable", ActionId.DEPARTED_DISABLE,
+                       RowRef(public_id=item.public_id, version=item.version).encode(),
+                       style="danger", confirm=confirm_dialog(Lifecycle.DISABLE, item.label)),
             ]))
     return blocks
 
@@ -147,7 +131,7 @@ def departed_text(post: DepartedPost) -> str:
     return f"{mention(post.user)} was deactivated; they own {post.total} {noun}"
 
 
-def departed_post(post: DepartedPost) -> Post:
+def departed_post(post: DepartedPost) -> Message:
     """The first drawing and every redraw: per token Reassign (a user picker) and Disable,
     or what was done."""
     done = sum(1 for item in post.items if not item.actionable)
@@ -165,4 +149,4 @@ def departed_post(post: DepartedPost) -> Post:
         blocks.append(ContextBlock(block_id=BlockId.DEPARTED_MORE, elements=[
             MarkdownTextObject(text=f"…and {rest} more: `/tokens` filtered to "
                                     f"{mention(post.user)} lists them all.")]))
-    return Post(text=departed_text(post), blocks=blocks)
+    return Message(text=departed_text(post), blocks=blocks)

@@ -91,21 +91,38 @@ BADGES = {
 }
 
 
-def _button(
-    text: str,
-    action: ActionId,
-    value: str,
-    *,
-    style: str | None = None,
-    confirm: ConfirmObject | None = None,
-) -> ButtonElement:
-    return ButtonElement(
-        text=PlainTextObject(text=text, emoji=False),
-        action_id=action,
-        value=value,
-        style=style,
-        confirm=confirm,
-    )
+def plain(text: str) -> PlainTextObject:
+    """Plain text as every surface draws it (an emoji code is shown as typed)."""
+    return PlainTextObject(text=text, emoji=False)
+
+
+def button(text: str, action: ActionId, value: str, *, style: str | None = None,
+           confirm: ConfirmObject | None = None) -> ButtonElement:
+    """A button of any surface (its ``value``: what the listener reads back)."""
+    return ButtonElement(text=plain(text), action_id=action, value=value, style=style,
+                         confirm=confirm)
+
+
+def action_button(action: Action, value: str, label: str) -> ButtonElement:
+    """A row action of the registry (``bot.slack.actions``) on the token ``label``: its
+    text, and its confirmation, naming the token."""
+    confirm = action.confirm
+    return button(action.button, action.id, value,
+                  style=style_of(confirm) if confirm else None,
+                  confirm=confirm_dialog(confirm, label) if confirm else None)
+
+
+def token_option(label: str, masked: str, value: str) -> Option:
+    """A token in a menu: its label (shortened to fit an option's 75 characters) and its
+    masked secret."""
+    return Option(text=plain(f"{truncate(label, 75 - len(masked) - 3)} ({masked})"),
+                  value=value)
+
+
+def open_table(public_id: str = "", text: str = "Open table") -> ButtonElement:
+    """The table filtered to one token (without one: the whole table), as a new message
+    only the clicker sees."""
+    return button(text, ActionId.OPEN_TABLE, TableState(token=public_id).encode())
 
 
 SOON_BADGE = ":hourglass_flowing_sand: *Expires soon*"
@@ -175,15 +192,8 @@ def row_buttons(token: Listed, status: DisplayStatus, ref: RowRef,
     """The guide's buttons this token's status offers (``bot.slack.actions``); each
     carries the row (a ``RowRef``)."""
     value = ref.encode()
-    return [
-        _button(
-            action.button, action.id, value,
-            style=style_of(action.confirm) if action.confirm else None,
-            confirm=confirm_dialog(action.confirm, token.label) if action.confirm else None,
-        )
-        for action in ROW_BUTTONS
-        if _offered(action, status, rotating)
-    ]
+    return [action_button(action, value, token.label) for action in ROW_BUTTONS
+            if _offered(action, status, rotating)]
 
 
 def row_menu(status: DisplayStatus, ref: RowRef, rotating: bool = False,
@@ -192,7 +202,7 @@ def row_menu(status: DisplayStatus, ref: RowRef, rotating: bool = False,
     action and the row; the menu's listener runs it (after a confirmation modal where it
     cuts access: a menu has one confirm for all its options)."""
     options = [
-        Option(text=PlainTextObject(text=f"{action.button}…", emoji=False),
+        Option(text=plain(f"{action.button}…"),
                value=MenuChoice(action=action.id.value, ref=ref).encode())
         for action in ROW_MENU
         if _offered(action, status, rotating, admin)
@@ -266,7 +276,7 @@ def _header(state: TableState, viewer: Actor, expiring_days: int) -> SectionBloc
         block_id=BlockId.HEADER,
         text=MarkdownTextObject(
             text=f"*Access tokens*: {filter_text(state, viewer, expiring_days)}"),
-        accessory=_button("Clear filter", ActionId.CLEAR_FILTER, TableState().encode()),
+        accessory=button("Clear filter", ActionId.CLEAR_FILTER, TableState().encode()),
     )
 
 
@@ -284,13 +294,13 @@ def _pager(page: TokenPage, state: TableState) -> ActionsBlock:
     """Previous / Next / Create token / Refresh."""
     elements: list[ButtonElement] = []
     if page.has_previous:
-        elements.append(_button("Previous", ActionId.PAGE_PREVIOUS,
+        elements.append(button("Previous", ActionId.PAGE_PREVIOUS,
                                 state.at(page.page - 1).encode()))
     if page.has_next:
-        elements.append(_button("Next", ActionId.PAGE_NEXT, state.at(page.page + 1).encode()))
-    elements.append(_button("Create token", ActionId.CREATE_OPEN, state.encode(),
+        elements.append(button("Next", ActionId.PAGE_NEXT, state.at(page.page + 1).encode()))
+    elements.append(button("Create token", ActionId.CREATE_OPEN, state.encode(),
                             style="primary"))
-    elements.append(_button("Refresh", ActionId.REFRESH, state.encode()))
+    elements.append(button("Refresh", ActionId.REFRESH, state.encode()))
     return ActionsBlock(block_id=BlockId.PAGER, elements=elements)
 
 
