@@ -156,5 +156,5 @@ def handle_error(error: Exception, body: Body, context: BoltContext, client: Web
     if response is None or body.get("type") == "view_submission":
         return response
     d = deps(context)
-    d.work.notify(lambda: tell(error, body, d, client))
+    d.work.notices.submit(lambda: tell(error, body, d, client))
     return BoltResponse(status=200, body="")
