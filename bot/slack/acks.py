@@ -46,11 +46,10 @@ class Kind(enum.StrEnum):
     VIEW = "view"
 
 
-def on_command(app: App, command: str, listener: Listener, *, answer: Answer | None = None,
-               surface: Surface = tell) -> None:
+def on_command(app: App, command: str, listener: Listener, *, answer: Answer) -> None:
     """``answer(command)`` may give the acknowledgement's content instead, which ends the
-    request (``/tokens help``)."""
-    app.command(command)(_ack_then_run(listener, Kind.COMMAND, surface, _plain(answer)))
+    request (``/tokens help``); errors are told in one ephemeral line (``tell``)."""
+    app.command(command)(_ack_then_run(listener, Kind.COMMAND, tell, _plain(answer)))
 
 
 def on_event(app: App, event: str, listener: Listener, *, surface: Surface,
@@ -146,11 +145,7 @@ def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
         ack(response_action="push", view=notice_modal(f":warning: {BUSY_TEXT}"))
     else:
         ack()
-        told = deps(context).work.notices.submit(
-            reporting(_raise_busy, surface, body=body, context=context, client=client))
+        told = deps(context).work.notices.submit(lambda: report(
+            Busy(BUSY_TEXT), surface, body=body, context=context, client=client))
         if not told and _busy_log.allow("notice"):
             log.warning("Busy: users could not be told either (logged at most once a minute)")
-
-
-def _raise_busy(**_: Any) -> None:
-    raise Busy(BUSY_TEXT)

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -130,7 +129,6 @@ def reporting(listener: Callable[..., None], surface: Surface, **kwargs: Any
             report(error, surface, body=kwargs["body"], context=kwargs["context"],
                    client=kwargs["client"])
 
-    functools.update_wrapper(run, listener)
     return run
 
 
