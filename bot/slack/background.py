@@ -60,10 +60,6 @@ class _Lane:
         with self._idle:
             return self._idle.wait_for(lambda: self._accepted == 0, timeout)
 
-    def unfinished(self) -> int:
-        with self._idle:
-            return self._accepted
-
     def stop(self) -> None:
         """Each thread ends once it reaches this in the queue."""
         for _ in range(self._workers):
@@ -100,6 +96,6 @@ class Background(_Lane):
         end the threads; what is left is logged (it stops with the process)."""
         if not self.wait_idle(timeout):
             log.warning("Stopping with %d task(s) after acknowledgements unfinished",
-                        self.unfinished() + self.notices.unfinished())
+                        self._accepted + self.notices._accepted)
         self.stop()
         self.notices.stop()
