@@ -46,11 +46,10 @@ class Kind(enum.StrEnum):
     VIEW = "view"
 
 
-def on_command(app: App, command: str, listener: Listener, *, answer: Answer | None = None,
-               surface: Surface = tell) -> None:
+def on_command(app: App, command: str, listener: Listener, *, answer: Answer) -> None:
     """``answer(command)`` may give the acknowledgement's content instead, which ends the
-    request (``/tokens help``)."""
-    app.command(command)(_ack_then_run(listener, Kind.COMMAND, surface, _plain(answer)))
+    request (``/tokens help``); errors are told in one ephemeral line (``tell``)."""
+    app.command(command)(_ack_then_run(listener, Kind.COMMAND, tell, _plain(answer)))
 
 
 def on_event(app: App, event: str, listener: Listener, *, surface: Surface,
@@ -90,16 +89,16 @@ def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
         if content is not None:
             ack(**content)
             return
-        slot = deps(context).work.reserve()
-        if slot is None:
+        work = deps(context).work
+        if not work.reserve():
             _busy(ack, kind, body, context, client, surface)
             return
         try:
             ack()
         except BaseException:
-            slot.release()
+            work.release()
             raise
-        slot.run(in_request(reporting(listener, surface, body=body, context=context,
+        work.run(in_request(reporting(listener, surface, body=body, context=context,
                                       client=client, **{kind.value: payload})))
 
     return acknowledge
@@ -108,24 +107,24 @@ def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
 def _run_then_draw(listener: Submission, surface: SubmissionSurface) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
-        slot = deps(context).work.reserve()
-        if slot is None:
+        work = deps(context).work
+        if not work.reserve():
             _busy(ack, Kind.VIEW, body, context, client, functools.partial(surface, ack=None))
             return
         try:
             then = listener(ack=ack, body=body, view=view, context=context, client=client)
         except Exception as error:
-            slot.release()
+            work.release()
             report(error, functools.partial(surface, ack=ack), body=body, context=context,
                    client=client)
             return
         if ack.response is None:  # a listener that returned without answering Slack
-            slot.release()
+            work.release()
             raise RuntimeError(f"{listener.__name__} did not acknowledge the submission")
         if then is None:
-            slot.release()
+            work.release()
         else:
-            slot.run(in_request(reporting(lambda **_: then(),
+            work.run(in_request(reporting(lambda **_: then(),
                                           functools.partial(surface, ack=None),
                                           body=body, context=context, client=client)))
 
@@ -146,11 +145,7 @@ def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
         ack(response_action="push", view=notice_modal(f":warning: {BUSY_TEXT}"))
     else:
         ack()
-        told = deps(context).work.notify(
-            reporting(_raise_busy, surface, body=body, context=context, client=client))
+        told = deps(context).work.notices.submit(lambda: report(
+            Busy(BUSY_TEXT), surface, body=body, context=context, client=client))
         if not told and _busy_log.allow("notice"):
             log.warning("Busy: users could not be told either (logged at most once a minute)")
-
-
-def _raise_busy(**_: Any) -> None:
-    raise Busy(BUSY_TEXT)

@@ -1,5 +1,5 @@
-"""The one registry of block actions: every button and menu the app draws, with where it
-lives, its button, its confirmation, which rows offer it and its line in `/tokens help`.
+"""The one registry of block actions: every button and menu the app draws and, for a row
+action, its text, its confirmation, which rows offer it and its line in `/tokens help`.
 
 Adding an action is one entry in ``ACTIONS`` plus its function in its listener module
 (a row action: ``listeners/table.ROWS``); ``bot.slack.app`` refuses to start if an entry
@@ -12,15 +12,6 @@ from dataclasses import dataclass
 
 from bot.slack.ids import ActionId
 from bot.texts import Lifecycle
-
-
-class Place(enum.StrEnum):
-    ROW = "row"  # a button on a token's row of the table
-    TABLE = "table"  # the table's own buttons (pager, create, hide the secret)
-    DIGEST = "digest"  # a button or menu of an expiry digest message
-    ALARM = "alarm"  # a button of a dead-secret alarm (DM or channel message)
-    DEPARTED = "departed"  # a departed owner's post in the alert channel
-    HYGIENE = "hygiene"  # a button or menu of a hygiene digest
 
 
 class Slot(enum.StrEnum):
@@ -43,8 +34,7 @@ class Rows(enum.StrEnum):
 @dataclass(frozen=True)
 class Action:
     id: ActionId
-    place: Place
-    button: str = ""  # a row button's text
+    button: str = ""  # a row action's text (its button or menu option); "": not a row action
     confirm: Lifecycle | None = None  # the guide's warning: Slack's confirm dialog on a
     # button; a confirmation modal for a menu option that cuts access. (Rotate has none:
     # its own modal, which asks how, carries the warning.)
@@ -55,52 +45,55 @@ class Action:
 
 
 ACTIONS: tuple[Action, ...] = (
-    Action(ActionId.COPY, Place.ROW, "Copy", slot=Slot.BUTTON,
+    Action(ActionId.COPY, "Copy", slot=Slot.BUTTON,
            help="*Copy* shows the full token only to you (audited)"),
-    Action(ActionId.EDIT, Place.ROW, "Edit", rows=Rows.NOT_DISABLED, slot=Slot.BUTTON,
+    Action(ActionId.EDIT, "Edit", rows=Rows.NOT_DISABLED, slot=Slot.BUTTON,
            help="*Edit* changes its label, scope, expiry or alert channel"),
-    Action(ActionId.DISABLE, Place.ROW, "Disable", Lifecycle.DISABLE, Rows.NOT_DISABLED,
+    Action(ActionId.DISABLE, "Disable", Lifecycle.DISABLE, Rows.NOT_DISABLED,
            slot=Slot.BUTTON, help="*Disable* cuts its access at once; *Enable* gives it back"),
-    Action(ActionId.ENABLE, Place.ROW, "Enable", Lifecycle.ENABLE, Rows.DISABLED,
+    Action(ActionId.ENABLE, "Enable", Lifecycle.ENABLE, Rows.DISABLED,
            slot=Slot.BUTTON),
-    Action(ActionId.DELETE, Place.ROW, "Delete", Lifecycle.DELETE, Rows.NOT_DISABLED,
+    Action(ActionId.DELETE, "Delete", Lifecycle.DELETE, Rows.NOT_DISABLED,
            slot=Slot.BUTTON, help="*Delete* removes it for good"),
-    Action(ActionId.ROTATE, Place.ROW, "Rotate",
+    Action(ActionId.ROTATE, "Rotate",
            help="*Rotate…* (under *More…*) gives it a new secret; the old one stops at once "
                 "or when the new one is first used"),
-    Action(ActionId.ROTATION_RETIRE, Place.ROW, "Retire old secret now",
+    Action(ActionId.ROTATION_RETIRE, "Retire old secret now",
            Lifecycle.RETIRE_OLD, Rows.ROTATING,
            help="*Retire old secret now* (under *More…*) ends a rotation's overlap: the old "
                 "secret stops"),
-    Action(ActionId.ROTATION_CANCEL, Place.ROW, "Cancel rotation", Lifecycle.CANCEL_ROTATION,
+    Action(ActionId.ROTATION_CANCEL, "Cancel rotation", Lifecycle.CANCEL_ROTATION,
            Rows.ROTATING,
            help="*Cancel rotation* (under *More…*) keeps the old secret and discards the new "
                 "one"),
-    Action(ActionId.REASSIGN, Place.ROW, "Reassign", admins=True,
+    Action(ActionId.REASSIGN, "Reassign", admins=True,
            help="*Reassign…* (under *More…*, admins) gives it a new owner; both owners "
                 "are told"),
-    # The row's "More…" menu itself: its listener runs the chosen option's action.
-    Action(ActionId.ROW_MORE, Place.TABLE),
-    Action(ActionId.PAGE_PREVIOUS, Place.TABLE),
-    Action(ActionId.PAGE_NEXT, Place.TABLE),
-    Action(ActionId.REFRESH, Place.TABLE),
-    Action(ActionId.CREATE_OPEN, Place.TABLE),
-    Action(ActionId.CLEAR_FILTER, Place.TABLE),
-    Action(ActionId.HOME_STATUS, Place.TABLE),
-    Action(ActionId.HOME_OWNER, Place.TABLE),
-    Action(ActionId.OPEN_TABLE, Place.TABLE),
-    Action(ActionId.HIDE_SECRET, Place.TABLE),
-    Action(ActionId.ALERT_EXTEND, Place.DIGEST),
-    Action(ActionId.ALERT_EDIT, Place.DIGEST),
-    Action(ActionId.ALERT_DISABLE, Place.DIGEST),
-    Action(ActionId.DEAD_ENABLE, Place.ALARM),
-    Action(ActionId.DEPARTED_REASSIGN, Place.DEPARTED),
-    Action(ActionId.DEPARTED_DISABLE, Place.DEPARTED),
-    Action(ActionId.HYGIENE_DISABLE, Place.HYGIENE),
-    Action(ActionId.HYGIENE_EDIT, Place.HYGIENE),
+    # The table's own: the row's "More…" menu itself (its listener runs the chosen option's
+    # action), the pager, create, the filters, hide the secret; the owner's DM's Open table.
+    Action(ActionId.ROW_MORE),
+    Action(ActionId.PAGE_PREVIOUS),
+    Action(ActionId.PAGE_NEXT),
+    Action(ActionId.REFRESH),
+    Action(ActionId.CREATE_OPEN),
+    Action(ActionId.CLEAR_FILTER),
+    Action(ActionId.HOME_STATUS),
+    Action(ActionId.HOME_OWNER),
+    Action(ActionId.OPEN_TABLE),
+    Action(ActionId.HIDE_SECRET),
+    # An expiry digest's buttons or menus; a dead-secret alarm's; a departed owner's post's;
+    # a hygiene digest's.
+    Action(ActionId.ALERT_EXTEND),
+    Action(ActionId.ALERT_EDIT),
+    Action(ActionId.ALERT_DISABLE),
+    Action(ActionId.DEAD_ENABLE),
+    Action(ActionId.DEPARTED_REASSIGN),
+    Action(ActionId.DEPARTED_DISABLE),
+    Action(ActionId.HYGIENE_DISABLE),
+    Action(ActionId.HYGIENE_EDIT),
 )
 BY_ID: dict[str, Action] = {action.id.value: action for action in ACTIONS}
-ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.place == Place.ROW)
+ROW_ACTIONS: tuple[Action, ...] = tuple(a for a in ACTIONS if a.button)
 ROW_BUTTONS: tuple[Action, ...] = tuple(a for a in ROW_ACTIONS if a.slot == Slot.BUTTON)
 ROW_MENU: tuple[Action, ...] = tuple(a for a in ROW_ACTIONS if a.slot == Slot.MENU)
 MENU_OPTIONS_MAX = 5  # Slack's limit on an overflow menu's options

@@ -97,9 +97,12 @@ def create_app(
         name="tokenbot",
         # Given a token, Bolt calls auth.test before the first request's listener, and
         # again on every request while that call fails: a Web API call before the ack.
-        # Each request's client gets the bot token from ``authorize`` instead.
+        # Each request's client gets the bot token from ``authorize`` instead. Without the
+        # bot's user id, which only auth.test would tell, Bolt's filter of the app's own
+        # events is off: the message listener skips Tokenbot's own (``leaks.is_own``).
         client=_template(client),
-        authorize=_bot_token(client.token),
+        authorize=lambda enterprise_id, team_id: AuthorizeResult(
+            enterprise_id=enterprise_id, team_id=team_id, bot_token=client.token),
         signing_secret=secret,
         # HTTP requests are verified on their raw bytes before they are parsed and handed
         # to Bolt (bot.http.server.to_bolt_request); Socket Mode needs no signature.
@@ -117,7 +120,16 @@ def create_app(
         next()
 
     app.middleware(inject_dependencies)
-    _drain_after_commit(database, client, settings, work)
+    # Whatever a listener's transaction queued in the outbox (an owner's notice) is posted
+    # right after it commits, on the work pool (the scheduled pass posts what this could not).
+    drain = Drain(sessions=database.sessions, client=client,
+                  alert_days=settings.tokenbot_alert_days, submit=work.submit)
+
+    def after_commit(session: Session) -> None:
+        if outbox.take_queued(session):
+            drain.kick()
+
+    event.listen(database.sessions, "after_commit", after_commit)
     app.error(handle_error)
     for module in (commands, home, modals, table, rotation, digests, owners, hygiene, menu,
                    leaks):
@@ -130,34 +142,8 @@ def create_app(
     return app
 
 
-def _drain_after_commit(database: Database, client: WebClient, settings: Settings,
-                        work: Background) -> None:
-    """Whatever a listener's transaction queued in the outbox (an owner's notice) is
-    posted right after it commits, on the work pool (the scheduled pass posts what this
-    could not)."""
-    drain = Drain(sessions=database.sessions, client=client,
-                  alert_days=settings.tokenbot_alert_days, submit=work.submit)
-
-    def after_commit(session: Session) -> None:
-        if outbox.take_queued(session):
-            drain.kick()
-
-    event.listen(database.sessions, "after_commit", after_commit)
-
-
 def _template(client: WebClient) -> WebClient:
     """What Bolt copies into each request's client: the same Slack, without the token."""
     return WebClient(base_url=client.base_url, timeout=client.timeout, ssl=client.ssl,
                      proxy=client.proxy, headers=client.headers,
                      retry_handlers=client.retry_handlers, logger=client.logger)
-
-
-def _bot_token(token: str | None) -> Callable[..., AuthorizeResult]:
-    """Without the bot's user id, which only auth.test would tell: Bolt's filter of the
-    app's own events is off; the message listener skips Tokenbot's own messages itself
-    (``listeners/leaks.is_own``)."""
-
-    def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
-        return AuthorizeResult(enterprise_id=enterprise_id, team_id=team_id, bot_token=token)
-
-    return authorize

@@ -14,6 +14,7 @@ from slack_bolt import App, BoltRequest, BoltResponse
 
 from bot import metrics
 from bot.logs import RequestContext, current_request, enter_request, leave_request
+from bot.slack.state import mapping
 
 COMMAND, CLICK, SUBMISSION, EVENT, OTHER = "command", "click", "submission", "event", "other"
 #: In a ``BoltRequest``'s context: the ``time.perf_counter()`` when the HTTP server took
@@ -23,10 +24,6 @@ ARRIVED = "tokenbot_arrived"
 REFUSED, ERROR = "refused", "error"
 
 
-def _mapping(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _text(value: object) -> str | None:
     return value[:100] if isinstance(value, str) and value else None
 
@@ -34,21 +31,21 @@ def _text(value: object) -> str | None:
 def describe(body: dict[str, Any]) -> RequestContext:
     """What a payload says of itself (read defensively: it reached Bolt, nothing more)."""
     kind = body.get("type")
-    user = _mapping(body.get("user"))
-    team = _text(body.get("team_id")) or _text(_mapping(body.get("team")).get("id"))
+    user = mapping(body.get("user"))
+    team = _text(body.get("team_id")) or _text(mapping(body.get("team")).get("id"))
     if "command" in body:
         return RequestContext(COMMAND, _text(body.get("command")), team,
                               _text(body.get("user_id")))
     if kind == "block_actions":
         actions = body.get("actions")
-        first = _mapping(actions[0]) if isinstance(actions, list) and actions else {}
+        first = mapping(actions[0]) if isinstance(actions, list) and actions else {}
         return RequestContext(CLICK, _text(first.get("action_id")), team,
                               _text(user.get("id")))
     if kind in ("view_submission", "view_closed"):
-        return RequestContext(SUBMISSION, _text(_mapping(body.get("view")).get("callback_id")),
+        return RequestContext(SUBMISSION, _text(mapping(body.get("view")).get("callback_id")),
                               team, _text(user.get("id")))
     if kind == "event_callback":
-        event = _mapping(body.get("event"))
+        event = mapping(body.get("event"))
         return RequestContext(EVENT, _text(event.get("type")), team, _text(event.get("user")))
     return RequestContext(OTHER, _text(kind), team, _text(user.get("id")))
 
@@ -62,7 +59,7 @@ class ObservedApp(App):
     """Bolt's ``App``, with every request's context, acknowledgement time and outcome."""
 
     def dispatch(self, req: BoltRequest) -> BoltResponse:
-        request = describe(req.body if isinstance(req.body, dict) else {})
+        request = describe(mapping(req.body))
         arrived = req.context.get(ARRIVED)
         if isinstance(arrived, float):
             request.started = arrived

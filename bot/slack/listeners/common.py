@@ -96,8 +96,7 @@ def row_of(body: dict[str, Any], ref: RowRef, context: BoltContext, client: WebC
 
 def origin_of_action(body: dict[str, Any], state: TableState) -> Origin:
     """Where a button was clicked: the App Home tab, or an (ephemeral) message."""
-    view = body.get("view") if isinstance(body.get("view"), dict) else None
-    if view is not None and view.get("type") == "home":
+    if mapping(body.get("view")).get("type") == "home":
         return Origin(kind=OriginKind.HOME, state=state)
     url = body.get("response_url") if isinstance(body.get("response_url"), str) else None
     return Origin(kind=OriginKind.MESSAGE, state=state, response_url=url)
@@ -109,7 +108,6 @@ class Drawing:
 
     origin: Origin
     user_id: str
-    total: int
     message: Message | None = None
     view: View | None = None
 
@@ -144,9 +142,9 @@ def draw_table(
     if surface == Surface.HOME:
         view = home_view(page, now=now, state=origin.state, viewer=actor, notice=notice,
                          panel=panel)
-        return Drawing(origin=origin, user_id=actor.user_id, total=page.total, view=view)
+        return Drawing(origin=origin, user_id=actor.user_id, view=view)
     message = table_message(page, now=now, state=origin.state, viewer=actor, notice=notice)
-    return Drawing(origin=origin, user_id=actor.user_id, total=page.total, message=message)
+    return Drawing(origin=origin, user_id=actor.user_id, message=message)
 
 
 SLACK_HOOKS = "https://hooks.slack.com/"

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -37,14 +36,11 @@ GENERIC_ERROR = (
     "Something went wrong on Tokenbot's side and your request may not have been carried out. "
     "Please try again; if it keeps failing, tell a workspace admin."
 )
-STALE_TEXT = (
-    "This token changed since you looked: someone edited, disabled, rotated or deleted it. "
-    "Nothing was changed; here is the current table."
-)
-GONE_TEXT = (
-    "That token was not found: it may have been deleted since you looked. "
-    "Nothing was changed; here is the current table."
-)
+TABLE_TAIL = "Nothing was changed; here is the current table."
+# A stale or missing token under a table: how the notice begins, and what it says changed
+# when the audit log does not tell (``what_changed``).
+STALE = ("This token changed since you looked", "someone edited, disabled, rotated or deleted it")
+GONE = ("That token was not found", "it may have been deleted since you looked")
 
 
 class Busy(TokenbotError):
@@ -54,10 +50,9 @@ class Busy(TokenbotError):
 def user_text(error: Exception, *, on_table: bool = True) -> str:
     """What the user reads: the domain error's own message (for a stale or missing token
     under a table, that the table shows the current state), or a generic apology."""
-    if on_table and isinstance(error, StaleTokenError):
-        return STALE_TEXT
-    if on_table and isinstance(error, NotFoundError):
-        return GONE_TEXT
+    if on_table and isinstance(error, (StaleTokenError, NotFoundError)):
+        head, what = STALE if isinstance(error, StaleTokenError) else GONE
+        return f"{head}: {what}. {TABLE_TAIL}"
     if isinstance(error, NotOwnerError):
         return error.naming(mention(error.owner))
     if isinstance(error, TokenbotError):
@@ -67,7 +62,6 @@ def user_text(error: Exception, *, on_table: bool = True) -> str:
     return GENERIC_ERROR
 
 
-TABLE_TAIL = "Nothing was changed; here is the current table."
 FORM_TAIL = (
     "Nothing was saved. Below: what you changed, and the current value of every field "
     "you left alone."
@@ -87,11 +81,7 @@ def what_changed(d: Deps, error: Exception, *, team_id: str, public_id: str | No
         said = change_text(event) if event is not None else None
     if said is None:
         return text
-    head = (
-        "This token changed since you looked"
-        if isinstance(error, StaleTokenError)
-        else "That token was not found"
-    )
+    head, _ = STALE if isinstance(error, StaleTokenError) else GONE
     return f"{head}: {said}. {tail}"
 
 
@@ -130,7 +120,6 @@ def reporting(listener: Callable[..., None], surface: Surface, **kwargs: Any
             report(error, surface, body=kwargs["body"], context=kwargs["context"],
                    client=kwargs["client"])
 
-    functools.update_wrapper(run, listener)
     return run
 
 
@@ -156,5 +145,5 @@ def handle_error(error: Exception, body: Body, context: BoltContext, client: Web
     if response is None or body.get("type") == "view_submission":
         return response
     d = deps(context)
-    d.work.notify(lambda: tell(error, body, d, client))
+    d.work.notices.submit(lambda: tell(error, body, d, client))
     return BoltResponse(status=200, body="")

@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 from bot.errors import NotFoundError, TokenbotError
 from bot.services import tokens as svc
 from bot.slack.acks import on_actions, on_submission
-from bot.slack.actions import BY_ID, Action, Place, Slot
+from bot.slack.actions import BY_ID, ROW_MENU, Action
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, CallbackId
 from bot.slack.listeners import modals, owners, rotation, table
@@ -28,7 +28,7 @@ Body = dict[str, Any]
 def _menu_action(action_id: object) -> Action:
     """A row action of the menu, or not found (a crafted value)."""
     chosen = BY_ID.get(action_id) if isinstance(action_id, str) else None
-    if chosen is None or chosen.place != Place.ROW or chosen.slot != Slot.MENU:
+    if chosen is None or chosen not in ROW_MENU:
         raise NotFoundError()
     return chosen
 

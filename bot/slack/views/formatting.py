@@ -26,28 +26,24 @@ def truncate(text: str, limit: int) -> str:
     return text[: max(0, limit - 1)] + ELLIPSIS
 
 
-def _epoch(moment: dt.datetime) -> int:
+def slack_date(moment: dt.datetime, tokens: str, fallback: str) -> str:
+    """``<!date^epoch^tokens|fallback>``: each reader's client renders it in local time;
+    ``fallback`` is the ``strftime`` format of the UTC text shown where it cannot."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime")
-    return int(moment.timestamp())
-
-
-def slack_date(moment: dt.datetime, tokens: str, fallback: str) -> str:
-    """``<!date^epoch^tokens|fallback>``: each reader's client renders it in local time."""
-    return f"<!date^{_epoch(moment)}^{tokens}|{escape(fallback)}>"
+    utc = moment.astimezone(dt.timezone.utc).strftime(fallback)
+    return f"<!date^{int(moment.timestamp())}^{tokens}|{escape(utc)}>"
 
 
 def date_time(moment: dt.datetime) -> str:
     """An instant (created, last used) as date and time of day in the reader's time zone
     (an expiry is a calendar date instead: ``bot.dates``)."""
-    utc = moment.astimezone(dt.timezone.utc)
-    return slack_date(moment, "{date_short} {time}", utc.strftime("%Y-%m-%d %H:%M UTC"))
+    return slack_date(moment, "{date_short} {time}", "%Y-%m-%d %H:%M UTC")
 
 
 def ago(moment: dt.datetime) -> str:
     """Relative time, e.g. "3 days ago", with the UTC date as fallback."""
-    utc = moment.astimezone(dt.timezone.utc)
-    return slack_date(moment, "{ago}", utc.strftime("%Y-%m-%d %H:%M UTC"))
+    return slack_date(moment, "{ago}", "%Y-%m-%d %H:%M UTC")
 
 
 def code(text: str) -> str:

@@ -118,8 +118,7 @@ def read_rotate_form(view: dict[str, object]) -> dt.timedelta | None:
 
 def _hhmm(moment: dt.datetime) -> str:
     """The time of day in the reader's time zone (UTC as the fallback text)."""
-    utc = moment.astimezone(dt.timezone.utc)
-    return slack_date(moment, "{time}", utc.strftime("%H:%M UTC"))
+    return slack_date(moment, "{time}", "%H:%M UTC")
 
 
 def rotation_notice_post(*, label: str, public_id: str, ending: str, caller: str | None,
