@@ -33,7 +33,7 @@ from bot.http.common import (
     form_unquote,
     parse_length,
     read_body,
-    send_json,
+    send_response,
 )
 from bot.logs import LogLimiter
 from bot.models import utcnow
@@ -116,7 +116,10 @@ class RequestHeaders:
 
 # -- answers -------------------------------------------------------------------------------
 
-_NO_STORE: Final = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+_JSON_NO_STORE: Final = (
+    (b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+)
 _CHALLENGE: Final = (
     (b"www-authenticate", b'Basic realm="tokenbot introspection", charset="UTF-8"'),
     (b"www-authenticate", b'Bearer realm="tokenbot introspection"'),
@@ -140,7 +143,7 @@ class Answer:
             self.status, "error")
 
     async def respond(self, send: Send) -> None:
-        await send_json(send, self.status, self.body, (*_NO_STORE, *self.headers))
+        await send_response(send, self.status, self.body, (*_JSON_NO_STORE, *self.headers))
 
 
 def error_answer(
@@ -159,6 +162,9 @@ UNAUTHENTICATED: Final = error_answer(
 MALFORMED_LENGTH: Final = error_answer(400, "invalid_request", "Malformed Content-Length.")
 NOT_A_FORM: Final = error_answer(
     400, "invalid_request", "Send the token as application/x-www-form-urlencoded (token=...)."
+)
+TOO_LARGE: Final = error_answer(
+    413, "invalid_request", f"The body is over {MAX_BODY_BYTES} bytes."
 )
 UNAVAILABLE: Final = error_answer(
     503,
@@ -183,13 +189,8 @@ class IntrospectionHandler:
         settings: Settings,
         database: Database,
         lookup: LookupMode | None = None,
-        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.engine: Engine = database.engine
-        self.max_body_bytes = max_body_bytes
-        self._too_large = error_answer(
-            413, "invalid_request", f"The body is over {max_body_bytes} bytes."
-        )
         self.callers = CallerCheck(
             [secret.get_secret_value() for secret in settings.tokenbot_introspection_secrets]
         )
@@ -241,9 +242,9 @@ class IntrospectionHandler:
         if refusal is not None:
             return refusal
         try:
-            body = await read_body(receive, self.max_body_bytes)
+            body = await read_body(receive, MAX_BODY_BYTES)
         except BodyTooLarge:
-            return self._too_large
+            return TOO_LARGE
         return await self._introspect(body, caller)
 
     def _authenticate(self, scope: Scope, headers: RequestHeaders) -> Caller | None:
@@ -267,8 +268,8 @@ class IntrospectionHandler:
             announced = parse_length(headers.content_length)
             if announced is None:
                 return MALFORMED_LENGTH
-            if announced > self.max_body_bytes:
-                return self._too_large
+            if announced > MAX_BODY_BYTES:
+                return TOO_LARGE
         if not headers.is_form:
             return NOT_A_FORM
         return None
