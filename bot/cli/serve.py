@@ -24,11 +24,6 @@ REQUIRED = {
     "serve": ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"),
     "socket": ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"),
 }
-_FIELDS = {
-    "SLACK_BOT_TOKEN": "slack_bot_token",
-    "SLACK_SIGNING_SECRET": "slack_signing_secret",
-    "SLACK_APP_TOKEN": "slack_app_token",
-}
 _WHERE = {
     "SLACK_BOT_TOKEN": "Bot User OAuth Token (xoxb-…), under OAuth & Permissions",
     "SLACK_SIGNING_SECRET": "Signing Secret, under Basic Information → App Credentials",
@@ -41,7 +36,7 @@ def require_slack_credentials(settings: Settings, mode: str) -> None:
     missing = [
         name
         for name in REQUIRED[mode]
-        if (value := getattr(settings, _FIELDS[name])) is None or not value.get_secret_value()
+        if (value := getattr(settings, name.lower())) is None or not value.get_secret_value()
     ]
     if not missing:
         return
@@ -158,14 +153,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigurationError(f"--workers must be from 1 to {MAX_WORKERS}")
-    with stopped_by_signals("serve"):
-        _serve(settings, args)
-    return 0
-
-
-def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    with metrics_directory(args.workers):
+    with stopped_by_signals("serve"), metrics_directory(args.workers):
         _serve_metered(settings, args)
+    return 0
 
 
 @contextmanager
