@@ -370,10 +370,6 @@ class IntrospectionHandler:
 
     # -- the write side ----------------------------------------------------------------------
 
-    async def drain(self) -> None:
-        """Wait until the queued writes are done (tests and shutdown)."""
-        await self.writes.drain()
-
     def close(self) -> None:
         """Finish queued writes and close the read connections."""
         self.writes.close()
