@@ -323,17 +323,6 @@ def tune_runtime() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
-def describe_database(settings: Settings) -> str:
-    """Backend and database name for logs: never the password or the whole URL."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database_url)
-    where = url.database or ""
-    if url.host:
-        where = f"{url.host}/{where}"
-    return f"{url.get_backend_name()} ({where})"
-
-
 def serve(
     settings: Settings,
     *,
