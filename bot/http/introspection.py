@@ -41,7 +41,6 @@ from bot.http.usage_writer import UsageWriter
 from bot.services.verification import (
     ActiveToken,
     Found,
-    Verdict,
     fetch_by_digests,
     judge,
     lookup_key,
@@ -284,9 +283,12 @@ class IntrospectionHandler:
             secret = raw_token.decode("ascii")
         except UnicodeDecodeError:
             return INACTIVE  # no token has such characters
+        key = lookup_key(secret)
+        if key is None:
+            return INACTIVE  # wrong shape or checksum: no read needed
         now = utcnow()
         try:
-            verdict = await self.lookup(secret, now)
+            verdict = judge(await self.batcher.get(key), now=now)
         except SQLAlchemyError as exc:
             log.error("introspection lookup failed: %s", type(exc).__name__)
             return UNAVAILABLE
@@ -295,8 +297,7 @@ class IntrospectionHandler:
                 self.writes.note_dead(verdict.dead, caller.name, now)
             return INACTIVE
         if verdict.retire is not None:
-            await self.writes.retire(verdict.token, verdict.retire, lookup_key(secret),
-                                     caller.name, now)
+            await self.writes.retire(verdict.token, verdict.retire, key, caller.name, now)
         return self._active(verdict.token, caller, now)
 
     def _active(self, token: ActiveToken, caller: Caller, now: dt.datetime) -> Answer:
@@ -310,13 +311,6 @@ class IntrospectionHandler:
                 token.public_id,
             )
         return Answer(200, json.dumps(token.claims(), separators=(",", ":")).encode())
-
-    async def lookup(self, secret: str, now: dt.datetime) -> Verdict:
-        """What the presented secret is (checksum first: no read for a bad one)."""
-        key = lookup_key(secret)
-        if key is None:
-            return Verdict()
-        return judge(await self.batcher.get(key), now=now)
 
     def _note_caller(self, caller: Caller) -> None:
         """Log each caller once per process at INFO (every request at DEBUG)."""
