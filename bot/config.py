@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
+    BeforeValidator,
     Field,
     IPvAnyNetwork,
     SecretStr,
@@ -41,8 +42,9 @@ def _days(text: str) -> int:
 
 
 S = TypeVar("S", bound="LogSettings")
-CommaList = Annotated[list[str], NoDecode]
-SecretList = Annotated[list[SecretStr], NoDecode]
+# Comma-separated in the environment (blanks dropped), not JSON.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split)]
 
 
 class LogSettings(BaseSettings):
@@ -83,7 +85,7 @@ class Settings(LogSettings):
         default_factory=lambda: ["read", "write", "admin"], alias="TOKENBOT_SCOPES"
     )
     tokenbot_alert_channel: str | None = Field(default=None, alias="TOKENBOT_ALERT_CHANNEL")
-    tokenbot_alert_days: Annotated[list[int], NoDecode] = Field(
+    tokenbot_alert_days: Annotated[list[int], NoDecode, BeforeValidator(_split)] = Field(
         default_factory=lambda: [30, 7, 1], alias="TOKENBOT_ALERT_DAYS"
     )
     tokenbot_alert_interval_minutes: int = Field(
@@ -112,21 +114,8 @@ class Settings(LogSettings):
     port: int = Field(default=3000, ge=1, le=65535, alias="PORT")
     # GET /metrics: a bearer credential, and/or the client networks it is served to.
     metrics_token: SecretStr | None = Field(default=None, alias="METRICS_TOKEN")
-    metrics_allow: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+    metrics_allow: Annotated[list[IPvAnyNetwork], NoDecode, BeforeValidator(_split)] = Field(
         default_factory=list, alias="METRICS_ALLOW")
-
-    @field_validator(
-        "tokenbot_secret_keys",
-        "tokenbot_admins",
-        "tokenbot_scopes",
-        "tokenbot_alert_days",
-        "tokenbot_introspection_secrets",
-        "metrics_allow",
-        mode="before",
-    )
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return _split(value)
 
     @field_validator("tokenbot_scopes")
     @classmethod
@@ -189,11 +178,6 @@ class Settings(LogSettings):
                 raise ValueError("is blank: unset it, or give the scrapers' credential")
         return value
 
-    @field_validator("tokenbot_dormant_action", mode="before")
-    @classmethod
-    def _lower(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
     @field_validator("slack_api_url")
     @classmethod
     def _trailing_slash(cls, value: str) -> str:
@@ -203,9 +187,10 @@ class Settings(LogSettings):
             raise ValueError("must end with '/'")
         return value
 
-    @field_validator("tokenbot_scheduler", "tokenbot_leak_action", mode="before")
+    @field_validator("tokenbot_scheduler", "tokenbot_leak_action", "tokenbot_dormant_action",
+                     mode="before")
     @classmethod
-    def _on_off(cls, value: object) -> object:
+    def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
     # -- derived ---------------------------------------------------------------

@@ -145,9 +145,6 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(line, default=str, ensure_ascii=False))
 
 
-FORMATS = ("text", "json")
-
-
 def formatter(log_format: str = "text") -> logging.Formatter:
     return JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT)
 

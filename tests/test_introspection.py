@@ -133,7 +133,7 @@ def call(
 
     async def run() -> tuple[Answer, int]:
         result = await acall(handler, body, **kwargs)
-        await handler.drain()
+        await handler.writes.drain()
         return result
 
     return asyncio.run(run())
@@ -892,7 +892,7 @@ def test_concurrent_requests_each_get_their_own_answer(
 
     async def run() -> list[tuple[Answer, int]]:
         answers = await asyncio.gather(*(acall(h, token_body(s)) for s, _ in expected))
-        await h.drain()
+        await h.writes.drain()
         return answers
 
     try:

@@ -24,11 +24,6 @@ REQUIRED = {
     "serve": ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"),
     "socket": ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"),
 }
-_FIELDS = {
-    "SLACK_BOT_TOKEN": "slack_bot_token",
-    "SLACK_SIGNING_SECRET": "slack_signing_secret",
-    "SLACK_APP_TOKEN": "slack_app_token",
-}
 _WHERE = {
     "SLACK_BOT_TOKEN": "Bot User OAuth Token (xoxb-…), under OAuth & Permissions",
     "SLACK_SIGNING_SECRET": "Signing Secret, under Basic Information → App Credentials",
@@ -41,7 +36,7 @@ def require_slack_credentials(settings: Settings, mode: str) -> None:
     missing = [
         name
         for name in REQUIRED[mode]
-        if (value := getattr(settings, _FIELDS[name])) is None or not value.get_secret_value()
+        if (value := getattr(settings, name.lower())) is None or not value.get_secret_value()
     ]
     if not missing:
         return
@@ -158,14 +153,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigurationError(f"--workers must be from 1 to {MAX_WORKERS}")
-    with stopped_by_signals("serve"):
-        _serve(settings, args)
+    with (stopped_by_signals("serve"), metrics_directory(args.workers),
+          running(settings, "serve") as (database, client, scheduler)):
+        from bot.http.server import serve
+
+        log.info(
+            "tokenbot serve: HTTP mode on http://%s:%d (Slack endpoint /slack/events), "
+            "%d worker process(es), database %s, alert scheduler %s",
+            settings.host,
+            settings.port,
+            args.workers,
+            describe_database(settings),
+            "on" if scheduler is not None else "off",
+        )
+        # Several workers open their own database and client (the scheduler stays here).
+        serve(settings, database=database, client=client, workers=args.workers,
+              access_log=args.access_log)
     return 0
-
-
-def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    with metrics_directory(args.workers):
-        _serve_metered(settings, args)
 
 
 @contextmanager
@@ -190,39 +194,23 @@ def metrics_directory(workers: int) -> Iterator[None]:
             metrics.remove_multiprocess_dir(path)
 
 
-def _serve_metered(settings: Settings, args: argparse.Namespace) -> None:
-    from bot.http.server import describe_database, serve
+def describe_database(settings: Settings) -> str:
+    """Backend and database name for logs: never the password or the whole URL."""
+    from sqlalchemy.engine import make_url
 
-    workers = args.workers
-    with running(settings, "serve") as (database, client, scheduler):
-        log.info(
-            "tokenbot serve: HTTP mode on http://%s:%d (Slack endpoint /slack/events), "
-            "%d worker process(es), database %s, alert scheduler %s",
-            settings.host,
-            settings.port,
-            workers,
-            describe_database(settings),
-            "on" if scheduler is not None else "off",
-        )
-        if workers > 1:
-            serve(settings, workers=workers, access_log=args.access_log)
-        else:
-            serve(settings, database=database, client=client, access_log=args.access_log)
+    url = make_url(settings.database_url)
+    where = url.database or ""
+    if url.host:
+        where = f"{url.host}/{where}"
+    return f"{url.get_backend_name()} ({where})"
 
 
 def cmd_socket(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    with stopped_by_signals("socket"):
-        _socket(settings)
-    return 0
-
-
-def _socket(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.http.server import describe_database
-
-    with running(settings, "socket") as (database, client, scheduler):
+    settings = load_settings()
+    with (stopped_by_signals("socket"),
+          running(settings, "socket") as (database, client, scheduler)):
         from bot.slack.app import SHUTDOWN_DRAIN_SECONDS, create_app, work_pool
 
         work = work_pool()
@@ -243,6 +231,7 @@ def _socket(settings: Settings) -> None:
             handler.close()
             # What was acknowledged is still done (within a bound).
             work.close(SHUTDOWN_DRAIN_SECONDS)
+    return 0
 
 
 def connect(handler: Any, settings: Settings) -> None:

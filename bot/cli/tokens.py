@@ -409,17 +409,6 @@ def _perform(
     raise AssertionError(action)
 
 
-def _check_allowed(action: Lifecycle, ctx: Context, public_id: str, version: int,
-                   overlap: dt.timedelta | None) -> None:
-    """Run the action's rules and roll back, so a refusal comes before the question."""
-    session = ctx.db.sessions()
-    try:
-        _perform(action, session, ctx, public_id, version, overlap)
-    finally:
-        session.rollback()
-        session.close()
-
-
 def confirm(action: Lifecycle, token: Token, now: dt.datetime,
             overlap: dt.timedelta | None = None) -> bool:
     """Show the guide's warning and ask; only y / yes (any case) goes ahead. A rotation
@@ -444,7 +433,10 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                 seen = svc.get_token(session, team_id=ctx.team, public_id=args.id)
             overlap = getattr(args, "overlap", None)
             if not args.yes:
-                _check_allowed(action, ctx, args.id, seen.version, overlap)
+                # The rules first, so a refusal comes before the question: a session
+                # closed uncommitted rolls back.
+                with ctx.db.sessions() as check:
+                    _perform(action, check, ctx, args.id, seen.version, overlap)
                 if not confirm(action, seen, ctx.now, overlap):
                     print(f"Aborted: {_describe(seen)} was not changed.", file=sys.stderr)
                     return 1

@@ -20,7 +20,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Headers = Iterable[tuple[bytes, bytes]]
 
 MAX_BODY_BYTES: Final = 1024 * 1024
-JSON_CONTENT_TYPE: Final = (b"content-type", b"application/json")
 TEXT_CONTENT_TYPE: Final = (b"content-type", b"text/plain; charset=utf-8")
 
 
@@ -99,8 +98,3 @@ async def send_response(
 async def send_text(send: Send, status: int, text: str, headers: Headers = ()) -> None:
     """A plain-text response."""
     await send_response(send, status, text, [TEXT_CONTENT_TYPE, *headers])
-
-
-async def send_json(send: Send, status: int, body: bytes, headers: Headers = ()) -> None:
-    """A JSON response; ``body`` is the encoded document."""
-    await send_response(send, status, body, [JSON_CONTENT_TYPE, *headers])

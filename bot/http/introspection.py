@@ -33,7 +33,7 @@ from bot.http.common import (
     form_unquote,
     parse_length,
     read_body,
-    send_json,
+    send_response,
 )
 from bot.logs import LogLimiter
 from bot.models import utcnow
@@ -41,7 +41,6 @@ from bot.http.usage_writer import UsageWriter
 from bot.services.verification import (
     ActiveToken,
     Found,
-    Verdict,
     fetch_by_digests,
     judge,
     lookup_key,
@@ -116,7 +115,10 @@ class RequestHeaders:
 
 # -- answers -------------------------------------------------------------------------------
 
-_NO_STORE: Final = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+_JSON_NO_STORE: Final = (
+    (b"content-type", b"application/json"), (b"cache-control", b"no-store"),
+    (b"pragma", b"no-cache"),
+)
 _CHALLENGE: Final = (
     (b"www-authenticate", b'Basic realm="tokenbot introspection", charset="UTF-8"'),
     (b"www-authenticate", b'Bearer realm="tokenbot introspection"'),
@@ -140,7 +142,7 @@ class Answer:
             self.status, "error")
 
     async def respond(self, send: Send) -> None:
-        await send_json(send, self.status, self.body, (*_NO_STORE, *self.headers))
+        await send_response(send, self.status, self.body, (*_JSON_NO_STORE, *self.headers))
 
 
 def error_answer(
@@ -159,6 +161,9 @@ UNAUTHENTICATED: Final = error_answer(
 MALFORMED_LENGTH: Final = error_answer(400, "invalid_request", "Malformed Content-Length.")
 NOT_A_FORM: Final = error_answer(
     400, "invalid_request", "Send the token as application/x-www-form-urlencoded (token=...)."
+)
+TOO_LARGE: Final = error_answer(
+    413, "invalid_request", f"The body is over {MAX_BODY_BYTES} bytes."
 )
 UNAVAILABLE: Final = error_answer(
     503,
@@ -183,13 +188,8 @@ class IntrospectionHandler:
         settings: Settings,
         database: Database,
         lookup: LookupMode | None = None,
-        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self.engine: Engine = database.engine
-        self.max_body_bytes = max_body_bytes
-        self._too_large = error_answer(
-            413, "invalid_request", f"The body is over {max_body_bytes} bytes."
-        )
         self.callers = CallerCheck(
             [secret.get_secret_value() for secret in settings.tokenbot_introspection_secrets]
         )
@@ -241,9 +241,9 @@ class IntrospectionHandler:
         if refusal is not None:
             return refusal
         try:
-            body = await read_body(receive, self.max_body_bytes)
+            body = await read_body(receive, MAX_BODY_BYTES)
         except BodyTooLarge:
-            return self._too_large
+            return TOO_LARGE
         return await self._introspect(body, caller)
 
     def _authenticate(self, scope: Scope, headers: RequestHeaders) -> Caller | None:
@@ -267,8 +267,8 @@ class IntrospectionHandler:
             announced = parse_length(headers.content_length)
             if announced is None:
                 return MALFORMED_LENGTH
-            if announced > self.max_body_bytes:
-                return self._too_large
+            if announced > MAX_BODY_BYTES:
+                return TOO_LARGE
         if not headers.is_form:
             return NOT_A_FORM
         return None
@@ -283,9 +283,12 @@ class IntrospectionHandler:
             secret = raw_token.decode("ascii")
         except UnicodeDecodeError:
             return INACTIVE  # no token has such characters
+        key = lookup_key(secret)
+        if key is None:
+            return INACTIVE  # wrong shape or checksum: no read needed
         now = utcnow()
         try:
-            verdict = await self.lookup(secret, now)
+            verdict = judge(await self.batcher.get(key), now=now)
         except SQLAlchemyError as exc:
             log.error("introspection lookup failed: %s", type(exc).__name__)
             return UNAVAILABLE
@@ -294,8 +297,7 @@ class IntrospectionHandler:
                 self.writes.note_dead(verdict.dead, caller.name, now)
             return INACTIVE
         if verdict.retire is not None:
-            await self.writes.retire(verdict.token, verdict.retire, lookup_key(secret),
-                                     caller.name, now)
+            await self.writes.retire(verdict.token, verdict.retire, key, caller.name, now)
         return self._active(verdict.token, caller, now)
 
     def _active(self, token: ActiveToken, caller: Caller, now: dt.datetime) -> Answer:
@@ -309,13 +311,6 @@ class IntrospectionHandler:
                 token.public_id,
             )
         return Answer(200, json.dumps(token.claims(), separators=(",", ":")).encode())
-
-    async def lookup(self, secret: str, now: dt.datetime) -> Verdict:
-        """What the presented secret is (checksum first: no read for a bad one)."""
-        key = lookup_key(secret)
-        if key is None:
-            return Verdict()
-        return judge(await self.batcher.get(key), now=now)
 
     def _note_caller(self, caller: Caller) -> None:
         """Log each caller once per process at INFO (every request at DEBUG)."""
@@ -368,10 +363,6 @@ class IntrospectionHandler:
         raise AssertionError("unreachable")
 
     # -- the write side ----------------------------------------------------------------------
-
-    async def drain(self) -> None:
-        """Wait until the queued writes are done (tests and shutdown)."""
-        await self.writes.drain()
 
     def close(self) -> None:
         """Finish queued writes and close the read connections."""

@@ -158,17 +158,14 @@ class TokenbotASGI:
         database: Database,
         bolt_app: App,
         introspection: IntrospectionHandler,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        dispatch_threads: int = DISPATCH_THREADS,
         on_shutdown: Iterable[Callable[[], None]] = (),
     ) -> None:
         self.settings = settings
         self.database = database
         self.bolt_app = bolt_app
         self.introspection = introspection
-        self.max_body_bytes = max_body_bytes
         self._executor = ThreadPoolExecutor(
-            max_workers=dispatch_threads, thread_name_prefix="tokenbot-dispatch"
+            max_workers=DISPATCH_THREADS, thread_name_prefix="tokenbot-dispatch"
         )
         self._on_shutdown = list(on_shutdown)
         secret = settings.slack_signing_secret
@@ -232,9 +229,7 @@ class TokenbotASGI:
     async def _slack(self, scope: Scope, receive: Receive, send: Send) -> None:
         arrived = time.perf_counter()  # Slack's 3 s run from here (the ack histogram)
         try:
-            body = await read_body(
-                receive, self.max_body_bytes, announced=announced_length(scope)
-            )
+            body = await read_body(receive, MAX_BODY_BYTES, announced=announced_length(scope))
         except BodyTooLarge:
             await send_text(send, 413, "request body too large")
             return
@@ -328,82 +323,56 @@ def tune_runtime() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
-def describe_database(settings: Settings) -> str:
-    """Backend and database name for logs: never the password or the whole URL."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database_url)
-    where = url.database or ""
-    if url.host:
-        where = f"{url.host}/{where}"
-    return f"{url.get_backend_name()} ({where})"
-
-
 def serve(
     settings: Settings,
     *,
     database: Database | None = None,
     bolt_app: App | None = None,
     client: Any = None,
-    host: str | None = None,
-    port: int | None = None,
     workers: int | None = None,
     access_log: bool = True,
-    sock: socket.socket | None = None,
 ) -> None:
-    """Run the HTTP server until SIGINT/SIGTERM (uvicorn shuts down gracefully)."""
+    """Run the HTTP server until SIGINT/SIGTERM (uvicorn shuts down gracefully): one
+    process on ``database``, or ``workers`` processes that each open their own."""
     import uvicorn
 
-    host = host or settings.host
-    port = settings.port if port is None else port
     log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     # log_config=None: uvicorn's own handlers would write its access log to stdout; its
     # loggers propagate instead to the root logger's (stderr, LOG_FORMAT, secrets masked).
     # proxy_headers=False: the client address is the TCP peer's, never X-Forwarded-For's
     # (which anyone can send; METRICS_ALLOW is checked against the address).
-    options: dict[str, Any] = dict(host=host, port=port, access_log=access_log,
-                                   log_level=log_level, log_config=None, lifespan="on",
-                                   http=HTTP_PARSER, proxy_headers=False)
+    options: dict[str, Any] = dict(host=settings.host, port=settings.port,
+                                   access_log=access_log, log_level=log_level,
+                                   log_config=None, lifespan="on", http=HTTP_PARSER,
+                                   proxy_headers=False)
     if workers is not None and workers > 1:
         if bolt_app is not None:
             raise ValueError("a prebuilt Bolt app cannot be shared by several worker processes")
         config = uvicorn.Config(FACTORY_IMPORT_STRING, factory=True, workers=workers,
                                 **options)
-        _serve_processes(config, host=host, port=port, sock=sock)
+        _serve_processes(config, host=settings.host, port=settings.port)
         return
-    owned: Database | None = None
-    if database is None:
-        database = owned = Database(settings)
-    app = build_asgi_app(
-        settings=settings,
-        database=database,
-        bolt_app=bolt_app,
-        client=client,
-        on_shutdown=[owned.dispose] if owned is not None else [],
-    )
-    config = uvicorn.Config(app, **options)
-    server = uvicorn.Server(config)
+    assert database is not None  # one process: the caller's database
+    app = build_asgi_app(settings=settings, database=database, bolt_app=bolt_app, client=client)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     tune_runtime()
     try:
-        server.run(sockets=[sock] if sock is not None else None)
+        server.run()
     finally:
         app.close()
 
 
-def _serve_processes(
-    config: uvicorn.Config, *, host: str, port: int, sock: socket.socket | None
-) -> None:
-    """uvicorn's worker processes on one listening socket (``sock``, or one bound here)."""
+def _serve_processes(config: uvicorn.Config, *, host: str, port: int) -> None:
+    """uvicorn's worker processes on one listening socket, bound here."""
     from uvicorn.supervisors import Multiprocess
 
     # Not uvicorn.run(workers=N): its Config.bind_socket() leaves the socket's proto at
     # 0, accepted sockets inherit it and asyncio then never sets TCP_NODELAY, so every
     # keep-alive response waits ~40 ms for the peer's delayed ACK (uvicorn issue #3149).
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = sock or socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    if sock is None:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
     listener.set_inheritable(True)
     try:
         Multiprocess(config, sockets=[listener]).run()
