@@ -1,16 +1,25 @@
 """The fault suite of the outbox (issue 19): whatever breaks mid-pass, each message of every
-kind (expiry digest, owner notice, rotation notice, dead-secret alarm) is in Slack exactly
-once where its history is readable. A pass killed with SIGKILL at each step of its run, a
-PostgreSQL restart while it posts (expiry digests; the database errors of every kind are
-monkeypatched OperationalErrors, never a restart of the shared server), a post Slack
-accepts but answers after the client's timeout, and Slack unreachable (the post is failed,
-not uncertain, and posted once Slack is back).
+kind (expiry digest, owner notice, rotation notice, dead-secret alarm, hygiene digest,
+dormant-disabled DM, leak notice, reassign notice, departed-owner post: every
+``MessageKind``, a test says so) is in Slack exactly once where its history is readable.
+A pass killed with SIGKILL at each step of its run, a PostgreSQL restart while it posts
+(expiry digests; the database errors of every kind are monkeypatched OperationalErrors,
+never a restart of the shared server), a post Slack accepts but answers after the client's
+timeout, and Slack unreachable (the post is failed, not uncertain, and posted once Slack
+is back).
 
 Expiry: ten destinations (five channels, five owners' DMs), one digest each. Owner notices:
 an admin disabled then enabled a token of each of five owners (two DMs each). Rotation
 notices: five overlaps ran out (one DM each). Alarms: five disabled tokens presented (to
-the owner and the token's channel). The stand-in keeps every message it accepted,
-including those whose caller died before the answer."""
+the owner and the token's channel). Hygiene: five owners' dormant tokens (the weekly
+digest to each owner and to the alert channel). Dormant disabled: the same, warned of 8
+days before under TOKENBOT_DORMANT_ACTION=disable and no alert channel (one DM each).
+Leak notices: three live secrets pasted in a message (each owner's DM, three posts to the
+alert channel). Reassign notices: three tokens given to new owners (the old and the new
+owner told). Departed owners: four owners of dormant tokens deactivated a day after the
+weekly digest (four posts to the alert channel). What a seed's earlier pass posted is left
+out of the checks. The stand-in keeps every message it accepted, including those whose
+caller died before the answer."""
 
 from __future__ import annotations
 
@@ -40,7 +49,8 @@ from bot.outbox.delivery import named_rows
 from bot.alerts.scheduler import run_pass
 from bot.config import Settings, load_settings
 from bot.db import Database, make_engine, upgrade
-from bot.models import OutboxMessage, OutboxStatus
+from bot.models import MessageKind, OutboxMessage, OutboxStatus
+from bot.services import departed, leaks, owners
 from bot.services import outbox as service
 from bot.slack.client import make_web_client
 from bot.services import tokens as svc
@@ -62,6 +72,8 @@ pytestmark = pytest.mark.slow
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 AFTER_LEASE = NOW + service.LEASE + dt.timedelta(minutes=1)
 OWNERS = [f"U{n}" for n in range(1, 6)]
+NEW_OWNERS = [f"U{n}" for n in range(6, 9)]
+DAY = dt.timedelta(days=1)
 CHANNELS = [f"C{n}" for n in range(1, 6)]
 ANSWER = 0.2  # Slack answers each post this late
 
@@ -143,6 +155,76 @@ def _seed_alarms(db: Database, settings: Settings) -> None:
                 created.token.secret_masked): 3})
 
 
+def _earlier_pass(db: Database, settings: Settings, at: dt.datetime) -> None:
+    """A pass before NOW, which posted what it had to (not under test: the suite leaves
+    the rows it sent out)."""
+    report = run_pass(settings=settings, database=db, client=make_web_client(settings),
+                      now=at, post_interval=0.0)
+    assert report.failed == 0 and report.sent > 0, report.to_dict()
+
+
+def _seed_dormant(db: Database, owners: list[str]) -> None:
+    """A token of each owner, created 100 days ago and never used: dormant (90 days)."""
+    for owner in owners:
+        seed_token(db, now=NOW - 100 * DAY, expires_on=None, label=f"idle {owner}",
+                   owner=owner)
+
+
+def _seed_hygiene(db: Database, settings: Settings) -> None:
+    """Five owners' dormant tokens: the weekly digest to each owner and the alert channel."""
+    _seed_dormant(db, OWNERS)
+
+
+def _seed_dormant_disabled(db: Database, settings: Settings) -> None:
+    """Five owners' dormant tokens, which their weekly digests warned of 8 days ago
+    (TOKENBOT_DORMANT_ACTION=disable): the pass disables them and tells each owner. (No
+    alert channel: its weekly digest, due again with them, would list them too.)"""
+    _seed_dormant(db, OWNERS)
+    _earlier_pass(db, settings, NOW - 8 * DAY)  # the warnings
+
+
+def _seed_leaks(db: Database, settings: Settings) -> None:
+    """Three live secrets pasted in one message: each owner's DM and a post each to the
+    alert channel (the tokens have no channel of their own)."""
+    secrets = [seed_token(db, now=NOW - DAY, expires_on=None, label=f"deploy {owner}",
+                          owner=owner).secret for owner in OWNERS[:3]]
+    where = leaks.Where(channel="CPUBLIC", message_ts="1795000000.000100", poster="UPOSTER",
+                        permalink="https://acme.slack.com/archives/CPUBLIC/p1795000000000100")
+    with db.sessions.begin() as session:
+        found = leaks.record_leaks(session, team_id=TEAM, secrets=secrets, where=where,
+                                   action=leaks.LeakAction(settings.tokenbot_leak_action),
+                                   default_channel=settings.tokenbot_alert_channel,
+                                   now=NOW - dt.timedelta(minutes=1))
+    assert len(found) == 3
+
+
+def _seed_reassignments(db: Database, settings: Settings) -> None:
+    """An admin gave three owners' tokens to three others: the old and the new owner of
+    each are told."""
+    admin = svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
+    for old, new in zip(OWNERS[:3], NEW_OWNERS):
+        token = seed_token(db, now=NOW - DAY, expires_on=None, label=f"deploy {old}",
+                           owner=old).token
+        with db.sessions.begin() as session:
+            told = owners.reassign(session, actor=admin, public_id=token.public_id,
+                                   new_owner=new, now=NOW - dt.timedelta(minutes=1),
+                                   expected_version=token.version).told
+        assert told == (old, new)
+
+
+def _seed_departures(db: Database, settings: Settings) -> None:
+    """Four owners of dormant tokens were found deactivated (a ``user_change``) a day
+    after the weekly digest listed their tokens: one post each to the alert channel. (The
+    channel's digest is not due again for a week: it would list their tokens too.)"""
+    _seed_dormant(db, OWNERS[:4])
+    _earlier_pass(db, settings, NOW - DAY)  # the weekly digests
+    for owner in OWNERS[:4]:
+        with db.sessions.begin() as session:
+            assert departed.note_departure(session, team_id=TEAM, user_id=owner,
+                                           now=NOW - dt.timedelta(minutes=1),
+                                           channel=settings.tokenbot_alert_channel)
+
+
 @dataclass(frozen=True)
 class _Kind:
     """A kind of message: how to make some due (at NOW, under its passes' settings) and
@@ -160,9 +242,17 @@ class _Kind:
         return self.name
 
 
+# The pass disables dormant tokens only under this action; see _seed_dormant_disabled.
+DISABLE_DORMANT = {"tokenbot_dormant_action": "disable", "tokenbot_alert_channel": None}
 KINDS = [_Kind("expiry", _seed, 10), _Kind("owner_notice", _seed_owner_notices, 10),
          _Kind("rotation_notice", _seed_rotations, 5),
-         _Kind("dead_secret_alarm", _seed_alarms, 10)]
+         _Kind("dead_secret_alarm", _seed_alarms, 10),
+         _Kind("hygiene", _seed_hygiene, 6, few_points=True),
+         _Kind("dormant_disabled", _seed_dormant_disabled, 5, DISABLE_DORMANT,
+               few_points=True),
+         _Kind("leak_notice", _seed_leaks, 6, few_points=True),
+         _Kind("reassign_notice", _seed_reassignments, 6, few_points=True),
+         _Kind("departed_owner", _seed_departures, 4, few_points=True)]
 
 
 def _settings(kind: _Kind, asettings: Settings) -> Settings:
@@ -180,6 +270,11 @@ def _earlier(db: Database) -> frozenset[int]:
 def _posts(standin: SlackStandIn, earlier: frozenset[int]) -> list[dict[str, object]]:
     """The messages Slack holds, less those of the rows ``earlier`` posted."""
     return [m for m in standin.posted() if not named_rows(m) or named_rows(m) - earlier]
+
+
+def test_every_kind_of_message_is_in_the_fault_suite() -> None:
+    """A new ``MessageKind`` fails here until its seed is in :data:`KINDS`."""
+    assert {kind.name for kind in KINDS} == {kind.value for kind in MessageKind}
 
 
 def _assert_in_slack_once(db: Database, standin: SlackStandIn, kind: _Kind,
