@@ -101,13 +101,18 @@ def alert_settings(make_settings: Any, standin: SlackStandIn, **extra: object) -
 
 
 def cli_environment(settings: Settings) -> dict[str, str]:
-    """The environment a `tokenbot alerts run` needs to run against these settings."""
+    """The environment a `tokenbot alerts run` needs to run against these settings: with
+    their alert channel (none: unset) and their dormant rule."""
     from tests.conftest import TEST_KEY
 
-    return {
+    environment = {
         "DATABASE_URL": settings.database_url,
         "TOKENBOT_SECRET_KEYS": TEST_KEY,
         "SLACK_API_URL": settings.slack_api_url,
         "SLACK_BOT_TOKEN": "xoxb-test",
-        "TOKENBOT_ALERT_CHANNEL": ALERTS,
+        "TOKENBOT_DORMANT_DAYS": str(settings.tokenbot_dormant_days),
+        "TOKENBOT_DORMANT_ACTION": settings.tokenbot_dormant_action,
     }
+    if settings.tokenbot_alert_channel is not None:
+        environment["TOKENBOT_ALERT_CHANNEL"] = settings.tokenbot_alert_channel
+    return environment
