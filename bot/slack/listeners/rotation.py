@@ -32,7 +32,7 @@ from bot.slack.listeners.common import (
 from bot.slack.listeners.errors import tell_line, user_text
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef
 from bot.slack.views.formatting import escape
-from bot.slack.views.lifecycle import read_rotate_form, rotate_modal
+from bot.slack.views.rotation import read_rotate_form, rotate_modal
 from bot.slack.views.messages import (
     SecretReason,
     notice_message,
