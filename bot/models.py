@@ -396,7 +396,7 @@ class OutboxMessage(Base):
                 f"{self.status}>")
 
 
-# -- the usage-aware lifecycle (bot.services.rotation, bot.services.dead_secrets) ---------
+# -- rotation with an overlap, dead secrets (bot.services.rotation, bot.services.dead_secrets) ---
 
 
 class RetiredReason(enum.StrEnum):

@@ -11,7 +11,7 @@ from bot.cli.common import ask, ident_arg, open_context, print_json
 from bot.serialize import token_summary
 from bot.services import owners
 from bot.services.policy import policy_of
-from bot.services import tokens as svc
+from bot.services import tokens
 
 
 def register(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
@@ -31,7 +31,7 @@ def register(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
 def cmd_reassign(args: argparse.Namespace) -> int:
     with open_context(args) as ctx:
         with ctx.db.sessions.begin() as session:
-            seen = svc.get_token(session, team_id=ctx.team, public_id=args.id)
+            seen = tokens.get_token(session, team_id=ctx.team, public_id=args.id)
             before, version, label = seen.owner, seen.version, seen.label
         if not args.yes:
             # The rules first, so a refusal comes before the question (rolled back).

@@ -42,7 +42,7 @@ from bot.dates import date_text, relative_expiry
 from bot.models import Token
 from bot.serialize import token_summary
 from bot.services import listing
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.policy import Policy, policy_of
 from bot.texts import (
     CONFIRMATIONS,
@@ -77,10 +77,10 @@ def disable_vs_delete_help() -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     team, actor, as_json = team_parent(), actor_parent(), json_parent()
 
-    tokens = subparsers.add_parser(
+    group = subparsers.add_parser(
         "tokens", help="list, create, edit, disable, enable, delete, rotate, reveal tokens"
     )
-    commands = tokens.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
+    commands = group.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
 
     p = commands.add_parser("list", parents=[team, as_json], help="a page of the team's tokens")
     p.add_argument("--status", choices=[s.value for s in listing.StatusFilter],
@@ -308,7 +308,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_create(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
-        created = svc.create_token(
+        created = tokens.create_token(
             session,
             box=ctx.db.box,
             actor=ctx.actor,
@@ -333,7 +333,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
-        token = svc.get_token(session, team_id=ctx.team, public_id=args.id)
+        token = tokens.get_token(session, team_id=ctx.team, public_id=args.id)
         policy = policy_of(ctx.settings)
         if args.json:
             print_json(token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now)))
@@ -359,9 +359,9 @@ def cmd_edit(args: argparse.Namespace) -> int:
                          "--no-expiry or --exception.")
     with open_context(args) as ctx:
         with ctx.db.sessions.begin() as session:
-            version = svc.get_token(session, team_id=ctx.team, public_id=args.id).version
+            version = tokens.get_token(session, team_id=ctx.team, public_id=args.id).version
         with ctx.db.sessions.begin() as session:
-            result = svc.edit_token(
+            result = tokens.edit_token(
                 session,
                 actor=ctx.actor,
                 public_id=args.id,
@@ -397,14 +397,14 @@ def _perform(
         actor=ctx.actor, public_id=public_id, expected_version=version, now=ctx.now
     )
     if action is Lifecycle.DISABLE:
-        return svc.disable_token(session, **common), None
+        return tokens.disable_token(session, **common), None
     if action is Lifecycle.ENABLE:
-        return svc.enable_token(session, **common), None
+        return tokens.enable_token(session, **common), None
     if action is Lifecycle.DELETE:
-        svc.delete_token(session, **common)
+        tokens.delete_token(session, **common)
         return None, None
     if action is Lifecycle.ROTATE:
-        created = svc.rotate_token(session, box=ctx.db.box, overlap=overlap, **common)
+        created = tokens.rotate_token(session, box=ctx.db.box, overlap=overlap, **common)
         return created.token, created.secret
     raise AssertionError(action)
 
@@ -430,7 +430,7 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
     def handler(args: argparse.Namespace) -> int:
         with open_context(args) as ctx:
             with ctx.db.sessions.begin() as session:
-                seen = svc.get_token(session, team_id=ctx.team, public_id=args.id)
+                seen = tokens.get_token(session, team_id=ctx.team, public_id=args.id)
             overlap = getattr(args, "overlap", None)
             if not args.yes:
                 # The rules first, so a refusal comes before the question: a session
@@ -477,7 +477,7 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
 
 def cmd_reveal(args: argparse.Namespace) -> int:
     with open_context(args) as ctx, ctx.db.sessions.begin() as session:
-        _, secret = svc.reveal_token(
+        _, secret = tokens.reveal_token(
             session, box=ctx.db.box, actor=ctx.actor, public_id=args.id, now=ctx.now
         )
     print(secret)

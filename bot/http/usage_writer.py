@@ -132,7 +132,7 @@ class UsageWriter:
             log.warning("could not record last use of %d token(s): %s", len(uses),
                         type(exc).__name__)
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- draining and closing ---------------------------------------------------------------
 
     async def drain(self) -> None:
         """Write the dead-secret counts so far and wait until queued writes are done."""

@@ -19,7 +19,8 @@ from bot.services.departed import post_of
 from bot.slack.views.digests import chunk_items, digest_blocks, digest_text, item_for
 from bot.slack.views.hygiene import dormant_disabled_post, hygiene_blocks, hygiene_text, shown
 from bot.slack.views.leaks import leak_notice_post
-from bot.slack.views.lifecycle import dead_secret_post, rotation_notice_post
+from bot.slack.views.alarms import dead_secret_post
+from bot.slack.views.rotation import rotation_notice_post
 from bot.slack.views.messages import owner_notice_message
 from bot.slack.views.owners import departed_post, reassign_notice
 

@@ -20,7 +20,7 @@ from slack_sdk import WebClient
 from bot.logs import LogLimiter
 from bot.slack.background import Task
 from bot.slack.observed import REFUSED, ended, in_request
-from bot.slack.listeners.common import Deps, deps
+from bot.slack.listeners.common import Deps, deps_of
 from bot.slack.listeners.errors import BUSY_TEXT, Busy, Surface, report, reporting, tell
 from bot.slack.views.modals import notice_modal
 
@@ -85,11 +85,11 @@ def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
                   immediate: AnswerWithDeps | None = None) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], payload: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
-        content = immediate(payload, deps(context)) if immediate is not None else None
+        content = immediate(payload, deps_of(context)) if immediate is not None else None
         if content is not None:
             ack(**content)
             return
-        work = deps(context).work
+        work = deps_of(context).work
         if not work.reserve():
             _busy(ack, kind, body, context, client, surface)
             return
@@ -107,7 +107,7 @@ def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
 def _run_then_draw(listener: Submission, surface: SubmissionSurface) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
-        work = deps(context).work
+        work = deps_of(context).work
         if not work.reserve():
             _busy(ack, Kind.VIEW, body, context, client, functools.partial(surface, ack=None))
             return
@@ -145,7 +145,7 @@ def _busy(ack: Ack, kind: Kind, body: dict[str, Any], context: BoltContext,
         ack(response_action="push", view=notice_modal(f":warning: {BUSY_TEXT}"))
     else:
         ack()
-        told = deps(context).work.notices.submit(lambda: report(
+        told = deps_of(context).work.notices.submit(lambda: report(
             Busy(BUSY_TEXT), surface, body=body, context=context, client=client))
         if not told and _busy_log.allow("notice"):
             log.warning("Busy: users could not be told either (logged at most once a minute)")

@@ -19,7 +19,7 @@ from tests.support.slack_standin import SlackStandIn
 SURFACE_ACTION = "tokenbot_test_new_surface"
 
 
-def _in_the_channel(error: Exception, body: dict[str, Any], d: Deps,
+def _in_the_channel(error: Exception, body: dict[str, Any], deps: Deps,
                     client: WebClient) -> None:
     """A made-up surface: an ephemeral line in the channel clicked."""
     client.chat_postEphemeral(channel=body["channel"]["id"], user=body["user"]["id"],

@@ -17,7 +17,7 @@ from bot.services.listing import StatusFilter
 from bot.slack.acks import on_command
 from bot.slack.ids import USER_ID_PATTERN
 from bot.slack.listeners import table
-from bot.slack.listeners.common import actor_from, deps, draw_table, show
+from bot.slack.listeners.common import actor_from, deps_of, draw_table, show
 from bot.slack.views.formatting import truncate
 from bot.slack.views.messages import help_message
 from bot.slack.state import Origin, OriginKind, TableState
@@ -94,19 +94,19 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
                   client: WebClient) -> None:
     """``/tokens``, ``/tokens <filter>``, ``/tokens create`` (``help`` is ``answer``'s)."""
     subcommand, argument = parse(command.get("text") or "")
-    d = deps(context)
-    actor = actor_from(command, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(command, deps.settings)
     response_url = command.get("response_url")
     if subcommand == CREATE:
         # views.open as the first Web API call after ack(), while the trigger id is fresh.
-        table.create_open(d, client, actor=actor, trigger_id=command["trigger_id"],
+        table.create_open(deps, client, actor=actor, trigger_id=command["trigger_id"],
                           origin=Origin(kind=OriginKind.COMMAND, response_url=response_url))
         return
     state = parse_filter(argument, user_id=actor.user_id)
     origin = Origin(kind=OriginKind.COMMAND, state=state, response_url=response_url)
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
-                             expiring_days=d.settings.expiring_days, policy=d.policy)
+                             expiring_days=deps.settings.expiring_days, policy=deps.policy)
     show(drawing, client)
 
 

@@ -23,7 +23,7 @@ from bot.errors import PermissionDeniedError
 from bot.models import utcnow
 from bot.services.listing import list_tokens
 from bot.services.policy import Policy, policy_of
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.background import Background
 from bot.slack.views.home import home_view
 from bot.slack.views.messages import Message, table_message
@@ -49,17 +49,17 @@ class Deps:
         """The token hygiene rules (TOKENBOT_MAX_LIFETIME_DAYS and the others)."""
         return policy_of(self.settings)
 
-    def form_rules(self, actor: svc.Actor) -> dict[str, Any]:
+    def form_rules(self, actor: tokens.Actor) -> dict[str, Any]:
         """What the token form needs beside the token: the policy (its default expiry,
         where "never" is offered) and whether the viewer may give an exception."""
         return {"policy": self.policy, "admin": actor.is_admin, "now": utcnow()}
 
 
-def deps(context: BoltContext) -> Deps:
+def deps_of(context: BoltContext) -> Deps:
     return context[CONTEXT_KEY]  # type: ignore[no-any-return]
 
 
-def actor_from(body: dict[str, Any], settings: Settings) -> svc.Actor:
+def actor_from(body: dict[str, Any], settings: Settings) -> tokens.Actor:
     """The acting user and team, from the signed payload itself."""
     user = mapping(body.get("user"))
     event = mapping(body.get("event"))
@@ -68,7 +68,7 @@ def actor_from(body: dict[str, Any], settings: Settings) -> svc.Actor:
     team_id = team.get("id") or user.get("team_id") or body.get("team_id")
     if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id or not team_id:
         raise PermissionDeniedError("Tokenbot could not tell who you are in which workspace.")
-    return svc.Actor(team_id=team_id, user_id=user_id, is_admin=settings.is_admin(user_id))
+    return tokens.Actor(team_id=team_id, user_id=user_id, is_admin=settings.is_admin(user_id))
 
 
 @dataclass(frozen=True)
@@ -76,9 +76,9 @@ class Row:
     """A click on a token's row, from its button or its "More…" menu: who acts (from the
     signed payload), the row as drawn, where the table is, and the click's trigger id."""
 
-    d: Deps
+    deps: Deps
     client: WebClient
-    actor: svc.Actor
+    actor: tokens.Actor
     ref: RowRef
     origin: Origin
     trigger_id: Any = None
@@ -89,8 +89,8 @@ RowFunction = Callable[[Row], None]
 
 
 def row_of(body: dict[str, Any], ref: RowRef, context: BoltContext, client: WebClient) -> Row:
-    d = deps(context)
-    return Row(d=d, client=client, actor=actor_from(body, d.settings), ref=ref,
+    deps = deps_of(context)
+    return Row(deps=deps, client=client, actor=actor_from(body, deps.settings), ref=ref,
                origin=origin_of_action(body, ref.state), trigger_id=body.get("trigger_id"))
 
 
@@ -115,7 +115,7 @@ class Drawing:
 def draw_table(
     session: Session,
     *,
-    actor: svc.Actor,
+    actor: tokens.Actor,
     origin: Origin,
     now: dt.datetime,
     expiring_days: int,
@@ -208,7 +208,7 @@ def redraw(
     deps_: Deps,
     client: WebClient,
     *,
-    actor: svc.Actor,
+    actor: tokens.Actor,
     origin: Origin,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),

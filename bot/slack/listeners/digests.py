@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 from bot.errors import NotFoundError, TokenbotError
 from bot.models import Audience, Token, utcnow
 from bot.services import alerts
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.policy import Policy
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
-from bot.slack.listeners.common import Deps, Row, actor_from, deps
+from bot.slack.listeners.common import Deps, Row, actor_from, deps_of
 from bot.slack.listeners.errors import Surface, tell_line, user_text
 from bot.slack.listeners.table import edit_open
 from bot.slack.state import Origin, OriginKind, RowRef, mapping
@@ -90,7 +90,7 @@ class DigestRedraw:
 #: A posted message as it now looks, with the reply to the clicker: (session, where, reply).
 Redraw = Callable[[Session, Where, str | None], DigestRedraw]
 #: A change made from a posted message: (session, actor, where, now) -> the reply.
-PostChange = Callable[[Session, svc.Actor, Where, dt.datetime], str]
+PostChange = Callable[[Session, tokens.Actor, Where, dt.datetime], str]
 
 
 def redraw_digest(session: Session, where: Where, text: str | None = None) -> DigestRedraw:
@@ -108,27 +108,27 @@ def act_on_post(body: Body, context: BoltContext, client: WebClient, *, missing:
                 change: PostChange, redraw: Redraw) -> None:
     """Run ``change`` for the clicker (from the signed payload) and, in its transaction,
     ``redraw`` the message; then update it in place and give the clicker the reply."""
-    d = deps(context)
-    actor, where = actor_from(body, d.settings), where_clicked(body)
+    deps = deps_of(context)
+    actor, where = actor_from(body, deps.settings), where_clicked(body)
     if where is None:
         raise NotFoundError(missing)
     now = utcnow()
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         redrawn = redraw(session, where, change(session, actor, where, now))
     redrawn.show(client)
 
 
-def disabled(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime
+def disabled(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime
              ) -> tuple[Token, str]:
     """Disable from a posted message: the token, and the reply (Enable is in ``/tokens``)."""
-    token = svc.disable_token(session, actor=actor, public_id=ref.public_id,
+    token = tokens.disable_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now)
     return token, DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE)
 
 
-def _extend(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
+def _extend(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
             policy: Policy) -> tuple[Token, str, str]:
-    result = svc.extend_token(session, actor=actor, public_id=ref.public_id,
+    result = tokens.extend_token(session, actor=actor, public_id=ref.public_id,
                               expected_version=ref.version, now=now, policy=policy)
     token = result.token
     old, new = (dt.date.fromisoformat(day) for day in result.changes["expires_on"])
@@ -136,14 +136,14 @@ def _extend(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
     return token, alerts.ActedAction.EXTENDED, text
 
 
-def _disable(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
+def _disable(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
              policy: Policy) -> tuple[Token, str, str]:
     token, text = disabled(session, actor, ref, now)
     return token, alerts.ActedAction.DISABLED, text
 
 
 # A change of one token from the digest: the token, what the digest remembers, the reply.
-_CHANGES: dict[str, Callable[[Session, svc.Actor, RowRef, dt.datetime, Policy],
+_CHANGES: dict[str, Callable[[Session, tokens.Actor, RowRef, dt.datetime, Policy],
                               tuple[Token, str, str]]] = {
     ActionId.ALERT_EXTEND: _extend,
     ActionId.ALERT_DISABLE: _disable,
@@ -153,9 +153,9 @@ MISSING = "That reminder message could not be found."
 
 def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
-    ref, function, policy = ref_of(action), _CHANGES[action["action_id"]], deps(context).policy
+    ref, function, policy = ref_of(action), _CHANGES[action["action_id"]], deps_of(context).policy
 
-    def change(session: Session, actor: svc.Actor, where: Where, now: dt.datetime) -> str:
+    def change(session: Session, actor: tokens.Actor, where: Where, now: dt.datetime) -> str:
         token, acted, text = function(session, actor, ref, now, policy)
         alerts.record_action(session, channel=where.channel, ts=where.ts, token=token,
                              action=acted, user_id=actor.user_id, now=now)
@@ -168,16 +168,16 @@ def handle_edit(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """The table's "Edit Access Token" modal, checked first like the table's Edit. Its
     submission redraws this digest (see ``after_edit``)."""
-    d, where = deps(context), where_clicked(body)
+    deps, where = deps_of(context), where_clicked(body)
     if where is None:
         raise NotFoundError(MISSING)
     origin = Origin(kind=OriginKind.DIGEST, channel=where.channel, ts=where.ts)
-    edit_open(Row(d=d, client=client, actor=actor_from(body, d.settings), ref=ref_of(action),
-                  origin=origin, trigger_id=body.get("trigger_id")))
+    edit_open(Row(deps=deps, client=client, actor=actor_from(body, deps.settings),
+                  ref=ref_of(action), origin=origin, trigger_id=body.get("trigger_id")))
 
 
-def after_edit(session: Session, *, origin: Origin, actor: svc.Actor,
-               result: svc.EditResult | None, now: dt.datetime,
+def after_edit(session: Session, *, origin: Origin, actor: tokens.Actor,
+               result: tokens.EditResult | None, now: dt.datetime,
                text: str | None = None) -> DigestRedraw:
     """In the edit's transaction: remember on the digest that the token was edited from it
     (when something changed), and the digest as it now looks."""
@@ -200,7 +200,7 @@ def post_surface(redraw: Redraw) -> Surface:
     departure post): the reason ephemerally in its channel (else through the payload's
     ``response_url``); after a refusal, ``redraw`` shows the message as things now are."""
 
-    def answer(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+    def answer(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
         text = user_text(error, on_table=False)
         where = where_clicked(body)
         if where is None:
@@ -209,7 +209,7 @@ def post_surface(redraw: Redraw) -> Surface:
         client.chat_postEphemeral(channel=where.channel, user=where.user_id,
                                   text=f":warning: {text}")
         if isinstance(error, TokenbotError):
-            with d.sessions.begin() as session:
+            with deps.sessions.begin() as session:
                 redrawn = redraw(session, where, None)
             redrawn.show(client)
 

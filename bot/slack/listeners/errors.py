@@ -17,7 +17,7 @@ from bot.errors import NotFoundError, NotOwnerError, StaleTokenError, TokenbotEr
 from bot.logs import LogLimiter
 from bot.services.audit import last_change
 from bot.slack.observed import ERROR, REFUSED, ended
-from bot.slack.listeners.common import Deps, deps, respond_to, send
+from bot.slack.listeners.common import Deps, deps_of, respond_to, send
 from bot.slack.views.formatting import mention
 from bot.slack.views.messages import change_text, notice_message
 
@@ -68,7 +68,7 @@ FORM_TAIL = (
 )
 
 
-def what_changed(d: Deps, error: Exception, *, team_id: str, public_id: str | None,
+def what_changed(deps: Deps, error: Exception, *, team_id: str, public_id: str | None,
                  tail: str = TABLE_TAIL) -> str:
     """For a stale or missing token: the notice naming what changed, who changed it and
     when, from the audit log ("<@U2> disabled it 2 minutes ago"), then ``tail``; else the
@@ -76,7 +76,7 @@ def what_changed(d: Deps, error: Exception, *, team_id: str, public_id: str | No
     text = user_text(error, on_table=tail == TABLE_TAIL)
     if public_id is None or not isinstance(error, (StaleTokenError, NotFoundError)):
         return text
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         event = last_change(session, team_id=team_id, token_public_id=public_id)
         said = change_text(event) if event is not None else None
     if said is None:
@@ -96,7 +96,7 @@ def logged(error: Exception, body: Body) -> None:
         log.error("Unexpected error while handling a %s", kind, exc_info=error)
 
 
-def tell(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+def tell(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
     """The surface of a command (and the fallback): one ephemeral line."""
     tell_line(body.get("response_url"), user_text(error), client)
 
@@ -128,7 +128,7 @@ def report(error: Exception, surface: Surface, *, body: Body, context: BoltConte
     logged(error, body)
     ended(REFUSED if isinstance(error, TokenbotError) else ERROR)
     try:
-        surface(error, body, deps(context), client)
+        surface(error, body, deps_of(context), client)
     except Exception:  # the error path itself failed (e.g. Slack unreachable)
         if _untold.allow("untold"):
             log.exception("Could not tell a user about an error (logged at most once a "
@@ -144,6 +144,6 @@ def handle_error(error: Exception, body: Body, context: BoltContext, client: Web
     ended(ERROR)
     if response is None or body.get("type") == "view_submission":
         return response
-    d = deps(context)
-    d.work.notices.submit(lambda: tell(error, body, d, client))
+    deps = deps_of(context)
+    deps.work.notices.submit(lambda: tell(error, body, deps, client))
     return BoltResponse(status=200, body="")

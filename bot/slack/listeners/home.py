@@ -8,7 +8,7 @@ from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
 
 from bot.slack.acks import on_event
-from bot.slack.listeners.common import Deps, actor_from, deps, redraw
+from bot.slack.listeners.common import Deps, actor_from, deps_of, redraw
 from bot.slack.listeners.errors import user_text
 from bot.slack.state import Origin, OriginKind, mapping
 from bot.slack.views.home import home_notice_view
@@ -19,12 +19,12 @@ def handle_home_opened(event: dict[str, Any], body: dict[str, Any], context: Bol
                        client: WebClient) -> None:
     if event.get("tab", "home") != "home":
         return
-    d = deps(context)
-    actor = actor_from(body, d.settings)
-    redraw(d, client, actor=actor, origin=Origin(kind=OriginKind.HOME))
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
+    redraw(deps, client, actor=actor, origin=Origin(kind=OriginKind.HOME))
 
 
-def answer_error(error: Exception, body: dict[str, Any], d: Deps, client: WebClient) -> None:
+def answer_error(error: Exception, body: dict[str, Any], deps: Deps, client: WebClient) -> None:
     """Home, with the reason where the table would be."""
     event = mapping(body.get("event"))
     if event.get("tab", "home") == "home":

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from bot.models import Audience
 from bot.services import hygiene
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.digests import (
@@ -49,7 +49,7 @@ def handle_disable(body: Body, action: dict[str, Any], context: BoltContext,
                    client: WebClient) -> None:
     ref = ref_of(action)
 
-    def change(session: Session, actor: svc.Actor, where: Where, now: dt.datetime) -> str:
+    def change(session: Session, actor: tokens.Actor, where: Where, now: dt.datetime) -> str:
         return disabled(session, actor, ref, now)[1]
 
     act_on_post(body, context, client, missing="That hygiene message could not be found.",

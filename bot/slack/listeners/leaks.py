@@ -20,7 +20,7 @@ from bot.models import utcnow
 from bot.services import leaks
 from bot.services.actor import Actor
 from bot.slack.acks import on_event
-from bot.slack.listeners.common import Deps, deps
+from bot.slack.listeners.common import Deps, deps_of
 from bot.slack.state import mapping
 from bot.slack.views.leaks import leak_warning
 
@@ -109,12 +109,12 @@ def handle_message(body: Body, event: Body, context: BoltContext, client: WebCli
     """Look the secrets up; for the live ones not yet noticed in this message, queue the
     notices (posted by the drain after the commit) and warn the poster (a person: a bot
     cannot be sent an ephemeral, its owner and the channel are told all the same)."""
-    d = deps(context)
+    deps = deps_of(context)
     message, team_id = posted(event), body.get("team_id")
     if message is None or not isinstance(team_id, str) or is_own(message, body, context):
         return
     secrets = crypto.find_secrets(message.text)
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         if not leaks.live_tokens(session, team_id=team_id, secrets=secrets, now=utcnow()):
             return  # dead, of another workspace, or nobody's: nothing is said
     by_bot = message.bot_id is not None
@@ -122,14 +122,14 @@ def handle_message(body: Body, event: Body, context: BoltContext, client: WebCli
                         permalink=_permalink(client, message),
                         channel_type=message.channel_type, by_bot=by_bot,
                         bot_name=message.bot_name if by_bot else None)
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         found = leaks.record_leaks(
             session, team_id=team_id, secrets=secrets, where=where,
-            action=leaks.LeakAction(d.settings.tokenbot_leak_action),
-            default_channel=d.settings.tokenbot_alert_channel, now=utcnow())
+            action=leaks.LeakAction(deps.settings.tokenbot_leak_action),
+            default_channel=deps.settings.tokenbot_alert_channel, now=utcnow())
     if by_bot or message.user is None:
         return
-    viewer = Actor(team_id, message.user, is_admin=d.settings.is_admin(message.user))
+    viewer = Actor(team_id, message.user, is_admin=deps.settings.is_admin(message.user))
     for leak in found:
         client.chat_postEphemeral(channel=message.channel, user=message.user,
                                   thread_ts=message.thread_ts,
@@ -149,7 +149,7 @@ def _permalink(client: WebClient, message: Posted) -> str | None:
     return link if isinstance(link, str) else None
 
 
-def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+def answer_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
     """Nobody asked for anything, so nobody is told: the error is only logged (its type
     and traceback, never the message); the notices already queued are posted anyway."""
 

@@ -11,13 +11,13 @@ from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, TokenbotError
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.acks import on_actions, on_submission
 from bot.slack.actions import BY_ID, ROW_MENU, Action
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, CallbackId
 from bot.slack.listeners import modals, owners, rotation, table
-from bot.slack.listeners.common import Row, RowFunction, actor_from, deps, row_of
+from bot.slack.listeners.common import Row, RowFunction, actor_from, deps_of, row_of
 from bot.slack.state import MenuChoice, ModalMetadata, RowRef, mapping
 from bot.slack.views.confirms import confirm_modal
 from bot.texts import CONFIRMATIONS
@@ -46,8 +46,8 @@ def handle_more(body: Body, action: dict[str, Any], context: BoltContext,
     if chosen.confirm is None or not CONFIRMATIONS[chosen.confirm].cuts_access:
         ROWS[chosen.id](row)
         return
-    with row.d.sessions.begin() as session:  # refused before the question, like Edit
-        token = svc.check_change(session, actor=row.actor, public_id=row.ref.public_id,
+    with row.deps.sessions.begin() as session:  # refused before the question, like Edit
+        token = tokens.check_change(session, actor=row.actor, public_id=row.ref.public_id,
                                  expected_version=row.ref.version,
                                  verb=CONFIRMATIONS[chosen.confirm].right)
         label, masked = token.label, token.secret_masked
@@ -63,12 +63,12 @@ def handle_confirm_submit(ack: Ack, body: Body, view: dict[str, Any],
     """Close the modal, then (after the acknowledgement) run the action on the table
     the user came from; a refusal is answered on that table."""
     ack()
-    d = deps(context)
+    deps = deps_of(context)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
     if metadata.public_id is None:
         raise NotFoundError()
     function = ROWS[_menu_action(metadata.action).id]
-    row = Row(d=d, client=client, actor=actor_from(body, d.settings),
+    row = Row(deps=deps, client=client, actor=actor_from(body, deps.settings),
               ref=RowRef(public_id=metadata.public_id, version=metadata.version,
                          state=metadata.origin.state),
               origin=metadata.origin)
@@ -77,7 +77,7 @@ def handle_confirm_submit(ack: Ack, body: Body, view: dict[str, Any],
         try:
             function(row)
         except Exception as error:
-            table.tell_on_table(error, d=d, client=client, origin=row.origin,
+            table.tell_on_table(error, deps=deps, client=client, origin=row.origin,
                                 public_id=row.ref.public_id, actor=lambda: row.actor,
                                 user_id=row.actor.user_id)
             if not isinstance(error, TokenbotError):

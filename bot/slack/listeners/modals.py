@@ -18,7 +18,7 @@ from bot.errors import (
     ValidationError,
 )
 from bot.models import utcnow
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.acks import on_submission
 from bot.slack.background import Task
 from bot.slack.ids import CallbackId
@@ -26,7 +26,7 @@ from bot.slack.listeners.common import (
     Deps,
     Drawing,
     actor_from,
-    deps,
+    deps_of,
     draw_table,
     redraw,
     respond_to,
@@ -53,8 +53,8 @@ from bot.slack.views.table import Notice, NoticeKind
 log = logging.getLogger("bot.slack.listeners")
 
 
-def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: Deps,
-                    actor: svc.Actor, metadata: ModalMetadata) -> None:
+def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], deps: Deps,
+                    actor: tokens.Actor, metadata: ModalMetadata) -> None:
     """On the field it names; else the form again with what was typed and, on top, why
     it was not saved (for a token changed meanwhile: what changed and who changed it)."""
     errors = field_errors(error, view) if isinstance(error, (ValidationError,
@@ -63,25 +63,25 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], d: 
         ack(response_action="errors", errors=errors)
         return
     if metadata.public_id is not None:
-        notice = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id,
+        notice = what_changed(deps, error, team_id=actor.team_id, public_id=metadata.public_id,
                               tail=FORM_TAIL)
-        with d.sessions.begin() as session:
+        with deps.sessions.begin() as session:
             try:
-                token = svc.get_token(session, team_id=actor.team_id,
+                token = tokens.get_token(session, team_id=actor.team_id,
                                       public_id=metadata.public_id)
                 # a second submit applies the kept values over what is there now
                 metadata = metadata.model_copy(update={"version": token.version})
             except NotFoundError:
                 token = None
-            form = _form(view, metadata, token, notice, actor, d,
+            form = _form(view, metadata, token, notice, actor, deps,
                          changed_meanwhile=isinstance(error, StaleTokenError))
     else:
-        form = _form(view, metadata, None, user_text(error, on_table=False), actor, d)
+        form = _form(view, metadata, None, user_text(error, on_table=False), actor, deps)
     ack(response_action="update", view=form)
 
 
 def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str,
-          actor: svc.Actor, d: Deps, *, changed_meanwhile: bool = False) -> Any:
+          actor: tokens.Actor, deps: Deps, *, changed_meanwhile: bool = False) -> Any:
     """The same form, as the user filled it (what cannot be read is left empty); for a
     token changed meanwhile, the fields the user left alone show its current values (under
     new block ids: Slack would keep showing what they held)."""
@@ -94,63 +94,63 @@ def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str
     if typed is not None and token is not None and changed_meanwhile:
         shown = typed.over(FormValues.of(token), drawn=drawn_form(view))
         reset, typed = reset_fields(typed, shown), shown
-    offered = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
+    offered = tokens.grantable_scopes(scopes=deps.settings.tokenbot_scopes, actor=actor,
                                    current=token.scope if token is not None else None)
     return token_form(mode=mode, scopes=offered, metadata=metadata, token=token, typed=typed,
-                      notice=notice, reset=reset, **d.form_rules(actor))
+                      notice=notice, reset=reset, **deps.form_rules(actor))
 
 
 def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                          context: BoltContext, client: WebClient) -> Task | None:
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
     origin = metadata.origin
     try:
         form = read_form(view)
-        with d.sessions.begin() as session:
-            created = svc.create_token(session, box=d.box, actor=actor,
-                                       scopes=d.settings.tokenbot_scopes, now=utcnow(),
-                                       policy=d.policy, **form.fields())
+        with deps.sessions.begin() as session:
+            created = tokens.create_token(session, box=deps.box, actor=actor,
+                                       scopes=deps.settings.tokenbot_scopes, now=utcnow(),
+                                       policy=deps.policy, **form.fields())
     except TokenbotError as error:
-        _answer_on_form(ack, error, view=view, d=d, actor=actor, metadata=metadata)
+        _answer_on_form(ack, error, view=view, deps=deps, actor=actor, metadata=metadata)
         return None
     ack()
-    return lambda: deliver_created(d, client, actor=actor, origin=origin, created=created)
+    return lambda: deliver_created(deps, client, actor=actor, origin=origin, created=created)
 
 
-def deliver_created(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Origin,
-                    created: svc.CreatedToken) -> None:
+def deliver_created(deps: Deps, client: WebClient, *, actor: tokens.Actor, origin: Origin,
+                    created: tokens.CreatedToken) -> None:
     """The new secret reaches its creator only: where they came from, else on Home."""
     token, secret = created.token, created.secret
     notice = Notice(f"Created *{escape(token.label)}*.")
     respond = respond_to(origin.response_url, client)
     if origin.kind == OriginKind.HOME or respond is None:
         home = Origin(kind=OriginKind.HOME, state=origin.state)
-        redraw(d, client, actor=actor, origin=home, notice=notice,
+        redraw(deps, client, actor=actor, origin=home, notice=notice,
                panel=secret_blocks(token, secret, SecretReason.CREATE, origin.state))
         return
     send(respond, secret_message(token, secret, SecretReason.CREATE, origin.state),
          replace_original=False)
     if origin.kind == OriginKind.MESSAGE:
-        redraw(d, client, actor=actor, origin=origin, notice=notice)
+        redraw(deps, client, actor=actor, origin=origin, notice=notice)
 
 
 def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                        context: BoltContext, client: WebClient) -> Task | None:
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
     if metadata.public_id is None:
         raise NotFoundError()
     try:
         form = read_form(view)
         now = utcnow()
-        with d.sessions.begin() as session:
-            result = svc.edit_token(
+        with deps.sessions.begin() as session:
+            result = tokens.edit_token(
                 session, actor=actor, public_id=metadata.public_id,
-                expected_version=metadata.version, scopes=d.settings.tokenbot_scopes,
-                now=now, policy=d.policy, **form.fields(),
+                expected_version=metadata.version, scopes=deps.settings.tokenbot_scopes,
+                now=now, policy=deps.policy, **form.fields(),
             )
             # Read in the same transaction, what the user looks at shows this very change.
             text = _edited(result)
@@ -160,13 +160,13 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                                      result=result, now=now, text=text)
             else:
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     expiring_days=d.settings.expiring_days, policy=d.policy,
+                                     expiring_days=deps.settings.expiring_days, policy=deps.policy,
                                      notice=Notice(text))
     except TokenbotError as error:
-        _answer_on_form(ack, error, view=view, d=d, actor=actor, metadata=metadata)
+        _answer_on_form(ack, error, view=view, deps=deps, actor=actor, metadata=metadata)
         if isinstance(error, (StaleTokenError, NotFoundError)):
             refused = error  # (``error`` itself is unbound after the except block)
-            return lambda: _redraw_behind(d, client, actor=actor, metadata=metadata,
+            return lambda: _redraw_behind(deps, client, actor=actor, metadata=metadata,
                                           error=refused)
         return None
     ack()
@@ -180,39 +180,39 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
     return then
 
 
-def _redraw_behind(d: Deps, client: WebClient, *, actor: svc.Actor, metadata: ModalMetadata,
+def _redraw_behind(deps: Deps, client: WebClient, *, actor: tokens.Actor, metadata: ModalMetadata,
                    error: TokenbotError) -> None:
     """The table (or digest) behind the form, as the token now is."""
     if metadata.origin.kind == OriginKind.DIGEST:
-        with d.sessions.begin() as session:
+        with deps.sessions.begin() as session:
             after_edit(session, origin=metadata.origin, actor=actor, result=None,
                        now=utcnow()).show(client)
         return
-    notice = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id)
-    redraw(d, client, actor=actor, origin=metadata.origin,
+    notice = what_changed(deps, error, team_id=actor.team_id, public_id=metadata.public_id)
+    redraw(deps, client, actor=actor, origin=metadata.origin,
            notice=Notice(notice, NoticeKind.ERROR))
 
 
-def _edited(result: svc.EditResult) -> str:
+def _edited(result: tokens.EditResult) -> str:
     label = escape(result.token.label)
     if result.changes:
         return f"Updated *{label}*: {describe_changes(result.changes)}."
     return f"Nothing to change on *{label}*."
 
 
-def answer_error(error: Exception, body: dict[str, Any], d: Deps, client: WebClient,
+def answer_error(error: Exception, body: dict[str, Any], deps: Deps, client: WebClient,
                  ack: Ack | None) -> None:
     """While the modal is open (``ack`` given), the answer inside it; the table (or
     digest) behind it redrawn when the token changed or went."""
     text = user_text(error)
     if isinstance(error, (StaleTokenError, NotFoundError)):
-        actor = actor_from(body, d.settings)
+        actor = actor_from(body, deps.settings)
         metadata = ModalMetadata.decode(mapping(body.get("view")).get("private_metadata"),
                                         otherwise=NOWHERE)
-        text = what_changed(d, error, team_id=actor.team_id, public_id=metadata.public_id)
+        text = what_changed(deps, error, team_id=actor.team_id, public_id=metadata.public_id)
         refused = error
         # Still acknowledging: what is drawn behind the modal waits for no Slack call.
-        if not d.work.submit(lambda: _redraw_behind(d, client, actor=actor,
+        if not deps.work.submit(lambda: _redraw_behind(deps, client, actor=actor,
                                                     metadata=metadata, error=refused)):
             log.warning("Busy: the table behind a refused submission was not redrawn")
     if ack is not None:

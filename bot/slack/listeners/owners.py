@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
 from bot.models import utcnow
 from bot.services import departed, owners
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.acks import on_actions, on_event, on_submission
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, BlockId, CallbackId
@@ -30,7 +30,7 @@ from bot.slack.listeners.common import (
     Row,
     RowFunction,
     actor_from,
-    deps,
+    deps_of,
     draw_table,
     redraw,
     show,
@@ -48,7 +48,7 @@ from bot.slack.views.table import Notice, NoticeKind
 
 def reassign_open(row: Row) -> None:
     """Check first (an admin, the version seen), then open the modal."""
-    with row.d.sessions.begin() as session:
+    with row.deps.sessions.begin() as session:
         token = owners.check_reassign(session, actor=row.actor, public_id=row.ref.public_id,
                                       expected_version=row.ref.version)
         view = reassign_modal(label=token.label, masked=token.secret_masked,
@@ -73,15 +73,15 @@ def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: 
     acknowledgement, ask Slack whether the pick is a bot or a deactivated account (the
     acknowledgement waits on no Web API call) and reassign; the table behind the modal is
     redrawn with what was done, or why nothing was."""
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
     if metadata.public_id is None:
         raise NotFoundError()
     public_id = metadata.public_id
     try:
         new_owner = read_reassign_form(view)
-        with d.sessions.begin() as session:
+        with deps.sessions.begin() as session:
             owners.check_new_owner(session, actor=actor, public_id=public_id,
                                    new_owner=new_owner, expected_version=metadata.version)
     except (ValidationError, PermissionDeniedError) as error:
@@ -95,16 +95,16 @@ def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: 
     def then() -> None:
         try:
             refuse_unfit(client, new_owner)
-            with d.sessions.begin() as session:
+            with deps.sessions.begin() as session:
                 now = utcnow()
                 result = owners.reassign(session, actor=actor, public_id=public_id,
                                          new_owner=new_owner, now=now,
                                          expected_version=metadata.version)
                 drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     expiring_days=d.settings.expiring_days,
-                                     policy=d.policy, notice=Notice(_reassigned(result)))
+                                     expiring_days=deps.settings.expiring_days,
+                                     policy=deps.policy, notice=Notice(_reassigned(result)))
         except (ValidationError, PermissionDeniedError) as error:  # the modal has closed
-            redraw(d, client, actor=actor, origin=metadata.origin,
+            redraw(deps, client, actor=actor, origin=metadata.origin,
                    notice=Notice(f"{user_text(error)} Nothing changed.", NoticeKind.ERROR))
             return
         show(drawing, client)
@@ -133,29 +133,29 @@ _departures: weakref.WeakKeyDictionary[Any, _Departures] = weakref.WeakKeyDictio
 _departures_lock = threading.Lock()
 
 
-def _departed_users(d: Deps) -> frozenset[str]:
+def _departed_users(deps: Deps) -> frozenset[str]:
     """Who is recorded as departed (any team), as read at most :data:`DEPARTURES_FRESH`
     seconds ago for this database."""
     with _departures_lock:
-        known = _departures.get(d.sessions)
+        known = _departures.get(deps.sessions)
     if known is None or time.monotonic() - known.read_at > DEPARTURES_FRESH:
-        with d.sessions() as session:
+        with deps.sessions() as session:
             known = _Departures(frozenset(departed.everyone_departed(session)),
                                 time.monotonic())
         with _departures_lock:
-            _departures[d.sessions] = known
+            _departures[deps.sessions] = known
     return known.users
 
 
-def _note_locally(d: Deps, user_id: str, *, gone: bool) -> None:
+def _note_locally(deps: Deps, user_id: str, *, gone: bool) -> None:
     with _departures_lock:
-        known = _departures.get(d.sessions)
+        known = _departures.get(deps.sessions)
         if known is not None:
             users = known.users | {user_id} if gone else known.users - {user_id}
-            _departures[d.sessions] = _Departures(users, known.read_at)
+            _departures[deps.sessions] = _Departures(users, known.read_at)
 
 
-def nothing_to_note(event: dict[str, Any], d: Deps) -> dict[str, Any] | None:
+def nothing_to_note(event: dict[str, Any], deps: Deps) -> dict[str, Any] | None:
     """In the acknowledgement: ``{}`` (done) for a profile or status edit of a user who is
     not a known departure, which is nearly every ``user_change``; None for a deactivation
     or a known departure's return (the listener then runs on the pool)."""
@@ -163,7 +163,7 @@ def nothing_to_note(event: dict[str, Any], d: Deps) -> dict[str, Any] | None:
     user_id = user.get("id")
     if user.get("deleted") is True:
         return None
-    if isinstance(user_id, str) and user_id in _departed_users(d):
+    if isinstance(user_id, str) and user_id in _departed_users(deps):
         return None
     return {}
 
@@ -177,15 +177,15 @@ def handle_user_change(event: dict[str, Any], body: Body, context: BoltContext,
     user_id, team_id = user.get("id"), body.get("team_id") or user.get("team_id")
     if not isinstance(user_id, str) or not isinstance(team_id, str) or not user_id:
         return
-    d = deps(context)
+    deps = deps_of(context)
     gone = user.get("deleted") is True
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         if gone:
             departed.note_departure(session, team_id=team_id, user_id=user_id, now=utcnow(),
-                                    channel=d.settings.tokenbot_alert_channel)
+                                    channel=deps.settings.tokenbot_alert_channel)
         else:
             departed.note_return(session, team_id=team_id, user_id=user_id)
-    _note_locally(d, user_id, gone=gone)
+    _note_locally(deps, user_id, gone=gone)
 
 
 def _token_of_picker(action: dict[str, Any]) -> tuple[str, int | None]:
@@ -203,7 +203,7 @@ def _token_of_picker(action: dict[str, Any]) -> tuple[str, int | None]:
 
 
 #: A change from a departure post: (what the post remembers, the new owner, the reply).
-PostChange = Callable[[Session, svc.Actor, dt.datetime], tuple[str, str | None, str]]
+PostChange = Callable[[Session, tokens.Actor, dt.datetime], tuple[str, str | None, str]]
 
 
 def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str,
@@ -211,7 +211,7 @@ def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str
     """Run ``change(session, actor, now)`` -> (what the post remembers, to, reply), note
     it on the post, and redraw the post in place; the clicker gets the reply."""
 
-    def noted(session: Session, actor: svc.Actor, where: Where, now: dt.datetime) -> str:
+    def noted(session: Session, actor: tokens.Actor, where: Where, now: dt.datetime) -> str:
         message = departed.posted(session, channel=where.channel, ts=where.ts, lock=True)
         if message is None:
             raise NotFoundError(_MISSING)
@@ -255,11 +255,11 @@ def handle_departed_reassign(body: Body, action: dict[str, Any], context: BoltCo
     """An admin only (checked before Slack is asked about the pick), then a bot or a
     deactivated pick refused, then the reassignment at the version the post showed."""
     (public_id, version), new_owner = _token_of_picker(action), action.get("selected_user")
-    if not owners.may_reassign(actor_from(body, deps(context).settings)):
+    if not owners.may_reassign(actor_from(body, deps_of(context).settings)):
         raise PermissionDeniedError("Only a workspace admin can reassign a token.")
     refuse_unfit(client, new_owner)
 
-    def change(session: Session, actor: svc.Actor, now: dt.datetime) -> tuple[str, str, str]:
+    def change(session: Session, actor: tokens.Actor, now: dt.datetime) -> tuple[str, str, str]:
         result = owners.reassign(session, actor=actor, public_id=public_id,
                                  new_owner=new_owner if isinstance(new_owner, str) else "",
                                  now=now, expected_version=version)
@@ -272,7 +272,7 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
                             client: WebClient) -> None:
     ref = RowRef.decode(action.get("value"))
 
-    def change(session: Session, actor: svc.Actor, now: dt.datetime) -> tuple[str, None, str]:
+    def change(session: Session, actor: tokens.Actor, now: dt.datetime) -> tuple[str, None, str]:
         return departed.Acted.DISABLED, None, disabled(session, actor, ref, now)[1]
 
     _on_post(body, context, client, ref.public_id, change)
@@ -281,7 +281,7 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
 answer_departed_error = post_surface(_redraw_post)
 
 
-def answer_event_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+def answer_event_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
     """An event has nobody to tell: the failure is logged (``reporting``)."""
 
 

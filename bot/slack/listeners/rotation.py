@@ -13,7 +13,7 @@ from slack_sdk import WebClient
 
 from bot.errors import NotFoundError, ValidationError
 from bot.models import utcnow
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.acks import on_actions, on_submission
 from bot.slack.background import Task
 from bot.slack.ids import ActionId, BlockId, CallbackId
@@ -23,7 +23,7 @@ from bot.slack.listeners.common import (
     Deps,
     Row,
     actor_from,
-    deps,
+    deps_of,
     draw_table,
     respond_to,
     send,
@@ -32,7 +32,7 @@ from bot.slack.listeners.common import (
 from bot.slack.listeners.errors import tell_line, user_text
 from bot.slack.state import ModalMetadata, Origin, OriginKind, RowRef
 from bot.slack.views.formatting import escape
-from bot.slack.views.lifecycle import read_rotate_form, rotate_modal
+from bot.slack.views.rotation import read_rotate_form, rotate_modal
 from bot.slack.views.messages import (
     SecretReason,
     notice_message,
@@ -47,9 +47,9 @@ Body = dict[str, Any]
 def rotate_open(row: Row) -> None:
     """Check first (owner or admin, unchanged), then open the rotate modal: it is the
     confirmation, with the guide's warning."""
-    d, actor, ref, origin = row.d, row.actor, row.ref, row.origin
-    with d.sessions.begin() as session:
-        token = svc.check_change(session, actor=actor, public_id=ref.public_id,
+    deps, actor, ref, origin = row.deps, row.actor, row.ref, row.origin
+    with deps.sessions.begin() as session:
+        token = tokens.check_change(session, actor=actor, public_id=ref.public_id,
                                  expected_version=ref.version, verb="rotate")
         view = rotate_modal(label=token.label, masked=token.secret_masked,
                             metadata=ModalMetadata(origin=origin, public_id=token.public_id,
@@ -63,8 +63,8 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
                          client: WebClient) -> Task | None:
     """Rotate (now or with overlap), then acknowledge; the new secret goes to this user
     only, after the acknowledgement (with the table, and the owner's DM)."""
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     metadata = ModalMetadata.decode(view.get("private_metadata"))
     if metadata.public_id is None:
         raise NotFoundError()
@@ -74,8 +74,8 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
         ack(response_action="errors", errors={BlockId.ROTATE_OVERLAP: str(error)})
         return None
     now, origin = utcnow(), metadata.origin
-    with d.sessions.begin() as session:
-        rotated = svc.rotate_token(session, box=d.box, actor=actor,
+    with deps.sessions.begin() as session:
+        rotated = tokens.rotate_token(session, box=deps.box, actor=actor,
                                    public_id=metadata.public_id,
                                    expected_version=metadata.version, now=now,
                                    overlap=overlap)
@@ -91,7 +91,7 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
         home = origin.kind == OriginKind.HOME or respond is None
         drawing = draw_table(
             session, actor=actor, now=now, notice=notice,
-            expiring_days=d.settings.expiring_days, policy=d.policy,
+            expiring_days=deps.settings.expiring_days, policy=deps.policy,
             origin=origin if not home else Origin(kind=OriginKind.HOME, state=origin.state),
             panel=secret_blocks(rotated.token, rotated.secret, reason, origin.state)
             if home else (),
@@ -114,10 +114,10 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
 def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext,
                         client: WebClient) -> None:
     """Enable the token the alarm is about; the answer goes to the clicker only."""
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     ref = RowRef.decode(action.get("value"))
-    with d.sessions.begin() as session:
+    with deps.sessions.begin() as session:
         text = table.changed(session, actor, ref, utcnow(), ActionId.ENABLE)
     respond = respond_to(body.get("response_url"), client)
     if respond is not None:
@@ -127,7 +127,7 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
 ROWS: dict[str, RowFunction] = {ActionId.ROTATE: rotate_open}
 
 
-def answer_alarm_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+def answer_alarm_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
     """An alarm is a message to many: the answer goes to the clicker only."""
     tell_line(body.get("response_url"), user_text(error, on_table=False), client)
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from bot.errors import NotFoundError, TokenbotError
 from bot.models import utcnow
 from bot.services import rotation
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.acks import on_actions
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import (
@@ -24,7 +24,7 @@ from bot.slack.listeners.common import (
     Deps,
     Row,
     actor_from,
-    deps,
+    deps_of,
     draw_table,
     origin_of_action,
     redraw,
@@ -58,21 +58,21 @@ from bot.texts import DISABLED_REPLY
 def _table(
     body: Body, action: dict[str, Any], context: BoltContext,
     otherwise: TableState | None = None,
-) -> tuple[Deps, svc.Actor, Origin]:
+) -> tuple[Deps, tokens.Actor, Origin]:
     """For the buttons that carry a table state rather than a row."""
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     state = TableState.decode(action.get("value"), otherwise=otherwise)
-    return d, actor, origin_of_action(body, state)
+    return deps, actor, origin_of_action(body, state)
 
 
 # A change of one token: the service that makes it, and what the table then says ({label}:
 # escaped). The table is redrawn with it; the owner is told through the outbox
 # (``services.audit.record``).
 _CHANGES: dict[str, tuple[Callable[..., Any], str]] = {
-    ActionId.DISABLE: (svc.disable_token, DISABLED_REPLY.replace("{where}", "")),
-    ActionId.ENABLE: (svc.enable_token, "Enabled *{label}*. It is active again, immediately."),
-    ActionId.DELETE: (svc.delete_token,
+    ActionId.DISABLE: (tokens.disable_token, DISABLED_REPLY.replace("{where}", "")),
+    ActionId.ENABLE: (tokens.enable_token, "Enabled *{label}*. It is active again, immediately."),
+    ActionId.DELETE: (tokens.delete_token,
                       "Deleted *{label}* for good. Requests using it now fail."),
     ActionId.ROTATION_RETIRE: (rotation.retire_now, "Retired the old secret of *{label}*: "
                                                     "only the new one works."),
@@ -82,7 +82,7 @@ _CHANGES: dict[str, tuple[Callable[..., Any], str]] = {
 }
 
 
-def changed(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
+def changed(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
             action_id: str) -> str:
     """Make the change ``action_id`` names (also the dead-secret alarm's Enable); what it
     says."""
@@ -94,26 +94,26 @@ def changed(session: Session, actor: svc.Actor, ref: RowRef, now: dt.datetime,
 
 def change(row: Row, action_id: str) -> None:
     now = utcnow()
-    with row.d.sessions.begin() as session:
+    with row.deps.sessions.begin() as session:
         text = changed(session, row.actor, row.ref, now, action_id)
         drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
-                             expiring_days=row.d.settings.expiring_days, policy=row.d.policy,
+                             expiring_days=row.deps.settings.expiring_days, policy=row.deps.policy,
                              notice=Notice(text))
     show(drawing, row.client)
 
 
 def copy(row: Row) -> None:
     """The full secret, only to the person who asked; audited by the service."""
-    d, actor, ref, origin, client = row.d, row.actor, row.ref, row.origin, row.client
+    deps, actor, ref, origin, client = row.deps, row.actor, row.ref, row.origin, row.client
     now = utcnow()
-    with d.sessions.begin() as session:
-        token, secret = svc.reveal_token(session, box=d.box, actor=actor,
+    with deps.sessions.begin() as session:
+        token, secret = tokens.reveal_token(session, box=deps.box, actor=actor,
                                          public_id=ref.public_id, now=now)
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
                 session, actor=actor, origin=origin, now=now,
-                expiring_days=d.settings.expiring_days, policy=d.policy,
+                expiring_days=deps.settings.expiring_days, policy=deps.policy,
                 notice=Notice(f"The full token *{escape(token.label)}* is shown above, "
                               "only to you."),
                 panel=secret_blocks(token, secret, SecretReason.COPY, origin.state),
@@ -130,9 +130,9 @@ def copy(row: Row) -> None:
 def handle_hide(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Remove the secret: delete the ephemeral message, or redraw Home without it."""
-    d, actor, origin = _table(body, action, context)
+    deps, actor, origin = _table(body, action, context)
     if origin.kind == OriginKind.HOME:
-        redraw(d, client, actor=actor, origin=origin)
+        redraw(deps, client, actor=actor, origin=origin)
         return
     respond = respond_to(origin.response_url, client)
     if respond is not None:
@@ -143,16 +143,16 @@ def handle_page(body: Body, action: dict[str, Any], context: BoltContext,
                 client: WebClient) -> None:
     """Previous / Next / Refresh / Clear filter: the table at the page and filter the
     button carries."""
-    d, actor, origin = _table(body, action, context)
-    redraw(d, client, actor=actor, origin=origin)
+    deps, actor, origin = _table(body, action, context)
+    redraw(deps, client, actor=actor, origin=origin)
 
 
 def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
     """Home's status menu and owner picker: the table from page 1 with that filter (the
     rest of the filter is what the Home view remembers)."""
-    d = deps(context)
-    actor = actor_from(body, d.settings)
+    deps = deps_of(context)
+    actor = actor_from(body, deps.settings)
     state = TableState.decode(mapping(body.get("view")).get("private_metadata"))
     if action.get("action_id") == ActionId.HOME_OWNER:
         chosen = {"owner": action.get("selected_user") or ""}  # none: no owner filter
@@ -161,7 +161,7 @@ def handle_home_filter(body: Body, action: dict[str, Any], context: BoltContext,
         chosen = {"status": None if status == ALL_STATUSES else status}
     state = TableState.of(**{**state.model_dump(), "page": 1, **chosen})
     origin = Origin(kind=OriginKind.HOME, state=state)
-    redraw(d, client, actor=actor, origin=origin)
+    redraw(deps, client, actor=actor, origin=origin)
 
 
 def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
@@ -169,38 +169,38 @@ def handle_open_table(body: Body, action: dict[str, Any], context: BoltContext,
     """The button of an owner's DM or a dead-secret alarm: the table filtered to that
     token, as a new message only the clicker sees (the message itself stays). A value it
     cannot read (a message older than its codec) opens the whole table."""
-    d, actor, origin = _table(body, action, context, otherwise=FIRST_PAGE)
-    redraw(d, client, actor=actor, origin=origin.model_copy(update={"kind": OriginKind.COMMAND}))
+    deps, actor, origin = _table(body, action, context, otherwise=FIRST_PAGE)
+    redraw(deps, client, actor=actor, origin=origin.model_copy(update={"kind": OriginKind.COMMAND}))
 
 
 def edit_open(row: Row) -> None:
     """Check first (owner or admin, unchanged, not disabled), then open the prefilled form
     (also a digest's Edit: ``row.origin`` is the digest)."""
-    d, actor, ref, origin = row.d, row.actor, row.ref, row.origin
-    with d.sessions.begin() as session:
-        token = svc.load_for_edit(session, actor=actor, public_id=ref.public_id,
+    deps, actor, ref, origin = row.deps, row.actor, row.ref, row.origin
+    with deps.sessions.begin() as session:
+        token = tokens.load_for_edit(session, actor=actor, public_id=ref.public_id,
                                   expected_version=ref.version)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
                                  version=token.version)
-        scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor,
+        scopes = tokens.grantable_scopes(scopes=deps.settings.tokenbot_scopes, actor=actor,
                                       current=token.scope)
         view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token,
-                          **d.form_rules(actor))
+                          **deps.form_rules(actor))
     row.client.views_open(trigger_id=row.trigger_id, view=view)
 
 
 def handle_create_open(body: Body, action: dict[str, Any], context: BoltContext,
                        client: WebClient) -> None:
-    d, actor, origin = _table(body, action, context)
-    create_open(d, client, actor=actor, origin=origin, trigger_id=body["trigger_id"])
+    deps, actor, origin = _table(body, action, context)
+    create_open(deps, client, actor=actor, origin=origin, trigger_id=body["trigger_id"])
 
 
-def create_open(d: Deps, client: WebClient, *, actor: svc.Actor, origin: Origin,
+def create_open(deps: Deps, client: WebClient, *, actor: tokens.Actor, origin: Origin,
                 trigger_id: object) -> None:
     """The empty form (also ``/tokens create``'s)."""
-    scopes = svc.grantable_scopes(scopes=d.settings.tokenbot_scopes, actor=actor)
+    scopes = tokens.grantable_scopes(scopes=deps.settings.tokenbot_scopes, actor=actor)
     view = token_form(mode=FormMode.CREATE, scopes=scopes, metadata=ModalMetadata(origin=origin),
-                      **d.form_rules(actor))
+                      **deps.form_rules(actor))
     client.views_open(trigger_id=trigger_id, view=view)
 
 
@@ -255,27 +255,27 @@ def _row_of_action(body: Body) -> RowRef | None:
         return None
 
 
-def answer_error(error: Exception, body: Body, d: Deps, client: WebClient) -> None:
+def answer_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
     """A click on the table: a refusal redraws the table it was on, with the reason;
     anything else is told where the user looks."""
     row = _row_of_action(body)
     state = row.state if row is not None else TableState.decode(
         _first_action(body).get("value"), otherwise=FIRST_PAGE)
-    tell_on_table(error, d=d, client=client, origin=origin_of_action(body, state),
+    tell_on_table(error, deps=deps, client=client, origin=origin_of_action(body, state),
                   public_id=row.public_id if row is not None else None,
-                  actor=lambda: actor_from(body, d.settings),
+                  actor=lambda: actor_from(body, deps.settings),
                   user_id=mapping(body.get("user")).get("id"))
 
 
-def tell_on_table(error: Exception, *, d: Deps, client: WebClient, origin: Origin,
-                  public_id: str | None, actor: Callable[[], svc.Actor],
+def tell_on_table(error: Exception, *, deps: Deps, client: WebClient, origin: Origin,
+                  public_id: str | None, actor: Callable[[], tokens.Actor],
                   user_id: object) -> None:
     """A refusal: the table redrawn where it was, with why (and what changed); anything
     else: Home's notice, or one ephemeral line."""
     if isinstance(error, TokenbotError):
         by = actor()
-        text = what_changed(d, error, team_id=by.team_id, public_id=public_id)
-        redraw(d, client, actor=by, origin=origin, notice=Notice(text, NoticeKind.ERROR))
+        text = what_changed(deps, error, team_id=by.team_id, public_id=public_id)
+        redraw(deps, client, actor=by, origin=origin, notice=Notice(text, NoticeKind.ERROR))
     elif origin.kind == OriginKind.HOME:
         home.publish_error(error, client=client, user_id=user_id)
     else:
