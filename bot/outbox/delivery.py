@@ -199,23 +199,6 @@ def _log_refusal_once(code: str) -> None:
     )
 
 
-def write_retrying(sessions: sessionmaker[Session], what: str,
-                   work: Callable[[Session], T]) -> T:
-    """One transaction, tried again in place while the database is unreachable (then the
-    error is raised): a post Slack accepted is recorded by the same pass."""
-    for delay in (*DB_RETRY_DELAYS, None):
-        try:
-            with sessions.begin() as session:
-                return work(session)
-        except (OperationalError, InterfaceError) as error:
-            if delay is None:
-                raise
-            log.warning("database error while %s (%s); trying again in %.1fs",
-                        what, type(error.orig).__name__, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 class Courier:
     """Posts outbox messages and settles uncertain posts; shared by a pass's threads."""
 
@@ -231,7 +214,19 @@ class Courier:
         self.clock = clock
 
     def write(self, what: str, work: Callable[[Session], T]) -> T:
-        return write_retrying(self.sessions, what, work)
+        """One transaction, tried again in place while the database is unreachable (then
+        the error is raised): a post Slack accepted is recorded by the same pass."""
+        for delay in (*DB_RETRY_DELAYS, None):
+            try:
+                with self.sessions.begin() as session:
+                    return work(session)
+            except (OperationalError, InterfaceError) as error:
+                if delay is None:
+                    raise
+                log.warning("database error while %s (%s); trying again in %.1fs",
+                            what, type(error.orig).__name__, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _fail(self, ids: Sequence[int], error: str, *, uncertain: bool) -> None:
         given_up = self.write("recording a failed post", lambda s: service.mark_failed(
