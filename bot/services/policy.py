@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, false, func, or_, true
+from sqlalchemy import and_, false, func, or_, true, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot import dates
 from bot.config import Settings
+from bot.db import dialect_insert
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import DisplayStatus, Token, status_clause
 from bot.services.actor import Actor
@@ -50,6 +52,23 @@ class PolicyError(ValidationError):
             field="expires",
         )
         self.latest = latest
+
+
+def claim_turn(session: Session, model: Any, stamp: Any, *, every: dt.timedelta,
+               now: dt.datetime, **key: Any) -> bool:
+    """Take the turn that ``model``'s row ``key`` stamps in ``stamp``: True (stamped
+    ``now``) for a new row, or one stamped ``every`` ago or more, or beyond
+    :data:`FUTURE_SLACK` ahead. One conditional write: of racing callers, one takes it."""
+    column = model.__table__.c[stamp.key]
+    if session.execute(dialect_insert(session)(model.__table__).values(**key, **{stamp.key: now})
+                       .on_conflict_do_nothing(index_elements=list(key))
+                       .returning(column)).first() is not None:
+        return True
+    return session.execute(
+        update(model).where(*(getattr(model, name) == value for name, value in key.items()),
+                            or_(stamp <= now - every, stamp > now + FUTURE_SLACK))
+        .values({stamp.key: now}).returning(column)
+        .execution_options(synchronize_session=False)).first() is not None
 
 
 def _midnight(day: dt.date) -> dt.datetime:
