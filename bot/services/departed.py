@@ -59,15 +59,6 @@ def posts_of_current_departures() -> Any:
         OutboxMessage.key.like(literal(KEY_PREFIX) + cast(DepartedOwner.id, String) + ":%"))
 
 
-def active_tokens(session: Session, *, team_id: str, user_id: str,
-                  now: dt.datetime) -> list[Token]:
-    """The tokens ``user_id`` owns that work now, newest first."""
-    return list(session.scalars(
-        select(Token).where(Token.team_id == team_id, Token.owner == user_id,
-                            status_clause(DisplayStatus.ACTIVE, now))
-        .order_by(Token.created_at.desc(), Token.id.desc())))
-
-
 def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.datetime,
                    channel: str | None) -> bool:
     """Record that ``user_id`` is deactivated and, when this is a new departure (not
@@ -80,7 +71,10 @@ def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.date
         .returning(DepartedOwner.__table__.c.id)).scalar()
     if departure is None:  # already recorded: its post (if any) was queued then
         return False
-    tokens = active_tokens(session, team_id=team_id, user_id=user_id, now=now)
+    tokens = list(session.scalars(  # the tokens they own that work now, newest first
+        select(Token).where(Token.team_id == team_id, Token.owner == user_id,
+                            status_clause(DisplayStatus.ACTIVE, now))
+        .order_by(Token.created_at.desc(), Token.id.desc())))
     if not tokens or not channel:
         return False
     listed = [{"id": t.public_id, "label": t.label, "masked": t.secret_masked,

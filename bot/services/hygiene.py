@@ -236,13 +236,6 @@ def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
     }
 
 
-def claim_scan(session: Session, *, now: dt.datetime) -> bool:
-    """Whether this pass scans: the last scan was :data:`SCAN_EVERY` ago or more (of
-    racing passes, one scans)."""
-    return claim_turn(session, HygieneScan, HygieneScan.scanned_at, every=SCAN_EVERY, now=now,
-                      id=1)
-
-
 def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
                   channel: str | None, limit: int) -> HygieneCounts:
     """At most once per :data:`SCAN_EVERY`: dormant tokens disabled (if so configured),
@@ -250,7 +243,8 @@ def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
     it has something to list; the dormant tokens listed are marked noticed. ``limit``:
     tokens per section a digest lists."""
     counts = HygieneCounts()
-    if not claim_scan(session, now=now):
+    if not claim_turn(session, HygieneScan, HygieneScan.scanned_at, every=SCAN_EVERY, now=now,
+                      id=1):  # of racing passes, one scans
         return counts
     if policy.dormant_action == DormantAction.DISABLE:
         counts.dormant_disabled = disable_dormant(session, policy=policy, now=now)

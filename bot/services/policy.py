@@ -154,13 +154,10 @@ class Policy:
 
     # -- dormant -------------------------------------------------------------------------
 
-    def dormant_before(self, now: dt.datetime) -> dt.datetime:
-        """A token not used since this moment (or created before it, never used) is dormant."""
-        return now - dt.timedelta(days=self.dormant_days)
-
     def dormant_clause(self, now: dt.datetime) -> ColumnElement[bool]:
-        """:meth:`dormant` in SQL, over the tokens table."""
-        before = self.dormant_before(now)
+        """Dormant, in SQL over the tokens table: working, and not used (or, never used,
+        created) nor enabled again since ``dormant_days`` ago."""
+        before = now - dt.timedelta(days=self.dormant_days)
         return and_(status_clause(DisplayStatus.ACTIVE, now),
                     func.coalesce(Token.last_used_at, Token.created_at) <= before,
                     or_(Token.enabled_at.is_(None), Token.enabled_at <= before))
@@ -223,11 +220,6 @@ def needless_exception(policy: Policy, scope: str, now: dt.datetime) -> Validati
            f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
     return ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
                            field="exception")
-
-
-def exception_details(reason: str | None) -> dict[str, Any]:
-    """What an audit event says of an exception (nothing when there is none)."""
-    return {"policy_exception": reason} if reason else {}
 
 
 def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: str,

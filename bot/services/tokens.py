@@ -233,7 +233,7 @@ def create_token(
     expires_text = dates.expiry_date(expires_at).isoformat() if expires_at else None
     record(session, actor=actor, token=token, action=AuditAction.CREATE, now=now,
            details={"label": label, "scope": scope, "expires_on": expires_text,
-                    **lifetime.exception_details(kept)})
+                    **({"policy_exception": kept} if kept else {})})
     return CreatedToken(token=token, secret=secret)
 
 
