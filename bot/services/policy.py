@@ -203,7 +203,11 @@ def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
     reason = clean_exception(exception)
     if policy.allows(scope, dates.expiry_date(expires_at) if expires_at else None, now):
         if reason is not None and given:
-            raise needless_exception(policy, scope, now)
+            latest = policy.latest(scope, now)
+            why = (f"{scope} tokens have no lifetime cap" if latest is None else
+                   f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
+            raise ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
+                                  field="exception")
         return None
     if reason is None:
         raise policy.refusal(scope, now)
@@ -212,14 +216,6 @@ def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
             "Only a workspace admin can make an exception to the lifetime policy.",
             field="exception")
     return reason
-
-
-def needless_exception(policy: Policy, scope: str, now: dt.datetime) -> ValidationError:
-    latest = policy.latest(scope, now)
-    why = (f"{scope} tokens have no lifetime cap" if latest is None else
-           f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
-    return ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
-                           field="exception")
 
 
 def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: str,
