@@ -82,6 +82,15 @@ def queue(
     return queued
 
 
+def queue_owner_and_channel(session: Session, *, owner: str, channel: str | None, key: str,
+                            **message: Any) -> list[bool]:
+    """:func:`queue` to ``owner`` by DM and, when given, to ``channel``, each under ``key``
+    and its audience; whether each was queued (the owner's first)."""
+    targets = [(Audience.OWNER, owner)] + ([(Audience.CHANNEL, channel)] if channel else [])
+    return [queue(session, audience=audience, destination=destination,
+                  key=f"{key}:{audience}", **message) for audience, destination in targets]
+
+
 def take_queued(session: Session) -> bool:
     """Whether this session's transaction queued a message (and forget it: whoever asks
     posts it)."""
