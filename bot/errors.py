@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 class TokenbotError(Exception):
-    """Base class: ``str(error)`` is the user-facing message."""
+    """Base class: ``str(error)`` is the user-facing message (none given: ``DEFAULT``)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    DEFAULT = ""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = self.DEFAULT if message is None else message
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message
@@ -38,8 +40,7 @@ class PastExpiryError(ValidationError):
 class NotFoundError(TokenbotError):
     """No such token in this workspace (also what another team's id looks like)."""
 
-    def __init__(self, message: str = "That token was not found. It may have been deleted.") -> None:
-        super().__init__(message)
+    DEFAULT = "That token was not found. It may have been deleted."
 
 
 class PermissionDeniedError(TokenbotError):
@@ -69,12 +70,8 @@ class NotOwnerError(PermissionDeniedError):
 class StaleTokenError(TokenbotError):
     """The token changed since the user's view was drawn."""
 
-    def __init__(
-        self,
-        message: str = "This token changed since you looked (someone else edited, disabled or "
-        "deleted it). Nothing was changed; here is the current state.",
-    ) -> None:
-        super().__init__(message)
+    DEFAULT = ("This token changed since you looked (someone else edited, disabled or "
+               "deleted it). Nothing was changed; here is the current state.")
 
 
 class InvalidStateError(TokenbotError):

@@ -132,17 +132,6 @@ def secret_is_usable(
     return superseded_until is None or superseded_until > now
 
 
-def old_secret_works(
-    status: str, expires_at: dt.datetime | None, rotation_until: dt.datetime | None,
-    now: dt.datetime,
-) -> bool:
-    """Whether a token under a rotation with overlap (``rotation_until`` set) still
-    accepts its old secret at ``now``."""
-    return rotation_until is not None and secret_is_usable(
-        status, expires_at, now, superseded_until=rotation_until
-    )
-
-
 def old_secret_until(
     expires_at: dt.datetime | None, rotation_until: dt.datetime | None
 ) -> dt.datetime | None:
@@ -185,8 +174,9 @@ class TokenRules:
 
     def rotating(self, now: dt.datetime) -> bool:
         """Whether the old secret of a rotation with overlap still works at ``now``."""
-        return old_secret_works(self.status, self.expires_at,  # type: ignore[attr-defined]
-                                self.rotation_until, now)  # type: ignore[attr-defined]
+        until = self.rotation_until  # type: ignore[attr-defined]
+        return until is not None and secret_is_usable(
+            self.status, self.expires_at, now, superseded_until=until)  # type: ignore[attr-defined]
 
     @property
     def old_secret_until(self) -> dt.datetime | None:

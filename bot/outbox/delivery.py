@@ -76,14 +76,22 @@ class Posted:
 
 
 @dataclass
-class Resolution:
-    """What a destination's history said about its uncertain rows."""
-
-    found: int = 0  # posted after all: now marked sent (the others are posted as usual)
-    waiting: int = 0  # in flight, or Slack could not be asked: still uncertain
-    gone: int = 0  # the owner takes no DM from the bot: skipped
+class DestinationReport:
+    kind: str  # the audience: channel or owner
+    destination: str
+    tokens: list[dict[str, Any]] = field(default_factory=list)  # what its messages are about
+    messages: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0  # retried later (includes the uncertain ones)
+    uncertain: int = 0  # maybe posted: Slack's history is read before posting again
+    recovered: int = 0  # an earlier uncertain post found in Slack's history: marked sent
     error: str | None = None
-    settled: set[int] = field(default_factory=set)  # every row dealt with: not posted now
+
+    def waiting(self, rows: int) -> None:
+        """``rows`` may have been posted: retried later, after Slack's history is read."""
+        self.failed += rows
+        self.uncertain += rows
 
 
 class HistoryRefused(Exception):
@@ -199,23 +207,6 @@ def _log_refusal_once(code: str) -> None:
     )
 
 
-def write_retrying(sessions: sessionmaker[Session], what: str,
-                   work: Callable[[Session], T]) -> T:
-    """One transaction, tried again in place while the database is unreachable (then the
-    error is raised): a post Slack accepted is recorded by the same pass."""
-    for delay in (*DB_RETRY_DELAYS, None):
-        try:
-            with sessions.begin() as session:
-                return work(session)
-        except (OperationalError, InterfaceError) as error:
-            if delay is None:
-                raise
-            log.warning("database error while %s (%s); trying again in %.1fs",
-                        what, type(error.orig).__name__, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
 class Courier:
     """Posts outbox messages and settles uncertain posts; shared by a pass's threads."""
 
@@ -231,7 +222,19 @@ class Courier:
         self.clock = clock
 
     def write(self, what: str, work: Callable[[Session], T]) -> T:
-        return write_retrying(self.sessions, what, work)
+        """One transaction, tried again in place while the database is unreachable (then
+        the error is raised): a post Slack accepted is recorded by the same pass."""
+        for delay in (*DB_RETRY_DELAYS, None):
+            try:
+                with self.sessions.begin() as session:
+                    return work(session)
+            except (OperationalError, InterfaceError) as error:
+                if delay is None:
+                    raise
+                log.warning("database error while %s (%s); trying again in %.1fs",
+                            what, type(error.orig).__name__, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _fail(self, ids: Sequence[int], error: str, *, uncertain: bool) -> None:
         given_up = self.write("recording a failed post", lambda s: service.mark_failed(
@@ -273,13 +276,13 @@ class Courier:
         return str(opened["channel"]["id"])
 
     def settle(self, audience: Audience, destination: str, rows: Sequence[OutboxMessage],
-               when_unknown: dict[int, WhenUnknown]) -> Resolution:
+               when_unknown: dict[int, WhenUnknown], report: DestinationReport) -> set[int]:
         """Settle the rows among ``rows`` whose post may have been made (``when_unknown``:
-        each row's rule for a history the workspace will not show)."""
-        result = Resolution()
-        attempted = self._settled_in_time(rows, result)
+        each row's rule for a history the workspace will not show), counted in ``report``;
+        returns the rows dealt with (not to be posted now)."""
+        attempted, settled = self._settled_in_time(rows, report)
         if not attempted:
-            return result
+            return settled
         since = min(attempted.values()) - service.CLOCK_SKEW
         try:
             conversation = self._conversation(audience, destination)
@@ -287,41 +290,39 @@ class Courier:
                                 since=since)
         except HistoryRefused as refusal:
             if audience == Audience.OWNER and refusal.code in USER_GONE:
-                return self._gone(list(attempted), refusal.code, result)
+                return settled | self._gone(list(attempted), refusal.code, report)
             _log_refusal_once(refusal.code)
             counted = [i for i in attempted if when_unknown[i] == WhenUnknown.COUNT_AS_SENT]
             conversation, found = destination, {}
             if counted:
                 self._sent(counted, None, None)
-                result.settled.update(counted)
-            result.error = f"history not readable ({refusal.code}): " + (
+                settled.update(counted)
+            report.error = f"history not readable ({refusal.code}): " + (
                 "counted as sent" if len(counted) == len(attempted) else "posted again")
         except (HistoryIncomplete, SlackClientError, OSError) as error:
             why = str(error) if isinstance(error, HistoryIncomplete) else error_text(error)
-            result.error = f"history unreadable ({why}): retried later"
-            self._fail(list(attempted), result.error, uncertain=True)
-            result.waiting += len(attempted)
-            result.settled.update(attempted)
-            return result
-        result.found = self._record(conversation, found,
-                                    missing=set(attempted) - found.keys() - result.settled)
-        result.settled.update(found)
-        if result.found:
+            report.error = f"history unreadable ({why}): retried later"
+            self._fail(list(attempted), report.error, uncertain=True)
+            report.waiting(len(attempted))
+            return settled | attempted.keys()
+        report.recovered = self._record(conversation, found,
+                                        missing=set(attempted) - found.keys() - settled)
+        if report.recovered:
             log.info("messages to %s: %d found posted in Slack's history, marked sent",
-                     destination, result.found)
-        return result
+                     destination, report.recovered)
+        return settled | found.keys()
 
-    def _settled_in_time(self, rows: Sequence[OutboxMessage],
-                         result: Resolution) -> dict[int, dt.datetime]:
-        """The attempts old enough to be settled now (row id -> when); the younger ones
-        may still be on their way to Slack: they wait for a later pass."""
+    def _settled_in_time(self, rows: Sequence[OutboxMessage], report: DestinationReport
+                         ) -> tuple[dict[int, dt.datetime], set[int]]:
+        """The attempts old enough to be settled now (row id -> when), and the younger
+        ones, which may still be on their way to Slack: they wait for a later pass."""
         attempted = {r.id: r.post_attempted_at for r in rows if r.post_attempted_at}
-        young = [i for i, at in attempted.items() if at > self.clock() - service.IN_FLIGHT]
+        young = {i for i, at in attempted.items() if at > self.clock() - service.IN_FLIGHT}
         if young:
-            self._fail(young, "a post may still be in flight: retried later", uncertain=True)
-            result.waiting = len(young)
-            result.settled.update(young)
-        return {i: at for i, at in attempted.items() if i not in young}
+            self._fail(sorted(young), "a post may still be in flight: retried later",
+                       uncertain=True)
+            report.waiting(len(young))
+        return {i: at for i, at in attempted.items() if i not in young}, young
 
     def _record(self, conversation: str, found: dict[int, str], *, missing: set[int]) -> int:
         """Mark sent what the history showed (with its message); clear the attempts of
@@ -335,11 +336,11 @@ class Courier:
                 s, ids=sorted(missing), worker=self.worker))
         return marked
 
-    def _gone(self, ids: list[int], code: str, result: Resolution) -> Resolution:
+    def _gone(self, ids: list[int], code: str, report: DestinationReport) -> set[int]:
         """The owner takes no DM from the bot (deactivated, deleted): nothing will reach
         them, so their rows are closed instead of retried for ever."""
         self.write("closing messages to a gone user", lambda s: service.mark_skipped(
             s, reasons=dict.fromkeys(ids, service.Closed.UNREACHABLE), worker=self.worker))
-        result.gone, result.error = len(ids), f"no DM possible ({code}): skipped"
-        result.settled.update(ids)
-        return result
+        report.skipped += len(ids)
+        report.error = f"no DM possible ({code}): skipped"
+        return set(ids)

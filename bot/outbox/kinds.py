@@ -88,8 +88,8 @@ def _described(message: OutboxMessage) -> dict[str, Any]:
 
 def _expiry(rows: Sequence[Row], context: Context) -> tuple[list[Draft], dict[int, str]]:
     """Expiry reminders: one digest per destination, as few messages as fit."""
-    selection = select_for_posting(rows, now=context.now, alert_days=context.alert_days)
-    by_token = {token.public_id: message for message, token in selection.post}
+    post, skip = select_for_posting(rows, now=context.now, alert_days=context.alert_days)
+    by_token = {token.public_id: message for message, token in post}
     audience = Audience(rows[0][0].audience)
 
     def draw(items: list[Any], c: Context) -> tuple[str, list[Block]]:
@@ -97,12 +97,12 @@ def _expiry(rows: Sequence[Row], context: Context) -> tuple[list[Draft], dict[in
                                                                   now=c.now)
 
     drafts = []
-    for chunk in chunk_items([item_for(m, t) for m, t in selection.post]):
+    for chunk in chunk_items([item_for(m, t) for m, t in post]):
         drafts.append(Draft([Part(by_token[item.public_id].id, item, {
             "kind": MessageKind.EXPIRY.value, "id": item.public_id, "label": item.label,
             "masked": item.masked, "threshold_days": item.threshold_days,
             "expires_at": item.expires_at.isoformat()}) for item in chunk], draw))
-    return drafts, selection.skip
+    return drafts, skip
 
 
 def _one_each(draw: Callable[[OutboxMessage, Context], tuple[str, list[Block]]],

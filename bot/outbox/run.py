@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import metrics
 from bot.models import Audience, MessageKind, OutboxMessage, utcnow
-from bot.outbox.delivery import Courier, Outcome, error_text
+from bot.outbox.delivery import Courier, DestinationReport, Outcome, error_text
 from bot.outbox.dispatch import run_paced
 from bot.outbox.kinds import KINDS, Context, Draft, Row
 from bot.services import outbox as service
@@ -41,20 +41,6 @@ LEASE_LOST = "lease run out or taken over by another process: not posted by this
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class DestinationReport:
-    kind: str  # the audience: channel or owner
-    destination: str
-    tokens: list[dict[str, Any]] = field(default_factory=list)  # what its messages are about
-    messages: int = 0
-    sent: int = 0
-    skipped: int = 0
-    failed: int = 0  # retried later (includes the uncertain ones)
-    uncertain: int = 0  # maybe posted: Slack's history is read before posting again
-    recovered: int = 0  # an earlier uncertain post found in Slack's history: marked sent
-    error: str | None = None
 
 
 @dataclass
@@ -186,15 +172,11 @@ class Delivery:
             rules = {m.id: KINDS[MessageKind(m.kind)].when_unknown for m in group}
             try:
                 self.renew()  # reading many histories may take a while
-                found = self.courier.settle(target[0], target[1], group, rules)
+                return self.courier.settle(target[0], target[1], group, rules, report)
             except SQLAlchemyError as error:  # the database stayed down: after the lease
                 report.error = f"database: {type(error).__name__}: left to a later pass"
                 report.failed = report.uncertain = len(group)
                 return {m.id for m in group}
-            report.recovered, report.error = found.found, found.error
-            report.failed = report.uncertain = found.waiting
-            report.skipped += found.gone
-            return found.settled
 
         settled: set[int] = set()
         for done in (pool.map if pool is not None else map)(settle, list(by_target)):

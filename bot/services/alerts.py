@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import Integer, String, func, literal, select, update
@@ -161,34 +160,27 @@ def skip_reason(
     return None
 
 
-@dataclass
-class Selection:
-    """Claimed alerts split into those to post and those to close without posting."""
-
-    post: list[tuple[OutboxMessage, Token]] = field(default_factory=list)
-    skip: dict[int, str] = field(default_factory=dict)
-
-
 def select_for_posting(
     rows: Sequence[tuple[OutboxMessage, Token | None]], *, now: dt.datetime, alert_days: Sequence[int]
-) -> Selection:
-    selection = Selection()
+) -> tuple[list[tuple[OutboxMessage, Token]], dict[int, str]]:
+    """Claimed alerts split into those to post and those to close without posting (row id
+    -> why)."""
+    skip: dict[int, str] = {}
     best: dict[int, tuple[OutboxMessage, Token]] = {}
     for alert, token in rows:
         reason = skip_reason(alert, token, now=now, alert_days=alert_days)
         if reason is not None or token is None:
-            selection.skip[alert.id] = reason or SkipReason.DELETED
+            skip[alert.id] = reason or SkipReason.DELETED
             continue
         kept = best.get(token.id)
         if kept is None:
             best[token.id] = (alert, token)
         elif alert.threshold_days < kept[0].threshold_days:
-            selection.skip[kept[0].id] = SkipReason.SUPERSEDED
+            skip[kept[0].id] = SkipReason.SUPERSEDED
             best[token.id] = (alert, token)
         else:
-            selection.skip[alert.id] = SkipReason.SUPERSEDED
-    selection.post = list(best.values())
-    return selection
+            skip[alert.id] = SkipReason.SUPERSEDED
+    return list(best.values()), skip
 
 
 # -- the digest's actions -------------------------------------------------------

@@ -19,11 +19,6 @@ _TOLD: frozenset[AuditAction] = frozenset(AuditAction) - {
     AuditAction.CREATE, AuditAction.LEAK, AuditAction.REASSIGN}
 
 
-def _tells_owner(actor: Actor, token: Token, action: AuditAction) -> bool:
-    return (action in _TOLD and actor.source in (AuditSource.SLACK, AuditSource.CLI)
-            and actor.user_id != token.owner)
-
-
 def record(
     session: Session,
     *,
@@ -36,7 +31,8 @@ def record(
     """Add one event to the caller's transaction, which commits or drops it together with
     the change it describes; when a person other than the token's owner made the change,
     the owner's direct message about it goes into the outbox in the same transaction."""
-    if _tells_owner(actor, token, action):
+    if (action in _TOLD and actor.source in (AuditSource.SLACK, AuditSource.CLI)
+            and actor.user_id != token.owner):
         edited = action == AuditAction.EDIT  # what an edit changed is told too
         outbox.queue(session, kind=MessageKind.OWNER_NOTICE, team_id=token.team_id,
                      audience=Audience.OWNER, destination=token.owner, now=now,

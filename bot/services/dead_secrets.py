@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from bot.models import (
     AuditAction,
-    Audience,
     AuditEvent,
     DeadSecretUse,
     MessageKind,
@@ -201,17 +200,11 @@ def queue_alarm(session: Session, *, report: DeadSecretReport, channel: str | No
     """Queue today's alarm about ``report``'s token: to its owner, and to ``channel`` (its
     alert channel, else the default one) if any. At most once per token per UTC day,
     however many passes race (the outbox key); True when this call queued it."""
-    day, payload = now.date().isoformat(), report.to_payload()
-    targets = [(Audience.OWNER, report.owner)] + ([(Audience.CHANNEL, channel)] if channel else [])
-    queued = False
-    for audience, destination in targets:
-        queued |= outbox.queue(
-            session, kind=MessageKind.DEAD_SECRET_ALARM, team_id=report.team_id,
-            audience=audience, destination=destination, now=now,
-            token_public_id=report.public_id, payload=payload,
-            key=f"{MessageKind.DEAD_SECRET_ALARM}:{report.team_id}:{report.public_id}:"
-                f"{day}:{audience}")
-    return queued
+    return any(outbox.queue_owner_and_channel(
+        session, owner=report.owner, channel=channel, kind=MessageKind.DEAD_SECRET_ALARM,
+        team_id=report.team_id, now=now, token_public_id=report.public_id,
+        payload=report.to_payload(), key=f"{MessageKind.DEAD_SECRET_ALARM}:{report.team_id}:"
+                                         f"{report.public_id}:{now.date().isoformat()}"))
 
 
 def purge(session: Session, *, now: dt.datetime) -> int:

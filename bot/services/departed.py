@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import String, cast, delete, exists, literal, or_, select, update
+from sqlalchemy import String, cast, delete, exists, literal, select
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -26,7 +26,7 @@ from bot.models import (
     status_clause,
 )
 from bot.services import outbox
-from bot.services.policy import FUTURE_SLACK
+from bot.services.policy import claim_turn
 
 #: How often a team's owners are checked with ``users.info`` (the weekly hygiene pass).
 CHECK_EVERY: Final = dt.timedelta(days=7)
@@ -59,15 +59,6 @@ def posts_of_current_departures() -> Any:
         OutboxMessage.key.like(literal(KEY_PREFIX) + cast(DepartedOwner.id, String) + ":%"))
 
 
-def active_tokens(session: Session, *, team_id: str, user_id: str,
-                  now: dt.datetime) -> list[Token]:
-    """The tokens ``user_id`` owns that work now, newest first."""
-    return list(session.scalars(
-        select(Token).where(Token.team_id == team_id, Token.owner == user_id,
-                            status_clause(DisplayStatus.ACTIVE, now))
-        .order_by(Token.created_at.desc(), Token.id.desc())))
-
-
 def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.datetime,
                    channel: str | None) -> bool:
     """Record that ``user_id`` is deactivated and, when this is a new departure (not
@@ -80,7 +71,10 @@ def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.date
         .returning(DepartedOwner.__table__.c.id)).scalar()
     if departure is None:  # already recorded: its post (if any) was queued then
         return False
-    tokens = active_tokens(session, team_id=team_id, user_id=user_id, now=now)
+    tokens = list(session.scalars(  # the tokens they own that work now, newest first
+        select(Token).where(Token.team_id == team_id, Token.owner == user_id,
+                            status_clause(DisplayStatus.ACTIVE, now))
+        .order_by(Token.created_at.desc(), Token.id.desc())))
     if not tokens or not channel:
         return False
     listed = [{"id": t.public_id, "label": t.label, "masked": t.secret_masked,
@@ -134,19 +128,8 @@ def teams(session: Session) -> list[str]:
 def claim_check(session: Session, *, team_id: str, now: dt.datetime) -> bool:
     """Take this week's owner check of ``team_id`` (True: this caller runs it; at most one
     caller per :data:`CHECK_EVERY`, across processes)."""
-    insert = dialect_insert(session)(OwnerCheck.__table__).values(team_id=team_id,
-                                                                   checked_at=now)
-    inserted = session.execute(insert.on_conflict_do_nothing(index_elements=["team_id"])
-                               .returning(OwnerCheck.__table__.c.team_id)).first()
-    if inserted is not None:
-        return True
-    taken = session.execute(
-        update(OwnerCheck).where(OwnerCheck.team_id == team_id,
-                                 or_(OwnerCheck.checked_at <= now - CHECK_EVERY,
-                                     OwnerCheck.checked_at > now + FUTURE_SLACK))
-        .values(checked_at=now).returning(OwnerCheck.team_id)
-        .execution_options(synchronize_session=False)).first()
-    return taken is not None
+    return claim_turn(session, OwnerCheck, OwnerCheck.checked_at, every=CHECK_EVERY, now=now,
+                      team_id=team_id)
 
 
 # -- the post, as it was made and as it is now -------------------------------------------

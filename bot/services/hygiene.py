@@ -20,7 +20,6 @@ from typing import Any, Final
 from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from bot.db import dialect_insert
 from bot.models import (
     Audience,
     AuditAction,
@@ -37,7 +36,8 @@ from bot.models import (
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
-from bot.services.policy import DORMANT_NOTICE_EVERY, FUTURE_SLACK, DormantAction, Policy
+from bot.services.policy import (DORMANT_NOTICE_EVERY, FUTURE_SLACK, DormantAction, Policy,
+                                 claim_turn)
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)
@@ -236,22 +236,6 @@ def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
     }
 
 
-def claim_scan(session: Session, *, now: dt.datetime) -> bool:
-    """Whether this pass scans: the last scan was :data:`SCAN_EVERY` ago or more (one
-    conditional ``UPDATE``: of racing passes, one scans)."""
-    table = HygieneScan.__table__
-    never = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
-    session.execute(dialect_insert(session)(table).values(id=1, scanned_at=never)
-                    .on_conflict_do_nothing(index_elements=["id"]))
-    claimed = session.execute(
-        update(HygieneScan).where(HygieneScan.id == 1,
-                                  or_(HygieneScan.scanned_at <= now - SCAN_EVERY,
-                                      HygieneScan.scanned_at > now + FUTURE_SLACK))
-        .values(scanned_at=now).returning(HygieneScan.id)
-        .execution_options(synchronize_session=False)).first()
-    return claimed is not None
-
-
 def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
                   channel: str | None, limit: int) -> HygieneCounts:
     """At most once per :data:`SCAN_EVERY`: dormant tokens disabled (if so configured),
@@ -259,7 +243,8 @@ def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
     it has something to list; the dormant tokens listed are marked noticed. ``limit``:
     tokens per section a digest lists."""
     counts = HygieneCounts()
-    if not claim_scan(session, now=now):
+    if not claim_turn(session, HygieneScan, HygieneScan.scanned_at, every=SCAN_EVERY, now=now,
+                      id=1):  # of racing passes, one scans
         return counts
     if policy.dormant_action == DormantAction.DISABLE:
         counts.dormant_disabled = disable_dormant(session, policy=policy, now=now)

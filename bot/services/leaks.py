@@ -16,7 +16,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import Audience, AuditAction, AuditSource, MessageKind, Token
+from bot.models import AuditAction, AuditSource, MessageKind, Token
 from bot.services import outbox, rotation
 from bot.services import tokens as token_service
 from bot.services.actor import Actor
@@ -92,11 +92,6 @@ def live_tokens(session: Session, *, team_id: str, secrets: Sequence[str],
     return live
 
 
-def _key(token: Token, where: Where, audience: Audience) -> str:
-    return (f"{MessageKind.LEAK_NOTICE}:{token.team_id}:{token.public_id}:{where.channel}:"
-            f"{where.message_ts}:{audience}")
-
-
 def _stop(session: Session, token: Token, *, old_secret: bool, now: dt.datetime) -> Token:
     """``disable`` mode: the leaked secret stops at once, as Tokenbot (source ``leak_scan``):
     the old secret of a rotation is retired (the new one keeps working), a current secret
@@ -131,14 +126,12 @@ def record_leaks(session: Session, *, team_id: str, secrets: Sequence[str], wher
                    "channel_type": where.channel_type, "permalink": where.permalink,
                    "disabled": stop and not old_secret, "old_secret": old_secret,
                    "retired": stop and old_secret, "at": now.isoformat()}
-        channel = token.alert_channel or default_channel
-        targets = [(Audience.OWNER, token.owner)] + (
-            [(Audience.CHANNEL, channel)] if channel else [])
-        queued = [outbox.queue(session, kind=MessageKind.LEAK_NOTICE, team_id=team_id,
-                               audience=audience, destination=destination, now=now,
-                               token_public_id=token.public_id, payload=payload,
-                               key=_key(token, where, audience))
-                  for audience, destination in targets]
+        queued = outbox.queue_owner_and_channel(
+            session, owner=token.owner, channel=token.alert_channel or default_channel,
+            kind=MessageKind.LEAK_NOTICE, team_id=team_id, now=now,
+            token_public_id=token.public_id, payload=payload,
+            key=f"{MessageKind.LEAK_NOTICE}:{token.team_id}:{token.public_id}:{where.channel}:"
+                f"{where.message_ts}")
         if not queued[0]:  # the owner's: noticed before (a redelivery, an edit keeping it)
             continue
         record(session, actor=Actor(team_id, where.poster), token=token,

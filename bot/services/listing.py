@@ -190,17 +190,6 @@ def list_tokens(
     text = filters.search.strip()
     if text:
         conditions.extend(_label_conditions(session, text))
-
-    def read(number: int) -> list[Listed]:
-        rows = session.execute(
-            select(*_LISTED_COLUMNS)
-            .where(*conditions)
-            .order_by(_t.c.created_at.desc(), _t.c.id.desc())
-            .offset((number - 1) * per_page)
-            .limit(per_page + 1)  # the extra row tells that a next page exists
-        )
-        return [Listed(*row) for row in rows]
-
     counted = session.scalar(
         select(func.count()).select_from(
             select(_t.c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
@@ -210,7 +199,13 @@ def list_tokens(
     page = max(page, 1)
     if total_exact:
         page = min(page, max(1, -(-total // per_page)))
-    rows = read(page)
+    rows = [Listed(*row) for row in session.execute(
+        select(*_LISTED_COLUMNS)
+        .where(*conditions)
+        .order_by(_t.c.created_at.desc(), _t.c.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page + 1)  # the extra row tells that a next page exists
+    )]
     over = frozenset(t.public_id for t in rows[:per_page]
                      if policy.breaks(t, now))
     return TokenPage(

@@ -82,18 +82,27 @@ def queue(
     return queued
 
 
+def queue_owner_and_channel(session: Session, *, owner: str, channel: str | None, key: str,
+                            **message: Any) -> list[bool]:
+    """:func:`queue` to ``owner`` by DM and, when given, to ``channel``, each under ``key``
+    and its audience; whether each was queued (the owner's first)."""
+    targets = [(Audience.OWNER, owner)] + ([(Audience.CHANNEL, channel)] if channel else [])
+    return [queue(session, audience=audience, destination=destination,
+                  key=f"{key}:{audience}", **message) for audience, destination in targets]
+
+
 def take_queued(session: Session) -> bool:
     """Whether this session's transaction queued a message (and forget it: whoever asks
     posts it)."""
     return bool(session.info.pop(QUEUED, False))
 
 
-def _due(now: dt.datetime) -> list[Any]:
-    return [
-        OutboxMessage.status == OutboxStatus.PENDING,
-        OutboxMessage.next_attempt_at <= now,
+def _due(now: dt.datetime, limit: int) -> Any:
+    """The ids of the rows due at ``now`` and not leased, oldest first."""
+    return select(OutboxMessage.id).where(
+        OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now,
         or_(OutboxMessage.claimed_at.is_(None), OutboxMessage.claimed_at <= now - LEASE),
-    ]
+    ).order_by(OutboxMessage.id).limit(limit)
 
 
 def claim(session: Session, *, now: dt.datetime, worker: str,
@@ -105,8 +114,7 @@ def claim(session: Session, *, now: dt.datetime, worker: str,
         # gets all of a destination's due rows: one digest per channel, not two halves.
         # SQLite's write lock does the same.
         session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK_KEY)))
-    candidates = (select(OutboxMessage.id).where(*_due(now)).order_by(OutboxMessage.id)
-                  .limit(limit).with_for_update(skip_locked=True))
+    candidates = _due(now, limit).with_for_update(skip_locked=True)
     statement = (update(OutboxMessage).where(OutboxMessage.id.in_(candidates))
                  .values(claimed_by=worker, claimed_at=now).returning(OutboxMessage.id)
                  .execution_options(synchronize_session=False))
@@ -115,8 +123,7 @@ def claim(session: Session, *, now: dt.datetime, worker: str,
 
 def pending(session: Session, *, now: dt.datetime, limit: int = CLAIM_LIMIT) -> list[int]:
     """What :func:`claim` would take, without taking it (dry runs)."""
-    return sorted(session.scalars(
-        select(OutboxMessage.id).where(*_due(now)).order_by(OutboxMessage.id).limit(limit)))
+    return sorted(session.scalars(_due(now, limit)))
 
 
 def _room_for_a_post(at: dt.datetime) -> Any:

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, false, func, or_, true
+from sqlalchemy import and_, false, func, or_, true, update
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot import dates
 from bot.config import Settings
+from bot.db import dialect_insert
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import DisplayStatus, Token, status_clause
 from bot.services.actor import Actor
@@ -50,6 +52,23 @@ class PolicyError(ValidationError):
             field="expires",
         )
         self.latest = latest
+
+
+def claim_turn(session: Session, model: Any, stamp: Any, *, every: dt.timedelta,
+               now: dt.datetime, **key: Any) -> bool:
+    """Take the turn that ``model``'s row ``key`` stamps in ``stamp``: True (stamped
+    ``now``) for a new row, or one stamped ``every`` ago or more, or beyond
+    :data:`FUTURE_SLACK` ahead. One conditional write: of racing callers, one takes it."""
+    column = model.__table__.c[stamp.key]
+    if session.execute(dialect_insert(session)(model.__table__).values(**key, **{stamp.key: now})
+                       .on_conflict_do_nothing(index_elements=list(key))
+                       .returning(column)).first() is not None:
+        return True
+    return session.execute(
+        update(model).where(*(getattr(model, name) == value for name, value in key.items()),
+                            or_(stamp <= now - every, stamp > now + FUTURE_SLACK))
+        .values({stamp.key: now}).returning(column)
+        .execution_options(synchronize_session=False)).first() is not None
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -135,13 +154,10 @@ class Policy:
 
     # -- dormant -------------------------------------------------------------------------
 
-    def dormant_before(self, now: dt.datetime) -> dt.datetime:
-        """A token not used since this moment (or created before it, never used) is dormant."""
-        return now - dt.timedelta(days=self.dormant_days)
-
     def dormant_clause(self, now: dt.datetime) -> ColumnElement[bool]:
-        """:meth:`dormant` in SQL, over the tokens table."""
-        before = self.dormant_before(now)
+        """Dormant, in SQL over the tokens table: working, and not used (or, never used,
+        created) nor enabled again since ``dormant_days`` ago."""
+        before = now - dt.timedelta(days=self.dormant_days)
         return and_(status_clause(DisplayStatus.ACTIVE, now),
                     func.coalesce(Token.last_used_at, Token.created_at) <= before,
                     or_(Token.enabled_at.is_(None), Token.enabled_at <= before))
@@ -187,7 +203,11 @@ def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
     reason = clean_exception(exception)
     if policy.allows(scope, dates.expiry_date(expires_at) if expires_at else None, now):
         if reason is not None and given:
-            raise needless_exception(policy, scope, now)
+            latest = policy.latest(scope, now)
+            why = (f"{scope} tokens have no lifetime cap" if latest is None else
+                   f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
+            raise ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
+                                  field="exception")
         return None
     if reason is None:
         raise policy.refusal(scope, now)
@@ -196,19 +216,6 @@ def check_lifetime(policy: Policy, *, actor: Actor, scope: str,
             "Only a workspace admin can make an exception to the lifetime policy.",
             field="exception")
     return reason
-
-
-def needless_exception(policy: Policy, scope: str, now: dt.datetime) -> ValidationError:
-    latest = policy.latest(scope, now)
-    why = (f"{scope} tokens have no lifetime cap" if latest is None else
-           f"{scope} tokens may expire on or before {dates.date_text(latest)} without one")
-    return ValidationError(f"No exception is needed: {why}. Leave the reason empty.",
-                           field="exception")
-
-
-def exception_details(reason: str | None) -> dict[str, Any]:
-    """What an audit event says of an exception (nothing when there is none)."""
-    return {"policy_exception": reason} if reason else {}
 
 
 def lifetime_after_edit(policy: Policy, *, token: Token, actor: Actor, scope: str,

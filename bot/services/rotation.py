@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -70,9 +70,20 @@ def _end(
         values.update(secret_digest=_tokens.c.previous_secret_digest,
                       secret_masked=_tokens.c.previous_secret_masked,
                       secret_encrypted=_tokens.c.previous_secret_encrypted)
-    result = session.execute(update(_tokens).where(*rules).values(**values))
-    if result.rowcount != 1:
+    return session.execute(update(_tokens).where(*rules).values(**values)).rowcount == 1
+
+
+def _retire(session: Session, *, token: Token, old_digest: str, actor: Actor, why: str,
+            now: dt.datetime, extra: dict[str, str] | None = None, **rules: Any) -> bool:
+    """:func:`_end` (``rules``: its conditions), then the old secret's tombstone and the
+    audit event ``retire_old`` saying ``why``. True when this call ended it."""
+    masked = token.previous_secret_masked or ""
+    if not _end(session, token=token, old_digest=old_digest, now=now, **rules):
         return False
+    bury(session, token=token, digest=old_digest, masked=masked,
+         reason=RetiredReason.ROTATED, now=now)
+    record(session, actor=actor, token=token, action=AuditAction.RETIRE_OLD, now=now,
+           details={"masked": masked, "why": why, **(extra or {})})
     return True
 
 
@@ -97,14 +108,10 @@ def retire_on_first_use(
     token = session.get(Token, token_id)
     if token is None or token.previous_secret_digest != old_digest:
         return False
-    masked = token.previous_secret_masked or ""
-    if not _end(session, token=token, old_digest=old_digest, new_digest=new_digest, now=now):
+    if not _retire(session, token=token, old_digest=old_digest, new_digest=new_digest,
+                   actor=Actor(token.team_id, caller, source=AuditSource.API),
+                   why="new secret first used", extra={"caller": caller}, now=now):
         return False
-    bury(session, token=token, digest=old_digest, masked=masked,
-         reason=RetiredReason.ROTATED, now=now)
-    record(session, actor=Actor(token.team_id, caller, source=AuditSource.API), token=token,
-           action=AuditAction.RETIRE_OLD, now=now,
-           details={"masked": masked, "why": "new secret first used", "caller": caller})
     _notice(session, token, RotationEnding.SWITCHED, caller=caller, now=now)
     return True
 
@@ -118,18 +125,13 @@ def end_overdue_rotations(session: Session, *, now: dt.datetime) -> int:
     ))
     ended = 0
     for token in overdue:
-        old_digest, masked = token.previous_secret_digest, token.previous_secret_masked or ""
-        assert old_digest is not None
+        assert token.previous_secret_digest is not None
         until = token.rotation_until
-        if not _end(session, token=token, old_digest=old_digest, now=now):
+        if not _retire(session, token=token, old_digest=token.previous_secret_digest,
+                       actor=Actor(token.team_id, SCHEDULER_ACTOR, source=AuditSource.SCHEDULER),
+                       why="deadline passed, new secret never used", now=now):
             continue
         ended += 1
-        bury(session, token=token, digest=old_digest, masked=masked,
-             reason=RetiredReason.ROTATED, now=now)
-        record(session, actor=Actor(token.team_id, SCHEDULER_ACTOR,
-                                    source=AuditSource.SCHEDULER),
-               token=token, action=AuditAction.RETIRE_OLD, now=now,
-               details={"masked": masked, "why": "deadline passed, new secret never used"})
         _notice(session, token, RotationEnding.DEADLINE, caller=None,
                 now=until or now)
     return ended
@@ -156,14 +158,9 @@ def retire_now(
     (``why``: as the audit event says it)."""
     token, old_digest = _rotating(session, actor=actor, public_id=public_id,
                                   expected_version=expected_version, now=now)
-    masked = token.previous_secret_masked or ""
-    if not _end(session, token=token, old_digest=old_digest, now=now,
-                expected_version=expected_version):
+    if not _retire(session, token=token, old_digest=old_digest, actor=actor, why=why, now=now,
+                   expected_version=expected_version):
         raise StaleTokenError()
-    bury(session, token=token, digest=old_digest, masked=masked,
-         reason=RetiredReason.ROTATED, now=now)
-    record(session, actor=actor, token=token, action=AuditAction.RETIRE_OLD, now=now,
-           details={"masked": masked, "why": why})
     session.refresh(token)
     return token
 

@@ -145,24 +145,17 @@ def _authorize(token: Token, actor: Actor, verb: str) -> None:
         raise NotOwnerError(owner=token.owner, verb=verb)
 
 
-def _load_for_change(
-    session: Session, *, actor: Actor, public_id: str, expected_version: int, verb: str
-) -> Token:
-    token = get_token(session, team_id=actor.team_id, public_id=public_id)
-    _authorize(token, actor, verb)
-    if token.version != expected_version:
-        raise StaleTokenError()
-    return token
-
-
 def check_change(
     session: Session, *, actor: Actor, public_id: str, expected_version: int, verb: str
 ) -> Token:
     """The token a change is about to be confirmed for: of this team, the actor may
     ``verb`` it, and it is the version they saw (checked before a confirmation is shown,
     and again by the change itself)."""
-    return _load_for_change(session, actor=actor, public_id=public_id,
-                            expected_version=expected_version, verb=verb)
+    token = get_token(session, team_id=actor.team_id, public_id=public_id)
+    _authorize(token, actor, verb)
+    if token.version != expected_version:
+        raise StaleTokenError()
+    return token
 
 
 def load_for_edit(
@@ -171,7 +164,7 @@ def load_for_edit(
 ) -> Token:
     """The token as an edit form shows it: the actor may edit it, the version is the one
     they saw, and it is not disabled (checked before a form is even opened)."""
-    token = _load_for_change(
+    token = check_change(
         session, actor=actor, public_id=public_id, expected_version=expected_version, verb=verb
     )
     if token.status == TokenStatus.DISABLED:
@@ -240,7 +233,7 @@ def create_token(
     expires_text = dates.expiry_date(expires_at).isoformat() if expires_at else None
     record(session, actor=actor, token=token, action=AuditAction.CREATE, now=now,
            details={"label": label, "scope": scope, "expires_on": expires_text,
-                    **lifetime.exception_details(kept)})
+                    **({"policy_exception": kept} if kept else {})})
     return CreatedToken(token=token, secret=secret)
 
 
@@ -357,8 +350,8 @@ def _set_status(
         execution_options={"populate_existing": True},
     ).one_or_none()
     if token is None:
-        current = _load_for_change(session, actor=actor, public_id=public_id,
-                                   expected_version=expected_version, verb=verb)
+        current = check_change(session, actor=actor, public_id=public_id,
+                               expected_version=expected_version, verb=verb)
         if current.status == status:
             raise InvalidStateError(
                 "This token is already disabled."
@@ -391,7 +384,7 @@ def delete_token(
     session: Session, *, actor: Actor, public_id: str, expected_version: int, now: dt.datetime
 ) -> str:
     """Delete for good; returns the label. A disabled token must be enabled first."""
-    token = _load_for_change(
+    token = check_change(
         session, actor=actor, public_id=public_id, expected_version=expected_version,
         verb="delete",
     )
@@ -444,7 +437,7 @@ def rotate_token(
     secret of a rotation still in progress stops at once either way (the audit event names
     it). A secret that stops working keeps a tombstone."""
     overlap = clean_overlap(overlap)
-    token = _load_for_change(
+    token = check_change(
         session, actor=actor, public_id=public_id, expected_version=expected_version,
         verb="rotate",
     )
