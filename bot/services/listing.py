@@ -78,8 +78,8 @@ class TokenFilter:
 NO_FILTER: Final = TokenFilter()
 
 
-_t = Token.__table__
-_LISTED_COLUMNS: Final = tuple(_t.c[name] for name in Listed.__dataclass_fields__)
+_tokens = Token.__table__  # the table, for Core statements
+_LISTED_COLUMNS: Final = tuple(_tokens.c[name] for name in Listed.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _label_conditions(session: Session, text: str) -> list[Any]:
     # very text. A plan made once for any text (psycopg prepares a statement it has run
     # five times) scans the trigram index even for two letters every label holds (27 ms).
     pattern = literal(f"%{_like_escape(key)}%", literal_execute=True)
-    conditions: list[Any] = [_t.c.label_search.like(pattern, escape="\\")]
+    conditions: list[Any] = [_tokens.c.label_search.like(pattern, escape="\\")]
     if session.get_bind().dialect.name == "sqlite" and len(key) >= 3:
         # A selective text: the trigram index gives the few candidates (the LIKE keeps
         # the exact rule). A common one: walking the table's order with the LIKE finds a
@@ -150,15 +150,15 @@ def _label_conditions(session: Session, text: str) -> list[Any]:
             select(func.count()).select_from(candidates.limit(FTS_SELECTIVE + 1).subquery())
         )
         if (found or 0) <= FTS_SELECTIVE:
-            conditions.append(_t.c.id.in_(candidates))
+            conditions.append(_tokens.c.id.in_(candidates))
     return conditions
 
 
 def _status_condition(status: StatusFilter, now: dt.datetime, expiring_days: int) -> Any:
     if status == StatusFilter.EXPIRING:
         horizon = now + dt.timedelta(days=expiring_days)
-        return and_(status_clause(DisplayStatus.ACTIVE, now), _t.c.expires_at.is_not(None),
-                    _t.c.expires_at <= horizon)
+        return and_(status_clause(DisplayStatus.ACTIVE, now), _tokens.c.expires_at.is_not(None),
+                    _tokens.c.expires_at <= horizon)
     return status_clause(DisplayStatus(status.value), now)
 
 
@@ -180,19 +180,19 @@ def list_tokens(
     (``services.policy.policy_of(settings)``)."""
     if per_page < 1:
         raise ValueError("per_page must be positive")
-    conditions: list[Any] = [_t.c.team_id == team_id]
+    conditions: list[Any] = [_tokens.c.team_id == team_id]
     if filters.status is not None:
         conditions.append(_status_condition(StatusFilter(filters.status), now, expiring_days))
     if filters.owner:
-        conditions.append(_t.c.owner == filters.owner)
+        conditions.append(_tokens.c.owner == filters.owner)
     if filters.public_id:
-        conditions.append(_t.c.public_id == filters.public_id)
+        conditions.append(_tokens.c.public_id == filters.public_id)
     text = filters.search.strip()
     if text:
         conditions.extend(_label_conditions(session, text))
     counted = session.scalar(
         select(func.count()).select_from(
-            select(_t.c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
+            select(_tokens.c.id).where(*conditions).limit(COUNT_CAP + 1).subquery()
         )
     ) or 0
     total, total_exact = min(counted, COUNT_CAP), counted <= COUNT_CAP
@@ -202,7 +202,7 @@ def list_tokens(
     rows = [Listed(*row) for row in session.execute(
         select(*_LISTED_COLUMNS)
         .where(*conditions)
-        .order_by(_t.c.created_at.desc(), _t.c.id.desc())
+        .order_by(_tokens.c.created_at.desc(), _tokens.c.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page + 1)  # the extra row tells that a next page exists
     )]

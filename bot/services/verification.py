@@ -29,8 +29,7 @@ TOKEN_TYPE: Final = "access_token"
 #: The extension member the old secret's answer carries during a rotation's overlap.
 SUPERSEDED: Final = "superseded"
 
-_t = Token.__table__
-_r = RetiredSecret.__table__
+_tokens, _retired = Token.__table__, RetiredSecret.__table__  # for Core statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,23 +117,26 @@ UNKNOWN: Final = Verdict()
 # The hot read: the current secrets (one indexed IN lookup), with what tells whether a
 # rotation's old secret is to be retired.
 _BY_DIGESTS: Final = select(
-    _t.c.secret_digest, _t.c.previous_secret_digest, _t.c.rotation_until, _t.c.id,
-    _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status, _t.c.owner, _t.c.created_at,
-    _t.c.expires_at, _t.c.last_used_at, _t.c.secret_masked.label("masked"),
-).where(_t.c.secret_digest.in_(bindparam("digests", expanding=True)))
+    _tokens.c.secret_digest, _tokens.c.previous_secret_digest, _tokens.c.rotation_until,
+    _tokens.c.id, _tokens.c.public_id, _tokens.c.team_id, _tokens.c.scope, _tokens.c.status,
+    _tokens.c.owner, _tokens.c.created_at, _tokens.c.expires_at, _tokens.c.last_used_at,
+    _tokens.c.secret_masked.label("masked"),
+).where(_tokens.c.secret_digest.in_(bindparam("digests", expanding=True)))
 # Only for the digests not found there: a rotation's old secret, or a tombstone (one
 # statement, two indexed lookups; the tombstone rows carry only who they were).
 _BY_OTHER_DIGESTS: Final = union_all(
     select(
-        _t.c.previous_secret_digest.label("digest"), literal(False).label("retired"),
-        _t.c.rotation_until, _t.c.id, _t.c.public_id, _t.c.team_id, _t.c.scope, _t.c.status,
-        _t.c.owner, _t.c.created_at, _t.c.expires_at, _t.c.last_used_at,
-        _t.c.previous_secret_masked.label("masked"), null().label("reason"),
-    ).where(_t.c.previous_secret_digest.in_(bindparam("digests", expanding=True))),
+        _tokens.c.previous_secret_digest.label("digest"), literal(False).label("retired"),
+        _tokens.c.rotation_until, _tokens.c.id, _tokens.c.public_id, _tokens.c.team_id,
+        _tokens.c.scope, _tokens.c.status, _tokens.c.owner, _tokens.c.created_at,
+        _tokens.c.expires_at, _tokens.c.last_used_at,
+        _tokens.c.previous_secret_masked.label("masked"), null().label("reason"),
+    ).where(_tokens.c.previous_secret_digest.in_(bindparam("digests", expanding=True))),
     select(
-        _r.c.secret_digest, literal(True), null(), null(), _r.c.token_public_id, _r.c.team_id,
-        null(), null(), null(), null(), null(), null(), _r.c.secret_masked, _r.c.reason,
-    ).where(_r.c.secret_digest.in_(bindparam("digests", expanding=True))),
+        _retired.c.secret_digest, literal(True), null(), null(), _retired.c.token_public_id,
+        _retired.c.team_id, null(), null(), null(), null(), null(), null(),
+        _retired.c.secret_masked, _retired.c.reason,
+    ).where(_retired.c.secret_digest.in_(bindparam("digests", expanding=True))),
 )
 
 
