@@ -27,10 +27,10 @@ from bot.config import Settings
 from bot.alerts.departures import check_departed_owners
 from bot.db import Database
 from bot.models import utcnow
+from bot.outbox.delivery import DestinationReport
 from bot.outbox.run import (
     DESTINATION_THREADS,
     PER_CHANNEL_INTERVAL,
-    DestinationReport,
     Delivery,
     new_worker_id,
     preview,

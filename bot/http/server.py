@@ -352,7 +352,8 @@ def serve(
                                 **options)
         _serve_processes(config, host=settings.host, port=settings.port)
         return
-    assert database is not None  # one process: the caller's database
+    if database is None:
+        raise ValueError("one process serves the caller's database: pass it")
     app = build_asgi_app(settings=settings, database=database, bolt_app=bolt_app, client=client)
     server = uvicorn.Server(uvicorn.Config(app, **options))
     tune_runtime()

@@ -88,7 +88,7 @@ class DestinationReport:
     recovered: int = 0  # an earlier uncertain post found in Slack's history: marked sent
     error: str | None = None
 
-    def waiting(self, rows: int) -> None:
+    def count_waiting(self, rows: int) -> None:
         """``rows`` may have been posted: retried later, after Slack's history is read."""
         self.failed += rows
         self.uncertain += rows
@@ -303,7 +303,7 @@ class Courier:
             why = str(error) if isinstance(error, HistoryIncomplete) else error_text(error)
             report.error = f"history unreadable ({why}): retried later"
             self._fail(list(attempted), report.error, uncertain=True)
-            report.waiting(len(attempted))
+            report.count_waiting(len(attempted))
             return settled | attempted.keys()
         report.recovered = self._record(conversation, found,
                                         missing=set(attempted) - found.keys() - settled)
@@ -321,7 +321,7 @@ class Courier:
         if young:
             self._fail(sorted(young), "a post may still be in flight: retried later",
                        uncertain=True)
-            report.waiting(len(young))
+            report.count_waiting(len(young))
         return {i: at for i, at in attempted.items() if i not in young}, young
 
     def _record(self, conversation: str, found: dict[int, str], *, missing: set[int]) -> int:

@@ -78,7 +78,7 @@ class TokenFilter:
 NO_FILTER: Final = TokenFilter()
 
 
-_tokens = Token.__table__  # the table, for Core statements
+_tokens = Token.__table__  # for Core statements
 _LISTED_COLUMNS: Final = tuple(_tokens.c[name] for name in Listed.__dataclass_fields__)
 
 

@@ -29,7 +29,9 @@ TOKEN_TYPE: Final = "access_token"
 #: The extension member the old secret's answer carries during a rotation's overlap.
 SUPERSEDED: Final = "superseded"
 
-_tokens, _retired = Token.__table__, RetiredSecret.__table__  # for Core statements
+# The tables, for Core statements.
+_tokens = Token.__table__
+_retired = RetiredSecret.__table__
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,8 @@ def redraw_digest(session: Session, where: Where, text: str | None = None) -> Di
     items = [item for alert, token in rows if (item := redraw_item(alert, token)) is not None]
     if not items:
         return DigestRedraw(where=where, text=text)
-    audience, now = Audience(rows[0][0].audience), utcnow()
+    audience = Audience(rows[0][0].audience)
+    now = utcnow()
     return DigestRedraw(where=where, headline=digest_text(items, audience, now),
                         blocks=digest_blocks(items, audience=audience, now=now), text=text)
 
@@ -118,18 +119,18 @@ def act_on_post(body: Body, context: BoltContext, client: WebClient, *, missing:
     redrawn.show(client)
 
 
-def disabled(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime
-             ) -> tuple[Token, str]:
+def disable_from_post(session: Session, actor: tokens.Actor, ref: RowRef,
+                      now: dt.datetime) -> tuple[Token, str]:
     """Disable from a posted message: the token, and the reply (Enable is in ``/tokens``)."""
     token = tokens.disable_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now)
+                                 expected_version=ref.version, now=now)
     return token, DISABLED_REPLY.format(label=escape(token.label), where=ENABLE_ELSEWHERE)
 
 
 def _extend(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
             policy: Policy) -> tuple[Token, str, str]:
     result = tokens.extend_token(session, actor=actor, public_id=ref.public_id,
-                              expected_version=ref.version, now=now, policy=policy)
+                                 expected_version=ref.version, now=now, policy=policy)
     token = result.token
     old, new = (dt.date.fromisoformat(day) for day in result.changes["expires_on"])
     text = f"Extended *{escape(token.label)}*: its expiry {moved_text(old, new)}."
@@ -138,7 +139,7 @@ def _extend(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime
 
 def _disable(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
              policy: Policy) -> tuple[Token, str, str]:
-    token, text = disabled(session, actor, ref, now)
+    token, text = disable_from_post(session, actor, ref, now)
     return token, alerts.ActedAction.DISABLED, text
 
 
@@ -153,7 +154,8 @@ MISSING = "That reminder message could not be found."
 
 def handle_change(body: Body, action: dict[str, Any], context: BoltContext,
                   client: WebClient) -> None:
-    ref, function, policy = ref_of(action), _CHANGES[action["action_id"]], deps_of(context).policy
+    ref, function = ref_of(action), _CHANGES[action["action_id"]]
+    policy = deps_of(context).policy
 
     def change(session: Session, actor: tokens.Actor, where: Where, now: dt.datetime) -> str:
         token, acted, text = function(session, actor, ref, now, policy)

@@ -23,7 +23,7 @@ from bot.slack.listeners.digests import (
     DigestRedraw,
     Where,
     act_on_post,
-    disabled,
+    disable_from_post,
     handle_edit,
     post_surface,
     ref_of,
@@ -50,7 +50,7 @@ def handle_disable(body: Body, action: dict[str, Any], context: BoltContext,
     ref = ref_of(action)
 
     def change(session: Session, actor: tokens.Actor, where: Where, now: dt.datetime) -> str:
-        return disabled(session, actor, ref, now)[1]
+        return disable_from_post(session, actor, ref, now)[1]
 
     act_on_post(body, context, client, missing="That hygiene message could not be found.",
                 change=change, redraw=redraw_hygiene)

@@ -48,8 +48,8 @@ def handle_more(body: Body, action: dict[str, Any], context: BoltContext,
         return
     with row.deps.sessions.begin() as session:  # refused before the question, like Edit
         token = tokens.check_change(session, actor=row.actor, public_id=row.ref.public_id,
-                                 expected_version=row.ref.version,
-                                 verb=CONFIRMATIONS[chosen.confirm].right)
+                                    expected_version=row.ref.version,
+                                    verb=CONFIRMATIONS[chosen.confirm].right)
         label, masked = token.label, token.secret_masked
     metadata = ModalMetadata(origin=row.origin, public_id=row.ref.public_id,
                              version=row.ref.version, action=chosen.id.value)

@@ -68,7 +68,7 @@ def _answer_on_form(ack: Ack, error: TokenbotError, *, view: dict[str, Any], dep
         with deps.sessions.begin() as session:
             try:
                 token = tokens.get_token(session, team_id=actor.team_id,
-                                      public_id=metadata.public_id)
+                                         public_id=metadata.public_id)
                 # a second submit applies the kept values over what is there now
                 metadata = metadata.model_copy(update={"version": token.version})
             except NotFoundError:
@@ -95,7 +95,7 @@ def _form(view: dict[str, Any], metadata: ModalMetadata, token: Any, notice: str
         shown = typed.over(FormValues.of(token), drawn=drawn_form(view))
         reset, typed = reset_fields(typed, shown), shown
     offered = tokens.grantable_scopes(scopes=deps.settings.tokenbot_scopes, actor=actor,
-                                   current=token.scope if token is not None else None)
+                                      current=token.scope if token is not None else None)
     return token_form(mode=mode, scopes=offered, metadata=metadata, token=token, typed=typed,
                       notice=notice, reset=reset, **deps.form_rules(actor))
 
@@ -110,8 +110,8 @@ def handle_create_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
         form = read_form(view)
         with deps.sessions.begin() as session:
             created = tokens.create_token(session, box=deps.box, actor=actor,
-                                       scopes=deps.settings.tokenbot_scopes, now=utcnow(),
-                                       policy=deps.policy, **form.fields())
+                                          scopes=deps.settings.tokenbot_scopes, now=utcnow(),
+                                          policy=deps.policy, **form.fields())
     except TokenbotError as error:
         _answer_on_form(ack, error, view=view, deps=deps, actor=actor, metadata=metadata)
         return None
@@ -213,7 +213,7 @@ def answer_error(error: Exception, body: dict[str, Any], deps: Deps, client: Web
         refused = error
         # Still acknowledging: what is drawn behind the modal waits for no Slack call.
         if not deps.work.submit(lambda: _redraw_behind(deps, client, actor=actor,
-                                                    metadata=metadata, error=refused)):
+                                                       metadata=metadata, error=refused)):
             log.warning("Busy: the table behind a refused submission was not redrawn")
     if ack is not None:
         ack(response_action="update", view=notice_modal(f":warning: {text}"))

@@ -35,7 +35,13 @@ from bot.slack.listeners.common import (
     redraw,
     show,
 )
-from bot.slack.listeners.digests import DigestRedraw, Where, act_on_post, disabled, post_surface
+from bot.slack.listeners.digests import (
+    DigestRedraw,
+    Where,
+    act_on_post,
+    disable_from_post,
+    post_surface,
+)
 from bot.slack.listeners.errors import Body, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
@@ -273,7 +279,7 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
     ref = RowRef.decode(action.get("value"))
 
     def change(session: Session, actor: tokens.Actor, now: dt.datetime) -> tuple[str, None, str]:
-        return departed.Acted.DISABLED, None, disabled(session, actor, ref, now)[1]
+        return departed.Acted.DISABLED, None, disable_from_post(session, actor, ref, now)[1]
 
     _on_post(body, context, client, ref.public_id, change)
 

@@ -50,7 +50,7 @@ def rotate_open(row: Row) -> None:
     deps, actor, ref, origin = row.deps, row.actor, row.ref, row.origin
     with deps.sessions.begin() as session:
         token = tokens.check_change(session, actor=actor, public_id=ref.public_id,
-                                 expected_version=ref.version, verb="rotate")
+                                    expected_version=ref.version, verb="rotate")
         view = rotate_modal(label=token.label, masked=token.secret_masked,
                             metadata=ModalMetadata(origin=origin, public_id=token.public_id,
                                                    version=token.version),
@@ -76,9 +76,9 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
     now, origin = utcnow(), metadata.origin
     with deps.sessions.begin() as session:
         rotated = tokens.rotate_token(session, box=deps.box, actor=actor,
-                                   public_id=metadata.public_id,
-                                   expected_version=metadata.version, now=now,
-                                   overlap=overlap)
+                                      public_id=metadata.public_id,
+                                      expected_version=metadata.version, now=now,
+                                      overlap=overlap)
         label = escape(rotated.token.label)
         if overlap is None:
             reason = SecretReason.ROTATE
@@ -118,7 +118,7 @@ def handle_alarm_enable(body: Body, action: dict[str, Any], context: BoltContext
     actor = actor_from(body, deps.settings)
     ref = RowRef.decode(action.get("value"))
     with deps.sessions.begin() as session:
-        text = table.changed(session, actor, ref, utcnow(), ActionId.ENABLE)
+        text = table.apply_change(session, actor, ref, utcnow(), ActionId.ENABLE)
     respond = respond_to(body.get("response_url"), client)
     if respond is not None:
         send(respond, notice_message(text, NoticeKind.SUCCESS), replace_original=False)

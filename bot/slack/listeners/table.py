@@ -82,8 +82,8 @@ _CHANGES: dict[str, tuple[Callable[..., Any], str]] = {
 }
 
 
-def changed(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
-            action_id: str) -> str:
+def apply_change(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime,
+                 action_id: str) -> str:
     """Make the change ``action_id`` names (also the dead-secret alarm's Enable); what it
     says."""
     service, said = _CHANGES[action_id]
@@ -95,7 +95,7 @@ def changed(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.datetime
 def change(row: Row, action_id: str) -> None:
     now = utcnow()
     with row.deps.sessions.begin() as session:
-        text = changed(session, row.actor, row.ref, now, action_id)
+        text = apply_change(session, row.actor, row.ref, now, action_id)
         drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
                              expiring_days=row.deps.settings.expiring_days, policy=row.deps.policy,
                              notice=Notice(text))
@@ -108,7 +108,7 @@ def copy(row: Row) -> None:
     now = utcnow()
     with deps.sessions.begin() as session:
         token, secret = tokens.reveal_token(session, box=deps.box, actor=actor,
-                                         public_id=ref.public_id, now=now)
+                                            public_id=ref.public_id, now=now)
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
@@ -179,11 +179,11 @@ def edit_open(row: Row) -> None:
     deps, actor, ref, origin = row.deps, row.actor, row.ref, row.origin
     with deps.sessions.begin() as session:
         token = tokens.load_for_edit(session, actor=actor, public_id=ref.public_id,
-                                  expected_version=ref.version)
+                                     expected_version=ref.version)
         metadata = ModalMetadata(origin=origin, public_id=token.public_id,
                                  version=token.version)
         scopes = tokens.grantable_scopes(scopes=deps.settings.tokenbot_scopes, actor=actor,
-                                      current=token.scope)
+                                         current=token.scope)
         view = token_form(mode=FormMode.EDIT, scopes=scopes, metadata=metadata, token=token,
                           **deps.form_rules(actor))
     row.client.views_open(trigger_id=row.trigger_id, view=view)

@@ -42,7 +42,7 @@ def intro_block() -> ContextBlock:
 
 def _option(value: str, expiring_days: int) -> Option:
     text = "Any status" if value == ALL_STATUSES else status_words(StatusFilter(value),
-                                                                    expiring_days)
+                                                                   expiring_days)
     return Option(text=plain(text[:1].upper() + text[1:]), value=value)
 
 
@@ -87,7 +87,9 @@ def home_notice_view(notice: Notice) -> View:
         blocks=[
             HeaderBlock(text=plain("Tokenbot")),
             notice.block(),
-            ActionsBlock(block_id=BlockId.PAGER,
-                         elements=[button("Refresh", ActionId.REFRESH, TableState().encode())]),
+            ActionsBlock(
+                block_id=BlockId.PAGER,
+                elements=[button("Refresh", ActionId.REFRESH, TableState().encode())],
+            ),
         ],
     )

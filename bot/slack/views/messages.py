@@ -96,8 +96,10 @@ def secret_blocks(
             block_id=BlockId.SECRET_NOTE,
             elements=[MarkdownTextObject(text=f":lock: {SECURITY_NOTE}")],
         ),
-        ActionsBlock(block_id=BlockId.SECRET_ACTIONS,
-                     elements=[button("Hide", ActionId.HIDE_SECRET, state.encode())]),
+        ActionsBlock(
+            block_id=BlockId.SECRET_ACTIONS,
+            elements=[button("Hide", ActionId.HIDE_SECRET, state.encode())],
+        ),
     ]
 
 

@@ -197,7 +197,7 @@ def _exception_block(reason: str | None, policy: Policy, block_id: str) -> Input
                                       initial_value=reason or None, max_length=EXCEPTION_MAX,
                                       placeholder=plain("Why this token may live longer")),
         hint=plain(f"Only to go beyond the lifetime policy ({_caps_text(policy)}): the "
-                    "reason is audited and shown on the token's row."),
+                   "reason is audited and shown on the token's row."),
     )
 
 

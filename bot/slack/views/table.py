@@ -295,11 +295,11 @@ def _pager(page: TokenPage, state: TableState) -> ActionsBlock:
     elements: list[ButtonElement] = []
     if page.has_previous:
         elements.append(button("Previous", ActionId.PAGE_PREVIOUS,
-                                state.at(page.page - 1).encode()))
+                               state.at(page.page - 1).encode()))
     if page.has_next:
         elements.append(button("Next", ActionId.PAGE_NEXT, state.at(page.page + 1).encode()))
     elements.append(button("Create token", ActionId.CREATE_OPEN, state.encode(),
-                            style="primary"))
+                           style="primary"))
     elements.append(button("Refresh", ActionId.REFRESH, state.encode()))
     return ActionsBlock(block_id=BlockId.PAGER, elements=elements)
 
