@@ -18,7 +18,7 @@ from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import RowRef
 from bot.slack.views.formatting import code, escape, mention, truncate
 from bot.slack.views.messages import Message
-from bot.slack.views.table import button, open_table
+from bot.slack.views.elements import button, open_table
 
 
 def _age(since: dt.datetime | None, now: dt.datetime) -> str:

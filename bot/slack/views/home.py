@@ -23,7 +23,8 @@ from bot.services.actor import Actor
 from bot.services.listing import StatusFilter, TokenPage
 from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import TableState
-from bot.slack.views.table import Notice, button, plain, status_words, table_blocks
+from bot.slack.views.elements import button, plain
+from bot.slack.views.table import Notice, status_words, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE
 
 ALL_STATUSES = "all"

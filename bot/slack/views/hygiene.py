@@ -30,7 +30,7 @@ from bot.services.hygiene import HygieneItem, Section
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef
 from bot.slack.views.confirms import confirm_choice, confirm_dialog
-from bot.slack.views.table import button, open_table, plain, token_option
+from bot.slack.views.elements import button, open_table, plain, token_option
 from bot.slack.views.formatting import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_FIELDS_MAX,

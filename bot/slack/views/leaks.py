@@ -19,7 +19,7 @@ from bot.slack.ids import ActionId, BlockId
 from bot.slack.state import RowRef, TableState
 from bot.slack.views.formatting import code, escape, mention, truncate
 from bot.slack.views.messages import Message
-from bot.slack.views.table import action_button, open_table
+from bot.slack.views.elements import action_button, open_table
 from bot.texts import (
     LEAK_DISABLED,
     LEAK_NOTICE,

@@ -25,14 +25,8 @@ from bot.slack.actions import ROW_ACTIONS
 from bot.slack.ids import USER_ID_PATTERN, ActionId, BlockId
 from bot.slack.state import FIRST_PAGE, TableState
 from bot.slack.views.formatting import ago, code, escape, mention
-from bot.slack.views.table import (
-    Notice,
-    NoticeKind,
-    button,
-    fallback_text,
-    open_table,
-    table_blocks,
-)
+from bot.slack.views.elements import button, open_table
+from bot.slack.views.table import Notice, NoticeKind, fallback_text, table_blocks
 from bot.texts import DISABLE_VS_DELETE, DISABLE_VS_DELETE_TITLE, DONE, SECURITY_NOTE
 
 

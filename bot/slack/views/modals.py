@@ -31,7 +31,7 @@ from bot.models import Token
 from bot.services.policy import EXCEPTION_MAX, Policy
 from bot.services.tokens import LABEL_MAX
 from bot.slack.views.formatting import code, mention
-from bot.slack.views.table import plain
+from bot.slack.views.elements import plain
 from bot.slack.state import ModalMetadata, mapping
 
 

@@ -26,7 +26,7 @@ from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.confirms import confirm_dialog
 from bot.slack.views.formatting import code, escape, mention
 from bot.slack.views.messages import Message, actor_text
-from bot.slack.views.table import button, open_table, plain
+from bot.slack.views.elements import button, open_table, plain
 from bot.texts import Lifecycle
 
 _USER_ID = re.compile(USER_ID_PATTERN)

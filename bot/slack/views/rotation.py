@@ -23,7 +23,7 @@ from bot.slack.ids import ROTATE_NOW_VALUE, ROTATE_OVERLAP_VALUE, ActionId, Bloc
 from bot.slack.state import ModalMetadata, mapping
 from bot.slack.views.formatting import code, escape, slack_date
 from bot.slack.views.messages import Message
-from bot.slack.views.table import plain
+from bot.slack.views.elements import plain
 from bot.texts import (
     CONFIRMATIONS,
     ROTATE_OVERLAP_NOTE,
