@@ -257,8 +257,8 @@ def _counts(items: Sequence[DigestItem], now: dt.datetime) -> list[str]:
     by their reminder's window), and what was dealt with: "2 expiring soon", …"""
     waiting = [item for item in items if item.actionable]
     expired = [item for item in waiting if item.expired(now)]
-    soon = [item for item in waiting if item not in expired and _soon(item, now)]
-    later = [item for item in waiting if item not in expired and item not in soon]
+    soon = [item for item in waiting if not item.expired(now) and _soon(item, now)]
+    later = [item for item in waiting if not item.expired(now) and not _soon(item, now)]
     window = max((max(item.threshold_days, days_until(expiry_date(item.expires_at), now))
                   for item in later), default=0)
     counts = [(len(soon), "expiring soon"), (len(later), f"expiring within {window} days"),
