@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import Settings
 from bot.db import Database
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.state import RowRef
 from tests.support.blockkit import validate_message_blocks
 from tests.support.slack_standin import Call, SlackStandIn
@@ -32,10 +32,10 @@ def seed_token(
     owner: str = "U1",
     channel: str | None = None,
     team: str = TEAM,
-) -> svc.CreatedToken:
-    actor = svc.Actor(team_id=team, user_id=ADMIN, is_admin=True)
+) -> tokens.CreatedToken:
+    actor = tokens.Actor(team_id=team, user_id=ADMIN, is_admin=True)
     with db.sessions.begin() as session:
-        return svc.create_token(
+        return tokens.create_token(
             session, box=db.box, actor=actor, label=label, scope="write",
             scopes=["read", "write", "admin"], now=now, expires_on=expires_on,
             alert_channel=channel, owner=owner, policy=NO_POLICY,

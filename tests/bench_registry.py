@@ -30,7 +30,7 @@ from bot.config import load_settings  # noqa: E402
 from bot.db import Database  # noqa: E402
 from bot.models import AuditSource, TokenStatus  # noqa: E402
 from bot.services import listing  # noqa: E402
-from bot.services import tokens as svc  # noqa: E402
+from bot.services import tokens as tokens  # noqa: E402
 from bot.services.verification import verify as verify_secret  # noqa: E402
 from tests.support.databases import analyze, insert_tokens, throwaway_postgresql  # noqa: E402
 from tests.support.policy import NO_POLICY
@@ -91,7 +91,7 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
     now = dt.datetime.now(dt.timezone.utc)
     rate, ids, secrets = seed(database, count, now)
     print(f"  seeded {count:,} tokens at {rate:,.0f} tokens/s", flush=True)
-    actor = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.CLI)
+    actor = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.CLI)
     rng = random.Random(11)
     results: dict[str, tuple[float, float]] = {}
 
@@ -115,7 +115,7 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
 
     def get(_: int) -> None:
         with database.sessions.begin() as session:
-            svc.get_token(session, team_id=TEAM, public_id=rng.choice(ids))
+            tokens.get_token(session, team_id=TEAM, public_id=rng.choice(ids))
 
     def verify(_: int) -> None:
         with database.sessions.begin() as session:
@@ -129,9 +129,9 @@ def bench(url: str, key: str, count: int, runs: int) -> dict[str, tuple[float, f
             if n % 17:  # seeded active
                 break
         with database.sessions.begin() as session:
-            token = svc.get_token(session, team_id=TEAM, public_id=ids[n])
-            svc.disable_token(session, actor=actor, public_id=ids[n],
-                              expected_version=token.version, now=now)
+            token = tokens.get_token(session, team_id=TEAM, public_id=ids[n])
+            tokens.disable_token(session, actor=actor, public_id=ids[n],
+                                 expected_version=token.version, now=now)
 
     for name, fn in [
         ("list first page", first_page),

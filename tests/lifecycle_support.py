@@ -19,7 +19,7 @@ from sqlalchemy import select
 from bot import cli
 from bot.db import Database
 from bot.models import AuditEvent, AuditSource, utcnow
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.support.blockkit import validate_slack_call
 from tests.support.signing import form_body
 from tests.support.slack_standin import SlackStandIn
@@ -32,7 +32,7 @@ CI_SECRET = "ci-runner-credential-0123"
 BARE_SECRET = "a-bare-credential=="
 SECRETS = f"ci-runner={CI_SECRET},{BARE_SECRET},deploy-bot=deploy-credential-456"
 FORM = "application/x-www-form-urlencoded"
-ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.SLACK)
+ACTOR = tokens.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.SLACK)
 
 
 def introspect_at(address: tuple[str, int], secret: str, auth: str) -> dict[str, Any]:
@@ -90,16 +90,16 @@ class Cli:
 
 def create(database: Database, *, label: str = "CI deploy", channel: str | None = None,
            now: dt.datetime | None = None, expires_on: dt.date | None = None
-           ) -> svc.CreatedToken:
+           ) -> tokens.CreatedToken:
     with database.sessions.begin() as session:
-        return svc.create_token(session, box=database.box, actor=ACTOR, label=label,
-                                scope="write", scopes=["read", "write"], now=now or utcnow(),
-                                alert_channel=channel, expires_on=expires_on, policy=NO_POLICY)
+        return tokens.create_token(session, box=database.box, actor=ACTOR, label=label,
+                                   scope="write", scopes=["read", "write"], now=now or utcnow(),
+                                   alert_channel=channel, expires_on=expires_on, policy=NO_POLICY)
 
 
 def version(database: Database, public_id: str) -> int:
     with database.sessions() as session:
-        return svc.get_token(session, team_id=TEAM, public_id=public_id).version
+        return tokens.get_token(session, team_id=TEAM, public_id=public_id).version
 
 
 def audit_actions(database: Database, public_id: str) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from bot.alerts.scheduler import run_pass
 from bot.config import Settings
 from bot.db import Database
 from bot.models import Audience, OutboxMessage, OutboxStatus
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.client import make_web_client
 from tests.alerts_support import (
     ALERTS,
@@ -101,9 +101,9 @@ def test_extending_after_the_7_day_reminder_rearms_the_thresholds_for_the_new_da
             passes.run()
             traveller.shift(dt.timedelta(hours=6))
         assert _alert_times(passes, ALERTS) == [T0, old - dt.timedelta(days=7)]
-        actor = svc.Actor(team_id=TEAM, user_id="U1")
+        actor = tokens.Actor(team_id=TEAM, user_id="U1")
         with adb.sessions.begin() as session:
-            result = svc.extend_token(
+            result = tokens.extend_token(
                 session, actor=actor, public_id=created.token.public_id,
                 expected_version=created.token.version, now=dt.datetime.now(UTC), policy=NO_POLICY,
             )
@@ -146,9 +146,9 @@ def test_a_token_without_expiry_or_disabled_never_alerts(
     seed_token(adb, now=T0, expires_on=None)
     disabled = seed_token(adb, now=T0, expires_on=(T0 + dt.timedelta(days=3)).date())
     with adb.sessions.begin() as session:
-        svc.disable_token(session, actor=svc.Actor(TEAM, "U1"),
-                          public_id=disabled.token.public_id,
-                          expected_version=disabled.token.version, now=T0)
+        tokens.disable_token(session, actor=tokens.Actor(TEAM, "U1"),
+                             public_id=disabled.token.public_id,
+                             expected_version=disabled.token.version, now=T0)
     passes = Passes(asettings, adb, standin)
     with time_machine.travel(T0, tick=False) as traveller:
         for _ in range(8):
@@ -293,17 +293,17 @@ def test_a_pending_alert_is_not_posted_once_its_token_is_disabled_deleted_or_ext
     refused = Failure(status=200, body={"ok": False, "error": "service_unavailable"})
     standin.fail_next("chat.postMessage", refused, refused)
     assert run_pass(settings=asettings, database=adb, client=client, now=T0).failed == 2
-    actor = svc.Actor(team_id=TEAM, user_id="U1")
+    actor = tokens.Actor(team_id=TEAM, user_id="U1")
     with adb.sessions.begin() as session:
         if change == "disable":
-            svc.disable_token(session, actor=actor, public_id=created.token.public_id,
-                              expected_version=created.token.version, now=T0)
+            tokens.disable_token(session, actor=actor, public_id=created.token.public_id,
+                                 expected_version=created.token.version, now=T0)
         elif change == "delete":
-            svc.delete_token(session, actor=actor, public_id=created.token.public_id,
-                             expected_version=created.token.version, now=T0)
+            tokens.delete_token(session, actor=actor, public_id=created.token.public_id,
+                                expected_version=created.token.version, now=T0)
         else:
-            svc.extend_token(session, actor=actor, public_id=created.token.public_id,
-                                 expected_version=created.token.version, now=T0, policy=NO_POLICY)
+            tokens.extend_token(session, actor=actor, public_id=created.token.public_id,
+                                expected_version=created.token.version, now=T0, policy=NO_POLICY)
     report = run_pass(settings=asettings, database=adb, client=client,
                       now=T0 + dt.timedelta(minutes=15))
     assert successful_posts(standin, failures=2) == []

@@ -53,7 +53,7 @@ from bot.models import MessageKind, OutboxMessage, OutboxStatus
 from bot.services import departed, leaks, owners
 from bot.services import outbox as service
 from bot.slack.client import make_web_client
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from tests.alerts_support import (
     ADMIN,
@@ -109,16 +109,16 @@ def _assert_recorded_as_slack_has_them(db: Database, standin: SlackStandIn) -> N
 
 def _version(db: Database, public_id: str) -> int:
     with db.sessions() as session:
-        return svc.get_token(session, team_id=TEAM, public_id=public_id).version
+        return tokens.get_token(session, team_id=TEAM, public_id=public_id).version
 
 
 def _seed_owner_notices(db: Database, settings: Settings) -> None:
     """An admin disabled, then enabled, a token of each owner: two notices each."""
-    admin = svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
+    admin = tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
     for owner in OWNERS:
         public_id = seed_token(db, now=NOW - dt.timedelta(hours=1), expires_on=None,
                                label=f"deploy {owner}", owner=owner).token.public_id
-        for change in (svc.disable_token, svc.enable_token):
+        for change in (tokens.disable_token, tokens.enable_token):
             with db.sessions.begin() as session:
                 change(session, actor=admin, public_id=public_id,
                        expected_version=_version(db, public_id),
@@ -132,11 +132,12 @@ def _seed_rotations(db: Database, settings: Settings) -> None:
         created = seed_token(db, now=NOW - dt.timedelta(hours=3), expires_on=None,
                              label=f"deploy {owner}", owner=owner)
         with db.sessions.begin() as session:
-            svc.rotate_token(session, box=db.box, actor=svc.Actor(team_id=TEAM, user_id=owner),
-                             now=NOW - dt.timedelta(hours=2),
-                             public_id=created.token.public_id,
-                             expected_version=created.token.version,
-                             overlap=dt.timedelta(hours=1))
+            tokens.rotate_token(session,
+                                box=db.box, actor=tokens.Actor(team_id=TEAM, user_id=owner),
+                                now=NOW - dt.timedelta(hours=2),
+                                public_id=created.token.public_id,
+                                expected_version=created.token.version,
+                                overlap=dt.timedelta(hours=1))
 
 
 def _seed_alarms(db: Database, settings: Settings) -> None:
@@ -145,10 +146,10 @@ def _seed_alarms(db: Database, settings: Settings) -> None:
         created = seed_token(db, now=NOW - dt.timedelta(hours=3), expires_on=None,
                              label=f"deploy {owner}", owner=owner, channel=channel)
         with db.sessions.begin() as session:  # by its owner: nobody else is told
-            svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=owner),
-                              public_id=created.token.public_id,
-                              expected_version=created.token.version,
-                              now=NOW - dt.timedelta(hours=1))
+            tokens.disable_token(session, actor=tokens.Actor(team_id=TEAM, user_id=owner),
+                                 public_id=created.token.public_id,
+                                 expected_version=created.token.version,
+                                 now=NOW - dt.timedelta(hours=1))
         with db.engine.begin() as connection:
             add_presentations(connection, counts={UseKey(
                 TEAM, created.token.public_id, "ci-runner", hour_of(NOW), "disabled",
@@ -201,7 +202,7 @@ def _seed_leaks(db: Database, settings: Settings) -> None:
 def _seed_reassignments(db: Database, settings: Settings) -> None:
     """An admin gave three owners' tokens to three others: the old and the new owner of
     each are told."""
-    admin = svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
+    admin = tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
     for old, new in zip(OWNERS[:3], NEW_OWNERS):
         token = seed_token(db, now=NOW - DAY, expires_on=None, label=f"deploy {old}",
                            owner=old).token

@@ -14,7 +14,7 @@ from bot.cli import main
 from bot.config import Settings
 from bot.db import Database
 from bot.models import MessageKind
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.alerts_support import ADMIN, ALERTS, TEAM, cli_environment
 from tests.support.slack_standin import Failure, SlackStandIn
 from tests.support.policy import NO_POLICY
@@ -38,17 +38,18 @@ def test_status_shows_the_pending_messages_and_then_the_destination_that_refuses
     for name, value in cli_environment(asettings).items():
         monkeypatch.setenv(name, value)
     now = dt.datetime.now(dt.timezone.utc)
-    owner = svc.Actor(team_id=TEAM, user_id=OWNER)
+    owner = tokens.Actor(team_id=TEAM, user_id=OWNER)
     with adb.sessions.begin() as session:
-        svc.create_token(session, box=adb.box, actor=owner, label="expires soon", scope="read",
-                         scopes=["read"], now=now, expires_on=now.date() + dt.timedelta(days=5),
-                         policy=NO_POLICY)
-        other = svc.create_token(session, box=adb.box, actor=owner, label="other",
-                                 scope="read", scopes=["read"], now=now, policy=NO_POLICY)
+        tokens.create_token(session, box=adb.box, actor=owner, label="expires soon", scope="read",
+                            scopes=["read"], now=now, expires_on=now.date() + dt.timedelta(days=5),
+                            policy=NO_POLICY)
+        other = tokens.create_token(session, box=adb.box, actor=owner, label="other",
+                                    scope="read", scopes=["read"], now=now, policy=NO_POLICY)
         # An admin disables the owner's token: the owner's notice is queued.
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                          public_id=other.token.public_id,
-                          expected_version=other.token.version, now=now)
+        tokens.disable_token(session,
+                             actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                             public_id=other.token.public_id,
+                             expected_version=other.token.version, now=now)
 
     before = status(capsys)
     kinds = {k["kind"]: k for k in before["kinds"]}

@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet
 from bot import cli
 from bot.crypto import generate_key
 from bot.db import Database
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.texts import (
     CONFIRMATIONS,
     DISABLE_VS_DELETE,
@@ -439,9 +439,9 @@ def test_a_token_changed_while_the_operator_was_asked_is_not_overwritten(
             database = Database(make_settings(TOKENBOT_SECRET_KEYS=env), auto_upgrade=False)
             try:
                 with database.sessions.begin() as session:
-                    seen = svc.get_token(session, team_id="T1", public_id=token["id"])
-                    svc.edit_token(
-                        session, actor=svc.Actor(team_id="T1", user_id="U1"),
+                    seen = tokens.get_token(session, team_id="T1", public_id=token["id"])
+                    tokens.edit_token(
+                        session, actor=tokens.Actor(team_id="T1", user_id="U1"),
                         public_id=token["id"], expected_version=seen.version,
                         scopes=["read", "write", "admin"],
                         now=dt.datetime.now(dt.timezone.utc), label="renamed meanwhile",
@@ -544,7 +544,7 @@ def test_keys_rotate_then_dropping_the_old_key_still_reveals_secrets(
     run: Cli, env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     old_key = env
-    tokens = [run.create(f"token {n}") for n in range(3)]
+    created = [run.create(f"token {n}") for n in range(3)]
     new_key = run.ok("keys", "generate").out.strip()
     Fernet(new_key.encode())  # a usable key
     assert new_key != run.ok("keys", "generate").out.strip()
@@ -554,11 +554,11 @@ def test_keys_rotate_then_dropping_the_old_key_still_reveals_secrets(
     assert "Re-encrypted 0 stored secrets" in run.ok("keys", "rotate").out
 
     monkeypatch.setenv("TOKENBOT_SECRET_KEYS", new_key)
-    for token in tokens:
+    for token in created:
         assert run.ok("tokens", "reveal", token["id"]).out.strip() == token["secret"]
 
     monkeypatch.setenv("TOKENBOT_SECRET_KEYS", old_key)
-    stale = run("tokens", "reveal", tokens[0]["id"])
+    stale = run("tokens", "reveal", created[0]["id"])
     assert stale.code == 2 and "cannot be decrypted" in stale.err and stale.out == ""
 
 

@@ -21,39 +21,39 @@ from sqlalchemy import select
 from bot.errors import NotFoundError, StaleTokenError
 from bot.models import AuditAction, Token
 from bot.services import audit
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
-OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
-ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+OWNER = tokens.Actor(team_id=TEAM, user_id="UOWNER")
+ADMIN = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
 ROUNDS = 3
 
 
 def _do(session, db, settings, now, action: str, actor, public_id: str, version: int) -> Any:
     common = dict(actor=actor, public_id=public_id, expected_version=version, now=now)
     if action == "disable":
-        return svc.disable_token(session, **common)
+        return tokens.disable_token(session, **common)
     if action == "delete":
-        return svc.delete_token(session, **common)
+        return tokens.delete_token(session, **common)
     if action == "rotate":
-        return svc.rotate_token(session, box=db.box, **common)
+        return tokens.rotate_token(session, box=db.box, **common)
     if action.startswith("edit"):
-        return svc.edit_token(session, scopes=settings.tokenbot_scopes,
-                              label=f"{action} by {actor.user_id}", **common, policy=NO_POLICY)
+        return tokens.edit_token(session, scopes=settings.tokenbot_scopes,
+                                 label=f"{action} by {actor.user_id}", **common, policy=NO_POLICY)
     raise AssertionError(action)
 
 
-def race(db, settings, now, public_id: str, plans: list[tuple[str, svc.Actor]]):
+def race(db, settings, now, public_id: str, plans: list[tuple[str, tokens.Actor]]):
     """Run each (action, actor) in its own thread and transaction; return the outcomes."""
     barrier = threading.Barrier(len(plans))
     outcomes: list[Any] = [None] * len(plans)
 
-    def run(index: int, action: str, actor: svc.Actor) -> None:
+    def run(index: int, action: str, actor: tokens.Actor) -> None:
         try:
             with db.sessions.begin() as session:
-                seen = svc.get_token(session, team_id=TEAM, public_id=public_id)
+                seen = tokens.get_token(session, team_id=TEAM, public_id=public_id)
                 version = seen.version
                 barrier.wait(timeout=20)
                 _do(session, db, settings, now, action, actor, public_id, version)
@@ -96,9 +96,9 @@ def test_simultaneous_changes_one_wins_the_other_is_told(db, settings, now, firs
     # with the same outcome: both must end in the one clear error.
     for _ in range(ROUNDS):
         with db.sessions.begin() as session:
-            created = svc.create_token(session, box=db.box, actor=OWNER, label="contested",
-                                       scope="read", scopes=settings.tokenbot_scopes, now=now,
-                                       policy=NO_POLICY)
+            created = tokens.create_token(session, box=db.box, actor=OWNER, label="contested",
+                                          scope="read", scopes=settings.tokenbot_scopes, now=now,
+                                          policy=NO_POLICY)
         pid = created.token.public_id
         plans = [(first, OWNER), (second, ADMIN)]
         outcomes = race(db, settings, now, pid, plans)
@@ -142,16 +142,16 @@ def test_simultaneous_changes_one_wins_the_other_is_told(db, settings, now, firs
 
 def test_stale_loser_can_retry_with_the_fresh_version(db, settings, now):
     with db.sessions.begin() as session:
-        pid = svc.create_token(session, box=db.box, actor=OWNER, label="retry", scope="read",
-                               scopes=settings.tokenbot_scopes, now=now,
-                               policy=NO_POLICY).token.public_id
+        pid = tokens.create_token(session, box=db.box, actor=OWNER, label="retry", scope="read",
+                                  scopes=settings.tokenbot_scopes, now=now,
+                                  policy=NO_POLICY).token.public_id
     outcomes = race(db, settings, now, pid, [("edit", OWNER), ("edit", ADMIN)])
     assert sorted(type(o).__name__ for o in outcomes) == ["StaleTokenError", "str"]
     # The loser redraws (reads version 2) and tries again: it goes through.
     with db.sessions.begin() as session:
-        fresh = svc.get_token(session, team_id=TEAM, public_id=pid)
-        svc.disable_token(session, actor=ADMIN, public_id=pid,
-                          expected_version=fresh.version, now=now)
+        fresh = tokens.get_token(session, team_id=TEAM, public_id=pid)
+        tokens.disable_token(session, actor=ADMIN, public_id=pid,
+                             expected_version=fresh.version, now=now)
     assert stored(db, pid).version == 3
 
 
@@ -186,8 +186,9 @@ def test_two_processes_recording_the_same_uses_in_opposite_orders_both_succeed(d
     from bot.services.usage import Use, record_uses
 
     with db.sessions.begin() as session:
-        ids = [svc.create_token(session, box=db.box, actor=OWNER, label=f"hot {n}",
-                                scope="read", scopes=["read"], now=now, policy=NO_POLICY).token.id
+        ids = [tokens.create_token(session, box=db.box, actor=OWNER, label=f"hot {n}",
+                                   scope="read", scopes=["read"], now=now,
+                                   policy=NO_POLICY).token.id
                for n in range(150)]
     for round_ in range(ROUNDS):
         at = now + dt.timedelta(minutes=2 * (round_ + 1))

@@ -19,12 +19,12 @@ from bot.crypto import SecretBox, generate_key
 from bot.db import Database
 from bot.errors import ConfigurationError
 from bot.models import Token
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from tests.support.policy import NO_POLICY
 
 README_REGEX = r"\btkb_[0-9A-Za-z]{40}\b"
-OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
+OWNER = tokens.Actor(team_id="T1", user_id="UOWNER")
 
 
 # -- format, checksum, mask -------------------------------------------------------------
@@ -136,9 +136,9 @@ def test_reencrypt_all_moves_every_secret_to_the_newest_key(make_settings, now):
     try:
         for i in range(7):
             with before.sessions.begin() as session:
-                created = svc.create_token(session, box=before.box, actor=OWNER, label=f"k{i}",
-                                           scope="read", scopes=["read"], now=now,
-                                           policy=NO_POLICY)
+                created = tokens.create_token(session, box=before.box, actor=OWNER, label=f"k{i}",
+                                              scope="read", scopes=["read"], now=now,
+                                              policy=NO_POLICY)
             secrets[created.token.public_id] = created.secret
     finally:
         before.dispose()
@@ -156,8 +156,8 @@ def test_reencrypt_all_moves_every_secret_to_the_newest_key(make_settings, now):
     try:
         for public_id, secret in secrets.items():
             with only_new.sessions.begin() as session:
-                _, revealed = svc.reveal_token(session, box=only_new.box, actor=OWNER,
-                                               public_id=public_id, now=now)
+                _, revealed = tokens.reveal_token(session, box=only_new.box, actor=OWNER,
+                                                  public_id=public_id, now=now)
                 assert revealed == secret
                 # Verification never needed a key at all.
                 assert verify(session, secret=secret, now=now).public_id == public_id
@@ -189,8 +189,8 @@ def test_embedded_default_generates_a_private_key_file_and_says_so(tmp_path, cap
         key = key_file.read_text().strip()
         assert key not in caplog.text  # the log names the file, not the key
         with first.sessions.begin() as session:
-            created = svc.create_token(session, box=first.box, actor=OWNER, label="local",
-                                       scope="read", scopes=["read"], now=now, policy=NO_POLICY)
+            created = tokens.create_token(session, box=first.box, actor=OWNER, label="local",
+                                          scope="read", scopes=["read"], now=now, policy=NO_POLICY)
     finally:
         first.dispose()
 
@@ -201,8 +201,8 @@ def test_embedded_default_generates_a_private_key_file_and_says_so(tmp_path, cap
         assert key_file.read_text().strip() == key
         assert not [r for r in caplog.records if "generated" in r.getMessage()]
         with again.sessions.begin() as session:
-            _, secret = svc.reveal_token(session, box=again.box, actor=OWNER,
-                                         public_id=created.token.public_id, now=now)
+            _, secret = tokens.reveal_token(session, box=again.box, actor=OWNER,
+                                            public_id=created.token.public_id, now=now)
         assert secret == created.secret
     finally:
         again.dispose()
@@ -239,8 +239,8 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
     first = Database(make_settings(TOKENBOT_SECRET_KEYS=old), auto_upgrade=False)
     try:
         with first.sessions.begin() as session:
-            created = svc.create_token(session, box=first.box, actor=OWNER, label="busy",
-                                       scope="read", scopes=["read"], now=now, policy=NO_POLICY)
+            created = tokens.create_token(session, box=first.box, actor=OWNER, label="busy",
+                                          scope="read", scopes=["read"], now=now, policy=NO_POLICY)
     finally:
         first.dispose()
     pid = created.token.public_id
@@ -253,7 +253,7 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
         def rotate_with_a_user_in_between(blob: bytes) -> bytes:
             if not rotated_meanwhile:
                 with db.sessions.begin() as other:
-                    rotated_meanwhile.append(svc.rotate_token(
+                    rotated_meanwhile.append(tokens.rotate_token(
                         other, box=db.box, actor=OWNER, public_id=pid, expected_version=1,
                         now=now).secret)
             return real_rotate(blob)
@@ -262,8 +262,8 @@ def test_reencrypt_never_undoes_a_rotation_made_meanwhile(make_settings, now, mo
         with db.sessions.begin() as session:
             keys.reencrypt_all(session, box=db.box)
         with db.sessions.begin() as session:
-            _, revealed = svc.reveal_token(session, box=db.box, actor=OWNER, public_id=pid,
-                                           now=now)
+            _, revealed = tokens.reveal_token(session, box=db.box, actor=OWNER, public_id=pid,
+                                              now=now)
             assert revealed == rotated_meanwhile[0]
             assert verify(session, secret=revealed, now=now) is not None
     finally:

@@ -10,7 +10,7 @@ import datetime as dt
 from bot.db import Database
 from bot.models import utcnow
 from bot.services import rotation
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.lifecycle_support import (
     ACTOR,
     Cli,
@@ -31,18 +31,18 @@ def test_a_secret_that_works_again_is_not_told_and_the_rotated_out_one_is(
     created = create(lc_db, label="CI deploy")
     public_id = created.token.public_id
     with lc_db.sessions.begin() as session:
-        new = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
-                               public_id=public_id, expected_version=created.token.version)
+        new = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                                  public_id=public_id, expected_version=created.token.version)
     with lc_db.sessions.begin() as session:
-        svc.disable_token(session, actor=ACTOR, public_id=public_id,
-                          expected_version=version(lc_db, public_id), now=now)
+        tokens.disable_token(session, actor=ACTOR, public_id=public_id,
+                             expected_version=version(lc_db, public_id), now=now)
     for _ in range(4):  # the current secret, while its token is disabled
         assert server.introspect(new.secret) == {"active": False}
     for _ in range(2):  # the secret the rotation replaced
         assert server.introspect(created.secret) == {"active": False}
     with lc_db.sessions.begin() as session:
-        svc.enable_token(session, actor=ACTOR, public_id=public_id,
-                         expected_version=version(lc_db, public_id), now=now)
+        tokens.enable_token(session, actor=ACTOR, public_id=public_id,
+                            expected_version=version(lc_db, public_id), now=now)
     assert server.introspect(new.secret)["active"] is True
     server.settle()
     (alarm,) = told(alerts_run(run, utcnow()), "dead_secret_alarm")
@@ -62,12 +62,12 @@ def test_the_alarm_shows_the_prefix_of_the_secret_presented(
     created = create(lc_db, label="nightly")
     public_id = created.token.public_id
     with lc_db.sessions.begin() as session:
-        new = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
-                               public_id=public_id, expected_version=created.token.version,
-                               overlap=dt.timedelta(days=7))
+        new = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                                  public_id=public_id, expected_version=created.token.version,
+                                  overlap=dt.timedelta(days=7))
     with lc_db.sessions.begin() as session:  # disabled during the overlap: both stop
-        svc.disable_token(session, actor=ACTOR, public_id=public_id,
-                          expected_version=version(lc_db, public_id), now=now)
+        tokens.disable_token(session, actor=ACTOR, public_id=public_id,
+                             expected_version=version(lc_db, public_id), now=now)
     for _ in range(3):
         assert server.introspect(created.secret) == {"active": False}
     server.settle()
@@ -87,12 +87,12 @@ def test_disabled_since_is_when_it_was_disabled_not_its_last_change(
     created = create(lc_db, label="export", now=three_days_ago - dt.timedelta(hours=1))
     public_id = created.token.public_id
     with lc_db.sessions.begin() as session:
-        new = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=three_days_ago,
-                               public_id=public_id, expected_version=created.token.version,
-                               overlap=dt.timedelta(hours=1))
+        new = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=three_days_ago,
+                                  public_id=public_id, expected_version=created.token.version,
+                                  overlap=dt.timedelta(hours=1))
     with lc_db.sessions.begin() as session:
-        svc.disable_token(session, actor=ACTOR, public_id=public_id,
-                          expected_version=version(lc_db, public_id), now=three_days_ago)
+        tokens.disable_token(session, actor=ACTOR, public_id=public_id,
+                             expected_version=version(lc_db, public_id), now=three_days_ago)
     with lc_db.sessions.begin() as session:  # a late pass ends the rotation an hour ago
         assert rotation.end_overdue_rotations(session, now=now - dt.timedelta(hours=1)) == 1
     for _ in range(2):

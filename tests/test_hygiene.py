@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import AuditEvent, MessageKind, OutboxMessage, Token, TokenStatus
 from bot.services import departed
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.usage import Use, record_uses
 from bot.slack.client import make_web_client
 from tests.alerts_support import ALERTS, TEAM, alert_settings, cli_environment, seed_token
@@ -184,9 +184,9 @@ def test_disable_mode_warns_then_disables_audits_and_tells_the_owner_once(
     # is dormant again 60 days after that enable, warned of, and disabled a week later.
     enabled = _token(db, idle.public_id)
     with db.sessions.begin() as session:
-        svc.enable_token(session, actor=svc.Actor(team_id=TEAM, user_id="U1"),
-                         public_id=idle.public_id, expected_version=enabled.version,
-                         now=T0 + 96 * DAY)
+        tokens.enable_token(session, actor=tokens.Actor(team_id=TEAM, user_id="U1"),
+                            public_id=idle.public_id, expected_version=enabled.version,
+                            now=T0 + 96 * DAY)
     _use(db, busy, T0 + 120 * DAY)
     for day in (97, 120, 155, 156, 162):
         assert _pass(settings, db, T0 + day * DAY).dormant_disabled == 0
@@ -230,9 +230,9 @@ def test_nothing_to_report_posts_nothing(
     seed_token(db, now=T0, expires_on=None, label="gone", owner="U3")  # then deleted
     with db.sessions.begin() as session:
         gone = session.scalars(select(Token).where(Token.label == "gone")).one()
-        svc.delete_token(session, actor=svc.Actor(team_id=TEAM, user_id="U3"),
-                         public_id=gone.public_id, expected_version=gone.version,
-                         now=T0 + DAY)
+        tokens.delete_token(session, actor=tokens.Actor(team_id=TEAM, user_id="U3"),
+                            public_id=gone.public_id, expected_version=gone.version,
+                            now=T0 + DAY)
     for day in (7, 14, 70):
         assert _pass(settings, db, T0 + day * DAY).hygiene_digests == 0
     assert _hygiene_posts(standin) == []

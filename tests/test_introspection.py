@@ -32,7 +32,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.http.introspection import IntrospectionHandler
 from bot.models import AuditSource, Token
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.usage import UsageMemo, Use, record_uses
 from bot.services.verification import verify
 from tests.conftest import TEST_KEY
@@ -193,16 +193,16 @@ def clock(now: dt.datetime) -> Iterator[time_machine.Coordinates]:
         yield traveller
 
 
-OWNER_ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.CLI)
+OWNER_ACTOR = tokens.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.CLI)
 
 
 def create(
     database: Database, now: dt.datetime, *, scope: str = "write",
     expires_on: dt.date | None = None, team: str = TEAM,
-) -> svc.CreatedToken:
+) -> tokens.CreatedToken:
     with database.sessions.begin() as session:
-        return svc.create_token(
-            session, box=database.box, actor=svc.Actor(team_id=team, user_id=OWNER),
+        return tokens.create_token(
+            session, box=database.box, actor=tokens.Actor(team_id=team, user_id=OWNER),
             label="ci deploy", scope=scope, scopes=["read", "write", "admin"], now=now,
             expires_on=expires_on, policy=NO_POLICY,
         )
@@ -305,12 +305,12 @@ def test_disabled_deleted_and_rotated_tokens_are_inactive_at_once(
         assert introspect(handler, created.secret).json["active"] is True
 
     with intro_db.sessions.begin() as session:
-        svc.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
-                          expected_version=1, now=now)
-        svc.delete_token(session, actor=OWNER_ACTOR, public_id=deleted.token.public_id,
-                         expected_version=1, now=now)
-        fresh = svc.rotate_token(session, box=intro_db.box, actor=OWNER_ACTOR,
-                                 public_id=rotated.token.public_id, expected_version=1, now=now)
+        tokens.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
+                             expected_version=1, now=now)
+        tokens.delete_token(session, actor=OWNER_ACTOR, public_id=deleted.token.public_id,
+                            expected_version=1, now=now)
+        fresh = tokens.rotate_token(session, box=intro_db.box, actor=OWNER_ACTOR,
+                                    public_id=rotated.token.public_id, expected_version=1, now=now)
 
     assert_inactive(introspect(handler, disabled.secret))
     assert_inactive(introspect(handler, deleted.secret))
@@ -318,8 +318,8 @@ def test_disabled_deleted_and_rotated_tokens_are_inactive_at_once(
     assert introspect(handler, fresh.secret).json["client_id"] == rotated.token.public_id
 
     with intro_db.sessions.begin() as session:
-        svc.enable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
-                         expected_version=2, now=now)
+        tokens.enable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
+                            expected_version=2, now=now)
     assert introspect(handler, disabled.secret).json["active"] is True
 
 
@@ -393,8 +393,8 @@ def test_answers_agree_with_the_service_verify(
         expiring = create(intro_db, now, expires_on=(now + dt.timedelta(days=2)).date())
         disabled = create(intro_db, now)
         with intro_db.sessions.begin() as session:
-            svc.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
-                              expected_version=1, now=now)
+            tokens.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
+                                 expected_version=1, now=now)
     candidates = [active.secret, expiring.secret, disabled.secret, crypto.generate_secret(),
                   "tkb_" + "B" * 40, "junk"]
     working = {
@@ -562,9 +562,9 @@ def test_last_used_is_written_at_most_once_a_minute(
     assert token.version == 1
     assert token.updated_at == now
     with intro_db.sessions.begin() as session:
-        svc.edit_token(session, actor=OWNER_ACTOR, public_id=public_id, expected_version=1,
-                       scopes=["read", "write", "admin"], now=later, label="renamed",
-                       policy=NO_POLICY)
+        tokens.edit_token(session, actor=OWNER_ACTOR, public_id=public_id, expected_version=1,
+                          scopes=["read", "write", "admin"], now=later, label="renamed",
+                          policy=NO_POLICY)
 
 
 def test_a_second_process_sees_a_fresh_last_used_and_does_not_write(
@@ -617,8 +617,8 @@ def test_failed_and_inactive_checks_do_not_touch_last_used(
 ) -> None:
     created = create(intro_db, now)
     with intro_db.sessions.begin() as session:
-        svc.disable_token(session, actor=OWNER_ACTOR, public_id=created.token.public_id,
-                          expected_version=1, now=now)
+        tokens.disable_token(session, actor=OWNER_ACTOR, public_id=created.token.public_id,
+                             expected_version=1, now=now)
     assert_inactive(introspect(handler, created.secret))
     assert stored(intro_db, created.token.public_id).last_used_at is None
 
@@ -871,10 +871,10 @@ def test_concurrent_requests_each_get_their_own_answer(
     disabled = create(intro_db, now)
     deleted = create(intro_db, now)
     with intro_db.sessions.begin() as session:
-        svc.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
-                          expected_version=1, now=now)
-        svc.delete_token(session, actor=OWNER_ACTOR, public_id=deleted.token.public_id,
-                         expected_version=1, now=now)
+        tokens.disable_token(session, actor=OWNER_ACTOR, public_id=disabled.token.public_id,
+                             expected_version=1, now=now)
+        tokens.delete_token(session, actor=OWNER_ACTOR, public_id=deleted.token.public_id,
+                            expected_version=1, now=now)
     expected: list[tuple[str, str | None]] = []
     for n in range(50):
         kind = n % 6
@@ -934,8 +934,8 @@ def test_a_request_never_joins_a_read_already_in_flight(
         early = asyncio.ensure_future(acall(h, token_body(created.secret)))
         assert await loop.run_in_executor(None, read_done.wait, 10)
         with intro_db.sessions.begin() as session:  # committed while that read is held
-            svc.disable_token(session, actor=OWNER_ACTOR, public_id=created.token.public_id,
-                              expected_version=1, now=now)
+            tokens.disable_token(session, actor=OWNER_ACTOR, public_id=created.token.public_id,
+                                 expected_version=1, now=now)
         late = asyncio.ensure_future(acall(h, token_body(created.secret)))
         await asyncio.sleep(0.05)
         assert not late.done()

@@ -21,7 +21,7 @@ from bot.db import Database
 from bot.models import MessageKind, OutboxMessage, utcnow
 from bot.outbox import delivery
 from bot.services import outbox, rotation
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
 from bot.slack.client import make_web_client
 from tests.lifecycle_support import (
@@ -47,7 +47,7 @@ def _morning() -> dt.datetime:
     and the stand-in's timestamps (the real time, as Slack's are) come after the pass's
     clock, as in production, whatever the hour the suite runs."""
     return (utcnow() - dt.timedelta(days=1)).replace(hour=10, minute=0, second=0,
-                                                      microsecond=0)
+                                                     microsecond=0)
 
 
 def _pass(settings: Settings, database: Database, now: dt.datetime,
@@ -79,10 +79,10 @@ def _overdue_rotation(database: Database, now: dt.datetime, label: str = "nightl
     and DMs the owner."""
     created = create(database, label=label)
     with database.sessions.begin() as session:
-        svc.rotate_token(session, box=database.box, actor=ACTOR,
-                         now=now - dt.timedelta(hours=2), public_id=created.token.public_id,
-                         expected_version=created.token.version,
-                         overlap=dt.timedelta(hours=1))
+        tokens.rotate_token(session, box=database.box, actor=ACTOR,
+                            now=now - dt.timedelta(hours=2), public_id=created.token.public_id,
+                            expected_version=created.token.version,
+                            overlap=dt.timedelta(hours=1))
     return created.token.public_id
 
 
@@ -90,8 +90,8 @@ def _dead_secret_presented(database: Database, now: dt.datetime, label: str = "C
                            ) -> str:
     created = create(database, label=label)
     with database.sessions.begin() as session:
-        svc.disable_token(session, actor=ACTOR, public_id=created.token.public_id,
-                          expected_version=created.token.version, now=now)
+        tokens.disable_token(session, actor=ACTOR, public_id=created.token.public_id,
+                             expected_version=created.token.version, now=now)
     with database.engine.begin() as connection:
         add_presentations(connection, counts={
             UseKey(TEAM, created.token.public_id, "ci-runner", hour_of(now), "disabled",

@@ -17,7 +17,7 @@ from bot.config import load_settings
 from bot.crypto import SecretBox, generate_key
 from bot.db import Database, alembic_config, is_up_to_date, make_engine, make_session_factory, upgrade
 from bot.models import Base
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from bot.services import listing
 from tests.conftest import BACKENDS, PG_ADMIN_URL
@@ -25,7 +25,7 @@ from tests.support.databases import throwaway_postgresql
 from tests.support.policy import NO_POLICY
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
-OWNER = svc.Actor(team_id="T1", user_id="UOWNER")
+OWNER = tokens.Actor(team_id="T1", user_id="UOWNER")
 APP_TABLES = {"tokens", "audit_events", "retired_secrets", "dead_secret_uses", "outbox",
               "hygiene_scans"}
 
@@ -71,8 +71,8 @@ def use(engine) -> str:
     box = SecretBox([generate_key()])
     sessions = make_session_factory(engine)
     with sessions.begin() as session:
-        created = svc.create_token(session, box=box, actor=OWNER, label="after upgrade",
-                                   scope="read", scopes=["read"], now=NOW, policy=NO_POLICY)
+        created = tokens.create_token(session, box=box, actor=OWNER, label="after upgrade",
+                                      scope="read", scopes=["read"], now=NOW, policy=NO_POLICY)
     with sessions.begin() as session:
         assert verify(session, secret=created.secret, now=NOW) is not None
         assert listing.list_tokens(session, team_id="T1", now=NOW,
@@ -147,9 +147,9 @@ def test_default_database_is_created_in_wal_mode_with_foreign_keys(tmp_path):
             assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
         with db.sessions.begin() as session:
-            created = svc.create_token(session, box=db.box, actor=OWNER, label="embedded",
-                                       scope="read", scopes=config.tokenbot_scopes, now=NOW,
-                                       policy=NO_POLICY)
+            created = tokens.create_token(session, box=db.box, actor=OWNER, label="embedded",
+                                          scope="read", scopes=config.tokenbot_scopes, now=NOW,
+                                          policy=NO_POLICY)
         assert (tmp_path / "tokenbot.db-wal").exists()
     finally:
         db.dispose()
@@ -158,8 +158,8 @@ def test_default_database_is_created_in_wal_mode_with_foreign_keys(tmp_path):
     again = Database(load_settings(_env_file=None))
     try:
         with again.sessions() as session:
-            assert svc.get_token(session, team_id="T1",
-                                 public_id=created.token.public_id).label == "embedded"
+            assert tokens.get_token(session, team_id="T1",
+                                    public_id=created.token.public_id).label == "embedded"
     finally:
         again.dispose()
 

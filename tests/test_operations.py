@@ -19,7 +19,7 @@ import pytest
 
 from bot.config import load_settings
 from bot.db import Database
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.conftest import TEST_KEY
 from tests.slack.conftest import INTROSPECTION_SECRET, OWNER, SIGNING_SECRET, TEAM, HttpSlackBot
 from tests.support.scrape import moved, scrape, value
@@ -44,17 +44,17 @@ class ProcessBot(HttpSlackBot):
         pass
 
 
-def seed(url: str) -> tuple[svc.CreatedToken, svc.CreatedToken]:
+def seed(url: str) -> tuple[tokens.CreatedToken, tokens.CreatedToken]:
     """As their owner: a token, and one whose 7-day reminder is due (channel and DM)."""
     settings = load_settings(_env_file=None, DATABASE_URL=url, TOKENBOT_SECRET_KEYS=TEST_KEY)
     database = Database(settings)
     now = dt.datetime.now(dt.timezone.utc)
-    actor = svc.Actor(team_id=TEAM, user_id=OWNER)
+    actor = tokens.Actor(team_id=TEAM, user_id=OWNER)
     try:
         with database.sessions.begin() as session:
-            made = [svc.create_token(session, box=database.box, actor=actor, label=label,
-                                     scope="read", scopes=["read"], now=now, **extra,
-                                     policy=NO_POLICY)
+            made = [tokens.create_token(session, box=database.box, actor=actor, label=label,
+                                        scope="read", scopes=["read"], now=now, **extra,
+                                        policy=NO_POLICY)
                     for label, extra in (("deploy", {}), ("weekly", {
                         "expires_on": now.date() + dt.timedelta(days=7),
                         "alert_channel": "CALERTS"}))]

@@ -17,7 +17,7 @@ from bot.errors import NotFoundError, NotOwnerError, PermissionDeniedError, Stal
 from bot.errors import ValidationError
 from bot.models import AuditAction, AuditEvent, DepartedOwner, MessageKind, OutboxMessage, utcnow
 from bot.services import departed, listing, owners
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.client import make_web_client
 from tests.alerts_support import ALERTS
 from tests.support.slack_standin import SlackStandIn
@@ -26,17 +26,17 @@ from tests.test_migrations import empty_url, engine  # noqa: F401 - fixtures
 from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
-ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+ADMIN = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
 OLD, NEW = "U1", "U2"
 
 
 def _create(db: Database, now: dt.datetime, *, owner: str = OLD, label: str = "ci",
-            team: str = TEAM) -> svc.Token:
+            team: str = TEAM) -> tokens.Token:
     with db.sessions.begin() as session:  # by its owner: nobody else acted, nobody told
-        return svc.create_token(session, box=db.box, actor=svc.Actor(team_id=team,
+        return tokens.create_token(session, box=db.box, actor=tokens.Actor(team_id=team,
                                                                      user_id=owner),
-                                label=label, scope="read", scopes=["read"], now=now,
-                                policy=NO_POLICY).token
+                                   label=label, scope="read", scopes=["read"], now=now,
+                                   policy=NO_POLICY).token
 
 
 def _outbox(db: Database, kind: MessageKind) -> list[tuple[str, dict]]:
@@ -82,7 +82,7 @@ def test_reassign_moves_rights_and_notices_and_tells_both_owners(db, now):
                                  new_owner=NEW, now=now, expected_version=token.version)
         assert (result.before, result.after) == (OLD, NEW)
     with db.sessions.begin() as session:
-        stored = svc.get_token(session, team_id=TEAM, public_id=token.public_id)
+        stored = tokens.get_token(session, team_id=TEAM, public_id=token.public_id)
         assert (stored.owner, stored.created_by) == (NEW, OLD)  # the creator stays
         (event,) = session.scalars(select(AuditEvent).where(
             AuditEvent.action == AuditAction.REASSIGN)).all()
@@ -94,11 +94,11 @@ def test_reassign_moves_rights_and_notices_and_tells_both_owners(db, now):
     assert _outbox(db, MessageKind.OWNER_NOTICE) == []  # not told twice
     # Rights follow the owner: the old one may no longer act, the new one may.
     with db.sessions.begin() as session, pytest.raises(NotOwnerError):
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=OLD),
-                          public_id=token.public_id, expected_version=stored.version, now=now)
+        tokens.disable_token(session, actor=tokens.Actor(team_id=TEAM, user_id=OLD),
+                             public_id=token.public_id, expected_version=stored.version, now=now)
     with db.sessions.begin() as session:
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=NEW),
-                          public_id=token.public_id, expected_version=stored.version, now=now)
+        tokens.disable_token(session, actor=tokens.Actor(team_id=TEAM, user_id=NEW),
+                             public_id=token.public_id, expected_version=stored.version, now=now)
         mine = listing.list_tokens(session, team_id=TEAM, now=now,
                                    filters=listing.TokenFilter(owner=NEW), policy=NO_POLICY)
         assert [t.public_id for t in mine.items] == [token.public_id]
@@ -111,7 +111,7 @@ def test_reassign_refusals_change_nothing(db, now, case):
     actor, public_id, new_owner, version = ADMIN, token.public_id, NEW, token.version
     expected: type[Exception] = ValidationError
     if case == "not admin":  # not even the owner
-        actor, expected = svc.Actor(team_id=TEAM, user_id=OLD), PermissionDeniedError
+        actor, expected = tokens.Actor(team_id=TEAM, user_id=OLD), PermissionDeniedError
     elif case == "same owner":
         new_owner = OLD
     elif case == "unknown":
@@ -122,7 +122,7 @@ def test_reassign_refusals_change_nothing(db, now, case):
     elif case == "stale":
         version, expected = version + 1, StaleTokenError
     elif case == "other team":
-        actor = svc.Actor(team_id="T2", user_id="UADMIN", is_admin=True)
+        actor = tokens.Actor(team_id="T2", user_id="UADMIN", is_admin=True)
         expected = NotFoundError
     with db.sessions.begin() as session, pytest.raises(expected) as refused:
         owners.reassign(session, actor=actor, public_id=public_id, new_owner=new_owner,
@@ -130,7 +130,7 @@ def test_reassign_refusals_change_nothing(db, now, case):
     if expected is ValidationError:
         assert refused.value.field == "new_owner"  # type: ignore[attr-defined]
     with db.sessions.begin() as session:
-        assert svc.get_token(session, team_id=TEAM, public_id=token.public_id).owner == OLD
+        assert tokens.get_token(session, team_id=TEAM, public_id=token.public_id).owner == OLD
     assert _outbox(db, MessageKind.REASSIGN_NOTICE) == []
 
 
@@ -141,8 +141,8 @@ def test_a_departure_is_recorded_and_posted_once_with_the_active_tokens(db, now)
     first, second = _create(db, now, label="one"), _create(db, now, label="two")
     _create(db, now, owner=NEW, label="someone else's")
     with db.sessions.begin() as session:
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=OLD),
-                          public_id=second.public_id, expected_version=1, now=now)
+        tokens.disable_token(session, actor=tokens.Actor(team_id=TEAM, user_id=OLD),
+                             public_id=second.public_id, expected_version=1, now=now)
     for _ in range(2):  # a redelivered event
         with db.sessions.begin() as session:
             departed.note_departure(session, team_id=TEAM, user_id=OLD, now=now,

@@ -15,7 +15,7 @@ from bot.db import Database
 from bot.errors import ConfigurationError, PermissionDeniedError, ValidationError
 from bot.models import AuditEvent, Token
 from bot.services import listing
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.policy import PolicyError, policy_of
 from tests.test_cli import Cli
 from tests.support.policy import NO_POLICY
@@ -24,8 +24,8 @@ UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
 TEAM = "T1"
-OWNER = svc.Actor(team_id=TEAM, user_id="U1")
-ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+OWNER = tokens.Actor(team_id=TEAM, user_id="U1")
+ADMIN = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
 SCOPES = ["read", "write", "admin"]
 
 
@@ -34,13 +34,13 @@ def _days(n: int) -> dt.date:
 
 
 def _create(db: Database, settings: Settings, *, scope: str = "write",
-            expires_on: dt.date | None, actor: svc.Actor = OWNER,
+            expires_on: dt.date | None, actor: tokens.Actor = OWNER,
             exception: str | None = None, now: dt.datetime = NOW) -> Token:
     with db.sessions.begin() as session:
-        return svc.create_token(session, box=db.box, actor=actor, label="ci", scope=scope,
-                                scopes=SCOPES, now=now, expires_on=expires_on,
-                                policy=policy_of(settings), exception=exception,
-                                owner="U1").token
+        return tokens.create_token(session, box=db.box, actor=actor, label="ci", scope=scope,
+                                   scopes=SCOPES, now=now, expires_on=expires_on,
+                                   policy=policy_of(settings), exception=exception,
+                                   owner="U1").token
 
 
 def _count(db: Database) -> int:
@@ -107,32 +107,32 @@ def test_edit_and_extend_are_held_to_the_cap(make_settings: Callable[..., Settin
         for expires_on in (_days(91), None):
             with pytest.raises(PolicyError, match="on or before 2027-02-25"), \
                     db.sessions.begin() as session:
-                svc.edit_token(session, actor=OWNER, public_id=token.public_id,
-                               expected_version=token.version, scopes=SCOPES, now=NOW,
-                               expires_on=expires_on, policy=policy)
+                tokens.edit_token(session, actor=OWNER, public_id=token.public_id,
+                                  expected_version=token.version, scopes=SCOPES, now=NOW,
+                                  expires_on=expires_on, policy=policy)
         # Moving a long-lived read token to a capped scope is held to that scope's cap.
         with db.sessions.begin() as session:
-            svc.edit_token(session, actor=OWNER, public_id=token.public_id,
-                           expected_version=token.version, scopes=SCOPES, now=NOW,
-                           expires_on=_days(90), policy=policy)
-            version = svc.get_token(session, team_id=TEAM, public_id=token.public_id).version
+            tokens.edit_token(session, actor=OWNER, public_id=token.public_id,
+                              expected_version=token.version, scopes=SCOPES, now=NOW,
+                              expires_on=_days(90), policy=policy)
+            version = tokens.get_token(session, team_id=TEAM, public_id=token.public_id).version
         # Extending by 30 days from day 90 would reach day 120: refused, same words.
         with pytest.raises(PolicyError) as refused, db.sessions.begin() as session:
-            svc.extend_token(session, actor=OWNER, public_id=token.public_id,
-                             expected_version=version, now=NOW, policy=policy)
+            tokens.extend_token(session, actor=OWNER, public_id=token.public_id,
+                                expected_version=version, now=NOW, policy=policy)
         assert str(refused.value) == "write tokens must expire within 90 days: on or before 2027-02-25"
         # 60 days later the same extension fits.
         later = NOW + dt.timedelta(days=60)
         with db.sessions.begin() as session:
-            result = svc.extend_token(session, actor=OWNER, public_id=token.public_id,
-                                      expected_version=version, now=later, policy=policy)
+            result = tokens.extend_token(session, actor=OWNER, public_id=token.public_id,
+                                         expected_version=version, now=later, policy=policy)
         assert result.token.expires_on == _days(120)
         read = _create(db, settings, scope="read", expires_on=None)
         with pytest.raises(PolicyError, match="write tokens must expire within 90 days"), \
                 db.sessions.begin() as session:
-            svc.edit_token(session, actor=OWNER, public_id=read.public_id,
-                           expected_version=read.version, scopes=SCOPES, now=NOW,
-                           scope="write", policy=policy)
+            tokens.edit_token(session, actor=OWNER, public_id=read.public_id,
+                              expected_version=read.version, scopes=SCOPES, now=NOW,
+                              scope="write", policy=policy)
     finally:
         db.dispose()
 
@@ -158,23 +158,23 @@ def test_an_admin_goes_beyond_the_cap_with_a_reason_that_is_kept_and_audited(
         # The owner's own edit of the label keeps it; their attempt to push the date is
         # refused with the limit (the exception is the admin's, not theirs).
         with db.sessions.begin() as session:
-            edited = svc.edit_token(session, actor=OWNER, public_id=token.public_id,
-                                    expected_version=token.version, scopes=SCOPES, now=NOW,
-                                    label="ci vendor", policy=policy)
+            edited = tokens.edit_token(session, actor=OWNER, public_id=token.public_id,
+                                       expected_version=token.version, scopes=SCOPES, now=NOW,
+                                       label="ci vendor", policy=policy)
             version = edited.token.version
         assert edited.token.policy_exception == "vendor contract until 2028"
         with pytest.raises(PolicyError), db.sessions.begin() as session:
-            svc.extend_token(session, actor=OWNER, public_id=token.public_id,
-                             expected_version=version, now=NOW, policy=policy)
+            tokens.extend_token(session, actor=OWNER, public_id=token.public_id,
+                                expected_version=version, now=NOW, policy=policy)
         # An admin extends it under the same exception; bringing it within the cap ends it.
         with db.sessions.begin() as session:
-            svc.extend_token(session, actor=ADMIN, public_id=token.public_id,
-                             expected_version=version, now=NOW, policy=policy)
-            token = svc.get_token(session, team_id=TEAM, public_id=token.public_id)
+            tokens.extend_token(session, actor=ADMIN, public_id=token.public_id,
+                                expected_version=version, now=NOW, policy=policy)
+            token = tokens.get_token(session, team_id=TEAM, public_id=token.public_id)
             assert token.policy_exception == "vendor contract until 2028"
-            result = svc.edit_token(session, actor=ADMIN, public_id=token.public_id,
-                                    expected_version=token.version, scopes=SCOPES, now=NOW,
-                                    expires_on=_days(60), policy=policy)
+            result = tokens.edit_token(session, actor=ADMIN, public_id=token.public_id,
+                                       expected_version=token.version, scopes=SCOPES, now=NOW,
+                                       expires_on=_days(60), policy=policy)
         assert result.token.policy_exception is None
         assert result.changes["policy_exception"] == ("vendor contract until 2028", None)
         with pytest.raises(ValidationError, match="500 or fewer"):
@@ -196,9 +196,9 @@ def test_tokens_made_before_a_cap_are_kept_and_flagged_over_policy(
         excepted = _create(db, loose, actor=ADMIN, expires_on=None)
         capped = make_settings(TOKENBOT_MAX_LIFETIME_DAYS="write=90")
         with db.sessions.begin() as session:  # the admin's exception, recorded under the cap
-            svc.edit_token(session, actor=ADMIN, public_id=excepted.public_id,
-                           expected_version=excepted.version, scopes=SCOPES, now=NOW,
-                           exception="audited elsewhere", policy=policy_of(capped))
+            tokens.edit_token(session, actor=ADMIN, public_id=excepted.public_id,
+                              expected_version=excepted.version, scopes=SCOPES, now=NOW,
+                              exception="audited elsewhere", policy=policy_of(capped))
         with db.sessions() as session:
             page = listing.list_tokens(session, team_id=TEAM, now=NOW,
                                        policy=policy_of(capped), per_page=50)

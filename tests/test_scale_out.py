@@ -31,7 +31,7 @@ from bot.config import load_settings
 from bot.db import Database
 from bot.slack.ids import ActionId
 from bot.models import AuditEvent, Base, Token, TokenStatus
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.conftest import TEST_KEY
 from tests.support.signing import form_body, interactive_body, signed_headers
 from tests.support.slack_standin import SlackStandIn
@@ -90,7 +90,7 @@ def introspect(process: Process, secret: str) -> dict[str, Any]:
 
 def slack(process: Process, body: str) -> int:
     status, _, _ = request(process, "POST", "/slack/events", body,
-                        signed_headers(SIGNING_SECRET, body, content_type=FORM))
+                           signed_headers(SIGNING_SECRET, body, content_type=FORM))
     return status
 
 
@@ -220,13 +220,13 @@ def test_three_processes_one_database(
 ) -> None:
     a, b, c = cluster
     now = dt.datetime.now(dt.timezone.utc)
-    actor = svc.Actor(team_id=TEAM, user_id=OWNER)
+    actor = tokens.Actor(team_id=TEAM, user_id=OWNER)
     with pg.sessions.begin() as session:
-        kept = svc.create_token(session, box=pg.box, actor=actor, label="kept", scope="read",
-                                scopes=["read", "write", "admin"], now=now, policy=NO_POLICY)
-        target = svc.create_token(session, box=pg.box, actor=actor, label="deploy",
-                                  scope="write", scopes=["read", "write", "admin"], now=now,
-                                  policy=NO_POLICY)
+        kept = tokens.create_token(session, box=pg.box, actor=actor, label="kept", scope="read",
+                                   scopes=["read", "write", "admin"], now=now, policy=NO_POLICY)
+        target = tokens.create_token(session, box=pg.box, actor=actor, label="deploy",
+                                     scope="write", scopes=["read", "write", "admin"], now=now,
+                                     policy=NO_POLICY)
     public_id = target.token.public_id
 
     # Introspection spread over the three: every process answers from the shared store.
@@ -266,8 +266,9 @@ def test_three_processes_one_database(
     # Rotation through the service: the old secret is dead everywhere at once.
     with pg.sessions.begin() as session:
         version = _load(pg, public_id).version
-        rotated = svc.rotate_token(session, box=pg.box, actor=actor, public_id=public_id,
-                                   expected_version=version, now=dt.datetime.now(dt.timezone.utc))
+        rotated = tokens.rotate_token(session, box=pg.box, actor=actor, public_id=public_id,
+                                      expected_version=version,
+                                      now=dt.datetime.now(dt.timezone.utc))
     for process in cluster:
         assert introspect(process, target.secret) == {"active": False}
         assert introspect(process, rotated.secret)["active"] is True

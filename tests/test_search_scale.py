@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services import listing
 from tests.support.policy import NO_POLICY
 
@@ -15,11 +15,11 @@ TEAM = "TSEARCH"
 
 
 def _make(db, settings, now, labels):
-    actor = svc.Actor(team_id=TEAM, user_id="U1")
+    actor = tokens.Actor(team_id=TEAM, user_id="U1")
     ids = []
     with db.sessions.begin() as session:
         for n, label in enumerate(labels):
-            created = svc.create_token(
+            created = tokens.create_token(
                 session, box=db.box, actor=actor, label=label, scope="read",
                 scopes=settings.tokenbot_scopes, now=now + dt.timedelta(seconds=n),
                 policy=NO_POLICY,
@@ -54,12 +54,12 @@ def test_search_is_literal_substring_on_both_paths(db, settings, now, monkeypatc
 
 def test_search_follows_renames_and_deletes(db, settings, now):
     [first, second] = _make(db, settings, now, ["alpha build", "beta build"])
-    admin = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+    admin = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=admin, public_id=first, expected_version=1,
-                       scopes=settings.tokenbot_scopes, now=now, label="gamma release",
-                       policy=NO_POLICY)
-        svc.delete_token(session, actor=admin, public_id=second, expected_version=1, now=now)
+        tokens.edit_token(session, actor=admin, public_id=first, expected_version=1,
+                          scopes=settings.tokenbot_scopes, now=now, label="gamma release",
+                          policy=NO_POLICY)
+        tokens.delete_token(session, actor=admin, public_id=second, expected_version=1, now=now)
     assert _labels(db, now, "build")[0] == []
     assert _labels(db, now, "alpha")[0] == []
     assert _labels(db, now, "gamma")[0] == ["gamma release"]

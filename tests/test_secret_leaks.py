@@ -20,13 +20,13 @@ from sqlalchemy.engine import make_url
 from bot.crypto import SecretBox, generate_key
 from bot.errors import TokenbotError
 from bot.services import audit
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
-OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
-OTHER = svc.Actor(team_id=TEAM, user_id="UOTHER")
+OWNER = tokens.Actor(team_id=TEAM, user_id="UOWNER")
+OTHER = tokens.Actor(team_id=TEAM, user_id="UOTHER")
 
 
 def fragments(secret: str) -> list[str]:
@@ -48,45 +48,45 @@ def exercise(db, settings, now) -> tuple[list[str], list[object]]:
     made = []
     for i in range(4):
         with db.sessions.begin() as session:
-            created = svc.create_token(session, box=db.box, actor=OWNER, label=f"leak test {i}",
-                                       scope="write", scopes=settings.tokenbot_scopes, now=now,
-                                       expires_on=dt.date(2027, 1, 1), policy=NO_POLICY)
+            created = tokens.create_token(session, box=db.box, actor=OWNER, label=f"leak test {i}",
+                                          scope="write", scopes=settings.tokenbot_scopes, now=now,
+                                          expires_on=dt.date(2027, 1, 1), policy=NO_POLICY)
         secrets.append(created.secret)
         made.append(created)
         errors.append(created)  # its repr must hide the secret too
     for created in made[:2]:
         with db.sessions.begin() as session:
-            rotated = svc.rotate_token(session, box=db.box, actor=OWNER,
-                                       public_id=created.token.public_id,
-                                       expected_version=1, now=now)
+            rotated = tokens.rotate_token(session, box=db.box, actor=OWNER,
+                                          public_id=created.token.public_id,
+                                          expected_version=1, now=now)
         secrets.append(rotated.secret)
         errors.append(rotated)
     for created in made:
         with db.sessions.begin() as session:
-            _, secret = svc.reveal_token(session, box=db.box, actor=OWNER,
-                                         public_id=created.token.public_id, now=now)
+            _, secret = tokens.reveal_token(session, box=db.box, actor=OWNER,
+                                            public_id=created.token.public_id, now=now)
             assert verify(session, secret=secret, now=now) is not None
             assert verify(session, secret=created.secret, now=now) is None or \
                 secret == created.secret
     with db.sessions.begin() as session:
-        svc.delete_token(session, actor=OWNER, public_id=made[3].token.public_id,
-                         expected_version=1, now=now)
+        tokens.delete_token(session, actor=OWNER, public_id=made[3].token.public_id,
+                            expected_version=1, now=now)
 
     # Errors along the way: stale, permission, not found, validation, state, wrong key.
     attempts = [
-        lambda s: svc.rotate_token(s, box=db.box, actor=OWNER, now=now,
-                                   public_id=made[0].token.public_id, expected_version=1),
-        lambda s: svc.reveal_token(s, box=db.box, actor=OTHER, now=now,
-                                   public_id=made[1].token.public_id),
-        lambda s: svc.reveal_token(s, box=db.box, actor=OWNER, now=now,
-                                   public_id=made[3].token.public_id),
-        lambda s: svc.edit_token(s, actor=OWNER, public_id=made[2].token.public_id,
-                                 expected_version=1, scopes=settings.tokenbot_scopes, now=now,
-                                 label="", policy=NO_POLICY),
-        lambda s: svc.enable_token(s, actor=OWNER, public_id=made[2].token.public_id,
-                                   expected_version=1, now=now),
-        lambda s: svc.reveal_token(s, box=SecretBox([generate_key()]), actor=OWNER, now=now,
-                                   public_id=made[2].token.public_id),
+        lambda s: tokens.rotate_token(s, box=db.box, actor=OWNER, now=now,
+                                      public_id=made[0].token.public_id, expected_version=1),
+        lambda s: tokens.reveal_token(s, box=db.box, actor=OTHER, now=now,
+                                      public_id=made[1].token.public_id),
+        lambda s: tokens.reveal_token(s, box=db.box, actor=OWNER, now=now,
+                                      public_id=made[3].token.public_id),
+        lambda s: tokens.edit_token(s, actor=OWNER, public_id=made[2].token.public_id,
+                                    expected_version=1, scopes=settings.tokenbot_scopes, now=now,
+                                    label="", policy=NO_POLICY),
+        lambda s: tokens.enable_token(s, actor=OWNER, public_id=made[2].token.public_id,
+                                      expected_version=1, now=now),
+        lambda s: tokens.reveal_token(s, box=SecretBox([generate_key()]), actor=OWNER, now=now,
+                                      public_id=made[2].token.public_id),
     ]
     for attempt in attempts:
         with pytest.raises(TokenbotError) as err:
@@ -157,9 +157,9 @@ def test_no_plaintext_secret_at_rest_in_logs_or_errors(db, settings, now, all_lo
 
 def test_reprs_never_show_the_secret(db, settings, now):
     with db.sessions.begin() as session:
-        created = svc.create_token(session, box=db.box, actor=OWNER, label="repr",
-                                   scope="read", scopes=settings.tokenbot_scopes, now=now,
-                                   policy=NO_POLICY)
+        created = tokens.create_token(session, box=db.box, actor=OWNER, label="repr",
+                                      scope="read", scopes=settings.tokenbot_scopes, now=now,
+                                      policy=NO_POLICY)
     for shown in (repr(created), str(created), repr(created.token), repr([created])):
         assert created.secret not in shown and created.secret[10:] not in shown
     assert "hidden" in repr(created)

@@ -23,17 +23,17 @@ from bot.errors import (
 )
 from bot.models import AuditAction, AuditSource, DisplayStatus, Token, TokenStatus
 from bot.services import audit
-from bot.services import tokens as svc
-from bot.services import listing as listing_svc
+from bot.services import tokens
+from bot.services import listing as listing_service
 from bot.services import verification
 from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
-OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
-OTHER = svc.Actor(team_id=TEAM, user_id="UOTHER")
-ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+OWNER = tokens.Actor(team_id=TEAM, user_id="UOWNER")
+OTHER = tokens.Actor(team_id=TEAM, user_id="UOTHER")
+ADMIN = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
 # Same user id, even an admin, but in another workspace.
-FOREIGN = svc.Actor(team_id="T2", user_id="UOWNER", is_admin=True)
+FOREIGN = tokens.Actor(team_id="T2", user_id="UOWNER", is_admin=True)
 
 DAY = dt.timedelta(days=1)
 
@@ -43,7 +43,7 @@ DAY = dt.timedelta(days=1)
 
 def create(db, settings, now, *, actor=OWNER, label="ci deploy", scope="read", **kwargs):
     with db.sessions.begin() as session:
-        return svc.create_token(
+        return tokens.create_token(
             session, box=db.box, actor=actor, label=label, scope=scope,
             scopes=settings.tokenbot_scopes, now=now, **kwargs, policy=NO_POLICY,
         )
@@ -69,10 +69,10 @@ def verify(db, secret: str, now: dt.datetime) -> verification.ActiveToken | None
 
 
 def listing(db, now, team=TEAM, *, status=None, owner=None, search="",
-            **kwargs) -> listing_svc.TokenPage:
-    filters = listing_svc.TokenFilter(status=status, owner=owner, search=search)
+            **kwargs) -> listing_service.TokenPage:
+    filters = listing_service.TokenFilter(status=status, owner=owner, search=search)
     with db.sessions() as session:
-        return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters,
+        return listing_service.list_tokens(session, team_id=team, now=now, filters=filters,
                                        **kwargs, policy=NO_POLICY)
 
 
@@ -82,19 +82,19 @@ def act(db, settings, now, action: str, public_id: str, version: int, actor=OWNE
         common = dict(actor=actor, public_id=public_id, now=now)
         if action == "edit":
             kwargs.setdefault("label", "renamed")
-            return svc.edit_token(session, expected_version=version,
-                                  scopes=settings.tokenbot_scopes, **common, **kwargs,
-                                  policy=NO_POLICY)
+            return tokens.edit_token(session, expected_version=version,
+                                     scopes=settings.tokenbot_scopes, **common, **kwargs,
+                                     policy=NO_POLICY)
         if action == "disable":
-            return svc.disable_token(session, expected_version=version, **common)
+            return tokens.disable_token(session, expected_version=version, **common)
         if action == "enable":
-            return svc.enable_token(session, expected_version=version, **common)
+            return tokens.enable_token(session, expected_version=version, **common)
         if action == "delete":
-            return svc.delete_token(session, expected_version=version, **common)
+            return tokens.delete_token(session, expected_version=version, **common)
         if action == "rotate":
-            return svc.rotate_token(session, box=db.box, expected_version=version, **common)
+            return tokens.rotate_token(session, box=db.box, expected_version=version, **common)
         if action == "reveal":
-            return svc.reveal_token(session, box=db.box, **common)
+            return tokens.reveal_token(session, box=db.box, **common)
         raise AssertionError(action)
 
 
@@ -122,7 +122,7 @@ def test_create_stores_token_and_hands_out_secret_once(db, settings, now):
     assert db.box.decrypt(stored["secret_encrypted"]) == created.secret
 
     with db.sessions() as session:
-        fetched = svc.get_token(session, team_id=TEAM, public_id=token.public_id)
+        fetched = tokens.get_token(session, team_id=TEAM, public_id=token.public_id)
         assert fetched.label == "ci deploy"
         assert fetched.display_status(now) == DisplayStatus.ACTIVE
 
@@ -145,7 +145,7 @@ def test_public_ids_and_secrets_are_unique(db, settings, now):
 def test_get_unknown_token_is_not_found(db, settings, now):
     create(db, settings, now)
     with db.sessions() as session, pytest.raises(NotFoundError, match="not found"):
-        svc.get_token(session, team_id=TEAM, public_id="tok_doesnotexist")
+        tokens.get_token(session, team_id=TEAM, public_id="tok_doesnotexist")
 
 
 # -- list ------------------------------------------------------------------------
@@ -228,11 +228,11 @@ def test_list_filters_by_status_derived_from_date(db, settings, now):
     assert listing(db, later, per_page=50).total == 3
 
     with db.sessions() as session:
-        tokens = {t.label: t for t in listing_svc.list_tokens(session, team_id=TEAM, now=later,
-            policy=NO_POLICY).items}
-    assert tokens["active forever"].display_status(later) == DisplayStatus.ACTIVE
-    assert tokens["expires tomorrow"].display_status(later) == DisplayStatus.EXPIRED
-    assert tokens["disabled"].display_status(later) == DisplayStatus.DISABLED
+        listed = listing_service.list_tokens(session, team_id=TEAM, now=later, policy=NO_POLICY)
+        by_label = {t.label: t for t in listed.items}
+    assert by_label["active forever"].display_status(later) == DisplayStatus.ACTIVE
+    assert by_label["expires tomorrow"].display_status(later) == DisplayStatus.EXPIRED
+    assert by_label["disabled"].display_status(later) == DisplayStatus.DISABLED
     assert active.token.public_id and soon.token.public_id
 
 
@@ -256,9 +256,9 @@ def test_list_filters_to_one_token_by_its_public_id_whatever_its_label(db, setti
     foreign = create(db, settings, now, actor=FOREIGN, label="payments").token
 
     def by_id(public_id, team=TEAM, **kwargs):
-        filters = listing_svc.TokenFilter(public_id=public_id, **kwargs)
+        filters = listing_service.TokenFilter(public_id=public_id, **kwargs)
         with db.sessions() as session:
-            return listing_svc.list_tokens(session, team_id=team, now=now, filters=filters,
+            return listing_service.list_tokens(session, team_id=team, now=now, filters=filters,
                 policy=NO_POLICY)
 
     found = by_id(wanted.public_id)
@@ -351,7 +351,7 @@ def test_edit_records_only_changed_fields(db, settings, now):
 def test_edit_clearing_expiry_removes_it(db, settings, now):
     created = create(db, settings, now, expires_on=now.date() + DAY)
     pid = created.token.public_id
-    result = act(db, settings, now, "edit", pid, 1, label=svc.UNCHANGED, expires_on=None)
+    result = act(db, settings, now, "edit", pid, 1, label=tokens.UNCHANGED, expires_on=None)
     assert result.changes == {"expires_on": ((now.date() + DAY).isoformat(), None)}
     assert row(db, pid)["expires_at"] is None
     # Long after the old date it still works.
@@ -496,14 +496,14 @@ def test_disable_updates_a_token_already_loaded_in_the_same_transaction(db, sett
     pid = create(db, settings, now).token.public_id
     later = now + DAY
     with db.sessions.begin() as session:
-        loaded = svc.get_token(session, team_id=TEAM, public_id=pid)
-        returned = svc.disable_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                                     now=later)
+        loaded = tokens.get_token(session, team_id=TEAM, public_id=pid)
+        returned = tokens.disable_token(session, actor=OWNER, public_id=pid, expected_version=1,
+                                        now=later)
         assert returned is loaded
         assert (loaded.status, loaded.version, loaded.updated_at) == (
             TokenStatus.DISABLED, 2, later,
         )
-        page = listing_svc.list_tokens(session, team_id=TEAM, now=later, policy=NO_POLICY)
+        page = listing_service.list_tokens(session, team_id=TEAM, now=later, policy=NO_POLICY)
         assert [(t.public_id, t.status) for t in page.items] == [(pid, TokenStatus.DISABLED)]
 
 
@@ -532,7 +532,7 @@ def test_delete_removes_token_for_good_and_keeps_history(db, settings, now):
     assert act(db, settings, later, "delete", pid, 1) == "doomed"
     assert row(db, pid) is None
     with db.sessions() as session, pytest.raises(NotFoundError):
-        svc.get_token(session, team_id=TEAM, public_id=pid)
+        tokens.get_token(session, team_id=TEAM, public_id=pid)
     assert verify(db, created.secret, later) is None
     assert [t.label for t in listing(db, later).items] == ["survivor"]
     assert verify(db, keep.secret, later) is not None
@@ -587,7 +587,7 @@ def test_rotate_replaces_the_secret(db, settings, now):
 def test_reveal_returns_secret_to_owner_and_admin_and_is_audited(db, settings, now):
     created = create(db, settings, now)
     pid = created.token.public_id
-    cli_admin = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.CLI)
+    cli_admin = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.CLI)
 
     assert act(db, settings, now, "reveal", pid, 1, actor=OWNER)[1] == created.secret
     assert act(db, settings, now + DAY, "reveal", pid, 1, actor=cli_admin)[1] == created.secret
@@ -677,14 +677,14 @@ def test_only_an_admin_may_grant_admin_scope_by_edit(db, settings, now):
 
 def test_owner_keeps_managing_a_token_an_admin_granted_admin_scope(db, settings, now):
     pid = create(db, settings, now, actor=OWNER, scope="write").token.public_id
-    act(db, settings, now, "edit", pid, 1, actor=ADMIN, label=svc.UNCHANGED, scope="admin")
+    act(db, settings, now, "edit", pid, 1, actor=ADMIN, label=tokens.UNCHANGED, scope="admin")
     # The owner may still rename it (scope untouched) ...
     result = act(db, settings, now, "edit", pid, 2, label="renamed by owner", scope="admin")
     assert result.changes == {"label": ("ci deploy", "renamed by owner")}
     # ... and may lower the scope, but not raise it back.
-    act(db, settings, now, "edit", pid, 3, label=svc.UNCHANGED, scope="read")
+    act(db, settings, now, "edit", pid, 3, label=tokens.UNCHANGED, scope="read")
     with pytest.raises(PermissionDeniedError):
-        act(db, settings, now, "edit", pid, 4, label=svc.UNCHANGED, scope="admin")
+        act(db, settings, now, "edit", pid, 4, label=tokens.UNCHANGED, scope="admin")
 
 
 # -- optimistic concurrency ------------------------------------------------------------------
@@ -753,7 +753,7 @@ def test_another_teams_tokens_are_invisible(db, settings, now):
     mine = create(db, settings, now, label="shared name")
     create(db, settings, now, actor=FOREIGN, label="shared name")
     with db.sessions() as session, pytest.raises(NotFoundError):
-        svc.get_token(session, team_id="T2", public_id=mine.token.public_id)
+        tokens.get_token(session, team_id="T2", public_id=mine.token.public_id)
 
     for team in (TEAM, "T2"):
         page = listing(db, now, team=team, search="shared")
@@ -767,8 +767,8 @@ def test_another_teams_tokens_are_invisible(db, settings, now):
 
 
 def test_audit_records_every_action_with_who_what_when_and_never_the_secret(db, settings, now):
-    cli = svc.Actor(team_id=TEAM, user_id="UOWNER", source=AuditSource.CLI)
-    api = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.API)
+    cli = tokens.Actor(team_id=TEAM, user_id="UOWNER", source=AuditSource.CLI)
+    api = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True, source=AuditSource.API)
     times = [now + i * dt.timedelta(minutes=5) for i in range(7)]
     created = create(db, settings, times[0], actor=cli, label="audited",
                      expires_on=dt.date(2027, 3, 1))
@@ -829,7 +829,7 @@ def test_list_has_next_and_previous(db, settings, now):
 
 
 def test_list_count_stops_at_the_cap_but_pages_stay_reachable(db, settings, now, monkeypatch):
-    monkeypatch.setattr(listing_svc, "COUNT_CAP", 5)
+    monkeypatch.setattr(listing_service, "COUNT_CAP", 5)
     for i in range(8):
         create(db, settings, now + i * dt.timedelta(seconds=1), label=f"capped {i}")
 
@@ -854,7 +854,7 @@ def test_search_gives_the_same_answer_with_and_without_the_index(
     # SQLite consults a trigram index only when the text is selective; both paths must
     # find exactly the labels containing the text.
     if not selective:
-        monkeypatch.setattr(listing_svc, "FTS_SELECTIVE", 0)
+        monkeypatch.setattr(listing_service, "FTS_SELECTIVE", 0)
     labels = ["deploy prod", "Deploy staging", "redeploy", "dep", "de%ploy", "backup"]
     for label in labels:
         create(db, settings, now, label=label)
@@ -874,18 +874,18 @@ def test_search_gives_the_same_answer_with_and_without_the_index(
 def test_load_for_edit_applies_the_edit_rules_before_a_form_opens(db, settings, now):
     pid = create(db, settings, now).token.public_id
     with db.sessions() as session:
-        assert svc.load_for_edit(session, actor=OWNER, public_id=pid,
-                                 expected_version=1).label == "ci deploy"
-        assert svc.load_for_edit(session, actor=ADMIN, public_id=pid, expected_version=1)
+        assert tokens.load_for_edit(session, actor=OWNER, public_id=pid,
+                                    expected_version=1).label == "ci deploy"
+        assert tokens.load_for_edit(session, actor=ADMIN, public_id=pid, expected_version=1)
         with pytest.raises(PermissionDeniedError):
-            svc.load_for_edit(session, actor=OTHER, public_id=pid, expected_version=1)
+            tokens.load_for_edit(session, actor=OTHER, public_id=pid, expected_version=1)
         with pytest.raises(NotFoundError):
-            svc.load_for_edit(session, actor=FOREIGN, public_id=pid, expected_version=1)
+            tokens.load_for_edit(session, actor=FOREIGN, public_id=pid, expected_version=1)
         with pytest.raises(StaleTokenError):
-            svc.load_for_edit(session, actor=OWNER, public_id=pid, expected_version=2)
+            tokens.load_for_edit(session, actor=OWNER, public_id=pid, expected_version=2)
     act(db, settings, now, "disable", pid, 1)
     with db.sessions() as session, pytest.raises(InvalidStateError, match="Enable it first"):
-        svc.load_for_edit(session, actor=OWNER, public_id=pid, expected_version=2)
+        tokens.load_for_edit(session, actor=OWNER, public_id=pid, expected_version=2)
 
 
 def test_admin_scope_refusal_names_the_scope_field(db, settings, now):
@@ -895,7 +895,7 @@ def test_admin_scope_refusal_names_the_scope_field(db, settings, now):
 
 
 def test_create_on_behalf_of_an_owner_audits_the_actor(db, settings, now):
-    cli = svc.Actor(team_id=TEAM, user_id="UOPERATOR", is_admin=True, source=AuditSource.CLI)
+    cli = tokens.Actor(team_id=TEAM, user_id="UOPERATOR", is_admin=True, source=AuditSource.CLI)
     created = create(db, settings, now, actor=cli, owner="UOWNER")
     # UOWNER owns it (the owner filter finds it); the creator stays the operator.
     assert (created.token.owner, created.token.created_by) == ("UOWNER", "UOPERATOR")
@@ -937,9 +937,9 @@ def test_alert_channel_override_is_set_changed_cleared_and_audited(db, settings,
     created = create(db, settings, now, alert_channel="C111")
     pid = created.token.public_id
     assert row(db, pid)["alert_channel"] == "C111"
-    result = act(db, settings, now, "edit", pid, 1, label=svc.UNCHANGED, alert_channel="C222")
+    result = act(db, settings, now, "edit", pid, 1, label=tokens.UNCHANGED, alert_channel="C222")
     assert result.changes == {"alert_channel": ("C111", "C222")}
-    act(db, settings, now, "edit", pid, 2, label=svc.UNCHANGED, alert_channel=None)
+    act(db, settings, now, "edit", pid, 2, label=tokens.UNCHANGED, alert_channel=None)
     assert row(db, pid)["alert_channel"] is None and row(db, pid)["version"] == 3
     assert events(db, public_id=pid)[0].details == {
         "before": {"alert_channel": "C222"}, "after": {"alert_channel": None},
@@ -947,11 +947,12 @@ def test_alert_channel_override_is_set_changed_cleared_and_audited(db, settings,
 
 
 def test_only_an_admin_creates_a_token_for_someone_else(db, settings, now):
-    member = svc.Actor(team_id="T1", user_id="U1")
+    member = tokens.Actor(team_id="T1", user_id="U1")
     with db.sessions.begin() as session:
         with pytest.raises(PermissionDeniedError, match="admin"):
-            svc.create_token(session, box=db.box, actor=member, label="x", scope="read",
-                             scopes=settings.tokenbot_scopes, now=now, owner="U2",
-                             policy=NO_POLICY)
+            tokens.create_token(session, box=db.box, actor=member, label="x", scope="read",
+                                scopes=settings.tokenbot_scopes, now=now, owner="U2",
+                                policy=NO_POLICY)
     with db.sessions.begin() as session:
-        assert listing_svc.list_tokens(session, team_id="T1", now=now, policy=NO_POLICY).total == 0
+        assert listing_service.list_tokens(session, team_id="T1", now=now,
+                                           policy=NO_POLICY).total == 0

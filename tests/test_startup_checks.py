@@ -24,7 +24,7 @@ from bot.db import Database, alembic_config, is_up_to_date, make_engine, upgrade
 from bot.errors import ConfigurationError
 from bot.models import KeyCheck
 from bot.http.server import build_asgi_app
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.actor import Actor
 from tests.conftest import PG_ADMIN_URL
 from tests.support.databases import throwaway_postgresql
@@ -48,8 +48,8 @@ def test_a_wrong_key_is_refused_before_anything_is_written_under_it(make_setting
     right, wrong = generate_key(), generate_key()
     first = _open(make_settings, right)
     with first.sessions.begin() as session:
-        svc.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
-                         scope="read", scopes=["read"], now=now, policy=NO_POLICY)
+        tokens.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
+                            scope="read", scopes=["read"], now=now, policy=NO_POLICY)
     first.dispose()
     with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):
         _open(make_settings, wrong)
@@ -62,8 +62,8 @@ def test_an_upgraded_database_takes_its_reference_key_from_its_secrets(make_sett
     right, wrong = generate_key(), generate_key()
     first = _open(make_settings, right)
     with first.sessions.begin() as session:
-        svc.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
-                         scope="read", scopes=["read"], now=now, policy=NO_POLICY)
+        tokens.create_token(session, box=first.box, actor=Actor("T1", "U1"), label="ci",
+                            scope="read", scopes=["read"], now=now, policy=NO_POLICY)
         session.execute(delete(KeyCheck))  # as revision 0002 left it
     first.dispose()
     with pytest.raises(ConfigurationError, match="TOKENBOT_SECRET_KEYS"):

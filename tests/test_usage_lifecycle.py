@@ -16,7 +16,7 @@ from bot.errors import InvalidStateError
 from bot.models import utcnow
 from bot.services import rotation
 from bot.services.dead_secrets import UseKey, add_presentations, hour_of
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.lifecycle_support import (
     ACTOR,
     BARE_SECRET,
@@ -152,14 +152,14 @@ def test_retire_now_and_cancel(server: Server, lc_db: Database) -> None:
     first, second = create(lc_db, label="retire me"), create(lc_db, label="cancel me")
     now = utcnow()
     with lc_db.sessions.begin() as session:
-        r1 = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
-                              public_id=first.token.public_id,
-                              expected_version=first.token.version,
-                              overlap=dt.timedelta(days=7))
-        r2 = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
-                              public_id=second.token.public_id,
-                              expected_version=second.token.version,
-                              overlap=dt.timedelta(hours=1))
+        r1 = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                                 public_id=first.token.public_id,
+                                 expected_version=first.token.version,
+                                 overlap=dt.timedelta(days=7))
+        r2 = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                                 public_id=second.token.public_id,
+                                 expected_version=second.token.version,
+                                 overlap=dt.timedelta(hours=1))
         v1, v2 = r1.token.version, r2.token.version
     with lc_db.sessions.begin() as session:
         rotation.retire_now(session, actor=ACTOR, public_id=first.token.public_id,
@@ -175,8 +175,8 @@ def test_retire_now_and_cancel(server: Server, lc_db: Database) -> None:
     assert kept_answer["active"] is True and "rotation" not in kept_answer
     assert server.introspect(r2.secret) == {"active": False}
     with lc_db.sessions() as session:
-        again = svc.reveal_token(session, box=lc_db.box, actor=ACTOR,
-                                 public_id=second.token.public_id, now=now)[1]
+        again = tokens.reveal_token(session, box=lc_db.box, actor=ACTOR,
+                                    public_id=second.token.public_id, now=now)[1]
     assert again == second.secret
     assert [a for a, _ in audit_actions(lc_db, first.token.public_id)][-1] == "retire_old"
     assert [a for a, _ in audit_actions(lc_db, second.token.public_id)][-1] == (
@@ -191,17 +191,17 @@ def test_disable_during_an_overlap_disables_both_and_delete_removes_both(
     rotated = {}
     with lc_db.sessions.begin() as session:
         for created in (one, two):
-            rotated[created.token.public_id] = svc.rotate_token(
+            rotated[created.token.public_id] = tokens.rotate_token(
                 session, box=lc_db.box, actor=ACTOR, now=now, public_id=created.token.public_id,
                 expected_version=created.token.version, overlap=dt.timedelta(hours=24))
     for created in (one, two):
         assert server.introspect(created.secret)["rotation"] == "superseded"
     with lc_db.sessions.begin() as session:
         r1 = rotated[one.token.public_id].token
-        svc.disable_token(session, actor=ACTOR, public_id=r1.public_id,
-                          expected_version=version(lc_db, r1.public_id), now=now)
-        svc.delete_token(session, actor=ACTOR, public_id=two.token.public_id,
-                         expected_version=version(lc_db, two.token.public_id), now=now)
+        tokens.disable_token(session, actor=ACTOR, public_id=r1.public_id,
+                             expected_version=version(lc_db, r1.public_id), now=now)
+        tokens.delete_token(session, actor=ACTOR, public_id=two.token.public_id,
+                            expected_version=version(lc_db, two.token.public_id), now=now)
     for created in (one, two):
         assert server.introspect(created.secret) == {"active": False}
         assert server.introspect(rotated[created.token.public_id].secret) == {"active": False}
@@ -239,10 +239,10 @@ def test_the_deadline_coming_first_ends_the_rotation_and_says_the_new_secret_was
     created = create(lc_db, label="nightly export")
     started = utcnow() - dt.timedelta(hours=2)  # time travel: rotated two hours ago
     with lc_db.sessions.begin() as session:
-        rotated = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=started,
-                                   public_id=created.token.public_id,
-                                   expected_version=created.token.version,
-                                   overlap=dt.timedelta(hours=1))
+        rotated = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=started,
+                                      public_id=created.token.public_id,
+                                      expected_version=created.token.version,
+                                      overlap=dt.timedelta(hours=1))
     # past the deadline the old secret fails even before any pass ran
     assert server.introspect(created.secret) == {"active": False}
     dry = alerts_run(run, utcnow(), "--dry-run")
@@ -260,17 +260,17 @@ def test_the_deadline_coming_first_ends_the_rotation_and_says_the_new_secret_was
     assert ("retire_old", "scheduler") in audit_actions(lc_db, created.token.public_id)
 
 
-def _rotated_two_hours_ago(lc_db: Database, label: str) -> tuple[svc.CreatedToken,
-                                                                  svc.CreatedToken]:
+def _rotated_two_hours_ago(lc_db: Database, label: str) -> tuple[tokens.CreatedToken,
+                                                                 tokens.CreatedToken]:
     """A token rotated two hours ago with a 1-hour overlap: the deadline has passed, and no
     pass has ended the rotation yet. Returns (before, after) the rotation."""
     created = create(lc_db, label=label)
     with lc_db.sessions.begin() as session:
-        rotated = svc.rotate_token(session, box=lc_db.box, actor=ACTOR,
-                                   now=utcnow() - dt.timedelta(hours=2),
-                                   public_id=created.token.public_id,
-                                   expected_version=created.token.version,
-                                   overlap=dt.timedelta(hours=1))
+        rotated = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR,
+                                      now=utcnow() - dt.timedelta(hours=2),
+                                      public_id=created.token.public_id,
+                                      expected_version=created.token.version,
+                                      overlap=dt.timedelta(hours=1))
     return created, rotated
 
 
@@ -357,14 +357,14 @@ def test_dead_secrets_presented_raise_one_alarm_per_token_per_day(
     rotated_out = create(lc_db, label="rotated")
     active = create(lc_db, label="healthy")
     with lc_db.sessions.begin() as session:
-        svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
-                          expected_version=disabled.token.version,
-                          now=now - dt.timedelta(days=3))
-        svc.delete_token(session, actor=ACTOR, public_id=deleted.token.public_id,
-                         expected_version=deleted.token.version, now=now)
-        new = svc.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
-                               public_id=rotated_out.token.public_id,
-                               expected_version=rotated_out.token.version)
+        tokens.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                             expected_version=disabled.token.version,
+                             now=now - dt.timedelta(days=3))
+        tokens.delete_token(session, actor=ACTOR, public_id=deleted.token.public_id,
+                            expected_version=deleted.token.version, now=now)
+        new = tokens.rotate_token(session, box=lc_db.box, actor=ACTOR, now=now,
+                                  public_id=rotated_out.token.public_id,
+                                  expected_version=rotated_out.token.version)
     for _ in range(14):
         assert server.introspect(disabled.secret) == {"active": False}
     for _ in range(3):
@@ -434,8 +434,8 @@ def test_a_dry_run_lists_the_alarm_and_posts_nothing_the_real_run_then_sends_it(
 ) -> None:
     disabled = create(lc_db, label="CI deploy")
     with lc_db.sessions.begin() as session:
-        svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
-                          expected_version=disabled.token.version, now=utcnow())
+        tokens.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                             expected_version=disabled.token.version, now=utcnow())
     for _ in range(3):
         assert server.introspect(disabled.secret) == {"active": False}
     server.settle()
@@ -458,9 +458,9 @@ def test_a_deleted_tokens_tombstone_is_kept_90_days_then_its_secret_is_unknown(
     old = create(lc_db, label="deleted 91 days ago", now=now - dt.timedelta(days=100))
     with lc_db.sessions.begin() as session:
         for created, days in ((recent, 89), (old, 91)):
-            svc.delete_token(session, actor=ACTOR, public_id=created.token.public_id,
-                             expected_version=created.token.version,
-                             now=now - dt.timedelta(days=days))
+            tokens.delete_token(session, actor=ACTOR, public_id=created.token.public_id,
+                                expected_version=created.token.version,
+                                now=now - dt.timedelta(days=days))
     assert alerts_run(run, utcnow())["purged"] == 1  # the older tombstone
     for created in (recent, old):
         for _ in range(2):
@@ -490,7 +490,7 @@ def test_keys_rotate_reencrypts_the_old_secret_a_cancelled_rotation_restores(
                                       TOKENBOT_SECRET_KEYS=new_key.strip()), auto_upgrade=False)
     try:
         with database.sessions.begin() as session:
-            token = svc.get_token(session, team_id=TEAM, public_id=public_id)
+            token = tokens.get_token(session, team_id=TEAM, public_id=public_id)
             rotation.cancel_rotation(session, actor=ACTOR, public_id=public_id,
                                      expected_version=token.version, now=utcnow())
     finally:
@@ -509,17 +509,17 @@ def test_a_first_use_read_before_a_cancel_and_a_new_rotation_retires_nothing(
     public_id, old_digest = created.token.public_id, created.token.secret_digest
     actor, now = ACTOR, utcnow()
     with lc_db.sessions.begin() as session:
-        first = svc.rotate_token(session, box=lc_db.box, actor=actor, public_id=public_id,
-                                 expected_version=version(lc_db, public_id), now=now,
-                                 overlap=dt.timedelta(hours=1))
+        first = tokens.rotate_token(session, box=lc_db.box, actor=actor, public_id=public_id,
+                                    expected_version=version(lc_db, public_id), now=now,
+                                    overlap=dt.timedelta(hours=1))
         first_digest, token_id = first.token.secret_digest, first.token.id
     with lc_db.sessions.begin() as session:
         rotation.cancel_rotation(session, actor=actor, public_id=public_id,
                                  expected_version=version(lc_db, public_id), now=now)
     with lc_db.sessions.begin() as session:
-        second = svc.rotate_token(session, box=lc_db.box, actor=actor, public_id=public_id,
-                                  expected_version=version(lc_db, public_id), now=now,
-                                  overlap=dt.timedelta(hours=1))
+        second = tokens.rotate_token(session, box=lc_db.box, actor=actor, public_id=public_id,
+                                     expected_version=version(lc_db, public_id), now=now,
+                                     overlap=dt.timedelta(hours=1))
     with lc_db.sessions.begin() as session:
         assert not rotation.retire_on_first_use(session, token_id=token_id,
                                                 old_digest=old_digest, new_digest=first_digest,

@@ -40,7 +40,7 @@ from bot.models import (
     RetiredSecret,
 )
 from bot.services import rotation
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.conftest import TEST_KEY
 from tests.lifecycle_support import introspect_at, told
 from tests.support.blockkit import validate_message_blocks
@@ -52,7 +52,7 @@ pytestmark = pytest.mark.slow  # starts `tokenbot serve` and `tokenbot alerts ru
 TOKENBOT = Path(sys.executable).parent / "tokenbot"
 TEAM, OWNER = "T1", "UOWNER"
 CI, DEPLOY = "ci-runner-secret-0001", "deploy-bot-secret-0002"
-ACTOR = svc.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.CLI)
+ACTOR = tokens.Actor(team_id=TEAM, user_id=OWNER, source=AuditSource.CLI)
 T = TypeVar("T")
 
 
@@ -151,14 +151,14 @@ def test_named_callers_overlap_and_dead_secret_alarms_across_processes(
     try:
         with database.sessions.begin() as session:
             make = dict(box=database.box, actor=ACTOR, scope="write", scopes=["write"], now=now)
-            disabled = svc.create_token(session, label="CI deploy", **make, policy=NO_POLICY)
-            moving = svc.create_token(session, label="moving", **make, policy=NO_POLICY)
-            svc.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
-                              expected_version=disabled.token.version, now=now)
-            rotated = svc.rotate_token(session, box=database.box, actor=ACTOR, now=now,
-                                       public_id=moving.token.public_id,
-                                       expected_version=moving.token.version,
-                                       overlap=dt.timedelta(hours=24))
+            disabled = tokens.create_token(session, label="CI deploy", **make, policy=NO_POLICY)
+            moving = tokens.create_token(session, label="moving", **make, policy=NO_POLICY)
+            tokens.disable_token(session, actor=ACTOR, public_id=disabled.token.public_id,
+                                 expected_version=disabled.token.version, now=now)
+            rotated = tokens.rotate_token(session, box=database.box, actor=ACTOR, now=now,
+                                          public_id=moving.token.public_id,
+                                          expected_version=moving.token.version,
+                                          overlap=dt.timedelta(hours=24))
     finally:
         database.dispose()
     # the overlap, across processes
@@ -203,12 +203,13 @@ def rotate_with_overlap(settings: Settings, overlap: dt.timedelta) -> tuple[str,
     now = dt.datetime.now(dt.timezone.utc)
     try:
         with database.sessions.begin() as session:
-            created = svc.create_token(session, box=database.box, actor=ACTOR, label="racing",
-                                       scope="write", scopes=["write"], now=now, policy=NO_POLICY)
-            rotated = svc.rotate_token(session, box=database.box, actor=ACTOR, now=now,
-                                       public_id=created.token.public_id,
-                                       expected_version=created.token.version,
-                                       overlap=overlap)
+            created = tokens.create_token(session, box=database.box, actor=ACTOR, label="racing",
+                                          scope="write", scopes=["write"], now=now,
+                                          policy=NO_POLICY)
+            rotated = tokens.rotate_token(session, box=database.box, actor=ACTOR, now=now,
+                                          public_id=created.token.public_id,
+                                          expected_version=created.token.version,
+                                          overlap=overlap)
     finally:
         database.dispose()
     return created.token.public_id, created.secret, rotated.secret

@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import AuditEvent, DisplayStatus, Token
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from bot.services import listing
 from tests.support.policy import NO_POLICY
 
 TEAM = "T1"
-OWNER = svc.Actor(team_id=TEAM, user_id="UOWNER")
-ADMIN = svc.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
+OWNER = tokens.Actor(team_id=TEAM, user_id="UOWNER")
+ADMIN = tokens.Actor(team_id=TEAM, user_id="UADMIN", is_admin=True)
 UTC = dt.timezone.utc
 
 fast = hsettings(
@@ -57,9 +57,9 @@ def create(db, settings, now, actor=OWNER, **kwargs):
     kwargs.setdefault("label", "label")
     kwargs.setdefault("scope", "read")
     with db.sessions.begin() as session:
-        return svc.create_token(session, box=db.box, actor=actor,
-                                scopes=settings.tokenbot_scopes, now=now, **kwargs,
-                                policy=NO_POLICY)
+        return tokens.create_token(session, box=db.box, actor=actor,
+                                   scopes=settings.tokenbot_scopes, now=now, **kwargs,
+                                   policy=NO_POLICY)
 
 
 labels = st.one_of(
@@ -103,12 +103,12 @@ def test_label_rule_on_create(db, settings, now, text):
     assert created.token.label == want
     assert counts(db) == (before[0] + 1, before[1] + 1)
     with db.sessions() as session:
-        stored = svc.get_token(session, team_id=TEAM, public_id=created.token.public_id)
+        stored = tokens.get_token(session, team_id=TEAM, public_id=created.token.public_id)
         assert stored.label == want
         # Searching for the label finds it.
         found = listing.list_tokens(session, team_id=TEAM, now=now,
-                                     filters=listing.TokenFilter(search=want), per_page=100,
-                                     policy=NO_POLICY)
+                                    filters=listing.TokenFilter(search=want), per_page=100,
+                                    policy=NO_POLICY)
         assert created.token.public_id in {t.public_id for t in found.items}
 
 
@@ -123,16 +123,16 @@ def test_label_rule_on_edit(db, settings, now, text):
     with db.sessions.begin() as session:
         if want is None:
             with pytest.raises(ValidationError) as err:
-                svc.edit_token(session, actor=OWNER, public_id=token.public_id,
-                               expected_version=1, scopes=settings.tokenbot_scopes,
-                               now=now, label=text, policy=NO_POLICY)
+                tokens.edit_token(session, actor=OWNER, public_id=token.public_id,
+                                  expected_version=1, scopes=settings.tokenbot_scopes,
+                                  now=now, label=text, policy=NO_POLICY)
             assert err.value.field == "label"
         else:
-            svc.edit_token(session, actor=OWNER, public_id=token.public_id,
-                           expected_version=1, scopes=settings.tokenbot_scopes,
-                           now=now, label=text, policy=NO_POLICY)
+            tokens.edit_token(session, actor=OWNER, public_id=token.public_id,
+                              expected_version=1, scopes=settings.tokenbot_scopes,
+                              now=now, label=text, policy=NO_POLICY)
     with db.sessions() as session:
-        stored = svc.get_token(session, team_id=TEAM, public_id=token.public_id)
+        stored = tokens.get_token(session, team_id=TEAM, public_id=token.public_id)
         assert stored.label == (want or "start")
         assert stored.version == (1 if want in (None, "start") else 2)
 
@@ -173,7 +173,7 @@ def test_expiry_must_be_later_than_today_utc(db, settings, now, offset):
     midnight = dt.datetime.combine(date, dt.time(0, 0), tzinfo=UTC)
     assert created.token.expires_at == midnight
     with db.sessions() as session:
-        stored = svc.get_token(session, team_id=TEAM, public_id=created.token.public_id)
+        stored = tokens.get_token(session, team_id=TEAM, public_id=created.token.public_id)
         assert stored.expires_on == date
     # Works up to the last second of the day before, not from 00:00 UTC of the date.
     last_second = midnight - dt.timedelta(seconds=1)
@@ -181,7 +181,7 @@ def test_expiry_must_be_later_than_today_utc(db, settings, now, offset):
         assert verify(session, secret=created.secret, now=last_second) is not None
         assert verify(session, secret=created.secret, now=midnight) is None
         assert verify(session, secret=created.secret, now=now) is not None
-        token = svc.get_token(session, team_id=TEAM, public_id=created.token.public_id)
+        token = tokens.get_token(session, team_id=TEAM, public_id=created.token.public_id)
         assert token.display_status(last_second) == DisplayStatus.ACTIVE
         assert token.display_status(midnight) == DisplayStatus.EXPIRED
         for at, status in ((last_second, DisplayStatus.ACTIVE), (midnight, DisplayStatus.EXPIRED)):
@@ -199,9 +199,9 @@ def test_expiry_rule_on_edit_and_clearing(db, settings, now, offset, clear_first
     new_date = now.date() + dt.timedelta(days=offset)
     with db.sessions.begin() as session:
         if clear_first:
-            result = svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                                    scopes=settings.tokenbot_scopes, now=now, expires_on=None,
-                                    policy=NO_POLICY)
+            result = tokens.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
+                                       scopes=settings.tokenbot_scopes, now=now, expires_on=None,
+                                       policy=NO_POLICY)
             assert result.token.expires_at is None
             assert verify(session, secret=created.secret, now=now + dt.timedelta(days=9999))
             return
@@ -209,18 +209,18 @@ def test_expiry_rule_on_edit_and_clearing(db, settings, now, offset, clear_first
         expected = now.date() + dt.timedelta(days=3)
     elif offset <= 0:
         with db.sessions.begin() as session, pytest.raises(ValidationError, match="future"):
-            svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                           scopes=settings.tokenbot_scopes, now=now, expires_on=new_date,
-                           policy=NO_POLICY)
+            tokens.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
+                              scopes=settings.tokenbot_scopes, now=now, expires_on=new_date,
+                              policy=NO_POLICY)
         expected = now.date() + dt.timedelta(days=3)
     else:
         expected = new_date
         with db.sessions.begin() as session:
-            svc.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
-                           scopes=settings.tokenbot_scopes, now=now, expires_on=new_date,
-                           policy=NO_POLICY)
+            tokens.edit_token(session, actor=OWNER, public_id=pid, expected_version=1,
+                              scopes=settings.tokenbot_scopes, now=now, expires_on=new_date,
+                              policy=NO_POLICY)
     with db.sessions() as session:
-        assert svc.get_token(session, team_id=TEAM, public_id=pid).expires_on == expected
+        assert tokens.get_token(session, team_id=TEAM, public_id=pid).expires_on == expected
 
 
 def test_expired_token_is_refused_at_midnight_and_not_before(db, settings, now):
@@ -251,15 +251,15 @@ def test_scope_comes_from_configured_roles(scope, is_admin):
     actor = ADMIN if is_admin else OWNER
     if scope not in ROLES:
         with pytest.raises(ValidationError) as err:
-            svc.clean_scope(scope, scopes=config.tokenbot_scopes, actor=actor)
+            tokens.clean_scope(scope, scopes=config.tokenbot_scopes, actor=actor)
         assert err.value.field == "scope"
         if scope:
             assert "deploy, read-only, admin" in str(err.value)
     elif scope == "admin" and not is_admin:
         with pytest.raises(PermissionDeniedError, match="admin"):
-            svc.clean_scope(scope, scopes=config.tokenbot_scopes, actor=actor)
+            tokens.clean_scope(scope, scopes=config.tokenbot_scopes, actor=actor)
     else:
-        assert svc.clean_scope(scope, scopes=config.tokenbot_scopes, actor=actor) == scope
+        assert tokens.clean_scope(scope, scopes=config.tokenbot_scopes, actor=actor) == scope
 
 
 def test_configured_roles_apply_to_create(make_settings, now):
@@ -300,7 +300,7 @@ def test_search_matches_label_text_literally(db, settings, now, names, search):
     import uuid
 
     team = f"T{uuid.uuid4().hex[:8]}"
-    actor = svc.Actor(team_id=team, user_id="U1")
+    actor = tokens.Actor(team_id=team, user_id="U1")
     made = {}
     for name in names:
         if expected_label(name) is not None:

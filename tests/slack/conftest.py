@@ -26,7 +26,7 @@ from bot.http.server import BadSlackRequest, build_asgi_app, to_bolt_request
 from bot.slack.ids import ActionId
 from bot.slack.state import MenuChoice
 from bot.models import AuditEvent, Token
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.support.blockkit import validate_message_blocks, validate_slack_call, validate_view
 from tests.support.serving import serving
 from tests.support.signing import form_body, interactive_body, signed_headers
@@ -483,19 +483,19 @@ def seed(
     scope: str = "read",
     expires_on: dt.date | None = None,
     disabled: bool = False,
-) -> svc.CreatedToken:
+) -> tokens.CreatedToken:
     """A token made through the service, as an admin of ``team`` acting for ``owner``."""
-    actor = svc.Actor(team_id=team, user_id=ADMIN, is_admin=True)
+    actor = tokens.Actor(team_id=team, user_id=ADMIN, is_admin=True)
     with db.sessions.begin() as session:
-        created = svc.create_token(
+        created = tokens.create_token(
             session, box=db.box, actor=actor, label=label, scope=scope,
             scopes=["read", "write", "admin"], now=utcnow(), expires_on=expires_on,
             owner=owner, policy=NO_POLICY,
         )
         if disabled:  # by its owner: nobody else acted, so nobody is told
-            svc.disable_token(session, actor=svc.Actor(team_id=team, user_id=owner),
-                              public_id=created.token.public_id,
-                              expected_version=created.token.version, now=utcnow())
+            tokens.disable_token(session, actor=tokens.Actor(team_id=team, user_id=owner),
+                                 public_id=created.token.public_id,
+                                 expected_version=created.token.version, now=utcnow())
     return created
 
 

@@ -11,7 +11,7 @@ import pytest
 from bot.slack.ids import ActionId
 from bot.slack.state import RowRef
 from bot.models import TokenStatus
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.slack.conftest import (
     ADMIN,
     OTHER_TEAM,
@@ -159,9 +159,9 @@ def test_stale_view_after_another_user_deleted_the_token(bot, db, standin, table
     public_id = created.token.public_id
     blocks = table()  # the owner looks...
     with db.sessions.begin() as session:  # ...an admin deletes it meanwhile
-        svc.delete_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                         public_id=public_id, expected_version=created.token.version,
-                         now=utcnow())
+        tokens.delete_token(session, actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                            public_id=public_id, expected_version=created.token.version,
+                            now=utcnow())
     for action in (ActionId.DISABLE, ActionId.COPY, ActionId.EDIT):
         bot.click(row_buttons(blocks, public_id)[action])
         redrawn = last_response(standin).body
@@ -179,10 +179,10 @@ def test_stale_view_after_another_user_edited_the_token(bot, db, standin, table)
     public_id = created.token.public_id
     blocks = table()
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                       public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), label="renamed by admin",
-                       policy=NO_POLICY)
+        tokens.edit_token(session, actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                          public_id=public_id, expected_version=created.token.version,
+                          scopes=["read", "write"], now=utcnow(), label="renamed by admin",
+                          policy=NO_POLICY)
     for action in (ActionId.DISABLE, ActionId.DELETE, ActionId.ROTATE, ActionId.EDIT):
         if action == ActionId.ROTATE:
             choose(bot, blocks, public_id, action)  # refused before its confirmation
@@ -206,9 +206,10 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
     bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
     view = standin.wait_for("views.open")[-1].body["view"]
     with db.sessions.begin() as session:
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                          public_id=public_id, expected_version=created.token.version,
-                          now=utcnow())
+        tokens.disable_token(session,
+                             actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                             public_id=public_id, expected_version=created.token.version,
+                             now=utcnow())
     bot.submit(view, form_values(label="my edit", scope="write"))
     answer = bot.acks[-1]
     assert answer["response_action"] == "update"
@@ -236,7 +237,7 @@ def test_stale_edit_submission_is_refused_in_the_modal_and_the_table_redrawn(bot
 
 
 def _edit_form_then_an_admin(bot, db, standin, table,
-                             change=functools.partial(svc.edit_token, policy=NO_POLICY),
+                             change=functools.partial(tokens.edit_token, policy=NO_POLICY),
                              **values):
     """The owner's open Edit form, and meanwhile an admin's ``change`` of the token."""
     created = seed(db, label="shared")
@@ -244,7 +245,7 @@ def _edit_form_then_an_admin(bot, db, standin, table,
     bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
     view = standin.wait_for("views.open")[-1].body["view"]
     with db.sessions.begin() as session:
-        change(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+        change(session, actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
                public_id=public_id, expected_version=created.token.version, now=utcnow(),
                **values)
     return view, public_id
@@ -289,7 +290,7 @@ def test_a_stale_edit_keeps_a_field_both_changed_as_the_user_typed_it(bot, db, s
 
 
 def test_edit_submission_of_a_deleted_token(bot, db, standin, table):
-    view, public_id = _edit_form_then_an_admin(bot, db, standin, table, svc.delete_token)
+    view, public_id = _edit_form_then_an_admin(bot, db, standin, table, tokens.delete_token)
     bot.submit(view, form_values(label="my edit", scope="write"))
     form = bot.acks[-1]["view"]
     assert f"That token was not found: <@{ADMIN}> deleted it" in texts(form["blocks"][:1])

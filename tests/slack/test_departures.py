@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.db import Database
 from bot.models import MessageKind, OutboxMessage, TokenStatus, utcnow
 from bot.services import outbox
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.owners import is_departed
 from bot.slack.ids import ActionId
 from tests.alerts_support import ALERTS, alert_settings
@@ -245,9 +245,10 @@ def test_a_token_disabled_from_the_post_and_enabled_since_is_offered_again(
                 ts=ts, user=ADMIN)
     assert not _actions(_last_update(standin), first.public_id)
     with adb.sessions.begin() as session:  # enabled again, from the table
-        svc.enable_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN2, is_admin=True),
-                         public_id=first.public_id, now=utcnow(),
-                         expected_version=load(adb, first.public_id).version)
+        tokens.enable_token(session,
+                            actor=tokens.Actor(team_id=TEAM, user_id=ADMIN2, is_admin=True),
+                            public_id=first.public_id, now=utcnow(),
+                            expected_version=load(adb, first.public_id).version)
     # The next redraw of the post (after an action on the other token) shows it as it is.
     _click_post(harness, _pick(_last_update(standin), second.public_id, NEW), ts=ts,
                 user=ADMIN)

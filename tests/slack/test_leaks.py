@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.crypto import ALPHABET, find_secrets, generate_secret
 from bot.db import Database
 from bot.models import AuditEvent, OutboxMessage, TokenStatus
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from bot.slack.ids import ActionId
 from tests.slack.conftest import (
@@ -157,7 +157,7 @@ def leak_buttons(message: dict[str, Any]) -> dict[str, dict[str, Any]]:
     "({s}).",
 ])
 def test_a_live_secret_is_told_to_the_poster_the_owner_and_the_channel(bot, db, standin,
-                                                                        form):
+                                                                       form):
     created = seed(db, label="CI deploy", owner=OWNER)
     secret, masked = created.secret, created.token.secret_masked
     ts = _ts()
@@ -243,10 +243,11 @@ def test_a_redelivered_event_is_told_once(bot, db, standin):
 def test_the_token_s_own_alert_channel_is_told(bot, db, standin):
     created = seed(db, label="CI deploy", owner=OWNER)
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(TEAM, OWNER), public_id=created.token.public_id,
-                       expected_version=created.token.version, now=utcnow(),
-                       label="CI deploy", scope="read", expires_on=None,
-                       alert_channel="COWN", scopes=["read", "write", "admin"], policy=NO_POLICY)
+        tokens.edit_token(session,
+                          actor=tokens.Actor(TEAM, OWNER), public_id=created.token.public_id,
+                          expected_version=created.token.version, now=utcnow(),
+                          label="CI deploy", scope="read", expires_on=None,
+                          alert_channel="COWN", scopes=["read", "write", "admin"], policy=NO_POLICY)
     post(bot, message_body(created.secret))
     assert len(posts(standin, "COWN")) == 1 and posts(standin, ALERTS) == []
 
@@ -279,17 +280,18 @@ def _near_miss(secret: str) -> str:
 def _rotated_out(db: Database) -> str:
     created = seed(db, owner=OWNER)
     with db.sessions.begin() as session:
-        svc.rotate_token(session, box=db.box, actor=svc.Actor(TEAM, OWNER),
-                         public_id=created.token.public_id,
-                         expected_version=created.token.version, now=utcnow())
+        tokens.rotate_token(session, box=db.box, actor=tokens.Actor(TEAM, OWNER),
+                            public_id=created.token.public_id,
+                            expected_version=created.token.version, now=utcnow())
     return created.secret
 
 
 def _deleted(db: Database) -> str:
     created = seed(db, owner=OWNER)
     with db.sessions.begin() as session:
-        svc.delete_token(session, actor=svc.Actor(TEAM, OWNER), public_id=created.token.public_id,
-                         expected_version=created.token.version, now=utcnow())
+        tokens.delete_token(session,
+                            actor=tokens.Actor(TEAM, OWNER), public_id=created.token.public_id,
+                            expected_version=created.token.version, now=utcnow())
     return created.secret
 
 
@@ -516,14 +518,14 @@ def test_an_edit_in_a_direct_message_is_caught_and_named_so(bot, db, standin):
 # -- the old secret of a rotation in progress ---------------------------------------------
 
 
-def _rotating(db: Database) -> tuple[svc.CreatedToken, str]:
+def _rotating(db: Database) -> tuple[tokens.CreatedToken, str]:
     """A token rotated with a day's overlap: its old secret and its new one both work."""
     created = seed(db, label="CI deploy", owner=OWNER)
     with db.sessions.begin() as session:
-        rotated = svc.rotate_token(session, box=db.box, actor=svc.Actor(TEAM, OWNER),
-                                   public_id=created.token.public_id,
-                                   expected_version=created.token.version, now=utcnow(),
-                                   overlap=dt.timedelta(days=1))
+        rotated = tokens.rotate_token(session, box=db.box, actor=tokens.Actor(TEAM, OWNER),
+                                      public_id=created.token.public_id,
+                                      expected_version=created.token.version, now=utcnow(),
+                                      overlap=dt.timedelta(days=1))
     return created, rotated.secret
 
 

@@ -8,7 +8,7 @@ import datetime as dt
 from bot.crypto import has_valid_checksum
 from bot.slack.ids import ActionId, BlockId
 from bot.models import TokenStatus
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.verification import verify
 from tests.slack.conftest import (
     OWNER,
@@ -229,10 +229,10 @@ def test_clearing_the_expiry_removes_it(bot, db, standin, table):
 
     # an emptied date picker clears it too
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id="T1", user_id=OWNER),
-                       public_id=public_id, expected_version=load(db, public_id).version,
-                       scopes=["read"], now=utcnow(),
-                       expires_on=(utcnow() + dt.timedelta(days=5)).date(), policy=NO_POLICY)
+        tokens.edit_token(session, actor=tokens.Actor(team_id="T1", user_id=OWNER),
+                          public_id=public_id, expected_version=load(db, public_id).version,
+                          scopes=["read"], now=utcnow(),
+                          expires_on=(utcnow() + dt.timedelta(days=5)).date(), policy=NO_POLICY)
     bot.click(row_buttons(table(), public_id)[ActionId.EDIT])
     view = standin.wait_for("views.open", 2)[-1].body["view"]
     bot.submit(view, form_values(label="ci", scope="read", expires=None))

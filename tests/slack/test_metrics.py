@@ -20,7 +20,7 @@ from bot.db import Database
 from bot.http.server import build_asgi_app
 from bot.models import Audience, MessageKind, Token
 from bot.services import outbox
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.client import make_web_client
 from tests.slack.conftest import INTROSPECTION_SECRET, OWNER, TEAM, HttpSlackBot, utcnow
 from tests.support.scrape import get, moved, scrape, value
@@ -33,12 +33,13 @@ from tests.support.policy import NO_POLICY
 ALERTS = "CALERTS"
 
 
-def owned(db: Database, label: str, **extra: Any) -> svc.CreatedToken:
+def owned(db: Database, label: str, **extra: Any) -> tokens.CreatedToken:
     """A token made by its owner (nobody else acted: no owner notice is queued)."""
     with db.sessions.begin() as session:
-        return svc.create_token(session, box=db.box, actor=svc.Actor(team_id=TEAM, user_id=OWNER),
-                                label=label, scope="read", scopes=["read", "write", "admin"],
-                                now=utcnow(), **extra, policy=NO_POLICY)
+        return tokens.create_token(session,
+                                   box=db.box, actor=tokens.Actor(team_id=TEAM, user_id=OWNER),
+                                   label=label, scope="read", scopes=["read", "write", "admin"],
+                                   now=utcnow(), **extra, policy=NO_POLICY)
 
 
 def test_a_session_moves_each_counter_by_what_was_done(
@@ -77,9 +78,9 @@ def test_the_gauges_are_read_from_the_database_at_most_once_a_minute(
     disabled = owned(db, "three")
     expired = owned(db, "four", expires_on=now.date() + dt.timedelta(days=3))
     with db.sessions.begin() as session:
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=OWNER),
-                          public_id=disabled.token.public_id,
-                          expected_version=disabled.token.version, now=now)
+        tokens.disable_token(session, actor=tokens.Actor(team_id=TEAM, user_id=OWNER),
+                             public_id=disabled.token.public_id,
+                             expected_version=disabled.token.version, now=now)
         session.execute(update(Token).where(Token.public_id == expired.token.public_id)
                         .values(expires_at=now - dt.timedelta(days=1)))
         for minutes in (120, 5):
@@ -89,9 +90,9 @@ def test_the_gauges_are_read_from_the_database_at_most_once_a_minute(
         outbox.take_queued(session)  # left for the scheduled pass: no drain after the commit
 
     first = scrape(served.address)
-    tokens = {status: value(first, "tokenbot_tokens", status=status)
+    counts = {status: value(first, "tokenbot_tokens", status=status)
               for status in ("active", "disabled", "expired")}
-    assert tokens == {"active": 2, "disabled": 1, "expired": 1}
+    assert counts == {"active": 2, "disabled": 1, "expired": 1}
     pending = {kind.value: value(first, "tokenbot_outbox_pending", kind=kind.value)
                for kind in MessageKind}
     assert pending == {kind.value: 2 if kind == MessageKind.OWNER_NOTICE else 0

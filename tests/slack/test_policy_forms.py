@@ -16,7 +16,7 @@ from sqlalchemy import select
 from bot.config import Settings
 from bot.db import Database
 from bot.models import OutboxMessage
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.services.policy import EXCEPTION_MAX, policy_of
 from bot.slack.ids import ActionId
 from tests.slack.conftest import (
@@ -81,7 +81,7 @@ def _block(view: dict[str, Any], block_id: str) -> dict[str, Any] | None:
 
 def _exception(reason: str) -> dict[str, Any]:
     return {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
-                                                          "value": reason}}}
+                                                           "value": reason}}}
 
 
 def test_the_create_form_starts_within_policy_and_offers_never_only_where_no_cap_applies(
@@ -114,7 +114,8 @@ def test_the_create_form_starts_within_policy_and_offers_never_only_where_no_cap
 
 def _created(db: Database, label: str) -> Any:
     with db.sessions.begin() as session:
-        return session.scalars(select(svc.Token).where(svc.Token.label == label)).one_or_none()
+        return session.scalars(
+            select(tokens.Token).where(tokens.Token.label == label)).one_or_none()
 
 
 def test_never_expires_can_be_chosen_on_the_create_form_where_no_cap_applies(
@@ -216,13 +217,13 @@ def test_a_refusal_is_inline_on_the_date_and_an_admin_may_give_a_reason(
 def test_the_edit_form_shows_the_exception_to_admins_and_the_refusal_to_owners(
     pbot: SlackBot, standin: SlackStandIn, cdb: Database, capped: Settings,
 ) -> None:
-    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    actor = tokens.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
     with cdb.sessions.begin() as session:
-        token = svc.create_token(session, box=cdb.box, actor=actor, label="vendor",
-                                 scope="write", scopes=["read", "write", "admin"], now=utcnow(),
-                                 expires_on=utcnow().date() + dt.timedelta(days=200),
-                                 owner=OWNER, exception="contract",
-                                 policy=policy_of(capped))
+        token = tokens.create_token(session, box=cdb.box, actor=actor, label="vendor",
+                                    scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                    expires_on=utcnow().date() + dt.timedelta(days=200),
+                                    owner=OWNER, exception="contract",
+                                    policy=policy_of(capped))
     public_id = token.token.public_id
     pbot.click(row_buttons(_table(pbot, standin, ADMIN), public_id)[ActionId.EDIT], user=ADMIN)
     view = standin.wait_for("views.open")[-1].body["view"]
@@ -247,7 +248,7 @@ def test_the_edit_form_shows_the_exception_to_admins_and_the_refusal_to_owners(
     view = standin.wait_for("views.open", 3)[-1].body["view"]
     assert _block(view, "exception")["element"]["initial_value"] == "contract"  # type: ignore[index]
     cleared = {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
-                                                             "value": None}}}
+                                                              "value": None}}}
     answered = len(pbot.acks)
     pbot.submit(view, {**form_values(label="vendor api", scope="write", expires=_day(200)),
                        **cleared}, user=ADMIN)
@@ -315,12 +316,12 @@ def test_a_maximal_exception_is_shortened_on_its_row_and_the_page_stays_valid(
 ) -> None:
     # 500 characters that each escape to five (&amp;) under a 100-character label of them.
     reason = "&" * EXCEPTION_MAX
-    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    actor = tokens.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
     with cdb.sessions.begin() as session:
-        made = svc.create_token(session, box=cdb.box, actor=actor, label="&" * svc.LABEL_MAX,
-                                scope="write", scopes=["read", "write", "admin"], now=utcnow(),
-                                expires_on=utcnow().date() + dt.timedelta(days=200),
-                                owner=OWNER, exception=reason, policy=policy_of(capped))
+        made = tokens.create_token(session, box=cdb.box, actor=actor, label="&" * tokens.LABEL_MAX,
+                                   scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                   expires_on=utcnow().date() + dt.timedelta(days=200),
+                                   owner=OWNER, exception=reason, policy=policy_of(capped))
     blocks = _table(pbot, standin)  # the stand-in refuses a section over 3,000 characters
     row = next(b for b in blocks if b.get("block_id", "").startswith("row:"))
     assert len(row["text"]["text"]) <= 3000
@@ -335,21 +336,21 @@ def test_a_maximal_exception_is_shortened_on_its_row_and_the_page_stays_valid(
 def test_a_cleared_exception_stays_cleared_when_the_token_changed_meanwhile(
     pbot: SlackBot, standin: SlackStandIn, cdb: Database, capped: Settings,
 ) -> None:
-    actor = svc.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
+    actor = tokens.Actor(team_id="T1", user_id=ADMIN, is_admin=True)
     with cdb.sessions.begin() as session:
-        made = svc.create_token(session, box=cdb.box, actor=actor, label="vendor",
-                                scope="write", scopes=["read", "write", "admin"], now=utcnow(),
-                                expires_on=utcnow().date() + dt.timedelta(days=200),
-                                owner=ADMIN, exception="contract", policy=policy_of(capped))
+        made = tokens.create_token(session, box=cdb.box, actor=actor, label="vendor",
+                                   scope="write", scopes=["read", "write", "admin"], now=utcnow(),
+                                   expires_on=utcnow().date() + dt.timedelta(days=200),
+                                   owner=ADMIN, exception="contract", policy=policy_of(capped))
     public_id = made.token.public_id
     pbot.click(row_buttons(_table(pbot, standin, ADMIN), public_id)[ActionId.EDIT], user=ADMIN)
     view = standin.wait_for("views.open")[-1].body["view"]
     with cdb.sessions.begin() as session:  # meanwhile, from the CLI
-        svc.edit_token(session, actor=actor, public_id=public_id,
-                       expected_version=made.token.version, scopes=[], now=utcnow(),
-                       label="vendor api", policy=policy_of(capped))
+        tokens.edit_token(session, actor=actor, public_id=public_id,
+                          expected_version=made.token.version, scopes=[], now=utcnow(),
+                          label="vendor api", policy=policy_of(capped))
     cleared = {"exception": {ActionId.EXCEPTION_INPUT.value: {"type": "plain_text_input",
-                                                             "value": None}}}
+                                                              "value": None}}}
     typed = {**form_values(label="vendor", scope="write", expires=_day(60)), **cleared}
     pbot.submit(view, typed, user=ADMIN)
     again = pbot.acks[-1]

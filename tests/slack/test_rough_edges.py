@@ -11,7 +11,7 @@ import pytest
 
 from bot.services.actor import CLI_OPERATOR
 from bot.models import AuditSource
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.ids import ActionId
 from bot.slack.listeners.common import is_slack_url
 from bot.slack.views.messages import owner_notice_message
@@ -54,9 +54,9 @@ def test_a_stale_edit_submitted_again_as_slack_keeps_it_keeps_the_admins_scope(
     public_id = created.token.public_id
     view = _open_edit(bot, standin, table, public_id)
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                       public_id=public_id, expected_version=created.token.version,
-                       scopes=["read", "write"], now=utcnow(), scope="write", policy=NO_POLICY)
+        tokens.edit_token(session, actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                          public_id=public_id, expected_version=created.token.version,
+                          scopes=["read", "write"], now=utcnow(), scope="write", policy=NO_POLICY)
     first = modal_state(view, typed={"label": form_values(label="renamed")["label"]})
     bot.submit(view, first)
     form = bot.acks[-1]["view"]
@@ -132,11 +132,11 @@ def _stale_click_after_cli_edit(bot, db, standin, table, cli_user):
     created = seed(db, label="ci")
     blocks = table()
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=cli_user, is_admin=True,
+        tokens.edit_token(session, actor=tokens.Actor(team_id=TEAM, user_id=cli_user, is_admin=True,
                                                 source=AuditSource.CLI),
-                       public_id=created.token.public_id,
-                       expected_version=created.token.version, scopes=[], now=utcnow(),
-                       label="renamed", policy=NO_POLICY)
+                          public_id=created.token.public_id,
+                          expected_version=created.token.version, scopes=[], now=utcnow(),
+                          label="renamed", policy=NO_POLICY)
     bot.click(row_buttons(blocks, created.token.public_id)[ActionId.DISABLE])
     return texts(last_response(standin).body["blocks"][:1])
 
@@ -219,9 +219,9 @@ def test_an_error_on_a_reset_field_is_shown_on_that_field(bot, db, standin, tabl
     public_id = created.token.public_id
     view = _open_edit(bot, standin, table, public_id)
     with db.sessions.begin() as session:
-        svc.edit_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                       public_id=public_id, expected_version=created.token.version,
-                       scopes=[], now=utcnow(), label="admin's", policy=NO_POLICY)
+        tokens.edit_token(session, actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                          public_id=public_id, expected_version=created.token.version,
+                          scopes=[], now=utcnow(), label="admin's", policy=NO_POLICY)
     first = modal_state(view, typed={"scope": form_values(scope="write")["scope"]})
     bot.submit(view, first)
     form = bot.acks[-1]["view"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from bot.crypto import has_valid_checksum
 from bot.models import TokenStatus
-from bot.services import tokens as svc
+from bot.services import tokens
 from bot.slack.ids import ActionId
 from bot.slack.state import MenuChoice, RowRef
 from bot.texts import CONFIRMATIONS, Lifecycle
@@ -103,9 +103,10 @@ def test_a_choice_that_went_stale_while_the_modal_was_open_is_refused(bot, db, s
     choose(bot, table(), public_id, ActionId.ROTATE)
     view = standin.wait_for("views.open")[-1].body["view"]
     with db.sessions.begin() as session:  # an admin disables it meanwhile
-        svc.disable_token(session, actor=svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
-                          public_id=public_id, expected_version=created.token.version,
-                          now=utcnow())
+        tokens.disable_token(session,
+                             actor=tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True),
+                             public_id=public_id, expected_version=created.token.version,
+                             now=utcnow())
     bot.submit(view, {})
     text = texts(last_response(standin).body["blocks"])
     assert f"This token changed since you looked: <@{ADMIN}> disabled it" in text

@@ -9,7 +9,7 @@ from sqlalchemy import update
 from bot.slack.ids import ActionId
 from bot.slack.state import RowRef, TableState
 from bot.models import Token
-from bot.services import tokens as svc
+from bot.services import tokens
 from tests.slack.conftest import (
     ADMIN,
     OWNER,
@@ -210,14 +210,14 @@ def test_labels_are_escaped_so_nothing_pings_or_links(bot, db, table, standin):
 
 
 def test_a_thousand_tokens_paginate_within_block_limits(bot, db, standin, table):
-    actor = svc.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
+    actor = tokens.Actor(team_id=TEAM, user_id=ADMIN, is_admin=True)
     now = utcnow()
     with db.sessions.begin() as session:  # one session: fast on both backends
         for number in range(1000):
-            svc.create_token(session, box=db.box, actor=actor, label=f"token {number:04d}",
-                             scope="read", scopes=["read", "write", "admin"],
-                             now=now + dt.timedelta(microseconds=number), owner=OWNER,
-                             policy=NO_POLICY)
+            tokens.create_token(session, box=db.box, actor=actor, label=f"token {number:04d}",
+                                scope="read", scopes=["read", "write", "admin"],
+                                now=now + dt.timedelta(microseconds=number), owner=OWNER,
+                                policy=NO_POLICY)
     blocks = table()
     assert len(blocks) <= MESSAGE_BLOCK_LIMIT
     text = texts(blocks)
