@@ -36,8 +36,8 @@ from bot.models import (
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
-from bot.services.policy import (DORMANT_NOTICE_EVERY, FUTURE_SLACK, DormantAction, Policy,
-                                 claim_turn)
+from bot.services.policy import (DORMANT_NOTICE_EVERY, DormantAction, Policy, claim_turn,
+                                 recent)
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)
@@ -112,8 +112,8 @@ def _unseen(noticed_at: dt.datetime | None, previous: dt.datetime | None,
             now: dt.datetime) -> bool:
     """A dormant token this destination has not been told of: never noticed, noticed 30
     days ago or more, or noticed (elsewhere) since this destination's previous digest."""
-    return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
-            or noticed_at > now + FUTURE_SLACK or previous is None or noticed_at > previous)
+    return (not recent(noticed_at, DORMANT_NOTICE_EVERY, now)
+            or previous is None or noticed_at > previous)
 
 
 @dataclass
@@ -271,7 +271,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     queued = 0
     for audience, destination in destinations:
         last = previous.get((audience.value, destination))
-        if last is not None and now - EVERY < last.created_at <= now + FUTURE_SLACK:
+        if last is not None and recent(last.created_at, EVERY, now):
             continue
         sections = found.for_destination(audience, destination,
                                          last.created_at if last else None, now)
@@ -283,7 +283,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
                         payload=payload_of(sections, policy=policy, limit=limit)):
             queued += 1
             noticed.update(t.id for t in sections.get(Section.DORMANT, [])[:limit]
-                           if policy.may_notice_dormant(t.dormant_noticed_at, now))
+                           if not recent(t.dormant_noticed_at, DORMANT_NOTICE_EVERY, now))
     return queued
 
 

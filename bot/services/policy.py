@@ -54,16 +54,22 @@ class PolicyError(ValidationError):
         self.latest = latest
 
 
+def recent(stamp: dt.datetime | None, every: dt.timedelta, now: dt.datetime) -> bool:
+    """Stamped within the last ``every`` and no more than :data:`FUTURE_SLACK` ahead."""
+    return stamp is not None and now - every < stamp <= now + FUTURE_SLACK
+
+
 def claim_turn(session: Session, model: Any, stamp: Any, *, every: dt.timedelta,
                now: dt.datetime, **key: Any) -> bool:
     """Take the turn that ``model``'s row ``key`` stamps in ``stamp``: True (stamped
-    ``now``) for a new row, or one stamped ``every`` ago or more, or beyond
-    :data:`FUTURE_SLACK` ahead. One conditional write: of racing callers, one takes it."""
+    ``now``) for a new row, or one whose stamp is not :func:`recent`. One conditional
+    write: of racing callers, one takes it."""
     column = model.__table__.c[stamp.key]
     if session.execute(dialect_insert(session)(model.__table__).values(**key, **{stamp.key: now})
                        .on_conflict_do_nothing(index_elements=list(key))
                        .returning(column)).first() is not None:
         return True
+    # (the row's stamp is not recent(stamp, every, now), in SQL)
     return session.execute(
         update(model).where(*(getattr(model, name) == value for name, value in key.items()),
                             or_(stamp <= now - every, stamp > now + FUTURE_SLACK))
@@ -161,10 +167,6 @@ class Policy:
         return and_(status_clause(DisplayStatus.ACTIVE, now),
                     func.coalesce(Token.last_used_at, Token.created_at) <= before,
                     or_(Token.enabled_at.is_(None), Token.enabled_at <= before))
-
-    def may_notice_dormant(self, noticed_at: dt.datetime | None, now: dt.datetime) -> bool:
-        return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
-                or noticed_at > now + FUTURE_SLACK)
 
     def dormant_warned_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """Dormant, and warned of (listed in a digest under ``disable``) at least
