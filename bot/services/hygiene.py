@@ -36,6 +36,7 @@ from bot.models import (
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
+from bot.services.departed import who_left
 from bot.services.policy import (DORMANT_NOTICE_EVERY, DormantAction, Policy, claim_turn,
                                  recent)
 
@@ -262,8 +263,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     """One team's digests that are due (no DM to an owner who left: nobody reads it);
     adds the dormant tokens they tell of to ``noticed``. Returns how many were queued."""
     previous = _previous(session, team_id)
-    left = set(session.scalars(select(DepartedOwner.user_id)
-                               .where(DepartedOwner.team_id == team_id)))
+    left = set(session.scalars(who_left(team_id)))
     owners = sorted({t.owner for tokens in found.sections.values() for t in tokens} - left)
     destinations = [(Audience.OWNER, owner) for owner in owners]
     if channel:
