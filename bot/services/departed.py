@@ -26,7 +26,7 @@ from bot.models import (
     status_clause,
 )
 from bot.services import outbox
-from bot.services.policy import claim_turn
+from bot.services.turns import claim_turn
 
 #: How often a team's owners are checked with ``users.info`` (the weekly hygiene pass).
 CHECK_EVERY: Final = dt.timedelta(days=7)

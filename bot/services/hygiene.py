@@ -37,8 +37,8 @@ from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
 from bot.services.departed import who_left
-from bot.services.policy import (DORMANT_NOTICE_EVERY, DormantAction, Policy, claim_turn,
-                                 recent)
+from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
+from bot.services.turns import claim_turn, recent
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)

@@ -11,13 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, false, func, or_, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, false, func, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot import dates
 from bot.config import Settings
-from bot.db import dialect_insert
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import DisplayStatus, Token, status_clause
 from bot.services.actor import Actor
@@ -29,10 +27,6 @@ DORMANT_NOTICE_EVERY: Final = dt.timedelta(days=30)
 #: TOKENBOT_DORMANT_ACTION=disable: a dormant token is disabled only once a digest
 #: listed it (warned of it) at least this long before, and it stayed dormant since.
 DISABLE_WARNING: Final = dt.timedelta(days=7)
-#: A stored moment further ahead of a pass's ``now`` than this (written by a pass run
-#: with a ``--now`` in the future) does not hold back the passes at the real time: a claim
-#: or notice stamped then counts as not taken.
-FUTURE_SLACK: Final = dt.timedelta(minutes=5)
 #: Every scope: the key of a cap given as one number.
 EVERY_SCOPE: Final = ""
 
@@ -52,29 +46,6 @@ class PolicyError(ValidationError):
             field="expires",
         )
         self.latest = latest
-
-
-def recent(stamp: dt.datetime | None, every: dt.timedelta, now: dt.datetime) -> bool:
-    """Stamped within the last ``every`` and no more than :data:`FUTURE_SLACK` ahead."""
-    return stamp is not None and now - every < stamp <= now + FUTURE_SLACK
-
-
-def claim_turn(session: Session, model: Any, stamp: Any, *, every: dt.timedelta,
-               now: dt.datetime, **key: Any) -> bool:
-    """Take the turn that ``model``'s row ``key`` stamps in ``stamp``: True (stamped
-    ``now``) for a new row, or one whose stamp is not :func:`recent`. One conditional
-    write: of racing callers, one takes it."""
-    column = model.__table__.c[stamp.key]
-    if session.execute(dialect_insert(session)(model.__table__).values(**key, **{stamp.key: now})
-                       .on_conflict_do_nothing(index_elements=list(key))
-                       .returning(column)).first() is not None:
-        return True
-    # (the row's stamp is not recent(stamp, every, now), in SQL)
-    return session.execute(
-        update(model).where(*(getattr(model, name) == value for name, value in key.items()),
-                            or_(stamp <= now - every, stamp > now + FUTURE_SLACK))
-        .values({stamp.key: now}).returning(column)
-        .execution_options(synchronize_session=False)).first() is not None
 
 
 def _midnight(day: dt.date) -> dt.datetime:
