@@ -48,6 +48,12 @@ class PolicyError(ValidationError):
         self.latest = latest
 
 
+def cap_of(caps: Mapping[str, int], scope: str) -> int | None:
+    """The cap of ``scope`` in ``caps`` (a :attr:`Policy.caps`, or a payload's copy), or
+    None (no cap)."""
+    return caps.get(scope, caps.get(EVERY_SCOPE))
+
+
 def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0, 0), tzinfo=dt.timezone.utc)
 
@@ -68,7 +74,7 @@ class Policy:
 
     def cap(self, scope: str) -> int | None:
         """The most days a token of ``scope`` may live from today, or None (no cap)."""
-        return self.caps.get(scope, self.caps.get(EVERY_SCOPE))
+        return cap_of(self.caps, scope)
 
     def latest(self, scope: str, now: dt.datetime) -> dt.date | None:
         """The latest expiry date a token of ``scope`` may be given today, or None."""
