@@ -237,6 +237,12 @@ def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
     }
 
 
+def listed_ids(payload: dict[str, Any]) -> dict[str, list[str]]:
+    """Per section of a digest's payload (:func:`payload_of`), the public ids it lists."""
+    return {section: [item["public_id"] for item in items]
+            for section, items in (payload.get("sections") or {}).items()}
+
+
 def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
                   channel: str | None, limit: int) -> HygieneCounts:
     """At most once per :data:`SCAN_EVERY`: dormant tokens disabled (if so configured),
