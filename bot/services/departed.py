@@ -191,8 +191,8 @@ def posted(session: Session, *, channel: str, ts: str, lock: bool = False
     return session.scalars(query.limit(1)).one_or_none()
 
 
-def record_action(session: Session, *, message: OutboxMessage, public_id: str, action: str,
-                  user_id: str, to: str | None = None) -> None:
+def record_action(*, message: OutboxMessage, public_id: str, action: str, user_id: str,
+                  to: str | None = None) -> None:
     """Remember on the post what was done to one of its tokens, and by whom."""
     payload = dict(message.payload or {})
     acted = dict(payload.get("acted") or {})

@@ -90,7 +90,7 @@ class HygieneItem:
 @dataclass
 class Found:
     """What one team's digests may list: per section, the tokens (a destination keeps its
-    own ones), and the dormant tokens' last notice."""
+    own ones: :meth:`for_destination`)."""
 
     sections: dict[Section, list[Token]] = field(default_factory=dict)
 
