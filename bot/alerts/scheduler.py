@@ -175,8 +175,9 @@ def _log(report: PassReport) -> None:
             "queued, %d dormant token(s) disabled; %d message(s), "
             "%d sent, %d skipped, %d failed (%d uncertain), %d found already posted, in %.2fs",
             " (dry run)" if report.dry_run else "", report.armed, report.rotations_ended,
-            report.alarms, report.hygiene_digests, report.dormant_disabled, report.messages, report.sent, report.skipped, report.failed,
-            report.uncertain, report.recovered, report.seconds)
+            report.alarms, report.hygiene_digests, report.dormant_disabled, report.messages,
+            report.sent, report.skipped, report.failed, report.uncertain, report.recovered,
+            report.seconds)
 
 
 def _job(settings: Settings, database: Database, client: WebClient) -> None:

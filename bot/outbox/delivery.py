@@ -236,7 +236,7 @@ class Courier:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _fail(self, ids: Sequence[int], error: str, *, uncertain: bool) -> None:
+    def fail(self, ids: Sequence[int], error: str, *, uncertain: bool) -> None:
         given_up = self.write("recording a failed post", lambda s: service.mark_failed(
             s, ids=ids, worker=self.worker, now=self.now, error=error, uncertain=uncertain))
         metrics.outbox_given_up(given_up)
@@ -261,7 +261,7 @@ class Courier:
                 unfurl_links=False, unfurl_media=False)
         except (SlackClientError, OSError) as error:
             uncertain = not refused(error)
-            self._fail(mine, error_text(error), uncertain=uncertain)
+            self.fail(mine, error_text(error), uncertain=uncertain)
             return Posted(Outcome.UNCERTAIN if uncertain else Outcome.FAILED,
                           error=error_text(error))
         channel = str(response.get("channel") or destination)
@@ -302,7 +302,7 @@ class Courier:
         except (HistoryIncomplete, SlackClientError, OSError) as error:
             why = str(error) if isinstance(error, HistoryIncomplete) else error_text(error)
             report.error = f"history unreadable ({why}): retried later"
-            self._fail(list(attempted), report.error, uncertain=True)
+            self.fail(list(attempted), report.error, uncertain=True)
             report.count_waiting(len(attempted))
             return settled | attempted.keys()
         report.recovered = self._record(conversation, found,
@@ -319,7 +319,7 @@ class Courier:
         attempted = {r.id: r.post_attempted_at for r in rows if r.post_attempted_at}
         young = {i for i, at in attempted.items() if at > self.clock() - service.IN_FLIGHT}
         if young:
-            self._fail(sorted(young), "a post may still be in flight: retried later",
+            self.fail(sorted(young), "a post may still be in flight: retried later",
                        uncertain=True)
             report.count_waiting(len(young))
         return {i: at for i, at in attempted.items() if i not in young}, young

@@ -16,6 +16,7 @@ from bot.outbox.delivery import WhenUnknown
 from bot.services.alerts import select_for_posting
 from bot.services.dead_secrets import DeadSecretReport
 from bot.services.departed import post_of
+from bot.services.hygiene import listed_ids
 from bot.slack.views.digests import chunk_items, digest_blocks, digest_text, item_for
 from bot.slack.views.hygiene import dormant_disabled_post, hygiene_blocks, hygiene_text, shown
 from bot.slack.views.leaks import leak_notice_post
@@ -175,9 +176,7 @@ def _hygiene_described(message: OutboxMessage) -> dict[str, Any]:
     """The report's line: what each section lists (public ids), not the whole payload."""
     payload = message.payload or {}
     audience = Audience(message.audience)
-    listed = {name: [item.get("public_id") for item in items]
-              for name, items in (payload.get("sections") or {}).items()}
-    return {"kind": MessageKind.HYGIENE.value, "id": None, "sections": listed,
+    return {"kind": MessageKind.HYGIENE.value, "id": None, "sections": listed_ids(payload),
             "label": hygiene_text(shown(payload, None), audience, payload)}
 
 

@@ -227,9 +227,7 @@ class Delivery:
                 self.unreached.add(each.destination)
         rest = [i for later in each.drafts[number + 1:] for i in later.ids]
         if rest:
-            metrics.outbox_given_up(self.courier.write(
-                "recording unsent messages", lambda s: service.mark_failed(
-                    s, ids=rest, worker=self.worker, now=self.now, error=report.error or "")))
+            self.courier.fail(rest, report.error or "", uncertain=False)
         report.failed += len(draft.ids) + len(rest)
         uncertain = posted.outcome == Outcome.UNCERTAIN
         if uncertain:

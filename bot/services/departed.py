@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import String, cast, delete, exists, literal, select
+from sqlalchemy import Select, String, cast, delete, exists, literal, select
 from sqlalchemy.orm import Session
 
 from bot.db import dialect_insert
@@ -26,7 +26,7 @@ from bot.models import (
     status_clause,
 )
 from bot.services import outbox
-from bot.services.policy import claim_turn
+from bot.services.turns import claim_turn
 
 #: How often a team's owners are checked with ``users.info`` (the weekly hygiene pass).
 CHECK_EVERY: Final = dt.timedelta(days=7)
@@ -85,12 +85,23 @@ def note_departure(session: Session, *, team_id: str, user_id: str, now: dt.date
                         payload={"user": user_id, "total": len(tokens), "tokens": listed})
 
 
+def who_left(team_id: str) -> Select[tuple[str]]:
+    """The users of ``team_id`` recorded as departed (a select of their ids)."""
+    return select(DepartedOwner.user_id).where(DepartedOwner.team_id == team_id)
+
+
+def is_departed(session: Session, *, team_id: str, user_id: str) -> bool:
+    """Whether ``user_id`` was found deactivated."""
+    return session.scalar(select(DepartedOwner.id).where(
+        DepartedOwner.team_id == team_id, DepartedOwner.user_id == user_id)) is not None
+
+
 def note_return(session: Session, *, team_id: str, user_id: str) -> None:
     """A reactivated user is no longer listed as departed. (Every profile edit sends a
     ``user_change``: only a known departure is written.)"""
-    known = (DepartedOwner.team_id == team_id, DepartedOwner.user_id == user_id)
-    if session.scalar(select(DepartedOwner.id).where(*known)) is not None:
-        session.execute(delete(DepartedOwner).where(*known))
+    if is_departed(session, team_id=team_id, user_id=user_id):
+        session.execute(delete(DepartedOwner).where(DepartedOwner.team_id == team_id,
+                                                    DepartedOwner.user_id == user_id))
 
 
 def everyone_departed(session: Session) -> set[str]:
@@ -101,11 +112,10 @@ def everyone_departed(session: Session) -> set[str]:
 
 def owners_to_check(session: Session, *, team_id: str, now: dt.datetime) -> list[str]:
     """The distinct owners of active tokens not already known to have left."""
-    gone = select(DepartedOwner.user_id).where(DepartedOwner.team_id == team_id)
     return sorted(session.scalars(
         select(Token.owner).distinct().where(Token.team_id == team_id,
                                             status_clause(DisplayStatus.ACTIVE, now),
-                                            Token.owner.not_in(gone))))
+                                            Token.owner.not_in(who_left(team_id)))))
 
 
 def check_owners(session: Session, *, team_id: str, lookup: Callable[[str], bool],
@@ -181,8 +191,8 @@ def posted(session: Session, *, channel: str, ts: str, lock: bool = False
     return session.scalars(query.limit(1)).one_or_none()
 
 
-def record_action(session: Session, *, message: OutboxMessage, public_id: str, action: str,
-                  user_id: str, to: str | None = None) -> None:
+def record_action(*, message: OutboxMessage, public_id: str, action: str, user_id: str,
+                  to: str | None = None) -> None:
     """Remember on the post what was done to one of its tokens, and by whom."""
     payload = dict(message.payload or {})
     acted = dict(payload.get("acted") or {})

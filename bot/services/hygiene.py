@@ -36,8 +36,9 @@ from bot.models import (
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
-from bot.services.policy import (DORMANT_NOTICE_EVERY, FUTURE_SLACK, DormantAction, Policy,
-                                 claim_turn)
+from bot.services.departed import who_left
+from bot.services.policy import DORMANT_NOTICE_EVERY, DormantAction, Policy
+from bot.services.turns import claim_turn, recent
 
 #: A destination gets at most one hygiene digest in this long.
 EVERY: Final = dt.timedelta(days=7)
@@ -89,7 +90,7 @@ class HygieneItem:
 @dataclass
 class Found:
     """What one team's digests may list: per section, the tokens (a destination keeps its
-    own ones), and the dormant tokens' last notice."""
+    own ones: :meth:`for_destination`)."""
 
     sections: dict[Section, list[Token]] = field(default_factory=dict)
 
@@ -112,8 +113,8 @@ def _unseen(noticed_at: dt.datetime | None, previous: dt.datetime | None,
             now: dt.datetime) -> bool:
     """A dormant token this destination has not been told of: never noticed, noticed 30
     days ago or more, or noticed (elsewhere) since this destination's previous digest."""
-    return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
-            or noticed_at > now + FUTURE_SLACK or previous is None or noticed_at > previous)
+    return (not recent(noticed_at, DORMANT_NOTICE_EVERY, now)
+            or previous is None or noticed_at > previous)
 
 
 @dataclass
@@ -236,6 +237,12 @@ def payload_of(sections: dict[Section, list[Token]], *, policy: Policy,
     }
 
 
+def listed_ids(payload: dict[str, Any]) -> dict[str, list[str]]:
+    """Per section of a digest's payload (:func:`payload_of`), the public ids it lists."""
+    return {section: [item["public_id"] for item in items]
+            for section, items in (payload.get("sections") or {}).items()}
+
+
 def queue_digests(session: Session, *, policy: Policy, now: dt.datetime,
                   channel: str | None, limit: int) -> HygieneCounts:
     """At most once per :data:`SCAN_EVERY`: dormant tokens disabled (if so configured),
@@ -262,8 +269,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     """One team's digests that are due (no DM to an owner who left: nobody reads it);
     adds the dormant tokens they tell of to ``noticed``. Returns how many were queued."""
     previous = _previous(session, team_id)
-    left = set(session.scalars(select(DepartedOwner.user_id)
-                               .where(DepartedOwner.team_id == team_id)))
+    left = set(session.scalars(who_left(team_id)))
     owners = sorted({t.owner for tokens in found.sections.values() for t in tokens} - left)
     destinations = [(Audience.OWNER, owner) for owner in owners]
     if channel:
@@ -271,7 +277,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
     queued = 0
     for audience, destination in destinations:
         last = previous.get((audience.value, destination))
-        if last is not None and now - EVERY < last.created_at <= now + FUTURE_SLACK:
+        if last is not None and recent(last.created_at, EVERY, now):
             continue
         sections = found.for_destination(audience, destination,
                                          last.created_at if last else None, now)
@@ -283,7 +289,7 @@ def _queue_team(session: Session, team_id: str, found: Found, *, policy: Policy,
                         payload=payload_of(sections, policy=policy, limit=limit)):
             queued += 1
             noticed.update(t.id for t in sections.get(Section.DORMANT, [])[:limit]
-                           if policy.may_notice_dormant(t.dormant_noticed_at, now))
+                           if not recent(t.dormant_noticed_at, DORMANT_NOTICE_EVERY, now))
     return queued
 
 

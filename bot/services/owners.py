@@ -7,15 +7,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from bot.errors import PermissionDeniedError, StaleTokenError, ValidationError
-from bot.models import Audience, AuditAction, DepartedOwner, MessageKind, Token
+from bot.models import Audience, AuditAction, MessageKind, Token
 from bot.services import outbox
 from bot.services.actor import Actor
 from bot.services.audit import record
+from bot.services.departed import is_departed
 from bot.services.tokens import get_token
 
 #: The field (and modal block) a refused new owner is reported on.
@@ -45,12 +45,6 @@ def check_reassign(session: Session, *, actor: Actor, public_id: str,
     if expected_version is not None and token.version != expected_version:
         raise StaleTokenError()
     return token
-
-
-def is_departed(session: Session, *, team_id: str, user_id: str) -> bool:
-    """Whether ``user_id`` was found deactivated (``bot.services.departed``)."""
-    return session.scalar(select(DepartedOwner.id).where(
-        DepartedOwner.team_id == team_id, DepartedOwner.user_id == user_id)) is not None
 
 
 def check_new_owner(session: Session, *, actor: Actor, public_id: str, new_owner: str,

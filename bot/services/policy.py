@@ -11,13 +11,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, false, func, or_, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, false, func, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
 from bot import dates
 from bot.config import Settings
-from bot.db import dialect_insert
 from bot.errors import PermissionDeniedError, ValidationError
 from bot.models import DisplayStatus, Token, status_clause
 from bot.services.actor import Actor
@@ -29,10 +27,6 @@ DORMANT_NOTICE_EVERY: Final = dt.timedelta(days=30)
 #: TOKENBOT_DORMANT_ACTION=disable: a dormant token is disabled only once a digest
 #: listed it (warned of it) at least this long before, and it stayed dormant since.
 DISABLE_WARNING: Final = dt.timedelta(days=7)
-#: A stored moment further ahead of a pass's ``now`` than this (written by a pass run
-#: with a ``--now`` in the future) does not hold back the passes at the real time: a claim
-#: or notice stamped then counts as not taken.
-FUTURE_SLACK: Final = dt.timedelta(minutes=5)
 #: Every scope: the key of a cap given as one number.
 EVERY_SCOPE: Final = ""
 
@@ -54,21 +48,10 @@ class PolicyError(ValidationError):
         self.latest = latest
 
 
-def claim_turn(session: Session, model: Any, stamp: Any, *, every: dt.timedelta,
-               now: dt.datetime, **key: Any) -> bool:
-    """Take the turn that ``model``'s row ``key`` stamps in ``stamp``: True (stamped
-    ``now``) for a new row, or one stamped ``every`` ago or more, or beyond
-    :data:`FUTURE_SLACK` ahead. One conditional write: of racing callers, one takes it."""
-    column = model.__table__.c[stamp.key]
-    if session.execute(dialect_insert(session)(model.__table__).values(**key, **{stamp.key: now})
-                       .on_conflict_do_nothing(index_elements=list(key))
-                       .returning(column)).first() is not None:
-        return True
-    return session.execute(
-        update(model).where(*(getattr(model, name) == value for name, value in key.items()),
-                            or_(stamp <= now - every, stamp > now + FUTURE_SLACK))
-        .values({stamp.key: now}).returning(column)
-        .execution_options(synchronize_session=False)).first() is not None
+def cap_of(caps: Mapping[str, int], scope: str) -> int | None:
+    """The cap of ``scope`` in ``caps`` (a :attr:`Policy.caps`, or a payload's copy), or
+    None (no cap)."""
+    return caps.get(scope, caps.get(EVERY_SCOPE))
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -91,7 +74,7 @@ class Policy:
 
     def cap(self, scope: str) -> int | None:
         """The most days a token of ``scope`` may live from today, or None (no cap)."""
-        return self.caps.get(scope, self.caps.get(EVERY_SCOPE))
+        return cap_of(self.caps, scope)
 
     def latest(self, scope: str, now: dt.datetime) -> dt.date | None:
         """The latest expiry date a token of ``scope`` may be given today, or None."""
@@ -161,10 +144,6 @@ class Policy:
         return and_(status_clause(DisplayStatus.ACTIVE, now),
                     func.coalesce(Token.last_used_at, Token.created_at) <= before,
                     or_(Token.enabled_at.is_(None), Token.enabled_at <= before))
-
-    def may_notice_dormant(self, noticed_at: dt.datetime | None, now: dt.datetime) -> bool:
-        return (noticed_at is None or noticed_at <= now - DORMANT_NOTICE_EVERY
-                or noticed_at > now + FUTURE_SLACK)
 
     def dormant_warned_clause(self, now: dt.datetime) -> ColumnElement[bool]:
         """Dormant, and warned of (listed in a digest under ``disable``) at least

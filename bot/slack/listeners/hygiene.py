@@ -37,8 +37,7 @@ def redraw_hygiene(session: Session, where: Where, text: str | None = None) -> D
     if message is None:
         return DigestRedraw(where=where, text=text)
     payload = message.payload or {}
-    listed = {item["public_id"] for items in (payload.get("sections") or {}).values()
-              for item in items}
+    listed = {i for ids in hygiene.listed_ids(payload).values() for i in ids}
     current = hygiene.digest_tokens(session, team_id=message.team_id, public_ids=sorted(listed))
     headline, blocks = hygiene_blocks(payload, audience=Audience(message.audience),
                                       current=current)

@@ -222,7 +222,7 @@ def _on_post(body: Body, context: BoltContext, client: WebClient, public_id: str
         if message is None:
             raise NotFoundError(_MISSING)
         acted, to, text = change(session, actor, now)
-        departed.record_action(session, message=message, public_id=public_id, action=acted,
+        departed.record_action(message=message, public_id=public_id, action=acted,
                                user_id=actor.user_id, to=to)
         return text
 

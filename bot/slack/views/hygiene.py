@@ -27,6 +27,7 @@ from slack_sdk.models.blocks import (
 
 from bot.models import Audience, Token, TokenStatus
 from bot.services.hygiene import HygieneItem, Section
+from bot.services.policy import cap_of
 from bot.slack.ids import ActionId, BlockId, row_block_id
 from bot.slack.state import RowRef
 from bot.slack.views.confirms import confirm_choice, confirm_dialog
@@ -103,8 +104,7 @@ def _state(row: Shown, section: Section, payload: Mapping[str, Any]) -> str:
                     "enable it again from `/tokens`.")
         return ":no_entry_sign: *Disabled*. Requests using it now fail."
     if section == Section.OVER_POLICY:
-        cap = (payload.get("caps") or {}).get(row.item.scope) or (payload.get("caps") or {}
-                                                                   ).get("")
+        cap = cap_of(payload.get("caps") or {}, row.item.scope)
         expires = f"expires {row.expires_on}" if row.expires_on else "never expires"
         limit = f"; {row.item.scope} tokens may live {cap} days" if cap else ""
         if row.expires_on != row.item.expires_on:
