@@ -174,7 +174,7 @@ def _print_status(data: dict[str, Any]) -> None:
     print(format_table(
         ["KIND", "DESTINATION", *(s.upper() for s in PENDING_STATES), "OLDEST", "NEXT RETRY",
          "LAST ERROR"],
-        [[d["kind"], f"{'#' if d['audience'] == 'channel' else 'DM '}{d['destination']}",
+        [[d["kind"], _where(d),
           *(str(d[s]) for s in PENDING_STATES), cell(d["oldest_pending"]),
           cell(d["next_retry"]),
           f"{d['last_error']} ({d['attempts']} tries)" if d["last_error"] else "-"]
