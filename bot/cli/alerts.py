@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 from bot.config import load_settings
@@ -147,9 +148,7 @@ def status_data(report: OutboxReport) -> dict[str, Any]:
                      "next_retry": d.next_retry, "last_error": d.last_error,
                      "attempts": d.attempts}
                     for d in report.destinations]
-    given_up = [{"kind": g.kind, "audience": g.audience, "destination": g.destination,
-                 "count": g.count, "last_error": g.last_error, "attempts": g.attempts}
-                for g in report.given_up]
+    given_up = [asdict(g) for g in report.given_up]
     return timestamps({"now": report.now, "kinds": kinds, "destinations": destinations,
                        "given_up": given_up})
 
