@@ -7,10 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.cli.common import ask, ident_arg, open_context, print_json
-from bot.serialize import token_summary
+from bot.cli.common import ask, ident_arg, open_context, print_json, summary_of
 from bot.services import owners
-from bot.services.policy import policy_of
 from bot.services import tokens
 
 
@@ -46,8 +44,7 @@ def cmd_reassign(args: argparse.Namespace) -> int:
             result = owners.reassign(session, actor=ctx.actor, public_id=args.id,
                                      new_owner=args.owner, now=ctx.now,
                                      expected_version=version)
-            summary = token_summary(result.token, ctx.now, over_policy=policy_of(
-                ctx.settings).breaks(result.token, ctx.now))
+            summary = summary_of(ctx, result.token)
     if args.json:
         print_json(summary)
     else:
