@@ -79,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     team, actor, as_json = team_parent(), actor_parent(), json_parent()
 
     group = subparsers.add_parser(
-        "tokens", help="list, create, edit, disable, enable, delete, rotate, reveal tokens"
+        "tokens",
+        help="list, create, show, edit, disable, enable, delete, rotate, reveal, reassign tokens"
     )
     commands = group.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
 
