@@ -160,7 +160,8 @@ class Settings(LogSettings):
 
     @model_validator(mode="after")
     def _capped_scopes_exist(self) -> Settings:
-        unknown = [s for s in self.tokenbot_max_lifetime_days if s and s not in self.tokenbot_scopes]
+        unknown = [s for s in self.tokenbot_max_lifetime_days
+                   if s and s not in self.tokenbot_scopes]
         if unknown:
             raise ValueError(
                 f"TOKENBOT_MAX_LIFETIME_DAYS names {', '.join(map(repr, unknown))}, not in "

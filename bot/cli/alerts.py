@@ -218,7 +218,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     alerts = subparsers.add_parser(
-        "alerts", help="expiry alerts", description="Expiry reminders and the outbox (see docs/OPERATIONS.md)."
+        "alerts", help="expiry alerts",
+        description="Expiry reminders and the outbox (see docs/OPERATIONS.md)."
     )
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     run = sub.add_parser(
@@ -228,8 +229,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Post the expiry reminders now due (digests per channel and DMs to owners), "
             "end rotations whose overlap ran out, send rotation notices and dead-secret "
             "alarms and the weekly token hygiene digests, exactly as the scheduler does. "
-            "Safe to run while `tokenbot serve` runs: each reminder is posted once. Exit status 1 when a post failed (it is retried on a "
-            "later pass)."
+            "Safe to run while `tokenbot serve` runs: each reminder is posted once. Exit "
+            "status 1 when a post failed (it is retried on a later pass)."
         ),
     )
     run.add_argument("--dry-run", action="store_true",
