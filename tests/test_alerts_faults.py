@@ -672,30 +672,3 @@ def test_a_postgresql_restart_mid_pass_posts_each_alert_exactly_once(
         _assert_recorded_as_slack_has_them(db, standin)
     finally:
         db.dispose()
-
-
-def test_every_pass_is_counted_by_how_it_ended(
-    asettings: Settings, adb: Database, standin: SlackStandIn,
-    make_settings: Callable[..., Settings], tmp_path: Path,
-) -> None:
-    """A pass that ends, and one stopped by an unreachable database: both counted."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from bot import metrics
-    from bot.db import Database as Db
-    from bot.models import utcnow
-    from bot.slack.client import make_web_client
-    from tests.support.scrape import moved, parse
-
-    before = parse(metrics.exposition()[0].decode())
-    run_pass(settings=asettings, database=adb, client=make_web_client(asettings), now=utcnow())
-    broken = make_settings(DATABASE_URL=f"sqlite:///{tmp_path}")  # a folder: no database
-    unreachable = Db(broken, auto_upgrade=False)
-    try:
-        with pytest.raises(SQLAlchemyError):
-            run_pass(settings=broken, database=unreachable,
-                     client=make_web_client(asettings), now=utcnow())
-    finally:
-        unreachable.dispose()
-    after = parse(metrics.exposition()[0].decode())
-    assert moved(before, after, "tokenbot_alert_passes_total") == {("ok",): 1, ("error",): 1}

@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot import metrics
+from bot.alerts.scheduler import run_pass
 from bot.cli import main
 from bot.config import Settings
 from bot.db import Database
-from bot.models import MessageKind
+from bot.models import MessageKind, utcnow
 from bot.services import tokens
+from bot.slack.client import make_web_client
 from tests.alerts_support import ADMIN, ALERTS, TEAM, cli_environment
+from tests.support.scrape import moved, parse
 from tests.support.slack_standin import Failure, SlackStandIn
 from tests.support.policy import NO_POLICY
 
@@ -118,3 +125,22 @@ def test_a_destination_failing_between_the_reports_two_reads_is_reported(db: Dat
     assert inserted
     late = [p for p in report.destinations if p.destination == "ULATE"]
     assert [(p.kind, p.last_error) for p in late] == [("owner_notice", "not_in_channel")]
+
+
+def test_every_pass_is_counted_by_how_it_ended(
+    asettings: Settings, adb: Database, standin: SlackStandIn,
+    make_settings: Callable[..., Settings], tmp_path: Path,
+) -> None:
+    """A pass that ends, and one stopped by an unreachable database: both counted."""
+    before = parse(metrics.exposition()[0].decode())
+    run_pass(settings=asettings, database=adb, client=make_web_client(asettings), now=utcnow())
+    broken = make_settings(DATABASE_URL=f"sqlite:///{tmp_path}")  # a folder: no database
+    unreachable = Database(broken, auto_upgrade=False)
+    try:
+        with pytest.raises(SQLAlchemyError):
+            run_pass(settings=broken, database=unreachable,
+                     client=make_web_client(asettings), now=utcnow())
+    finally:
+        unreachable.dispose()
+    after = parse(metrics.exposition()[0].decode())
+    assert moved(before, after, "tokenbot_alert_passes_total") == {("ok",): 1, ("error",): 1}

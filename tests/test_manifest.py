@@ -265,7 +265,7 @@ def test_manifest_matches_the_registered_listeners(
     assert listens["command"] == commands
     # One `message` listener takes the message events of every kind of conversation.
     assert listens["event"] == {event.split(".", 1)[0] for event in events}
-    assert {"message.channels", "message.groups", "message.im", "message.mpim"} <= events
+    assert set(SCOPES_BY_EVENT) <= events
     assert "/tokens" in commands and "app_home_opened" in events
     # The app handles button clicks and modal submissions: Slack must send them.
     assert listens["interactive"] >= {"view_submission"} and (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from dataclasses import asdict
 from typing import Any
 
 from bot.config import load_settings
@@ -147,9 +148,7 @@ def status_data(report: OutboxReport) -> dict[str, Any]:
                      "next_retry": d.next_retry, "last_error": d.last_error,
                      "attempts": d.attempts}
                     for d in report.destinations]
-    given_up = [{"kind": g.kind, "audience": g.audience, "destination": g.destination,
-                 "count": g.count, "last_error": g.last_error, "attempts": g.attempts}
-                for g in report.given_up]
+    given_up = [asdict(g) for g in report.given_up]
     return timestamps({"now": report.now, "kinds": kinds, "destinations": destinations,
                        "given_up": given_up})
 
@@ -174,7 +173,7 @@ def _print_status(data: dict[str, Any]) -> None:
     print(format_table(
         ["KIND", "DESTINATION", *(s.upper() for s in PENDING_STATES), "OLDEST", "NEXT RETRY",
          "LAST ERROR"],
-        [[d["kind"], f"{'#' if d['audience'] == 'channel' else 'DM '}{d['destination']}",
+        [[d["kind"], _where(d),
           *(str(d[s]) for s in PENDING_STATES), cell(d["oldest_pending"]),
           cell(d["next_retry"]),
           f"{d['last_error']} ({d['attempts']} tries)" if d["last_error"] else "-"]
@@ -219,7 +218,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     alerts = subparsers.add_parser(
-        "alerts", help="expiry alerts", description="Expiry reminders and the outbox (see docs/OPERATIONS.md)."
+        "alerts", help="expiry alerts",
+        description="Expiry reminders and the outbox (see docs/OPERATIONS.md)."
     )
     sub = alerts.add_subparsers(dest="alerts_command", metavar="COMMAND", required=True)
     run = sub.add_parser(
@@ -229,8 +229,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
             "Post the expiry reminders now due (digests per channel and DMs to owners), "
             "end rotations whose overlap ran out, send rotation notices and dead-secret "
             "alarms and the weekly token hygiene digests, exactly as the scheduler does. "
-            "Safe to run while `tokenbot serve` runs: each reminder is posted once. Exit status 1 when a post failed (it is retried on a "
-            "later pass)."
+            "Safe to run while `tokenbot serve` runs: each reminder is posted once. Exit "
+            "status 1 when a post failed (it is retried on a later pass)."
         ),
     )
     run.add_argument("--dry-run", action="store_true",

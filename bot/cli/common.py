@@ -29,7 +29,9 @@ from bot.config import Settings, load_settings
 from bot.db import Database
 from bot.errors import ConfigurationError, TokenbotError
 from bot.models import AuditEvent, AuditSource, Token, utcnow
+from bot.serialize import token_summary
 from bot.services.actor import CLI_OPERATOR, Actor
+from bot.services.policy import policy_of
 from bot.services.tokens import MAX_OVERLAP
 
 log = logging.getLogger(__name__)
@@ -272,6 +274,12 @@ def open_context(args: argparse.Namespace) -> Iterator[Context]:
 
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def summary_of(ctx: Context, token: Token) -> dict[str, Any]:
+    """``token`` as a JSON row (``serialize.token_summary``), over policy or not at ``ctx.now``."""
+    return token_summary(token, ctx.now,
+                         over_policy=policy_of(ctx.settings).breaks(token, ctx.now))
 
 
 def when(value: dt.datetime | None, missing: str = "never") -> str:

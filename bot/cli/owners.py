@@ -7,10 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bot.cli.common import ask, ident_arg, open_context, print_json
-from bot.serialize import token_summary
+from bot.cli.common import ask, ident_arg, open_context, print_json, summary_of
 from bot.services import owners
-from bot.services.policy import policy_of
 from bot.services import tokens
 
 
@@ -34,10 +32,10 @@ def cmd_reassign(args: argparse.Namespace) -> int:
             seen = tokens.get_token(session, team_id=ctx.team, public_id=args.id)
             before, version, label = seen.owner, seen.version, seen.label
         if not args.yes:
-            # The rules first, so a refusal comes before the question (rolled back).
+            # The rules first, so a refusal comes before the question (nothing written).
             with ctx.db.sessions() as check:
-                owners.reassign(check, actor=ctx.actor, public_id=args.id,
-                                new_owner=args.owner, now=ctx.now, expected_version=version)
+                owners.check_new_owner(check, actor=ctx.actor, public_id=args.id,
+                                       new_owner=args.owner, expected_version=version)
             what = f'reassign {args.id} "{label}" from {before} to {args.owner}'
             if not ask(what[0].upper() + what[1:], refusing=what):
                 print(f'Aborted: {args.id} "{label}" was not changed.', file=sys.stderr)
@@ -46,8 +44,7 @@ def cmd_reassign(args: argparse.Namespace) -> int:
             result = owners.reassign(session, actor=ctx.actor, public_id=args.id,
                                      new_owner=args.owner, now=ctx.now,
                                      expected_version=version)
-            summary = token_summary(result.token, ctx.now, over_policy=policy_of(
-                ctx.settings).breaks(result.token, ctx.now))
+            summary = summary_of(ctx, result.token)
     if args.json:
         print_json(summary)
     else:

@@ -260,9 +260,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="run the Slack app in HTTP mode (production, under uvicorn)",
         description=(
             "Serve Slack's requests at POST /slack/events, with GET /healthz (liveness), "
-            "GET /readyz (database check) and POST /introspect. Needs SLACK_BOT_TOKEN and "
-            "SLACK_SIGNING_SECRET; set the app's request URLs to https://HOST/slack/events "
-            "(see app_manifest.yml)."
+            "GET /readyz (database check), POST /introspect and GET /metrics (Prometheus). "
+            "Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET; set the app's request URLs to "
+            "https://HOST/slack/events (see app_manifest.yml)."
         ),
     )
     serve.add_argument("--host", help="listen address (default: HOST or 0.0.0.0)")

@@ -35,6 +35,7 @@ from bot.cli.common import (
     positive_int,
     print_json,
     shorten,
+    summary_of,
     team_parent,
     when,
 )
@@ -78,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     team, actor, as_json = team_parent(), actor_parent(), json_parent()
 
     group = subparsers.add_parser(
-        "tokens", help="list, create, edit, disable, enable, delete, rotate, reveal tokens"
+        "tokens",
+        help="list, create, show, edit, disable, enable, delete, rotate, reveal, reassign tokens"
     )
     commands = group.add_subparsers(dest="tokens_command", metavar="ACTION", required=True)
 
@@ -318,11 +320,11 @@ def cmd_create(args: argparse.Namespace) -> int:
             now=ctx.now,
             expires_on=args.expires,
             owner=args.owner,
-            policy=(policy := policy_of(ctx.settings)),
+            policy=policy_of(ctx.settings),
             exception=args.exception,
         )
         token, secret = created.token, created.secret
-        summary = token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now))
+        summary = summary_of(ctx, token)
     if args.json:
         print_json({**summary, "secret": secret})
         print(SECURITY_NOTE, file=sys.stderr)
@@ -336,7 +338,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         token = tokens.get_token(session, team_id=ctx.team, public_id=args.id)
         policy = policy_of(ctx.settings)
         if args.json:
-            print_json(token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now)))
+            print_json(summary_of(ctx, token))
         else:
             print(_details(token, ctx.now, policy))
     return 0
@@ -372,7 +374,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
                 **changes,
             )
             token = result.token
-            summary = token_summary(token, ctx.now, over_policy=policy.breaks(token, ctx.now))
+            summary = summary_of(ctx, token)
             details = _details(token, ctx.now, policy)
     if args.json:
         print_json(summary)
@@ -442,8 +444,7 @@ def _lifecycle_handler(action: Lifecycle) -> Callable[[argparse.Namespace], int]
                     return 1
             with ctx.db.sessions.begin() as session:
                 token, secret = _perform(action, session, ctx, args.id, seen.version, overlap)
-                summary = None if token is None else token_summary(
-                    token, ctx.now, over_policy=policy_of(ctx.settings).breaks(token, ctx.now))
+                summary = None if token is None else summary_of(ctx, token)
         if action is Lifecycle.ROTATE and token is not None and secret is not None:
             stopped = (ROTATION_IN_PROGRESS_DONE.format(masked=seen.previous_secret_masked)
                        if seen.rotating(ctx.now) else None)

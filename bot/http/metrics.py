@@ -2,7 +2,8 @@
 the database at the scrape (at most once a minute per process: the outbox's pending rows
 per kind, the oldest one's age, the tokens per status; a scrape waits at most 2 s for
 them). A scrape runs on a thread of its own, never on the Slack requests' pool. Served
-only to the networks in ``METRICS_ALLOW`` (403 otherwise) and only with ``METRICS_TOKEN`` as a bearer credential
+only to the networks in ``METRICS_ALLOW`` (403 otherwise) and only with ``METRICS_TOKEN``
+as a bearer credential
 (401 otherwise), when those are set."""
 
 from __future__ import annotations
