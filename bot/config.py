@@ -31,19 +31,20 @@ def _split(value: object) -> object:
 
 
 def _days(text: str) -> int:
-    """A whole number of days (a lifetime cap; its range is ``Days``'s)."""
+    """A positive whole number of days (a lifetime cap)."""
     try:
-        return int(text.strip())
+        days = int(text.strip())
     except ValueError:
         raise ValueError(f"{text.strip()!r} is not a whole number of days") from None
+    if not 1 <= days <= 36_500:
+        raise ValueError(f"{days} days: a cap must be from 1 to 36500 days")
+    return days
 
 
 S = TypeVar("S", bound="LogSettings")
 # Comma-separated in the environment (blanks dropped), not JSON.
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split)]
-# A number of days a setting counts in: from 1 to 100 years.
-Days = Annotated[int, Field(ge=1, le=36_500)]
 
 
 class LogSettings(BaseSettings):
@@ -96,11 +97,13 @@ class Settings(LogSettings):
     )
     # Token hygiene (bot.services.policy, bot.services.hygiene). The lifetime cap per scope
     # ("" for every scope: one number); none means no cap.
-    tokenbot_max_lifetime_days: Annotated[dict[str, Days], NoDecode] = Field(
+    tokenbot_max_lifetime_days: Annotated[dict[str, int], NoDecode] = Field(
         default_factory=dict, alias="TOKENBOT_MAX_LIFETIME_DAYS"
     )
-    tokenbot_default_expiry_days: Days = Field(default=30, alias="TOKENBOT_DEFAULT_EXPIRY_DAYS")
-    tokenbot_dormant_days: Days = Field(default=90, alias="TOKENBOT_DORMANT_DAYS")
+    tokenbot_default_expiry_days: int = Field(
+        default=30, ge=1, le=36_500, alias="TOKENBOT_DEFAULT_EXPIRY_DAYS"
+    )
+    tokenbot_dormant_days: int = Field(default=90, ge=1, le=36_500, alias="TOKENBOT_DORMANT_DAYS")
     tokenbot_dormant_action: Literal["notify", "disable"] = Field(
         default="notify", alias="TOKENBOT_DORMANT_ACTION"
     )
