@@ -105,8 +105,7 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
     state = parse_filter(argument, user_id=actor.user_id)
     origin = Origin(kind=OriginKind.COMMAND, state=state, response_url=response_url)
     with deps.sessions.begin() as session:
-        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
-                             expiring_days=deps.settings.expiring_days, policy=deps.policy)
+        drawing = draw_table(session, deps, actor=actor, origin=origin, now=utcnow())
     show(drawing, client)
 
 

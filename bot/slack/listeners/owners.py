@@ -106,9 +106,8 @@ def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: 
                 result = owners.reassign(session, actor=actor, public_id=public_id,
                                          new_owner=new_owner, now=now,
                                          expected_version=metadata.version)
-                drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     expiring_days=deps.settings.expiring_days,
-                                     policy=deps.policy, notice=Notice(_reassigned(result)))
+                drawing = draw_table(session, deps, actor=actor, origin=metadata.origin, now=now,
+                                     notice=Notice(_reassigned(result)))
         except (ValidationError, PermissionDeniedError) as error:  # the modal has closed
             redraw(deps, client, actor=actor, origin=metadata.origin,
                    notice=Notice(f"{user_text(error)} Nothing changed.", NoticeKind.ERROR))

@@ -96,8 +96,7 @@ def change(row: Row, action_id: str) -> None:
     now = utcnow()
     with row.deps.sessions.begin() as session:
         text = apply_change(session, row.actor, row.ref, now, action_id)
-        drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
-                             expiring_days=row.deps.settings.expiring_days, policy=row.deps.policy,
+        drawing = draw_table(session, row.deps, actor=row.actor, origin=row.origin, now=now,
                              notice=Notice(text))
     show(drawing, row.client)
 
@@ -112,8 +111,7 @@ def copy(row: Row) -> None:
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
-                session, actor=actor, origin=origin, now=now,
-                expiring_days=deps.settings.expiring_days, policy=deps.policy,
+                session, deps, actor=actor, origin=origin, now=now,
                 notice=Notice(f"The full token *{escape(token.label)}* is shown above, "
                               "only to you."),
                 panel=secret_blocks(token, secret, SecretReason.COPY, origin.state),
