@@ -42,7 +42,7 @@ from bot.slack.listeners.digests import (
     disable_from_post,
     post_surface,
 )
-from bot.slack.listeners.errors import Body, user_text
+from bot.slack.listeners.errors import Body, tell_nobody, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
 from bot.slack.views.modals import field_errors
@@ -286,14 +286,10 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
 answer_departed_error = post_surface(_redraw_post)
 
 
-def answer_event_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
-    """An event has nobody to tell: the failure is logged (``reporting``)."""
-
-
 def register(app: App) -> None:
     on_actions(app, [ActionId.REASSIGN], table.on_row(reassign_open), surface=table.answer_error)
     on_submission(app, CallbackId.REASSIGN, handle_reassign_submit, surface=modals.answer_error)
-    on_event(app, "user_change", handle_user_change, surface=answer_event_error,
+    on_event(app, "user_change", handle_user_change, surface=tell_nobody,
              answer_with=nothing_to_note)
     on_actions(app, [ActionId.DEPARTED_REASSIGN], handle_departed_reassign,
                surface=answer_departed_error)
