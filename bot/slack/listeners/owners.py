@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 from sqlalchemy.orm import Session
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
@@ -247,7 +248,7 @@ def refuse_unfit(client: WebClient, user_id: object) -> None:
         return
     try:
         user = mapping(client.users_info(user=user_id).get("user"))
-    except Exception:  # noqa: BLE001 - cannot tell: the service's own checks still hold
+    except (SlackClientError, OSError):  # cannot tell: the service's own checks still hold
         return
     if user.get("is_bot") is True or user.get("deleted") is True:
         what = "a bot" if user.get("is_bot") is True else "deactivated"
