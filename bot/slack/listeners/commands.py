@@ -110,4 +110,5 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
 
 
 def register(app: App) -> None:
-    on_command(app, COMMAND, handle_tokens, answer=answer)  # errors: one ephemeral line
+    on_command(app, COMMAND, handle_tokens,  # errors: one ephemeral line
+               answer=lambda command, _: answer(command))

@@ -151,4 +151,5 @@ def _permalink(client: WebClient, message: Posted) -> str | None:
 
 
 def register(app: App) -> None:
-    on_event(app, "message", handle_message, surface=tell_nobody, answer=nothing_to_do)
+    on_event(app, "message", handle_message, surface=tell_nobody,
+             answer=lambda event, _: nothing_to_do(event))

@@ -291,7 +291,7 @@ def register(app: App) -> None:
     on_actions(app, [ActionId.REASSIGN], table.on_row(reassign_open), surface=table.answer_error)
     on_submission(app, CallbackId.REASSIGN, handle_reassign_submit, surface=modals.answer_error)
     on_event(app, "user_change", handle_user_change, surface=tell_nobody,
-             answer_with=nothing_to_note)
+             answer=nothing_to_note)
     on_actions(app, [ActionId.DEPARTED_REASSIGN], handle_departed_reassign,
                surface=answer_departed_error)
     on_actions(app, [ActionId.DEPARTED_DISABLE], handle_departed_disable,
