@@ -28,9 +28,9 @@ log = logging.getLogger("bot.slack.acks")
 _busy_log = LogLimiter()
 
 Listener = Callable[..., None]
-Answer = Callable[[dict[str, Any]], dict[str, Any] | None]
-# An event's answer that needs what the app holds (the database, a cache kept per app).
-AnswerWithDeps = Callable[[dict[str, Any], Deps], dict[str, Any] | None]
+# The acknowledgement's own content, which ends the request, or None: from the payload and
+# what the app holds (the database, a cache kept per app).
+Answer = Callable[[dict[str, Any], Deps], dict[str, Any] | None]
 Submission = Callable[..., Task | None]
 # A modal's surface answers in the acknowledgement while ``ack`` is given.
 SubmissionSurface = Callable[[Exception, dict[str, Any], Deps, WebClient, Ack | None], None]
@@ -47,22 +47,17 @@ class Kind(enum.StrEnum):
 
 
 def on_command(app: App, command: str, listener: Listener, *, answer: Answer) -> None:
-    """``answer(command)`` may give the acknowledgement's content instead, which ends the
-    request (``/tokens help``); errors are told in one ephemeral line (``tell``)."""
-    app.command(command)(_ack_then_run(listener, Kind.COMMAND, tell, _plain(answer)))
+    """``answer(command, deps)`` may give the acknowledgement's content instead, which ends
+    the request (``/tokens help``); errors are told in one ephemeral line (``tell``)."""
+    app.command(command)(_ack_then_run(listener, Kind.COMMAND, tell, answer))
 
 
 def on_event(app: App, event: str, listener: Listener, *, surface: Surface,
-             answer: Answer | None = None, answer_with: AnswerWithDeps | None = None) -> None:
-    """``answer(event)`` (or ``answer_with(event, deps)``) may end the request in the
-    acknowledgement (``{}``: nothing to do), so that no room on the pool is taken (a chat
-    message with no secret, a profile edit)."""
-    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface,
-                                   answer_with or _plain(answer)))
-
-
-def _plain(answer: Answer | None) -> AnswerWithDeps | None:
-    return None if answer is None else lambda payload, _: answer(payload)
+             answer: Answer | None = None) -> None:
+    """``answer(event, deps)`` may end the request in the acknowledgement (``{}``: nothing
+    to do), so that no room on the pool is taken (a chat message with no secret, a profile
+    edit)."""
+    app.event(event)(_ack_then_run(listener, Kind.EVENT, surface, answer))
 
 
 def on_actions(app: App, ids: Iterable[str], listener: Listener, *, surface: Surface) -> None:
@@ -82,7 +77,7 @@ def on_submission(app: App, callback_id: str, listener: Submission, *,
 
 
 def _ack_then_run(listener: Listener, kind: Kind, surface: Surface,
-                  immediate: AnswerWithDeps | None = None) -> Listener:
+                  immediate: Answer | None = None) -> Listener:
     def acknowledge(ack: Ack, body: dict[str, Any], payload: dict[str, Any],
                     context: BoltContext, client: WebClient) -> None:
         content = immediate(payload, deps_of(context)) if immediate is not None else None

@@ -60,6 +60,11 @@ class _Lane:
         with self._idle:
             return self._idle.wait_for(lambda: self._accepted == 0, timeout)
 
+    def unfinished(self) -> int:
+        """How many tasks were accepted and have not finished."""
+        with self._idle:
+            return self._accepted
+
     def stop(self) -> None:
         """Each thread ends once it reaches this in the queue."""
         for _ in range(self._workers):
@@ -96,6 +101,6 @@ class Background(_Lane):
         end the threads; what is left is logged (it stops with the process)."""
         if not self.wait_idle(timeout):
             log.warning("Stopping with %d task(s) after acknowledgements unfinished",
-                        self._accepted + self.notices._accepted)
+                        self.unfinished() + self.notices.unfinished())
         self.stop()
         self.notices.stop()

@@ -105,10 +105,10 @@ def handle_tokens(command: dict[str, Any], body: dict[str, Any], context: BoltCo
     state = parse_filter(argument, user_id=actor.user_id)
     origin = Origin(kind=OriginKind.COMMAND, state=state, response_url=response_url)
     with deps.sessions.begin() as session:
-        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
-                             expiring_days=deps.settings.expiring_days, policy=deps.policy)
+        drawing = draw_table(session, deps, actor=actor, origin=origin, now=utcnow())
     show(drawing, client)
 
 
 def register(app: App) -> None:
-    on_command(app, COMMAND, handle_tokens, answer=answer)  # errors: one ephemeral line
+    on_command(app, COMMAND, handle_tokens,  # errors: one ephemeral line
+               answer=lambda command, _: answer(command))

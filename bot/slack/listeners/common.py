@@ -114,27 +114,26 @@ class Drawing:
 
 def draw_table(
     session: Session,
+    deps: Deps,
     *,
     actor: tokens.Actor,
     origin: Origin,
     now: dt.datetime,
-    expiring_days: int,
     notice: Notice | None = None,
     panel: Sequence[Block] = (),
-    policy: Policy,
 ) -> Drawing:
     """Query the page the user was on (the last one if the table shrank), with its filter,
     and build its view, for the message or the Home tab the user looks at. "Expiring"
-    means within ``expiring_days`` (``Settings.expiring_days``); rows over the lifetime
-    ``policy`` are flagged."""
+    means within ``Settings.expiring_days``; rows over the lifetime ``deps.policy`` are
+    flagged."""
     surface = Surface.HOME if origin.kind == OriginKind.HOME else Surface.MESSAGE
     page = list_tokens(
         session,
         team_id=actor.team_id,
         now=now,
         filters=origin.state.filters,
-        expiring_days=expiring_days,
-        policy=policy,
+        expiring_days=deps.settings.expiring_days,
+        policy=deps.policy,
         page=origin.state.page,
         per_page=PAGE_SIZE[surface],
     )
@@ -214,8 +213,6 @@ def redraw(
     panel: Sequence[Block] = (),
 ) -> None:
     with deps_.sessions.begin() as session:
-        drawing = draw_table(session, actor=actor, origin=origin, now=utcnow(),
-                             expiring_days=deps_.settings.expiring_days, policy=deps_.policy,
-                             notice=notice,
-                             panel=panel)
+        drawing = draw_table(session, deps_, actor=actor, origin=origin, now=utcnow(),
+                             notice=notice, panel=panel)
     show(drawing, client)

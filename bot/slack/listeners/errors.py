@@ -101,6 +101,12 @@ def tell(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
     tell_line(body.get("response_url"), user_text(error), client)
 
 
+def tell_nobody(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
+    """The surface of an event: nobody asked for anything, so nobody is told; the error is
+    only logged (``reporting``: its type and traceback, never the message); notices it
+    already queued are posted anyway."""
+
+
 def tell_line(response_url: object, text: str, client: WebClient) -> None:
     respond = respond_to(response_url, client)
     if respond is not None:

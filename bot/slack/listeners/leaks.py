@@ -20,7 +20,8 @@ from bot.models import utcnow
 from bot.services import leaks
 from bot.services.actor import Actor
 from bot.slack.acks import on_event
-from bot.slack.listeners.common import Deps, deps_of
+from bot.slack.listeners.common import deps_of
+from bot.slack.listeners.errors import tell_nobody
 from bot.slack.state import mapping
 from bot.slack.views.leaks import leak_warning
 
@@ -149,10 +150,6 @@ def _permalink(client: WebClient, message: Posted) -> str | None:
     return link if isinstance(link, str) else None
 
 
-def answer_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
-    """Nobody asked for anything, so nobody is told: the error is only logged (its type
-    and traceback, never the message); the notices already queued are posted anyway."""
-
-
 def register(app: App) -> None:
-    on_event(app, "message", handle_message, surface=answer_error, answer=nothing_to_do)
+    on_event(app, "message", handle_message, surface=tell_nobody,
+             answer=lambda event, _: nothing_to_do(event))

@@ -159,8 +159,7 @@ def handle_edit_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any],
                 drawing = after_edit(session, origin=metadata.origin, actor=actor,
                                      result=result, now=now, text=text)
             else:
-                drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     expiring_days=deps.settings.expiring_days, policy=deps.policy,
+                drawing = draw_table(session, deps, actor=actor, origin=metadata.origin, now=now,
                                      notice=Notice(text))
     except TokenbotError as error:
         _answer_on_form(ack, error, view=view, deps=deps, actor=actor, metadata=metadata)

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from slack_bolt import Ack, App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackClientError
 from sqlalchemy.orm import Session
 
 from bot.errors import NotFoundError, PermissionDeniedError, ValidationError
@@ -42,7 +43,7 @@ from bot.slack.listeners.digests import (
     disable_from_post,
     post_surface,
 )
-from bot.slack.listeners.errors import Body, user_text
+from bot.slack.listeners.errors import Body, tell_nobody, user_text
 from bot.slack.state import ModalMetadata, RowRef, mapping
 from bot.slack.views.formatting import escape, mention
 from bot.slack.views.modals import field_errors
@@ -106,9 +107,8 @@ def handle_reassign_submit(ack: Ack, body: Body, view: dict[str, Any], context: 
                 result = owners.reassign(session, actor=actor, public_id=public_id,
                                          new_owner=new_owner, now=now,
                                          expected_version=metadata.version)
-                drawing = draw_table(session, actor=actor, origin=metadata.origin, now=now,
-                                     expiring_days=deps.settings.expiring_days,
-                                     policy=deps.policy, notice=Notice(_reassigned(result)))
+                drawing = draw_table(session, deps, actor=actor, origin=metadata.origin, now=now,
+                                     notice=Notice(_reassigned(result)))
         except (ValidationError, PermissionDeniedError) as error:  # the modal has closed
             redraw(deps, client, actor=actor, origin=metadata.origin,
                    notice=Notice(f"{user_text(error)} Nothing changed.", NoticeKind.ERROR))
@@ -248,7 +248,7 @@ def refuse_unfit(client: WebClient, user_id: object) -> None:
         return
     try:
         user = mapping(client.users_info(user=user_id).get("user"))
-    except Exception:  # noqa: BLE001 - cannot tell: the service's own checks still hold
+    except (SlackClientError, OSError):  # cannot tell: the service's own checks still hold
         return
     if user.get("is_bot") is True or user.get("deleted") is True:
         what = "a bot" if user.get("is_bot") is True else "deactivated"
@@ -287,15 +287,11 @@ def handle_departed_disable(body: Body, action: dict[str, Any], context: BoltCon
 answer_departed_error = post_surface(_redraw_post)
 
 
-def answer_event_error(error: Exception, body: Body, deps: Deps, client: WebClient) -> None:
-    """An event has nobody to tell: the failure is logged (``reporting``)."""
-
-
 def register(app: App) -> None:
     on_actions(app, [ActionId.REASSIGN], table.on_row(reassign_open), surface=table.answer_error)
     on_submission(app, CallbackId.REASSIGN, handle_reassign_submit, surface=modals.answer_error)
-    on_event(app, "user_change", handle_user_change, surface=answer_event_error,
-             answer_with=nothing_to_note)
+    on_event(app, "user_change", handle_user_change, surface=tell_nobody,
+             answer=nothing_to_note)
     on_actions(app, [ActionId.DEPARTED_REASSIGN], handle_departed_reassign,
                surface=answer_departed_error)
     on_actions(app, [ActionId.DEPARTED_DISABLE], handle_departed_disable,

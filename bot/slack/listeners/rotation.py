@@ -90,8 +90,7 @@ def handle_rotate_submit(ack: Ack, body: Body, view: dict[str, Any], context: Bo
         respond = respond_to(origin.response_url, client)
         home = origin.kind == OriginKind.HOME or respond is None
         drawing = draw_table(
-            session, actor=actor, now=now, notice=notice,
-            expiring_days=deps.settings.expiring_days, policy=deps.policy,
+            session, deps, actor=actor, now=now, notice=notice,
             origin=origin if not home else Origin(kind=OriginKind.HOME, state=origin.state),
             panel=secret_blocks(rotated.token, rotated.secret, reason, origin.state)
             if home else (),

@@ -67,10 +67,10 @@ def _table(
 
 
 # A change of one token: the service that makes it, and what the table then says ({label}:
-# escaped). The table is redrawn with it; the owner is told through the outbox
-# (``services.audit.record``).
+# escaped; {where}, in Disable's: "", Enable being on the table itself). The table is redrawn
+# with it; the owner is told through the outbox (``services.audit.record``).
 _CHANGES: dict[str, tuple[Callable[..., Any], str]] = {
-    ActionId.DISABLE: (tokens.disable_token, DISABLED_REPLY.replace("{where}", "")),
+    ActionId.DISABLE: (tokens.disable_token, DISABLED_REPLY),
     ActionId.ENABLE: (tokens.enable_token, "Enabled *{label}*. It is active again, immediately."),
     ActionId.DELETE: (tokens.delete_token,
                       "Deleted *{label}* for good. Requests using it now fail."),
@@ -89,15 +89,14 @@ def apply_change(session: Session, actor: tokens.Actor, ref: RowRef, now: dt.dat
     service, said = _CHANGES[action_id]
     done = service(session, actor=actor, public_id=ref.public_id,
                    expected_version=ref.version, now=now)
-    return said.format(label=escape(done if isinstance(done, str) else done.label))
+    return said.format(label=escape(done if isinstance(done, str) else done.label), where="")
 
 
 def change(row: Row, action_id: str) -> None:
     now = utcnow()
     with row.deps.sessions.begin() as session:
         text = apply_change(session, row.actor, row.ref, now, action_id)
-        drawing = draw_table(session, actor=row.actor, origin=row.origin, now=now,
-                             expiring_days=row.deps.settings.expiring_days, policy=row.deps.policy,
+        drawing = draw_table(session, row.deps, actor=row.actor, origin=row.origin, now=now,
                              notice=Notice(text))
     show(drawing, row.client)
 
@@ -112,8 +111,7 @@ def copy(row: Row) -> None:
         drawing = None
         if origin.kind == OriginKind.HOME:
             drawing = draw_table(
-                session, actor=actor, origin=origin, now=now,
-                expiring_days=deps.settings.expiring_days, policy=deps.policy,
+                session, deps, actor=actor, origin=origin, now=now,
                 notice=Notice(f"The full token *{escape(token.label)}* is shown above, "
                               "only to you."),
                 panel=secret_blocks(token, secret, SecretReason.COPY, origin.state),
