@@ -320,7 +320,7 @@ class Courier:
         young = {i for i, at in attempted.items() if at > self.clock() - service.IN_FLIGHT}
         if young:
             self.fail(sorted(young), "a post may still be in flight: retried later",
-                       uncertain=True)
+                      uncertain=True)
             report.count_waiting(len(young))
         return {i: at for i, at in attempted.items() if i not in young}, young
 

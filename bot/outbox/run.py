@@ -75,7 +75,8 @@ def plan(rows: Sequence[Row], context: Context) -> tuple[list[_Plan], dict[int, 
     return list(plans.values()), skip
 
 
-def preview(session: Session, *, now: dt.datetime, alert_days: Sequence[int]) -> list[DestinationReport]:
+def preview(session: Session, *, now: dt.datetime,
+            alert_days: Sequence[int]) -> list[DestinationReport]:
     """What a delivery would post now, claiming nothing (dry runs)."""
     rows = service.load(session, service.pending(session, now=now))
     plans, _ = plan(rows, Context(now=now, alert_days=alert_days))

@@ -161,7 +161,8 @@ def skip_reason(
 
 
 def select_for_posting(
-    rows: Sequence[tuple[OutboxMessage, Token | None]], *, now: dt.datetime, alert_days: Sequence[int]
+    rows: Sequence[tuple[OutboxMessage, Token | None]], *, now: dt.datetime,
+    alert_days: Sequence[int],
 ) -> tuple[list[tuple[OutboxMessage, Token]], dict[int, str]]:
     """Claimed alerts split into those to post and those to close without posting (row id
     -> why)."""
